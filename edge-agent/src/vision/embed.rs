@@ -1,0 +1,166 @@
+//! `Embedder`: aligned faces -> L2-normalised vectors, in batches, each stamped with its model id.
+
+use ort::session::Session;
+use ort::value::TensorRef;
+use shared_proto::ModelId;
+
+use super::VisionError;
+use super::align::AlignedFace;
+use super::manifest::EmbedderSpec;
+
+/// Faces per inference call. Larger batches gain little on CPU and hold more memory.
+const MAX_BATCH: usize = 32;
+
+/// A face template vector. Similarity between two of the same model is their dot product.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Embedding {
+    pub model: ModelId,
+    pub vector: Vec<f32>,
+}
+
+impl Embedding {
+    /// Cosine similarity, or `None` when the two come from different models and must not be compared.
+    pub fn similarity(&self, other: &Embedding) -> Option<f32> {
+        (self.model == other.model).then(|| dot(&self.vector, &other.vector))
+    }
+}
+
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+pub struct Embedder {
+    session: Session,
+    spec: EmbedderSpec,
+    model_id: ModelId,
+}
+
+impl Embedder {
+    pub(super) fn new(session: Session, spec: EmbedderSpec, model_id: ModelId) -> Embedder {
+        Embedder {
+            session,
+            spec,
+            model_id,
+        }
+    }
+
+    pub fn model_id(&self) -> &ModelId {
+        &self.model_id
+    }
+
+    pub fn input_size(&self) -> u32 {
+        self.spec
+            .input
+            .size
+            .expect("checked when the manifest was parsed")
+    }
+
+    /// Embeds faces in batches of up to [`MAX_BATCH`]; the result is in input order.
+    pub fn embed<'a>(
+        &mut self,
+        faces: impl IntoIterator<Item = &'a AlignedFace>,
+    ) -> Result<Vec<Embedding>, VisionError> {
+        let faces: Vec<&AlignedFace> = faces.into_iter().collect();
+        let mut embeddings = Vec::with_capacity(faces.len());
+        for batch in faces.chunks(MAX_BATCH) {
+            self.embed_batch(batch, &mut embeddings)?;
+        }
+        Ok(embeddings)
+    }
+
+    /// Embeds each face in its own call: the reference that batched embedding must equal.
+    pub fn embed_one_by_one<'a>(
+        &mut self,
+        faces: impl IntoIterator<Item = &'a AlignedFace>,
+    ) -> Result<Vec<Embedding>, VisionError> {
+        let mut embeddings = Vec::new();
+        for face in faces {
+            self.embed_batch(&[face], &mut embeddings)?;
+        }
+        Ok(embeddings)
+    }
+
+    fn embed_batch(
+        &mut self,
+        faces: &[&AlignedFace],
+        out: &mut Vec<Embedding>,
+    ) -> Result<(), VisionError> {
+        let size = self.input_size() as usize;
+        let name = &self.spec.name;
+        let mut input = Vec::with_capacity(faces.len() * 3 * size * size);
+        for face in faces {
+            if face.size as usize != size {
+                return Err(VisionError::inference(
+                    name,
+                    format!(
+                        "aligned face is {0}x{0}, the model takes {size}x{size}",
+                        face.size
+                    ),
+                ));
+            }
+            self.spec.input.push_planar(&face.rgb, &mut input);
+        }
+        let tensor = TensorRef::from_array_view(([faces.len(), 3, size, size], input.as_slice()))
+            .map_err(|e| VisionError::inference(name, e))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.spec.input.name.as_str() => tensor])
+            .map_err(|e| VisionError::inference(name, e))?;
+        let (_, data) = outputs[self.spec.output.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| VisionError::inference(name, e))?;
+        let dims = self.spec.dimensions;
+        if data.len() != faces.len() * dims {
+            return Err(VisionError::inference(
+                name,
+                format!(
+                    "{} values for {} faces of {dims} dimensions",
+                    data.len(),
+                    faces.len()
+                ),
+            ));
+        }
+        for raw in data.chunks_exact(dims) {
+            out.push(Embedding {
+                model: self.model_id.clone(),
+                vector: l2_normalised(raw),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn l2_normalised(v: &[f32]) -> Vec<f32> {
+    let norm = dot(v, v).sqrt();
+    if norm > 0.0 {
+        v.iter().map(|x| x / norm).collect()
+    } else {
+        v.to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_to_unit_length() {
+        let v = l2_normalised(&[3.0, 4.0]);
+        assert_eq!(v, vec![0.6, 0.8]);
+        assert_eq!(l2_normalised(&[0.0, 0.0]), vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn different_models_are_never_compared() {
+        let a = Embedding {
+            model: "a@000000000000".parse().unwrap(),
+            vector: vec![1.0],
+        };
+        let b = Embedding {
+            model: "b@000000000000".parse().unwrap(),
+            vector: vec![1.0],
+        };
+        assert_eq!(a.similarity(&a), Some(1.0));
+        assert_eq!(a.similarity(&b), None);
+    }
+}

@@ -1,0 +1,155 @@
+//! Finding and loading ONNX Runtime and the model files, and turning verified model bytes into
+//! sessions. The only place that chooses execution providers and thread counts.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use sha2::{Digest, Sha256};
+
+use super::VisionError;
+use super::manifest::ModelFile;
+
+/// The command that installs the runtime and models; every "missing" error names it.
+pub const SETUP_COMMAND: &str = "scripts/setup";
+
+/// Where a packaged box keeps the library and models (the systemd unit's layout).
+const SYSTEM_LIBRARY: &str = "/usr/lib/rollcall/libonnxruntime.so";
+const SYSTEM_MODELS: &str = "/usr/share/rollcall/models";
+
+/// Library file name inside the project-local `runtime/` folder that `scripts/setup` fills.
+const LOCAL_LIBRARY: &str = "runtime/libonnxruntime.so";
+
+/// Threads used inside one inference call. Two cores on the reference box: use both by default.
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    /// Intra-op threads per session; 0 lets ONNX Runtime use every core.
+    pub intra_threads: usize,
+    /// Folder holding the model files; found automatically when `None`.
+    pub models_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> RuntimeOptions {
+        RuntimeOptions {
+            intra_threads: 0,
+            models_dir: None,
+        }
+    }
+}
+
+static ENVIRONMENT: OnceLock<Result<Arc<Environment>, String>> = OnceLock::new();
+
+/// Loads ONNX Runtime once per process. `ORT_DYLIB_PATH` overrides the search.
+pub fn environment() -> Result<Arc<Environment>, VisionError> {
+    ENVIRONMENT
+        .get_or_init(|| {
+            let path = library_path().ok_or_else(|| {
+                format!("ONNX Runtime library not found (looked for ORT_DYLIB_PATH, {LOCAL_LIBRARY} beside the binary or the working directory, and {SYSTEM_LIBRARY})")
+            })?;
+            let builder = ort::init_from(&path).map_err(|e| e.to_string())?;
+            builder
+                .with_name("rollcall")
+                .build()
+                .map(Arc::new)
+                .map_err(|e| format!("{}: {e}", path.display()))
+        })
+        .clone()
+        .map_err(|reason| VisionError::Runtime {
+            reason,
+            fix: SETUP_COMMAND,
+        })
+}
+
+fn library_path() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
+        return Some(PathBuf::from(path));
+    }
+    find_upwards(Path::new(LOCAL_LIBRARY)).or_else(|| {
+        let system = PathBuf::from(SYSTEM_LIBRARY);
+        system.exists().then_some(system)
+    })
+}
+
+/// Looks for `relative` in the folders above the executable, then above the working directory.
+/// This lets `target/release/edge-agent`, test binaries in `target/debug/deps/` and an installed
+/// copy all find a checkout's `runtime/` and `models/` without anyone exporting a variable.
+fn find_upwards(relative: &Path) -> Option<PathBuf> {
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    let cwd = std::env::current_dir().ok();
+    [exe_dir, cwd]
+        .into_iter()
+        .flatten()
+        .flat_map(|start| {
+            start
+                .ancestors()
+                .map(|dir| dir.join(relative))
+                .collect::<Vec<_>>()
+        })
+        .find(|candidate| candidate.exists())
+}
+
+/// The folder holding the model files: the option, `ROLLCALL_MODELS`, a checkout's `models/`,
+/// or the system folder.
+pub fn models_dir(options: &RuntimeOptions) -> Result<PathBuf, VisionError> {
+    if let Some(dir) = &options.models_dir {
+        return Ok(dir.clone());
+    }
+    if let Some(dir) = std::env::var_os("ROLLCALL_MODELS") {
+        return Ok(PathBuf::from(dir));
+    }
+    find_upwards(Path::new("models/manifest.toml"))
+        .and_then(|manifest| manifest.parent().map(Path::to_path_buf))
+        .or_else(|| {
+            let system = PathBuf::from(SYSTEM_MODELS);
+            system.exists().then_some(system)
+        })
+        .ok_or(VisionError::ModelsDirNotFound { fix: SETUP_COMMAND })
+}
+
+/// Reads a model file and checks its sha256 against the manifest before anything runs it.
+pub fn read_verified(dir: &Path, model: &ModelFile<'_>) -> Result<Vec<u8>, VisionError> {
+    let path = dir.join(model.file);
+    let bytes = std::fs::read(&path).map_err(|source| VisionError::ModelMissing {
+        path: path.clone(),
+        source,
+        fix: SETUP_COMMAND,
+    })?;
+    let actual = hex::encode(Sha256::digest(&bytes));
+    if actual != model.sha256 {
+        return Err(VisionError::ModelChecksum {
+            path,
+            expected: model.sha256.to_owned(),
+            actual,
+            fix: SETUP_COMMAND,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Builds an optimised CPU session from verified model bytes.
+pub fn session(
+    environment: &Environment,
+    model_name: &str,
+    bytes: &[u8],
+    options: &RuntimeOptions,
+) -> Result<Session, VisionError> {
+    let fail = |e: &dyn std::fmt::Display| VisionError::Session {
+        model: model_name.to_owned(),
+        reason: e.to_string(),
+    };
+    let mut builder = Session::builder(environment).map_err(|e| fail(&e))?;
+    builder = builder
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| fail(&e))?;
+    if options.intra_threads > 0 {
+        builder = builder
+            .with_intra_threads(options.intra_threads)
+            .map_err(|e| fail(&e))?;
+    }
+    builder.commit_from_memory(bytes).map_err(|e| fail(&e))
+}

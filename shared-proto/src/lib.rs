@@ -1,0 +1,12 @@
+//! The wire: serde types that cross a process boundary (the sync protocol, the ML API), their ids and
+//! error codes. No I/O, no tokio, no storage types: both daemons convert to and from their own types.
+
+pub mod ml;
+
+mod model_id;
+
+pub use model_id::{ModelId, ModelIdError};
+
+/// Version of the sync protocol and ML API spoken by this build. A peer sending a newer version is
+/// refused with a machine-readable code rather than half-understood.
+pub const PROTOCOL_VERSION: u32 = 1;
