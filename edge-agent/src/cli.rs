@@ -427,22 +427,31 @@ fn identify(
     photos: &[PathBuf],
     out: &mut impl Write,
 ) -> Result<i32> {
-    let mut names = Vec::with_capacity(enrol.len());
+    // Several photos of one name give that person several templates; their score is the best one.
+    let mut names: Vec<String> = Vec::new();
+    let mut template_owner = Vec::with_capacity(enrol.len());
     let mut gallery_faces = Vec::with_capacity(enrol.len());
     for entry in enrol {
         let (name, photo) = entry
             .split_once('=')
             .with_context(|| format!("--enrol {entry:?}: expected NAME=PHOTO"))?;
-        match usable_face(pipeline, Path::new(photo), Some(Pick::Central)) {
-            Ok(face) => {
-                names.push(name.to_owned());
-                gallery_faces.push(face);
-            }
-            Err(failure) => bail!("cannot enrol {name}: {}", failure.message),
-        }
+        let face = usable_face(pipeline, Path::new(photo), Some(Pick::Central))
+            .map_err(|failure| anyhow::anyhow!("cannot enrol {name}: {}", failure.message))?;
+        let person_idx = names.iter().position(|n| n == name).unwrap_or_else(|| {
+            names.push(name.to_owned());
+            names.len() - 1
+        });
+        template_owner.push(person_idx);
+        gallery_faces.push(face);
     }
     let gallery = pipeline.embed(gallery_faces.iter().map(|f| &f.aligned))?;
-    writeln!(out, "enrolled {} people: {}", names.len(), names.join(", "))?;
+    writeln!(
+        out,
+        "enrolled {} people from {} photos: {}",
+        names.len(),
+        gallery.len(),
+        names.join(", ")
+    )?;
 
     let t = thresholds(pipeline);
     let mut n_failed = 0;

@@ -176,7 +176,7 @@ impl Manifest {
         if e.input.size.is_none() || self.liveness.input.size.is_none() {
             return Err("embedder and liveness need an input size".into());
         }
-        if !(e.review <= e.confident) {
+        if e.review.is_nan() || e.confident.is_nan() || e.review > e.confident {
             return Err(format!(
                 "embedder: review threshold {} must not exceed confident threshold {}",
                 e.review, e.confident

@@ -23,21 +23,12 @@ const SYSTEM_MODELS: &str = "/usr/share/rollcall/models";
 const LOCAL_LIBRARY: &str = "runtime/libonnxruntime.so";
 
 /// Threads used inside one inference call. Two cores on the reference box: use both by default.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct RuntimeOptions {
     /// Intra-op threads per session; 0 lets ONNX Runtime use every core.
     pub intra_threads: usize,
     /// Folder holding the model files; found automatically when `None`.
     pub models_dir: Option<PathBuf>,
-}
-
-impl Default for RuntimeOptions {
-    fn default() -> RuntimeOptions {
-        RuntimeOptions {
-            intra_threads: 0,
-            models_dir: None,
-        }
-    }
 }
 
 static ENVIRONMENT: OnceLock<Result<Arc<Environment>, String>> = OnceLock::new();
