@@ -161,18 +161,24 @@ fn batched_embedding_equals_one_at_a_time() {
         aligned.extend(faces.into_iter().map(|f| f.aligned));
     }
     assert!(aligned.len() >= 10, "{} faces", aligned.len());
-    let batched = pipeline.embed(&aligned).unwrap();
-    let single = pipeline.embedder.embed_one_by_one(&aligned).unwrap();
-    let max_diff = batched
-        .iter()
-        .zip(&single)
-        .flat_map(|(a, b)| a.vector.iter().zip(&b.vector).map(|(x, y)| (x - y).abs()))
-        .fold(0.0f32, f32::max);
-    eprintln!(
-        "batch of {}: max abs difference {max_diff:e}",
-        aligned.len()
-    );
-    assert!(max_diff < 1e-4, "{max_diff}");
+    let single = pipeline.embedder.embed_in_batches(&aligned, 1).unwrap();
+    for batch_size in [edge_agent::vision::DEFAULT_BATCH, aligned.len()] {
+        let batched = pipeline
+            .embedder
+            .embed_in_batches(&aligned, batch_size)
+            .unwrap();
+        assert_eq!(batched.len(), single.len());
+        let max_diff = batched
+            .iter()
+            .zip(&single)
+            .flat_map(|(a, b)| a.vector.iter().zip(&b.vector).map(|(x, y)| (x - y).abs()))
+            .fold(0.0f32, f32::max);
+        eprintln!(
+            "{} faces in batches of {batch_size}: max abs difference {max_diff:e}",
+            aligned.len()
+        );
+        assert!(max_diff < 1e-4, "{max_diff}");
+    }
 }
 
 /// Which channel order the liveness model wants: on real (live-camera) news photos the right order

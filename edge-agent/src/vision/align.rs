@@ -91,12 +91,14 @@ pub fn align_face(
     let frame_from_crop = crop_from_frame.inverse();
     let (width, height) = (frame.width() as i64, frame.height() as i64);
     let src = frame.as_raw();
+    let stride = width as usize * 3;
     let mut rgb = vec![0u8; (size * size * 3) as usize];
-    let sample = |x: i64, y: i64, c: usize| -> f32 {
+    let pixel = |x: i64, y: i64| -> [f32; 3] {
         if x < 0 || y < 0 || x >= width || y >= height {
-            0.0
+            [0.0; 3]
         } else {
-            src[((y * width + x) * 3) as usize + c] as f32
+            let i = y as usize * stride + x as usize * 3;
+            [src[i] as f32, src[i + 1] as f32, src[i + 2] as f32]
         }
     };
     for v in 0..size {
@@ -105,11 +107,24 @@ pub fn align_face(
             let (x0, y0) = (sx.floor(), sy.floor());
             let (fx, fy) = (sx - x0, sy - y0);
             let (x0, y0) = (x0 as i64, y0 as i64);
+            // Most of a face lies inside the frame: read the 2x2 block directly there.
+            let [p00, p10, p01, p11] = if x0 >= 0 && y0 >= 0 && x0 + 1 < width && y0 + 1 < height {
+                let i = y0 as usize * stride + x0 as usize * 3;
+                let at = |i: usize| [src[i] as f32, src[i + 1] as f32, src[i + 2] as f32];
+                [at(i), at(i + 3), at(i + stride), at(i + stride + 3)]
+            } else {
+                [
+                    pixel(x0, y0),
+                    pixel(x0 + 1, y0),
+                    pixel(x0, y0 + 1),
+                    pixel(x0 + 1, y0 + 1),
+                ]
+            };
             let out = ((v * size + u) * 3) as usize;
             for c in 0..3 {
-                let top = sample(x0, y0, c) * (1.0 - fx) + sample(x0 + 1, y0, c) * fx;
-                let bottom = sample(x0, y0 + 1, c) * (1.0 - fx) + sample(x0 + 1, y0 + 1, c) * fx;
-                rgb[out + c] = (top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8;
+                let top = p00[c] + (p10[c] - p00[c]) * fx;
+                let bottom = p01[c] + (p11[c] - p01[c]) * fx;
+                rgb[out + c] = (top + (bottom - top) * fy).round().clamp(0.0, 255.0) as u8;
             }
         }
     }

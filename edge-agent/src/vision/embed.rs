@@ -8,8 +8,9 @@ use super::VisionError;
 use super::align::AlignedFace;
 use super::manifest::EmbedderSpec;
 
-/// Faces per inference call. Larger batches gain little on CPU and hold more memory.
-const MAX_BATCH: usize = 32;
+/// Faces per inference call. On CPU, 4-8 faces a call is ~25 % faster per face than 1 or 30:
+/// enough work per kernel to amortise the call, activations still in cache (docs/PERFORMANCE.md).
+pub const DEFAULT_BATCH: usize = 8;
 
 /// A face template vector. Similarity between two of the same model is their dot product.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,27 +56,24 @@ impl Embedder {
             .expect("checked when the manifest was parsed")
     }
 
-    /// Embeds faces in batches of up to [`MAX_BATCH`]; the result is in input order.
+    /// Embeds faces in batches of [`DEFAULT_BATCH`]; the result is in input order.
     pub fn embed<'a>(
         &mut self,
         faces: impl IntoIterator<Item = &'a AlignedFace>,
     ) -> Result<Vec<Embedding>, VisionError> {
-        let faces: Vec<&AlignedFace> = faces.into_iter().collect();
-        let mut embeddings = Vec::with_capacity(faces.len());
-        for batch in faces.chunks(MAX_BATCH) {
-            self.embed_batch(batch, &mut embeddings)?;
-        }
-        Ok(embeddings)
+        self.embed_in_batches(faces, DEFAULT_BATCH)
     }
 
-    /// Embeds each face in its own call: the reference that batched embedding must equal.
-    pub fn embed_one_by_one<'a>(
+    /// Embeds faces in batches of up to `batch_size` per inference call.
+    pub fn embed_in_batches<'a>(
         &mut self,
         faces: impl IntoIterator<Item = &'a AlignedFace>,
+        batch_size: usize,
     ) -> Result<Vec<Embedding>, VisionError> {
-        let mut embeddings = Vec::new();
-        for face in faces {
-            self.embed_batch(&[face], &mut embeddings)?;
+        let faces: Vec<&AlignedFace> = faces.into_iter().collect();
+        let mut embeddings = Vec::with_capacity(faces.len());
+        for batch in faces.chunks(batch_size.max(1)) {
+            self.embed_batch(batch, &mut embeddings)?;
         }
         Ok(embeddings)
     }
