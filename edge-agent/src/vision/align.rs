@@ -104,9 +104,10 @@ pub fn align_face(
     for v in 0..size {
         for u in 0..size {
             let [sx, sy] = frame_from_crop.apply([u as f32, v as f32]);
-            let (x0, y0) = (sx.floor(), sy.floor());
-            let (fx, fy) = (sx - x0, sy - y0);
-            let (x0, y0) = (x0 as i64, y0 as i64);
+            // floor() and round() are library calls on baseline x86-64 (no SSE4.1) and cost more
+            // than the rest of the warp: truncate and correct instead.
+            let (x0, y0) = (floor_i64(sx), floor_i64(sy));
+            let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
             // Most of a face lies inside the frame: read the 2x2 block directly there.
             let [p00, p10, p01, p11] = if x0 >= 0 && y0 >= 0 && x0 + 1 < width && y0 + 1 < height {
                 let i = y0 as usize * stride + x0 as usize * 3;
@@ -124,11 +125,17 @@ pub fn align_face(
             for c in 0..3 {
                 let top = p00[c] + (p10[c] - p00[c]) * fx;
                 let bottom = p01[c] + (p11[c] - p01[c]) * fx;
-                rgb[out + c] = (top + (bottom - top) * fy).round().clamp(0.0, 255.0) as u8;
+                // `as u8` saturates, so this rounds and clamps to 0..=255 in one step.
+                rgb[out + c] = (top + (bottom - top) * fy + 0.5) as u8;
             }
         }
     }
     AlignedFace { size, rgb }
+}
+
+fn floor_i64(v: f32) -> i64 {
+    let t = v as i64;
+    if (t as f32) > v { t - 1 } else { t }
 }
 
 impl AlignedFace {

@@ -137,6 +137,14 @@ pub fn session(
     builder = builder
         .with_optimization_level(GraphOptimizationLevel::All)
         .map_err(|e| fail(&e))?;
+    // Each session has its own thread pool. With spinning on, a session's idle threads keep
+    // spinning after its run while the next stage's session runs on the same two cores: detect
+    // then embed took ~30 ms longer than the two apart (docs/PERFORMANCE.md).
+    if std::env::var_os("ROLLCALL_ORT_SPIN").is_none() {
+        builder = builder
+            .with_intra_op_spinning(false)
+            .map_err(|e| fail(&e))?;
+    }
     if options.intra_threads > 0 {
         builder = builder
             .with_intra_threads(options.intra_threads)
