@@ -150,7 +150,7 @@ fn frame_rows(pipelines: &mut [(usize, Pipeline)], runs: usize) {
                                     112,
                                 )
                             })
-                            .count()
+                            .collect::<Vec<_>>()
                     }),
                     "",
                 );

@@ -4,4 +4,8 @@
 pub mod attendance;
 pub mod capture;
 pub mod cli;
+pub mod config;
+pub mod enrolment;
+pub mod roster;
+pub mod store;
 pub mod vision;

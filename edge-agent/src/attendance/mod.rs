@@ -1,5 +1,10 @@
-//! Turning faces into attendance. For now: the one-to-one assignment of faces to enrolled people and
-//! the decision bands of the manifest thresholds; capture sessions and marks come with the store.
+//! Turning faces into attendance: the decision bands of the manifest thresholds, the one-to-one
+//! assignment of faces to enrolled people, and capture sessions (`capture`).
+
+pub mod capture;
+mod gallery;
+
+pub use gallery::Gallery;
 
 /// How sure a match is, from the embedder's two thresholds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -19,7 +19,7 @@ use shared_proto::ModelId;
 
 pub use align::{AlignedFace, align_face};
 pub use detect::{DetectOptions, Detection, Detector};
-pub use embed::{DEFAULT_BATCH, Embedder, Embedding};
+pub use embed::{DEFAULT_BATCH, Embedder, Embedding, dot};
 pub use liveness::Liveness;
 pub use manifest::Manifest;
 pub use quality::{QualityGate, measure_quality};

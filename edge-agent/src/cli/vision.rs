@@ -1,134 +1,20 @@
-//! The `edge-agent` command line: parses arguments, runs the pipeline, prints tables or JSON lines.
-//! Glue only: every decision lives in `vision` or `attendance`.
+//! The vision subcommands: detect, embed, compare, identify.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
+use anyhow::{Context, Result};
 use image::RgbImage;
 use shared_proto::ml::{DetectResponse, DetectedFace, EmbedResponse, ErrorCode, ImageError};
 
 use crate::attendance::{Thresholds, Verdict, assign};
 use crate::capture::{ImageLimits, ImageLoadError, load_image};
-use crate::vision::{
-    DetectOptions, Embedding, Face, Pick, Pipeline, PipelineOptions, RuntimeOptions, Unusable,
-    select_face,
-};
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "edge-agent",
-    version,
-    about = "Rollcall classroom box: face recognition attendance, offline first"
-)]
-pub struct Cli {
-    #[command(flatten)]
-    pub vision: VisionArgs,
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct VisionArgs {
-    /// Inference threads per model (0: one per core).
-    #[arg(long, global = true, default_value_t = 0, env = "ROLLCALL_THREADS")]
-    pub threads: usize,
-    /// Folder holding the model files (default: the checkout's models/, then /usr/share/rollcall/models).
-    #[arg(long, global = true, env = "ROLLCALL_MODELS")]
-    pub models: Option<PathBuf>,
-    /// Scale frames up by this factor before detection, for rooms whose back rows are small.
-    #[arg(long, global = true, default_value_t = 1.0)]
-    pub detect_upscale: f32,
-}
-
-impl VisionArgs {
-    fn pipeline(&self) -> Result<Pipeline> {
-        if !(0.25..=4.0).contains(&self.detect_upscale) {
-            bail!(
-                "--detect-upscale must be between 0.25 and 4, got {}",
-                self.detect_upscale
-            );
-        }
-        let options = PipelineOptions {
-            runtime: RuntimeOptions {
-                intra_threads: self.threads,
-                models_dir: self.models.clone(),
-            },
-            detect: DetectOptions {
-                upscale: self.detect_upscale,
-                ..DetectOptions::default()
-            },
-        };
-        Ok(Pipeline::load(&options)?)
-    }
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Find faces: boxes, five landmarks, quality and liveness per face.
-    Detect {
-        #[arg(required = true)]
-        images: Vec<PathBuf>,
-        /// One JSON object per image and line.
-        #[arg(long)]
-        json: bool,
-        /// Write a copy of the image with the faces drawn (with several images, one file each,
-        /// named OUT-<image name>.png).
-        #[arg(long, value_name = "OUT.png")]
-        annotate: Option<PathBuf>,
-    },
-    /// Turn the one usable face of each photo into a 512-d embedding.
-    Embed {
-        #[arg(required = true)]
-        images: Vec<PathBuf>,
-        #[arg(long)]
-        json: bool,
-        /// Which face to use when a photo holds several usable ones (default: refuse the photo).
-        #[arg(long, value_enum)]
-        pick: Option<Pick>,
-    },
-    /// Similarity of the faces in two photos and the verdict at the manifest thresholds.
-    Compare {
-        a: PathBuf,
-        b: PathBuf,
-        #[arg(long, value_enum)]
-        pick: Option<Pick>,
-    },
-    /// Enrol people from one photo each, then say who appears in other photos.
-    Identify {
-        /// A person and their enrolment photo, as NAME=PHOTO (repeatable).
-        #[arg(long = "enrol", value_name = "NAME=PHOTO", required = true)]
-        enrol: Vec<String>,
-        /// Photos to search.
-        #[arg(required = true)]
-        photos: Vec<PathBuf>,
-    },
-}
-
-/// Runs the command; the returned code is the process exit status.
-pub fn run(cli: Cli) -> Result<i32> {
-    let mut pipeline = cli.vision.pipeline()?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    match cli.command {
-        Command::Detect {
-            images,
-            json,
-            annotate,
-        } => detect(&mut pipeline, &images, json, annotate.as_deref(), &mut out),
-        Command::Embed { images, json, pick } => {
-            embed(&mut pipeline, &images, json, pick, &mut out)
-        }
-        Command::Compare { a, b, pick } => compare(&mut pipeline, &a, &b, pick, &mut out),
-        Command::Identify { enrol, photos } => identify(&mut pipeline, &enrol, &photos, &mut out),
-    }
-}
+use crate::vision::{Embedding, Face, Pick, Pipeline, Unusable, select_face};
 
 /// A per-image failure, printed and counted, never fatal to the other images.
-struct ImageFailure {
-    code: ErrorCode,
-    message: String,
+pub(super) struct ImageFailure {
+    pub(super) code: ErrorCode,
+    pub(super) message: String,
 }
 
 impl From<ImageLoadError> for ImageFailure {
@@ -162,7 +48,7 @@ fn unusable(image: &Path, reason: Unusable) -> ImageFailure {
     }
 }
 
-fn report_failure(
+pub(super) fn report_failure(
     out: &mut impl Write,
     image: &Path,
     failure: ImageFailure,
@@ -181,7 +67,7 @@ fn report_failure(
     Ok(())
 }
 
-fn detect(
+pub(super) fn detect(
     pipeline: &mut Pipeline,
     images: &[PathBuf],
     json: bool,
@@ -310,7 +196,7 @@ fn draw_faces(mut frame: RgbImage, faces: &[Face]) -> RgbImage {
 }
 
 /// Loads a photo and chooses its one usable face.
-fn usable_face(
+pub(super) fn usable_face(
     pipeline: &mut Pipeline,
     image: &Path,
     pick: Option<Pick>,
@@ -325,7 +211,7 @@ fn usable_face(
 /// Images per embedding round: their faces go through the embedder as one batch.
 const EMBED_CHUNK: usize = 32;
 
-fn embed(
+pub(super) fn embed(
     pipeline: &mut Pipeline,
     images: &[PathBuf],
     json: bool,
@@ -389,7 +275,7 @@ fn verdict_words(verdict: Verdict) -> &'static str {
     }
 }
 
-fn compare(
+pub(super) fn compare(
     pipeline: &mut Pipeline,
     a: &Path,
     b: &Path,
@@ -421,7 +307,7 @@ fn compare(
     Ok(0)
 }
 
-fn identify(
+pub(super) fn identify(
     pipeline: &mut Pipeline,
     enrol: &[String],
     photos: &[PathBuf],

@@ -1,0 +1,218 @@
+//! The `edge-agent` command line: parses arguments and dispatches; prints tables or JSON.
+//! Glue only: every decision lives in `vision`, `enrolment`, `attendance` or `store`.
+
+mod attendance;
+mod vision;
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::vision::{DetectOptions, Pick, Pipeline, PipelineOptions, RuntimeOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "edge-agent",
+    version,
+    about = "Rollcall classroom box: face recognition attendance, offline first"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub vision: VisionArgs,
+    /// Folder holding the box's database and edge-agent.toml.
+    #[arg(
+        long,
+        global = true,
+        env = "ROLLCALL_DATA",
+        default_value = "rollcall-data"
+    )]
+    pub data_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct VisionArgs {
+    /// Inference threads per model (0: one per core).
+    #[arg(long, global = true, default_value_t = 0, env = "ROLLCALL_THREADS")]
+    pub threads: usize,
+    /// Folder holding the model files (default: the checkout's models/, then /usr/share/rollcall/models).
+    #[arg(long, global = true, env = "ROLLCALL_MODELS")]
+    pub models: Option<PathBuf>,
+    /// Scale frames up by this factor before detection, for rooms whose back rows are small.
+    #[arg(long, global = true, default_value_t = 1.0)]
+    pub detect_upscale: f32,
+}
+
+impl VisionArgs {
+    fn pipeline(&self) -> Result<Pipeline> {
+        if !(0.25..=4.0).contains(&self.detect_upscale) {
+            bail!(
+                "--detect-upscale must be between 0.25 and 4, got {}",
+                self.detect_upscale
+            );
+        }
+        let options = PipelineOptions {
+            runtime: RuntimeOptions {
+                intra_threads: self.threads,
+                models_dir: self.models.clone(),
+            },
+            detect: DetectOptions {
+                upscale: self.detect_upscale,
+                ..DetectOptions::default()
+            },
+        };
+        Ok(Pipeline::load(&options)?)
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Find faces: boxes, five landmarks, quality and liveness per face.
+    Detect {
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// One JSON object per image and line.
+        #[arg(long)]
+        json: bool,
+        /// Write a copy of the image with the faces drawn (with several images, one file each,
+        /// named OUT-<image name>.png).
+        #[arg(long, value_name = "OUT.png")]
+        annotate: Option<PathBuf>,
+    },
+    /// Turn the one usable face of each photo into a 512-d embedding.
+    Embed {
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        /// Which face to use when a photo holds several usable ones (default: refuse the photo).
+        #[arg(long, value_enum)]
+        pick: Option<Pick>,
+    },
+    /// Similarity of the faces in two photos and the verdict at the manifest thresholds.
+    Compare {
+        a: PathBuf,
+        b: PathBuf,
+        #[arg(long, value_enum)]
+        pick: Option<Pick>,
+    },
+    /// Enrol people from one photo each (nothing stored), then say who appears in other photos.
+    Identify {
+        /// A person and their enrolment photo, as NAME=PHOTO (repeatable).
+        #[arg(long = "enrol", value_name = "NAME=PHOTO", required = true)]
+        enrol: Vec<String>,
+        /// Photos to search.
+        #[arg(required = true)]
+        photos: Vec<PathBuf>,
+    },
+    /// Roster: import OneRoster 1.1 CSV bulk files.
+    #[command(subcommand)]
+    Roster(RosterCommand),
+    /// Record a guardian's consent decision; withdrawing deletes the student's face data at once.
+    Consent {
+        student: String,
+        decision: ConsentDecision,
+        /// Who recorded it (kept in the audit log).
+        #[arg(long)]
+        by: String,
+    },
+    /// Enrol a consenting student from photos: each must pass the quality gate.
+    Enroll {
+        #[arg(long)]
+        student: String,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Enrol even if the face already matches another student.
+        #[arg(long)]
+        force: bool,
+        /// Keep the 112x112 aligned crop (needed to re-embed after a model change).
+        #[arg(long)]
+        keep_crop: bool,
+    },
+    /// Take attendance of a section from a burst of frames.
+    Capture {
+        #[arg(long)]
+        section: String,
+        /// Image files, one frame each.
+        #[arg(long, num_args = 1.., required_unless_present = "camera")]
+        images: Vec<PathBuf>,
+        /// Camera device (USB capture arrives with the TUI's FrameSource).
+        #[arg(long, conflicts_with = "images")]
+        camera: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A teacher's mark for one student; always beats the machine's.
+    Mark {
+        session: String,
+        student: String,
+        status: TeacherStatus,
+        #[arg(long, default_value = "teacher")]
+        by: String,
+    },
+    /// Confirm (present) or reject (absent) a "needs review" item.
+    Review {
+        session: String,
+        student: String,
+        decision: ReviewDecision,
+        #[arg(long, default_value = "teacher")]
+        by: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RosterCommand {
+    /// Import a folder of OneRoster 1.1 CSV bulk files, all or nothing.
+    Import { dir: PathBuf },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ConsentDecision {
+    Grant,
+    Withdraw,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum TeacherStatus {
+    Present,
+    Absent,
+    Late,
+    Excused,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ReviewDecision {
+    Confirm,
+    Reject,
+}
+
+/// Runs the command; the returned code is the process exit status.
+pub fn run(cli: Cli) -> Result<i32> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match cli.command {
+        Command::Detect {
+            images,
+            json,
+            annotate,
+        } => vision::detect(
+            &mut cli.vision.pipeline()?,
+            &images,
+            json,
+            annotate.as_deref(),
+            &mut out,
+        ),
+        Command::Embed { images, json, pick } => {
+            vision::embed(&mut cli.vision.pipeline()?, &images, json, pick, &mut out)
+        }
+        Command::Compare { a, b, pick } => {
+            vision::compare(&mut cli.vision.pipeline()?, &a, &b, pick, &mut out)
+        }
+        Command::Identify { enrol, photos } => {
+            vision::identify(&mut cli.vision.pipeline()?, &enrol, &photos, &mut out)
+        }
+        command => attendance::run(command, &cli.vision, &cli.data_dir, &mut out),
+    }
+}

@@ -1,0 +1,121 @@
+//! Enrolment: a photo (file or camera frame) of a consenting student becomes a face template, after
+//! the quality gate and a check that the face is not already someone else's.
+
+use image::RgbImage;
+use serde::Serialize;
+
+use crate::store::{Consent, NewTemplate, Store, StoreError};
+use crate::vision::{Pipeline, Unusable, VisionError, select_face};
+
+/// Faces turned further than this from the camera make poor templates. The yaw measure is rough
+/// (it reads ~1.5x high); at 45 it refuses ~4 % of LFW's news photos, the visibly turned ones.
+pub const MAX_ENROL_YAW_DEGREES: f32 = 45.0;
+
+#[derive(Clone, Debug, Default)]
+pub struct EnrolOptions {
+    /// Enrol even when the face already matches another student at the confident threshold.
+    pub force: bool,
+    /// Keep the 112x112 aligned crop, so the template can be re-made after a model change.
+    pub keep_crop: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnrolError {
+    #[error(
+        "student {student} has no recorded consent ({state}): record it with `edge-agent consent {student} grant --by NAME` first"
+    )]
+    NoConsent {
+        student: String,
+        state: &'static str,
+    },
+    #[error("{0}")]
+    Unusable(#[from] Unusable),
+    #[error(
+        "the face is turned {yaw:.0}° from the camera; at most {max:.0}° is accepted: ask the student to face the camera"
+    )]
+    NotFrontal { yaw: f32, max: f32 },
+    #[error(
+        "this face already matches student {other} (similarity {similarity:.2}); pass --force if this really is {student}"
+    )]
+    LooksLikeAnother {
+        student: String,
+        other: String,
+        similarity: f32,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Vision(#[from] VisionError),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Enrolled {
+    pub student: String,
+    pub template: String,
+    pub eye_distance: f32,
+    pub sharpness: f32,
+    pub crop_kept: bool,
+}
+
+pub fn enrol(
+    pipeline: &mut Pipeline,
+    store: &mut Store,
+    student_id: &str,
+    frame: &RgbImage,
+    options: &EnrolOptions,
+) -> Result<Enrolled, EnrolError> {
+    let student = store.student(student_id)?;
+    if student.consent != Consent::Granted {
+        return Err(EnrolError::NoConsent {
+            student: student_id.to_owned(),
+            state: if student.consent == Consent::Withdrawn {
+                "withdrawn"
+            } else {
+                "none recorded"
+            },
+        });
+    }
+    let mut faces = pipeline.faces(frame)?;
+    let idx = select_face(&faces, &pipeline.gate, None, frame.dimensions())?;
+    let face = faces.swap_remove(idx);
+    if face.quality.yaw_degrees.abs() > MAX_ENROL_YAW_DEGREES {
+        return Err(EnrolError::NotFrontal {
+            yaw: face.quality.yaw_degrees,
+            max: MAX_ENROL_YAW_DEGREES,
+        });
+    }
+    let embedding = pipeline.embed([&face.aligned])?.remove(0);
+    let model_id = embedding.model.to_string();
+    if !options.force {
+        let confident = pipeline.manifest().embedder.confident;
+        let nearest = store.nearest_templates(&embedding.vector, &model_id, 5)?;
+        if let Some((other, similarity)) = nearest
+            .into_iter()
+            .find(|(other, s)| other != student_id && *s >= confident)
+        {
+            return Err(EnrolError::LooksLikeAnother {
+                student: student_id.to_owned(),
+                other,
+                similarity,
+            });
+        }
+    }
+    let template = store.add_template(
+        &NewTemplate {
+            student_id,
+            model_id: &model_id,
+            vector: &embedding.vector,
+            quality: face.quality.sharpness,
+            source: "enrol-photo",
+            crop: options.keep_crop.then_some(face.aligned.rgb.as_slice()),
+        },
+        "enrol",
+    )?;
+    Ok(Enrolled {
+        student: student_id.to_owned(),
+        template,
+        eye_distance: face.quality.eye_distance,
+        sharpness: face.quality.sharpness,
+        crop_kept: options.keep_crop,
+    })
+}

@@ -1,0 +1,119 @@
+//! The box's database: SQLite (WAL, foreign keys) with sqlite-vec for face templates. The only
+//! module that runs SQL. Every state change commits in one transaction with its outbox event.
+
+mod outbox;
+mod roster;
+mod schema;
+mod sessions;
+mod students;
+mod templates;
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::Connection;
+
+pub use outbox::OutboxEvent;
+pub use roster::ImportSummary;
+pub use sessions::{Mark, MarkSource, MarkStatus, SessionRecord};
+pub use students::{Consent, StudentRecord};
+pub use templates::{NewTemplate, TemplateRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path} is not a Rollcall database ({reason}); pass a new or existing .sqlite file")]
+    NotADatabase { path: PathBuf, reason: String },
+    #[error(
+        "{path} was written by a newer Rollcall (schema {found}, this build knows up to {supported}); it was not modified. Upgrade edge-agent"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("unknown student {0:?}")]
+    UnknownStudent(String),
+    #[error("unknown section {0:?}")]
+    UnknownSection(String),
+    #[error("unknown capture session {0:?}")]
+    UnknownSession(String),
+    #[error("student {student} is not enrolled in section {section}")]
+    NotInSection { student: String, section: String },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+fn register_sqlite_vec() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sqlite3_vec_init has the signature SQLite expects of an extension entry point;
+        // registering it before any connection opens makes every connection load it.
+        unsafe {
+            #[allow(clippy::missing_transmute_annotations)]
+            rusqlite::ffi::sqlite3_auto_extension(Some(std::mem::transmute(
+                sqlite_vec::sqlite3_vec_init as *const (),
+            )));
+        }
+    });
+}
+
+/// Milliseconds since the Unix epoch: the one clock format stored.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        register_sqlite_vec();
+        let not_db = |e: rusqlite::Error| StoreError::NotADatabase {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        };
+        let conn = Connection::open(path).map_err(not_db)?;
+        // The first read fails on a file that is not SQLite: say so instead of a raw error.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(not_db)?;
+        Store::prepare(conn, path)
+    }
+
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        register_sqlite_vec();
+        Store::prepare(Connection::open_in_memory()?, Path::new(":memory:"))
+    }
+
+    fn prepare(mut conn: Connection, path: &Path) -> Result<Store, StoreError> {
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        schema::migrate(&mut conn, path)?;
+        Ok(Store { conn })
+    }
+
+    /// `PRAGMA integrity_check`: `ok` or the problems found.
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+
+    fn audit(
+        tx: &rusqlite::Transaction<'_>,
+        actor: &str,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        tx.execute(
+            "INSERT INTO audit_log (at, actor, action, detail) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![now_ms(), actor, action, detail],
+        )?;
+        Ok(())
+    }
+}

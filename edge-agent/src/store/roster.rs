@@ -1,0 +1,89 @@
+//! Applying a OneRoster bulk import: all of it in one transaction, idempotent, and students missing
+//! from the bulk file marked inactive rather than deleted (their marks and history stay).
+
+use rusqlite::params;
+
+use super::{Store, StoreError};
+use crate::roster::{EnrolmentRole, RosterImport};
+
+/// What an import changed, for the operator.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportSummary {
+    pub sections: usize,
+    pub students: usize,
+    pub teachers: usize,
+    pub enrolments: usize,
+    /// Students active before and absent from this bulk file, now inactive.
+    pub deactivated_students: usize,
+}
+
+impl Store {
+    pub fn apply_roster(
+        &mut self,
+        import: &RosterImport,
+        actor: &str,
+    ) -> Result<ImportSummary, StoreError> {
+        let tx = self.conn.transaction()?;
+        for s in &import.sections {
+            tx.execute(
+                "INSERT INTO sections (id, title, school_id, active) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET title = ?2, school_id = ?3, active = ?4",
+                params![s.id, s.title, s.school_id, s.active],
+            )?;
+        }
+        for p in &import.students {
+            tx.execute(
+                "INSERT INTO students (id, given_name, family_name, active) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET given_name = ?2, family_name = ?3, active = ?4",
+                params![p.id, p.given_name, p.family_name, p.active],
+            )?;
+        }
+        for p in &import.teachers {
+            tx.execute(
+                "INSERT INTO teachers (id, given_name, family_name, active) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET given_name = ?2, family_name = ?3, active = ?4",
+                params![p.id, p.given_name, p.family_name, p.active],
+            )?;
+        }
+        // A bulk file is the whole truth: what it no longer lists is inactive.
+        tx.execute("UPDATE enrolments SET active = 0", [])?;
+        for e in &import.enrolments {
+            let role = match e.role {
+                EnrolmentRole::Student => "student",
+                EnrolmentRole::Teacher => "teacher",
+            };
+            tx.execute(
+                "INSERT INTO enrolments (section_id, person_id, role, active) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (section_id, person_id) DO UPDATE SET role = ?3, active = ?4",
+                params![e.section_id, e.person_id, role, e.active],
+            )?;
+        }
+        let listed: Vec<&str> = import.students.iter().map(|s| s.id.as_str()).collect();
+        let mut deactivated_students = 0;
+        {
+            let mut stmt = tx.prepare("SELECT id FROM students WHERE active = 1")?;
+            let active: Vec<String> = stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for id in active.iter().filter(|id| !listed.contains(&id.as_str())) {
+                tx.execute("UPDATE students SET active = 0 WHERE id = ?1", [id])?;
+                deactivated_students += 1;
+            }
+        }
+        let summary = ImportSummary {
+            sections: import.sections.len(),
+            students: import.students.len(),
+            teachers: import.teachers.len(),
+            enrolments: import.enrolments.len(),
+            deactivated_students,
+        };
+        Store::audit(
+            &tx,
+            actor,
+            "roster_import",
+            &serde_json::to_string(&summary).expect("plain data"),
+        )?;
+        tx.commit()?;
+        Ok(summary)
+    }
+}

@@ -1,0 +1,293 @@
+//! A simulated class from ../shared/faces: students enrolled from one LFW photo each, a composed
+//! classroom frame with other photos of 15 of them plus 5 strangers; then teacher decisions.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{faces_dir, pipeline};
+use edge_agent::attendance::capture::{CaptureOutcome, capture};
+use edge_agent::capture::{ImageLimits, load_image};
+use edge_agent::enrolment::{EnrolOptions, MAX_ENROL_YAW_DEGREES, enrol};
+use edge_agent::roster::{Enrolment, EnrolmentRole, Person, RosterImport, Section};
+use edge_agent::store::{Consent, MarkSource, MarkStatus, Store};
+use edge_agent::vision::select_face;
+use image::{RgbImage, imageops};
+
+const SECTION: &str = "class-7b";
+
+/// `(person, enrolment photo, class photo)` for distinct people of LFW's same-person pairs, and
+/// people from different-person pairs who are never enrolled.
+fn people() -> (Vec<(String, PathBuf, PathBuf)>, Vec<PathBuf>) {
+    let dir = faces_dir().join("lfw-dev");
+    let text = std::fs::read_to_string(dir.join("pairs.tsv")).unwrap();
+    let mut same = Vec::new();
+    let mut strangers = Vec::new();
+    for line in text.lines().skip(1) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let person = cols[2].split('/').next().unwrap().to_owned();
+        if cols[1] == "1" && !same.iter().any(|(p, _, _)| *p == person) {
+            same.push((
+                person,
+                dir.join("images").join(cols[2]),
+                dir.join("images").join(cols[3]),
+            ));
+        } else if cols[1] == "0" {
+            strangers.push(dir.join("images").join(cols[3]));
+        }
+    }
+    same.truncate(30);
+    let enrolled: Vec<String> = same.iter().map(|(p, _, _)| p.clone()).collect();
+    strangers.retain(|p| {
+        !enrolled
+            .iter()
+            .any(|e| p.to_str().unwrap().contains(&format!("/{e}/")))
+    });
+    strangers.truncate(5);
+    (same, strangers)
+}
+
+/// The central crop of each photo, pasted on a grey wall in a 5x4 grid, faces 40-100 px.
+fn classroom(photos: &[PathBuf]) -> RgbImage {
+    let mut frame = RgbImage::from_pixel(1280, 720, image::Rgb([96, 104, 110]));
+    for (i, photo) in photos.iter().enumerate() {
+        let image = load_image(photo, &ImageLimits::default()).unwrap();
+        let (w, h) = image.dimensions();
+        let crop = imageops::crop_imm(&image, w / 6, h / 6, w * 2 / 3, h * 2 / 3).to_image();
+        // The crop's face fills ~70 % of it: crops of 60-140 px hold faces of ~40-100 px.
+        let side = 60 + (i as u32 * 37) % 81;
+        let face = imageops::resize(&crop, side, side, imageops::FilterType::Triangle);
+        let (col, row) = (i as u32 % 5, i as u32 / 5);
+        imageops::overlay(
+            &mut frame,
+            &face,
+            (col * 256 + 40) as i64,
+            (row * 180 + 20) as i64,
+        );
+    }
+    frame
+}
+
+fn roster(people: &[(String, PathBuf, PathBuf)]) -> RosterImport {
+    let person = |id: &str| Person {
+        id: id.to_owned(),
+        given_name: id.to_owned(),
+        family_name: String::new(),
+        active: true,
+    };
+    RosterImport {
+        sections: vec![Section {
+            id: SECTION.into(),
+            title: "7B".into(),
+            school_id: "school".into(),
+            active: true,
+        }],
+        students: people.iter().map(|(p, _, _)| person(p)).collect(),
+        enrolments: people
+            .iter()
+            .map(|(p, _, _)| Enrolment {
+                section_id: SECTION.into(),
+                person_id: p.clone(),
+                role: EnrolmentRole::Student,
+                active: true,
+            })
+            .collect(),
+        ..RosterImport::default()
+    }
+}
+
+/// A class of 20 enrolled students in a fresh store, and 5 strangers.
+struct Class {
+    store: Store,
+    pipeline: edge_agent::vision::Pipeline,
+    people: Vec<(String, PathBuf, PathBuf)>,
+    strangers: Vec<PathBuf>,
+}
+
+fn enrolled_class() -> Class {
+    let (mut people, strangers) = people();
+    let mut pipeline = pipeline();
+    // Enrolment refuses faces turned away from the camera, as it should: keep people whose
+    // enrolment photo faces it.
+    people.retain(|(_, photo, _)| {
+        let (frame, faces) = common::faces_of(&mut pipeline, photo);
+        select_face(&faces, &pipeline.gate, None, frame.dimensions())
+            .is_ok_and(|i| faces[i].quality.yaw_degrees.abs() <= MAX_ENROL_YAW_DEGREES)
+    });
+    people.truncate(20);
+    assert_eq!((people.len(), strangers.len()), (20, 5));
+    let mut store = Store::open_in_memory().unwrap();
+    store.apply_roster(&roster(&people), "test").unwrap();
+    for (person, photo, _) in &people {
+        store
+            .set_consent(person, Consent::Granted, "guardian")
+            .unwrap();
+        let frame = load_image(photo, &ImageLimits::default()).unwrap();
+        enrol(
+            &mut pipeline,
+            &mut store,
+            person,
+            &frame,
+            &EnrolOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{person}: {e}"));
+    }
+    Class {
+        store,
+        pipeline,
+        people,
+        strangers,
+    }
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[test]
+fn a_composed_class_is_marked_exactly() {
+    let Class {
+        mut store,
+        mut pipeline,
+        people,
+        strangers,
+    } = enrolled_class();
+    // The first 15 people are in class (their other photo), with the 5 strangers among them.
+    let mut photos: Vec<PathBuf> = people[..15]
+        .iter()
+        .map(|(_, _, class_photo)| class_photo.clone())
+        .collect();
+    for (i, stranger) in strangers.iter().enumerate() {
+        photos.insert(i * 4 + 2, stranger.clone());
+    }
+    let frame = classroom(&photos);
+    let outcome: CaptureOutcome = capture(&mut pipeline, &mut store, SECTION, &[frame]).unwrap();
+    eprintln!("{}", serde_json::to_string_pretty(&outcome).unwrap());
+
+    let in_class: Vec<String> = people[..15].iter().map(|(p, _, _)| p.clone()).collect();
+    let away: Vec<String> = people[15..].iter().map(|(p, _, _)| p.clone()).collect();
+    let present = sorted(outcome.present.iter().map(|p| p.student.clone()).collect());
+    let review = sorted(outcome.review.iter().map(|r| r.student.clone()).collect());
+    // Every student in the picture is confidently present (the weakest, Boris Becker at 40 px-ish,
+    // scores 0.47 against 0.45), nobody needs review, the five not in it are absent, and the five
+    // strangers are unknown faces, never present.
+    assert_eq!(present, sorted(in_class));
+    assert_eq!(review, Vec::<String>::new());
+    assert_eq!(sorted(outcome.absent.clone()), sorted(away));
+    assert_eq!(outcome.unknown_faces, 5);
+    assert_eq!(outcome.too_small_faces, 0);
+    assert!(outcome.not_on_roster.is_empty());
+
+    let marks = store.marks(&outcome.session).unwrap();
+    assert_eq!(marks.len(), 20);
+    assert!(marks.iter().all(|m| m.source == MarkSource::Machine));
+}
+
+#[test]
+fn teacher_marks_survive_a_later_capture_and_reviews_resolve() {
+    let Class {
+        mut store,
+        mut pipeline,
+        people,
+        ..
+    } = enrolled_class();
+    let photos: Vec<PathBuf> = people[..10]
+        .iter()
+        .map(|(_, _, class_photo)| class_photo.clone())
+        .collect();
+    let frame = classroom(&photos);
+    let outcome = capture(
+        &mut pipeline,
+        &mut store,
+        SECTION,
+        std::slice::from_ref(&frame),
+    )
+    .unwrap();
+    let session = &outcome.session;
+    let absent = outcome.absent[0].clone();
+    let present = outcome.present[0].student.clone();
+    store
+        .set_teacher_mark(session, &absent, MarkStatus::Late, "ms-lee")
+        .unwrap();
+    store
+        .set_teacher_mark(session, &present, MarkStatus::Excused, "ms-lee")
+        .unwrap();
+
+    // The machine looks again: its marks change, the teacher's do not.
+    let marks_again: Vec<_> = store
+        .marks(session)
+        .unwrap()
+        .into_iter()
+        .map(|mut m| {
+            m.source = MarkSource::Machine;
+            m.status = MarkStatus::Absent;
+            m
+        })
+        .collect();
+    let n_written = store.update_machine_marks(session, &marks_again).unwrap();
+    assert_eq!(n_written, 18);
+    let marks = store.marks(session).unwrap();
+    let status_of = |s: &str| marks.iter().find(|m| m.student_id == s).unwrap().status;
+    assert_eq!(status_of(&absent), MarkStatus::Late);
+    assert_eq!(status_of(&present), MarkStatus::Excused);
+    assert!(
+        marks
+            .iter()
+            .filter(|m| m.source == MarkSource::Teacher)
+            .count()
+            == 2
+    );
+
+    // A teacher may not mark a student of another class into this one.
+    assert!(
+        store
+            .set_teacher_mark(session, "nobody", MarkStatus::Present, "ms-lee")
+            .is_err()
+    );
+}
+
+#[test]
+fn consent_gates_enrolment_and_withdrawal_purges_templates() {
+    let Class {
+        mut store,
+        mut pipeline,
+        people,
+        ..
+    } = enrolled_class();
+    let (person, photo, _) = &people[0];
+    assert_eq!(store.template_count(person).unwrap(), 1);
+    assert_eq!(
+        store
+            .set_consent(person, Consent::Withdrawn, "guardian")
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.template_count(person).unwrap(), 0);
+    let frame = load_image(photo, &ImageLimits::default()).unwrap();
+    let err = enrol(
+        &mut pipeline,
+        &mut store,
+        person,
+        &frame,
+        &EnrolOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("consent"), "{err}");
+
+    // Someone else's face is refused for another student unless forced.
+    let (other, other_photo, _) = &people[1];
+    let frame = load_image(other_photo, &ImageLimits::default()).unwrap();
+    store
+        .set_consent(person, Consent::Granted, "guardian")
+        .unwrap();
+    let err = enrol(
+        &mut pipeline,
+        &mut store,
+        person,
+        &frame,
+        &EnrolOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains(other.as_str()), "{err}");
+}
