@@ -75,11 +75,16 @@ pub(super) fn run(
             images,
             force,
             keep_crop,
+            pick,
         } => {
             require_recognition(data_dir, "enrolment")?;
             let mut store = open_store(data_dir)?;
             let mut pipeline = vision.pipeline()?;
-            let options = EnrolOptions { force, keep_crop };
+            let options = EnrolOptions {
+                force,
+                keep_crop,
+                pick,
+            };
             let mut n_failed = 0;
             for image in &images {
                 let result = load_image(image, &ImageLimits::default())

@@ -130,6 +130,9 @@ pub enum Command {
         /// Keep the 112x112 aligned crop (needed to re-embed after a model change).
         #[arg(long)]
         keep_crop: bool,
+        /// Which face to use when a photo holds several usable ones (default: refuse the photo).
+        #[arg(long, value_enum)]
+        pick: Option<Pick>,
     },
     /// Take attendance of a section from a burst of frames.
     Capture {

@@ -5,7 +5,7 @@ use image::RgbImage;
 use serde::Serialize;
 
 use crate::store::{Consent, NewTemplate, Store, StoreError};
-use crate::vision::{Pipeline, Unusable, VisionError, select_face};
+use crate::vision::{Pick, Pipeline, Unusable, VisionError, select_face};
 
 /// Faces turned further than this from the camera make poor templates. The yaw measure is rough
 /// (it reads ~1.5x high); at 45 it refuses ~4 % of LFW's news photos, the visibly turned ones.
@@ -17,6 +17,8 @@ pub struct EnrolOptions {
     pub force: bool,
     /// Keep the 112x112 aligned crop, so the template can be re-made after a model change.
     pub keep_crop: bool,
+    /// Which face to use when the photo holds several usable ones (default: refuse the photo).
+    pub pick: Option<Pick>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +30,7 @@ pub enum EnrolError {
         student: String,
         state: &'static str,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Unusable(#[from] Unusable),
     #[error(
         "the face is turned {yaw:.0}° from the camera; at most {max:.0}° is accepted: ask the student to face the camera"
@@ -76,7 +78,7 @@ pub fn enrol(
         });
     }
     let mut faces = pipeline.faces(frame)?;
-    let idx = select_face(&faces, &pipeline.gate, None, frame.dimensions())?;
+    let idx = select_face(&faces, &pipeline.gate, options.pick, frame.dimensions())?;
     let face = faces.swap_remove(idx);
     if face.quality.yaw_degrees.abs() > MAX_ENROL_YAW_DEGREES {
         return Err(EnrolError::NotFrontal {

@@ -1,6 +1,7 @@
 //! The box's database: SQLite (WAL, foreign keys) with sqlite-vec for face templates. The only
 //! module that runs SQL. Every state change commits in one transaction with its outbox event.
 
+mod check;
 mod outbox;
 mod roster;
 mod schema;
@@ -78,7 +79,9 @@ impl Store {
             reason: e.to_string(),
         };
         let conn = Connection::open(path).map_err(not_db)?;
-        // The first read fails on a file that is not SQLite: say so instead of a raw error.
+        // Read the version before anything writes: a file that is not SQLite is named as such, and
+        // a newer database is refused untouched (switching it to WAL would already modify it).
+        schema::refuse_newer(&conn, path)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(not_db)?;
         Store::prepare(conn, path)

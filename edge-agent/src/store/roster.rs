@@ -58,7 +58,8 @@ impl Store {
                 params![e.section_id, e.person_id, role, e.active],
             )?;
         }
-        let listed: Vec<&str> = import.students.iter().map(|s| s.id.as_str()).collect();
+        let listed: std::collections::HashSet<&str> =
+            import.students.iter().map(|s| s.id.as_str()).collect();
         let mut deactivated_students = 0;
         {
             let mut stmt = tx.prepare("SELECT id FROM students WHERE active = 1")?;

@@ -105,7 +105,8 @@ pub fn supported_version() -> i64 {
     MIGRATIONS.len() as i64
 }
 
-pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+/// Refuses a database written by a newer build, reading only; returns its version.
+pub fn refuse_newer(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
     let found: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(|e| StoreError::NotADatabase {
@@ -119,6 +120,11 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             supported: supported_version(),
         });
     }
+    Ok(found)
+}
+
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let found = refuse_newer(conn, path)?;
     for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;

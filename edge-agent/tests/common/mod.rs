@@ -1,9 +1,10 @@
 //! Helpers shared by the integration tests: where the shared photos are, and a loaded pipeline.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use edge_agent::capture::{ImageLimits, load_image};
+use edge_agent::enrolment::MAX_ENROL_YAW_DEGREES;
 use edge_agent::vision::{Embedding, Face, Pick, Pipeline, PipelineOptions, select_face};
 
 /// `../shared/faces` beside the checkout (or `ROLLCALL_FACES`).
@@ -57,4 +58,88 @@ pub fn embed_central(pipeline: &mut Pipeline, paths: &[PathBuf]) -> Vec<Result<E
         results[slot] = Ok(embedding);
     }
     results
+}
+
+pub struct Student {
+    pub id: String,
+    pub enrol_photo: PathBuf,
+    pub class_photo: PathBuf,
+}
+
+/// Distinct people of LFW's same-person pairs whose first photo enrolment accepts.
+pub fn students(n_students: usize) -> Vec<Student> {
+    let dir = faces_dir().join("lfw-dev");
+    let pairs = std::fs::read_to_string(dir.join("pairs.tsv")).unwrap();
+    let mut pipeline = pipeline();
+    let mut students: Vec<Student> = Vec::new();
+    for line in pairs.lines().skip(1) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let id = cols[2].split('/').next().unwrap();
+        if cols[1] != "1" || students.iter().any(|s| s.id == id) {
+            continue;
+        }
+        let enrol_photo = dir.join("images").join(cols[2]);
+        let (frame, faces) = faces_of(&mut pipeline, &enrol_photo);
+        let usable = select_face(&faces, &pipeline.gate, None, frame.dimensions())
+            .is_ok_and(|i| faces[i].quality.yaw_degrees.abs() <= MAX_ENROL_YAW_DEGREES);
+        if usable {
+            students.push(Student {
+                id: id.to_owned(),
+                enrol_photo,
+                class_photo: dir.join("images").join(cols[3]),
+            });
+        }
+        if students.len() == n_students {
+            return students;
+        }
+    }
+    panic!("pairs.tsv has fewer than {n_students} people with a usable enrolment photo");
+}
+
+/// A OneRoster 1.1 bulk export: one school, one term, one class of `students` and its teacher.
+pub fn write_oneroster(dir: &Path, students: &[Student]) {
+    let mut users = "sourcedId,status,dateLastModified,enabledUser,orgSourcedIds,role,username,givenName,familyName,email,agentSourcedIds\n\
+                     t1,,,true,o1,teacher,mrsb,Mary,Brown,,\n"
+        .to_owned();
+    let mut enrollments = "sourcedId,status,dateLastModified,classSourcedId,schoolSourcedId,userSourcedId,role,primary,beginDate,endDate\n\
+                           e0,,,c1,o1,t1,teacher,true,,\n"
+        .to_owned();
+    for (i, student) in students.iter().enumerate() {
+        let (given, family) = student.id.split_once('_').unwrap_or((&student.id, ""));
+        users += &format!("{},,,true,o1,student,u{i},{given},{family},,\n", student.id);
+        enrollments += &format!("e{},,,c1,o1,{},student,false,,\n", i + 1, student.id);
+    }
+    let files = [
+        (
+            "manifest.csv",
+            "propertyName,value\nmanifest.version,1.0\noneroster.version,1.1\n\
+             file.academicSessions,bulk\nfile.categories,absent\nfile.classes,bulk\n\
+             file.courses,absent\nfile.demographics,absent\nfile.enrollments,bulk\n\
+             file.orgs,bulk\nfile.users,bulk\nsource.systemName,Crash test SIS\n"
+                .to_owned(),
+        ),
+        (
+            "orgs.csv",
+            "sourcedId,status,dateLastModified,name,type,identifier,parentSourcedId\n\
+             o1,,,Riverside Primary,school,RP01,\n"
+                .to_owned(),
+        ),
+        (
+            "academicSessions.csv",
+            "sourcedId,status,dateLastModified,title,type,startDate,endDate,parentSourcedId,schoolYear\n\
+             term1,,,Autumn term,term,2024-09-01,2024-12-20,,2025\n"
+                .to_owned(),
+        ),
+        (
+            "classes.csv",
+            "sourcedId,status,dateLastModified,title,classCode,classType,schoolSourcedId,courseSourcedId,termSourcedIds\n\
+             c1,,,Year 3 Maths,3M,scheduled,o1,k1,term1\n"
+                .to_owned(),
+        ),
+        ("users.csv", users),
+        ("enrollments.csv", enrollments),
+    ];
+    for (file, text) in files {
+        std::fs::write(dir.join(file), text).unwrap();
+    }
 }

@@ -1,0 +1,159 @@
+//! The teacher's and IT's day through the real binary: roster import, consent, enrolment, capture
+//! with `--json`, review and teacher marks, and the recognition off switch.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const SECTION: &str = "c1";
+
+fn edge_agent(data_dir: &Path, args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    output
+}
+
+fn ok(data_dir: &Path, args: &[&str]) -> String {
+    let output = edge_agent(data_dir, args);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn names(list: &Value) -> Vec<String> {
+    let mut v: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.get("student").unwrap_or(x).as_str().unwrap().to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn import_enrol_capture_review_and_mark() {
+    let students = common::students(4);
+    let dir = tempfile::tempdir().unwrap();
+    let (roster, data) = (dir.path().join("roster"), dir.path().join("data"));
+    std::fs::create_dir_all(&roster).unwrap();
+    common::write_oneroster(&roster, &students);
+    let out = ok(&data, &["roster", "import", roster.to_str().unwrap()]);
+    assert!(out.contains("4 students"), "{out}");
+
+    for s in &students {
+        ok(&data, &["consent", &s.id, "grant", "--by", "guardian"]);
+        let out = ok(
+            &data,
+            &[
+                "enroll",
+                "--student",
+                &s.id,
+                s.enrol_photo.to_str().unwrap(),
+            ],
+        );
+        assert!(out.contains("no photo kept"), "{out}");
+    }
+    // Three of the four are in the burst (one frame each); the fourth stays home.
+    let frames: Vec<&str> = students[..3]
+        .iter()
+        .map(|s| s.class_photo.to_str().unwrap())
+        .collect();
+    let mut args = vec!["capture", "--section", SECTION, "--json", "--images"];
+    args.extend(&frames);
+    let outcome: Value = serde_json::from_str(&ok(&data, &args)).unwrap();
+    let mut present_or_review = [names(&outcome["present"]), names(&outcome["review"])].concat();
+    present_or_review.sort();
+    let mut expected: Vec<String> = students[..3].iter().map(|s| s.id.clone()).collect();
+    expected.sort();
+    assert_eq!(present_or_review, expected, "{outcome}");
+    assert_eq!(names(&outcome["absent"]), vec![students[3].id.clone()]);
+    for key in ["unknown_faces", "too_small_faces"] {
+        assert!(outcome[key].is_u64(), "{key} in {outcome}");
+    }
+    assert!(outcome["not_on_roster"].as_array().unwrap().is_empty());
+
+    let session = outcome["session"].as_str().unwrap();
+    let home = &students[3].id;
+    assert_eq!(
+        ok(&data, &["mark", session, home, "late"]).trim(),
+        format!("{home}: late")
+    );
+    // Only a review item can be confirmed or rejected.
+    let refused = edge_agent(&data, &["review", session, home, "confirm"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not waiting for review"));
+    // A teacher can't mark a student of another class, nor into a session that doesn't exist.
+    assert_eq!(
+        edge_agent(&data, &["mark", session, "nobody", "present"])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(
+        edge_agent(&data, &["mark", "no-such-session", home, "present"])
+            .status
+            .code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn with_recognition_switched_off_capture_and_enrolment_refuse() {
+    let students = common::students(2);
+    let dir = tempfile::tempdir().unwrap();
+    let (roster, data) = (dir.path().join("roster"), dir.path().join("data"));
+    std::fs::create_dir_all(&roster).unwrap();
+    common::write_oneroster(&roster, &students);
+    ok(&data, &["roster", "import", roster.to_str().unwrap()]);
+    ok(
+        &data,
+        &["consent", &students[0].id, "grant", "--by", "guardian"],
+    );
+    std::fs::write(data.join("edge-agent.toml"), "recognition = false\n").unwrap();
+
+    for args in [
+        vec![
+            "enroll",
+            "--student",
+            &students[0].id,
+            students[0].enrol_photo.to_str().unwrap(),
+        ],
+        vec![
+            "capture",
+            "--section",
+            SECTION,
+            "--images",
+            students[0].class_photo.to_str().unwrap(),
+        ],
+    ] {
+        let output = edge_agent(&data, &args);
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(
+            stderr.contains("face recognition is disabled at this school"),
+            "{stderr}"
+        );
+    }
+
+    // A typo in the switch is an error, not silently "on".
+    std::fs::write(data.join("edge-agent.toml"), "recognise = false\n").unwrap();
+    let output = edge_agent(
+        &data,
+        &["capture", "--section", SECTION, "--images", "x.jpg"],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("recognise"));
+}
