@@ -88,3 +88,58 @@ impl Store {
         Ok(summary)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roster::{Enrolment, Person, Section};
+
+    fn import(students: &[&str]) -> RosterImport {
+        RosterImport {
+            sections: vec![Section {
+                id: "c1".into(),
+                title: "7B".into(),
+                school_id: "o1".into(),
+                active: true,
+            }],
+            students: students
+                .iter()
+                .map(|id| Person {
+                    id: (*id).into(),
+                    given_name: "G".into(),
+                    family_name: "F".into(),
+                    active: true,
+                })
+                .collect(),
+            enrolments: students
+                .iter()
+                .map(|id| Enrolment {
+                    section_id: "c1".into(),
+                    person_id: (*id).into(),
+                    role: EnrolmentRole::Student,
+                    active: true,
+                })
+                .collect(),
+            ..RosterImport::default()
+        }
+    }
+
+    #[test]
+    fn reimport_is_idempotent_and_dropped_students_become_inactive() {
+        let mut store = Store::open_in_memory().unwrap();
+        store
+            .apply_roster(&import(&["a", "b", "c"]), "test")
+            .unwrap();
+        let again = store
+            .apply_roster(&import(&["a", "b", "c"]), "test")
+            .unwrap();
+        assert_eq!(again.deactivated_students, 0);
+        assert_eq!(store.section_students("c1").unwrap(), ["a", "b", "c"]);
+
+        let dropped = store.apply_roster(&import(&["a", "c"]), "test").unwrap();
+        assert_eq!(dropped.deactivated_students, 1);
+        assert_eq!(store.section_students("c1").unwrap(), ["a", "c"]);
+        // Kept, not deleted: its history stays readable.
+        assert!(!store.student("b").unwrap().active);
+    }
+}
