@@ -31,19 +31,17 @@ impl Store {
                 params![s.id, s.title, s.school_id, s.active],
             )?;
         }
-        for p in &import.students {
-            tx.execute(
-                "INSERT INTO students (id, given_name, family_name, active) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (id) DO UPDATE SET given_name = ?2, family_name = ?3, active = ?4",
-                params![p.id, p.given_name, p.family_name, p.active],
-            )?;
-        }
-        for p in &import.teachers {
-            tx.execute(
-                "INSERT INTO teachers (id, given_name, family_name, active) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (id) DO UPDATE SET given_name = ?2, family_name = ?3, active = ?4",
-                params![p.id, p.given_name, p.family_name, p.active],
-            )?;
+        for (table, people) in [
+            ("students", &import.students),
+            ("teachers", &import.teachers),
+        ] {
+            let mut upsert = tx.prepare(&format!(
+                "INSERT INTO {table} (id, given_name, family_name, active) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET given_name = ?2, family_name = ?3, active = ?4"
+            ))?;
+            for p in people {
+                upsert.execute(params![p.id, p.given_name, p.family_name, p.active])?;
+            }
         }
         // A bulk file is the whole truth: what it no longer lists is inactive.
         tx.execute("UPDATE enrolments SET active = 0", [])?;
