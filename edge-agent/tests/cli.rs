@@ -384,3 +384,44 @@ fn exif_orientation_is_honoured() {
     );
     assert_eq!(line["faces"].as_array().unwrap().len(), 2);
 }
+
+/// Two photos of one name make one person with two templates (a regression: the matrix was once
+/// indexed by photo, naming the wrong person or panicking).
+#[test]
+fn identify_counts_several_photos_of_a_name_as_one_person() {
+    let abel = |n: &str| {
+        format!(
+            "Abel_Pacheco={}",
+            path_str(&lfw(&format!("Abel_Pacheco_{n}.jpg")))
+        )
+    };
+    let akhmed = format!(
+        "Akhmed_Zakayev={}",
+        path_str(&lfw("Akhmed_Zakayev_0001.jpg"))
+    );
+    let probes = [lfw("Akhmed_Zakayev_0003.jpg"), lfw("Abel_Pacheco_0004.jpg")];
+    let output = run(&mut edge_agent(&[
+        "identify",
+        "--enrol",
+        &abel("0001"),
+        "--enrol",
+        &abel("0002"),
+        "--enrol",
+        &akhmed,
+        path_str(&probes[0]),
+        path_str(&probes[1]),
+    ]));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("enrolled 2 people from 3 photos"),
+        "{text}"
+    );
+    assert!(lines[1].contains("found Akhmed_Zakayev ("), "{text}");
+    assert!(lines[2].contains("found Abel_Pacheco ("), "{text}");
+}

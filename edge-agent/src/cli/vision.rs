@@ -7,8 +7,9 @@ use anyhow::{Context, Result};
 use image::RgbImage;
 use shared_proto::ml::{DetectResponse, DetectedFace, EmbedResponse, ErrorCode, ImageError};
 
-use crate::attendance::{Thresholds, Verdict, assign};
+use crate::attendance::{Gallery, Thresholds, Verdict, assign};
 use crate::capture::{ImageLimits, ImageLoadError, load_image};
+use crate::store::TemplateRecord;
 use crate::vision::{Embedding, Face, Pick, Pipeline, Unusable, select_face};
 
 /// A per-image failure, printed and counted, never fatal to the other images.
@@ -313,9 +314,9 @@ pub(super) fn identify(
     photos: &[PathBuf],
     out: &mut impl Write,
 ) -> Result<i32> {
-    // Several photos of one name give that person several templates; their score is the best one.
-    let mut names: Vec<String> = Vec::new();
-    let mut template_owner = Vec::with_capacity(enrol.len());
+    // Several photos of one name give that person several templates; the gallery scores each
+    // person by their best one.
+    let mut names = Vec::with_capacity(enrol.len());
     let mut gallery_faces = Vec::with_capacity(enrol.len());
     for entry in enrol {
         let (name, photo) = entry
@@ -323,20 +324,27 @@ pub(super) fn identify(
             .with_context(|| format!("--enrol {entry:?}: expected NAME=PHOTO"))?;
         let face = usable_face(pipeline, Path::new(photo), Some(Pick::Central))
             .map_err(|failure| anyhow::anyhow!("cannot enrol {name}: {}", failure.message))?;
-        let person_idx = names.iter().position(|n| n == name).unwrap_or_else(|| {
-            names.push(name.to_owned());
-            names.len() - 1
-        });
-        template_owner.push(person_idx);
+        names.push(name.to_owned());
         gallery_faces.push(face);
     }
-    let gallery = pipeline.embed(gallery_faces.iter().map(|f| &f.aligned))?;
+    let embeddings = pipeline.embed(gallery_faces.iter().map(|f| &f.aligned))?;
+    let gallery = Gallery::new(
+        pipeline.manifest().embedder.dimensions,
+        names
+            .iter()
+            .zip(embeddings)
+            .map(|(name, e)| TemplateRecord {
+                uuid: String::new(),
+                student_id: name.clone(),
+                vector: e.vector,
+            }),
+    );
     writeln!(
         out,
         "enrolled {} people from {} photos: {}",
-        names.len(),
-        gallery.len(),
-        names.join(", ")
+        gallery.students().len(),
+        gallery.n_templates(),
+        gallery.students().join(", ")
     )?;
 
     let t = thresholds(pipeline);
@@ -360,15 +368,8 @@ pub(super) fn identify(
                 continue;
             }
         };
-        let similarity: Vec<Vec<f32>> = embeddings
-            .iter()
-            .map(|e| {
-                gallery
-                    .iter()
-                    .map(|g| e.similarity(g).unwrap_or(f32::MIN))
-                    .collect()
-            })
-            .collect();
+        let vectors: Vec<Vec<f32>> = embeddings.into_iter().map(|e| e.vector).collect();
+        let similarity = gallery.best_per_student(&vectors);
         let mut matches = assign(&similarity, t.review);
         matches.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
         let described: Vec<String> = matches
@@ -378,7 +379,11 @@ pub(super) fn identify(
                     Verdict::Confident => "",
                     _ => ", review",
                 };
-                format!("{} ({:.2}{band})", names[m.person_idx], m.similarity)
+                format!(
+                    "{} ({:.2}{band})",
+                    gallery.students()[m.person_idx],
+                    m.similarity
+                )
             })
             .collect();
         let n_unknown = faces.len() - matches.len();
