@@ -6,6 +6,8 @@
 //! `cargo bench -p edge-agent --bench matching [-- --quick]`. Times are medians of repeated runs in
 //! this one process; compare rows with each other, not with another machine's.
 
+mod common;
+
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -17,7 +19,6 @@ use edge_agent::enrolment::{EnrolOptions, enrol};
 use edge_agent::roster::{Enrolment, EnrolmentRole, Person, RosterImport, Section};
 use edge_agent::store::{Consent, NewTemplate, Store, TemplateRecord};
 use edge_agent::vision::{Manifest, Pipeline};
-use image::{RgbImage, imageops};
 use ndarray::Array2;
 
 /// The embedder of `models/manifest.toml`: synthetic templates carry its id like real ones.
@@ -484,15 +485,9 @@ fn school_rows(school: &mut School, runs: usize, budget: Duration, review: f32) 
     );
 }
 
-fn faces_dir() -> PathBuf {
-    std::env::var_os("ROLLCALL_FACES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/faces"))
-}
-
 /// `(person, enrolment photo, class photo)` for the distinct people of LFW's same-person pairs.
 fn lfw_people() -> Vec<(String, PathBuf, PathBuf)> {
-    let dir = faces_dir().join("lfw-dev");
+    let dir = common::faces_dir().join("lfw-dev");
     let pairs = dir.join("pairs.tsv");
     let text =
         std::fs::read_to_string(&pairs).unwrap_or_else(|e| panic!("{}: {e}", pairs.display()));
@@ -509,31 +504,6 @@ fn lfw_people() -> Vec<(String, PathBuf, PathBuf)> {
         }
     }
     people
-}
-
-/// A classroom-like 1280x720 frame: the central crop of each photo, `face_px` wide, pasted on a
-/// grey wall in a grid (as `benches/vision.rs` composes its frames).
-fn compose_frame(photos: &[PathBuf], face_px: u32) -> RgbImage {
-    let (width, height) = (1280u32, 720u32);
-    let mut frame = RgbImage::from_pixel(width, height, image::Rgb([96, 104, 110]));
-    let n_faces = photos.len();
-    let cols = ((n_faces as f32 * width as f32 / height as f32)
-        .sqrt()
-        .ceil() as u32)
-        .max(1);
-    let rows = (n_faces as u32).div_ceil(cols);
-    let (cell_w, cell_h) = (width / cols, height / rows.max(1));
-    for (i, photo) in photos.iter().enumerate() {
-        let image = load_image(photo, &ImageLimits::default()).unwrap();
-        let (w, h) = image.dimensions();
-        let crop = imageops::crop_imm(&image, w / 6, h / 6, w * 2 / 3, h * 2 / 3).to_image();
-        let face = imageops::resize(&crop, face_px, face_px, imageops::FilterType::Triangle);
-        let (col, row) = (i as u32 % cols, i as u32 / cols);
-        let x = col * cell_w + cell_w.saturating_sub(face_px) / 2;
-        let y = row * cell_h + cell_h.saturating_sub(face_px) / 2;
-        imageops::overlay(&mut frame, &face, x as i64, y as i64);
-    }
-    frame
 }
 
 fn outcome_note(outcome: &CaptureOutcome) -> String {
@@ -602,7 +572,7 @@ fn capture_rows(runs: usize, budget: Duration, setup_notes: &mut Vec<String>) {
         .unwrap();
 
     let photos: Vec<PathBuf> = enrolled[..N_FACES].iter().map(|(_, p)| p.clone()).collect();
-    let frame = compose_frame(&photos, 90);
+    let frame = common::compose_frame(1280, 720, &photos, 90);
     let n_found = pipeline.faces(&frame).unwrap().len();
     let vision = time(runs, budget, || {
         let faces = pipeline.faces(&frame).unwrap();
@@ -668,16 +638,6 @@ fn capture_rows(runs: usize, budget: Duration, setup_notes: &mut Vec<String>) {
         "**capture(), same frame and section, store also holds 15k other templates**",
         SECTION_SIZE + n_other,
     );
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 fn main() {
@@ -748,5 +708,8 @@ fn main() {
     for note in &setup_notes {
         println!("\n{note}");
     }
-    println!("\npeak RSS of this process: {:.0} MiB", peak_rss_mib());
+    println!(
+        "\npeak RSS of this process: {:.0} MiB",
+        common::peak_rss_mib()
+    );
 }

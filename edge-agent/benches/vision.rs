@@ -4,6 +4,8 @@
 //! `cargo bench -p edge-agent --bench vision [-- --quick]`. Times are medians of repeated runs in
 //! this one process; compare rows with each other, not with another machine's.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -11,17 +13,10 @@ use edge_agent::capture::{ImageLimits, load_image};
 use edge_agent::vision::{
     DEFAULT_BATCH, Face, Pick, Pipeline, PipelineOptions, RuntimeOptions, select_face,
 };
-use image::{RgbImage, imageops};
-
-fn faces_dir() -> PathBuf {
-    std::env::var_os("ROLLCALL_FACES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/faces"))
-}
 
 /// LFW photos, one per person, in a stable order.
 fn lfw_photos(n: usize) -> Vec<PathBuf> {
-    let dir = faces_dir().join("lfw-dev/images");
+    let dir = common::faces_dir().join("lfw-dev/images");
     let mut people: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -39,29 +34,6 @@ fn lfw_photos(n: usize) -> Vec<PathBuf> {
         })
         .take(n)
         .collect()
-}
-
-/// A classroom-like frame: `n_faces` LFW faces (their central crop) pasted on a grey wall in a grid,
-/// each `face_px` wide.
-fn compose_frame(width: u32, height: u32, n_faces: usize, face_px: u32) -> RgbImage {
-    let mut frame = RgbImage::from_pixel(width, height, image::Rgb([96, 104, 110]));
-    let cols = ((n_faces as f32 * width as f32 / height as f32)
-        .sqrt()
-        .ceil() as u32)
-        .max(1);
-    let rows = (n_faces as u32).div_ceil(cols);
-    let (cell_w, cell_h) = (width / cols, height / rows.max(1));
-    for (i, photo) in lfw_photos(n_faces).iter().enumerate() {
-        let image = load_image(photo, &ImageLimits::default()).unwrap();
-        let (w, h) = image.dimensions();
-        let crop = imageops::crop_imm(&image, w / 6, h / 6, w * 2 / 3, h * 2 / 3).to_image();
-        let face = imageops::resize(&crop, face_px, face_px, imageops::FilterType::Triangle);
-        let (col, row) = (i as u32 % cols, i as u32 / cols);
-        let x = col * cell_w + cell_w.saturating_sub(face_px) / 2;
-        let y = row * cell_h + cell_h.saturating_sub(face_px) / 2;
-        imageops::overlay(&mut frame, &face, x as i64, y as i64);
-    }
-    frame
 }
 
 struct Timing {
@@ -110,20 +82,10 @@ fn load(threads: usize) -> Pipeline {
     .expect("run scripts/setup first")
 }
 
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 fn frame_rows(pipelines: &mut [(usize, Pipeline)], runs: usize) {
     for (width, height, face_px) in [(1280u32, 720u32, 90u32), (1920, 1080, 130)] {
         for n_faces in [1usize, 10, 30] {
-            let frame = compose_frame(width, height, n_faces, face_px);
+            let frame = common::compose_frame(width, height, &lfw_photos(n_faces), face_px);
             for (threads, pipeline) in pipelines.iter_mut() {
                 let threads = *threads;
                 let faces = pipeline.faces(&frame).unwrap();
@@ -328,6 +290,6 @@ fn main() {
     frame_rows(&mut pipelines, runs);
     println!(
         "\npeak RSS of this process: {:.0} MiB (two pipelines loaded)",
-        peak_rss_mib()
+        common::peak_rss_mib()
     );
 }
