@@ -1,0 +1,384 @@
+//! Sync protocol v1: what a classroom box pushes (`Event`s), what it pulls (`Change`s), and the
+//! errors either side answers with. Times are milliseconds since the Unix epoch, UTC.
+//!
+//! Every request carries [`PROTOCOL_HEADER`]; a body also carries its `protocol` field. A peer that
+//! speaks a newer version is refused with [`ApiErrorCode::UnsupportedProtocol`] before the rest of
+//! the message is read: a newer version may hold kinds this build would misread.
+
+use serde::{Deserialize, Serialize};
+
+use crate::PROTOCOL_VERSION;
+
+mod embedding;
+
+pub use embedding::{Embedding, EmbeddingError};
+
+/// Header naming the protocol version of a request.
+pub const PROTOCOL_HEADER: &str = "x-rollcall-protocol";
+/// Header carrying the request id; one per box sync cycle, logged on both sides.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Most events one push may carry; a box sends more as several pushes.
+pub const MAX_PUSH_EVENTS: usize = 1000;
+/// Most changes one pull page may return.
+pub const MAX_PULL_LIMIT: usize = 1000;
+
+/// `POST /v1/sync/push`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PushRequest {
+    pub protocol: u32,
+    pub events: Vec<Event>,
+}
+
+/// Answer to a push: every event id is either acked (applied now or earlier) or rejected.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PushResponse {
+    pub acked: Vec<String>,
+    pub rejected: Vec<Rejection>,
+}
+
+/// An event the server will not apply, and why. The box keeps it and shows the reason.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub id: String,
+    pub code: RejectCode,
+    pub reason: String,
+}
+
+/// Machine-readable reasons for rejecting one event of a push.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectCode {
+    /// The id is not a UUID.
+    InvalidId,
+    UnknownSection,
+    UnknownStudent,
+    UnknownSession,
+    /// The section, student or session belongs to another school than the device.
+    WrongSchool,
+    /// A template for a student whose consent is not granted.
+    NoConsent,
+    /// Well-formed JSON that breaks a rule (empty id, negative time, bad score, ...).
+    InvalidEvent,
+}
+
+/// Something that happened on a box, once, with an id made there (UUIDv7).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    /// When it happened on the box.
+    pub at: i64,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventBody {
+    SessionOpened {
+        session: String,
+        section: String,
+        started_at: i64,
+    },
+    SessionClosed {
+        session: String,
+    },
+    MarkSet {
+        session: String,
+        student: String,
+        status: MarkStatus,
+        source: MarkSource,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        score: Option<f32>,
+        decided_at: i64,
+        /// The teacher who decided; absent for machine marks.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    TemplateAdded {
+        template: TemplateData,
+    },
+    TemplateDeleted {
+        template: String,
+        student: String,
+    },
+    ConsentChanged {
+        student: String,
+        consent: Consent,
+        by: String,
+    },
+}
+
+impl EventBody {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventBody::SessionOpened { .. } => "session_opened",
+            EventBody::SessionClosed { .. } => "session_closed",
+            EventBody::MarkSet { .. } => "mark_set",
+            EventBody::TemplateAdded { .. } => "template_added",
+            EventBody::TemplateDeleted { .. } => "template_deleted",
+            EventBody::ConsentChanged { .. } => "consent_changed",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MarkStatus {
+    Present,
+    Review,
+    Absent,
+    Late,
+    Excused,
+}
+
+/// Who decided a mark. A teacher's decision beats the machine's whatever their times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MarkSource {
+    Machine,
+    Teacher,
+}
+
+/// The conflict rule for two decisions on one mark: teacher beats machine, then the later decision
+/// wins; at equal time the event id breaks the tie so every replica picks the same one.
+pub fn mark_wins(new: (MarkSource, i64, &str), old: (MarkSource, i64, &str)) -> bool {
+    new > old
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consent {
+    None,
+    Granted,
+    Withdrawn,
+}
+
+/// One face template: a vector, the model that made it, and where it came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TemplateData {
+    /// UUID made where the template was enrolled.
+    pub id: String,
+    pub student: String,
+    pub embedding: Embedding,
+    /// Quality score of the photo it came from, 0-1.
+    pub quality: f32,
+    /// `box:<device>`, `central`, ...: for audits.
+    pub source: String,
+    pub created_at: i64,
+}
+
+/// `GET /v1/sync/pull?cursor=C&limit=N`: the changes for the device's school after `C`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PullResponse {
+    pub protocol: u32,
+    pub changes: Vec<Change>,
+    /// Where the next page starts; store it only after this page is applied.
+    pub next_cursor: String,
+    /// True when more changes wait after `next_cursor`.
+    pub more: bool,
+}
+
+/// One change in server order. The latest state of an entity: a box applies it as an upsert (or a
+/// purge for tombstones), so applying a page twice is harmless.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// Position in the school's change feed; strictly increasing within a pull.
+    pub seq: u64,
+    #[serde(flatten)]
+    pub body: ChangeBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChangeBody {
+    Section {
+        id: String,
+        title: String,
+        active: bool,
+    },
+    Student {
+        id: String,
+        given_name: String,
+        family_name: String,
+        active: bool,
+        consent: Consent,
+    },
+    Teacher {
+        id: String,
+        given_name: String,
+        family_name: String,
+        active: bool,
+    },
+    Enrolment {
+        section: String,
+        person: String,
+        role: EnrolmentRole,
+        active: bool,
+    },
+    /// A section's whole timetable; replaces the one the box holds.
+    Schedule {
+        section: String,
+        slots: Vec<ScheduleSlot>,
+    },
+    Template {
+        template: TemplateData,
+    },
+    /// Tombstone: purge this template's vector and kept crop.
+    TemplateDeleted {
+        template: String,
+        student: String,
+    },
+    /// Tombstone: consent withdrawn or erasure; purge every template and crop of the student.
+    StudentErased {
+        student: String,
+    },
+}
+
+impl ChangeBody {
+    /// The entity a change describes; a later change of the same key supersedes it.
+    pub fn key(&self) -> String {
+        match self {
+            ChangeBody::Section { id, .. } => format!("section:{id}"),
+            ChangeBody::Student { id, .. } | ChangeBody::StudentErased { student: id } => {
+                format!("student:{id}")
+            }
+            ChangeBody::Teacher { id, .. } => format!("teacher:{id}"),
+            ChangeBody::Enrolment {
+                section, person, ..
+            } => format!("enrolment:{section}:{person}"),
+            ChangeBody::Schedule { section, .. } => format!("schedule:{section}"),
+            ChangeBody::Template { template } => format!("template:{}", template.id),
+            ChangeBody::TemplateDeleted { template, .. } => format!("template:{template}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnrolmentRole {
+    Student,
+    Teacher,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleSlot {
+    /// 1 = Monday ... 7 = Sunday (ISO 8601).
+    pub weekday: u8,
+    /// `HH:MM`, local time of the school.
+    pub starts: String,
+    pub ends: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+}
+
+/// `POST /v1/devices/provision`: a box trades a one-time code for its device token.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProvisionRequest {
+    pub protocol: u32,
+    pub code: String,
+    /// A name for the box, e.g. its room.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProvisionResponse {
+    pub device_id: String,
+    pub school_id: String,
+    /// Shown once; the server keeps only its hash.
+    pub token: String,
+}
+
+/// The body of every 4xx and 5xx answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub code: ApiErrorCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// Machine-readable error codes of the sync and admin APIs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiErrorCode {
+    /// The body is not JSON, or not the JSON this route takes.
+    InvalidJson,
+    /// Well-formed but breaks a rule; the message says which.
+    InvalidRequest,
+    /// The peer speaks a newer (or no) protocol version.
+    UnsupportedProtocol,
+    /// No token, or one the server does not know or that expired.
+    Unauthorized,
+    /// A device token that an admin revoked.
+    TokenRevoked,
+    /// Authenticated, but not allowed here (a teacher outside their sections, a device on an
+    /// admin route, ...).
+    Forbidden,
+    /// The resource belongs to another school.
+    WrongSchool,
+    NotFound,
+    /// Already exists (a username, a school id, ...).
+    Conflict,
+    PayloadTooLarge,
+    BatchTooLarge,
+    RateLimited,
+    /// A provisioning code that is unknown, used or expired.
+    ProvisioningCodeInvalid,
+    /// A roster file with row errors; the message lists them as `file:line: reason`.
+    InvalidRoster,
+    /// The store cannot be reached; retry later.
+    Unavailable,
+    Internal,
+}
+
+/// What [`check_protocol`] and [`decode_push`] refuse.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum WireError {
+    #[error(
+        "protocol version {found} is newer than this server speaks ({supported}): update the server"
+    )]
+    NewerProtocol { found: u32, supported: u32 },
+    #[error("protocol version {0} is no longer supported: update the box")]
+    StaleProtocol(u32),
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+}
+
+impl WireError {
+    pub fn code(&self) -> ApiErrorCode {
+        match self {
+            WireError::NewerProtocol { .. } | WireError::StaleProtocol(_) => {
+                ApiErrorCode::UnsupportedProtocol
+            }
+            WireError::InvalidJson(_) => ApiErrorCode::InvalidJson,
+        }
+    }
+}
+
+/// Accepts exactly this build's version: v1 is the first, so there is nothing older to accept.
+pub fn check_protocol(found: u32) -> Result<(), WireError> {
+    match found {
+        v if v > PROTOCOL_VERSION => Err(WireError::NewerProtocol {
+            found: v,
+            supported: PROTOCOL_VERSION,
+        }),
+        v if v < PROTOCOL_VERSION => Err(WireError::StaleProtocol(v)),
+        _ => Ok(()),
+    }
+}
+
+/// Decodes a push body, checking its version before anything else in it.
+pub fn decode_push(body: &[u8]) -> Result<PushRequest, WireError> {
+    #[derive(Deserialize)]
+    struct Version {
+        protocol: Option<u32>,
+    }
+    let version: Version =
+        serde_json::from_slice(body).map_err(|e| WireError::InvalidJson(e.to_string()))?;
+    check_protocol(version.protocol.unwrap_or(0))?;
+    serde_json::from_slice(body).map_err(|e| WireError::InvalidJson(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,82 @@
+//! `Embedding`: a face vector on the wire, as base64 of little-endian f32 plus the model id, which
+//! is a third of the size of a JSON number list and round-trips every bit.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::ModelId;
+
+/// Longest vector accepted: far above any face model's, small enough to bound a decode.
+pub const MAX_DIMENSIONS: usize = 4096;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Embedding {
+    pub model: ModelId,
+    pub vector: Vec<f32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EmbeddingError {
+    #[error("embedding is not valid base64: {0}")]
+    Base64(String),
+    #[error("embedding has {0} bytes, not a whole number of f32 values")]
+    Ragged(usize),
+    #[error("embedding has {0} dimensions; expected 1 to {MAX_DIMENSIONS}")]
+    Dimensions(usize),
+    #[error("embedding holds a NaN or infinite value")]
+    NotFinite,
+}
+
+/// How an embedding looks in JSON.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    model: ModelId,
+    /// Base64 (standard alphabet, padded) of the vector as little-endian f32.
+    f32le: String,
+}
+
+impl Embedding {
+    pub fn to_base64(&self) -> String {
+        let bytes: Vec<u8> = self.vector.iter().flat_map(|v| v.to_le_bytes()).collect();
+        STANDARD.encode(bytes)
+    }
+
+    pub fn from_base64(model: ModelId, text: &str) -> Result<Embedding, EmbeddingError> {
+        let bytes = STANDARD
+            .decode(text)
+            .map_err(|e| EmbeddingError::Base64(e.to_string()))?;
+        if bytes.len() % 4 != 0 {
+            return Err(EmbeddingError::Ragged(bytes.len()));
+        }
+        let dims = bytes.len() / 4;
+        if dims == 0 || dims > MAX_DIMENSIONS {
+            return Err(EmbeddingError::Dimensions(dims));
+        }
+        let vector: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        if !vector.iter().all(|v| v.is_finite()) {
+            return Err(EmbeddingError::NotFinite);
+        }
+        Ok(Embedding { model, vector })
+    }
+}
+
+impl Serialize for Embedding {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Wire {
+            model: self.model.clone(),
+            f32le: self.to_base64(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Embedding {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Embedding, D::Error> {
+        let wire = Wire::deserialize(d)?;
+        Embedding::from_base64(wire.model, &wire.f32le).map_err(serde::de::Error::custom)
+    }
+}

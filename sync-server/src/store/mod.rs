@@ -1,0 +1,344 @@
+//! `Store`: everything the server keeps, behind one trait with two backends that pass the same
+//! contract suite (`tests/contract/`): embedded SQLite (`sqlite`, the default, one school on one
+//! machine) and MongoDB (`mongo`, a district).
+//!
+//! Invariants every backend keeps:
+//! - An event id is applied at most once; a repeated id is acked again and changes nothing.
+//! - A push batch is applied atomically: a crash leaves none or all of its accepted events.
+//! - Each school has one change feed. Every write that a box must learn about upserts one row per
+//!   entity key (`ChangeBody::key`) with a new `seq`, larger than every `seq` already visible, in
+//!   the same transaction as the write. So a pull that reads `seq > cursor` in order never skips a
+//!   change and never repeats one across pages, even while writes go on.
+//! - Marks: teacher beats machine, then the later decision (`shared_proto::sync::mark_wins`).
+//! - Consent withdrawn or a student erased: every template of theirs becomes a tombstone in the feed.
+//! - Secrets (passwords, session and device tokens, provisioning codes) are stored as hashes only.
+
+use async_trait::async_trait;
+use shared_proto::sync::{
+    Change, Consent, EnrolmentRole, Event, MarkSource, MarkStatus, PushResponse, ScheduleSlot,
+};
+
+pub mod mongo;
+pub mod rules;
+pub mod sqlite;
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type Millis = i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key already taken: a username, a school id, ...
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The database cannot be reached or answered with a transient failure: retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The data was written by a newer server; refused, never modified.
+    #[error("{0}")]
+    NewerSchema(String),
+    #[error("store error: {0}")]
+    Backend(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct School {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Teacher,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Teacher => "teacher",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    /// Unique across the server.
+    pub username: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub role: Role,
+    /// `None` for a district admin, who sees every school.
+    pub school_id: Option<String>,
+    /// For teachers: their OneRoster sourcedId, which links them to their sections.
+    pub teacher_id: Option<String>,
+}
+
+/// A login session; only the sha256 of its token is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthSession {
+    pub token_hash: String,
+    pub user_id: String,
+    pub expires_at: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub id: String,
+    pub school_id: String,
+    pub name: String,
+    /// sha256 hex of the device token.
+    pub token_hash: String,
+    pub created_at: Millis,
+    pub revoked_at: Option<Millis>,
+    pub last_seen_at: Option<Millis>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProvisioningCode {
+    /// sha256 hex of the code.
+    pub code_hash: String,
+    pub school_id: String,
+    pub device_name: Option<String>,
+    pub created_by: String,
+    pub expires_at: Millis,
+}
+
+/// Why a provisioning code was not traded for a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedeemRefusal {
+    Unknown,
+    AlreadyUsed,
+    Expired,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Section {
+    pub id: String,
+    pub school_id: String,
+    pub title: String,
+    pub active: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Student {
+    pub id: String,
+    pub school_id: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub active: bool,
+    pub consent: Consent,
+    pub consent_by: Option<String>,
+    pub consent_at: Option<Millis>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Teacher {
+    pub id: String,
+    pub school_id: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub active: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Enrolment {
+    pub section_id: String,
+    pub person_id: String,
+    pub role: EnrolmentRole,
+    pub active: bool,
+}
+
+/// A whole roster for one school, from a OneRoster upload or the admin API.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RosterBatch {
+    pub sections: Vec<Section>,
+    pub students: Vec<Student>,
+    pub teachers: Vec<Teacher>,
+    pub enrolments: Vec<Enrolment>,
+}
+
+/// What `apply_roster` changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RosterSummary {
+    pub sections: usize,
+    pub students: usize,
+    pub teachers: usize,
+    pub enrolments: usize,
+    /// Students, teachers, sections and enrolments missing from a full roster, now inactive.
+    pub deactivated: usize,
+}
+
+/// One student's mark in one session, as the server holds it after conflicts are resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttendanceRow {
+    pub session_id: String,
+    /// `None` while the session's `session_opened` event has not arrived (out of order).
+    pub section_id: Option<String>,
+    pub started_at: Option<Millis>,
+    pub device_id: String,
+    pub student_id: String,
+    pub status: MarkStatus,
+    pub source: MarkSource,
+    pub score: Option<f32>,
+    pub decided_at: Millis,
+    pub decided_by: Option<String>,
+    /// The event that set this mark.
+    pub event_id: String,
+}
+
+/// Attendance of one school in `[from, to)` by the session's start (or, for a mark whose session
+/// has not arrived, its decision time), optionally for one section or one student.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttendanceQuery {
+    pub school_id: String,
+    pub section_id: Option<String>,
+    pub student_id: Option<String>,
+    pub from: Millis,
+    pub to: Millis,
+}
+
+/// A page of a school's change feed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangePage {
+    pub changes: Vec<Change>,
+    /// The last `seq` in `changes`, or the cursor asked for when there are none.
+    pub next_cursor: u64,
+    pub more: bool,
+}
+
+/// Counters for `/metrics` and the admin devices page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreCounts {
+    pub events_applied: u64,
+    pub changes: u64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round trip for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    // Schools and accounts.
+    async fn create_school(&self, school: &School) -> Result<(), StoreError>;
+    async fn schools(&self) -> Result<Vec<School>, StoreError>;
+    async fn school(&self, id: &str) -> Result<Option<School>, StoreError>;
+    /// `Conflict` when the username is taken.
+    async fn create_user(&self, user: &User) -> Result<(), StoreError>;
+    async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError>;
+    async fn count_admins(&self) -> Result<u64, StoreError>;
+    async fn create_auth_session(&self, session: &AuthSession) -> Result<(), StoreError>;
+    /// The user of an unexpired session.
+    async fn user_by_session(
+        &self,
+        token_hash: &str,
+        now: Millis,
+    ) -> Result<Option<User>, StoreError>;
+    async fn delete_auth_session(&self, token_hash: &str) -> Result<(), StoreError>;
+    /// Sections a teacher teaches (active teacher enrolments).
+    async fn sections_of_teacher(
+        &self,
+        school_id: &str,
+        teacher_id: &str,
+    ) -> Result<Vec<String>, StoreError>;
+
+    // Devices.
+    async fn create_provisioning_code(&self, code: &ProvisioningCode) -> Result<(), StoreError>;
+    /// Trades a code for `device` (whose `school_id` is taken from the code) atomically: of two
+    /// boxes racing with one code, exactly one gets a device.
+    async fn redeem_provisioning_code(
+        &self,
+        code_hash: &str,
+        device: &Device,
+        now: Millis,
+    ) -> Result<Result<Device, RedeemRefusal>, StoreError>;
+    /// The device holding this token, revoked or not (the caller tells the two apart).
+    async fn device_by_token(&self, token_hash: &str) -> Result<Option<Device>, StoreError>;
+    async fn devices(&self, school_id: &str) -> Result<Vec<Device>, StoreError>;
+    /// `NotFound` when no such device in that school.
+    async fn revoke_device(
+        &self,
+        school_id: &str,
+        device_id: &str,
+        now: Millis,
+    ) -> Result<(), StoreError>;
+    async fn touch_device(&self, device_id: &str, now: Millis) -> Result<(), StoreError>;
+
+    // Roster. Every write here also writes the matching change-feed rows.
+    /// Upserts everything in `batch`; with `full`, also deactivates what the school holds and the
+    /// batch does not (a full OneRoster export). One transaction.
+    async fn apply_roster(
+        &self,
+        school_id: &str,
+        batch: &RosterBatch,
+        full: bool,
+    ) -> Result<RosterSummary, StoreError>;
+    async fn sections(&self, school_id: &str) -> Result<Vec<Section>, StoreError>;
+    async fn students(&self, school_id: &str) -> Result<Vec<Student>, StoreError>;
+    async fn student(
+        &self,
+        school_id: &str,
+        student_id: &str,
+    ) -> Result<Option<Student>, StoreError>;
+    async fn enrolments(
+        &self,
+        school_id: &str,
+        section_id: &str,
+    ) -> Result<Vec<Enrolment>, StoreError>;
+    /// Replaces a section's timetable. `NotFound` for an unknown section.
+    async fn set_schedule(
+        &self,
+        school_id: &str,
+        section_id: &str,
+        slots: &[ScheduleSlot],
+    ) -> Result<(), StoreError>;
+    async fn schedule(
+        &self,
+        school_id: &str,
+        section_id: &str,
+    ) -> Result<Vec<ScheduleSlot>, StoreError>;
+    /// Records consent; a withdrawal tombstones every template of the student. `NotFound` for an
+    /// unknown student. A decision older than the one held (`at` < `consent_at`) changes nothing.
+    async fn set_consent(
+        &self,
+        school_id: &str,
+        student_id: &str,
+        consent: Consent,
+        by: &str,
+        at: Millis,
+    ) -> Result<(), StoreError>;
+    /// Erasure: the student's record, templates and marks are deleted; the feed gets a
+    /// `StudentErased` tombstone and one `TemplateDeleted` per template.
+    async fn erase_student(&self, school_id: &str, student_id: &str) -> Result<(), StoreError>;
+    /// Live (not tombstoned) templates of a student.
+    async fn templates_of(
+        &self,
+        school_id: &str,
+        student_id: &str,
+    ) -> Result<Vec<shared_proto::sync::TemplateData>, StoreError>;
+
+    // Sync.
+    /// Applies a push from `device` in one transaction: each event is acked (now or earlier) or
+    /// rejected with a `RejectCode` (see `rules`); rejected events are not recorded, so a retry
+    /// after the roster arrives can succeed.
+    async fn apply_events(
+        &self,
+        device: &Device,
+        events: &[Event],
+        now: Millis,
+    ) -> Result<PushResponse, StoreError>;
+    /// Changes of `school_id` with `seq > cursor`, in `seq` order, at most `limit`.
+    async fn pull(
+        &self,
+        school_id: &str,
+        cursor: u64,
+        limit: usize,
+    ) -> Result<ChangePage, StoreError>;
+
+    // Attendance.
+    async fn attendance(&self, query: &AttendanceQuery) -> Result<Vec<AttendanceRow>, StoreError>;
+    async fn counts(&self) -> Result<StoreCounts, StoreError>;
+}
