@@ -1,5 +1,6 @@
 //! The teacher's and IT's day through the real binary: roster import, consent, enrolment, capture
-//! with `--json`, review and teacher marks, and the recognition off switch.
+//! with `--json`, review and teacher marks, the recognition off switch, and manual roll call by
+//! the timetable.
 
 mod common;
 
@@ -147,6 +148,81 @@ fn with_recognition_switched_off_capture_and_enrolment_refuse() {
             "{stderr}"
         );
     }
+
+    // Manual roll call still works: the timetable picks the section, the teacher marks by hand.
+    ok(
+        &data,
+        &[
+            "schedule",
+            "add",
+            "--section",
+            SECTION,
+            "--day",
+            "tue",
+            "--start",
+            "08:30",
+            "--end",
+            "09:15",
+            "--room",
+            "12",
+        ],
+    );
+    let listed = ok(&data, &["schedule", "list"]);
+    assert!(
+        listed.contains("Tue 08:30-09:15") && listed.contains(SECTION),
+        "{listed}"
+    );
+    let refused = edge_agent(&data, &["session", "open", "--at", "tue-09:15"]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("no lesson in the timetable"),
+        "the lesson ends at 09:15"
+    );
+    let session = ok(&data, &["session", "open", "--at", "tue-08:40"]);
+    let session = session.trim();
+    ok(&data, &["mark", session, &students[0].id, "present"]);
+    ok(&data, &["mark", session, &students[1].id, "late"]);
+    let shown: Value =
+        serde_json::from_str(&ok(&data, &["session", "show", session, "--json"])).unwrap();
+    assert_eq!(shown["section"], SECTION);
+    let statuses: Vec<(String, String)> = shown["students"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["student"].as_str().unwrap().to_owned(),
+                format!(
+                    "{} by {}",
+                    r["status"].as_str().unwrap(),
+                    r["source"].as_str().unwrap()
+                ),
+            )
+        })
+        .collect();
+    let mut expected = vec![
+        (students[0].id.clone(), "present by teacher".to_owned()),
+        (students[1].id.clone(), "late by teacher".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(statuses, expected);
+    // A bad lesson is refused with the reason, and nothing is written.
+    let bad = edge_agent(
+        &data,
+        &[
+            "schedule",
+            "add",
+            "--section",
+            SECTION,
+            "--day",
+            "tue",
+            "--start",
+            "10:00",
+            "--end",
+            "09:00",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("must end after it starts"));
+    assert_eq!(ok(&data, &["schedule", "list"]).lines().count(), 1);
 
     // A typo in the switch is an error, not silently "on".
     std::fs::write(data.join("edge-agent.toml"), "recognise = false\n").unwrap();

@@ -81,23 +81,54 @@ impl Gallery {
         best
     }
 
-    /// Templates outer, faces inner: each template row is read once while the faces stay in cache.
+    /// Templates outer, faces inner: each template row is read once from memory while the faces
+    /// stay in cache. Pairs of templates against groups of four faces (eight dot products at once)
+    /// keep the CPU's multiply-add units busy instead of waiting on one sum at a time.
     fn score_rows(&self, faces: &[&[f32]], rows: std::ops::Range<usize>, best: &mut [Vec<f32>]) {
-        let dot = dot_kernel();
-        for row in rows {
-            let template = &self.vectors[row * self.dims..(row + 1) * self.dims];
+        let dims = self.dims;
+        let template = |row: usize| &self.vectors[row * dims..(row + 1) * dims];
+        let mut update = |face_idx: usize, row: usize, s: f32| {
             let student = self.owner[row] as usize;
-            for (face_idx, face) in faces.iter().enumerate() {
-                let s = dot(face, template);
-                if s > best[face_idx][student] {
-                    best[face_idx][student] = s;
+            if s > best[face_idx][student] {
+                best[face_idx][student] = s;
+            }
+        };
+        let block = block_kernel();
+        let dot = dot_kernel();
+        let n_face_blocks = faces.len() / 4;
+        let mut row = rows.start;
+        while row + 2 <= rows.end {
+            let t = [template(row), template(row + 1)];
+            for b in 0..n_face_blocks {
+                let f = [
+                    faces[4 * b],
+                    faces[4 * b + 1],
+                    faces[4 * b + 2],
+                    faces[4 * b + 3],
+                ];
+                let scores = block(&f, &t);
+                for (i, pair) in scores.iter().enumerate() {
+                    update(4 * b + i, row, pair[0]);
+                    update(4 * b + i, row + 1, pair[1]);
                 }
+            }
+            for (face_idx, face) in faces.iter().enumerate().skip(4 * n_face_blocks) {
+                update(face_idx, row, dot(face, t[0]));
+                update(face_idx, row + 1, dot(face, t[1]));
+            }
+            row += 2;
+        }
+        if row < rows.end {
+            for (face_idx, face) in faces.iter().enumerate() {
+                update(face_idx, row, dot(face, template(row)));
             }
         }
     }
 }
 
 type DotFn = fn(&[f32], &[f32]) -> f32;
+/// Four faces against two templates: `result[face][template]`.
+type BlockFn = fn(&[&[f32]; 4], &[&[f32]; 2]) -> [[f32; 2]; 4];
 
 /// The fastest dot product this CPU runs: AVX2+FMA where present, else portable code.
 fn dot_kernel() -> DotFn {
@@ -111,6 +142,19 @@ fn dot_kernel() -> DotFn {
         }
     }
     dot_portable
+}
+
+fn block_kernel() -> BlockFn {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return |f, t| {
+                // SAFETY: the features it was compiled for were detected on this CPU just above.
+                unsafe { block_avx2(f, t) }
+            };
+        }
+    }
+    block_portable
 }
 
 /// Sixteen independent lanes let the compiler keep the sum in vector registers.
@@ -136,10 +180,57 @@ fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     dot_lanes(a, b)
 }
 
+fn block_portable(f: &[&[f32]; 4], t: &[&[f32]; 2]) -> [[f32; 2]; 4] {
+    let mut out = [[0.0; 2]; 4];
+    for (i, face) in f.iter().enumerate() {
+        for (j, template) in t.iter().enumerate() {
+            out[i][j] = dot_lanes(face, template);
+        }
+    }
+    out
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
     dot_lanes(a, b)
+}
+
+/// Eight accumulators (4 faces x 2 templates) of eight lanes each: per step of eight dimensions,
+/// six loads feed eight independent multiply-adds, so neither the FMA latency nor the loads limit.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block_avx2(f: &[&[f32]; 4], t: &[&[f32]; 2]) -> [[f32; 2]; 4] {
+    use std::arch::x86_64::*;
+
+    let dims = f.iter().chain(t).map(|v| v.len()).min().unwrap_or(0);
+    let whole = dims - dims % 8;
+    let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+    let mut k = 0;
+    while k < whole {
+        // SAFETY: k + 8 <= whole <= the length of every slice, so each 8-float load is in bounds.
+        unsafe {
+            let t0 = _mm256_loadu_ps(t[0].as_ptr().add(k));
+            let t1 = _mm256_loadu_ps(t[1].as_ptr().add(k));
+            for i in 0..4 {
+                let fi = _mm256_loadu_ps(f[i].as_ptr().add(k));
+                acc[i][0] = _mm256_fmadd_ps(fi, t0, acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(fi, t1, acc[i][1]);
+            }
+        }
+        k += 8;
+    }
+    let mut out = [[0.0f32; 2]; 4];
+    for i in 0..4 {
+        for j in 0..2 {
+            let mut lanes = [0.0f32; 8];
+            // SAFETY: `lanes` holds exactly eight f32.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc[i][j]) };
+            let tail: f32 = (whole..dims).map(|d| f[i][d] * t[j][d]).sum();
+            out[i][j] = lanes.iter().sum::<f32>() + tail;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -180,6 +271,19 @@ mod tests {
         let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
         assert!((dot_kernel()(&a, &b) - plain).abs() < 1e-4);
         assert!((dot_portable(&a, &b) - plain).abs() < 1e-4);
+        // Lengths that are not a multiple of eight exercise the tails.
+        let faces: Vec<&[f32]> = (0..4).map(|i| &a[i..i + 509]).collect();
+        let templates = [&b[..509], &b[3..512]];
+        let faces: [&[f32]; 4] = [faces[0], faces[1], faces[2], faces[3]];
+        for kernel in [block_kernel(), block_portable as BlockFn] {
+            let scores = kernel(&faces, &templates);
+            for (i, face) in faces.iter().enumerate() {
+                for (j, template) in templates.iter().enumerate() {
+                    let plain: f32 = face.iter().zip(*template).map(|(x, y)| x * y).sum();
+                    assert!((scores[i][j] - plain).abs() < 1e-3, "{i} {j}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -196,10 +300,27 @@ mod tests {
             })
             .collect();
         let gallery = Gallery::new(dims, templates);
-        let faces: Vec<Vec<f32>> = (0..3)
+        // Seven faces: one block of four plus three taken one at a time.
+        let faces: Vec<Vec<f32>> = (0..7)
             .map(|f| (0..dims).map(|d| ((f + d) % 5) as f32).collect())
             .collect();
         let parallel = gallery.best_per_student(&faces);
+        let plain: Vec<Vec<f32>> = faces
+            .iter()
+            .map(|face| {
+                let mut row = vec![f32::MIN; gallery.students().len()];
+                for t in 0..gallery.n_templates() {
+                    let v = &gallery.vectors[t * dims..(t + 1) * dims];
+                    let s: f32 = face.iter().zip(v).map(|(a, b)| a * b).sum();
+                    let o = gallery.owner[t] as usize;
+                    row[o] = row[o].max(s);
+                }
+                row
+            })
+            .collect();
+        for (p, q) in parallel.iter().flatten().zip(plain.iter().flatten()) {
+            assert!((p - q).abs() <= 1e-3 * q.abs().max(1.0), "{p} vs {q}");
+        }
         let mut serial = vec![vec![f32::MIN; gallery.students().len()]; faces.len()];
         let refs: Vec<&[f32]> = faces.iter().map(|f| f.as_slice()).collect();
         gallery.score_rows(&refs, 0..gallery.n_templates(), &mut serial);

@@ -147,6 +147,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Attendance sessions without a capture: manual roll call, and what a session holds.
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// The timetable: which section meets when and where.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// A teacher's mark for one student; always beats the machine's.
     Mark {
         session: String,
@@ -169,6 +175,60 @@ pub enum Command {
 pub enum RosterCommand {
     /// Import a folder of OneRoster 1.1 CSV bulk files, all or nothing.
     Import { dir: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SessionCommand {
+    /// Open a session with no capture (manual roll call, or recognition switched off); prints its
+    /// id for `edge-agent mark`.
+    Open {
+        /// The section; default: the lesson under way now by the timetable.
+        #[arg(long)]
+        section: Option<String>,
+        /// Use this moment instead of now to find the lesson, as DAY-HH:MM (e.g. mon-08:40).
+        #[arg(long, value_name = "DAY-HH:MM", conflicts_with = "section")]
+        at: Option<String>,
+    },
+    /// Every student of a session's section with their mark (or "unmarked").
+    Show {
+        session: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScheduleCommand {
+    /// Add a weekly lesson to a section's timetable.
+    Add {
+        #[arg(long)]
+        section: String,
+        /// mon, tue, ... sun (or 1-7).
+        #[arg(long)]
+        day: String,
+        /// HH:MM, local time.
+        #[arg(long)]
+        start: String,
+        #[arg(long)]
+        end: String,
+        #[arg(long)]
+        room: Option<String>,
+    },
+    /// Remove every lesson of a section.
+    Clear {
+        #[arg(long)]
+        section: String,
+    },
+    /// The timetable, of one section or all.
+    List {
+        #[arg(long)]
+        section: Option<String>,
+    },
+    /// The lesson under way now (or at --at DAY-HH:MM).
+    Now {
+        #[arg(long, value_name = "DAY-HH:MM")]
+        at: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -4,6 +4,7 @@
 mod check;
 mod outbox;
 mod roster;
+mod schedule;
 mod schema;
 mod sessions;
 mod students;
@@ -17,6 +18,7 @@ use rusqlite::Connection;
 
 pub use outbox::OutboxEvent;
 pub use roster::ImportSummary;
+pub use schedule::{Slot, SlotError, minutes_of_day};
 pub use sessions::{Mark, MarkSource, MarkStatus, SessionRecord};
 pub use students::{Consent, StudentRecord};
 pub use templates::{NewTemplate, TemplateRecord};
@@ -39,6 +41,8 @@ pub enum StoreError {
     UnknownSection(String),
     #[error("unknown capture session {0:?}")]
     UnknownSession(String),
+    #[error("section {section}: {reason}")]
+    InvalidSlot { section: String, reason: String },
     #[error("student {student} is not enrolled in section {section}")]
     NotInSection { student: String, section: String },
     #[error("database error: {0}")]

@@ -242,7 +242,8 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn session_section(&self, session_id: &str) -> Result<String, StoreError> {
+    /// The section a session belongs to.
+    pub fn session_section(&self, session_id: &str) -> Result<String, StoreError> {
         self.conn
             .query_row(
                 "SELECT section_id FROM capture_sessions WHERE id = ?1",
