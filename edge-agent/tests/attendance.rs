@@ -6,7 +6,8 @@ mod common;
 use std::path::PathBuf;
 
 use common::{faces_dir, pipeline};
-use edge_agent::attendance::capture::{CaptureOutcome, capture};
+use edge_agent::attendance::Gallery;
+use edge_agent::attendance::capture::{CaptureOutcome, SchoolSearch, capture, capture_with};
 use edge_agent::capture::{ImageLimits, load_image};
 use edge_agent::enrolment::{EnrolOptions, MAX_ENROL_YAW_DEGREES, enrol};
 use edge_agent::roster::{Enrolment, EnrolmentRole, Person, RosterImport, Section};
@@ -182,6 +183,68 @@ fn a_composed_class_is_marked_exactly() {
     let marks = store.marks(&outcome.session).unwrap();
     assert_eq!(marks.len(), 20);
     assert!(marks.iter().all(|m| m.source == MarkSource::Machine));
+}
+
+#[test]
+fn students_of_another_section_are_not_on_this_roster() {
+    let Class {
+        mut store,
+        mut pipeline,
+        people,
+        strangers,
+    } = enrolled_class();
+    // A second section holding the first 10 of the 20 enrolled students.
+    const OTHER: &str = "class-7c";
+    let mut both = roster(&people);
+    both.sections.push(Section {
+        id: OTHER.into(),
+        title: "7C".into(),
+        school_id: "school".into(),
+        active: true,
+    });
+    both.enrolments
+        .extend(people[..10].iter().map(|(p, _, _)| Enrolment {
+            section_id: OTHER.into(),
+            person_id: p.clone(),
+            role: EnrolmentRole::Student,
+            active: true,
+        }));
+    store.apply_roster(&both, "test").unwrap();
+
+    // In front of 7C: six of its students, four students of 7B only, and a stranger.
+    let mut photos: Vec<PathBuf> = people[4..14].iter().map(|(_, _, c)| c.clone()).collect();
+    photos.push(strangers[0].clone());
+    let frame = classroom(&photos);
+    let names = |range: std::ops::Range<usize>| -> Vec<String> {
+        sorted(people[range].iter().map(|(p, _, _)| p.clone()).collect())
+    };
+    let model_id = pipeline.model_id().to_string();
+    let dims = pipeline.manifest().embedder.dimensions;
+    let school = Gallery::of_school(&store, &model_id, dims).unwrap();
+    assert_eq!(school.n_templates(), 20);
+    let by_store = capture(
+        &mut pipeline,
+        &mut store,
+        OTHER,
+        std::slice::from_ref(&frame),
+    )
+    .unwrap();
+    let by_cache = capture_with(
+        &mut pipeline,
+        &mut store,
+        OTHER,
+        std::slice::from_ref(&frame),
+        SchoolSearch::Cached(&school),
+    )
+    .unwrap();
+    for outcome in [&by_store, &by_cache] {
+        let present = sorted(outcome.present.iter().map(|p| p.student.clone()).collect());
+        assert_eq!(present, names(4..10));
+        assert!(outcome.review.is_empty());
+        assert_eq!(sorted(outcome.absent.clone()), names(0..4));
+        assert_eq!(outcome.not_on_roster, names(10..14));
+        assert_eq!(outcome.unknown_faces, 1);
+    }
 }
 
 #[test]

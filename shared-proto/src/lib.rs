@@ -2,6 +2,7 @@
 //! error codes. No I/O, no tokio, no storage types: both daemons convert to and from their own types.
 
 pub mod ml;
+pub mod oneroster;
 pub mod sync;
 
 mod model_id;

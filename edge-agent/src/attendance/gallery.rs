@@ -41,6 +41,16 @@ impl Gallery {
         gallery
     }
 
+    /// Every template of the school made by `model_id`: built once by a long-running caller and
+    /// kept, it replaces a sqlite-vec scan per unmatched face (~22 ms each at 15k templates).
+    pub fn of_school(
+        store: &crate::store::Store,
+        model_id: &str,
+        dims: usize,
+    ) -> Result<Gallery, crate::store::StoreError> {
+        Ok(Gallery::new(dims, store.all_templates(model_id)?))
+    }
+
     pub fn students(&self) -> &[String] {
         &self.students
     }

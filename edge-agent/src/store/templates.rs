@@ -132,6 +132,23 @@ impl Store {
         Ok(out)
     }
 
+    /// Every template made by `model_id`, of every student: what a school-wide `Gallery` holds.
+    pub fn all_templates(&self, model_id: &str) -> Result<Vec<TemplateRecord>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT t.uuid, t.student_id, v.embedding FROM face_templates t
+             JOIN template_vectors v ON v.template_id = t.id
+             WHERE t.model_id = ?1 ORDER BY t.student_id",
+        )?;
+        let rows = stmt.query_map([model_id], |r| {
+            Ok(TemplateRecord {
+                uuid: r.get(0)?,
+                student_id: r.get(1)?,
+                vector: vector_from_bytes(&r.get::<_, Vec<u8>>(2)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The `k` templates nearest to `vector` across the whole school (sqlite-vec KNN), as
     /// `(student_id, cosine similarity)`, best first.
     pub fn nearest_templates(

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::checks::{Index, Lookup, RowChecks, is_active, is_enabled, role_in};
-use super::oneroster::{CLASSES, USERS};
+use super::files::{CLASSES, USERS};
 use super::table::{Column, Table};
 use super::{Enrolment, EnrolmentRole, Person, Problem, RosterError, RosterImport, RowError};
 

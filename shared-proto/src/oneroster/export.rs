@@ -1,64 +1,50 @@
-//! OneRoster 1.1 CSV bulk exports: which files and columns they have, the manifest, the order of
-//! checks, and orgs, academic sessions and classes; users and enrolments are in `people`.
+//! OneRoster 1.1 CSV bulk exports: the order of checks, the manifest, the columns each file must
+//! have, and orgs, academic sessions and classes; users and enrolments are in `people`.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::{fs, io};
 
 use super::checks::{Index, Lookup, RowChecks, check_date, is_active};
+use super::files::{
+    ACADEMIC_SESSIONS, CLASSES, ENROLLMENTS, FILE_ORDER, MANIFEST, ORGS, RosterFiles, USERS,
+};
 use super::people::{EnrolmentColumns, UserColumns, read_enrolments, read_users};
 use super::table::{Column, Table};
 use super::{AcademicSession, Org, Problem, RosterError, RosterImport, RowError, Section};
 
-const MANIFEST: &str = "manifest.csv";
-const ORGS: &str = "orgs.csv";
-const ACADEMIC_SESSIONS: &str = "academicSessions.csv";
-pub(super) const CLASSES: &str = "classes.csv";
-pub(super) const USERS: &str = "users.csv";
-const ENROLLMENTS: &str = "enrollments.csv";
-/// The order problems are listed in: the order a person would fix them, referenced files first.
-const FILE_ORDER: [&str; 6] = [
-    MANIFEST,
-    ORGS,
-    ACADEMIC_SESSIONS,
-    CLASSES,
-    USERS,
-    ENROLLMENTS,
-];
 const ALWAYS_IN_AN_EXPORT: &str = "a OneRoster 1.1 bulk export always has manifest.csv, users.csv, classes.csv and enrollments.csv";
 
-/// Reads and checks the OneRoster 1.1 bulk export in `dir`. Missing files, missing columns and an
+/// Checks the OneRoster 1.1 bulk export in `files`. Missing files, missing columns and an
 /// unsupported manifest stop at the first; row problems are all collected into
 /// `RosterError::Invalid`, so one round of fixes is enough.
-pub fn read_oneroster(dir: &Path) -> Result<RosterImport, RosterError> {
+pub fn parse_oneroster(files: &RosterFiles) -> Result<RosterImport, RosterError> {
     let mut problems = Vec::new();
 
     // The manifest comes first: a delta export may leave files out, and "only bulk is
     // supported" is the useful thing to say then, not "users.csv is missing".
-    let manifest = Table::parse(MANIFEST, &read_required(dir, MANIFEST)?, &mut problems)?;
+    let manifest = Table::parse(MANIFEST, required(files, MANIFEST)?, &mut problems)?;
     let bulk_files = check_manifest(&manifest)?;
 
-    // Required files are all looked for before any is parsed, so a wrong folder is reported as
-    // missing files rather than as whatever an optional file there happens to contain.
-    let classes = read_required(dir, CLASSES)?;
-    let users = read_required(dir, USERS)?;
-    let enrollments = read_required(dir, ENROLLMENTS)?;
-    let mut read_optional = |file: &'static str| -> Result<Option<Table>, RosterError> {
-        match read_file(dir, file)? {
-            Some(bytes) => Table::parse(file, &bytes, &mut problems).map(Some),
+    // Required files are all looked for before any is parsed, so a wrong folder or upload is
+    // reported as missing files rather than as whatever an optional file in it happens to contain.
+    let classes = required(files, CLASSES)?;
+    let users = required(files, USERS)?;
+    let enrollments = required(files, ENROLLMENTS)?;
+    let mut parse_optional = |file: &'static str| -> Result<Option<Table>, RosterError> {
+        match files.get(file) {
+            Some(bytes) => Table::parse(file, bytes, &mut problems).map(Some),
             None if bulk_files.contains(&file) => Err(RosterError::MissingFile {
                 file,
-                dir: dir.to_owned(),
+                export: files.export().to_owned(),
                 why: "manifest.csv lists it as a bulk file",
             }),
             None => Ok(None),
         }
     };
-    let orgs = read_optional(ORGS)?;
-    let academic_sessions = read_optional(ACADEMIC_SESSIONS)?;
-    let classes = Table::parse(CLASSES, &classes, &mut problems)?;
-    let users = Table::parse(USERS, &users, &mut problems)?;
-    let enrollments = Table::parse(ENROLLMENTS, &enrollments, &mut problems)?;
+    let orgs = parse_optional(ORGS)?;
+    let academic_sessions = parse_optional(ACADEMIC_SESSIONS)?;
+    let classes = Table::parse(CLASSES, classes, &mut problems)?;
+    let users = Table::parse(USERS, users, &mut problems)?;
+    let enrollments = Table::parse(ENROLLMENTS, enrollments, &mut problems)?;
 
     // Every file's columns before any file's rows: a missing column stops the import, and row
     // problems found before it would only be noise.
@@ -108,19 +94,10 @@ pub fn read_oneroster(dir: &Path) -> Result<RosterImport, RosterError> {
     Err(RosterError::Invalid(problems))
 }
 
-fn read_file(dir: &Path, file: &'static str) -> Result<Option<Vec<u8>>, RosterError> {
-    let path = dir.join(file);
-    match fs::read(&path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(RosterError::Read { path, source }),
-    }
-}
-
-fn read_required(dir: &Path, file: &'static str) -> Result<Vec<u8>, RosterError> {
-    read_file(dir, file)?.ok_or_else(|| RosterError::MissingFile {
+fn required<'f>(files: &'f RosterFiles, file: &'static str) -> Result<&'f [u8], RosterError> {
+    files.get(file).ok_or_else(|| RosterError::MissingFile {
         file,
-        dir: dir.to_owned(),
+        export: files.export().to_owned(),
         why: ALWAYS_IN_AN_EXPORT,
     })
 }
