@@ -85,7 +85,7 @@ fn time<T>(runs: usize, budget: Duration, mut f: impl FnMut() -> T) -> Timing {
     let runs = runs
         .min((budget.as_secs_f64() / warm_up.as_secs_f64()) as usize)
         .max(3);
-    let mut samples: Vec<Duration> = (0..runs)
+    let samples: Vec<Duration> = (0..runs)
         .map(|_| {
             let start = Instant::now();
             black_box(f());
@@ -598,7 +598,7 @@ fn capture_rows(runs: usize, budget: Duration, setup_notes: &mut Vec<String>) {
             Some(gallery) => SchoolSearch::Cached(gallery),
             None => SchoolSearch::Store,
         };
-        let mut run_capture = |pipeline: &mut Pipeline, store: &mut Store| {
+        let run_capture = |pipeline: &mut Pipeline, store: &mut Store| {
             capture_with(
                 pipeline,
                 store,
