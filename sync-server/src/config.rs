@@ -17,7 +17,26 @@ pub struct Config {
     /// MongoDB URI; when set the server uses MongoDB instead of the embedded store.
     #[serde(default)]
     pub mongodb_uri: Option<String>,
+    /// MongoDB database name. Default `rollcall`.
+    #[serde(default = "default_mongodb_database")]
+    pub mongodb_database: String,
+    /// Largest JSON request body, in bytes. Default 4 MiB (a full push of 1000 events with
+    /// templates is about 3 MiB).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Largest OneRoster upload, all files together, in bytes. Default 32 MiB.
+    #[serde(default = "default_max_roster_bytes")]
+    pub max_roster_bytes: usize,
+    /// How long a login lasts, in minutes. Default 720 (12 h).
+    #[serde(default = "default_session_minutes")]
+    pub session_minutes: u32,
 }
+
+/// Environment variables that override the file, for containers and systemd units.
+pub const ENV_LISTEN: &str = "ROLLCALL_SERVER_LISTEN";
+pub const ENV_DATA_DIR: &str = "ROLLCALL_SERVER_DATA_DIR";
+pub const ENV_MONGODB_URI: &str = "ROLLCALL_MONGODB_URI";
+pub const ENV_MONGODB_DATABASE: &str = "ROLLCALL_MONGODB_DATABASE";
 
 fn default_listen() -> String {
     "127.0.0.1:8440".to_owned()
@@ -25,6 +44,22 @@ fn default_listen() -> String {
 
 fn default_data_dir() -> PathBuf {
     PathBuf::from("data")
+}
+
+fn default_mongodb_database() -> String {
+    "rollcall".to_owned()
+}
+
+fn default_max_body_bytes() -> usize {
+    4 * 1024 * 1024
+}
+
+fn default_max_roster_bytes() -> usize {
+    32 * 1024 * 1024
+}
+
+fn default_session_minutes() -> u32 {
+    12 * 60
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +71,8 @@ pub enum ConfigError {
     },
     #[error("{path}: {reason}")]
     Parse { path: PathBuf, reason: String },
+    #[error("{origin}: {reason}")]
+    Invalid { origin: String, reason: String },
 }
 
 impl Config {
@@ -54,10 +91,96 @@ impl Config {
         Config::parse(&text, path)
     }
 
+    /// The defaults, as if from an empty file.
+    pub fn defaults() -> Config {
+        Config {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            mongodb_uri: None,
+            mongodb_database: default_mongodb_database(),
+            max_body_bytes: default_max_body_bytes(),
+            max_roster_bytes: default_max_roster_bytes(),
+            session_minutes: default_session_minutes(),
+        }
+    }
+
+    /// The file when one is given, else the defaults; then the environment's overrides
+    /// (`ROLLCALL_SERVER_LISTEN`, ...), then the checks.
+    pub fn load_with_env(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let config = match path {
+            Some(path) => Config::load(path)?,
+            None => Config::defaults(),
+        };
+        let config = config.with_env(|name| std::env::var(name).ok());
+        config.check(&path.map_or_else(|| "defaults".to_owned(), |p| p.display().to_string()))?;
+        Ok(config)
+    }
+
+    /// Applies the overrides that `lookup` (the environment, in production) finds. An empty
+    /// `ROLLCALL_MONGODB_URI` means "no MongoDB", so a unit can switch back to the embedded store.
+    pub fn with_env(mut self, lookup: impl Fn(&str) -> Option<String>) -> Config {
+        if let Some(listen) = lookup(ENV_LISTEN) {
+            self.listen = listen;
+        }
+        if let Some(data_dir) = lookup(ENV_DATA_DIR) {
+            self.data_dir = PathBuf::from(data_dir);
+        }
+        if let Some(uri) = lookup(ENV_MONGODB_URI) {
+            self.mongodb_uri = Some(uri).filter(|uri| !uri.trim().is_empty());
+        }
+        if let Some(database) = lookup(ENV_MONGODB_DATABASE) {
+            self.mongodb_database = database;
+        }
+        self
+    }
+
+    /// Cross-field checks, with messages that say what to change.
+    pub fn check(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |reason: String| {
+            Err(ConfigError::Invalid {
+                origin: origin.to_owned(),
+                reason,
+            })
+        };
+        // A host name (`localhost:8440`) is fine too: it is resolved when the server binds.
+        let has_port = self
+            .listen
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !has_port {
+            return invalid(format!(
+                "listen \"{}\" is not host:port like 127.0.0.1:8440",
+                self.listen
+            ));
+        }
+        if self.mongodb_uri.is_some() && self.mongodb_database.trim().is_empty() {
+            return invalid(
+                "mongodb_database is empty; name the database (default rollcall)".to_owned(),
+            );
+        }
+        if self.max_body_bytes < 64 * 1024 {
+            return invalid(
+                "max_body_bytes is under 64 KiB; a push of templates needs more".to_owned(),
+            );
+        }
+        if self.max_roster_bytes < self.max_body_bytes {
+            return invalid("max_roster_bytes is smaller than max_body_bytes".to_owned());
+        }
+        if self.session_minutes == 0 {
+            return invalid("session_minutes is 0; logins would expire at once".to_owned());
+        }
+        Ok(())
+    }
+
+    /// The embedded store's file.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("rollcall-server.sqlite")
+    }
+
     /// Which store this configuration selects, in words for the start-up log.
     pub fn store_description(&self) -> String {
         match &self.mongodb_uri {
-            Some(_) => "MongoDB".to_owned(),
+            Some(_) => format!("MongoDB database {}", self.mongodb_database),
             None => format!("embedded SQLite in {}", self.data_dir.display()),
         }
     }
@@ -70,8 +193,40 @@ mod tests {
     #[test]
     fn empty_config_means_embedded_store() {
         let config = Config::parse("", Path::new("c.toml")).unwrap();
+        assert_eq!(config, Config::defaults());
         assert_eq!(config.listen, "127.0.0.1:8440");
         assert_eq!(config.store_description(), "embedded SQLite in data");
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        let config = Config::parse(
+            "listen = '0.0.0.0:1'\nmongodb_uri = 'mongodb://x'",
+            Path::new("c.toml"),
+        )
+        .unwrap()
+        .with_env(|name| match name {
+            ENV_LISTEN => Some("127.0.0.1:9".to_owned()),
+            ENV_DATA_DIR => Some("/var/lib/rollcall".to_owned()),
+            ENV_MONGODB_URI => Some(String::new()),
+            _ => None,
+        });
+        assert_eq!(config.listen, "127.0.0.1:9");
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/rollcall"));
+        assert_eq!(config.mongodb_uri, None);
+        assert_eq!(
+            config.sqlite_path(),
+            PathBuf::from("/var/lib/rollcall/rollcall-server.sqlite")
+        );
+        assert!(config.check("c.toml").is_ok());
+    }
+
+    #[test]
+    fn a_bad_listen_address_is_refused() {
+        let config = Config::defaults()
+            .with_env(|name| (name == ENV_LISTEN).then(|| "localhost".to_owned()));
+        let message = config.check("defaults").unwrap_err().to_string();
+        assert!(message.contains("listen \"localhost\""), "{message}");
     }
 
     #[test]

@@ -1,7 +1,16 @@
-use std::path::PathBuf;
+//! `sync-server`: serve the API, make the first admin, check a configuration.
 
-use anyhow::Result;
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use sync_server::Config;
+use sync_server::api::{self, AppState, Limits};
+use sync_server::store::mongo::MongoStore;
+use sync_server::store::sqlite::SqliteStore;
+use sync_server::store::{Role, Store, StoreError, User};
 
 #[derive(Parser, Debug)]
 #[command(name = "sync-server", version, about = "Rollcall central sync server")]
@@ -12,6 +21,18 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Serve the sync and admin API until SIGTERM or Ctrl-C.
+    Serve {
+        /// TOML configuration; without it the defaults, in both cases with the ROLLCALL_*
+        /// environment overrides.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Manage accounts directly in the store (for the first admin).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Check a configuration file and say which store it selects.
     CheckConfig {
         #[arg(long, default_value = "sync-server.toml")]
@@ -19,16 +40,192 @@ enum Command {
     },
 }
 
-fn main() -> Result<()> {
+#[derive(Subcommand, Debug)]
+enum AdminCommand {
+    /// Create an admin account: a district admin, or with --school the admin of one school.
+    Create {
+        #[arg(long)]
+        username: String,
+        /// The school this admin manages; without it the admin manages every school.
+        #[arg(long)]
+        school: Option<String>,
+        /// Read the password from standard input without a prompt (for scripts).
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::Serve { config } => serve(config.as_deref()).await,
+        Command::Admin {
+            command:
+                AdminCommand::Create {
+                    username,
+                    school,
+                    password_stdin,
+                    config,
+                },
+        } => create_admin(config.as_deref(), &username, school, password_stdin).await,
         Command::CheckConfig { config } => {
-            let config = sync_server::Config::load(&config)?;
+            let config = Config::load_with_env(Some(&config))?;
             println!(
                 "ok: listen {}, store {}",
                 config.listen,
                 config.store_description()
             );
+            Ok(())
         }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Logs go to stderr (journald takes both); colours only for a person at a terminal.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// The store the configuration selects: MongoDB when `mongodb_uri` is set, else the embedded
+/// SQLite file in the data directory.
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
+    if let Some(uri) = &config.mongodb_uri {
+        let store = MongoStore::connect(uri, &config.mongodb_database)
+            .await
+            .with_context(|| format!("cannot open {}", config.store_description()))?;
+        return Ok(Arc::new(store));
+    }
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let path = config.sqlite_path();
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+        .await
+        .context("opening the embedded store panicked")?
+        .with_context(|| format!("cannot open {}", config.sqlite_path().display()))?;
+    Ok(Arc::new(store))
+}
+
+async fn serve(config_path: Option<&Path>) -> Result<()> {
+    init_logging();
+    let config = Config::load_with_env(config_path)?;
+    let store = open_store(&config).await?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(
+        listen = %config.listen,
+        store = %config.store_description(),
+        "serving"
+    );
+    let state = AppState::new(store, Limits::from(&config));
+    api::serve(listener, state, shutdown_signal())
+        .await
+        .context("server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM (systemd's stop), so requests in flight finish first.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+fn read_password(username: &str, password_stdin: bool) -> Result<String> {
+    let mut text = String::new();
+    if password_stdin {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the password from standard input")?;
+    } else {
+        if std::io::stdin().is_terminal() {
+            eprint!("Password for {username} (shown as typed; use --password-stdin to pipe it): ");
+            std::io::stderr().flush().ok();
+        }
+        std::io::stdin()
+            .lock()
+            .read_line(&mut text)
+            .context("cannot read the password from standard input")?;
+    }
+    // Only the line ending goes: spaces inside or around a password are part of it.
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+async fn create_admin(
+    config_path: Option<&Path>,
+    username: &str,
+    school: Option<String>,
+    password_stdin: bool,
+) -> Result<()> {
+    let password = read_password(username, password_stdin)?;
+    if password.chars().count() < api::MIN_PASSWORD_CHARS {
+        bail!(
+            "the password is shorter than {} characters; choose a longer one",
+            api::MIN_PASSWORD_CHARS
+        );
+    }
+    let config = Config::load_with_env(config_path)?;
+    let store = open_store(&config).await?;
+    if let Some(school_id) = &school
+        && store.school(school_id).await?.is_none()
+    {
+        bail!(
+            "no school {school_id}: create it first (POST /v1/schools as a district admin), or leave out --school to make a district admin"
+        );
+    }
+    let password_hash = tokio::task::spawn_blocking(move || api::hash_password(&password))
+        .await
+        .context("password hashing panicked")??;
+    let user = User {
+        id: uuid::Uuid::now_v7().to_string(),
+        username: username.to_owned(),
+        password_hash,
+        role: Role::Admin,
+        school_id: school.clone(),
+        teacher_id: None,
+    };
+    match store.create_user(&user).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => bail!("username {username} is already taken"),
+        Err(e) => return Err(e).context("cannot create the admin"),
+    }
+    match school {
+        Some(school_id) => println!("created admin {username} of school {school_id}"),
+        None => println!("created district admin {username} (every school)"),
     }
     Ok(())
 }

@@ -1,0 +1,520 @@
+//! Load generator: simulated classroom boxes push 100-event batches and pull, against a real
+//! `sync-server serve` process on loopback, on the embedded store and on a MongoDB-wire server.
+//!
+//! `cargo bench -p sync-server --bench load [-- --quick] [-- --backend embedded|mongo]`
+//!
+//! For MongoDB it uses `ROLLCALL_TEST_MONGODB_URI` when set, else starts `.venv/bin/secantusd-py`
+//! (made by scripts/setup) in memory on a free port. The generator and the server share the
+//! machine's cores, as they would not in production: the figures are a floor.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use shared_proto::PROTOCOL_VERSION;
+use shared_proto::sync::{
+    Event, EventBody, MarkSource, MarkStatus, PROTOCOL_HEADER, PullResponse, PushRequest,
+    PushResponse,
+};
+
+/// Boxes provisioned, one per section; each concurrency level uses the first N.
+const BOXES: usize = 128;
+const STUDENTS_PER_SECTION: usize = 30;
+const EVENTS_PER_PUSH: usize = 100;
+/// A box pulls after every this many pushes, until it has caught up.
+const PUSHES_PER_PULL: usize = 10;
+const PULL_LIMIT: usize = 500;
+const CONCURRENCY: [usize; 3] = [1, 16, 128];
+/// The throughput target; paced rows offer exactly this much.
+const TARGET_EVENTS_PER_S: f64 = 20_000.0;
+const PASSWORD: &str = "load-test-password";
+const SCHOOL: &str = "load-school";
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_owned()
+}
+
+/// A child process killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+enum Backend {
+    Embedded,
+    Mongo(String),
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Embedded => "embedded SQLite",
+            Backend::Mongo(_) => "MongoDB wire (SecantusDB)",
+        }
+    }
+}
+
+/// A MongoDB-wire server for the run: the test script's, or one started here.
+fn mongo_uri() -> (String, Option<Process>) {
+    if let Ok(uri) = std::env::var("ROLLCALL_TEST_MONGODB_URI") {
+        return (uri, None);
+    }
+    let port = free_port();
+    let bin = repo_root().join(".venv/bin/secantusd-py");
+    let child = Command::new(&bin)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--storage-path", ":memory:"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/setup first", bin.display()));
+    wait_for_port(port, Duration::from_secs(30));
+    (
+        format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
+        Some(Process(child)),
+    )
+}
+
+fn wait_for_port(port: u16, within: Duration) {
+    let deadline = Instant::now() + within;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A `sync-server serve` process with an admin account, in its own data folder.
+struct Server {
+    base: String,
+    _process: Process,
+    _data: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(backend: &Backend) -> Server {
+        let data = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let bin = env!("CARGO_BIN_EXE_sync-server");
+        let database = format!("load_{}", uuid::Uuid::new_v4().simple());
+        let configure = |cmd: &mut Command| {
+            cmd.env("ROLLCALL_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+                .env("ROLLCALL_SERVER_DATA_DIR", data.path())
+                .env("RUST_LOG", "warn");
+            match backend {
+                Backend::Embedded => cmd.env("ROLLCALL_MONGODB_URI", ""),
+                Backend::Mongo(uri) => cmd
+                    .env("ROLLCALL_MONGODB_URI", uri)
+                    .env("ROLLCALL_MONGODB_DATABASE", &database),
+            };
+        };
+        let mut admin = Command::new(bin);
+        admin
+            .args(["admin", "create", "--username", "admin", "--password-stdin"])
+            .stdin(Stdio::piped());
+        configure(&mut admin);
+        let mut child = admin.spawn().expect("sync-server admin create");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(PASSWORD.as_bytes())
+            .expect("password");
+        assert!(child.wait().expect("admin create").success());
+
+        let mut serve = Command::new(bin);
+        serve.arg("serve").stdout(Stdio::null());
+        configure(&mut serve);
+        let process = Process(serve.spawn().expect("sync-server serve"));
+        wait_for_port(port, Duration::from_secs(30));
+        Server {
+            base: format!("http://127.0.0.1:{port}"),
+            _process: process,
+            _data: data,
+        }
+    }
+}
+
+/// The OneRoster export of the synthetic school: one section per box.
+fn roster_files() -> Vec<(&'static str, String)> {
+    let mut users = "sourcedId,status,dateLastModified,enabledUser,orgSourcedIds,role,username,givenName,familyName,email,agentSourcedIds\n".to_owned();
+    let mut classes = "sourcedId,status,dateLastModified,title,classCode,classType,schoolSourcedId,courseSourcedId,termSourcedIds\n".to_owned();
+    let mut enrollments = "sourcedId,status,dateLastModified,classSourcedId,schoolSourcedId,userSourcedId,role,primary,beginDate,endDate\n".to_owned();
+    for b in 0..BOXES {
+        classes += &format!("c{b},,,Class {b},C{b},scheduled,{SCHOOL},k1,\n");
+        for s in 0..STUDENTS_PER_SECTION {
+            let id = student_id(b, s);
+            users += &format!("{id},,,true,{SCHOOL},student,{id},Student,{id},,\n");
+            enrollments += &format!("e{b}-{s},,,c{b},{SCHOOL},{id},student,false,,\n");
+        }
+    }
+    vec![
+        (
+            "manifest.csv",
+            "propertyName,value\nmanifest.version,1.0\noneroster.version,1.1\nfile.classes,bulk\nfile.enrollments,bulk\nfile.users,bulk\n".to_owned(),
+        ),
+        ("users.csv", users),
+        ("classes.csv", classes),
+        ("enrollments.csv", enrollments),
+    ]
+}
+
+fn student_id(section: usize, seat: usize) -> String {
+    format!("s{section}-{seat}")
+}
+
+async fn expect_json(response: reqwest::Response, what: &str) -> Value {
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    assert!(status.is_success(), "{what}: {status} {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: {e}: {body}"))
+}
+
+/// Logs in, makes the school and its roster, and provisions every box; returns device tokens.
+async fn set_up(client: &reqwest::Client, base: &str) -> Vec<String> {
+    let login = client
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    let admin = expect_json(login, "login").await["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let school = client
+        .post(format!("{base}/v1/schools"))
+        .bearer_auth(&admin)
+        .json(&json!({"id": SCHOOL, "name": "Load Test School"}))
+        .send()
+        .await
+        .expect("school");
+    expect_json(school, "create school").await;
+    let mut form = reqwest::multipart::Form::new();
+    for (name, text) in roster_files() {
+        form = form.part(
+            name,
+            reqwest::multipart::Part::bytes(text.into_bytes()).file_name(name),
+        );
+    }
+    let roster = client
+        .post(format!("{base}/v1/schools/{SCHOOL}/roster"))
+        .bearer_auth(&admin)
+        .multipart(form)
+        .send()
+        .await
+        .expect("roster");
+    expect_json(roster, "roster upload").await;
+    let mut tokens = Vec::with_capacity(BOXES);
+    for b in 0..BOXES {
+        let code = client
+            .post(format!("{base}/v1/schools/{SCHOOL}/provisioning-codes"))
+            .bearer_auth(&admin)
+            .json(&json!({"device_name": format!("room-{b}")}))
+            .send()
+            .await
+            .expect("code");
+        let code = expect_json(code, "provisioning code").await["code"]
+            .as_str()
+            .expect("code")
+            .to_owned();
+        let device = client
+            .post(format!("{base}/v1/devices/provision"))
+            .json(&json!({"protocol": PROTOCOL_VERSION, "code": code, "name": format!("room-{b}")}))
+            .send()
+            .await
+            .expect("provision");
+        tokens.push(
+            expect_json(device, "provision").await["token"]
+                .as_str()
+                .expect("token")
+                .to_owned(),
+        );
+    }
+    tokens
+}
+
+/// One push: three sessions of the box's section, each opened and marked for all 30 students
+/// (93 events), six teacher corrections on the last one, and its closing: 100 events.
+fn batch(section: usize) -> PushRequest {
+    let now = now_ms();
+    let id = || uuid::Uuid::now_v7().to_string();
+    let mut events = Vec::with_capacity(EVENTS_PER_PUSH);
+    let mut session = String::new();
+    for _ in 0..3 {
+        session = id();
+        events.push(Event {
+            id: id(),
+            at: now,
+            body: EventBody::SessionOpened {
+                session: session.clone(),
+                section: format!("c{section}"),
+                started_at: now,
+            },
+        });
+        for seat in 0..STUDENTS_PER_SECTION {
+            events.push(Event {
+                id: id(),
+                at: now,
+                body: EventBody::MarkSet {
+                    session: session.clone(),
+                    student: student_id(section, seat),
+                    status: if seat % 7 == 0 {
+                        MarkStatus::Absent
+                    } else {
+                        MarkStatus::Present
+                    },
+                    source: MarkSource::Machine,
+                    score: (seat % 7 != 0).then_some(0.62),
+                    decided_at: now,
+                    by: None,
+                },
+            });
+        }
+    }
+    for seat in 0..6 {
+        events.push(Event {
+            id: id(),
+            at: now + 1,
+            body: EventBody::MarkSet {
+                session: session.clone(),
+                student: student_id(section, seat * 5),
+                status: MarkStatus::Late,
+                source: MarkSource::Teacher,
+                score: None,
+                decided_at: now + 1,
+                by: Some("teacher".into()),
+            },
+        });
+    }
+    events.push(Event {
+        id: id(),
+        at: now + 2,
+        body: EventBody::SessionClosed { session },
+    });
+    assert_eq!(events.len(), EVENTS_PER_PUSH);
+    PushRequest {
+        protocol: PROTOCOL_VERSION,
+        events,
+    }
+}
+
+#[derive(Default)]
+struct BoxResult {
+    push: Vec<Duration>,
+    pull: Vec<Duration>,
+    events: usize,
+    changes: usize,
+}
+
+/// One simulated box: push, and every few pushes pull until caught up, until `deadline`. Paced,
+/// it pushes on a fixed schedule and a push's latency counts from when it was due, so a server
+/// that falls behind shows it in the percentiles instead of slowing the generator down.
+async fn run_box(
+    client: reqwest::Client,
+    base: Arc<str>,
+    token: String,
+    section: usize,
+    deadline: Instant,
+    pace: Option<(Duration, Duration)>,
+) -> BoxResult {
+    let mut result = BoxResult::default();
+    let mut cursor = "0".to_owned();
+    let mut pushes = 0;
+    let mut ticker = pace.map(|(phase, interval)| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + phase, interval);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        t
+    });
+    while Instant::now() < deadline {
+        let start = match &mut ticker {
+            Some(ticker) => ticker.tick().await.into_std(),
+            None => Instant::now(),
+        };
+        if start >= deadline {
+            break;
+        }
+        let body = batch(section);
+        let response = client
+            .post(format!("{base}/v1/sync/push"))
+            .bearer_auth(&token)
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+            .json(&body)
+            .send()
+            .await
+            .expect("push");
+        let status = response.status();
+        let text = response.text().await.expect("push body");
+        result.push.push(start.elapsed());
+        assert!(status.is_success(), "push: {status} {text}");
+        let acked: PushResponse = serde_json::from_str(&text).expect("push response");
+        assert!(
+            acked.rejected.is_empty() && acked.acked.len() == EVENTS_PER_PUSH,
+            "push rejected events: {:?}",
+            acked.rejected.first()
+        );
+        result.events += acked.acked.len();
+        pushes += 1;
+        if pushes % PUSHES_PER_PULL == 0 {
+            loop {
+                let start = Instant::now();
+                let response = client
+                    .get(format!(
+                        "{base}/v1/sync/pull?cursor={cursor}&limit={PULL_LIMIT}"
+                    ))
+                    .bearer_auth(&token)
+                    .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+                    .send()
+                    .await
+                    .expect("pull");
+                let status = response.status();
+                let text = response.text().await.expect("pull body");
+                result.pull.push(start.elapsed());
+                assert!(status.is_success(), "pull: {status} {text}");
+                let page: PullResponse = serde_json::from_str(&text).expect("pull page");
+                result.changes += page.changes.len();
+                cursor = page.next_cursor;
+                if !page.more {
+                    break;
+                }
+            }
+        }
+    }
+    result
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[idx].as_secs_f64() * 1e3
+}
+
+async fn run_backend(backend: &Backend, seconds: u64) {
+    let server = Server::start(backend);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(BOXES)
+        .build()
+        .expect("client");
+    let setup = Instant::now();
+    let tokens = set_up(&client, &server.base).await;
+    eprintln!(
+        "{}: school of {BOXES} sections x {STUDENTS_PER_SECTION} students and {BOXES} boxes set up in {:.1} s",
+        backend.name(),
+        setup.elapsed().as_secs_f64()
+    );
+    let base: Arc<str> = server.base.clone().into();
+    for (boxes, paced) in CONCURRENCY.iter().flat_map(|&n| [(n, false), (n, true)]) {
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(seconds);
+        // Paced: together the boxes offer TARGET_EVENTS_PER_S, each at its own phase.
+        let interval =
+            Duration::from_secs_f64(boxes as f64 * EVENTS_PER_PUSH as f64 / TARGET_EVENTS_PER_S);
+        let tasks: Vec<_> = (0..boxes)
+            .map(|b| {
+                let phase = interval.mul_f64(b as f64 / boxes as f64);
+                tokio::spawn(run_box(
+                    client.clone(),
+                    base.clone(),
+                    tokens[b].clone(),
+                    b,
+                    deadline,
+                    paced.then_some((phase, interval)),
+                ))
+            })
+            .collect();
+        let mut all = BoxResult::default();
+        for task in tasks {
+            let r = task.await.expect("box task");
+            all.push.extend(r.push);
+            all.pull.extend(r.pull);
+            all.events += r.events;
+            all.changes += r.changes;
+        }
+        let wall = start.elapsed().as_secs_f64();
+        all.push.sort();
+        all.pull.sort();
+        let events_per_s = all.events as f64 / wall;
+        let p99 = percentile(&all.push, 0.99);
+        let verdict = if boxes == 128 && paced && matches!(backend, Backend::Embedded) {
+            if events_per_s >= 20_000.0 && p99 <= 50.0 {
+                "; target >= 20,000 events/s and p99 <= 50 ms: met"
+            } else {
+                "; target >= 20,000 events/s and p99 <= 50 ms: NOT met"
+            }
+        } else {
+            ""
+        };
+        let mode = if paced {
+            format!("paced, {TARGET_EVENTS_PER_S} offered")
+        } else {
+            "as fast as acked".to_owned()
+        };
+        println!(
+            "| {} | {boxes} | {mode} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {} changes pulled{verdict} |",
+            backend.name(),
+            all.push.len(),
+            events_per_s,
+            percentile(&all.push, 0.50),
+            percentile(&all.push, 0.95),
+            p99,
+            all.pull.len(),
+            percentile(&all.pull, 0.50),
+            percentile(&all.pull, 0.99),
+            all.changes,
+        );
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let only = args
+        .iter()
+        .position(|a| a == "--backend")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let seconds = if quick { 3 } else { 10 };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    println!(
+        "| store | boxes | load | pushes | events/s | push p50 ms | push p95 ms | push p99 ms | pull pages | pull p50 ms | pull p99 ms | note |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    if only.as_deref() != Some("mongo") {
+        runtime.block_on(run_backend(&Backend::Embedded, seconds));
+    }
+    if only.as_deref() != Some("embedded") {
+        let (uri, _mongo) = mongo_uri();
+        runtime.block_on(run_backend(&Backend::Mongo(uri), seconds));
+    }
+    println!(
+        "\n{EVENTS_PER_PUSH} events per push; each box pulls (limit {PULL_LIMIT}) after every {PUSHES_PER_PULL} pushes until caught up; {seconds} s per row; legacy backend: p50 200 ms, p95 500 ms, p99 1000 ms."
+    );
+}

@@ -1,0 +1,678 @@
+//! The admin JSON API: schools, accounts, provisioning codes and devices, sections, students and
+//! consent, enrolments and timetables (OneRoster uploads: `roster`). Admins only; a school admin
+//! is held to their school (`wrong_school`), a district admin may use any.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use shared_proto::sync::{Consent, EnrolmentRole, ScheduleSlot};
+
+use super::auth::{AdminAuth, SchoolAdmin, new_provisioning_code, normalize_code, secret_hash};
+use super::{AppState, JsonBody, blocking};
+use crate::api::{ApiError, hash_password};
+use crate::store::{
+    Device, Enrolment, Millis, ProvisioningCode, Role, RosterBatch, School, Section, Student, User,
+};
+
+/// Ids in paths and bodies: what a student information system uses, and safe in URLs and logs.
+fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
+    let plain = id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@'));
+    if id.is_empty() || id.len() > 128 || !plain {
+        return Err(ApiError::InvalidRequest(format!(
+            "{what} \"{id}\" must be 1-128 characters of letters, digits and - _ . : @"
+        )));
+    }
+    Ok(())
+}
+
+fn check_text(what: &str, text: &str, max_chars: usize) -> Result<(), ApiError> {
+    if text.trim().is_empty() || text.chars().count() > max_chars {
+        return Err(ApiError::InvalidRequest(format!(
+            "{what} must be 1-{max_chars} characters"
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+pub(super) struct SchoolJson {
+    id: String,
+    name: String,
+}
+
+impl From<School> for SchoolJson {
+    fn from(school: School) -> Self {
+        SchoolJson {
+            id: school.id,
+            name: school.name,
+        }
+    }
+}
+
+/// `GET /v1/schools`: every school for a district admin, their own for a school admin.
+pub(super) async fn list_schools(
+    State(state): State<AppState>,
+    admin: AdminAuth,
+) -> Result<Json<Vec<SchoolJson>>, ApiError> {
+    let schools = state.store().schools().await?;
+    Ok(Json(
+        schools
+            .into_iter()
+            .filter(|school| admin.check_school(&school.id).is_ok())
+            .map(SchoolJson::from)
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewSchool {
+    id: String,
+    name: String,
+}
+
+/// `POST /v1/schools`: district admins only.
+pub(super) async fn create_school(
+    State(state): State<AppState>,
+    admin: AdminAuth,
+    JsonBody(new): JsonBody<NewSchool>,
+) -> Result<(StatusCode, Json<SchoolJson>), ApiError> {
+    if !admin.is_district_admin() {
+        return Err(ApiError::Forbidden(
+            "only a district admin creates schools".to_owned(),
+        ));
+    }
+    check_id("school id", &new.id)?;
+    check_text("name", &new.name, 200)?;
+    let school = School {
+        id: new.id,
+        name: new.name.trim().to_owned(),
+    };
+    state.store().create_school(&school).await?;
+    tracing::info!(school_id = %school.id, by = %admin.user.username, "school created");
+    Ok((StatusCode::CREATED, Json(school.into())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewUser {
+    username: String,
+    password: String,
+    role: String,
+    #[serde(default)]
+    teacher_id: Option<String>,
+}
+
+#[derive(Serialize)]
+pub(super) struct UserJson {
+    id: String,
+    username: String,
+    role: &'static str,
+    school_id: Option<String>,
+    teacher_id: Option<String>,
+}
+
+/// `POST /v1/schools/{school}/users`: a teacher (linked to their OneRoster id) or a school admin.
+pub(super) async fn create_user(
+    State(state): State<AppState>,
+    SchoolAdmin {
+        user: admin,
+        school_id,
+    }: SchoolAdmin,
+    JsonBody(new): JsonBody<NewUser>,
+) -> Result<(StatusCode, Json<UserJson>), ApiError> {
+    check_id("username", &new.username)?;
+    let role = match new.role.as_str() {
+        "teacher" => Role::Teacher,
+        "admin" => Role::Admin,
+        other => {
+            return Err(ApiError::InvalidRequest(format!(
+                "role \"{other}\" is not teacher or admin"
+            )));
+        }
+    };
+    let teacher_id = match (role, new.teacher_id) {
+        (Role::Teacher, Some(id)) => {
+            check_id("teacher_id", &id)?;
+            Some(id)
+        }
+        (Role::Teacher, None) => {
+            return Err(ApiError::InvalidRequest(
+                "a teacher needs teacher_id: their sourcedId in the roster, which links them to their sections".to_owned(),
+            ));
+        }
+        (Role::Admin, _) => None,
+    };
+    let password = new.password;
+    let password_hash = blocking(move || hash_password(&password))
+        .await?
+        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let user = User {
+        id: uuid::Uuid::now_v7().to_string(),
+        username: new.username,
+        password_hash,
+        role,
+        school_id: Some(school_id),
+        teacher_id,
+    };
+    state.store().create_user(&user).await?;
+    tracing::info!(username = %user.username, role = role.as_str(), by = %admin.username, "account created");
+    Ok((
+        StatusCode::CREATED,
+        Json(UserJson {
+            id: user.id,
+            username: user.username,
+            role: role.as_str(),
+            school_id: user.school_id,
+            teacher_id: user.teacher_id,
+        }),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewProvisioningCode {
+    #[serde(default)]
+    device_name: Option<String>,
+    #[serde(default)]
+    ttl_minutes: Option<u32>,
+}
+
+#[derive(Serialize)]
+pub(super) struct ProvisioningCodeJson {
+    /// Shown once: the server keeps only its hash.
+    code: String,
+    expires_at: Millis,
+}
+
+const DEFAULT_CODE_TTL_MINUTES: u32 = 24 * 60;
+const MAX_CODE_TTL_MINUTES: u32 = 7 * 24 * 60;
+
+/// `POST /v1/schools/{school}/provisioning-codes`.
+pub(super) async fn create_provisioning_code(
+    State(state): State<AppState>,
+    SchoolAdmin { user, school_id }: SchoolAdmin,
+    JsonBody(new): JsonBody<NewProvisioningCode>,
+) -> Result<(StatusCode, Json<ProvisioningCodeJson>), ApiError> {
+    let ttl_minutes = new.ttl_minutes.unwrap_or(DEFAULT_CODE_TTL_MINUTES);
+    if !(1..=MAX_CODE_TTL_MINUTES).contains(&ttl_minutes) {
+        return Err(ApiError::InvalidRequest(format!(
+            "ttl_minutes must be 1-{MAX_CODE_TTL_MINUTES}"
+        )));
+    }
+    if let Some(name) = &new.device_name {
+        check_text("device_name", name, 100)?;
+    }
+    let code = new_provisioning_code();
+    let expires_at = state.now() + Millis::from(ttl_minutes) * 60_000;
+    state
+        .store()
+        .create_provisioning_code(&ProvisioningCode {
+            code_hash: secret_hash(&normalize_code(&code)),
+            school_id: school_id.clone(),
+            device_name: new.device_name.map(|name| name.trim().to_owned()),
+            created_by: user.username.clone(),
+            expires_at,
+        })
+        .await?;
+    tracing::info!(school_id = %school_id, by = %user.username, "provisioning code created");
+    Ok((
+        StatusCode::CREATED,
+        Json(ProvisioningCodeJson { code, expires_at }),
+    ))
+}
+
+#[derive(Serialize)]
+pub(super) struct DeviceJson {
+    id: String,
+    school_id: String,
+    name: String,
+    created_at: Millis,
+    revoked_at: Option<Millis>,
+    last_seen_at: Option<Millis>,
+}
+
+impl From<Device> for DeviceJson {
+    fn from(device: Device) -> Self {
+        DeviceJson {
+            id: device.id,
+            school_id: device.school_id,
+            name: device.name,
+            created_at: device.created_at,
+            revoked_at: device.revoked_at,
+            last_seen_at: device.last_seen_at,
+        }
+    }
+}
+
+/// `GET /v1/schools/{school}/devices`.
+pub(super) async fn list_devices(
+    State(state): State<AppState>,
+    SchoolAdmin { school_id, .. }: SchoolAdmin,
+) -> Result<Json<Vec<DeviceJson>>, ApiError> {
+    let devices = state.store().devices(&school_id).await?;
+    Ok(Json(devices.into_iter().map(DeviceJson::from).collect()))
+}
+
+/// `POST /v1/schools/{school}/devices/{device}/revoke`: the token stops working at once.
+pub(super) async fn revoke_device(
+    State(state): State<AppState>,
+    SchoolAdmin { user, school_id }: SchoolAdmin,
+    Path((_, device_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .store()
+        .revoke_device(&school_id, &device_id, state.now())
+        .await?;
+    tracing::info!(device_id = %device_id, by = %user.username, "device revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+pub(super) struct SectionJson {
+    id: String,
+    title: String,
+    active: bool,
+}
+
+impl From<Section> for SectionJson {
+    fn from(section: Section) -> Self {
+        SectionJson {
+            id: section.id,
+            title: section.title,
+            active: section.active,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewSection {
+    id: String,
+    title: String,
+    #[serde(default = "default_true")]
+    active: bool,
+}
+
+/// `GET /v1/schools/{school}/sections`.
+pub(super) async fn list_sections(
+    State(state): State<AppState>,
+    SchoolAdmin { school_id, .. }: SchoolAdmin,
+) -> Result<Json<Vec<SectionJson>>, ApiError> {
+    let sections = state.store().sections(&school_id).await?;
+    Ok(Json(sections.into_iter().map(SectionJson::from).collect()))
+}
+
+/// `POST /v1/schools/{school}/sections`: creates or updates one section.
+pub(super) async fn upsert_section(
+    State(state): State<AppState>,
+    SchoolAdmin { school_id, .. }: SchoolAdmin,
+    JsonBody(new): JsonBody<NewSection>,
+) -> Result<Json<SectionJson>, ApiError> {
+    check_id("section id", &new.id)?;
+    check_text("title", &new.title, 200)?;
+    let section = Section {
+        id: new.id,
+        school_id: school_id.clone(),
+        title: new.title.trim().to_owned(),
+        active: new.active,
+    };
+    let batch = RosterBatch {
+        sections: vec![section.clone()],
+        ..RosterBatch::default()
+    };
+    state
+        .store()
+        .apply_roster(&school_id, &batch, false)
+        .await?;
+    Ok(Json(section.into()))
+}
+
+#[derive(Serialize)]
+pub(super) struct StudentJson {
+    id: String,
+    given_name: String,
+    family_name: String,
+    active: bool,
+    consent: Consent,
+    consent_by: Option<String>,
+    consent_at: Option<Millis>,
+}
+
+impl From<Student> for StudentJson {
+    fn from(student: Student) -> Self {
+        StudentJson {
+            id: student.id,
+            given_name: student.given_name,
+            family_name: student.family_name,
+            active: student.active,
+            consent: student.consent,
+            consent_by: student.consent_by,
+            consent_at: student.consent_at,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewStudent {
+    id: String,
+    given_name: String,
+    family_name: String,
+    #[serde(default = "default_true")]
+    active: bool,
+}
+
+/// `GET /v1/schools/{school}/students`, with each student's consent.
+pub(super) async fn list_students(
+    State(state): State<AppState>,
+    SchoolAdmin { school_id, .. }: SchoolAdmin,
+) -> Result<Json<Vec<StudentJson>>, ApiError> {
+    let students = state.store().students(&school_id).await?;
+    Ok(Json(students.into_iter().map(StudentJson::from).collect()))
+}
+
+/// `POST /v1/schools/{school}/students`: creates or updates one student's name and state;
+/// consent is changed only through its own route.
+pub(super) async fn upsert_student(
+    State(state): State<AppState>,
+    SchoolAdmin { school_id, .. }: SchoolAdmin,
+    JsonBody(new): JsonBody<NewStudent>,
+) -> Result<Json<StudentJson>, ApiError> {
+    check_id("student id", &new.id)?;
+    check_text("given_name", &new.given_name, 200)?;
+    check_text("family_name", &new.family_name, 200)?;
+    let held = state.store().student(&school_id, &new.id).await?;
+    let mut student = Student {
+        id: new.id,
+        school_id: school_id.clone(),
+        given_name: new.given_name.trim().to_owned(),
+        family_name: new.family_name.trim().to_owned(),
+        active: new.active,
+        consent: Consent::None,
+        consent_by: None,
+        consent_at: None,
+    };
+    keep_consent(&mut student, held.as_ref());
+    let batch = RosterBatch {
+        students: vec![student],
+        ..RosterBatch::default()
+    };
+    state
+        .store()
+        .apply_roster(&school_id, &batch, false)
+        .await?;
+    let student = state
+        .store()
+        .student(&school_id, &batch.students[0].id)
+        .await?
+        .ok_or_else(|| ApiError::Internal("student missing right after its upsert".to_owned()))?;
+    Ok(Json(student.into()))
+}
+
+/// A roster change never changes consent: the held decision rides along in the upsert.
+pub(super) fn keep_consent(student: &mut Student, held: Option<&Student>) {
+    if let Some(held) = held {
+        student.consent = held.consent;
+        student.consent_by = held.consent_by.clone();
+        student.consent_at = held.consent_at;
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConsentUpdate {
+    consent: Consent,
+    /// Who gave or withdrew it (a parent's name, a form's reference); defaults to the admin.
+    #[serde(default)]
+    by: Option<String>,
+}
+
+/// `PUT /v1/schools/{school}/students/{student}/consent`; a withdrawal tombstones every
+/// template of the student for every box.
+pub(super) async fn set_consent(
+    State(state): State<AppState>,
+    SchoolAdmin { user, school_id }: SchoolAdmin,
+    Path((_, student_id)): Path<(String, String)>,
+    JsonBody(update): JsonBody<ConsentUpdate>,
+) -> Result<Json<StudentJson>, ApiError> {
+    let by = update.by.unwrap_or_else(|| user.username.clone());
+    check_text("by", &by, 200)?;
+    state
+        .store()
+        .set_consent(
+            &school_id,
+            &student_id,
+            update.consent,
+            by.trim(),
+            state.now(),
+        )
+        .await?;
+    tracing::info!(student_id = %student_id, consent = ?update.consent, by = %user.username, "consent recorded");
+    let student = state
+        .store()
+        .student(&school_id, &student_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("student {student_id}")))?;
+    Ok(Json(student.into()))
+}
+
+/// `DELETE /v1/schools/{school}/students/{student}`: erasure of the student, their templates
+/// and marks; every box is told to purge.
+pub(super) async fn erase_student(
+    State(state): State<AppState>,
+    SchoolAdmin { user, school_id }: SchoolAdmin,
+    Path((_, student_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.store().erase_student(&school_id, &student_id).await?;
+    tracing::info!(student_id = %student_id, by = %user.username, "student erased");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+pub(super) struct EnrolmentJson {
+    section_id: String,
+    person_id: String,
+    role: EnrolmentRole,
+    active: bool,
+}
+
+impl From<Enrolment> for EnrolmentJson {
+    fn from(enrolment: Enrolment) -> Self {
+        EnrolmentJson {
+            section_id: enrolment.section_id,
+            person_id: enrolment.person_id,
+            role: enrolment.role,
+            active: enrolment.active,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewEnrolment {
+    person_id: String,
+    role: EnrolmentRole,
+    #[serde(default = "default_true")]
+    active: bool,
+}
+
+async fn section_of(
+    state: &AppState,
+    school_id: &str,
+    section_id: &str,
+) -> Result<Section, ApiError> {
+    state
+        .store()
+        .sections(school_id)
+        .await?
+        .into_iter()
+        .find(|section| section.id == section_id)
+        .ok_or_else(|| ApiError::NotFound(format!("section {section_id}")))
+}
+
+/// `GET /v1/schools/{school}/sections/{section}/enrolments`.
+pub(super) async fn list_enrolments(
+    State(state): State<AppState>,
+    SchoolAdmin { school_id, .. }: SchoolAdmin,
+    Path((_, section_id)): Path<(String, String)>,
+) -> Result<Json<Vec<EnrolmentJson>>, ApiError> {
+    section_of(&state, &school_id, &section_id).await?;
+    let enrolments = state.store().enrolments(&school_id, &section_id).await?;
+    Ok(Json(
+        enrolments.into_iter().map(EnrolmentJson::from).collect(),
+    ))
+}
+
+/// `POST /v1/schools/{school}/sections/{section}/enrolments`: adds (or deactivates) one person.
+pub(super) async fn upsert_enrolment(
+    State(state): State<AppState>,
+    SchoolAdmin { school_id, .. }: SchoolAdmin,
+    Path((_, section_id)): Path<(String, String)>,
+    JsonBody(new): JsonBody<NewEnrolment>,
+) -> Result<Json<EnrolmentJson>, ApiError> {
+    section_of(&state, &school_id, &section_id).await?;
+    check_id("person_id", &new.person_id)?;
+    if new.role == EnrolmentRole::Student
+        && state
+            .store()
+            .student(&school_id, &new.person_id)
+            .await?
+            .is_none()
+    {
+        return Err(ApiError::NotFound(format!("student {}", new.person_id)));
+    }
+    let enrolment = Enrolment {
+        section_id,
+        person_id: new.person_id,
+        role: new.role,
+        active: new.active,
+    };
+    let batch = RosterBatch {
+        enrolments: vec![enrolment.clone()],
+        ..RosterBatch::default()
+    };
+    state
+        .store()
+        .apply_roster(&school_id, &batch, false)
+        .await?;
+    Ok(Json(enrolment.into()))
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ScheduleJson {
+    slots: Vec<ScheduleSlot>,
+}
+
+/// `GET /v1/schools/{school}/sections/{section}/schedule`.
+pub(super) async fn get_schedule(
+    State(state): State<AppState>,
+    SchoolAdmin { school_id, .. }: SchoolAdmin,
+    Path((_, section_id)): Path<(String, String)>,
+) -> Result<Json<ScheduleJson>, ApiError> {
+    section_of(&state, &school_id, &section_id).await?;
+    let slots = state.store().schedule(&school_id, &section_id).await?;
+    Ok(Json(ScheduleJson { slots }))
+}
+
+/// Minutes after midnight of an `HH:MM` time.
+fn minutes_of(text: &str) -> Option<u32> {
+    let (hours, minutes) = text.split_once(':')?;
+    if hours.len() != 2 || minutes.len() != 2 {
+        return None;
+    }
+    let hours: u32 = hours.parse().ok()?;
+    let minutes: u32 = minutes.parse().ok()?;
+    (hours < 24 && minutes < 60).then_some(hours * 60 + minutes)
+}
+
+fn check_slots(slots: &[ScheduleSlot]) -> Result<(), ApiError> {
+    if slots.len() > 100 {
+        return Err(ApiError::InvalidRequest(
+            "more than 100 slots in one timetable".to_owned(),
+        ));
+    }
+    for (slot_idx, slot) in slots.iter().enumerate() {
+        let at = |reason: String| ApiError::InvalidRequest(format!("slot {slot_idx}: {reason}"));
+        if !(1..=7).contains(&slot.weekday) {
+            return Err(at(format!(
+                "weekday {} is not 1 (Monday) to 7 (Sunday)",
+                slot.weekday
+            )));
+        }
+        let starts = minutes_of(&slot.starts).ok_or_else(|| {
+            at(format!(
+                "starts \"{}\" is not a time like 08:30",
+                slot.starts
+            ))
+        })?;
+        let ends = minutes_of(&slot.ends)
+            .ok_or_else(|| at(format!("ends \"{}\" is not a time like 09:15", slot.ends)))?;
+        if starts >= ends {
+            return Err(at(format!(
+                "ends {} is not after starts {}",
+                slot.ends, slot.starts
+            )));
+        }
+        if slot
+            .room
+            .as_ref()
+            .is_some_and(|room| room.chars().count() > 100)
+        {
+            return Err(at("room is longer than 100 characters".to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// `PUT /v1/schools/{school}/sections/{section}/schedule`: replaces the timetable.
+pub(super) async fn set_schedule(
+    State(state): State<AppState>,
+    SchoolAdmin { school_id, .. }: SchoolAdmin,
+    Path((_, section_id)): Path<(String, String)>,
+    JsonBody(schedule): JsonBody<ScheduleJson>,
+) -> Result<Json<ScheduleJson>, ApiError> {
+    check_slots(&schedule.slots)?;
+    state
+        .store()
+        .set_schedule(&school_id, &section_id, &schedule.slots)
+        .await?;
+    Ok(Json(schedule))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(weekday: u8, starts: &str, ends: &str) -> ScheduleSlot {
+        ScheduleSlot {
+            weekday,
+            starts: starts.into(),
+            ends: ends.into(),
+            room: None,
+        }
+    }
+
+    #[test]
+    fn timetables_need_real_days_and_times_in_order() {
+        assert!(check_slots(&[slot(1, "08:30", "09:15"), slot(7, "00:00", "23:59")]).is_ok());
+        for bad in [
+            slot(0, "08:30", "09:15"),
+            slot(8, "08:30", "09:15"),
+            slot(1, "8:30", "09:15"),
+            slot(1, "24:00", "24:30"),
+            slot(1, "09:15", "09:15"),
+            slot(1, "10:00", "09:00"),
+        ] {
+            assert!(check_slots(std::slice::from_ref(&bad)).is_err(), "{bad:?}");
+        }
+    }
+}

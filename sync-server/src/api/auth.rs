@@ -1,0 +1,456 @@
+//! Accounts and credentials: argon2id passwords, login and logout, session and device tokens
+//! (32 random bytes, base64url; only their sha256 is stored), provisioning codes, the
+//! failed-login limiter, and the extractors `AdminAuth`, `UserAuth` and `DeviceAuth` that every
+//! protected handler takes.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{LazyLock, Mutex};
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::Json;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{AppState, JsonBody, blocking};
+use crate::api::ApiError;
+use crate::store::{AuthSession, Device, Millis, Role, User};
+
+/// Shortest password an account may have.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("the password has {found} characters; use at least {MIN_PASSWORD_CHARS}")]
+    TooShort { found: usize },
+    #[error("cannot hash the password: {0}")]
+    Hash(String),
+}
+
+/// An argon2id PHC string of `password` (the crate's defaults: 19 MiB, 2 passes), with a fresh
+/// salt. Slow on purpose: call it off the async runtime.
+pub fn hash_password(password: &str) -> Result<String, PasswordError> {
+    let found = password.chars().count();
+    if found < MIN_PASSWORD_CHARS {
+        return Err(PasswordError::TooShort { found });
+    }
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| PasswordError::Hash(e.to_string()))
+}
+
+fn verify_password(phc: &str, password: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|hash| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok()
+    })
+}
+
+/// A hash of nobody's password: a login for an unknown username verifies against it, so it
+/// takes as long as a wrong password and the timing does not tell which usernames exist.
+static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(new_token().as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .unwrap_or_default()
+});
+
+/// A bearer token: 32 random bytes, base64url without padding (43 characters).
+pub(super) fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// What the store keeps of a token or code: its sha256, hex.
+pub(super) fn secret_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Letters and digits that cannot be misread for one another (no 0/O, 1/I/L).
+const CODE_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
+const CODE_CHARS: usize = 12;
+
+/// A provisioning code as shown to the admin: 12 characters in groups of 4 (`7KQ3-M2XP-9RDA`),
+/// about 59 bits, typed once on the box.
+pub(super) fn new_provisioning_code() -> String {
+    let mut code = String::with_capacity(CODE_CHARS + 2);
+    let mut n_chosen = 0;
+    while n_chosen < CODE_CHARS {
+        let mut byte = [0u8; 1];
+        OsRng.fill_bytes(&mut byte);
+        // Rejection sampling keeps every character equally likely.
+        let limit = 256 - 256 % CODE_ALPHABET.len();
+        if usize::from(byte[0]) >= limit {
+            continue;
+        }
+        if n_chosen > 0 && n_chosen.is_multiple_of(4) {
+            code.push('-');
+        }
+        code.push(char::from(
+            CODE_ALPHABET[usize::from(byte[0]) % CODE_ALPHABET.len()],
+        ));
+        n_chosen += 1;
+    }
+    code
+}
+
+/// The form a code is hashed in: what a person may type differently (case, dashes, spaces)
+/// does not matter.
+pub(super) fn normalize_code(typed: &str) -> String {
+    typed
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+/// Failed attempts per key (a username, a client address) in a sliding window.
+pub(super) struct FailureLimiter {
+    max_failures: usize,
+    window_ms: Millis,
+    failures: Mutex<HashMap<String, VecDeque<Millis>>>,
+}
+
+impl FailureLimiter {
+    pub(super) fn new(max_failures: usize, window_ms: Millis) -> FailureLimiter {
+        FailureLimiter {
+            max_failures,
+            window_ms,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Err(RateLimited)` when any key has used up its failures in the window.
+    pub(super) fn check(&self, keys: &[String], now: Millis) -> Result<(), ApiError> {
+        let mut failures = self.lock();
+        let mut wait_ms = 0;
+        for key in keys {
+            if let Some(times) = failures.get_mut(key) {
+                times.retain(|&at| now - at < self.window_ms);
+                if times.len() >= self.max_failures
+                    && let Some(&oldest) = times.front()
+                {
+                    wait_ms = wait_ms.max(oldest + self.window_ms - now);
+                }
+            }
+        }
+        if wait_ms > 0 {
+            // Round up: a client that waits exactly Retry-After seconds must get through.
+            let retry_after_s = u64::try_from((wait_ms + 999) / 1000).unwrap_or(1).max(1);
+            return Err(ApiError::RateLimited { retry_after_s });
+        }
+        Ok(())
+    }
+
+    pub(super) fn record(&self, keys: &[String], now: Millis) {
+        let mut failures = self.lock();
+        // Forget quiet keys now and then so a scan of usernames cannot grow the map forever.
+        if failures.len() > 10_000 {
+            failures.retain(|_, times| times.back().is_some_and(|&at| now - at < self.window_ms));
+        }
+        for key in keys {
+            failures.entry(key.clone()).or_default().push_back(now);
+        }
+    }
+
+    pub(super) fn clear(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Millis>>> {
+        // A poisoned map only holds counters: keep using it.
+        self.failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The client's address, when the server was started with connection info.
+pub(super) struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
+    }
+}
+
+impl ClientIp {
+    pub(super) fn key(&self) -> String {
+        match self.0 {
+            Some(ip) => format!("ip:{ip}"),
+            None => "ip:unknown".to_owned(),
+        }
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+const NO_TOKEN: &str = "no bearer token: send Authorization: Bearer <token>";
+const UNKNOWN_TOKEN: &str = "unknown or expired token: log in again";
+
+/// A logged-in admin or teacher.
+pub(crate) struct UserAuth {
+    pub user: User,
+    pub token_hash: String,
+}
+
+/// A logged-in admin: a district admin (`school_id` None) or a school's admin.
+pub(crate) struct AdminAuth {
+    pub user: User,
+}
+
+/// A provisioned, unrevoked box.
+pub(crate) struct DeviceAuth {
+    pub device: Device,
+}
+
+impl FromRequestParts<AppState> for UserAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or(ApiError::Unauthorized(NO_TOKEN))?;
+        let token_hash = secret_hash(token);
+        match state
+            .store()
+            .user_by_session(&token_hash, state.now())
+            .await?
+        {
+            Some(user) => Ok(UserAuth { user, token_hash }),
+            None if state.store().device_by_token(&token_hash).await?.is_some() => Err(
+                ApiError::Forbidden("a device token only opens /v1/sync routes".to_owned()),
+            ),
+            None => Err(ApiError::Unauthorized(UNKNOWN_TOKEN)),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for AdminAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let UserAuth { user, .. } = UserAuth::from_request_parts(parts, state).await?;
+        match user.role {
+            Role::Admin => Ok(AdminAuth { user }),
+            Role::Teacher => Err(ApiError::Forbidden(
+                "this route is for admins; teachers may read attendance of their sections"
+                    .to_owned(),
+            )),
+        }
+    }
+}
+
+impl AdminAuth {
+    /// A district admin may act on any school, a school admin only on their own.
+    pub(super) fn check_school(&self, school_id: &str) -> Result<(), ApiError> {
+        match &self.user.school_id {
+            Some(own) if own != school_id => Err(ApiError::WrongSchool(school_id.to_owned())),
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) fn is_district_admin(&self) -> bool {
+        self.user.school_id.is_none()
+    }
+}
+
+/// An admin acting on the school named by the path's `{school}`: checked to be theirs (else
+/// `wrong_school`) and to exist, before the body is read.
+pub(crate) struct SchoolAdmin {
+    pub user: User,
+    pub school_id: String,
+}
+
+impl FromRequestParts<AppState> for SchoolAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let admin = AdminAuth::from_request_parts(parts, state).await?;
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+        let school_id = params.get("school").cloned().ok_or_else(|| {
+            ApiError::Internal("SchoolAdmin on a route without {school}".to_owned())
+        })?;
+        admin.check_school(&school_id)?;
+        if state.store().school(&school_id).await?.is_none() {
+            return Err(ApiError::NotFound(format!("school {school_id}")));
+        }
+        Ok(SchoolAdmin {
+            user: admin.user,
+            school_id,
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for DeviceAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or(ApiError::Unauthorized(NO_TOKEN))?;
+        let token_hash = secret_hash(token);
+        match state.store().device_by_token(&token_hash).await? {
+            Some(device) if device.revoked_at.is_some() => Err(ApiError::TokenRevoked),
+            Some(device) => Ok(DeviceAuth { device }),
+            None if state
+                .store()
+                .user_by_session(&token_hash, state.now())
+                .await?
+                .is_some() =>
+            {
+                Err(ApiError::Forbidden(
+                    "sync routes take a device token, not a login".to_owned(),
+                ))
+            }
+            None => Err(ApiError::Unauthorized(
+                "unknown device token: provision the box with a new code",
+            )),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+pub(super) struct LoginResponse {
+    token: String,
+    /// Milliseconds since the Unix epoch.
+    expires_at: Millis,
+    role: &'static str,
+    school_id: Option<String>,
+}
+
+/// `POST /v1/auth/login`.
+pub(super) async fn login(
+    State(state): State<AppState>,
+    client_ip: ClientIp,
+    JsonBody(request): JsonBody<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let now = state.now();
+    let user_key = [format!("login-user:{}", request.username.to_lowercase())];
+    let ip_key = [client_ip.key()];
+    state.shared.user_failures.check(&user_key, now)?;
+    state.shared.ip_failures.check(&ip_key, now)?;
+
+    let user = state.store().user_by_name(&request.username).await?;
+    let phc = user
+        .as_ref()
+        .map_or_else(|| DUMMY_HASH.clone(), |user| user.password_hash.clone());
+    let password = request.password;
+    let password_ok = blocking(move || verify_password(&phc, &password)).await?;
+    let Some(user) = user.filter(|_| password_ok) else {
+        state.shared.user_failures.record(&user_key, now);
+        state.shared.ip_failures.record(&ip_key, now);
+        state.metrics().count_login_failure();
+        tracing::info!(username = %request.username, "login refused");
+        return Err(ApiError::Unauthorized("wrong username or password"));
+    };
+    state.shared.user_failures.clear(&user_key[0]);
+
+    let token = new_token();
+    let expires_at = now + state.limits().session_ttl_ms;
+    state
+        .store()
+        .create_auth_session(&AuthSession {
+            token_hash: secret_hash(&token),
+            user_id: user.id.clone(),
+            expires_at,
+        })
+        .await?;
+    tracing::info!(username = %user.username, role = user.role.as_str(), "logged in");
+    Ok(Json(LoginResponse {
+        token,
+        expires_at,
+        role: user.role.as_str(),
+        school_id: user.school_id,
+    }))
+}
+
+/// `POST /v1/auth/logout`: ends this session only.
+pub(super) async fn logout(
+    State(state): State<AppState>,
+    auth: UserAuth,
+) -> Result<StatusCode, ApiError> {
+    state.store().delete_auth_session(&auth.token_hash).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_grouped_and_normalize_back() {
+        let code = new_provisioning_code();
+        assert_eq!(code.len(), 14, "{code}");
+        assert_eq!(code.matches('-').count(), 2, "{code}");
+        let typed = format!(" {} ", code.to_lowercase().replace('-', " "));
+        assert_eq!(normalize_code(&typed), code.replace('-', ""));
+    }
+
+    #[test]
+    fn tokens_are_43_base64url_characters() {
+        let token = new_token();
+        assert_eq!(token.len(), 43);
+        assert!(
+            token
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+        assert_ne!(token, new_token());
+    }
+
+    #[test]
+    fn limiter_blocks_after_the_allowed_failures_and_forgets_after_the_window() {
+        let limiter = FailureLimiter::new(2, 60_000);
+        let keys = ["u".to_owned()];
+        limiter.record(&keys, 0);
+        assert!(limiter.check(&keys, 1).is_ok());
+        limiter.record(&keys, 1_000);
+        match limiter.check(&keys, 2_000) {
+            Err(ApiError::RateLimited { retry_after_s }) => assert_eq!(retry_after_s, 58),
+            other => panic!("{other:?}"),
+        }
+        assert!(limiter.check(&keys, 61_000).is_ok());
+    }
+
+    #[test]
+    fn passwords_verify_and_short_ones_are_refused() {
+        let phc = hash_password("correct horse battery").unwrap();
+        assert!(phc.starts_with("$argon2id$"));
+        assert!(verify_password(&phc, "correct horse battery"));
+        assert!(!verify_password(&phc, "wrong horse battery"));
+        assert!(matches!(
+            hash_password("short"),
+            Err(PasswordError::TooShort { found: 5 })
+        ));
+    }
+}

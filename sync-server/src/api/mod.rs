@@ -1,0 +1,372 @@
+//! The HTTP API: the router and its shared state (`AppState` over an `Arc<dyn Store>`), the route
+//! table that both the router and `/openapi.json` come from, and the body extractors that turn
+//! every bad body into an `ApiError`. Handlers live by noun: `auth`, `sync`, `admin`,
+//! `attendance`, `roster`, `ops`.
+//!
+//! Storage types never cross this boundary as JSON: each handler converts them into the small
+//! response structs of its module.
+
+mod admin;
+mod attendance;
+mod auth;
+mod error;
+mod openapi;
+mod ops;
+mod roster;
+mod sync;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::http::Method;
+use axum::routing::{MethodRouter, delete, get, post, put};
+use serde::de::DeserializeOwned;
+
+pub use auth::{MIN_PASSWORD_CHARS, PasswordError, hash_password};
+pub use error::ApiError;
+pub use ops::Metrics;
+
+use crate::store::{Millis, Store, StoreError};
+
+/// Where "now" comes from, so expiry and rate-limit tests need not sleep.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Millis;
+}
+
+/// The system clock, in milliseconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Millis {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as Millis)
+    }
+}
+
+/// Sizes and lifetimes the API enforces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest JSON body, in bytes. Default 4 MiB: a full push of 1000 events with templates
+    /// is about 3 MiB.
+    pub max_body_bytes: usize,
+    /// Largest roster upload (all CSV files together), in bytes. Default 32 MiB.
+    pub max_roster_bytes: usize,
+    /// How long a login lasts, in milliseconds. Default 12 h.
+    pub session_ttl_ms: Millis,
+    /// Failed logins per username allowed per minute. Default 5.
+    pub login_failures_per_minute: usize,
+    /// Failed logins and provisioning codes per client address allowed per minute. Default 20:
+    /// a school's staff may share one address.
+    pub address_failures_per_minute: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_roster_bytes: 32 * 1024 * 1024,
+            session_ttl_ms: 12 * 60 * 60 * 1000,
+            login_failures_per_minute: 5,
+            address_failures_per_minute: 20,
+        }
+    }
+}
+
+impl From<&crate::Config> for Limits {
+    fn from(config: &crate::Config) -> Self {
+        Limits {
+            max_body_bytes: config.max_body_bytes,
+            max_roster_bytes: config.max_roster_bytes,
+            session_ttl_ms: Millis::from(config.session_minutes) * 60_000,
+            ..Limits::default()
+        }
+    }
+}
+
+/// What every handler shares; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    metrics: Metrics,
+    user_failures: auth::FailureLimiter,
+    ip_failures: auth::FailureLimiter,
+    /// When each device's `last_seen_at` was last written, by this process's clock.
+    last_seen_written: std::sync::Mutex<std::collections::HashMap<String, Millis>>,
+}
+
+/// A device's "last seen" is for people ("synced 2 minutes ago"): writing it at most this often
+/// keeps a durable write (an fsync on the embedded store) off almost every sync request.
+const LAST_SEEN_EVERY_MS: Millis = 30_000;
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, limits: Limits) -> AppState {
+        AppState::with_clock(store, limits, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(store: Arc<dyn Store>, limits: Limits, clock: Arc<dyn Clock>) -> AppState {
+        AppState {
+            shared: Arc::new(Shared {
+                user_failures: auth::FailureLimiter::new(limits.login_failures_per_minute, 60_000),
+                ip_failures: auth::FailureLimiter::new(limits.address_failures_per_minute, 60_000),
+                store,
+                clock,
+                limits,
+                metrics: Metrics::default(),
+                last_seen_written: Default::default(),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.shared.store.as_ref()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    fn now(&self) -> Millis {
+        self.shared.clock.now()
+    }
+
+    /// Records that `device_id` synced now, unless that was recorded in the last 30 s.
+    async fn device_seen(&self, device_id: &str) -> Result<(), StoreError> {
+        let now = self.now();
+        {
+            let mut written = self
+                .shared
+                .last_seen_written
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match written.get(device_id) {
+                Some(&at) if now - at < LAST_SEEN_EVERY_MS => return Ok(()),
+                _ => {
+                    written.insert(device_id.to_owned(), now);
+                }
+            }
+        }
+        self.store().touch_device(device_id, now).await
+    }
+
+    fn limits(&self) -> &Limits {
+        &self.shared.limits
+    }
+}
+
+/// Every route: method, path template, handler. The router is built from this table and
+/// `/openapi.json` must document exactly these (a test holds both to it).
+fn route_table(limits: &Limits) -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
+    vec![
+        (Method::GET, "/healthz", get(ops::healthz)),
+        (Method::GET, "/readyz", get(ops::readyz)),
+        (Method::GET, "/metrics", get(ops::metrics)),
+        (Method::GET, "/openapi.json", get(openapi::document)),
+        (Method::POST, "/v1/auth/login", post(auth::login)),
+        (Method::POST, "/v1/auth/logout", post(auth::logout)),
+        (Method::POST, "/v1/devices/provision", post(sync::provision)),
+        (Method::POST, "/v1/sync/push", post(sync::push)),
+        (Method::GET, "/v1/sync/pull", get(sync::pull)),
+        (Method::GET, "/v1/schools", get(admin::list_schools)),
+        (Method::POST, "/v1/schools", post(admin::create_school)),
+        (
+            Method::POST,
+            "/v1/schools/{school}/provisioning-codes",
+            post(admin::create_provisioning_code),
+        ),
+        (
+            Method::GET,
+            "/v1/schools/{school}/devices",
+            get(admin::list_devices),
+        ),
+        (
+            Method::POST,
+            "/v1/schools/{school}/devices/{device}/revoke",
+            post(admin::revoke_device),
+        ),
+        (
+            Method::GET,
+            "/v1/schools/{school}/sections",
+            get(admin::list_sections),
+        ),
+        (
+            Method::POST,
+            "/v1/schools/{school}/sections",
+            post(admin::upsert_section),
+        ),
+        (
+            Method::GET,
+            "/v1/schools/{school}/students",
+            get(admin::list_students),
+        ),
+        (
+            Method::POST,
+            "/v1/schools/{school}/students",
+            post(admin::upsert_student),
+        ),
+        (
+            Method::PUT,
+            "/v1/schools/{school}/students/{student}/consent",
+            put(admin::set_consent),
+        ),
+        (
+            Method::DELETE,
+            "/v1/schools/{school}/students/{student}",
+            delete(admin::erase_student),
+        ),
+        (
+            Method::GET,
+            "/v1/schools/{school}/sections/{section}/enrolments",
+            get(admin::list_enrolments),
+        ),
+        (
+            Method::POST,
+            "/v1/schools/{school}/sections/{section}/enrolments",
+            post(admin::upsert_enrolment),
+        ),
+        (
+            Method::GET,
+            "/v1/schools/{school}/sections/{section}/schedule",
+            get(admin::get_schedule),
+        ),
+        (
+            Method::PUT,
+            "/v1/schools/{school}/sections/{section}/schedule",
+            put(admin::set_schedule),
+        ),
+        (
+            Method::POST,
+            "/v1/schools/{school}/roster",
+            // A whole export is larger than any JSON body; only this route takes that much.
+            post(roster::upload).layer(DefaultBodyLimit::max(limits.max_roster_bytes)),
+        ),
+        (
+            Method::POST,
+            "/v1/schools/{school}/users",
+            post(admin::create_user),
+        ),
+        (
+            Method::GET,
+            "/v1/schools/{school}/attendance",
+            get(attendance::by_section),
+        ),
+        (
+            Method::GET,
+            "/v1/schools/{school}/students/{student}/attendance",
+            get(attendance::by_student),
+        ),
+    ]
+}
+
+/// The (method, path template) of every route the router serves.
+pub fn served_routes() -> Vec<(Method, &'static str)> {
+    route_table(&Limits::default())
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect()
+}
+
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for (_, path, handler) in route_table(state.limits()) {
+        // Routes of one path with different methods merge into one method router.
+        router = router.route(path, handler);
+    }
+    router
+        .fallback(ops::no_route)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.limits().max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops::observe,
+        ))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then finishes the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A request body as bytes, with axum's rejections turned into `ApiError`s: over the body limit
+/// is `payload_too_large`, anything else unreadable is `invalid_json`.
+pub(crate) struct BodyBytes(pub Bytes);
+
+impl FromRequest<AppState> for BodyBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(request, state)
+            .await
+            .map(BodyBytes)
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge {
+                        limit_bytes: state.limits().max_body_bytes,
+                    }
+                } else {
+                    ApiError::InvalidJson(rejection.body_text())
+                }
+            })
+    }
+}
+
+/// A JSON body of type `T`; any body that is not that JSON is `invalid_json` with serde's reason.
+pub(crate) struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let BodyBytes(bytes) = BodyBytes::from_request(request, state).await?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::InvalidJson(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// Runs CPU-heavy work (password hashing) off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn openapi_documents_every_route_of_the_table() {
+        let served: BTreeSet<(String, &str)> = served_routes()
+            .into_iter()
+            .map(|(method, path)| (method.as_str().to_owned(), path))
+            .collect();
+        let documented: BTreeSet<(String, &str)> =
+            openapi::documented_routes().into_iter().collect();
+        assert_eq!(served, documented);
+    }
+}

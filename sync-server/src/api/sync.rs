@@ -1,0 +1,191 @@
+//! The box's side of the API: trading a provisioning code for a device token, pushing outbox
+//! events, pulling the school's change feed. A device only ever reaches its own school: every
+//! call uses the school of the device the token belongs to, never one named by the request.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use shared_proto::PROTOCOL_VERSION;
+use shared_proto::sync::{
+    MAX_PULL_LIMIT, MAX_PUSH_EVENTS, PROTOCOL_HEADER, ProvisionRequest, ProvisionResponse,
+    PullResponse, PushResponse, WireError, check_protocol, decode_push,
+};
+
+use super::auth::{ClientIp, DeviceAuth, new_token, normalize_code, secret_hash};
+use super::{AppState, BodyBytes};
+use crate::api::ApiError;
+use crate::store::Device;
+
+/// Default page size of a pull.
+const DEFAULT_PULL_LIMIT: usize = 500;
+/// Longest device name, in characters.
+const MAX_DEVICE_NAME_CHARS: usize = 100;
+
+/// Checks `x-rollcall-protocol` when the request has one; the body's `protocol` is checked too.
+fn check_protocol_header(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(PROTOCOL_HEADER) else {
+        return Ok(());
+    };
+    let version: u32 = value
+        .to_str()
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .ok_or_else(|| {
+            ApiError::InvalidRequest(format!("header {PROTOCOL_HEADER} is not a version number"))
+        })?;
+    check_protocol(version)?;
+    Ok(())
+}
+
+/// Decodes a versioned body: its `protocol` first, so a newer protocol is refused before fields
+/// this build would misread.
+fn decode_versioned<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    #[derive(Deserialize)]
+    struct Version {
+        protocol: Option<u32>,
+    }
+    let version: Version =
+        serde_json::from_slice(body).map_err(|e| WireError::InvalidJson(e.to_string()))?;
+    check_protocol(version.protocol.unwrap_or(0))?;
+    serde_json::from_slice(body).map_err(|e| ApiError::from(WireError::InvalidJson(e.to_string())))
+}
+
+/// `POST /v1/devices/provision` (public).
+pub(super) async fn provision(
+    State(state): State<AppState>,
+    client_ip: ClientIp,
+    headers: HeaderMap,
+    BodyBytes(body): BodyBytes,
+) -> Result<Json<ProvisionResponse>, ApiError> {
+    check_protocol_header(&headers)?;
+    let request: ProvisionRequest = decode_versioned(&body)?;
+    let now = state.now();
+    // Codes are short enough to type, so guessing them is throttled like passwords are.
+    let keys = [client_ip.key()];
+    state.shared.ip_failures.check(&keys, now)?;
+    let name = request
+        .name
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_default();
+    if name.chars().count() > MAX_DEVICE_NAME_CHARS {
+        return Err(ApiError::InvalidRequest(format!(
+            "the device name is longer than {MAX_DEVICE_NAME_CHARS} characters"
+        )));
+    }
+
+    let token = new_token();
+    let device = Device {
+        id: uuid::Uuid::now_v7().to_string(),
+        // The store takes the school from the code.
+        school_id: String::new(),
+        // Empty: the store names the box after the code's device_name, if the admin gave one.
+        name,
+        token_hash: secret_hash(&token),
+        created_at: now,
+        revoked_at: None,
+        last_seen_at: Some(now),
+    };
+    let code_hash = secret_hash(&normalize_code(&request.code));
+    match state
+        .store()
+        .redeem_provisioning_code(&code_hash, &device, now)
+        .await?
+    {
+        Ok(device) => {
+            tracing::info!(device_id = %device.id, school_id = %device.school_id, "device provisioned");
+            Ok(Json(ProvisionResponse {
+                device_id: device.id,
+                school_id: device.school_id,
+                token,
+            }))
+        }
+        Err(refusal) => {
+            state.shared.ip_failures.record(&keys, now);
+            Err(ApiError::ProvisioningCode(refusal))
+        }
+    }
+}
+
+/// `POST /v1/sync/push`: applies a batch of events, all in one store transaction.
+pub(super) async fn push(
+    State(state): State<AppState>,
+    DeviceAuth { device }: DeviceAuth,
+    headers: HeaderMap,
+    BodyBytes(body): BodyBytes,
+) -> Result<Json<PushResponse>, ApiError> {
+    check_protocol_header(&headers)?;
+    let request = decode_push(&body)?;
+    if request.events.len() > MAX_PUSH_EVENTS {
+        return Err(ApiError::BatchTooLarge {
+            found: request.events.len(),
+            max: MAX_PUSH_EVENTS,
+        });
+    }
+    let now = state.now();
+    let response = state
+        .store()
+        .apply_events(&device, &request.events, now)
+        .await?;
+    state.device_seen(&device.id).await?;
+    state
+        .metrics()
+        .count_events(response.acked.len(), response.rejected.len());
+    tracing::info!(
+        device_id = %device.id,
+        n_events = request.events.len(),
+        n_acked = response.acked.len(),
+        n_rejected = response.rejected.len(),
+        "push applied"
+    );
+    Ok(Json(response))
+}
+
+#[derive(Deserialize)]
+pub(super) struct PullParams {
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /v1/sync/pull?cursor=C&limit=N`: the device's school's changes after `C`.
+pub(super) async fn pull(
+    State(state): State<AppState>,
+    DeviceAuth { device }: DeviceAuth,
+    headers: HeaderMap,
+    params: Result<Query<PullParams>, QueryRejection>,
+) -> Result<Json<PullResponse>, ApiError> {
+    check_protocol_header(&headers)?;
+    let Query(params) =
+        params.map_err(|e| ApiError::InvalidRequest(format!("bad query string: {e}")))?;
+    let cursor = match params.cursor.as_deref() {
+        None | Some("") => 0,
+        Some(text) => text.parse::<u64>().map_err(|_| {
+            ApiError::InvalidRequest(format!(
+                "cursor \"{text}\" is not a cursor this server gave out (a decimal number)"
+            ))
+        })?,
+    };
+    let limit = match params.limit.as_deref() {
+        None | Some("") => DEFAULT_PULL_LIMIT,
+        Some(text) => match text.parse::<usize>() {
+            Ok(0) | Err(_) => {
+                return Err(ApiError::InvalidRequest(format!(
+                    "limit \"{text}\" is not a positive number"
+                )));
+            }
+            // Larger asks are served at the cap: the box pages on with `more`.
+            Ok(limit) => limit.min(MAX_PULL_LIMIT),
+        },
+    };
+    let page = state.store().pull(&device.school_id, cursor, limit).await?;
+    state.device_seen(&device.id).await?;
+    state.metrics().count_pull_page();
+    Ok(Json(PullResponse {
+        protocol: PROTOCOL_VERSION,
+        changes: page.changes,
+        next_cursor: page.next_cursor.to_string(),
+        more: page.more,
+    }))
+}

@@ -1,0 +1,254 @@
+//! Schools, users and their login sessions, devices and provisioning codes.
+
+use mongodb::bson::{Document, doc};
+use mongodb::options::ReturnDocument;
+
+use super::docs::{AuthSessionDoc, DeviceDoc, ProvisioningCodeDoc, SchoolDoc, UserDoc, role_text};
+use super::error::{DbError, insert_error};
+use super::names::*;
+use super::tx::Tx;
+use super::{MongoStore, collect};
+use crate::store::{
+    AuthSession, Device, Millis, ProvisioningCode, RedeemRefusal, Role, School, StoreError, User,
+};
+
+pub async fn create_school(store: &MongoStore, school: &School) -> Result<(), DbError> {
+    let doc = SchoolDoc {
+        id: school.id.clone(),
+        name: school.name.clone(),
+    };
+    store
+        .coll::<SchoolDoc>(SCHOOLS)
+        .insert_one(doc)
+        .await
+        .map_err(|e| insert_error(e, &format!("school {}", school.id)))?;
+    Ok(())
+}
+
+pub async fn schools(store: &MongoStore) -> Result<Vec<School>, DbError> {
+    let cursor = store
+        .coll::<SchoolDoc>(SCHOOLS)
+        .find(doc! {})
+        .sort(doc! { "_id": 1 })
+        .await?;
+    Ok(collect(cursor)
+        .await?
+        .into_iter()
+        .map(SchoolDoc::into_school)
+        .collect())
+}
+
+pub async fn school(store: &MongoStore, id: &str) -> Result<Option<School>, DbError> {
+    Ok(store
+        .coll::<SchoolDoc>(SCHOOLS)
+        .find_one(doc! { "_id": id })
+        .await?
+        .map(SchoolDoc::into_school))
+}
+
+async fn require_school(store: &MongoStore, school_id: &str) -> Result<(), DbError> {
+    if school(store, school_id).await?.is_none() {
+        return Err(StoreError::NotFound(format!("school {school_id}")).into());
+    }
+    Ok(())
+}
+
+/// The school is checked first, as a foreign key would; the username's unique index decides a
+/// race between two creations.
+pub async fn create_user(store: &MongoStore, user: &User) -> Result<(), DbError> {
+    if let Some(school_id) = &user.school_id {
+        require_school(store, school_id).await?;
+    }
+    store
+        .coll::<UserDoc>(USERS)
+        .insert_one(UserDoc::from_user(user))
+        .await
+        .map_err(|e| insert_error(e, &format!("user {}", user.username)))?;
+    Ok(())
+}
+
+pub async fn user_by_name(store: &MongoStore, username: &str) -> Result<Option<User>, DbError> {
+    Ok(store
+        .coll::<UserDoc>(USERS)
+        .find_one(doc! { "username": username })
+        .await?
+        .map(UserDoc::into_user))
+}
+
+pub async fn count_admins(store: &MongoStore) -> Result<u64, DbError> {
+    Ok(store
+        .coll::<Document>(USERS)
+        .count_documents(doc! { "role": role_text(Role::Admin) })
+        .await?)
+}
+
+pub async fn create_auth_session(store: &MongoStore, session: &AuthSession) -> Result<(), DbError> {
+    let user = store
+        .coll::<Document>(USERS)
+        .find_one(doc! { "_id": &session.user_id })
+        .await?;
+    if user.is_none() {
+        return Err(StoreError::NotFound(format!("user {}", session.user_id)).into());
+    }
+    store
+        .coll::<AuthSessionDoc>(AUTH_SESSIONS)
+        .insert_one(AuthSessionDoc::from_session(session))
+        .await
+        .map_err(|e| insert_error(e, "session token"))?;
+    Ok(())
+}
+
+pub async fn user_by_session(
+    store: &MongoStore,
+    token_hash: &str,
+    now: Millis,
+) -> Result<Option<User>, DbError> {
+    let session = store
+        .coll::<AuthSessionDoc>(AUTH_SESSIONS)
+        .find_one(doc! { "_id": token_hash, "expires_at": { "$gt": now } })
+        .await?;
+    let Some(session) = session else {
+        return Ok(None);
+    };
+    Ok(store
+        .coll::<UserDoc>(USERS)
+        .find_one(doc! { "_id": &session.user_id })
+        .await?
+        .map(UserDoc::into_user))
+}
+
+pub async fn delete_auth_session(store: &MongoStore, token_hash: &str) -> Result<(), DbError> {
+    store
+        .coll::<Document>(AUTH_SESSIONS)
+        .delete_one(doc! { "_id": token_hash })
+        .await?;
+    Ok(())
+}
+
+pub async fn create_provisioning_code(
+    store: &MongoStore,
+    code: &ProvisioningCode,
+) -> Result<(), DbError> {
+    require_school(store, &code.school_id).await?;
+    let doc = ProvisioningCodeDoc {
+        code_hash: code.code_hash.clone(),
+        school_id: code.school_id.clone(),
+        device_name: code.device_name.clone(),
+        created_by: code.created_by.clone(),
+        expires_at: code.expires_at,
+        used_at: None,
+        device_id: None,
+    };
+    store
+        .coll::<ProvisioningCodeDoc>(PROVISIONING_CODES)
+        .insert_one(doc)
+        .await
+        .map_err(|e| insert_error(e, "provisioning code"))?;
+    Ok(())
+}
+
+/// The code is claimed by one conditional update: of two boxes racing with one code, the second
+/// one's update conflicts with the first's, its transaction runs again and finds the code used.
+pub async fn redeem_provisioning_code(
+    tx: &mut Tx<'_>,
+    code_hash: &str,
+    device: &Device,
+    now: Millis,
+) -> Result<Result<Device, RedeemRefusal>, DbError> {
+    let claimed = tx
+        .coll::<ProvisioningCodeDoc>(PROVISIONING_CODES)
+        .find_one_and_update(
+            doc! { "_id": code_hash, "used_at": null, "expires_at": { "$gt": now } },
+            doc! { "$set": { "used_at": now, "device_id": &device.id } },
+        )
+        .return_document(ReturnDocument::After)
+        .session(&mut tx.session)
+        .await?;
+    let Some(code) = claimed else {
+        let held = tx
+            .coll::<ProvisioningCodeDoc>(PROVISIONING_CODES)
+            .find_one(doc! { "_id": code_hash })
+            .session(&mut tx.session)
+            .await?;
+        return Ok(Err(match held {
+            None => RedeemRefusal::Unknown,
+            Some(held) if held.used_at.is_some() => RedeemRefusal::AlreadyUsed,
+            Some(_) => RedeemRefusal::Expired,
+        }));
+    };
+    let device = Device {
+        school_id: code.school_id,
+        revoked_at: None,
+        ..device.clone()
+    };
+    tx.coll::<DeviceDoc>(DEVICES)
+        .insert_one(DeviceDoc::from_device(&device))
+        .session(&mut tx.session)
+        .await
+        .map_err(|e| insert_error(e, &format!("device {}", device.id)))?;
+    Ok(Ok(device))
+}
+
+pub async fn device_by_token(
+    store: &MongoStore,
+    token_hash: &str,
+) -> Result<Option<Device>, DbError> {
+    Ok(store
+        .coll::<DeviceDoc>(DEVICES)
+        .find_one(doc! { "token_hash": token_hash })
+        .await?
+        .map(DeviceDoc::into_device))
+}
+
+pub async fn devices(store: &MongoStore, school_id: &str) -> Result<Vec<Device>, DbError> {
+    let cursor = store
+        .coll::<DeviceDoc>(DEVICES)
+        .find(doc! { "school_id": school_id })
+        .sort(doc! { "created_at": 1, "_id": 1 })
+        .await?;
+    Ok(collect(cursor)
+        .await?
+        .into_iter()
+        .map(DeviceDoc::into_device)
+        .collect())
+}
+
+/// Revoking twice keeps the first time: that is when the token stopped being trusted.
+pub async fn revoke_device(
+    store: &MongoStore,
+    school_id: &str,
+    device_id: &str,
+    now: Millis,
+) -> Result<(), DbError> {
+    let devices = store.coll::<Document>(DEVICES);
+    let revoked = devices
+        .update_one(
+            doc! { "_id": device_id, "school_id": school_id, "revoked_at": null },
+            doc! { "$set": { "revoked_at": now } },
+        )
+        .await?;
+    if revoked.matched_count == 0
+        && devices
+            .count_documents(doc! { "_id": device_id, "school_id": school_id })
+            .await?
+            == 0
+    {
+        return Err(StoreError::NotFound(format!("device {device_id}")).into());
+    }
+    Ok(())
+}
+
+pub async fn touch_device(store: &MongoStore, device_id: &str, now: Millis) -> Result<(), DbError> {
+    // `$max` keeps the latest time when two requests of one box finish out of order.
+    let touched = store
+        .coll::<Document>(DEVICES)
+        .update_one(
+            doc! { "_id": device_id },
+            doc! { "$max": { "last_seen_at": now } },
+        )
+        .await?;
+    if touched.matched_count == 0 {
+        return Err(StoreError::NotFound(format!("device {device_id}")).into());
+    }
+    Ok(())
+}

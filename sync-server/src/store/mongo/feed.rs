@@ -1,0 +1,127 @@
+//! The change feed: one document per school and entity key, moved to a new `seq` by every write of
+//! that entity, read in `seq` order by `pull`. Seqs come from a per-school counter document, taken
+//! at the end of the writing transaction while it holds the school's feed lock (see `tx`).
+
+use std::collections::HashMap;
+
+use mongodb::bson::{Document, doc};
+use mongodb::options::ReturnDocument;
+use serde::{Deserialize, Serialize};
+use shared_proto::sync::{Change, ChangeBody, MAX_PULL_LIMIT};
+
+use super::docs::to_document;
+use super::error::DbError;
+use super::names::{CHANGES, FEED_COUNTERS};
+use super::tx::Tx;
+use super::{MongoStore, collect};
+use crate::store::{ChangePage, StoreError};
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ChangeDoc {
+    school_id: String,
+    seq: i64,
+    key: String,
+    /// The `ChangeBody` as its wire form (embeddings as base64), ready to serve.
+    body: Document,
+}
+
+#[derive(Debug, Deserialize)]
+struct CounterDoc {
+    seq: i64,
+}
+
+/// Writes a transaction's changes: each key once, at the position of its last write (the latest
+/// state supersedes the earlier one), with consecutive new seqs.
+pub async fn flush(
+    tx: &mut Tx<'_>,
+    school_id: &str,
+    pending: Vec<ChangeBody>,
+) -> Result<(), DbError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let keyed: Vec<(String, ChangeBody)> = pending.into_iter().map(|b| (b.key(), b)).collect();
+    let last_position: HashMap<&str, usize> = keyed
+        .iter()
+        .enumerate()
+        .map(|(i, (key, _))| (key.as_str(), i))
+        .collect();
+    let latest: Vec<&(String, ChangeBody)> = keyed
+        .iter()
+        .enumerate()
+        .filter(|(i, (key, _))| last_position.get(key.as_str()) == Some(i))
+        .map(|(_, change)| change)
+        .collect();
+    let n_changes = latest.len() as i64;
+    let counter = tx
+        .coll::<CounterDoc>(FEED_COUNTERS)
+        .find_one_and_update(
+            doc! { "_id": school_id },
+            doc! { "$inc": { "seq": n_changes } },
+        )
+        .upsert(true)
+        .return_document(ReturnDocument::After)
+        .session(&mut tx.session)
+        .await?
+        .ok_or_else(|| StoreError::Backend(format!("no feed counter for school {school_id}")))?;
+    let first_seq = counter.seq - n_changes + 1;
+    let keys: Vec<&str> = latest.iter().map(|(key, _)| key.as_str()).collect();
+    tx.coll::<Document>(CHANGES)
+        .delete_many(doc! { "school_id": school_id, "key": { "$in": keys } })
+        .session(&mut tx.session)
+        .await?;
+    let mut rows = Vec::with_capacity(latest.len());
+    for (i, (key, body)) in latest.into_iter().enumerate() {
+        rows.push(ChangeDoc {
+            school_id: school_id.to_owned(),
+            seq: first_seq + i as i64,
+            key: key.clone(),
+            body: to_document(body)?,
+        });
+    }
+    tx.coll::<ChangeDoc>(CHANGES)
+        .insert_many(rows)
+        .session(&mut tx.session)
+        .await?;
+    Ok(())
+}
+
+pub async fn pull(
+    store: &MongoStore,
+    school_id: &str,
+    cursor: u64,
+    limit: usize,
+) -> Result<ChangePage, DbError> {
+    let limit = limit.min(MAX_PULL_LIMIT);
+    let cursor_db = i64::try_from(cursor).unwrap_or(i64::MAX);
+    // One document past the page tells whether more wait.
+    let found = store
+        .coll::<ChangeDoc>(CHANGES)
+        .find(doc! { "school_id": school_id, "seq": { "$gt": cursor_db } })
+        .sort(doc! { "seq": 1 })
+        .limit(limit as i64 + 1)
+        // One batch: the page is read in one round trip.
+        .batch_size(limit as u32 + 1)
+        .await?;
+    let found = collect(found).await?;
+    let more = found.len() > limit;
+    let mut changes = Vec::with_capacity(limit);
+    for row in found.into_iter().take(limit) {
+        let body: ChangeBody = mongodb::bson::from_document(row.body).map_err(|e| {
+            StoreError::Backend(format!(
+                "change {} of {school_id} is unreadable: {e}",
+                row.seq
+            ))
+        })?;
+        changes.push(Change {
+            seq: row.seq as u64,
+            body,
+        });
+    }
+    let next_cursor = changes.last().map_or(cursor, |c| c.seq);
+    Ok(ChangePage {
+        changes,
+        next_cursor,
+        more,
+    })
+}

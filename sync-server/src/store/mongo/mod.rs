@@ -1,0 +1,454 @@
+//! The MongoDB backend of `Store` (official `mongodb` driver), for districts and replica sets.
+//! Every write uses majority write concern; every write of more than one document runs in one
+//! multi-document transaction (`tx`), retried whole on transient errors. Indexes are created at
+//! start (`schema`), and a database written by a newer server is refused before anything writes
+//! to it.
+//!
+//! Documents use the entity's own id as `_id` where it has one (sections, students, sessions,
+//! templates, event ids, ...), so the `_id` index is the unique key the invariants need.
+
+mod accounts;
+mod docs;
+mod error;
+mod events;
+mod feed;
+mod roster;
+mod schema;
+mod templates;
+mod tx;
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+use mongodb::bson::{Document, doc};
+use mongodb::options::{ClientOptions, ReadConcern, WriteConcern};
+use mongodb::{Client, Collection, Database};
+use shared_proto::sync::{Consent, Event, PushResponse, ScheduleSlot, TemplateData};
+
+use super::{
+    AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, Millis,
+    ProvisioningCode, RedeemRefusal, RosterBatch, RosterSummary, School, Section, Store,
+    StoreCounts, StoreError, Student, User,
+};
+use docs::{MarkDoc, SectionDoc, StudentDoc, TemplateDoc};
+use error::DbError;
+pub use schema::SUPPORTED_SCHEMA;
+use tx::{FeedLocks, Tx};
+
+/// Collection names, in one place so indexes and queries cannot drift apart.
+mod names {
+    pub const META: &str = "meta";
+    pub const SCHOOLS: &str = "schools";
+    pub const USERS: &str = "users";
+    pub const AUTH_SESSIONS: &str = "auth_sessions";
+    pub const DEVICES: &str = "devices";
+    pub const PROVISIONING_CODES: &str = "provisioning_codes";
+    pub const SECTIONS: &str = "sections";
+    pub const STUDENTS: &str = "students";
+    pub const TEACHERS: &str = "teachers";
+    pub const ENROLMENTS: &str = "enrolments";
+    pub const TEMPLATES: &str = "templates";
+    pub const SESSIONS: &str = "sessions";
+    pub const MARKS: &str = "marks";
+    pub const APPLIED_EVENTS: &str = "applied_events";
+    pub const CHANGES: &str = "changes";
+    pub const FEED_COUNTERS: &str = "feed_counters";
+}
+
+pub struct MongoStore {
+    client: Client,
+    db: Database,
+    feed_locks: FeedLocks,
+}
+
+impl MongoStore {
+    /// Connects to `uri`, refuses a database written by a newer server, and creates every
+    /// collection and index that is missing. A server that cannot be reached is `Unavailable`.
+    pub async fn connect(uri: &str, database: &str) -> Result<MongoStore, StoreError> {
+        let mut options = ClientOptions::parse(uri)
+            .await
+            .map_err(|e| StoreError::Backend(format!("invalid MongoDB URI: {e}")))?;
+        options
+            .app_name
+            .get_or_insert_with(|| "rollcall-sync-server".to_owned());
+        // An acked push must survive the loss of the primary.
+        options.write_concern = Some(WriteConcern::majority());
+        options.read_concern = Some(ReadConcern::majority());
+        let client = Client::with_options(options)
+            .map_err(|e| StoreError::Backend(format!("invalid MongoDB options: {e}")))?;
+        let db = client.database(database);
+        schema::prepare(&db).await?;
+        Ok(MongoStore {
+            client,
+            db,
+            feed_locks: FeedLocks::default(),
+        })
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    fn coll<T: Send + Sync>(&self, name: &str) -> Collection<T> {
+        self.db.collection(name)
+    }
+}
+
+/// Reads every document of a non-transactional cursor.
+async fn collect<T>(cursor: mongodb::Cursor<T>) -> Result<Vec<T>, DbError>
+where
+    T: serde::de::DeserializeOwned + Send + Sync + Unpin,
+{
+    Ok(cursor.try_collect().await?)
+}
+
+#[async_trait]
+impl Store for MongoStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.db
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map_err(DbError::from)?;
+        Ok(())
+    }
+
+    async fn create_school(&self, school: &School) -> Result<(), StoreError> {
+        Ok(accounts::create_school(self, school).await?)
+    }
+
+    async fn schools(&self) -> Result<Vec<School>, StoreError> {
+        Ok(accounts::schools(self).await?)
+    }
+
+    async fn school(&self, id: &str) -> Result<Option<School>, StoreError> {
+        Ok(accounts::school(self, id).await?)
+    }
+
+    async fn create_user(&self, user: &User) -> Result<(), StoreError> {
+        Ok(accounts::create_user(self, user).await?)
+    }
+
+    async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
+        Ok(accounts::user_by_name(self, username).await?)
+    }
+
+    async fn count_admins(&self) -> Result<u64, StoreError> {
+        Ok(accounts::count_admins(self).await?)
+    }
+
+    async fn create_auth_session(&self, session: &AuthSession) -> Result<(), StoreError> {
+        Ok(accounts::create_auth_session(self, session).await?)
+    }
+
+    async fn user_by_session(
+        &self,
+        token_hash: &str,
+        now: Millis,
+    ) -> Result<Option<User>, StoreError> {
+        Ok(accounts::user_by_session(self, token_hash, now).await?)
+    }
+
+    async fn delete_auth_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        Ok(accounts::delete_auth_session(self, token_hash).await?)
+    }
+
+    async fn sections_of_teacher(
+        &self,
+        school_id: &str,
+        teacher_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(roster::sections_of_teacher(self, school_id, teacher_id).await?)
+    }
+
+    async fn create_provisioning_code(&self, code: &ProvisioningCode) -> Result<(), StoreError> {
+        Ok(accounts::create_provisioning_code(self, code).await?)
+    }
+
+    async fn redeem_provisioning_code(
+        &self,
+        code_hash: &str,
+        device: &Device,
+        now: Millis,
+    ) -> Result<Result<Device, RedeemRefusal>, StoreError> {
+        let mut ctx = (code_hash, device, now);
+        tx::run(self, None, &mut ctx, |tx, (code_hash, device, now)| {
+            Box::pin(accounts::redeem_provisioning_code(
+                tx, code_hash, device, *now,
+            ))
+        })
+        .await
+    }
+
+    async fn device_by_token(&self, token_hash: &str) -> Result<Option<Device>, StoreError> {
+        Ok(accounts::device_by_token(self, token_hash).await?)
+    }
+
+    async fn devices(&self, school_id: &str) -> Result<Vec<Device>, StoreError> {
+        Ok(accounts::devices(self, school_id).await?)
+    }
+
+    async fn revoke_device(
+        &self,
+        school_id: &str,
+        device_id: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        Ok(accounts::revoke_device(self, school_id, device_id, now).await?)
+    }
+
+    async fn touch_device(&self, device_id: &str, now: Millis) -> Result<(), StoreError> {
+        Ok(accounts::touch_device(self, device_id, now).await?)
+    }
+
+    async fn apply_roster(
+        &self,
+        school_id: &str,
+        batch: &RosterBatch,
+        full: bool,
+    ) -> Result<RosterSummary, StoreError> {
+        let mut ctx = (school_id, batch, full);
+        tx::run(
+            self,
+            Some(school_id),
+            &mut ctx,
+            |tx, (school_id, batch, full)| {
+                Box::pin(roster::apply_roster(tx, school_id, batch, *full))
+            },
+        )
+        .await
+    }
+
+    async fn sections(&self, school_id: &str) -> Result<Vec<Section>, StoreError> {
+        let cursor = self
+            .coll::<SectionDoc>(names::SECTIONS)
+            .find(doc! { "school_id": school_id })
+            .sort(doc! { "_id": 1 })
+            .await
+            .map_err(DbError::from)?;
+        Ok(collect(cursor)
+            .await?
+            .into_iter()
+            .map(SectionDoc::into_section)
+            .collect())
+    }
+
+    async fn students(&self, school_id: &str) -> Result<Vec<Student>, StoreError> {
+        let cursor = self
+            .coll::<StudentDoc>(names::STUDENTS)
+            .find(doc! { "school_id": school_id })
+            .sort(doc! { "_id": 1 })
+            .await
+            .map_err(DbError::from)?;
+        Ok(collect(cursor)
+            .await?
+            .into_iter()
+            .map(StudentDoc::into_student)
+            .collect())
+    }
+
+    async fn student(
+        &self,
+        school_id: &str,
+        student_id: &str,
+    ) -> Result<Option<Student>, StoreError> {
+        let found = self
+            .coll::<StudentDoc>(names::STUDENTS)
+            .find_one(doc! { "_id": student_id, "school_id": school_id })
+            .await
+            .map_err(DbError::from)?;
+        Ok(found.map(StudentDoc::into_student))
+    }
+
+    async fn enrolments(
+        &self,
+        school_id: &str,
+        section_id: &str,
+    ) -> Result<Vec<Enrolment>, StoreError> {
+        Ok(roster::enrolments(self, school_id, section_id).await?)
+    }
+
+    async fn set_schedule(
+        &self,
+        school_id: &str,
+        section_id: &str,
+        slots: &[ScheduleSlot],
+    ) -> Result<(), StoreError> {
+        let mut ctx = (school_id, section_id, slots);
+        tx::run(
+            self,
+            Some(school_id),
+            &mut ctx,
+            |tx, (school_id, section_id, slots)| {
+                Box::pin(roster::set_schedule(tx, school_id, section_id, slots))
+            },
+        )
+        .await
+    }
+
+    async fn schedule(
+        &self,
+        school_id: &str,
+        section_id: &str,
+    ) -> Result<Vec<ScheduleSlot>, StoreError> {
+        let found = self
+            .coll::<SectionDoc>(names::SECTIONS)
+            .find_one(doc! { "_id": section_id, "school_id": school_id })
+            .await
+            .map_err(DbError::from)?;
+        Ok(found.map(|s| s.schedule).unwrap_or_default())
+    }
+
+    async fn set_consent(
+        &self,
+        school_id: &str,
+        student_id: &str,
+        consent: Consent,
+        by: &str,
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        let mut ctx = (school_id, student_id, consent, by, at);
+        tx::run(
+            self,
+            Some(school_id),
+            &mut ctx,
+            |tx, (school_id, student_id, consent, by, at)| {
+                Box::pin(async move {
+                    if !roster::is_our_student(tx, school_id, student_id).await? {
+                        return Err(StoreError::NotFound(format!("student {student_id}")).into());
+                    }
+                    roster::set_consent(tx, school_id, student_id, *consent, by, *at).await
+                })
+            },
+        )
+        .await
+    }
+
+    async fn erase_student(&self, school_id: &str, student_id: &str) -> Result<(), StoreError> {
+        let mut ctx = (school_id, student_id);
+        tx::run(
+            self,
+            Some(school_id),
+            &mut ctx,
+            |tx, (school_id, student_id)| {
+                Box::pin(roster::erase_student(tx, school_id, student_id))
+            },
+        )
+        .await
+    }
+
+    async fn templates_of(
+        &self,
+        school_id: &str,
+        student_id: &str,
+    ) -> Result<Vec<TemplateData>, StoreError> {
+        let cursor = self
+            .coll::<TemplateDoc>(names::TEMPLATES)
+            .find(doc! { "school_id": school_id, "student_id": student_id, "tombstone": false })
+            .sort(doc! { "created_at": 1, "_id": 1 })
+            .await
+            .map_err(DbError::from)?;
+        let held = collect(cursor).await?;
+        let mut templates = Vec::with_capacity(held.len());
+        for doc in held {
+            templates.push(doc.into_template()?);
+        }
+        Ok(templates)
+    }
+
+    async fn apply_events(
+        &self,
+        device: &Device,
+        events: &[Event],
+        now: Millis,
+    ) -> Result<PushResponse, StoreError> {
+        // Only pushes that can write the change feed take the school's feed lock (see `tx`):
+        // marks and sessions, the bulk of the traffic, never wait for one another on it.
+        let feed_school = events
+            .iter()
+            .any(|e| events::may_write_feed(&e.body))
+            .then_some(device.school_id.as_str());
+        let mut ctx = (device, events, now);
+        tx::run(self, feed_school, &mut ctx, |tx, (device, events, now)| {
+            Box::pin(events::apply_events(tx, device, events, *now))
+        })
+        .await
+    }
+
+    async fn pull(
+        &self,
+        school_id: &str,
+        cursor: u64,
+        limit: usize,
+    ) -> Result<ChangePage, StoreError> {
+        Ok(feed::pull(self, school_id, cursor, limit).await?)
+    }
+
+    async fn attendance(&self, query: &AttendanceQuery) -> Result<Vec<AttendanceRow>, StoreError> {
+        let mut filter = doc! {
+            "school_id": &query.school_id,
+            "placed_at": { "$gte": query.from, "$lt": query.to },
+        };
+        if let Some(section_id) = &query.section_id {
+            filter.insert("section_id", section_id);
+        }
+        if let Some(student_id) = &query.student_id {
+            filter.insert("student_id", student_id);
+        }
+        let cursor = self
+            .coll::<MarkDoc>(names::MARKS)
+            .find(filter)
+            .sort(doc! { "placed_at": 1, "session_id": 1, "student_id": 1 })
+            .await
+            .map_err(DbError::from)?;
+        Ok(collect(cursor)
+            .await?
+            .into_iter()
+            .map(MarkDoc::into_row)
+            .collect())
+    }
+
+    async fn counts(&self) -> Result<StoreCounts, StoreError> {
+        // Counted from the collections' metadata rather than kept in a counter document: one
+        // document that every push increments would make all pushes of all schools conflict.
+        // MongoDB keeps these counts exact except after an unclean shutdown (until the next
+        // `validate`), which is good enough for `/metrics`.
+        let events_applied = self
+            .coll::<Document>(names::APPLIED_EVENTS)
+            .estimated_document_count()
+            .await
+            .map_err(DbError::from)?;
+        let changes = self
+            .coll::<Document>(names::CHANGES)
+            .estimated_document_count()
+            .await
+            .map_err(DbError::from)?;
+        Ok(StoreCounts {
+            events_applied,
+            changes,
+        })
+    }
+}
+
+impl Tx<'_> {
+    fn coll<T: Send + Sync>(&self, name: &str) -> Collection<T> {
+        self.store.coll(name)
+    }
+
+    /// Every document of `name` matching `filter`, in `sort` order, read in this transaction.
+    async fn find_all<T>(
+        &mut self,
+        name: &str,
+        filter: Document,
+        sort: Document,
+    ) -> Result<Vec<T>, DbError>
+    where
+        T: serde::de::DeserializeOwned + Send + Sync + Unpin,
+    {
+        let mut cursor = self
+            .coll::<T>(name)
+            .find(filter)
+            .sort(sort)
+            .session(&mut self.session)
+            .await?;
+        Ok(cursor.stream(&mut self.session).try_collect().await?)
+    }
+}

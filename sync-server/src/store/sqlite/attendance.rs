@@ -1,0 +1,62 @@
+//! Attendance as the server holds it after conflicts are resolved, and the counters for
+//! `/metrics`.
+
+use rusqlite::{Connection, Row, params};
+
+use super::{feed, mark_source_from, mark_status_from};
+use crate::store::{AttendanceQuery, AttendanceRow, StoreCounts, StoreError};
+
+/// A mark whose session has not arrived is placed in time by its decision.
+pub fn attendance(
+    conn: &Connection,
+    query: &AttendanceQuery,
+) -> Result<Vec<AttendanceRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT m.session_id, s.section_id, s.started_at, m.device_id, m.student_id, m.status,
+                m.source, m.score, m.decided_at, m.decided_by, m.event_id
+         FROM marks m LEFT JOIN sessions s ON s.id = m.session_id
+         WHERE m.school_id = ?1
+           AND COALESCE(s.started_at, m.decided_at) >= ?2
+           AND COALESCE(s.started_at, m.decided_at) < ?3
+           AND (?4 IS NULL OR s.section_id = ?4)
+           AND (?5 IS NULL OR m.student_id = ?5)
+         ORDER BY COALESCE(s.started_at, m.decided_at), m.session_id, m.student_id",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            query.school_id,
+            query.from,
+            query.to,
+            query.section_id,
+            query.student_id
+        ],
+        row_from,
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn row_from(r: &Row<'_>) -> rusqlite::Result<AttendanceRow> {
+    Ok(AttendanceRow {
+        session_id: r.get(0)?,
+        section_id: r.get(1)?,
+        started_at: r.get(2)?,
+        device_id: r.get(3)?,
+        student_id: r.get(4)?,
+        status: mark_status_from(5, &r.get::<_, String>(5)?)?,
+        source: mark_source_from(6, &r.get::<_, String>(6)?)?,
+        score: r.get(7)?,
+        decided_at: r.get(8)?,
+        decided_by: r.get(9)?,
+        event_id: r.get(10)?,
+    })
+}
+
+pub fn counts(conn: &Connection) -> Result<StoreCounts, StoreError> {
+    let events_applied: i64 = conn
+        .prepare_cached("SELECT value FROM counters WHERE name = 'events_applied'")?
+        .query_row([], |r| r.get(0))?;
+    Ok(StoreCounts {
+        events_applied: events_applied as u64,
+        changes: feed::count(conn)?,
+    })
+}

@@ -1,0 +1,526 @@
+//! The embedded SQLite backend of `Store`: one file in the server's data directory, nothing to
+//! install. WAL with `synchronous=FULL` (an acked event survives power loss), foreign keys on,
+//! versioned migrations (`schema`). One writer thread commits queued writes in groups (`worker`);
+//! reads run on their own connections so they never queue behind writes.
+
+mod accounts;
+mod attendance;
+mod events;
+mod feed;
+mod roster;
+mod schema;
+mod templates;
+mod worker;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, ErrorCode, OptionalExtension};
+use shared_proto::sync::{
+    Consent, EnrolmentRole, Event, MarkSource, MarkStatus, PushResponse, ScheduleSlot, TemplateData,
+};
+
+use super::{
+    AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, Millis,
+    ProvisioningCode, RedeemRefusal, Role, RosterBatch, RosterSummary, School, Section, Store,
+    StoreCounts, StoreError, Student, User,
+};
+use worker::{Readers, Writer};
+
+/// How long a connection waits for a lock held by another process before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<Readers>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its folder if needed) and migrates the database at `path`.
+    /// A database written by a newer build is refused with `NewerSchema`, untouched.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Backend(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let mut conn = Connection::open(path)
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        // Read the version before anything writes: switching to WAL would already modify a
+        // newer database that must be left as it is.
+        schema::refuse_newer(&conn, path)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Backend(format!(
+                "{} cannot use write-ahead logging (journal mode {mode}); put it on a local disk",
+                path.display()
+            )));
+        }
+        conn.pragma_update(None, "foreign_keys", true)?;
+        // FULL syncs the WAL on every commit: an acked push survives power loss. Group commit
+        // keeps that to one fsync per group of pushes.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "cache_size", -32_000)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        schema::migrate(&mut conn, path)?;
+        Ok(SqliteStore {
+            writer: Writer::start(conn)?,
+            readers: Readers::new(path),
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn configure_reader(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "query_only", true)?;
+    conn.pragma_update(None, "cache_size", -16_000)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(())
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        match e.sqlite_error_code() {
+            // Another process holds the file, or the disk is full or failing: worth a retry.
+            Some(
+                ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::DiskFull
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::CannotOpen,
+            ) => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Backend(e.to_string()),
+        }
+    }
+}
+
+/// An insert's failure: a taken unique key is `Conflict(what)`, a missing referenced row (the
+/// school, the user) is `NotFound(missing)`.
+fn insert_error(e: rusqlite::Error, what: &str, missing: &str) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(failure, _) = &e {
+        match failure.extended_code {
+            rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            | rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE => {
+                return StoreError::Conflict(what.to_owned());
+            }
+            rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+                return StoreError::NotFound(missing.to_owned());
+            }
+            _ => {}
+        }
+    }
+    StoreError::from(e)
+}
+
+/// Tables whose rows belong to one school.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Table {
+    Sections,
+    Students,
+    Teachers,
+    Sessions,
+}
+
+/// Whose a row is, seen from one school.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owner {
+    Ours,
+    OtherSchool,
+    Missing,
+}
+
+fn owner(conn: &Connection, table: Table, id: &str, school_id: &str) -> Result<Owner, StoreError> {
+    let sql = match table {
+        Table::Sections => "SELECT school_id FROM sections WHERE id = ?1",
+        Table::Students => "SELECT school_id FROM students WHERE id = ?1",
+        Table::Teachers => "SELECT school_id FROM teachers WHERE id = ?1",
+        Table::Sessions => "SELECT school_id FROM sessions WHERE id = ?1",
+    };
+    let school: Option<String> = conn
+        .prepare_cached(sql)?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    Ok(match school {
+        None => Owner::Missing,
+        Some(s) if s == school_id => Owner::Ours,
+        Some(_) => Owner::OtherSchool,
+    })
+}
+
+// Enums as the text the schema's CHECK constraints name. Reading an unknown text is corruption,
+// reported as a conversion error rather than guessed at.
+
+fn bad_text(column: usize, text: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        rusqlite::types::Type::Text,
+        format!("unexpected value {text:?}").into(),
+    )
+}
+
+fn consent_text(consent: Consent) -> &'static str {
+    match consent {
+        Consent::None => "none",
+        Consent::Granted => "granted",
+        Consent::Withdrawn => "withdrawn",
+    }
+}
+
+fn consent_from(column: usize, text: &str) -> rusqlite::Result<Consent> {
+    match text {
+        "none" => Ok(Consent::None),
+        "granted" => Ok(Consent::Granted),
+        "withdrawn" => Ok(Consent::Withdrawn),
+        other => Err(bad_text(column, other)),
+    }
+}
+
+fn role_from(column: usize, text: &str) -> rusqlite::Result<Role> {
+    match text {
+        "admin" => Ok(Role::Admin),
+        "teacher" => Ok(Role::Teacher),
+        other => Err(bad_text(column, other)),
+    }
+}
+
+fn enrolment_role_text(role: EnrolmentRole) -> &'static str {
+    match role {
+        EnrolmentRole::Student => "student",
+        EnrolmentRole::Teacher => "teacher",
+    }
+}
+
+fn enrolment_role_from(column: usize, text: &str) -> rusqlite::Result<EnrolmentRole> {
+    match text {
+        "student" => Ok(EnrolmentRole::Student),
+        "teacher" => Ok(EnrolmentRole::Teacher),
+        other => Err(bad_text(column, other)),
+    }
+}
+
+fn mark_status_text(status: MarkStatus) -> &'static str {
+    match status {
+        MarkStatus::Present => "present",
+        MarkStatus::Review => "review",
+        MarkStatus::Absent => "absent",
+        MarkStatus::Late => "late",
+        MarkStatus::Excused => "excused",
+    }
+}
+
+fn mark_status_from(column: usize, text: &str) -> rusqlite::Result<MarkStatus> {
+    match text {
+        "present" => Ok(MarkStatus::Present),
+        "review" => Ok(MarkStatus::Review),
+        "absent" => Ok(MarkStatus::Absent),
+        "late" => Ok(MarkStatus::Late),
+        "excused" => Ok(MarkStatus::Excused),
+        other => Err(bad_text(column, other)),
+    }
+}
+
+fn mark_source_text(source: MarkSource) -> &'static str {
+    match source {
+        MarkSource::Machine => "machine",
+        MarkSource::Teacher => "teacher",
+    }
+}
+
+fn mark_source_from(column: usize, text: &str) -> rusqlite::Result<MarkSource> {
+    match text {
+        "machine" => Ok(MarkSource::Machine),
+        "teacher" => Ok(MarkSource::Teacher),
+        other => Err(bad_text(column, other)),
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.readers
+            .run(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+
+    async fn create_school(&self, school: &School) -> Result<(), StoreError> {
+        let school = school.clone();
+        self.writer
+            .run(move |conn| accounts::create_school(conn, &school))
+            .await
+    }
+
+    async fn schools(&self) -> Result<Vec<School>, StoreError> {
+        self.readers.run(accounts::schools).await
+    }
+
+    async fn school(&self, id: &str) -> Result<Option<School>, StoreError> {
+        let id = id.to_owned();
+        self.readers
+            .run(move |conn| accounts::school(conn, &id))
+            .await
+    }
+
+    async fn create_user(&self, user: &User) -> Result<(), StoreError> {
+        let user = user.clone();
+        self.writer
+            .run(move |conn| accounts::create_user(conn, &user))
+            .await
+    }
+
+    async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let username = username.to_owned();
+        self.readers
+            .run(move |conn| accounts::user_by_name(conn, &username))
+            .await
+    }
+
+    async fn count_admins(&self) -> Result<u64, StoreError> {
+        self.readers.run(accounts::count_admins).await
+    }
+
+    async fn create_auth_session(&self, session: &AuthSession) -> Result<(), StoreError> {
+        let session = session.clone();
+        self.writer
+            .run(move |conn| accounts::create_auth_session(conn, &session))
+            .await
+    }
+
+    async fn user_by_session(
+        &self,
+        token_hash: &str,
+        now: Millis,
+    ) -> Result<Option<User>, StoreError> {
+        let token_hash = token_hash.to_owned();
+        self.readers
+            .run(move |conn| accounts::user_by_session(conn, &token_hash, now))
+            .await
+    }
+
+    async fn delete_auth_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        let token_hash = token_hash.to_owned();
+        self.writer
+            .run(move |conn| accounts::delete_auth_session(conn, &token_hash))
+            .await
+    }
+
+    async fn sections_of_teacher(
+        &self,
+        school_id: &str,
+        teacher_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let (school_id, teacher_id) = (school_id.to_owned(), teacher_id.to_owned());
+        self.readers
+            .run(move |conn| roster::sections_of_teacher(conn, &school_id, &teacher_id))
+            .await
+    }
+
+    async fn create_provisioning_code(&self, code: &ProvisioningCode) -> Result<(), StoreError> {
+        let code = code.clone();
+        self.writer
+            .run(move |conn| accounts::create_provisioning_code(conn, &code))
+            .await
+    }
+
+    async fn redeem_provisioning_code(
+        &self,
+        code_hash: &str,
+        device: &Device,
+        now: Millis,
+    ) -> Result<Result<Device, RedeemRefusal>, StoreError> {
+        let (code_hash, device) = (code_hash.to_owned(), device.clone());
+        self.writer
+            .run(move |conn| accounts::redeem_provisioning_code(conn, &code_hash, &device, now))
+            .await
+    }
+
+    async fn device_by_token(&self, token_hash: &str) -> Result<Option<Device>, StoreError> {
+        let token_hash = token_hash.to_owned();
+        self.readers
+            .run(move |conn| accounts::device_by_token(conn, &token_hash))
+            .await
+    }
+
+    async fn devices(&self, school_id: &str) -> Result<Vec<Device>, StoreError> {
+        let school_id = school_id.to_owned();
+        self.readers
+            .run(move |conn| accounts::devices(conn, &school_id))
+            .await
+    }
+
+    async fn revoke_device(
+        &self,
+        school_id: &str,
+        device_id: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let (school_id, device_id) = (school_id.to_owned(), device_id.to_owned());
+        self.writer
+            .run(move |conn| accounts::revoke_device(conn, &school_id, &device_id, now))
+            .await
+    }
+
+    async fn touch_device(&self, device_id: &str, now: Millis) -> Result<(), StoreError> {
+        let device_id = device_id.to_owned();
+        self.writer
+            .run(move |conn| accounts::touch_device(conn, &device_id, now))
+            .await
+    }
+
+    async fn apply_roster(
+        &self,
+        school_id: &str,
+        batch: &RosterBatch,
+        full: bool,
+    ) -> Result<RosterSummary, StoreError> {
+        let (school_id, batch) = (school_id.to_owned(), batch.clone());
+        self.writer
+            .run(move |conn| roster::apply_roster(conn, &school_id, &batch, full))
+            .await
+    }
+
+    async fn sections(&self, school_id: &str) -> Result<Vec<Section>, StoreError> {
+        let school_id = school_id.to_owned();
+        self.readers
+            .run(move |conn| roster::sections(conn, &school_id))
+            .await
+    }
+
+    async fn students(&self, school_id: &str) -> Result<Vec<Student>, StoreError> {
+        let school_id = school_id.to_owned();
+        self.readers
+            .run(move |conn| roster::students(conn, &school_id))
+            .await
+    }
+
+    async fn student(
+        &self,
+        school_id: &str,
+        student_id: &str,
+    ) -> Result<Option<Student>, StoreError> {
+        let (school_id, student_id) = (school_id.to_owned(), student_id.to_owned());
+        self.readers
+            .run(move |conn| roster::student(conn, &school_id, &student_id))
+            .await
+    }
+
+    async fn enrolments(
+        &self,
+        school_id: &str,
+        section_id: &str,
+    ) -> Result<Vec<Enrolment>, StoreError> {
+        let (school_id, section_id) = (school_id.to_owned(), section_id.to_owned());
+        self.readers
+            .run(move |conn| roster::enrolments(conn, &school_id, &section_id))
+            .await
+    }
+
+    async fn set_schedule(
+        &self,
+        school_id: &str,
+        section_id: &str,
+        slots: &[ScheduleSlot],
+    ) -> Result<(), StoreError> {
+        let (school_id, section_id) = (school_id.to_owned(), section_id.to_owned());
+        let slots = slots.to_vec();
+        self.writer
+            .run(move |conn| roster::set_schedule(conn, &school_id, &section_id, &slots))
+            .await
+    }
+
+    async fn schedule(
+        &self,
+        school_id: &str,
+        section_id: &str,
+    ) -> Result<Vec<ScheduleSlot>, StoreError> {
+        let (school_id, section_id) = (school_id.to_owned(), section_id.to_owned());
+        self.readers
+            .run(move |conn| roster::schedule(conn, &school_id, &section_id))
+            .await
+    }
+
+    async fn set_consent(
+        &self,
+        school_id: &str,
+        student_id: &str,
+        consent: Consent,
+        by: &str,
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        let (school_id, student_id, by) =
+            (school_id.to_owned(), student_id.to_owned(), by.to_owned());
+        self.writer
+            .run(move |conn| {
+                if owner(conn, Table::Students, &student_id, &school_id)? != Owner::Ours {
+                    return Err(StoreError::NotFound(format!("student {student_id}")));
+                }
+                let mut feed = feed::Feed::new(conn, &school_id);
+                roster::set_consent(conn, &mut feed, &school_id, &student_id, consent, &by, at)
+            })
+            .await
+    }
+
+    async fn erase_student(&self, school_id: &str, student_id: &str) -> Result<(), StoreError> {
+        let (school_id, student_id) = (school_id.to_owned(), student_id.to_owned());
+        self.writer
+            .run(move |conn| roster::erase_student(conn, &school_id, &student_id))
+            .await
+    }
+
+    async fn templates_of(
+        &self,
+        school_id: &str,
+        student_id: &str,
+    ) -> Result<Vec<TemplateData>, StoreError> {
+        let (school_id, student_id) = (school_id.to_owned(), student_id.to_owned());
+        self.readers
+            .run(move |conn| templates::templates_of(conn, &school_id, &student_id))
+            .await
+    }
+
+    async fn apply_events(
+        &self,
+        device: &Device,
+        events: &[Event],
+        now: Millis,
+    ) -> Result<PushResponse, StoreError> {
+        let (device, events) = (device.clone(), events.to_vec());
+        self.writer
+            .run(move |conn| events::apply_events(conn, &device, &events, now))
+            .await
+    }
+
+    async fn pull(
+        &self,
+        school_id: &str,
+        cursor: u64,
+        limit: usize,
+    ) -> Result<ChangePage, StoreError> {
+        let school_id = school_id.to_owned();
+        self.readers
+            .run(move |conn| feed::pull(conn, &school_id, cursor, limit))
+            .await
+    }
+
+    async fn attendance(&self, query: &AttendanceQuery) -> Result<Vec<AttendanceRow>, StoreError> {
+        let query = query.clone();
+        self.readers
+            .run(move |conn| attendance::attendance(conn, &query))
+            .await
+    }
+
+    async fn counts(&self) -> Result<StoreCounts, StoreError> {
+        self.readers.run(attendance::counts).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

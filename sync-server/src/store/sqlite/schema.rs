@@ -1,0 +1,190 @@
+//! Versioned migrations of the server database, tracked in `PRAGMA user_version`. A database from a
+//! newer build is refused before anything is written to it.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use crate::store::StoreError;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`. Append only: never edit a shipped one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE schools (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL
+);
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    username TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'teacher')),
+    school_id TEXT REFERENCES schools (id),
+    teacher_id TEXT
+);
+CREATE TABLE auth_sessions (
+    token_hash TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE devices (
+    id TEXT PRIMARY KEY,
+    school_id TEXT NOT NULL REFERENCES schools (id),
+    name TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER,
+    last_seen_at INTEGER
+);
+CREATE INDEX devices_school ON devices (school_id);
+CREATE TABLE provisioning_codes (
+    code_hash TEXT PRIMARY KEY,
+    school_id TEXT NOT NULL REFERENCES schools (id),
+    device_name TEXT,
+    created_by TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER,
+    device_id TEXT REFERENCES devices (id)
+);
+CREATE TABLE sections (
+    id TEXT PRIMARY KEY,
+    school_id TEXT NOT NULL REFERENCES schools (id),
+    title TEXT NOT NULL,
+    active INTEGER NOT NULL
+);
+CREATE INDEX sections_school ON sections (school_id);
+CREATE TABLE students (
+    id TEXT PRIMARY KEY,
+    school_id TEXT NOT NULL REFERENCES schools (id),
+    given_name TEXT NOT NULL,
+    family_name TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    consent TEXT NOT NULL CHECK (consent IN ('none', 'granted', 'withdrawn')),
+    consent_by TEXT,
+    consent_at INTEGER
+);
+CREATE INDEX students_school ON students (school_id);
+CREATE TABLE teachers (
+    id TEXT PRIMARY KEY,
+    school_id TEXT NOT NULL REFERENCES schools (id),
+    given_name TEXT NOT NULL,
+    family_name TEXT NOT NULL,
+    active INTEGER NOT NULL
+);
+CREATE INDEX teachers_school ON teachers (school_id);
+-- person_id is a student or a teacher (by role), so it has no foreign key.
+CREATE TABLE enrolments (
+    section_id TEXT NOT NULL REFERENCES sections (id),
+    person_id TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('student', 'teacher')),
+    active INTEGER NOT NULL,
+    PRIMARY KEY (section_id, person_id)
+) WITHOUT ROWID;
+CREATE INDEX enrolments_person ON enrolments (person_id);
+CREATE TABLE schedule (
+    section_id TEXT NOT NULL REFERENCES sections (id),
+    position INTEGER NOT NULL,
+    weekday INTEGER NOT NULL CHECK (weekday BETWEEN 1 AND 7),
+    starts TEXT NOT NULL,
+    ends TEXT NOT NULL,
+    room TEXT,
+    PRIMARY KEY (section_id, position)
+) WITHOUT ROWID;
+-- A tombstone keeps the id (so a late `template_added` cannot bring it back) and loses the vector.
+-- The student has no foreign key: a tombstone may arrive before the student's template does.
+CREATE TABLE templates (
+    id TEXT PRIMARY KEY,
+    school_id TEXT NOT NULL REFERENCES schools (id),
+    student_id TEXT NOT NULL,
+    model_id TEXT,
+    embedding BLOB,
+    quality REAL,
+    source TEXT,
+    created_at INTEGER,
+    tombstone INTEGER NOT NULL DEFAULT 0,
+    CHECK (tombstone = 1 OR (model_id IS NOT NULL AND embedding IS NOT NULL))
+);
+CREATE INDEX templates_student ON templates (student_id);
+-- section_id is set by `session_opened`; marks may arrive first and then have no session row.
+CREATE TABLE sessions (
+    id TEXT PRIMARY KEY,
+    school_id TEXT NOT NULL REFERENCES schools (id),
+    device_id TEXT NOT NULL,
+    section_id TEXT NOT NULL REFERENCES sections (id),
+    started_at INTEGER NOT NULL,
+    closed_at INTEGER
+);
+CREATE INDEX sessions_school_start ON sessions (school_id, started_at);
+CREATE TABLE marks (
+    session_id TEXT NOT NULL,
+    student_id TEXT NOT NULL,
+    school_id TEXT NOT NULL REFERENCES schools (id),
+    device_id TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('present', 'review', 'absent', 'late', 'excused')),
+    source TEXT NOT NULL CHECK (source IN ('machine', 'teacher')),
+    score REAL,
+    decided_at INTEGER NOT NULL,
+    decided_by TEXT,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (session_id, student_id)
+) WITHOUT ROWID;
+CREATE INDEX marks_student ON marks (student_id);
+CREATE INDEX marks_school_decided ON marks (school_id, decided_at);
+CREATE TABLE applied_events (
+    id TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    applied_at INTEGER NOT NULL
+) WITHOUT ROWID;
+-- One row per entity key and school: a later write of the key moves it to a new, larger seq.
+CREATE TABLE changes (
+    school_id TEXT NOT NULL REFERENCES schools (id),
+    seq INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (school_id, key),
+    UNIQUE (school_id, seq)
+);
+-- Counters kept as rows so /metrics never counts a table.
+CREATE TABLE counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO counters (name, value) VALUES ('events_applied', 0);
+"#];
+
+pub fn supported_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Refuses a database written by a newer build, reading only; returns its version.
+pub fn refuse_newer(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    let found: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| {
+            StoreError::Backend(format!(
+                "{} is not a Rollcall server database ({e}); pass a new or existing .sqlite file",
+                path.display()
+            ))
+        })?;
+    if found > supported_version() {
+        return Err(StoreError::NewerSchema(format!(
+            "{} was written by a newer sync-server (schema {found}, this build knows up to {}); \
+             it was not modified. Upgrade sync-server",
+            path.display(),
+            supported_version()
+        )));
+    }
+    Ok(found)
+}
+
+/// Brings the schema up to date, one transaction per migration.
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let found = refuse_newer(conn, path)?;
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

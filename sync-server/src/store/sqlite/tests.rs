@@ -1,0 +1,112 @@
+//! SQLite-only behaviour: what the contract suite cannot say for every backend.
+
+use super::*;
+
+fn school() -> School {
+    School {
+        id: "sch-1".into(),
+        name: "North".into(),
+    }
+}
+
+#[tokio::test]
+async fn reopening_keeps_data() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("nested").join("server.sqlite");
+    {
+        let store = SqliteStore::open(&path).expect("open new");
+        store.create_school(&school()).await.expect("create school");
+    }
+    let store = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(store.schools().await.expect("schools"), vec![school()]);
+}
+
+#[tokio::test]
+async fn newer_schema_is_refused_untouched() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("server.sqlite");
+    {
+        let conn = Connection::open(&path).expect("create");
+        conn.pragma_update(None, "user_version", 999)
+            .expect("set version");
+    }
+    let before = std::fs::read(&path).expect("read file");
+    match SqliteStore::open(&path) {
+        Err(StoreError::NewerSchema(message)) => {
+            assert!(message.contains("999"), "{message}");
+            assert!(message.contains("Upgrade sync-server"), "{message}");
+        }
+        Err(other) => panic!("expected NewerSchema, got {other}"),
+        Ok(_) => panic!("a newer database was opened"),
+    }
+    assert_eq!(std::fs::read(&path).expect("read file"), before);
+    assert!(!dir.path().join("server.sqlite-wal").exists());
+}
+
+#[tokio::test]
+async fn not_a_database_is_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("server.sqlite");
+    std::fs::write(
+        &path,
+        b"this is not sqlite, just text long enough to have a header...",
+    )
+    .expect("write");
+    match SqliteStore::open(&path) {
+        Err(e) => assert!(e.to_string().contains("server.sqlite"), "{e}"),
+        Ok(_) => panic!("a text file was opened as a database"),
+    }
+}
+
+#[tokio::test]
+async fn pragmas_are_set() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("server.sqlite");
+    let store = SqliteStore::open(&path).expect("open");
+    let (mode, sync, fk, version) = store
+        .writer
+        .run(|conn| {
+            let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+            let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+            let fk: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+            let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            Ok((mode, sync, fk, version))
+        })
+        .await
+        .expect("read pragmas");
+    assert_eq!(mode, "wal");
+    assert_eq!(sync, 2, "synchronous=FULL");
+    assert_eq!(fk, 1);
+    assert_eq!(version, schema::supported_version());
+}
+
+/// A failing job in a group rolls back alone: the others commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_write_does_not_undo_its_group() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(SqliteStore::open(&dir.path().join("s.sqlite")).expect("open"));
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let id = format!("sch-{}", i % 20);
+            store
+                .create_school(&School {
+                    id,
+                    name: format!("School {i}"),
+                })
+                .await
+        }));
+    }
+    let mut n_ok = 0;
+    let mut n_conflict = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(()) => n_ok += 1,
+            Err(StoreError::Conflict(_)) => n_conflict += 1,
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((n_ok, n_conflict), (20, 20));
+    assert_eq!(store.schools().await.expect("schools").len(), 20);
+}

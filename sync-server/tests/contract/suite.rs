@@ -1,0 +1,1653 @@
+//! What every `Store` backend must do, as async tests over a `Backend` (one fresh, empty location
+//! that can be opened again). `contract_tests!` turns them into `#[tokio::test]`s for a backend.
+//!
+//! Every test starts from `fixture`: two schools, the first with two sections, four students (all
+//! but `STU_NO_CONSENT` with consent granted), two teachers and a provisioned device.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use shared_proto::ModelId;
+use shared_proto::sync::{
+    ChangeBody, Consent, Embedding, EnrolmentRole, Event, EventBody, MAX_PULL_LIMIT, MarkSource,
+    MarkStatus, PushResponse, RejectCode, ScheduleSlot, TemplateData,
+};
+use sync_server::store::{
+    AttendanceQuery, AttendanceRow, AuthSession, Device, Enrolment, ProvisioningCode,
+    RedeemRefusal, Role, RosterBatch, RosterSummary, School, Section, Store, StoreError, Student,
+    Teacher, User,
+};
+
+/// One fresh, empty location of a backend (a temp dir, a unique database name). `open` again
+/// opens the same data: drop the first store before reopening.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync {
+    async fn open(&self) -> std::sync::Arc<dyn sync_server::store::Store>;
+}
+
+/// One `#[tokio::test]` per suite test for the backend made by `$new_backend` (an async fn
+/// returning `impl Backend`).
+#[macro_export]
+macro_rules! contract_tests {
+    ($new_backend:expr) => {
+        $crate::contract_tests!(@each $new_backend;
+            idempotent_push,
+            duplicate_ids_in_one_batch_apply_once,
+            marks_before_their_session,
+            template_deleted_before_added_stays_deleted,
+            older_mark_after_newer_loses,
+            teacher_beats_machine,
+            rejections_leave_the_rest_of_the_batch_applied,
+            session_rules,
+            consent_withdrawn_tombstones_templates,
+            consent_changed_event_tombstones_templates,
+            erase_student_leaves_tombstones,
+            pull_pages_in_order,
+            pull_later_change_supersedes_earlier,
+            pull_consistent_under_concurrent_pushes,
+            restart_between_push_and_retry,
+            provisioning_code_single_use,
+            provisioning_code_expires,
+            device_revocation,
+            users_and_auth_sessions,
+            full_roster_deactivates_missing,
+            attendance_by_section_dates_and_student,
+            sections_of_teacher,
+            schedule_replaces_timetable,
+            school_ids_are_unique,
+        );
+    };
+    (@each $new_backend:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                $crate::suite::$name(&$new_backend().await).await
+            }
+        )*
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixture
+
+const T0: i64 = 1_700_000_000_000;
+const DAY: i64 = 24 * 60 * 60 * 1000;
+
+const SCHOOL: &str = "school-north";
+const OTHER_SCHOOL: &str = "school-south";
+const SECTION_A: &str = "sec-math";
+const SECTION_B: &str = "sec-art";
+const OTHER_SECTION: &str = "sec-south";
+const STU_1: &str = "stu-1";
+const STU_2: &str = "stu-2";
+const STU_3: &str = "stu-3";
+/// Enrolled in `SECTION_A`, consent never given.
+const STU_NO_CONSENT: &str = "stu-4";
+const OTHER_STUDENT: &str = "stu-south";
+/// Teaches `SECTION_A`.
+const TEACHER_A: &str = "tea-1";
+/// Teaches `SECTION_B`.
+const TEACHER_B: &str = "tea-2";
+
+struct Fixture {
+    store: Arc<dyn Store>,
+    /// A box of `SCHOOL`.
+    device: Device,
+}
+
+fn section(id: &str, school_id: &str, title: &str) -> Section {
+    Section {
+        id: id.into(),
+        school_id: school_id.into(),
+        title: title.into(),
+        active: true,
+    }
+}
+
+fn student(id: &str, school_id: &str) -> Student {
+    Student {
+        id: id.into(),
+        school_id: school_id.into(),
+        given_name: format!("Given {id}"),
+        family_name: format!("Family {id}"),
+        active: true,
+        consent: Consent::None,
+        consent_by: None,
+        consent_at: None,
+    }
+}
+
+fn teacher(id: &str) -> Teacher {
+    Teacher {
+        id: id.into(),
+        school_id: SCHOOL.into(),
+        given_name: format!("Given {id}"),
+        family_name: format!("Family {id}"),
+        active: true,
+    }
+}
+
+fn enrolment(section_id: &str, person_id: &str, role: EnrolmentRole) -> Enrolment {
+    Enrolment {
+        section_id: section_id.into(),
+        person_id: person_id.into(),
+        role,
+        active: true,
+    }
+}
+
+/// `SCHOOL`'s whole roster.
+fn roster() -> RosterBatch {
+    use EnrolmentRole::{Student as S, Teacher as T};
+    RosterBatch {
+        sections: vec![
+            section(SECTION_A, SCHOOL, "Maths 7A"),
+            section(SECTION_B, SCHOOL, "Art 7B"),
+        ],
+        students: [STU_1, STU_2, STU_3, STU_NO_CONSENT]
+            .iter()
+            .map(|id| student(id, SCHOOL))
+            .collect(),
+        teachers: vec![teacher(TEACHER_A), teacher(TEACHER_B)],
+        enrolments: vec![
+            enrolment(SECTION_A, STU_1, S),
+            enrolment(SECTION_A, STU_2, S),
+            enrolment(SECTION_A, STU_NO_CONSENT, S),
+            enrolment(SECTION_A, TEACHER_A, T),
+            enrolment(SECTION_B, STU_3, S),
+            enrolment(SECTION_B, TEACHER_B, T),
+        ],
+    }
+}
+
+fn device_for(n: u32) -> Device {
+    Device {
+        id: format!("dev-{n}"),
+        // Taken from the code when redeemed.
+        school_id: String::new(),
+        name: format!("Room {n}"),
+        token_hash: format!("token-hash-{n}"),
+        created_at: T0,
+        revoked_at: None,
+        last_seen_at: None,
+    }
+}
+
+fn code_for(school_id: &str, n: u32, expires_at: i64) -> ProvisioningCode {
+    ProvisioningCode {
+        code_hash: format!("code-hash-{n}"),
+        school_id: school_id.into(),
+        device_name: Some(format!("Room {n}")),
+        created_by: "admin".into(),
+        expires_at,
+    }
+}
+
+/// A provisioned device of `school_id`.
+async fn provision(store: &dyn Store, school_id: &str, n: u32) -> Device {
+    store
+        .create_provisioning_code(&code_for(school_id, n, T0 + DAY))
+        .await
+        .expect("create provisioning code");
+    store
+        .redeem_provisioning_code(&format!("code-hash-{n}"), &device_for(n), T0)
+        .await
+        .expect("redeem")
+        .expect("a fresh code is accepted")
+}
+
+async fn fixture(backend: &impl Backend) -> Fixture {
+    let store = backend.open().await;
+    for (id, name) in [(SCHOOL, "North"), (OTHER_SCHOOL, "South")] {
+        store
+            .create_school(&School {
+                id: id.into(),
+                name: name.into(),
+            })
+            .await
+            .expect("create school");
+    }
+    store
+        .apply_roster(SCHOOL, &roster(), true)
+        .await
+        .expect("roster");
+    let other = RosterBatch {
+        sections: vec![section(OTHER_SECTION, OTHER_SCHOOL, "South 1")],
+        students: vec![student(OTHER_STUDENT, OTHER_SCHOOL)],
+        teachers: vec![],
+        enrolments: vec![enrolment(
+            OTHER_SECTION,
+            OTHER_STUDENT,
+            EnrolmentRole::Student,
+        )],
+    };
+    store
+        .apply_roster(OTHER_SCHOOL, &other, true)
+        .await
+        .expect("other roster");
+    for id in [STU_1, STU_2, STU_3] {
+        grant(&*store, id, T0).await;
+    }
+    store
+        .set_consent(OTHER_SCHOOL, OTHER_STUDENT, Consent::Granted, "parent", T0)
+        .await
+        .expect("consent");
+    let device = provision(&*store, SCHOOL, 1).await;
+    Fixture { store, device }
+}
+
+async fn grant(store: &dyn Store, student_id: &str, at: i64) {
+    store
+        .set_consent(SCHOOL, student_id, Consent::Granted, "parent", at)
+        .await
+        .expect("grant consent");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn event(at: i64, body: EventBody) -> Event {
+    Event {
+        id: new_id(),
+        at,
+        body,
+    }
+}
+
+fn opened(session: &str, section: &str, started_at: i64) -> Event {
+    event(
+        started_at,
+        EventBody::SessionOpened {
+            session: session.into(),
+            section: section.into(),
+            started_at,
+        },
+    )
+}
+
+fn closed(session: &str, at: i64) -> Event {
+    event(
+        at,
+        EventBody::SessionClosed {
+            session: session.into(),
+        },
+    )
+}
+
+fn machine_mark(session: &str, student: &str, status: MarkStatus, decided_at: i64) -> Event {
+    event(
+        decided_at,
+        EventBody::MarkSet {
+            session: session.into(),
+            student: student.into(),
+            status,
+            source: MarkSource::Machine,
+            score: Some(0.8),
+            decided_at,
+            by: None,
+        },
+    )
+}
+
+fn teacher_mark(session: &str, student: &str, status: MarkStatus, decided_at: i64) -> Event {
+    event(
+        decided_at,
+        EventBody::MarkSet {
+            session: session.into(),
+            student: student.into(),
+            status,
+            source: MarkSource::Teacher,
+            score: None,
+            decided_at,
+            by: Some(TEACHER_A.into()),
+        },
+    )
+}
+
+fn template_data(student: &str, seed: f32) -> TemplateData {
+    TemplateData {
+        id: new_id(),
+        student: student.into(),
+        embedding: Embedding {
+            model: ModelId::new("fr_feature", "6e524bb134157e6f").expect("model id"),
+            vector: vec![seed, 0.5, -0.25, 1.0],
+        },
+        quality: 0.9,
+        source: "box:dev-1".into(),
+        created_at: T0,
+    }
+}
+
+fn template_added(template: &TemplateData) -> Event {
+    event(
+        T0,
+        EventBody::TemplateAdded {
+            template: template.clone(),
+        },
+    )
+}
+
+fn template_deleted(template_id: &str, student: &str) -> Event {
+    event(
+        T0,
+        EventBody::TemplateDeleted {
+            template: template_id.into(),
+            student: student.into(),
+        },
+    )
+}
+
+fn consent_changed(student: &str, consent: Consent, at: i64) -> Event {
+    event(
+        at,
+        EventBody::ConsentChanged {
+            student: student.into(),
+            consent,
+            by: "parent".into(),
+        },
+    )
+}
+
+fn ids(events: &[&Event]) -> Vec<String> {
+    events.iter().map(|e| e.id.clone()).collect()
+}
+
+async fn push(fx: &Fixture, events: &[Event]) -> PushResponse {
+    fx.store
+        .apply_events(&fx.device, events, T0)
+        .await
+        .expect("push")
+}
+
+/// Pushes and asserts every event was acked.
+async fn push_ok(fx: &Fixture, events: &[Event]) {
+    let response = push(fx, events).await;
+    assert_eq!(response.acked, ids(&events.iter().collect::<Vec<_>>()));
+    assert_eq!(response.rejected, vec![]);
+}
+
+/// Every mark `SCHOOL` holds.
+async fn all_marks(fx: &Fixture) -> Vec<AttendanceRow> {
+    attendance(fx, None, None, 0, i64::MAX).await
+}
+
+async fn attendance(
+    fx: &Fixture,
+    section_id: Option<&str>,
+    student_id: Option<&str>,
+    from: i64,
+    to: i64,
+) -> Vec<AttendanceRow> {
+    let mut rows = fx
+        .store
+        .attendance(&AttendanceQuery {
+            school_id: SCHOOL.into(),
+            section_id: section_id.map(Into::into),
+            student_id: student_id.map(Into::into),
+            from,
+            to,
+        })
+        .await
+        .expect("attendance");
+    rows.sort_by(|a, b| (&a.session_id, &a.student_id).cmp(&(&b.session_id, &b.student_id)));
+    rows
+}
+
+/// The one mark of `student` in `session`.
+async fn the_mark(fx: &Fixture, session: &str, student: &str) -> AttendanceRow {
+    let rows: Vec<_> = all_marks(fx)
+        .await
+        .into_iter()
+        .filter(|r| r.session_id == session && r.student_id == student)
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    rows.into_iter().next().expect("one row")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Feed
+
+/// The whole feed of `school_id` from `cursor`, pulled page by page; asserts `seq` strictly
+/// increases and returns the changes with the last cursor.
+async fn pull_all(
+    store: &dyn Store,
+    school_id: &str,
+    cursor: u64,
+) -> (Vec<(u64, ChangeBody)>, u64) {
+    let mut cursor = cursor;
+    let mut changes = Vec::new();
+    loop {
+        let page = store
+            .pull(school_id, cursor, MAX_PULL_LIMIT)
+            .await
+            .expect("pull");
+        for change in page.changes {
+            assert!(change.seq > cursor, "seq {} after {cursor}", change.seq);
+            cursor = change.seq;
+            changes.push((change.seq, change.body));
+        }
+        assert_eq!(page.next_cursor, cursor);
+        if !page.more {
+            return (changes, cursor);
+        }
+    }
+}
+
+/// The latest change per entity key.
+async fn feed(store: &dyn Store, school_id: &str) -> BTreeMap<String, ChangeBody> {
+    let (changes, _) = pull_all(store, school_id, 0).await;
+    let mut latest = BTreeMap::new();
+    for (_, body) in changes {
+        let previous = latest.insert(body.key(), body);
+        assert!(previous.is_none(), "a key appears twice in one pull");
+    }
+    latest
+}
+
+fn template_key(template_id: &str) -> String {
+    format!("template:{template_id}")
+}
+
+fn tombstone_of(template_id: &str, student: &str) -> ChangeBody {
+    ChangeBody::TemplateDeleted {
+        template: template_id.into(),
+        student: student.into(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Push: idempotence and ordering
+
+pub async fn idempotent_push(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    let template = template_data(STU_1, 0.1);
+    let batch = vec![
+        opened("sess-1", SECTION_A, T0),
+        machine_mark("sess-1", STU_1, MarkStatus::Present, T0 + 10),
+        template_added(&template),
+    ];
+    let before = fx.store.counts().await.expect("counts");
+    for _ in 0..3 {
+        push_ok(&fx, &batch).await;
+    }
+    let after = fx.store.counts().await.expect("counts");
+    assert_eq!(after.events_applied - before.events_applied, 3);
+
+    let marks = all_marks(&fx).await;
+    assert_eq!(marks.len(), 1, "{marks:?}");
+    assert_eq!(marks[0].event_id, batch[1].id);
+    assert_eq!(marks[0].status, MarkStatus::Present);
+    assert_eq!(marks[0].section_id.as_deref(), Some(SECTION_A));
+    assert_eq!(marks[0].device_id, fx.device.id);
+
+    assert_eq!(
+        fx.store
+            .templates_of(SCHOOL, STU_1)
+            .await
+            .expect("templates"),
+        vec![template.clone()]
+    );
+    let templates_in_feed = pull_all(&*fx.store, SCHOOL, 0)
+        .await
+        .0
+        .into_iter()
+        .filter(|(_, body)| matches!(body, ChangeBody::Template { .. }))
+        .count();
+    assert_eq!(templates_in_feed, 1);
+}
+
+pub async fn duplicate_ids_in_one_batch_apply_once(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    let mark = machine_mark("sess-1", STU_1, MarkStatus::Present, T0);
+    let other = machine_mark("sess-1", STU_2, MarkStatus::Absent, T0);
+    let response = push(&fx, &[mark.clone(), other.clone(), mark.clone()]).await;
+    assert_eq!(response.acked, ids(&[&mark, &other]));
+    assert_eq!(response.rejected, vec![]);
+    assert_eq!(fx.store.counts().await.expect("counts").events_applied, 2);
+    assert_eq!(all_marks(&fx).await.len(), 2);
+}
+
+pub async fn marks_before_their_session(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    let mark = machine_mark("sess-late", STU_1, MarkStatus::Present, T0 + 60_000);
+    push_ok(&fx, std::slice::from_ref(&mark)).await;
+
+    let row = the_mark(&fx, "sess-late", STU_1).await;
+    assert_eq!(row.section_id, None);
+    assert_eq!(row.started_at, None);
+    assert_eq!(row.event_id, mark.id);
+    // Without its session the mark has no section, but it is found by its decision time.
+    assert_eq!(
+        attendance(&fx, Some(SECTION_A), None, 0, i64::MAX).await,
+        vec![]
+    );
+    assert_eq!(
+        attendance(&fx, None, Some(STU_1), T0 + 60_000, T0 + 60_001)
+            .await
+            .len(),
+        1
+    );
+
+    // Closing a session that never opened waits for the opening.
+    let close = closed("sess-late", T0 + 120_000);
+    let response = push(&fx, std::slice::from_ref(&close)).await;
+    assert_eq!(response.acked, Vec::<String>::new());
+    assert_eq!(response.rejected.len(), 1);
+    assert_eq!(response.rejected[0].code, RejectCode::UnknownSession);
+
+    push_ok(&fx, &[opened("sess-late", SECTION_A, T0), close]).await;
+    let row = the_mark(&fx, "sess-late", STU_1).await;
+    assert_eq!(row.section_id.as_deref(), Some(SECTION_A));
+    assert_eq!(row.started_at, Some(T0));
+    assert_eq!(
+        attendance(&fx, Some(SECTION_A), None, T0, T0 + 1)
+            .await
+            .len(),
+        1
+    );
+}
+
+pub async fn template_deleted_before_added_stays_deleted(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    let template = template_data(STU_1, 0.2);
+    push_ok(&fx, &[template_deleted(&template.id, STU_1)]).await;
+    push_ok(&fx, &[template_added(&template)]).await;
+
+    assert_eq!(
+        fx.store
+            .templates_of(SCHOOL, STU_1)
+            .await
+            .expect("templates"),
+        vec![]
+    );
+    let feed = feed(&*fx.store, SCHOOL).await;
+    assert_eq!(
+        feed.get(&template_key(&template.id)),
+        Some(&tombstone_of(&template.id, STU_1))
+    );
+}
+
+pub async fn older_mark_after_newer_loses(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    let newer = machine_mark("sess-1", STU_1, MarkStatus::Present, T0 + 20);
+    let older = machine_mark("sess-1", STU_1, MarkStatus::Absent, T0 + 10);
+    push_ok(&fx, std::slice::from_ref(&newer)).await;
+    push_ok(&fx, std::slice::from_ref(&older)).await;
+    let row = the_mark(&fx, "sess-1", STU_1).await;
+    assert_eq!(
+        (row.status, row.event_id.as_str()),
+        (MarkStatus::Present, newer.id.as_str())
+    );
+
+    // The same between two teacher decisions, arriving in one batch.
+    let newer = teacher_mark("sess-2", STU_2, MarkStatus::Excused, T0 + 20);
+    let older = teacher_mark("sess-2", STU_2, MarkStatus::Late, T0 + 10);
+    push_ok(&fx, &[newer.clone(), older]).await;
+    let row = the_mark(&fx, "sess-2", STU_2).await;
+    assert_eq!(
+        (row.status, row.event_id.as_str()),
+        (MarkStatus::Excused, newer.id.as_str())
+    );
+
+    // A later decision replaces an earlier one.
+    let latest = machine_mark("sess-1", STU_1, MarkStatus::Late, T0 + 30);
+    push_ok(&fx, std::slice::from_ref(&latest)).await;
+    let row = the_mark(&fx, "sess-1", STU_1).await;
+    assert_eq!(
+        (row.status, row.event_id.as_str()),
+        (MarkStatus::Late, latest.id.as_str())
+    );
+}
+
+pub async fn teacher_beats_machine(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    // Teacher first, then a later machine mark: the teacher's stays.
+    let by_teacher = teacher_mark("sess-1", STU_1, MarkStatus::Absent, T0 + 10);
+    let by_machine = machine_mark("sess-1", STU_1, MarkStatus::Present, T0 + 50);
+    push_ok(&fx, std::slice::from_ref(&by_teacher)).await;
+    push_ok(&fx, std::slice::from_ref(&by_machine)).await;
+    let row = the_mark(&fx, "sess-1", STU_1).await;
+    assert_eq!(row.status, MarkStatus::Absent);
+    assert_eq!(row.source, MarkSource::Teacher);
+    assert_eq!(row.decided_by.as_deref(), Some(TEACHER_A));
+    assert_eq!(row.event_id, by_teacher.id);
+
+    // Machine first, then a teacher decision made earlier than it: the teacher's wins.
+    let by_machine = machine_mark("sess-1", STU_2, MarkStatus::Present, T0 + 50);
+    let by_teacher = teacher_mark("sess-1", STU_2, MarkStatus::Late, T0 + 5);
+    push_ok(&fx, std::slice::from_ref(&by_machine)).await;
+    push_ok(&fx, std::slice::from_ref(&by_teacher)).await;
+    let row = the_mark(&fx, "sess-1", STU_2).await;
+    assert_eq!(row.status, MarkStatus::Late);
+    assert_eq!(row.source, MarkSource::Teacher);
+    assert_eq!(row.score, None);
+    assert_eq!(row.decided_at, T0 + 5);
+    assert_eq!(row.event_id, by_teacher.id);
+}
+
+pub async fn rejections_leave_the_rest_of_the_batch_applied(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    let good_mark = machine_mark("sess-1", STU_1, MarkStatus::Present, T0);
+    let unknown_student = machine_mark("sess-1", "stu-nobody", MarkStatus::Present, T0);
+    let other_school_section = opened("sess-2", OTHER_SECTION, T0);
+    let other_school_student = machine_mark("sess-1", OTHER_STUDENT, MarkStatus::Present, T0);
+    let no_consent = template_added(&template_data(STU_NO_CONSENT, 0.3));
+    let mut bad_id = machine_mark("sess-1", STU_2, MarkStatus::Present, T0);
+    bad_id.id = "not-a-uuid".into();
+    let bad_score = event(
+        T0,
+        EventBody::MarkSet {
+            session: "sess-1".into(),
+            student: STU_2.into(),
+            status: MarkStatus::Present,
+            source: MarkSource::Machine,
+            score: Some(1.5),
+            decided_at: T0,
+            by: None,
+        },
+    );
+    let unknown_section = opened("sess-3", "sec-nowhere", T0);
+    let good_template = template_data(STU_2, 0.4);
+    let good_template_event = template_added(&good_template);
+
+    let batch = vec![
+        good_mark.clone(),
+        unknown_student.clone(),
+        other_school_section.clone(),
+        other_school_student.clone(),
+        no_consent.clone(),
+        bad_id.clone(),
+        bad_score.clone(),
+        unknown_section.clone(),
+        good_template_event.clone(),
+    ];
+    let response = push(&fx, &batch).await;
+    assert_eq!(response.acked, ids(&[&good_mark, &good_template_event]));
+    let codes: Vec<(String, RejectCode)> = response
+        .rejected
+        .iter()
+        .map(|r| (r.id.clone(), r.code))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            (unknown_student.id.clone(), RejectCode::UnknownStudent),
+            (other_school_section.id.clone(), RejectCode::WrongSchool),
+            (other_school_student.id.clone(), RejectCode::WrongSchool),
+            (no_consent.id.clone(), RejectCode::NoConsent),
+            (bad_id.id.clone(), RejectCode::InvalidId),
+            (bad_score.id.clone(), RejectCode::InvalidEvent),
+            (unknown_section.id.clone(), RejectCode::UnknownSection),
+        ]
+    );
+    assert!(response.rejected.iter().all(|r| !r.reason.is_empty()));
+
+    assert_eq!(fx.store.counts().await.expect("counts").events_applied, 2);
+    let marks = all_marks(&fx).await;
+    assert_eq!(marks.len(), 1);
+    assert_eq!(marks[0].event_id, good_mark.id);
+    assert_eq!(
+        fx.store
+            .templates_of(SCHOOL, STU_2)
+            .await
+            .expect("templates"),
+        vec![good_template]
+    );
+    assert_eq!(
+        fx.store
+            .templates_of(SCHOOL, STU_NO_CONSENT)
+            .await
+            .expect("templates"),
+        vec![]
+    );
+
+    // A rejected event is not recorded: once consent arrives, the same event is applied.
+    grant(&*fx.store, STU_NO_CONSENT, T0 + 1).await;
+    push_ok(&fx, std::slice::from_ref(&no_consent)).await;
+    assert_eq!(
+        fx.store
+            .templates_of(SCHOOL, STU_NO_CONSENT)
+            .await
+            .expect("templates")
+            .len(),
+        1
+    );
+}
+
+pub async fn session_rules(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    push_ok(&fx, &[opened("sess-1", SECTION_A, T0)]).await;
+    // A repeat (another event of the same opening) is fine; another section is not.
+    push_ok(&fx, &[opened("sess-1", SECTION_A, T0)]).await;
+    let moved = opened("sess-1", SECTION_B, T0);
+    let response = push(&fx, std::slice::from_ref(&moved)).await;
+    assert_eq!(response.rejected.len(), 1);
+    assert_eq!(response.rejected[0].code, RejectCode::InvalidEvent);
+
+    // Another school's box cannot close or mark this school's session.
+    let other_device = provision(&*fx.store, OTHER_SCHOOL, 2).await;
+    assert_eq!(other_device.school_id, OTHER_SCHOOL);
+    let close = closed("sess-1", T0 + 1);
+    let mark = machine_mark("sess-1", OTHER_STUDENT, MarkStatus::Present, T0 + 1);
+    let response = fx
+        .store
+        .apply_events(&other_device, &[close.clone(), mark.clone()], T0)
+        .await
+        .expect("push");
+    let codes: Vec<_> = response
+        .rejected
+        .iter()
+        .map(|r| (r.id.clone(), r.code))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            (close.id, RejectCode::WrongSchool),
+            (mark.id, RejectCode::WrongSchool)
+        ]
+    );
+    push_ok(&fx, &[closed("sess-1", T0 + 2)]).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Consent and erasure
+
+/// Two templates of `STU_1`, pushed by the fixture's device.
+async fn two_templates(fx: &Fixture) -> Vec<TemplateData> {
+    let templates = vec![template_data(STU_1, 0.5), template_data(STU_1, 0.6)];
+    push_ok(
+        fx,
+        &templates.iter().map(template_added).collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(
+        fx.store
+            .templates_of(SCHOOL, STU_1)
+            .await
+            .expect("templates")
+            .len(),
+        2
+    );
+    templates
+}
+
+async fn assert_tombstoned(fx: &Fixture, templates: &[TemplateData]) {
+    assert_eq!(
+        fx.store
+            .templates_of(SCHOOL, STU_1)
+            .await
+            .expect("templates"),
+        vec![]
+    );
+    let feed = feed(&*fx.store, SCHOOL).await;
+    for template in templates {
+        assert_eq!(
+            feed.get(&template_key(&template.id)),
+            Some(&tombstone_of(&template.id, STU_1))
+        );
+    }
+}
+
+fn consent_in_feed(feed: &BTreeMap<String, ChangeBody>, student_id: &str) -> Option<Consent> {
+    match feed.get(&format!("student:{student_id}")) {
+        Some(ChangeBody::Student { consent, .. }) => Some(*consent),
+        _ => None,
+    }
+}
+
+pub async fn consent_withdrawn_tombstones_templates(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    let templates = two_templates(&fx).await;
+    fx.store
+        .set_consent(SCHOOL, STU_1, Consent::Withdrawn, "parent", T0 + 100)
+        .await
+        .expect("withdraw");
+    assert_tombstoned(&fx, &templates).await;
+    let feed_now = feed(&*fx.store, SCHOOL).await;
+    assert_eq!(consent_in_feed(&feed_now, STU_1), Some(Consent::Withdrawn));
+
+    // A decision older than the withdrawal changes nothing.
+    grant(&*fx.store, STU_1, T0 + 50).await;
+    let held = fx
+        .store
+        .student(SCHOOL, STU_1)
+        .await
+        .expect("student")
+        .expect("held");
+    assert_eq!(held.consent, Consent::Withdrawn);
+    assert_eq!(held.consent_at, Some(T0 + 100));
+
+    // Without consent no new template is taken.
+    let late = template_added(&template_data(STU_1, 0.7));
+    let response = push(&fx, std::slice::from_ref(&late)).await;
+    assert_eq!(response.rejected.len(), 1);
+    assert_eq!(response.rejected[0].code, RejectCode::NoConsent);
+
+    assert!(matches!(
+        fx.store
+            .set_consent(SCHOOL, "stu-nobody", Consent::Granted, "parent", T0)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        fx.store
+            .set_consent(SCHOOL, OTHER_STUDENT, Consent::Withdrawn, "parent", T0 + 1)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub async fn consent_changed_event_tombstones_templates(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    let templates = two_templates(&fx).await;
+    push_ok(&fx, &[consent_changed(STU_1, Consent::Withdrawn, T0 + 100)]).await;
+    assert_tombstoned(&fx, &templates).await;
+    let held = fx
+        .store
+        .student(SCHOOL, STU_1)
+        .await
+        .expect("student")
+        .expect("held");
+    assert_eq!(held.consent, Consent::Withdrawn);
+    assert_eq!(held.consent_by.as_deref(), Some("parent"));
+    assert_eq!(held.consent_at, Some(T0 + 100));
+
+    // Granted again later: the student's new templates are taken, the old ones stay deleted.
+    push_ok(&fx, &[consent_changed(STU_1, Consent::Granted, T0 + 200)]).await;
+    let again = template_data(STU_1, 0.9);
+    push_ok(
+        &fx,
+        &[template_added(&again), template_added(&templates[0])],
+    )
+    .await;
+    assert_eq!(
+        fx.store
+            .templates_of(SCHOOL, STU_1)
+            .await
+            .expect("templates"),
+        vec![again]
+    );
+}
+
+pub async fn erase_student_leaves_tombstones(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    let templates = two_templates(&fx).await;
+    push_ok(
+        &fx,
+        &[
+            opened("sess-1", SECTION_A, T0),
+            machine_mark("sess-1", STU_1, MarkStatus::Present, T0),
+            machine_mark("sess-1", STU_2, MarkStatus::Present, T0),
+        ],
+    )
+    .await;
+    fx.store.erase_student(SCHOOL, STU_1).await.expect("erase");
+
+    assert_tombstoned(&fx, &templates).await;
+    let feed = feed(&*fx.store, SCHOOL).await;
+    assert_eq!(
+        feed.get(&format!("student:{STU_1}")),
+        Some(&ChangeBody::StudentErased {
+            student: STU_1.into()
+        })
+    );
+    assert_eq!(
+        fx.store.student(SCHOOL, STU_1).await.expect("student"),
+        None
+    );
+    assert!(
+        fx.store
+            .students(SCHOOL)
+            .await
+            .expect("students")
+            .iter()
+            .all(|s| s.id != STU_1)
+    );
+    let marks = all_marks(&fx).await;
+    assert_eq!(
+        marks
+            .iter()
+            .map(|m| m.student_id.as_str())
+            .collect::<Vec<_>>(),
+        vec![STU_2]
+    );
+    // A box that still sends the erased student's events is told the student is gone.
+    let late = machine_mark("sess-1", STU_1, MarkStatus::Present, T0 + 1);
+    let response = push(&fx, std::slice::from_ref(&late)).await;
+    assert_eq!(response.rejected.len(), 1);
+    assert_eq!(response.rejected[0].code, RejectCode::UnknownStudent);
+
+    assert!(matches!(
+        fx.store.erase_student(SCHOOL, OTHER_STUDENT).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pull
+
+pub async fn pull_pages_in_order(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    let (everything, last) = pull_all(&*fx.store, SCHOOL, 0).await;
+    // 2 sections, 4 students, 2 teachers, 6 enrolments: one change each.
+    assert_eq!(everything.len(), 14);
+
+    let mut cursor = 0;
+    let mut paged = Vec::new();
+    loop {
+        let page = fx.store.pull(SCHOOL, cursor, 3).await.expect("pull");
+        assert!(page.changes.len() <= 3);
+        for change in &page.changes {
+            assert!(change.seq > cursor);
+            cursor = change.seq;
+            paged.push((change.seq, change.body.clone()));
+        }
+        assert_eq!(page.next_cursor, cursor);
+        if !page.more {
+            break;
+        }
+        assert_eq!(page.changes.len(), 3, "a page before the last is full");
+    }
+    assert_eq!(paged, everything);
+    assert_eq!(cursor, last);
+
+    // Caught up: an empty page that keeps the cursor.
+    let page = fx.store.pull(SCHOOL, last, 3).await.expect("pull");
+    assert_eq!(
+        (page.changes.len(), page.next_cursor, page.more),
+        (0, last, false)
+    );
+
+    // Only this school's changes.
+    let (south, _) = pull_all(&*fx.store, OTHER_SCHOOL, 0).await;
+    assert_eq!(south.len(), 3);
+    assert!(
+        south
+            .iter()
+            .all(|(_, body)| body.key() != format!("student:{STU_1}"))
+    );
+}
+
+pub async fn pull_later_change_supersedes_earlier(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    let first = vec![slot(1, "08:00")];
+    let second = vec![slot(2, "09:00"), slot(4, "10:00")];
+    fx.store
+        .set_schedule(SCHOOL, SECTION_A, &first)
+        .await
+        .expect("schedule");
+    let (_, cursor) = pull_all(&*fx.store, SCHOOL, 0).await;
+    fx.store
+        .set_schedule(SCHOOL, SECTION_A, &second)
+        .await
+        .expect("schedule");
+
+    // From the start: the schedule once, in its latest state.
+    let feed = feed(&*fx.store, SCHOOL).await;
+    assert_eq!(
+        feed.get(&format!("schedule:{SECTION_A}")),
+        Some(&ChangeBody::Schedule {
+            section: SECTION_A.into(),
+            slots: second.clone()
+        })
+    );
+    // From where a box stopped: only the new state, after its cursor.
+    let (after, _) = pull_all(&*fx.store, SCHOOL, cursor).await;
+    assert_eq!(after.len(), 1);
+    assert!(after[0].0 > cursor);
+    assert_eq!(
+        after[0].1,
+        ChangeBody::Schedule {
+            section: SECTION_A.into(),
+            slots: second
+        }
+    );
+}
+
+pub async fn pull_consistent_under_concurrent_pushes(backend: &impl Backend) {
+    let fx = Arc::new(fixture(backend).await);
+    const N_BATCHES: usize = 40;
+    const PER_BATCH: usize = 10;
+    let pushes_done = Arc::new(AtomicBool::new(false));
+
+    let pusher = {
+        let fx = Arc::clone(&fx);
+        let pushes_done = Arc::clone(&pushes_done);
+        tokio::spawn(async move {
+            let mut written = BTreeSet::new();
+            for batch_idx in 0..N_BATCHES {
+                let student = [STU_1, STU_2, STU_3][batch_idx % 3];
+                let templates: Vec<TemplateData> = (0..PER_BATCH)
+                    .map(|i| template_data(student, i as f32 / 10.0))
+                    .collect();
+                written.extend(templates.iter().map(|t| t.id.clone()));
+                push_ok(
+                    &fx,
+                    &templates.iter().map(template_added).collect::<Vec<_>>(),
+                )
+                .await;
+                tokio::task::yield_now().await;
+            }
+            pushes_done.store(true, Ordering::SeqCst);
+            written
+        })
+    };
+
+    let mut cursor = 0;
+    let mut seen_templates: HashMap<String, usize> = HashMap::new();
+    let mut n_pages = 0;
+    loop {
+        // Read the flag before the pull: a pull that starts after the last push must see it.
+        let done_before_pull = pushes_done.load(Ordering::SeqCst);
+        let page = fx.store.pull(SCHOOL, cursor, 7).await.expect("pull");
+        n_pages += 1;
+        assert!(page.changes.len() <= 7);
+        for change in &page.changes {
+            assert!(change.seq > cursor, "seq {} not after {cursor}", change.seq);
+            cursor = change.seq;
+            if let ChangeBody::Template { template } = &change.body {
+                *seen_templates.entry(template.id.clone()).or_default() += 1;
+            }
+        }
+        assert_eq!(page.next_cursor, cursor);
+        if done_before_pull && !page.more {
+            break;
+        }
+        if !page.more {
+            tokio::task::yield_now().await;
+        }
+    }
+    let written = pusher.await.expect("pusher");
+    assert_eq!(written.len(), N_BATCHES * PER_BATCH);
+    let seen: BTreeSet<String> = seen_templates.keys().cloned().collect();
+    assert_eq!(seen, written);
+    let seen_twice: Vec<_> = seen_templates.iter().filter(|(_, n)| **n > 1).collect();
+    assert_eq!(seen_twice, Vec::<(&String, &usize)>::new());
+    assert!(n_pages > N_BATCHES * PER_BATCH / 7);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restart
+
+pub async fn restart_between_push_and_retry(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    let template = template_data(STU_1, 0.1);
+    let batch = vec![
+        opened("sess-1", SECTION_A, T0),
+        machine_mark("sess-1", STU_1, MarkStatus::Present, T0),
+        machine_mark("sess-1", STU_2, MarkStatus::Absent, T0),
+        template_added(&template),
+        closed("sess-1", T0 + 1),
+    ];
+    push_ok(&fx, &batch).await;
+    let device = fx.device.clone();
+    drop(fx);
+
+    let fx = Fixture {
+        store: backend.open().await,
+        device,
+    };
+    // The box never got the answer and sends the same batch again.
+    push_ok(&fx, &batch).await;
+    assert_eq!(
+        fx.store.counts().await.expect("counts").events_applied,
+        batch.len() as u64
+    );
+    let marks = all_marks(&fx).await;
+    assert_eq!(
+        marks
+            .iter()
+            .map(|m| (m.student_id.as_str(), m.status, m.event_id.as_str()))
+            .collect::<Vec<_>>(),
+        vec![
+            (STU_1, MarkStatus::Present, batch[1].id.as_str()),
+            (STU_2, MarkStatus::Absent, batch[2].id.as_str()),
+        ]
+    );
+    assert_eq!(
+        fx.store
+            .templates_of(SCHOOL, STU_1)
+            .await
+            .expect("templates"),
+        vec![template]
+    );
+    assert_eq!(
+        fx.store
+            .device_by_token(&fx.device.token_hash)
+            .await
+            .expect("device"),
+        Some(fx.device.clone())
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Devices and accounts
+
+pub async fn provisioning_code_single_use(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    fx.store
+        .create_provisioning_code(&code_for(SCHOOL, 7, T0 + DAY))
+        .await
+        .expect("code");
+    assert!(matches!(
+        fx.store
+            .create_provisioning_code(&code_for(SCHOOL, 7, T0 + DAY))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let racers: Vec<_> = [8, 9]
+        .into_iter()
+        .map(|n| {
+            let store = Arc::clone(&fx.store);
+            tokio::spawn(async move {
+                let mut device = device_for(n);
+                // Whatever school the caller guesses, the code's school is the device's.
+                device.school_id = OTHER_SCHOOL.into();
+                store
+                    .redeem_provisioning_code("code-hash-7", &device, T0)
+                    .await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for racer in racers {
+        outcomes.push(racer.await.expect("task").expect("redeem"));
+    }
+    let winners: Vec<&Device> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    assert_eq!(winners[0].school_id, SCHOOL);
+    assert!(outcomes.contains(&Err(RedeemRefusal::AlreadyUsed)));
+
+    let devices = fx.store.devices(SCHOOL).await.expect("devices");
+    let mut device_ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
+    device_ids.sort();
+    let mut expected = vec![fx.device.id.as_str(), winners[0].id.as_str()];
+    expected.sort();
+    assert_eq!(device_ids, expected);
+    assert_eq!(
+        fx.store.devices(OTHER_SCHOOL).await.expect("devices"),
+        vec![]
+    );
+
+    assert_eq!(
+        fx.store
+            .redeem_provisioning_code("code-hash-unknown", &device_for(10), T0)
+            .await
+            .expect("redeem"),
+        Err(RedeemRefusal::Unknown)
+    );
+}
+
+pub async fn provisioning_code_expires(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    fx.store
+        .create_provisioning_code(&code_for(SCHOOL, 7, T0 + 1000))
+        .await
+        .expect("code");
+    assert_eq!(
+        fx.store
+            .redeem_provisioning_code("code-hash-7", &device_for(7), T0 + 1001)
+            .await
+            .expect("redeem"),
+        Err(RedeemRefusal::Expired)
+    );
+    assert_eq!(fx.store.devices(SCHOOL).await.expect("devices").len(), 1);
+    assert_eq!(
+        fx.store
+            .device_by_token("token-hash-7")
+            .await
+            .expect("device"),
+        None
+    );
+
+    fx.store
+        .create_provisioning_code(&code_for(SCHOOL, 8, T0 + 1000))
+        .await
+        .expect("code");
+    let device = fx
+        .store
+        .redeem_provisioning_code("code-hash-8", &device_for(8), T0 + 999)
+        .await
+        .expect("redeem")
+        .expect("an unexpired code is accepted");
+    assert_eq!(device.school_id, SCHOOL);
+}
+
+pub async fn device_revocation(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    let token = fx.device.token_hash.clone();
+    let held = fx.store.device_by_token(&token).await.expect("device");
+    assert_eq!(held, Some(fx.device.clone()));
+    assert_eq!(held.and_then(|d| d.revoked_at), None);
+
+    fx.store
+        .touch_device(&fx.device.id, T0 + 5)
+        .await
+        .expect("touch");
+    assert!(matches!(
+        fx.store
+            .revoke_device(OTHER_SCHOOL, &fx.device.id, T0 + 10)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        fx.store.revoke_device(SCHOOL, "dev-nowhere", T0 + 10).await,
+        Err(StoreError::NotFound(_))
+    ));
+    fx.store
+        .revoke_device(SCHOOL, &fx.device.id, T0 + 10)
+        .await
+        .expect("revoke");
+    let held = fx
+        .store
+        .device_by_token(&token)
+        .await
+        .expect("device")
+        .expect("a revoked device is still found");
+    assert_eq!(held.revoked_at, Some(T0 + 10));
+    assert_eq!(held.last_seen_at, Some(T0 + 5));
+    assert_eq!(fx.store.devices(SCHOOL).await.expect("devices"), vec![held]);
+    assert_eq!(
+        fx.store
+            .device_by_token("token-hash-unknown")
+            .await
+            .expect("device"),
+        None
+    );
+}
+
+pub async fn users_and_auth_sessions(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    let admin = User {
+        id: "user-admin".into(),
+        username: "admin".into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        role: Role::Admin,
+        school_id: None,
+        teacher_id: None,
+    };
+    let teacher_user = User {
+        id: "user-teacher".into(),
+        username: "t.one".into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$b3RoZXI".into(),
+        role: Role::Teacher,
+        school_id: Some(SCHOOL.into()),
+        teacher_id: Some(TEACHER_A.into()),
+    };
+    assert_eq!(fx.store.count_admins().await.expect("count"), 0);
+    fx.store.create_user(&admin).await.expect("admin");
+    fx.store.create_user(&teacher_user).await.expect("teacher");
+    assert_eq!(fx.store.count_admins().await.expect("count"), 1);
+    let same_name = User {
+        id: "user-other".into(),
+        ..admin.clone()
+    };
+    assert!(matches!(
+        fx.store.create_user(&same_name).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        fx.store.user_by_name("t.one").await.expect("user"),
+        Some(teacher_user.clone())
+    );
+    assert_eq!(fx.store.user_by_name("nobody").await.expect("user"), None);
+
+    fx.store
+        .create_auth_session(&AuthSession {
+            token_hash: "session-hash".into(),
+            user_id: teacher_user.id.clone(),
+            expires_at: T0 + 1000,
+        })
+        .await
+        .expect("session");
+    assert_eq!(
+        fx.store
+            .user_by_session("session-hash", T0)
+            .await
+            .expect("user"),
+        Some(teacher_user.clone())
+    );
+    assert_eq!(
+        fx.store
+            .user_by_session("session-hash", T0 + 2000)
+            .await
+            .expect("user"),
+        None,
+        "an expired session gives no user"
+    );
+    assert_eq!(
+        fx.store
+            .user_by_session("other-hash", T0)
+            .await
+            .expect("user"),
+        None
+    );
+    fx.store
+        .delete_auth_session("session-hash")
+        .await
+        .expect("logout");
+    assert_eq!(
+        fx.store
+            .user_by_session("session-hash", T0)
+            .await
+            .expect("user"),
+        None
+    );
+}
+
+pub async fn school_ids_are_unique(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    assert!(matches!(
+        fx.store
+            .create_school(&School {
+                id: SCHOOL.into(),
+                name: "Again".into()
+            })
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let schools = fx.store.schools().await.expect("schools");
+    let mut names: Vec<&str> = schools.iter().map(|s| s.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, vec!["North", "South"]);
+    assert_eq!(
+        fx.store.school(OTHER_SCHOOL).await.expect("school"),
+        Some(School {
+            id: OTHER_SCHOOL.into(),
+            name: "South".into()
+        })
+    );
+    assert_eq!(
+        fx.store.school("school-nowhere").await.expect("school"),
+        None
+    );
+    fx.store.ping().await.expect("ping");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Roster and attendance
+
+pub async fn full_roster_deactivates_missing(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    let mut smaller = roster();
+    smaller.students.retain(|s| s.id != STU_3);
+    smaller.enrolments.retain(|e| e.person_id != STU_3);
+
+    // Not full: what is left out stays.
+    let summary = fx
+        .store
+        .apply_roster(SCHOOL, &smaller, false)
+        .await
+        .expect("roster");
+    assert_eq!(summary.deactivated, 0);
+    let student_3 = fx
+        .store
+        .student(SCHOOL, STU_3)
+        .await
+        .expect("student")
+        .expect("held");
+    assert!(student_3.active);
+
+    let (_, cursor) = pull_all(&*fx.store, SCHOOL, 0).await;
+    let summary = fx
+        .store
+        .apply_roster(SCHOOL, &smaller, true)
+        .await
+        .expect("roster");
+    assert_eq!(
+        summary,
+        RosterSummary {
+            sections: 2,
+            students: 3,
+            teachers: 2,
+            enrolments: 5,
+            deactivated: 2,
+        }
+    );
+    let student_3 = fx
+        .store
+        .student(SCHOOL, STU_3)
+        .await
+        .expect("student")
+        .expect("held");
+    assert!(!student_3.active, "deactivated, never deleted");
+    // The roster carries no consent: what was recorded stays.
+    assert_eq!(student_3.consent, Consent::Granted);
+    let enrolments = fx
+        .store
+        .enrolments(SCHOOL, SECTION_B)
+        .await
+        .expect("enrolments");
+    assert_eq!(
+        enrolments,
+        vec![
+            Enrolment {
+                active: false,
+                ..enrolment(SECTION_B, STU_3, EnrolmentRole::Student)
+            },
+            enrolment(SECTION_B, TEACHER_B, EnrolmentRole::Teacher),
+        ]
+    );
+    // Boxes learn exactly what changed.
+    let (after, _) = pull_all(&*fx.store, SCHOOL, cursor).await;
+    let mut keys: Vec<String> = after.iter().map(|(_, body)| body.key()).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![
+            format!("enrolment:{SECTION_B}:{STU_3}"),
+            format!("student:{STU_3}")
+        ]
+    );
+    assert!(after.iter().any(|(_, body)| matches!(
+        body,
+        ChangeBody::Student { id, active: false, consent: Consent::Granted, .. } if id == STU_3
+    )));
+    // The other school is untouched.
+    assert!(
+        fx.store
+            .students(OTHER_SCHOOL)
+            .await
+            .expect("students")
+            .iter()
+            .all(|s| s.active)
+    );
+    let sections = fx.store.sections(SCHOOL).await.expect("sections");
+    assert_eq!(sections.len(), 2);
+    assert!(sections.iter().all(|s| s.active && s.school_id == SCHOOL));
+}
+
+pub async fn attendance_by_section_dates_and_student(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    push_ok(
+        &fx,
+        &[
+            opened("sess-a1", SECTION_A, T0),
+            machine_mark("sess-a1", STU_1, MarkStatus::Present, T0 + 10),
+            machine_mark("sess-a1", STU_2, MarkStatus::Absent, T0 + 10),
+            opened("sess-a2", SECTION_A, T0 + DAY),
+            teacher_mark("sess-a2", STU_1, MarkStatus::Late, T0 + DAY + 10),
+            opened("sess-b1", SECTION_B, T0),
+            machine_mark("sess-b1", STU_3, MarkStatus::Present, T0 + 10),
+        ],
+    )
+    .await;
+    let keys = |rows: Vec<AttendanceRow>| -> Vec<(String, String, MarkStatus)> {
+        rows.into_iter()
+            .map(|r| (r.session_id, r.student_id, r.status))
+            .collect()
+    };
+    let key =
+        |session: &str, student: &str, status| (session.to_owned(), student.to_owned(), status);
+
+    assert_eq!(
+        keys(attendance(&fx, Some(SECTION_A), None, T0, T0 + DAY).await),
+        vec![
+            key("sess-a1", STU_1, MarkStatus::Present),
+            key("sess-a1", STU_2, MarkStatus::Absent)
+        ]
+    );
+    assert_eq!(
+        keys(attendance(&fx, Some(SECTION_A), None, T0, T0 + 2 * DAY).await),
+        vec![
+            key("sess-a1", STU_1, MarkStatus::Present),
+            key("sess-a1", STU_2, MarkStatus::Absent),
+            key("sess-a2", STU_1, MarkStatus::Late)
+        ]
+    );
+    assert_eq!(
+        keys(attendance(&fx, Some(SECTION_A), None, T0 + 1, T0 + DAY).await),
+        vec![]
+    );
+    assert_eq!(
+        keys(attendance(&fx, None, Some(STU_1), T0, T0 + 2 * DAY).await),
+        vec![
+            key("sess-a1", STU_1, MarkStatus::Present),
+            key("sess-a2", STU_1, MarkStatus::Late)
+        ]
+    );
+    assert_eq!(
+        keys(attendance(&fx, Some(SECTION_B), Some(STU_3), 0, i64::MAX).await),
+        vec![key("sess-b1", STU_3, MarkStatus::Present)]
+    );
+
+    let row = attendance(&fx, None, Some(STU_1), T0 + DAY, T0 + 2 * DAY)
+        .await
+        .into_iter()
+        .next()
+        .expect("one row");
+    assert_eq!(
+        row,
+        AttendanceRow {
+            session_id: "sess-a2".into(),
+            section_id: Some(SECTION_A.into()),
+            started_at: Some(T0 + DAY),
+            device_id: fx.device.id.clone(),
+            student_id: STU_1.into(),
+            status: MarkStatus::Late,
+            source: MarkSource::Teacher,
+            score: None,
+            decided_at: T0 + DAY + 10,
+            decided_by: Some(TEACHER_A.into()),
+            event_id: row.event_id.clone(),
+        }
+    );
+
+    let other_school = fx
+        .store
+        .attendance(&AttendanceQuery {
+            school_id: OTHER_SCHOOL.into(),
+            from: 0,
+            to: i64::MAX,
+            ..AttendanceQuery::default()
+        })
+        .await
+        .expect("attendance");
+    assert_eq!(other_school, vec![]);
+}
+
+pub async fn sections_of_teacher(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    // Compared as sorted lists: the order of a teacher's sections is not part of the contract.
+    let of = |teacher_id: &'static str, school_id: &'static str| {
+        let store = Arc::clone(&fx.store);
+        async move {
+            let mut sections = store
+                .sections_of_teacher(school_id, teacher_id)
+                .await
+                .expect("sections of teacher");
+            sections.sort();
+            sections
+        }
+    };
+    assert_eq!(of(TEACHER_A, SCHOOL).await, vec![SECTION_A.to_owned()]);
+    assert_eq!(of(TEACHER_B, SCHOOL).await, vec![SECTION_B.to_owned()]);
+    assert_eq!(of(TEACHER_A, OTHER_SCHOOL).await, Vec::<String>::new());
+    // A student's enrolment does not make them a teacher.
+    assert_eq!(of(STU_1, SCHOOL).await, Vec::<String>::new());
+
+    // Teaching both, then no longer teaching A.
+    let mut batch = roster();
+    batch
+        .enrolments
+        .push(enrolment(SECTION_B, TEACHER_A, EnrolmentRole::Teacher));
+    fx.store
+        .apply_roster(SCHOOL, &batch, true)
+        .await
+        .expect("roster");
+    assert_eq!(
+        of(TEACHER_A, SCHOOL).await,
+        vec![SECTION_B.to_owned(), SECTION_A.to_owned()]
+    );
+    batch
+        .enrolments
+        .retain(|e| !(e.section_id == SECTION_A && e.person_id == TEACHER_A));
+    fx.store
+        .apply_roster(SCHOOL, &batch, true)
+        .await
+        .expect("roster");
+    assert_eq!(of(TEACHER_A, SCHOOL).await, vec![SECTION_B.to_owned()]);
+}
+
+fn slot(weekday: u8, starts: &str) -> ScheduleSlot {
+    ScheduleSlot {
+        weekday,
+        starts: starts.into(),
+        ends: "11:30".into(),
+        room: Some("R1".into()),
+    }
+}
+
+pub async fn schedule_replaces_timetable(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    assert_eq!(
+        fx.store
+            .schedule(SCHOOL, SECTION_A)
+            .await
+            .expect("schedule"),
+        vec![]
+    );
+    let slots = vec![slot(1, "08:00"), slot(3, "09:15")];
+    fx.store
+        .set_schedule(SCHOOL, SECTION_A, &slots)
+        .await
+        .expect("schedule");
+    assert_eq!(
+        fx.store
+            .schedule(SCHOOL, SECTION_A)
+            .await
+            .expect("schedule"),
+        slots
+    );
+    fx.store
+        .set_schedule(SCHOOL, SECTION_A, &slots[1..])
+        .await
+        .expect("schedule");
+    assert_eq!(
+        fx.store
+            .schedule(SCHOOL, SECTION_A)
+            .await
+            .expect("schedule"),
+        slots[1..].to_vec()
+    );
+    assert!(matches!(
+        fx.store.set_schedule(SCHOOL, "sec-nowhere", &slots).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        fx.store.set_schedule(SCHOOL, OTHER_SECTION, &slots).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        fx.store
+            .schedule(OTHER_SCHOOL, OTHER_SECTION)
+            .await
+            .expect("schedule"),
+        vec![]
+    );
+}

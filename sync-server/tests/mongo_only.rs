@@ -1,0 +1,364 @@
+//! What only the MongoDB backend has to show, beyond the contract suite (`tests/contract/`): the
+//! indexes it creates, the stored form of embeddings, a newer schema refused untouched, an
+//! unreachable server reported as `Unavailable`, and the change feed and idempotency holding
+//! while many pushes of one school commit at once (write conflicts retried, seqs in order).
+//!
+//! Needs the MongoDB-wire server whose URI is in `ROLLCALL_TEST_MONGODB_URI` (`scripts/test`
+//! starts one).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures_util::TryStreamExt;
+use mongodb::bson::{Bson, Document, doc};
+use shared_proto::ModelId;
+use shared_proto::sync::{
+    ChangeBody, Consent, Embedding, Event, EventBody, MarkSource, MarkStatus, TemplateData,
+};
+use sync_server::store::mongo::MongoStore;
+use sync_server::store::{
+    Device, ProvisioningCode, RosterBatch, School, Section, Store, StoreError, Student,
+};
+
+const URI_VAR: &str = "ROLLCALL_TEST_MONGODB_URI";
+const T0: i64 = 1_700_000_000_000;
+const SCHOOL: &str = "school-1";
+const SECTION: &str = "sec-1";
+const STUDENTS: [&str; 4] = ["stu-1", "stu-2", "stu-3", "stu-4"];
+
+fn uri() -> String {
+    std::env::var(URI_VAR).unwrap_or_else(|_| {
+        panic!(
+            "{URI_VAR} is not set: run scripts/test, which starts a MongoDB-wire server, or start \
+             one with `.venv/bin/secantusd-py --host 127.0.0.1 --port 27017 --storage-path \
+             :memory:` and set {URI_VAR}=mongodb://127.0.0.1:27017/?directConnection=true"
+        )
+    })
+}
+
+fn new_database_name() -> String {
+    format!("rollcall_test_{}", uuid::Uuid::now_v7().simple())
+}
+
+async fn open(database: &str) -> MongoStore {
+    match MongoStore::connect(&uri(), database).await {
+        Ok(store) => store,
+        Err(e) => panic!("cannot open {database}: {e}"),
+    }
+}
+
+/// A school with one section and four students who consented, and a device of it.
+async fn fixture(store: &MongoStore) -> Device {
+    store
+        .create_school(&School {
+            id: SCHOOL.into(),
+            name: "School".into(),
+        })
+        .await
+        .expect("school");
+    let batch = RosterBatch {
+        sections: vec![Section {
+            id: SECTION.into(),
+            school_id: SCHOOL.into(),
+            title: "Maths".into(),
+            active: true,
+        }],
+        students: STUDENTS
+            .iter()
+            .map(|id| Student {
+                id: (*id).into(),
+                school_id: SCHOOL.into(),
+                given_name: "Given".into(),
+                family_name: "Family".into(),
+                active: true,
+                consent: Consent::None,
+                consent_by: None,
+                consent_at: None,
+            })
+            .collect(),
+        ..RosterBatch::default()
+    };
+    store
+        .apply_roster(SCHOOL, &batch, true)
+        .await
+        .expect("roster");
+    for id in STUDENTS {
+        store
+            .set_consent(SCHOOL, id, Consent::Granted, "parent", T0)
+            .await
+            .expect("consent");
+    }
+    store
+        .create_provisioning_code(&ProvisioningCode {
+            code_hash: "code".into(),
+            school_id: SCHOOL.into(),
+            device_name: None,
+            created_by: "admin".into(),
+            expires_at: T0 + 1000,
+        })
+        .await
+        .expect("code");
+    let device = Device {
+        id: "dev-1".into(),
+        school_id: String::new(),
+        name: "Room 1".into(),
+        token_hash: "token".into(),
+        created_at: T0,
+        revoked_at: None,
+        last_seen_at: None,
+    };
+    store
+        .redeem_provisioning_code("code", &device, T0)
+        .await
+        .expect("redeem")
+        .expect("fresh code")
+}
+
+fn event_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn template_added(student: &str, value: f32) -> Event {
+    let model = ModelId::new("w600k_mbf", "0123456789abcdef").expect("model id");
+    Event {
+        id: event_id(),
+        at: T0,
+        body: EventBody::TemplateAdded {
+            template: TemplateData {
+                id: uuid::Uuid::now_v7().to_string(),
+                student: student.into(),
+                embedding: Embedding {
+                    model,
+                    vector: vec![value, -value, 0.25],
+                },
+                quality: 0.9,
+                source: "box:dev-1".into(),
+                created_at: T0,
+            },
+        },
+    }
+}
+
+fn machine_mark(session: &str, student: &str, decided_at: i64) -> Event {
+    Event {
+        id: event_id(),
+        at: decided_at,
+        body: EventBody::MarkSet {
+            session: session.into(),
+            student: student.into(),
+            status: MarkStatus::Present,
+            source: MarkSource::Machine,
+            score: Some(0.8),
+            decided_at,
+            by: None,
+        },
+    }
+}
+
+async fn index_names(store: &MongoStore, collection: &str) -> HashMap<String, bool> {
+    let indexes: Vec<mongodb::IndexModel> = store
+        .database()
+        .collection::<Document>(collection)
+        .list_indexes()
+        .await
+        .expect("list indexes")
+        .try_collect()
+        .await
+        .expect("read indexes");
+    indexes
+        .into_iter()
+        .filter_map(|index| {
+            let options = index.options?;
+            Some((options.name?, options.unique.unwrap_or(false)))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn creates_unique_indexes_at_start() {
+    let store = open(&new_database_name()).await;
+    for (collection, name) in [
+        ("users", "username_unique"),
+        ("devices", "token_hash_unique"),
+        ("enrolments", "section_person_unique"),
+        ("marks", "session_student_unique"),
+        ("changes", "school_key_unique"),
+        ("changes", "school_seq_unique"),
+    ] {
+        let names = index_names(&store, collection).await;
+        assert_eq!(
+            names.get(name),
+            Some(&true),
+            "{collection}.{name} missing or not unique: {names:?}"
+        );
+    }
+    // Connecting again to a prepared database changes nothing and fails on nothing.
+    let again = open(store.database().name()).await;
+    assert!(again.ping().await.is_ok());
+}
+
+#[tokio::test]
+async fn embeddings_are_stored_as_binary_little_endian_f32() {
+    let store = open(&new_database_name()).await;
+    let device = fixture(&store).await;
+    let event = template_added(STUDENTS[0], 0.5);
+    store
+        .apply_events(&device, std::slice::from_ref(&event), T0)
+        .await
+        .expect("push");
+    let EventBody::TemplateAdded { template } = &event.body else {
+        unreachable!("made as a template_added");
+    };
+    let stored = store
+        .database()
+        .collection::<Document>("templates")
+        .find_one(doc! { "_id": &template.id })
+        .await
+        .expect("find")
+        .expect("stored");
+    let Some(Bson::Binary(binary)) = stored.get("embedding") else {
+        panic!("embedding is not binary: {stored:?}");
+    };
+    let expected: Vec<u8> = [0.5f32, -0.5, 0.25]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    assert_eq!(binary.bytes, expected);
+    let read = store
+        .templates_of(SCHOOL, STUDENTS[0])
+        .await
+        .expect("templates");
+    assert_eq!(read, vec![template.clone()]);
+}
+
+#[tokio::test]
+async fn newer_schema_is_refused_untouched() {
+    let database = new_database_name();
+    let client = mongodb::Client::with_uri_str(uri()).await.expect("client");
+    let db = client.database(&database);
+    db.collection::<Document>("meta")
+        .insert_one(doc! { "_id": "schema", "version": 99_i64 })
+        .await
+        .expect("write a newer schema version");
+    match MongoStore::connect(&uri(), &database).await {
+        Err(StoreError::NewerSchema(message)) => assert!(message.contains("99"), "{message}"),
+        Err(e) => panic!("expected NewerSchema, got {e}"),
+        Ok(_) => panic!("a newer database was opened"),
+    }
+    let collections = db.list_collection_names().await.expect("list");
+    assert_eq!(collections, vec!["meta".to_owned()]);
+}
+
+#[tokio::test]
+async fn unreachable_server_is_unavailable() {
+    // Port 9 (discard) has no MongoDB; a short selection timeout keeps the test quick.
+    let uri = "mongodb://127.0.0.1:9/?directConnection=true&serverSelectionTimeoutMS=300";
+    match MongoStore::connect(uri, &new_database_name()).await {
+        Err(StoreError::Unavailable(_)) => {}
+        Err(e) => panic!("expected Unavailable, got {e}"),
+        Ok(_) => panic!("connected to nothing"),
+    }
+}
+
+/// Many boxes of one school push at once: templates (which take feed seqs) and marks on the
+/// same few (session, student) pairs (whose transactions conflict and run again), each batch
+/// sent twice at the same time as a retrying box would. A reader pages the feed all along. Every event is applied once, and
+/// the reader sees every template exactly once, in strictly increasing seqs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_pushes_keep_feed_order_and_idempotency() {
+    const N_BOXES: usize = 6;
+    const N_BATCHES: usize = 8;
+    let store = Arc::new(open(&new_database_name()).await);
+    let device = fixture(&store).await;
+    let pushes_done = Arc::new(AtomicBool::new(false));
+
+    let mut pushers = Vec::new();
+    for box_idx in 0..N_BOXES {
+        let (store, device) = (Arc::clone(&store), device.clone());
+        pushers.push(tokio::spawn(async move {
+            let mut template_ids = BTreeSet::new();
+            let mut n_events = 0;
+            for batch_idx in 0..N_BATCHES {
+                let student = STUDENTS[(box_idx + batch_idx) % STUDENTS.len()];
+                // Half the boxes push marks only: those pushes take no feed lock and meet
+                // one another's write conflicts.
+                let n_templates = if box_idx % 2 == 0 { 3 } else { 0 };
+                let mut batch: Vec<Event> = (0..n_templates)
+                    .map(|i| template_added(student, (box_idx * 100 + batch_idx * 3 + i) as f32))
+                    .collect();
+                for (i, student) in STUDENTS.iter().enumerate() {
+                    let decided_at = T0 + (box_idx * 1000 + batch_idx * 10 + i) as i64;
+                    batch.push(machine_mark("session-1", student, decided_at));
+                }
+                for event in &batch {
+                    if let EventBody::TemplateAdded { template } = &event.body {
+                        template_ids.insert(template.id.clone());
+                    }
+                }
+                n_events += batch.len();
+                let (first, second) = tokio::join!(
+                    store.apply_events(&device, &batch, T0),
+                    store.apply_events(&device, &batch, T0),
+                );
+                for response in [first, second] {
+                    let response = response.expect("push");
+                    assert!(response.rejected.is_empty(), "{:?}", response.rejected);
+                    assert_eq!(response.acked.len(), batch.len());
+                }
+            }
+            (template_ids, n_events)
+        }));
+    }
+    let done = Arc::clone(&pushes_done);
+    let waiter = tokio::spawn(async move {
+        let mut results = Vec::new();
+        for pusher in pushers {
+            results.push(pusher.await.expect("pusher"));
+        }
+        done.store(true, Ordering::SeqCst);
+        results
+    });
+
+    let mut cursor = 0;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    loop {
+        let done_before_pull = pushes_done.load(Ordering::SeqCst);
+        let page = store.pull(SCHOOL, cursor, 5).await.expect("pull");
+        for change in &page.changes {
+            assert!(change.seq > cursor, "seq {} after {cursor}", change.seq);
+            cursor = change.seq;
+            if let ChangeBody::Template { template } = &change.body {
+                *seen.entry(template.id.clone()).or_default() += 1;
+            }
+        }
+        if done_before_pull && !page.more {
+            break;
+        }
+        if !page.more {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+    let results = waiter.await.expect("waiter");
+    let written: BTreeSet<String> = results.iter().flat_map(|(ids, _)| ids.clone()).collect();
+    let n_events: usize = results.iter().map(|(_, n)| n).sum();
+    assert_eq!(seen.keys().cloned().collect::<BTreeSet<_>>(), written);
+    assert!(seen.values().all(|n| *n == 1), "a template seen twice");
+    let counts = store.counts().await.expect("counts");
+    assert_eq!(counts.events_applied as usize, n_events);
+    // The latest machine decision of each student won.
+    let rows = store
+        .attendance(&sync_server::store::AttendanceQuery {
+            school_id: SCHOOL.into(),
+            from: 0,
+            to: i64::MAX,
+            ..Default::default()
+        })
+        .await
+        .expect("attendance");
+    assert_eq!(rows.len(), STUDENTS.len());
+    for (i, row) in rows.iter().enumerate() {
+        let latest = T0 + ((N_BOXES - 1) * 1000 + (N_BATCHES - 1) * 10 + i) as i64;
+        assert_eq!(row.decided_at, latest, "{row:?}");
+    }
+}
