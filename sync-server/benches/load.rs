@@ -29,8 +29,9 @@ const EVENTS_PER_PUSH: usize = 100;
 const PUSHES_PER_PULL: usize = 10;
 const PULL_LIMIT: usize = 500;
 const CONCURRENCY: [usize; 3] = [1, 16, 128];
-/// The throughput target; paced rows offer exactly this much.
-const TARGET_EVENTS_PER_S: f64 = 20_000.0;
+/// The throughput target is 20,000 events/s; paced rows offer 10 % more, so that what is
+/// acked can show the target met rather than merely offered.
+const TARGET_EVENTS_PER_S: f64 = 22_000.0;
 const PASSWORD: &str = "load-test-password";
 const SCHOOL: &str = "load-school";
 
@@ -324,6 +325,7 @@ fn batch(section: usize) -> PushRequest {
 
 #[derive(Default)]
 struct BoxResult {
+    cursor: String,
     push: Vec<Duration>,
     pull: Vec<Duration>,
     events: usize,
@@ -338,11 +340,11 @@ async fn run_box(
     base: Arc<str>,
     token: String,
     section: usize,
+    mut cursor: String,
     deadline: Instant,
     pace: Option<(Duration, Duration)>,
 ) -> BoxResult {
     let mut result = BoxResult::default();
-    let mut cursor = "0".to_owned();
     let mut pushes = 0;
     let mut ticker = pace.map(|(phase, interval)| {
         let mut t = tokio::time::interval_at(tokio::time::Instant::now() + phase, interval);
@@ -379,31 +381,44 @@ async fn run_box(
         result.events += acked.acked.len();
         pushes += 1;
         if pushes % PUSHES_PER_PULL == 0 {
-            loop {
-                let start = Instant::now();
-                let response = client
-                    .get(format!(
-                        "{base}/v1/sync/pull?cursor={cursor}&limit={PULL_LIMIT}"
-                    ))
-                    .bearer_auth(&token)
-                    .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
-                    .send()
-                    .await
-                    .expect("pull");
-                let status = response.status();
-                let text = response.text().await.expect("pull body");
-                result.pull.push(start.elapsed());
-                assert!(status.is_success(), "pull: {status} {text}");
-                let page: PullResponse = serde_json::from_str(&text).expect("pull page");
-                result.changes += page.changes.len();
-                cursor = page.next_cursor;
-                if !page.more {
-                    break;
-                }
-            }
+            cursor = pull_all(&client, &base, &token, cursor, &mut result).await;
         }
     }
+    result.cursor = cursor;
     result
+}
+
+/// Pulls from `cursor` until caught up; returns the new cursor.
+async fn pull_all(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    mut cursor: String,
+    result: &mut BoxResult,
+) -> String {
+    loop {
+        let start = Instant::now();
+        let response = client
+            .get(format!(
+                "{base}/v1/sync/pull?cursor={cursor}&limit={PULL_LIMIT}"
+            ))
+            .bearer_auth(token)
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+            .send()
+            .await
+            .expect("pull");
+        let status = response.status();
+        let text = response.text().await.expect("pull body");
+        result.pull.push(start.elapsed());
+        assert!(status.is_success(), "pull: {status} {text}");
+        let page: PullResponse = serde_json::from_str(&text).expect("pull page");
+        result.changes += page.changes.len();
+        cursor = page.next_cursor;
+        if !page.more {
+            break;
+        }
+    }
+    cursor
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -428,6 +443,19 @@ async fn run_backend(backend: &Backend, seconds: u64) {
         setup.elapsed().as_secs_f64()
     );
     let base: Arc<str> = server.base.clone().into();
+    // A box pulls its school's roster when it is provisioned, not in the middle of the day: catch
+    // every box up before the timed rows, which then pull only what the rows themselves change.
+    let catch_up = Instant::now();
+    let mut cursors = Vec::with_capacity(BOXES);
+    for token in &tokens {
+        let mut ignored = BoxResult::default();
+        cursors.push(pull_all(&client, &base, token, "0".to_owned(), &mut ignored).await);
+    }
+    eprintln!(
+        "{}: {BOXES} boxes pulled the roster in {:.1} s",
+        backend.name(),
+        catch_up.elapsed().as_secs_f64()
+    );
     for (boxes, paced) in CONCURRENCY.iter().flat_map(|&n| [(n, false), (n, true)]) {
         let start = Instant::now();
         let deadline = start + Duration::from_secs(seconds);
@@ -442,14 +470,16 @@ async fn run_backend(backend: &Backend, seconds: u64) {
                     base.clone(),
                     tokens[b].clone(),
                     b,
+                    cursors[b].clone(),
                     deadline,
                     paced.then_some((phase, interval)),
                 ))
             })
             .collect();
         let mut all = BoxResult::default();
-        for task in tasks {
+        for (b, task) in tasks.into_iter().enumerate() {
             let r = task.await.expect("box task");
+            cursors[b] = r.cursor;
             all.push.extend(r.push);
             all.pull.extend(r.pull);
             all.events += r.events;
