@@ -1174,6 +1174,29 @@ pub async fn provisioning_code_single_use(backend: &impl Backend) {
         vec![]
     );
 
+    // A box that sends no name is named by its code; a box's own name wins over the code's.
+    fx.store
+        .create_provisioning_code(&code_for(SCHOOL, 10, T0 + DAY))
+        .await
+        .expect("code");
+    let unnamed = Device {
+        name: String::new(),
+        ..device_for(10)
+    };
+    let device = fx
+        .store
+        .redeem_provisioning_code("code-hash-10", &unnamed, T0)
+        .await
+        .expect("redeem")
+        .expect("a fresh code");
+    assert_eq!(device.name, "Room 10");
+    let listed = fx.store.devices(SCHOOL).await.expect("devices");
+    assert!(
+        listed
+            .iter()
+            .any(|d| d.id == "dev-10" && d.name == "Room 10")
+    );
+
     assert_eq!(
         fx.store
             .redeem_provisioning_code("code-hash-unknown", &device_for(10), T0)

@@ -176,8 +176,14 @@ pub async fn redeem_provisioning_code(
             Some(_) => RedeemRefusal::Expired,
         }));
     };
+    // A box that gives no name takes the one the admin put on its code.
+    let name = match (device.name.trim().is_empty(), code.device_name) {
+        (true, Some(name)) => name,
+        _ => device.name.clone(),
+    };
     let device = Device {
         school_id: code.school_id,
+        name,
         revoked_at: None,
         ..device.clone()
     };

@@ -155,22 +155,29 @@ pub fn redeem_provisioning_code(
     device: &Device,
     now: Millis,
 ) -> Result<Result<Device, RedeemRefusal>, StoreError> {
-    let code: Option<(String, Option<Millis>, Millis)> = conn
+    type CodeRow = (String, Option<Millis>, Millis, Option<String>);
+    let code: Option<CodeRow> = conn
         .prepare_cached(
-            "SELECT school_id, used_at, expires_at FROM provisioning_codes WHERE code_hash = ?1",
+            "SELECT school_id, used_at, expires_at, device_name FROM provisioning_codes WHERE code_hash = ?1",
         )?
-        .query_row([code_hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row([code_hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()?;
-    let school_id = match code {
+    let (school_id, code_name) = match code {
         None => return Ok(Err(RedeemRefusal::Unknown)),
-        Some((_, Some(_), _)) => return Ok(Err(RedeemRefusal::AlreadyUsed)),
-        Some((_, None, expires_at)) if expires_at <= now => {
+        Some((_, Some(_), _, _)) => return Ok(Err(RedeemRefusal::AlreadyUsed)),
+        Some((_, None, expires_at, _)) if expires_at <= now => {
             return Ok(Err(RedeemRefusal::Expired));
         }
-        Some((school_id, None, _)) => school_id,
+        Some((school_id, None, _, name)) => (school_id, name),
+    };
+    // A box that gives no name takes the one the admin put on its code.
+    let name = match (device.name.trim().is_empty(), code_name) {
+        (true, Some(name)) => name,
+        _ => device.name.clone(),
     };
     let device = Device {
         school_id,
+        name,
         revoked_at: None,
         ..device.clone()
     };
