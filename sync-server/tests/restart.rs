@@ -1,0 +1,255 @@
+//! The real `sync-server` process is killed (SIGKILL) between a push and the box's retry of it,
+//! and started again on the same data: nothing acked is lost and nothing is applied twice. On the
+//! embedded store and on the MongoDB-wire server the test script starts.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use common::{PASSWORD, lesson_events, push_body, roster_files, template_event};
+
+const ADMIN: &str = "restart-admin";
+
+/// Where the server keeps its data: a folder, plus a database name on MongoDB.
+struct Place<'a> {
+    data_dir: &'a Path,
+    mongo: Option<(String, String)>,
+}
+
+impl Place<'_> {
+    fn command(&self, port: u16) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sync-server"));
+        cmd.env("ROLLCALL_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("ROLLCALL_SERVER_DATA_DIR", self.data_dir)
+            .env("RUST_LOG", "warn");
+        match &self.mongo {
+            Some((uri, database)) => cmd
+                .env("ROLLCALL_MONGODB_URI", uri)
+                .env("ROLLCALL_MONGODB_DATABASE", database),
+            None => cmd.env("ROLLCALL_MONGODB_URI", ""),
+        };
+        cmd
+    }
+
+    fn create_admin(&self) {
+        let mut child = self
+            .command(free_port())
+            .args(["admin", "create", "--username", ADMIN, "--password-stdin"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(PASSWORD.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+
+    /// Starts `serve` and waits until it answers `/healthz`.
+    async fn serve(&self, http: &reqwest::Client) -> (Child, String) {
+        let port = free_port();
+        let child = self
+            .command(port)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http.get(format!("{base}/healthz")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (child, base)
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn ok(response: reqwest::Response) -> Value {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert!(status.is_success(), "{status}: {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+async fn restart_between_push_and_retry(mongo: Option<(String, String)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let place = Place {
+        data_dir: dir.path(),
+        mongo,
+    };
+    let http = reqwest::Client::new();
+    place.create_admin();
+    let (mut server, base) = place.serve(&http).await;
+
+    // A school with a roster, one consenting student and one provisioned box.
+    let login = json!({"username": ADMIN, "password": PASSWORD});
+    let admin = ok(http
+        .post(format!("{base}/v1/auth/login"))
+        .json(&login)
+        .send()
+        .await
+        .unwrap())
+    .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(http
+        .post(format!("{base}/v1/schools"))
+        .bearer_auth(&admin)
+        .json(&json!({"id": "r", "name": "Riverside"}))
+        .send()
+        .await
+        .unwrap())
+    .await;
+    let mut form = reqwest::multipart::Form::new();
+    for (name, text) in roster_files("r", &[]) {
+        form = form.part(
+            name.clone(),
+            reqwest::multipart::Part::text(text).file_name(name),
+        );
+    }
+    ok(http
+        .post(format!("{base}/v1/schools/r/roster"))
+        .bearer_auth(&admin)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap())
+    .await;
+    ok(http
+        .put(format!("{base}/v1/schools/r/students/r-s1/consent"))
+        .bearer_auth(&admin)
+        .json(&json!({"consent": "granted", "by": "parent form"}))
+        .send()
+        .await
+        .unwrap())
+    .await;
+    let code = ok(http
+        .post(format!("{base}/v1/schools/r/provisioning-codes"))
+        .bearer_auth(&admin)
+        .json(&json!({"device_name": "room 12"}))
+        .send()
+        .await
+        .unwrap())
+    .await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let device = ok(http
+        .post(format!("{base}/v1/devices/provision"))
+        .json(&json!({"protocol": 1, "code": code}))
+        .send()
+        .await
+        .unwrap())
+    .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The push is applied and acked; the box dies before it hears so, and will send it again.
+    let mut events = lesson_events("r-math", "r-s1", 1);
+    events.push(template_event("r-s1", 10));
+    let body = push_body(&events);
+    let push = |base: String| {
+        let (http, device, body) = (http.clone(), device.clone(), body.clone());
+        async move {
+            ok(http
+                .post(format!("{base}/v1/sync/push"))
+                .bearer_auth(&device)
+                .json(&body)
+                .send()
+                .await
+                .unwrap())
+            .await
+        }
+    };
+    let first = push(base.clone()).await;
+    assert_eq!(first["acked"].as_array().unwrap().len(), 3, "{first}");
+
+    // SIGKILL: no shutdown, no flush.
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let (mut server, base) = place.serve(&http).await;
+
+    let retry = push(base.clone()).await;
+    assert_eq!(retry["acked"], first["acked"], "{retry}");
+    assert_eq!(retry["rejected"], json!([]));
+
+    // Applied once: one mark, one template in the feed, both kept across the kill.
+    let admin = ok(http
+        .post(format!("{base}/v1/auth/login"))
+        .json(&login)
+        .send()
+        .await
+        .unwrap())
+    .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rows = ok(http
+        .get(format!(
+            "{base}/v1/schools/r/attendance?section=r-math&from=2024-09-02&to=2024-09-02"
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap())
+    .await;
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["student_id"], "r-s1");
+    assert_eq!(rows[0]["status"], "present");
+    let page = ok(http
+        .get(format!("{base}/v1/sync/pull?cursor=0&limit=1000"))
+        .bearer_auth(&device)
+        .send()
+        .await
+        .unwrap())
+    .await;
+    let templates: Vec<&Value> = page["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "template")
+        .collect();
+    assert_eq!(templates.len(), 1, "{templates:?}");
+    assert_eq!(page["more"], false);
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_survives_a_kill_between_push_and_retry() {
+    restart_between_push_and_retry(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_store_survives_a_kill_between_push_and_retry() {
+    let uri = std::env::var("ROLLCALL_TEST_MONGODB_URI").expect(
+        "ROLLCALL_TEST_MONGODB_URI is not set: run scripts/test, which starts a MongoDB-wire server",
+    );
+    let database = format!("restart_{}", uuid::Uuid::new_v4().simple());
+    restart_between_push_and_retry(Some((uri, database))).await;
+}
