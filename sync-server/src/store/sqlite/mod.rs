@@ -65,6 +65,9 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "cache_size", -32_000)?;
+        // Each push of a group runs in a SAVEPOINT whose sub-journal copies every page it
+        // touches first: keep that journal in memory, not in a temporary file.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn, path)?;
         Ok(SqliteStore {
