@@ -398,13 +398,15 @@ fn school_rows(school: &mut School, runs: usize, budget: Duration, review: f32) 
         .map(synthetic_student)
         .collect();
     let load = time(runs, budget * 2, || {
-        Gallery::new(DIMS, store.templates_of(&everyone, MODEL_ID).unwrap())
+        Gallery::new(DIMS, store.templates_of(&everyone, MODEL_ID).unwrap()).compact()
     });
     let records = store.templates_of(&everyone, MODEL_ID).unwrap();
     let reference = SgemmReference::new(&records);
-    let school_gallery = Gallery::new(DIMS, records);
+    let exact_gallery = Gallery::new(DIMS, records.clone());
+    // What `Gallery::of_school` builds: half-float vectors where the CPU has F16C.
+    let school_gallery = Gallery::new(DIMS, records).compact();
     row(
-        "school: load Gallery (templates_of(all) + Gallery::new)",
+        "school: load Gallery (templates_of(all) + Gallery::new + compact)",
         n,
         &load,
         &format!(
@@ -414,10 +416,26 @@ fn school_rows(school: &mut School, runs: usize, budget: Duration, review: f32) 
         ),
     );
     row(
-        "school: best_per_student(30)",
+        "school: best_per_student(30), f32 gallery",
+        n,
+        &time(runs, budget, || exact_gallery.best_per_student(&faces)),
+        "",
+    );
+    let (exact, half) = (
+        exact_gallery.best_per_student(&faces),
+        school_gallery.best_per_student(&faces),
+    );
+    let max_diff = exact
+        .iter()
+        .flatten()
+        .zip(half.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    row(
+        "school: best_per_student(30), compact (half-float) gallery",
         n,
         &time(runs, budget, || school_gallery.best_per_student(&faces)),
-        "",
+        &format!("scores within {max_diff:.1e} of the f32 gallery's"),
     );
     let similarity = school_gallery.best_per_student(&faces);
     row(
