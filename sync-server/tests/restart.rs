@@ -92,6 +92,18 @@ async fn ok(response: reqwest::Response) -> Value {
     serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
+async fn log_in(http: &reqwest::Client, base: &str) -> String {
+    let login = json!({"username": ADMIN, "password": PASSWORD});
+    let reply = ok(http
+        .post(format!("{base}/v1/auth/login"))
+        .json(&login)
+        .send()
+        .await
+        .unwrap())
+    .await;
+    reply["token"].as_str().unwrap().to_owned()
+}
+
 async fn restart_between_push_and_retry(mongo: Option<(String, String)>) {
     let dir = tempfile::tempdir().unwrap();
     let place = Place {
@@ -103,17 +115,7 @@ async fn restart_between_push_and_retry(mongo: Option<(String, String)>) {
     let (mut server, base) = place.serve(&http).await;
 
     // A school with a roster, one consenting student and one provisioned box.
-    let login = json!({"username": ADMIN, "password": PASSWORD});
-    let admin = ok(http
-        .post(format!("{base}/v1/auth/login"))
-        .json(&login)
-        .send()
-        .await
-        .unwrap())
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = log_in(&http, &base).await;
     ok(http
         .post(format!("{base}/v1/schools"))
         .bearer_auth(&admin)
@@ -197,16 +199,7 @@ async fn restart_between_push_and_retry(mongo: Option<(String, String)>) {
     assert_eq!(retry["rejected"], json!([]));
 
     // Applied once: one mark, one template in the feed, both kept across the kill.
-    let admin = ok(http
-        .post(format!("{base}/v1/auth/login"))
-        .json(&login)
-        .send()
-        .await
-        .unwrap())
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = log_in(&http, &base).await;
     let rows = ok(http
         .get(format!(
             "{base}/v1/schools/r/attendance?section=r-math&from=2024-09-02&to=2024-09-02"

@@ -262,13 +262,7 @@ fn session_roll(store: &Store, session: &str) -> Result<(String, Vec<RollRow>)> 
         .into_iter()
         .map(
             |student| match marks.iter().find(|m| m.student_id == student) {
-                Some(m) => {
-                    let source = match m.source {
-                        crate::store::MarkSource::Machine => "machine",
-                        crate::store::MarkSource::Teacher => "teacher",
-                    };
-                    (student, m.status.as_str(), source)
-                }
+                Some(m) => (student, m.status.as_str(), m.source.as_str()),
                 None => (student, "unmarked", "-"),
             },
         )

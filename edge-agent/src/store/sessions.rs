@@ -46,6 +46,15 @@ pub enum MarkSource {
     Teacher,
 }
 
+impl MarkSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MarkSource::Machine => "machine",
+            MarkSource::Teacher => "teacher",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mark {
     pub student_id: String,
@@ -93,10 +102,7 @@ fn write_mark(
             session_id,
             mark.student_id,
             mark.status.as_str(),
-            match mark.source {
-                MarkSource::Machine => "machine",
-                MarkSource::Teacher => "teacher",
-            },
+            mark.source.as_str(),
             mark.score,
             mark.candidates,
             at,

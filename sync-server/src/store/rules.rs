@@ -21,6 +21,39 @@
 
 use shared_proto::sync::{Event, EventBody, RejectCode, Rejection};
 
+/// Whose a record (section, student, session) is, seen from the pushing device's school.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    Ours,
+    OtherSchool,
+    Missing,
+}
+
+/// Why one event is not applied; becomes a `Rejection` with the event's id.
+pub struct Refusal(pub RejectCode, pub String);
+
+impl Owner {
+    /// The rule for every id an event names: the device's own school's `what` (named `id`) is
+    /// fine; another school's is `WrongSchool`; none at all is `missing`, and `why_missing`
+    /// (when given) says why.
+    pub fn check(
+        self,
+        what: &str,
+        id: &str,
+        missing: RejectCode,
+        why_missing: &str,
+    ) -> Result<(), Refusal> {
+        match self {
+            Owner::Ours => Ok(()),
+            Owner::OtherSchool => Err(Refusal(
+                RejectCode::WrongSchool,
+                format!("{what} {id} belongs to another school"),
+            )),
+            Owner::Missing => Err(Refusal(missing, format!("no {what} {id}{why_missing}"))),
+        }
+    }
+}
+
 /// Checks an event can be applied at all, before any lookup.
 pub fn validate(event: &Event) -> Result<(), Rejection> {
     let reject = |code, reason: &str| {

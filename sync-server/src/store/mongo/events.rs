@@ -14,7 +14,8 @@ use super::names::*;
 use super::roster;
 use super::templates::{self, Held};
 use super::tx::Tx;
-use crate::store::{Device, Millis, rules};
+use crate::store::rules::{self, Owner, Refusal};
+use crate::store::{Device, Millis};
 
 /// Kinds that can write the school's change feed, so a push holding one takes the feed lock.
 pub fn may_write_feed(body: &EventBody) -> bool {
@@ -26,21 +27,10 @@ pub fn may_write_feed(body: &EventBody) -> bool {
     )
 }
 
-/// Why one event is not applied; becomes a `Rejection` with the event's id.
-struct Refusal(RejectCode, String);
-
 type Outcome = Result<(), Refusal>;
 
 fn refuse(code: RejectCode, reason: impl Into<String>) -> Result<Outcome, DbError> {
     Ok(Err(Refusal(code, reason.into())))
-}
-
-/// Whose a record is, seen from the device's school.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Owner {
-    Ours,
-    OtherSchool,
-    Missing,
 }
 
 /// What a push needs to know about a session.
@@ -117,17 +107,12 @@ impl Push<'_> {
         tx: &mut Tx<'_>,
         student_id: &str,
     ) -> Result<Outcome, DbError> {
-        Ok(match self.owner_of(tx, STUDENTS, student_id).await? {
-            Owner::Ours => Ok(()),
-            Owner::OtherSchool => Err(Refusal(
-                RejectCode::WrongSchool,
-                format!("student {student_id} belongs to another school"),
-            )),
-            Owner::Missing => Err(Refusal(
-                RejectCode::UnknownStudent,
-                format!("no student {student_id}"),
-            )),
-        })
+        Ok(self.owner_of(tx, STUDENTS, student_id).await?.check(
+            "student",
+            student_id,
+            RejectCode::UnknownStudent,
+            "",
+        ))
     }
 }
 
@@ -258,20 +243,13 @@ async fn session_opened(
     section_id: &str,
     started_at: Millis,
 ) -> Result<Outcome, DbError> {
-    match push.owner_of(tx, SECTIONS, section_id).await? {
-        Owner::Ours => {}
-        Owner::OtherSchool => {
-            return refuse(
-                RejectCode::WrongSchool,
-                format!("section {section_id} belongs to another school"),
-            );
-        }
-        Owner::Missing => {
-            return refuse(
-                RejectCode::UnknownSection,
-                format!("no section {section_id}"),
-            );
-        }
+    if let Err(refusal) = push.owner_of(tx, SECTIONS, section_id).await?.check(
+        "section",
+        section_id,
+        RejectCode::UnknownSection,
+        "",
+    ) {
+        return Ok(Err(refusal));
     }
     match push.session(tx, session_id).await? {
         Some(held) if held.school_id != push.school_id() => refuse(

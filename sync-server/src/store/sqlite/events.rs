@@ -11,11 +11,9 @@ use shared_proto::sync::{
 
 use super::feed::Feed;
 use super::templates::{self, Held};
-use super::{Owner, Table, mark_source_from, mark_source_text, mark_status_text, owner, roster};
-use crate::store::{Device, Millis, StoreError, rules};
-
-/// Why one event is not applied; becomes a `Rejection` with the event's id.
-struct Refusal(RejectCode, String);
+use super::{Table, mark_source_from, mark_source_text, mark_status_text, owner, roster};
+use crate::store::rules::{self, Owner, Refusal};
+use crate::store::{Device, Millis, StoreError};
 
 type Outcome = Result<(), Refusal>;
 
@@ -46,17 +44,12 @@ impl Push<'_> {
 
     /// The student must be one of this school's.
     fn check_student(&mut self, student_id: &str) -> Result<Outcome, StoreError> {
-        Ok(match self.owner_of(Table::Students, student_id)? {
-            Owner::Ours => Ok(()),
-            Owner::OtherSchool => Err(Refusal(
-                RejectCode::WrongSchool,
-                format!("student {student_id} belongs to another school"),
-            )),
-            Owner::Missing => Err(Refusal(
-                RejectCode::UnknownStudent,
-                format!("no student {student_id}"),
-            )),
-        })
+        Ok(self.owner_of(Table::Students, student_id)?.check(
+            "student",
+            student_id,
+            RejectCode::UnknownStudent,
+            "",
+        ))
     }
 }
 
@@ -180,20 +173,13 @@ fn session_opened(
     section_id: &str,
     started_at: Millis,
 ) -> Result<Outcome, StoreError> {
-    match push.owner_of(Table::Sections, section_id)? {
-        Owner::Ours => {}
-        Owner::OtherSchool => {
-            return refuse(
-                RejectCode::WrongSchool,
-                format!("section {section_id} belongs to another school"),
-            );
-        }
-        Owner::Missing => {
-            return refuse(
-                RejectCode::UnknownSection,
-                format!("no section {section_id}"),
-            );
-        }
+    if let Err(refusal) = push.owner_of(Table::Sections, section_id)?.check(
+        "section",
+        section_id,
+        RejectCode::UnknownSection,
+        "",
+    ) {
+        return Ok(Err(refusal));
     }
     let held: Option<(String, String)> = push
         .conn
@@ -235,20 +221,13 @@ fn session_closed(
     session_id: &str,
     at: Millis,
 ) -> Result<Outcome, StoreError> {
-    match push.owner_of(Table::Sessions, session_id)? {
-        Owner::Ours => {}
-        Owner::OtherSchool => {
-            return refuse(
-                RejectCode::WrongSchool,
-                format!("session {session_id} belongs to another school"),
-            );
-        }
-        Owner::Missing => {
-            return refuse(
-                RejectCode::UnknownSession,
-                format!("no session {session_id} (its session_opened has not arrived)"),
-            );
-        }
+    if let Err(refusal) = push.owner_of(Table::Sessions, session_id)?.check(
+        "session",
+        session_id,
+        RejectCode::UnknownSession,
+        " (its session_opened has not arrived)",
+    ) {
+        return Ok(Err(refusal));
     }
     // The first close counts; a repeated close from a retry changes nothing.
     push.conn

@@ -22,6 +22,7 @@ use shared_proto::sync::{
     Consent, EnrolmentRole, Event, MarkSource, MarkStatus, PushResponse, ScheduleSlot, TemplateData,
 };
 
+use super::rules::Owner;
 use super::{
     AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, Millis,
     ProvisioningCode, RedeemRefusal, Role, RosterBatch, RosterSummary, School, Section, Store,
@@ -131,14 +132,6 @@ enum Table {
     Students,
     Teachers,
     Sessions,
-}
-
-/// Whose a row is, seen from one school.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Owner {
-    Ours,
-    OtherSchool,
-    Missing,
 }
 
 fn owner(conn: &Connection, table: Table, id: &str, school_id: &str) -> Result<Owner, StoreError> {

@@ -8,9 +8,9 @@ use shared_proto::sync::{ChangeBody, Consent, ScheduleSlot};
 
 use super::feed::Feed;
 use super::{
-    Owner, Table, consent_from, consent_text, enrolment_role_from, enrolment_role_text, owner,
-    templates,
+    Table, consent_from, consent_text, enrolment_role_from, enrolment_role_text, owner, templates,
 };
+use crate::store::rules::Owner;
 use crate::store::{
     Enrolment, Millis, RosterBatch, RosterSummary, Section, StoreError, Student, Teacher,
 };
