@@ -11,6 +11,8 @@ pub struct Config {
     /// and enrolment refuse and manual roll call works as usual. Default `true`.
     #[serde(default = "default_true")]
     pub recognition: bool,
+    #[serde(default)]
+    pub sync: SyncConfig,
 }
 
 fn default_true() -> bool {
@@ -19,7 +21,81 @@ fn default_true() -> bool {
 
 impl Default for Config {
     fn default() -> Config {
-        Config { recognition: true }
+        Config {
+            recognition: true,
+            sync: SyncConfig::default(),
+        }
+    }
+}
+
+/// `[sync]`: how the box talks to the server. The defaults are the legacy design's numbers.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// Seconds between sync cycles of the long-running agent.
+    pub interval_s: f64,
+    /// Seconds before one HTTP call is abandoned.
+    pub timeout_s: f64,
+    /// Waits before the retries of a failed call within one cycle (jitter of up to a quarter is
+    /// added); their count is the most retries a cycle makes.
+    pub retry_delays_ms: Vec<u64>,
+    /// Consecutive failed calls that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// Seconds an open breaker waits before one probe call.
+    pub breaker_cooldown_s: f64,
+    /// Events per push (the server takes up to 1000).
+    pub push_batch: usize,
+    /// Changes per pull page (the server gives up to 1000).
+    pub pull_page: usize,
+    /// PEM file of the school's own certificate authority: when set, only it is trusted for the
+    /// server's certificate.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for SyncConfig {
+    fn default() -> SyncConfig {
+        SyncConfig {
+            interval_s: 30.0,
+            timeout_s: 10.0,
+            retry_delays_ms: vec![1000, 2000, 4000],
+            breaker_failures: 5,
+            breaker_cooldown_s: 60.0,
+            push_batch: 500,
+            pull_page: 500,
+            ca_file: None,
+        }
+    }
+}
+
+impl SyncConfig {
+    fn check(&self) -> Result<(), String> {
+        let seconds = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 && v <= 86_400.0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "sync.{name} must be between 0 and 86400 seconds, got {v}"
+                ))
+            }
+        };
+        seconds("interval_s", self.interval_s)?;
+        seconds("timeout_s", self.timeout_s)?;
+        seconds("breaker_cooldown_s", self.breaker_cooldown_s)?;
+        if self.breaker_failures == 0 {
+            return Err("sync.breaker_failures must be at least 1".into());
+        }
+        for (name, v) in [
+            ("push_batch", self.push_batch),
+            ("pull_page", self.pull_page),
+        ] {
+            if !(1..=1000).contains(&v) {
+                return Err(format!("sync.{name} must be between 1 and 1000, got {v}"));
+            }
+        }
+        if self.retry_delays_ms.iter().any(|&ms| ms > 600_000) {
+            return Err("sync.retry_delays_ms: each wait must be at most 600000 ms".into());
+        }
+        Ok(())
     }
 }
 
@@ -38,10 +114,15 @@ impl Config {
     /// Reads the file if it exists; no file means the defaults.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| ConfigError::Invalid {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            }),
+            Ok(text) => {
+                let invalid = |reason: String| ConfigError::Invalid {
+                    path: path.to_owned(),
+                    reason,
+                };
+                let config: Config = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+                config.sync.check().map_err(invalid)?;
+                Ok(config)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
             Err(source) => Err(ConfigError::Unreadable {
                 path: path.to_owned(),

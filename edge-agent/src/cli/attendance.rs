@@ -16,9 +16,9 @@ use crate::enrolment::{EnrolOptions, enrol};
 use crate::store::{Consent, MarkStatus, SessionRecord, Slot, Store, minutes_of_day};
 
 const DATABASE_FILE: &str = "rollcall.sqlite";
-const CONFIG_FILE: &str = "edge-agent.toml";
+pub(super) const CONFIG_FILE: &str = "edge-agent.toml";
 
-fn open_store(data_dir: &Path) -> Result<Store> {
+pub(super) fn open_store(data_dir: &Path) -> Result<Store> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data folder {}", data_dir.display()))?;
     Ok(Store::open(&data_dir.join(DATABASE_FILE))?)
@@ -231,15 +231,18 @@ pub(super) fn run(
         Command::Detect { .. }
         | Command::Embed { .. }
         | Command::Compare { .. }
-        | Command::Identify { .. } => {
-            unreachable!("vision commands are dispatched in cli::run")
+        | Command::Identify { .. }
+        | Command::Provision { .. }
+        | Command::Sync { .. }
+        | Command::Status { .. } => {
+            unreachable!("vision and sync commands are dispatched in cli::run")
         }
     }
     Ok(0)
 }
 
 /// Opens the database only if it exists: a read must not leave an empty database behind.
-fn open_store_existing(data_dir: &Path) -> Result<Store> {
+pub(super) fn open_store_existing(data_dir: &Path) -> Result<Store> {
     let path = data_dir.join(DATABASE_FILE);
     if !path.exists() {
         bail!(

@@ -2,6 +2,7 @@
 //! Glue only: every decision lives in `vision`, `enrolment`, `attendance` or `store`.
 
 mod attendance;
+mod sync;
 mod vision;
 
 use std::path::PathBuf;
@@ -161,6 +162,32 @@ pub enum Command {
         #[arg(long, default_value = "teacher")]
         by: String,
     },
+    /// Join the school's server: trade an admin's one-time code for this box's device token.
+    Provision {
+        /// The server's base URL, e.g. https://rollcall.school.example
+        #[arg(long)]
+        server: String,
+        /// The one-time provisioning code from the admin.
+        #[arg(long)]
+        code: String,
+        /// How the admin's device list names this box (default: the name the admin gave the code).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Push waiting events and pull the school's changes; without --once, keep doing so.
+    Sync {
+        /// One cycle, then exit (status 0 when it reached the server, 1 when not).
+        #[arg(long)]
+        once: bool,
+        /// Put events the server rejected back in the queue (after fixing the cause on the server).
+        #[arg(long)]
+        retry_rejected: bool,
+    },
+    /// The box's sync state: device, server, last push and pull, events waiting, breaker, templates.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
     /// Confirm (present) or reject (absent) a "needs review" item.
     Review {
         session: String,
@@ -275,6 +302,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Identify { enrol, photos } => {
             vision::identify(&mut cli.vision.pipeline()?, &enrol, &photos, &mut out)
+        }
+        command @ (Command::Provision { .. } | Command::Sync { .. } | Command::Status { .. }) => {
+            sync::run(command, &cli.data_dir, &mut out)
         }
         command => attendance::run(command, &cli.vision, &cli.data_dir, &mut out),
     }

@@ -107,7 +107,7 @@ pub fn enrol(
             student_id,
             model_id: &model_id,
             vector: &embedding.vector,
-            quality: face.quality.sharpness,
+            quality: crate::vision::template_score(&face.quality),
             source: "enrol-photo",
             crop: options.keep_crop.then_some(face.aligned.rgb.as_slice()),
         },

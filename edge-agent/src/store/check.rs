@@ -87,7 +87,8 @@ WHERE t.source != 'sync'
 GROUP BY t.id HAVING COUNT(a.template) != 1
 ORDER BY t.id";
 
-/// `template_added` events whose template is gone although no later withdrawal purged it.
+/// `template_added` events whose template is gone although neither a later withdrawal on this box
+/// nor a tombstone from the server purged it.
 const ADDED_TEMPLATES_MISSING: &str = "
 WITH added AS MATERIALIZED (
     SELECT id,
@@ -102,6 +103,7 @@ withdrawals AS MATERIALIZED (
 SELECT a.id, a.template, a.student_id FROM added a
 WHERE NOT EXISTS (SELECT 1 FROM face_templates t WHERE t.uuid = a.template)
   AND NOT EXISTS (SELECT 1 FROM withdrawals w WHERE w.student_id = a.student_id AND w.id > a.id)
+  AND NOT EXISTS (SELECT 1 FROM sync_purges p WHERE p.template_uuid = a.template)
 ORDER BY a.id";
 
 const WITHDRAWN_STUDENTS_WITH_TEMPLATES: &str = "

@@ -8,6 +8,7 @@ mod schedule;
 mod schema;
 mod sessions;
 mod students;
+mod sync;
 mod templates;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,10 @@ pub use roster::ImportSummary;
 pub use schedule::{Slot, SlotError, minutes_of_day};
 pub use sessions::{Mark, MarkSource, MarkStatus, SessionRecord};
 pub use students::{Consent, StudentRecord};
+pub use sync::{
+    DeviceIdentity, OutboxCounts, PullSummary, QueuedEvent, RejectedEvent, StoredTemplate,
+    SyncState,
+};
 pub use templates::{NewTemplate, TemplateRecord};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +50,10 @@ pub enum StoreError {
     InvalidSlot { section: String, reason: String },
     #[error("student {student} is not enrolled in section {section}")]
     NotInSection { student: String, section: String },
+    #[error(
+        "this box belongs to school {current}; it cannot join school {new} with the same data folder (start from a new --data-dir)"
+    )]
+    OtherSchool { current: String, new: String },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }

@@ -8,7 +8,8 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. Append only: never edit a shipped one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE students (
     id TEXT PRIMARY KEY,
     given_name TEXT NOT NULL,
@@ -99,7 +100,40 @@ CREATE TABLE audit_log (
     action TEXT NOT NULL,
     detail TEXT NOT NULL
 );
-"#];
+"#,
+    // 2: sync. Rejected events stay in the outbox with the server's reason; the box's identity and the
+    // health of its link (for `status` and the circuit breaker, which must survive a restart); the
+    // purges that server tombstones made, so `check_invariants` can tell them from lost templates.
+    r#"
+ALTER TABLE outbox ADD COLUMN rejected_at INTEGER;
+ALTER TABLE outbox ADD COLUMN rejected_code TEXT;
+ALTER TABLE outbox ADD COLUMN rejected_reason TEXT;
+CREATE INDEX outbox_waiting ON outbox (id) WHERE sent_at IS NULL AND rejected_at IS NULL;
+CREATE TABLE sync_device (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    device_id TEXT NOT NULL,
+    school_id TEXT NOT NULL,
+    server TEXT NOT NULL,
+    provisioned_at INTEGER NOT NULL
+);
+CREATE TABLE sync_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    last_push_at INTEGER,
+    last_pull_at INTEGER,
+    last_attempt_at INTEGER,
+    last_error TEXT,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    breaker_opened_at INTEGER
+);
+INSERT INTO sync_state (id) VALUES (1);
+CREATE TABLE sync_purges (
+    template_uuid TEXT NOT NULL,
+    student_id TEXT NOT NULL,
+    change_seq INTEGER NOT NULL,
+    at INTEGER NOT NULL
+);
+"#,
+];
 
 pub fn supported_version() -> i64 {
     MIGRATIONS.len() as i64

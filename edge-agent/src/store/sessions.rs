@@ -129,6 +129,7 @@ impl Store {
     /// Stores a new capture session and its machine marks in one transaction; returns its id.
     pub fn record_session(&mut self, record: &SessionRecord<'_>) -> Result<String, StoreError> {
         let session_id = uuid::Uuid::now_v7().to_string();
+        let started_at = now_ms();
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO capture_sessions (id, section_id, started_at, n_frames, unknown_faces, too_small_faces, not_on_roster)
@@ -136,7 +137,7 @@ impl Store {
             params![
                 session_id,
                 record.section_id,
-                now_ms(),
+                started_at,
                 record.n_frames as i64,
                 record.unknown_faces as i64,
                 record.too_small_faces as i64,
@@ -152,7 +153,7 @@ impl Store {
         outbox::push(
             &tx,
             "session_opened",
-            &serde_json::json!({"session": session_id, "section": record.section_id}),
+            &serde_json::json!({"session": session_id, "section": record.section_id, "started_at": started_at}),
         )?;
         for mark in record.marks {
             write_mark(&tx, &session_id, mark, None)?;

@@ -33,11 +33,11 @@ struct TemplateAdded<'a> {
     source: &'a str,
 }
 
-fn vector_bytes(vector: &[f32]) -> Vec<u8> {
+pub(super) fn vector_bytes(vector: &[f32]) -> Vec<u8> {
     vector.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-fn vector_from_bytes(bytes: &[u8]) -> Vec<f32> {
+pub(super) fn vector_from_bytes(bytes: &[u8]) -> Vec<f32> {
     bytes
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))

@@ -22,7 +22,7 @@ pub use detect::{DetectOptions, Detection, Detector};
 pub use embed::{DEFAULT_BATCH, Embedder, Embedding, dot};
 pub use liveness::Liveness;
 pub use manifest::Manifest;
-pub use quality::{QualityGate, measure_quality};
+pub use quality::{QualityGate, measure_quality, template_score};
 pub use runtime::RuntimeOptions;
 pub use select::{Pick, Unusable, select_face};
 pub use shared_proto::ml::FaceQuality;

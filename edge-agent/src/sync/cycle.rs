@@ -1,0 +1,291 @@
+//! One sync cycle: push the outbox in batches, then pull the school's changes page by page. Each
+//! call has the configured timeout; a failed call is retried after 1 s, 2 s, 4 s (plus jitter), at
+//! most that many retries a cycle, and whatever is left waits for the next cycle. Every call of a
+//! cycle carries the cycle's request id, which the server logs too.
+
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+use serde::Serialize;
+use shared_proto::sync::Event;
+
+use super::SyncError;
+use super::breaker::{Breaker, BreakerRule};
+use super::client::{CallError, Client};
+use super::wire::{Outgoing, to_wire};
+use crate::config::SyncConfig;
+use crate::store::{DeviceIdentity, Store, SyncState, now_ms};
+
+/// What one cycle did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct CycleReport {
+    pub request_id: String,
+    /// Events the server acknowledged.
+    pub pushed: usize,
+    /// Events the server (or the box itself) refused; kept with their reasons.
+    pub rejected: usize,
+    /// Changes applied from the server.
+    pub pulled: usize,
+    pub templates_added: usize,
+    pub templates_purged: usize,
+    pub retries: usize,
+    /// Set when the cycle ended early; what is left waits for the next cycle.
+    pub error: Option<String>,
+    /// Set when the breaker kept the cycle from calling the server at all.
+    pub breaker_open_ms: Option<i64>,
+}
+
+impl CycleReport {
+    pub fn succeeded(&self) -> bool {
+        self.error.is_none() && self.breaker_open_ms.is_none()
+    }
+}
+
+/// Runs cycles for one box: its store connection, its HTTP client, its rules.
+pub struct Syncer {
+    store: Store,
+    client: Client,
+    device: DeviceIdentity,
+    config: SyncConfig,
+    rule: BreakerRule,
+    sleep: Box<dyn Fn(Duration) + Send>,
+}
+
+/// Why a cycle stopped before its end.
+enum Stop {
+    Call(CallError),
+    Store(SyncError),
+}
+
+impl From<crate::store::StoreError> for Stop {
+    fn from(e: crate::store::StoreError) -> Stop {
+        Stop::Store(e.into())
+    }
+}
+
+/// A cycle's retry budget and breaker bookkeeping.
+struct Attempts {
+    retries_left: usize,
+    retries_used: usize,
+    probing: bool,
+}
+
+impl Syncer {
+    pub fn new(store: Store, client: Client, device: DeviceIdentity, config: SyncConfig) -> Syncer {
+        let rule = BreakerRule {
+            failures: config.breaker_failures,
+            cooldown_ms: (config.breaker_cooldown_s * 1000.0) as i64,
+        };
+        Syncer {
+            store,
+            client,
+            device,
+            config,
+            rule,
+            sleep: Box::new(std::thread::sleep),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn rule(&self) -> BreakerRule {
+        self.rule
+    }
+
+    /// One cycle; never returns early with an error: everything that went wrong is in the report
+    /// and in the stored link state.
+    pub fn cycle(&mut self) -> Result<CycleReport, SyncError> {
+        let mut report = CycleReport {
+            request_id: uuid::Uuid::now_v7().to_string(),
+            ..CycleReport::default()
+        };
+        let mut link = self.store.sync_state()?;
+        let now = now_ms();
+        let probing = match self.rule.state(&link, now) {
+            Breaker::Open { retry_in_ms } => {
+                report.breaker_open_ms = Some(retry_in_ms);
+                return Ok(report);
+            }
+            Breaker::HalfOpen => true,
+            Breaker::Closed => false,
+        };
+        link.last_attempt_at = Some(now);
+        let mut attempts = Attempts {
+            retries_left: if probing {
+                0
+            } else {
+                self.config.retry_delays_ms.len()
+            },
+            retries_used: 0,
+            probing,
+        };
+        let span = tracing::info_span!("sync", request_id = %report.request_id);
+        let _entered = span.enter();
+        let outcome = self
+            .push_all(&mut link, &mut attempts, &mut report)
+            .and_then(|()| self.pull_all(&mut link, &mut attempts, &mut report));
+        report.retries = attempts.retries_used;
+        match outcome {
+            Ok(()) => {
+                link.last_error = None;
+                tracing::info!(
+                    pushed = report.pushed,
+                    rejected = report.rejected,
+                    pulled = report.pulled,
+                    "sync cycle done"
+                );
+            }
+            Err(Stop::Call(e)) => {
+                tracing::warn!(error = %e, "sync cycle stopped; the rest waits for the next cycle");
+                link.last_error = Some(e.to_string());
+                report.error = Some(e.to_string());
+            }
+            Err(Stop::Store(e)) => {
+                tracing::error!(error = %e, "sync cycle stopped by the local store");
+                link.last_error = Some(e.to_string());
+                report.error = Some(e.to_string());
+            }
+        }
+        self.store.set_sync_state(&link)?;
+        Ok(report)
+    }
+
+    /// Runs `call` under the cycle's retry budget and the breaker.
+    fn call<T>(
+        &self,
+        link: &mut SyncState,
+        attempts: &mut Attempts,
+        call: impl Fn(&Client) -> Result<T, CallError>,
+    ) -> Result<T, Stop> {
+        loop {
+            match call(&self.client) {
+                Ok(value) => {
+                    self.rule.record_success(link);
+                    attempts.probing = false;
+                    return Ok(value);
+                }
+                Err(e) => {
+                    let open = self.rule.record_failure(link, now_ms()) || attempts.probing;
+                    if open || !e.is_transient() || attempts.retries_left == 0 {
+                        return Err(Stop::Call(e));
+                    }
+                    let delay = self.config.retry_delays_ms[attempts.retries_used];
+                    tracing::info!(error = %e, retry_in_ms = delay, "sync call failed; retrying");
+                    (self.sleep)(with_jitter(delay));
+                    attempts.retries_left -= 1;
+                    attempts.retries_used += 1;
+                }
+            }
+        }
+    }
+
+    fn push_all(
+        &mut self,
+        link: &mut SyncState,
+        attempts: &mut Attempts,
+        report: &mut CycleReport,
+    ) -> Result<(), Stop> {
+        loop {
+            let queued = self.store.waiting_events(self.config.push_batch)?;
+            if queued.is_empty() {
+                return Ok(());
+            }
+            let mut events: Vec<Event> = Vec::with_capacity(queued.len());
+            let mut refused_here = Vec::new();
+            for event in &queued {
+                match to_wire(&self.store, event, &self.device.device_id)? {
+                    Outgoing::Send(event) => events.push(event),
+                    Outgoing::Unsendable { code, reason } => {
+                        tracing::warn!(event = %event.id, code, %reason, "outbox event kept unsent");
+                        refused_here.push((event.id.clone(), code.to_owned(), reason));
+                    }
+                }
+            }
+            let mut acked = Vec::new();
+            let mut rejected = refused_here;
+            if !events.is_empty() {
+                let request_id = report.request_id.clone();
+                let answer =
+                    self.call(link, attempts, |client| client.push(&events, &request_id))?;
+                link.last_push_at = Some(now_ms());
+                acked = answer.acked;
+                for r in answer.rejected {
+                    tracing::warn!(event = %r.id, code = ?r.code, reason = %r.reason, "server rejected an event");
+                    let code = serde_json::to_value(r.code)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    rejected.push((r.id, code, r.reason));
+                }
+            }
+            let settled = acked.len() + rejected.len();
+            report.pushed += acked.len();
+            report.rejected += rejected.len();
+            self.store.settle_events(&acked, &rejected)?;
+            if settled == 0 {
+                // A server that answers without settling anything would make this loop spin.
+                return Err(Stop::Call(CallError::Unreachable(
+                    "the server acknowledged none of the events pushed".into(),
+                )));
+            }
+        }
+    }
+
+    fn pull_all(
+        &mut self,
+        link: &mut SyncState,
+        attempts: &mut Attempts,
+        report: &mut CycleReport,
+    ) -> Result<(), Stop> {
+        loop {
+            let cursor = self.store.cursor()?;
+            let request_id = report.request_id.clone();
+            let limit = self.config.pull_page;
+            let page = self.call(link, attempts, |client| {
+                client.pull(cursor.as_deref(), limit, &request_id)
+            })?;
+            let summary = self.store.apply_changes(
+                &self.device.school_id,
+                &page.changes,
+                &page.next_cursor,
+            )?;
+            link.last_pull_at = Some(now_ms());
+            report.pulled += summary.changes;
+            report.templates_added += summary.templates_added;
+            report.templates_purged += summary.templates_purged;
+            if !page.more || page.changes.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Replaces the sleep between retries (tests count instead of waiting).
+    pub fn set_sleep(&mut self, sleep: impl Fn(Duration) + Send + 'static) {
+        self.sleep = Box::new(sleep);
+    }
+}
+
+/// `ms` plus up to a quarter more, so boxes that failed together do not retry together.
+fn with_jitter(ms: u64) -> Duration {
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let extra = if ms == 0 { 0 } else { random % (ms / 4 + 1) };
+    Duration::from_millis(ms + extra)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_adds_at_most_a_quarter() {
+        for _ in 0..100 {
+            let d = with_jitter(1000).as_millis();
+            assert!((1000..=1250).contains(&d), "{d}");
+        }
+        assert_eq!(with_jitter(0), Duration::ZERO);
+    }
+}

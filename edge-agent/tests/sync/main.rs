@@ -1,0 +1,567 @@
+//! Boxes and a server converging, as real processes on loopback: `edge-agent` binaries with their
+//! own data folders, a real `sync-server` (embedded store, and the MongoDB-wire server that
+//! scripts/test starts), and a proxy that breaks the network on purpose.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod proxy;
+mod server;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use edge_agent::store::{Mark, MarkSource, MarkStatus, NewTemplate, SessionRecord, Store};
+use serde_json::Value;
+use shared_proto::sync::{ChangeBody, PullResponse};
+
+use proxy::FlakyProxy;
+use server::{Backend, Server};
+
+const SECTION: &str = "c1";
+/// A model id for synthetic templates: the boxes store and forward them, never compare them with
+/// the real embedder's.
+const SYNTHETIC_MODEL: &str = "synthetic@0123456789ab";
+
+/// A classroom box: the real binary over its own data folder.
+struct Classroom {
+    dir: tempfile::TempDir,
+}
+
+impl Classroom {
+    fn new(sync_config: &str) -> Classroom {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("edge-agent.toml"), sync_config).unwrap();
+        Classroom { dir }
+    }
+
+    fn data(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge-agent"));
+        cmd.arg("--data-dir")
+            .arg(self.data())
+            .args(args)
+            .env("ROLLCALL_LOG", "warn");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let output = self.command(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        output
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn provision(&self, server_base: &str, code: &str) {
+        let out = self.ok(&["provision", "--server", server_base, "--code", code]);
+        assert!(out.contains("provisioned"), "{out}");
+    }
+
+    fn status(&self) -> Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).unwrap()
+    }
+
+    fn waiting(&self) -> u64 {
+        self.status()["outbox"]["waiting"].as_u64().unwrap()
+    }
+
+    /// `sync --once` until a cycle reaches the server with nothing left to push, at most `tries`.
+    fn sync_until_done(&self, tries: usize) -> usize {
+        for attempt in 1..=tries {
+            let output = self.run(&["sync", "--once"]);
+            if output.status.success() && self.waiting() == 0 {
+                return attempt;
+            }
+        }
+        panic!("not converged after {tries} cycles: {}", self.status());
+    }
+
+    fn store(&self) -> Store {
+        Store::open(&self.data().join("rollcall.sqlite")).unwrap()
+    }
+}
+
+/// Fast retries and a short breaker, so fault tests take seconds, not minutes.
+const QUICK_SYNC: &str = "[sync]\ninterval_s = 1\ntimeout_s = 2\nretry_delays_ms = [20, 40, 80]\nbreaker_failures = 5\nbreaker_cooldown_s = 0.2\n";
+
+fn school(backend: Backend, students: &[common::Student]) -> (Server, tempfile::TempDir) {
+    let roster = tempfile::tempdir().unwrap();
+    common::write_oneroster(roster.path(), students);
+    let mut server = Server::start(backend);
+    let ids: Vec<String> = students.iter().map(|s| s.id.clone()).collect();
+    server.set_up_school(roster.path(), &ids);
+    (server, roster)
+}
+
+fn synthetic_students(n: usize) -> Vec<common::Student> {
+    (0..n)
+        .map(|i| common::Student {
+            id: format!("pupil_{i}"),
+            enrol_photo: PathBuf::new(),
+            class_photo: PathBuf::new(),
+        })
+        .collect()
+}
+
+/// A provisioned box that has pulled the school's roster.
+fn joined(server: &Server, config: &str, name: &str) -> Classroom {
+    let classroom = Classroom::new(config);
+    classroom.provision(&server.base, &server.provisioning_code(name));
+    classroom.sync_until_done(3);
+    classroom
+}
+
+/// `n` machine-marked sessions of `students` written straight into the box's store (what
+/// captures would write): 1 + students.len() events each.
+fn record_sessions(classroom: &Classroom, n: usize, students: &[String]) -> usize {
+    let mut store = classroom.store();
+    for i in 0..n {
+        let marks: Vec<Mark> = students
+            .iter()
+            .enumerate()
+            .map(|(j, s)| Mark {
+                student_id: s.clone(),
+                status: if (i + j) % 3 == 0 {
+                    MarkStatus::Absent
+                } else {
+                    MarkStatus::Present
+                },
+                source: MarkSource::Machine,
+                score: Some(0.61),
+                candidates: None,
+            })
+            .collect();
+        store
+            .record_session(&SessionRecord {
+                section_id: SECTION,
+                n_frames: 1,
+                unknown_faces: 0,
+                too_small_faces: 0,
+                not_on_roster: &[],
+                marks: &marks,
+            })
+            .unwrap();
+    }
+    n * (1 + students.len())
+}
+
+fn add_synthetic_templates(classroom: &Classroom, students: &[String], per_student: usize) {
+    let mut store = classroom.store();
+    for (i, student) in students.iter().enumerate() {
+        for k in 0..per_student {
+            let vector: Vec<f32> = (0..512)
+                .map(|d| ((i * 7919 + k * 104_729 + d) as f32).sin())
+                .collect();
+            store
+                .add_template(
+                    &NewTemplate {
+                        student_id: student,
+                        model_id: SYNTHETIC_MODEL,
+                        vector: &vector,
+                        quality: 0.8,
+                        source: "enrol-photo",
+                        crop: None,
+                    },
+                    "test",
+                )
+                .unwrap();
+        }
+    }
+}
+
+fn names(list: &Value) -> BTreeSet<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.get("student").unwrap_or(x).as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn capture(classroom: &Classroom, photos: &[&Path]) -> Value {
+    let mut args = vec!["capture", "--section", SECTION, "--json", "--images"];
+    args.extend(photos.iter().map(|p| p.to_str().unwrap()));
+    serde_json::from_str(&classroom.ok(&args)).unwrap()
+}
+
+/// Enrolled on A, recognised on B; A's teacher override wins on the server; a consent withdrawn
+/// on the server leaves no vector on either box and B no longer recognises the student.
+fn two_boxes_converge(backend: Backend) {
+    let students = common::students(3);
+    let (server, _roster) = school(backend, &students);
+    let a = joined(&server, "", "room A");
+    let b = joined(&server, "", "room B");
+    for classroom in [&a, &b] {
+        let ids = classroom.store().section_students(SECTION).unwrap();
+        assert_eq!(ids.len(), 3, "the roster reached the box: {ids:?}");
+    }
+
+    for s in &students[..2] {
+        a.ok(&[
+            "enroll",
+            "--student",
+            &s.id,
+            s.enrol_photo.to_str().unwrap(),
+        ]);
+    }
+    a.sync_until_done(3);
+    b.sync_until_done(3);
+    for s in &students[..2] {
+        assert_eq!(b.store().template_count(&s.id).unwrap(), 1, "{}", s.id);
+    }
+    let outcome = capture(&b, &[&students[0].class_photo, &students[1].class_photo]);
+    let recognised = &names(&outcome["present"]) | &names(&outcome["review"]);
+    assert_eq!(
+        recognised,
+        [students[0].id.clone(), students[1].id.clone()].into(),
+        "{outcome}"
+    );
+
+    // A's machine says present; its teacher says absent; the server keeps the teacher's word.
+    let on_a = capture(&a, &[&students[0].class_photo]);
+    let session = on_a["session"].as_str().unwrap().to_owned();
+    a.sync_until_done(3);
+    a.ok(&["mark", &session, &students[0].id, "absent", "--by", "mrsb"]);
+    a.sync_until_done(3);
+    let rows = server.attendance(SECTION);
+    let row = rows
+        .iter()
+        .find(|r| r["session_id"] == session.as_str() && r["student_id"] == students[0].id.as_str())
+        .unwrap_or_else(|| panic!("no row for the override in {rows:?}"));
+    assert_eq!(
+        (
+            row["status"].as_str(),
+            row["source"].as_str(),
+            row["decided_by"].as_str()
+        ),
+        (Some("absent"), Some("teacher"), Some("mrsb")),
+        "{row}"
+    );
+
+    // Consent withdrawn centrally: both boxes purge, and B stops recognising the student.
+    let gone = &students[0].id;
+    server.set_consent(gone, "withdrawn");
+    a.sync_until_done(3);
+    b.sync_until_done(3);
+    for classroom in [&a, &b] {
+        let store = classroom.store();
+        assert_eq!(store.template_count(gone).unwrap(), 0);
+        assert!(
+            store.check_invariants().unwrap().is_empty(),
+            "{:?}",
+            store.check_invariants()
+        );
+    }
+    let after = capture(&b, &[&students[0].class_photo, &students[1].class_photo]);
+    let recognised = &names(&after["present"]) | &names(&after["review"]);
+    assert!(!recognised.contains(gone), "{after}");
+    assert!(recognised.contains(&students[1].id), "{after}");
+}
+
+#[test]
+fn two_boxes_converge_on_the_embedded_store() {
+    two_boxes_converge(Backend::Embedded);
+}
+
+#[test]
+fn two_boxes_converge_on_mongodb() {
+    two_boxes_converge(Backend::Mongo);
+}
+
+/// Two sessions taken while the server is down arrive once each when it is back.
+fn offline_sessions_arrive_once(backend: Backend) {
+    let students = synthetic_students(4);
+    let ids: Vec<String> = students.iter().map(|s| s.id.clone()).collect();
+    let (mut server, _roster) = school(backend, &students);
+    let a = joined(&server, QUICK_SYNC, "room A");
+    let before = server.events_applied();
+    server.kill();
+
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let out = a.ok(&["session", "open", "--section", SECTION]);
+        let session = out
+            .split_whitespace()
+            .find(|w| w.len() == 36)
+            .unwrap()
+            .to_owned();
+        for (i, student) in ids.iter().enumerate() {
+            let status = ["present", "absent", "late", "excused"][i % 4];
+            a.ok(&["mark", &session, student, status]);
+        }
+        sessions.push(session);
+    }
+    let offline = a.run(&["sync", "--once"]);
+    assert_eq!(offline.status.code(), Some(1), "no server, no success");
+    let status = a.status();
+    assert_eq!(status["outbox"]["waiting"], 2 * (1 + 4), "{status}");
+    assert!(
+        status["link"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("unreachable"),
+        "{status}"
+    );
+
+    server.resume();
+    a.sync_until_done(5);
+    // Once more: nothing left to send, nothing applied twice.
+    a.sync_until_done(1);
+    assert_eq!(server.events_applied() - before, 10);
+    let rows = server.attendance(SECTION);
+    for session in &sessions {
+        let marks: Vec<&Value> = rows
+            .iter()
+            .filter(|r| r["session_id"] == session.as_str())
+            .collect();
+        assert_eq!(marks.len(), 4, "{rows:?}");
+        assert!(marks.iter().all(|r| r["source"] == "teacher"));
+    }
+}
+
+#[test]
+fn offline_sessions_arrive_once_on_the_embedded_store() {
+    offline_sessions_arrive_once(Backend::Embedded);
+}
+
+#[test]
+fn offline_sessions_arrive_once_on_mongodb() {
+    offline_sessions_arrive_once(Backend::Mongo);
+}
+
+/// The server is SIGKILLed while a box pushes 3000 events and started again: the box retries
+/// and the server ends with every event exactly once.
+#[test]
+fn server_killed_during_a_push_loses_and_doubles_nothing() {
+    let students = synthetic_students(4);
+    let ids: Vec<String> = students.iter().map(|s| s.id.clone()).collect();
+    let (mut server, _roster) = school(Backend::Embedded, &students);
+    let a = joined(&server, QUICK_SYNC, "room A");
+    let before = server.events_applied();
+    let total = record_sessions(&a, 600, &ids);
+
+    let mut sync = a
+        .command(&["sync", "--once"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.events_applied() == before {
+        assert!(Instant::now() < deadline, "the push never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.kill();
+    let _ = sync.wait();
+    let mid = a.store().outbox_counts().unwrap();
+    assert!(
+        mid.waiting > 0,
+        "the kill came too late to test anything: {mid:?}"
+    );
+    server.resume();
+    a.sync_until_done(5);
+    assert_eq!(server.events_applied() - before, total as u64);
+    assert_eq!(server.attendance(SECTION).len(), 600 * 4);
+}
+
+/// A box SIGKILLed again and again while it pulls 1200 templates in pages of 50: its cursor never
+/// runs ahead of the templates it holds, and it ends with all of them.
+#[test]
+fn box_killed_during_a_pull_never_stores_a_cursor_ahead_of_its_data() {
+    let students = synthetic_students(4);
+    let ids: Vec<String> = students.iter().map(|s| s.id.clone()).collect();
+    let (server, _roster) = school(Backend::Embedded, &students);
+    let seeder = joined(&server, QUICK_SYNC, "seeder");
+    add_synthetic_templates(&seeder, &ids, 300);
+    seeder.sync_until_done(3);
+
+    // The feed as the server holds it: template ids by sequence number.
+    let probe = joined(&server, QUICK_SYNC, "probe");
+    let feed = full_feed(&server, &probe);
+    let templates: Vec<(u64, String)> = feed
+        .iter()
+        .filter_map(|c| match &c.body {
+            ChangeBody::Template { template } => Some((c.seq, template.id.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(templates.len(), 1200);
+
+    let config = format!("{QUICK_SYNC}pull_page = 50\n");
+    let b = Classroom::new(&config);
+    b.provision(&server.base, &server.provisioning_code("room B"));
+    let mut kills = 0;
+    for round in 0..8 {
+        let mut sync = b
+            .command(&["sync", "--once"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(60 + 90 * round));
+        if sync.try_wait().unwrap().is_none() {
+            sync.kill().unwrap();
+            kills += 1;
+        }
+        sync.wait().unwrap();
+        let store = b.store();
+        let cursor: u64 = store.cursor().unwrap().map_or(0, |c| c.parse().unwrap());
+        let held: BTreeSet<String> = store
+            .all_templates(SYNTHETIC_MODEL)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.uuid)
+            .collect();
+        for (seq, id) in &templates {
+            if *seq <= cursor {
+                assert!(
+                    held.contains(id),
+                    "round {round}: cursor {cursor} is past template {id} (seq {seq}), which the box does not hold"
+                );
+            }
+        }
+        assert!(store.check_invariants().unwrap().is_empty());
+    }
+    assert!(kills >= 2, "only {kills} kills landed during a pull");
+    b.sync_until_done(3);
+    assert_eq!(
+        b.store().all_templates(SYNTHETIC_MODEL).unwrap().len(),
+        1200
+    );
+}
+
+/// Every change of the school, pulled with `classroom`'s token.
+fn full_feed(server: &Server, classroom: &Classroom) -> Vec<shared_proto::sync::Change> {
+    let token = std::fs::read_to_string(classroom.data().join("device-token")).unwrap();
+    let mut cursor: Option<String> = None;
+    let mut changes = Vec::new();
+    loop {
+        let mut url = format!("{}/v1/sync/pull?limit=1000", server.base);
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let page: PullResponse = server
+            .http
+            .get(url)
+            .bearer_auth(token.trim())
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        changes.extend(page.changes);
+        cursor = Some(page.next_cursor);
+        if !page.more {
+            return changes;
+        }
+    }
+}
+
+/// 250 events and 40 templates through a proxy that spoils 30 % of connections: both boxes end
+/// with the same state as the server, nothing lost, nothing doubled.
+#[test]
+fn a_flaky_network_loses_and_doubles_nothing() {
+    let students = synthetic_students(4);
+    let ids: Vec<String> = students.iter().map(|s| s.id.clone()).collect();
+    let (server, _roster) = school(Backend::Embedded, &students);
+    let proxy = FlakyProxy::start(server.port, 0.3, Duration::from_millis(1500), 0x5eed_2026);
+    let via_proxy = format!("http://127.0.0.1:{}", proxy.port);
+    // Small batches and pages: many calls, so many of them meet a fault.
+    let config = format!("{QUICK_SYNC}push_batch = 10\npull_page = 10\n")
+        .replace("timeout_s = 2", "timeout_s = 1");
+
+    let a = Classroom::new(&config);
+    let code = server.provisioning_code("room A");
+    // Provisioning is one call without retries: try it until a connection passes.
+    let mut provisioned = false;
+    for _ in 0..10 {
+        if a.run(&["provision", "--server", &via_proxy, "--code", &code])
+            .status
+            .success()
+        {
+            provisioned = true;
+            break;
+        }
+    }
+    assert!(provisioned, "provisioning never got through the proxy");
+    a.sync_until_done(40);
+    let before = server.events_applied();
+    let events = record_sessions(&a, 50, &ids);
+    add_synthetic_templates(&a, &ids, 10);
+    let cycles = a.sync_until_done(60);
+    assert_eq!(server.events_applied() - before, events as u64 + 40);
+    assert_eq!(server.attendance(SECTION).len(), 50 * 4);
+
+    let b = Classroom::new(&config);
+    let code = server.provisioning_code("room B");
+    let mut provisioned = false;
+    for _ in 0..10 {
+        if b.run(&["provision", "--server", &via_proxy, "--code", &code])
+            .status
+            .success()
+        {
+            provisioned = true;
+            break;
+        }
+    }
+    assert!(provisioned);
+    // Until B has pulled everything: its cursor reaches the feed's end.
+    let end = full_feed(&server, &a).last().unwrap().seq;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        b.run(&["sync", "--once"]);
+        let cursor: u64 = b
+            .store()
+            .cursor()
+            .unwrap()
+            .map_or(0, |c| c.parse().unwrap());
+        if cursor >= end {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B did not catch up: cursor {cursor} of {end}"
+        );
+    }
+    let held = |c: &Classroom| -> BTreeSet<String> {
+        c.store()
+            .all_templates(SYNTHETIC_MODEL)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.uuid)
+            .collect()
+    };
+    assert_eq!(held(&b), held(&a));
+    assert_eq!(held(&b).len(), 40);
+    let faults = proxy.counts.faults();
+    assert!(faults >= 10, "the proxy spoiled only {faults} connections");
+    eprintln!(
+        "flaky network: {cycles} cycles for A; proxy passed {}, dropped {}, stalled {}, cut {}",
+        proxy
+            .counts
+            .passed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        proxy
+            .counts
+            .dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
+        proxy
+            .counts
+            .stalled
+            .load(std::sync::atomic::Ordering::Relaxed),
+        proxy.counts.cut.load(std::sync::atomic::Ordering::Relaxed),
+    );
+}

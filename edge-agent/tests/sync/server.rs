@@ -1,0 +1,265 @@
+//! A real `sync-server` process for the box's end-to-end tests, on the embedded store or on the
+//! MongoDB-wire server that scripts/test starts, plus the admin calls that set a school up.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const ADMIN: &str = "district";
+pub const PASSWORD: &str = "correct horse battery";
+pub const SCHOOL: &str = "o1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Mongo,
+}
+
+/// `target/<profile>/sync-server`, built by `cargo test --workspace` before any test runs.
+fn server_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join(format!("sync-server{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: these tests run the real server; build it with `cargo build -p sync-server` (scripts/test's `cargo test --workspace` does)",
+        bin.display()
+    );
+    bin
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Server {
+    pub port: u16,
+    pub base: String,
+    data_dir: tempfile::TempDir,
+    mongo: Option<(String, String)>,
+    child: Option<Child>,
+    pub http: reqwest::blocking::Client,
+    admin_token: Option<String>,
+}
+
+impl Server {
+    /// A fresh server with one district admin, listening on a port it keeps across restarts.
+    pub fn start(backend: Backend) -> Server {
+        let mongo = (backend == Backend::Mongo).then(|| {
+            let uri = std::env::var("ROLLCALL_TEST_MONGODB_URI").unwrap_or_else(|_| {
+                panic!(
+                    "ROLLCALL_TEST_MONGODB_URI is not set: run scripts/test, which starts a MongoDB-wire server"
+                )
+            });
+            (
+                uri,
+                format!("rollcall_edge_{}", uuid::Uuid::now_v7().simple()),
+            )
+        });
+        let port = free_port();
+        edge_agent::sync::install_crypto_provider();
+        let mut server = Server {
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            data_dir: tempfile::tempdir().unwrap(),
+            mongo,
+            child: None,
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            admin_token: None,
+        };
+        let mut create = server
+            .command()
+            .args(["admin", "create", "--username", ADMIN, "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        create
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(PASSWORD.as_bytes())
+            .unwrap();
+        assert!(create.wait().unwrap().success(), "admin create failed");
+        server.resume();
+        server
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(server_binary());
+        cmd.env("ROLLCALL_SERVER_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("ROLLCALL_SERVER_DATA_DIR", self.data_dir.path())
+            .env("RUST_LOG", "warn");
+        match &self.mongo {
+            Some((uri, database)) => cmd
+                .env("ROLLCALL_MONGODB_URI", uri)
+                .env("ROLLCALL_MONGODB_DATABASE", database),
+            None => cmd.env("ROLLCALL_MONGODB_URI", ""),
+        };
+        cmd
+    }
+
+    /// Starts `serve` (again) and waits until it answers.
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        self.child = Some(
+            self.command()
+                .arg("serve")
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.base)).send()
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not become ready in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
+        if let Some(token) = &self.admin_token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().unwrap();
+        let status = response.status();
+        let text = response.text().unwrap();
+        assert!(status.is_success(), "{method} {path}: {status}: {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    pub fn log_in(&mut self) {
+        let reply = self.call(
+            reqwest::Method::POST,
+            "/v1/auth/login",
+            Some(json!({"username": ADMIN, "password": PASSWORD})),
+        );
+        self.admin_token = Some(reply["token"].as_str().unwrap().to_owned());
+    }
+
+    /// The school `o1` with the OneRoster export in `roster_dir`, every student consenting.
+    pub fn set_up_school(&mut self, roster_dir: &std::path::Path, students: &[String]) {
+        self.log_in();
+        self.call(
+            reqwest::Method::POST,
+            "/v1/schools",
+            Some(json!({"id": SCHOOL, "name": "Riverside Primary"})),
+        );
+        let mut form = reqwest::blocking::multipart::Form::new();
+        for entry in std::fs::read_dir(roster_dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&path).unwrap();
+            form = form.part(
+                name.clone(),
+                reqwest::blocking::multipart::Part::text(text).file_name(name),
+            );
+        }
+        let response = self
+            .http
+            .post(format!("{}/v1/schools/{SCHOOL}/roster", self.base))
+            .bearer_auth(self.admin_token.as_ref().unwrap())
+            .multipart(form)
+            .send()
+            .unwrap();
+        let status = response.status();
+        assert!(
+            status.is_success(),
+            "roster: {status}: {}",
+            response.text().unwrap()
+        );
+        for student in students {
+            self.set_consent(student, "granted");
+        }
+    }
+
+    pub fn set_consent(&self, student: &str, consent: &str) {
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/v1/schools/{SCHOOL}/students/{student}/consent"),
+            Some(json!({"consent": consent, "by": "guardian's form"})),
+        );
+    }
+
+    pub fn provisioning_code(&self, device_name: &str) -> String {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/v1/schools/{SCHOOL}/provisioning-codes"),
+            Some(json!({"device_name": device_name})),
+        )["code"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Today's attendance rows of the section.
+    pub fn attendance(&self, section: &str) -> Vec<Value> {
+        let reply = self.call(
+            reqwest::Method::GET,
+            &format!("/v1/schools/{SCHOOL}/attendance?section={section}"),
+            None,
+        );
+        match reply {
+            Value::Array(rows) => rows,
+            other => other["rows"]
+                .as_array()
+                .cloned()
+                .unwrap_or_else(|| panic!("attendance answer: {other}")),
+        }
+    }
+
+    /// Events the store holds (applied once each), from `/metrics`.
+    pub fn events_applied(&self) -> u64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix("rollcall_store_events_applied "))
+            .unwrap_or_else(|| panic!("no rollcall_store_events_applied in /metrics:\n{text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
