@@ -218,7 +218,15 @@ fn two_boxes_converge(backend: Backend) {
             s.enrol_photo.to_str().unwrap(),
         ]);
     }
-    a.sync_until_done(3);
+    // One request id per cycle, in the box's report and in the server's log of every call.
+    let out = a.ok(&["sync", "--once"]);
+    let request_id = out.split_whitespace().nth(1).unwrap().trim_end_matches(':');
+    assert_eq!(request_id.len(), 36, "{out}");
+    let logged = server.log().matches(request_id).count();
+    assert!(
+        logged >= 2,
+        "push and pull of cycle {request_id} logged {logged} times"
+    );
     b.sync_until_done(3);
     for s in &students[..2] {
         assert_eq!(b.store().template_count(&s.id).unwrap(), 1, "{}", s.id);
@@ -287,7 +295,9 @@ fn offline_sessions_arrive_once(backend: Backend) {
     let students = synthetic_students(4);
     let ids: Vec<String> = students.iter().map(|s| s.id.clone()).collect();
     let (mut server, _roster) = school(backend, &students);
-    let a = joined(&server, QUICK_SYNC, "room A");
+    // A breaker that stays open long enough to be seen.
+    let slow_breaker = QUICK_SYNC.replace("breaker_cooldown_s = 0.2", "breaker_cooldown_s = 2");
+    let a = joined(&server, &slow_breaker, "room A");
     let before = server.events_applied();
     server.kill();
 
@@ -305,19 +315,31 @@ fn offline_sessions_arrive_once(backend: Backend) {
         }
         sessions.push(session);
     }
+    // One call and three retries, then the cycle gives up; the fifth failure opens the breaker,
+    // which then keeps cycles from calling at all until its cooldown has passed.
     let offline = a.run(&["sync", "--once"]);
     assert_eq!(offline.status.code(), Some(1), "no server, no success");
     let status = a.status();
     assert_eq!(status["outbox"]["waiting"], 2 * (1 + 4), "{status}");
+    assert_eq!(status["link"]["consecutive_failures"], 4, "{status}");
+    assert_eq!(status["breaker"]["state"], "closed", "{status}");
+    let error = status["link"]["last_error"].as_str().unwrap();
+    assert!(error.contains("unreachable"), "{status}");
+    a.run(&["sync", "--once"]);
+    let opened = Instant::now();
+    let status = a.status();
+    assert_eq!(status["link"]["consecutive_failures"], 5, "{status}");
+    assert_eq!(status["breaker"]["state"], "open", "{status}");
+    let skipped = String::from_utf8(a.run(&["sync", "--once"]).stdout).unwrap();
+    assert!(skipped.contains("skipped"), "{skipped}");
+    let text = a.ok(&["status"]);
     assert!(
-        status["link"]["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("unreachable"),
-        "{status}"
+        text.contains("waiting     10 events") && text.contains("breaker     open"),
+        "{text}"
     );
 
     server.resume();
+    std::thread::sleep(Duration::from_secs(2).saturating_sub(opened.elapsed()));
     a.sync_until_done(5);
     // Once more: nothing left to send, nothing applied twice.
     a.sync_until_done(1);
@@ -343,16 +365,43 @@ fn offline_sessions_arrive_once_on_mongodb() {
     offline_sessions_arrive_once(Backend::Mongo);
 }
 
-/// The server is SIGKILLed while a box pushes 3000 events and started again: the box retries
-/// and the server ends with every event exactly once.
-#[test]
-fn server_killed_during_a_push_loses_and_doubles_nothing() {
+/// How much data the bulk tests move, and how: the MongoDB-wire test server is a Python program,
+/// an order of magnitude slower than the embedded store, so it gets smaller batches, longer
+/// timeouts and a sixth of the data.
+struct Bulk {
+    sessions: usize,
+    templates_per_student: usize,
+    config: String,
+}
+
+fn bulk(backend: Backend) -> Bulk {
+    match backend {
+        Backend::Embedded => Bulk {
+            sessions: 600,
+            templates_per_student: 300,
+            config: QUICK_SYNC.to_owned(),
+        },
+        Backend::Mongo => Bulk {
+            sessions: 100,
+            templates_per_student: 50,
+            config: format!(
+                "{}push_batch = 50\n",
+                QUICK_SYNC.replace("timeout_s = 2", "timeout_s = 20")
+            ),
+        },
+    }
+}
+
+/// The server is SIGKILLed while a box pushes thousands of events and started again: the box
+/// retries and the server ends with every event exactly once.
+fn server_killed_during_a_push_loses_and_doubles_nothing(backend: Backend) {
     let students = synthetic_students(4);
     let ids: Vec<String> = students.iter().map(|s| s.id.clone()).collect();
-    let (mut server, _roster) = school(Backend::Embedded, &students);
-    let a = joined(&server, QUICK_SYNC, "room A");
+    let (mut server, _roster) = school(backend, &students);
+    let bulk = bulk(backend);
+    let a = joined(&server, &bulk.config, "room A");
     let before = server.events_applied();
-    let total = record_sessions(&a, 600, &ids);
+    let total = record_sessions(&a, bulk.sessions, &ids);
 
     let mut sync = a
         .command(&["sync", "--once"])
@@ -375,18 +424,18 @@ fn server_killed_during_a_push_loses_and_doubles_nothing() {
     server.resume();
     a.sync_until_done(5);
     assert_eq!(server.events_applied() - before, total as u64);
-    assert_eq!(server.attendance(SECTION).len(), 600 * 4);
+    assert_eq!(server.attendance(SECTION).len(), bulk.sessions * 4);
 }
 
-/// A box SIGKILLed again and again while it pulls 1200 templates in pages of 50: its cursor never
-/// runs ahead of the templates it holds, and it ends with all of them.
-#[test]
-fn box_killed_during_a_pull_never_stores_a_cursor_ahead_of_its_data() {
+/// A box SIGKILLed again and again while it pulls 1200 templates (200 on MongoDB) in pages of
+/// 50: its cursor never runs ahead of the templates it holds, and it ends with all of them.
+fn box_killed_during_a_pull_never_stores_a_cursor_ahead_of_its_data(backend: Backend) {
     let students = synthetic_students(4);
     let ids: Vec<String> = students.iter().map(|s| s.id.clone()).collect();
-    let (server, _roster) = school(Backend::Embedded, &students);
-    let seeder = joined(&server, QUICK_SYNC, "seeder");
-    add_synthetic_templates(&seeder, &ids, 300);
+    let (server, _roster) = school(backend, &students);
+    let bulk = bulk(backend);
+    let seeder = joined(&server, &bulk.config, "seeder");
+    add_synthetic_templates(&seeder, &ids, bulk.templates_per_student);
     seeder.sync_until_done(3);
 
     // The feed as the server holds it: template ids by sequence number.
@@ -399,9 +448,10 @@ fn box_killed_during_a_pull_never_stores_a_cursor_ahead_of_its_data() {
             _ => None,
         })
         .collect();
-    assert_eq!(templates.len(), 1200);
+    let total = 4 * bulk.templates_per_student;
+    assert_eq!(templates.len(), total);
 
-    let config = format!("{QUICK_SYNC}pull_page = 50\n");
+    let config = format!("{}pull_page = 50\n", bulk.config);
     let b = Classroom::new(&config);
     b.provision(&server.base, &server.provisioning_code("room B"));
     let mut kills = 0;
@@ -440,7 +490,7 @@ fn box_killed_during_a_pull_never_stores_a_cursor_ahead_of_its_data() {
     b.sync_until_done(3);
     assert_eq!(
         b.store().all_templates(SYNTHETIC_MODEL).unwrap().len(),
-        1200
+        total
     );
 }
 
@@ -472,11 +522,10 @@ fn full_feed(server: &Server, classroom: &Classroom) -> Vec<shared_proto::sync::
 
 /// 250 events and 40 templates through a proxy that spoils 30 % of connections: both boxes end
 /// with the same state as the server, nothing lost, nothing doubled.
-#[test]
-fn a_flaky_network_loses_and_doubles_nothing() {
+fn a_flaky_network_loses_and_doubles_nothing(backend: Backend) {
     let students = synthetic_students(4);
     let ids: Vec<String> = students.iter().map(|s| s.id.clone()).collect();
-    let (server, _roster) = school(Backend::Embedded, &students);
+    let (server, _roster) = school(backend, &students);
     let proxy = FlakyProxy::start(server.port, 0.3, Duration::from_millis(1500), 0x5eed_2026);
     let via_proxy = format!("http://127.0.0.1:{}", proxy.port);
     // Small batches and pages: many calls, so many of them meet a fault.
@@ -564,4 +613,151 @@ fn a_flaky_network_loses_and_doubles_nothing() {
             .load(std::sync::atomic::Ordering::Relaxed),
         proxy.counts.cut.load(std::sync::atomic::Ordering::Relaxed),
     );
+}
+
+/// An event the server refuses stays on the box with the server's reason, is shown by `status`,
+/// and goes again only when asked.
+#[test]
+fn rejected_events_are_kept_and_shown() {
+    let students = synthetic_students(2);
+    let (server, _roster) = school(Backend::Embedded, &students);
+    let a = joined(&server, QUICK_SYNC, "room A");
+    // The box's own roster import knows a pupil the server has never heard of.
+    let mut local = synthetic_students(2);
+    local.push(common::Student {
+        id: "ghost_pupil".into(),
+        enrol_photo: PathBuf::new(),
+        class_photo: PathBuf::new(),
+    });
+    let roster = tempfile::tempdir().unwrap();
+    common::write_oneroster(roster.path(), &local);
+    a.ok(&["roster", "import", roster.path().to_str().unwrap()]);
+    let session = a
+        .ok(&["session", "open", "--section", SECTION])
+        .trim()
+        .to_owned();
+    a.ok(&["mark", &session, "ghost_pupil", "present"]);
+    a.ok(&["mark", &session, "pupil_0", "late"]);
+    a.sync_until_done(3);
+
+    let status = a.status();
+    assert_eq!(status["outbox"]["waiting"], 0, "{status}");
+    assert_eq!(status["outbox"]["rejected"], 1, "{status}");
+    let rejected = &status["rejected"][0];
+    assert_eq!(rejected["kind"], "mark_set", "{status}");
+    assert_eq!(rejected["code"], "unknown_student", "{status}");
+    let text = a.ok(&["status"]);
+    assert!(
+        text.contains("rejected") && text.contains("unknown_student"),
+        "{text}"
+    );
+    let rows = server.attendance(SECTION);
+    assert_eq!(
+        rows.len(),
+        1,
+        "the good mark of the same push arrived: {rows:?}"
+    );
+
+    let again = a.ok(&["sync", "--once", "--retry-rejected"]);
+    assert!(
+        again.contains("1 rejected events back in the queue") && again.contains("rejected 1"),
+        "{again}"
+    );
+    assert_eq!(a.status()["outbox"]["rejected"], 1);
+}
+
+/// Sync commands on a box that never joined say what to do, and nothing panics.
+#[test]
+fn an_unprovisioned_box_says_how_to_join() {
+    let a = Classroom::new("");
+    let roster = tempfile::tempdir().unwrap();
+    common::write_oneroster(roster.path(), &synthetic_students(1));
+    a.ok(&["roster", "import", roster.path().to_str().unwrap()]);
+    let text = a.ok(&["status"]);
+    assert!(text.contains("not provisioned"), "{text}");
+    let sync = a.run(&["sync", "--once"]);
+    assert_eq!(sync.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&sync.stderr);
+    assert!(stderr.contains("edge-agent provision --server"), "{stderr}");
+    let bad = a.run(&["provision", "--server", "rollcall.example", "--code", "x"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("http://"));
+}
+
+/// The long-running agent's loop: it syncs on its own thread while the teacher keeps marking on
+/// another connection, reports each cycle, and stops when asked.
+#[test]
+fn the_background_loop_syncs_while_the_teacher_marks() {
+    let students = synthetic_students(3);
+    let ids: Vec<String> = students.iter().map(|s| s.id.clone()).collect();
+    let (server, _roster) = school(Backend::Embedded, &students);
+    let a = joined(&server, QUICK_SYNC, "room A");
+    let before = server.events_applied();
+    let config = edge_agent::config::Config::load(&a.data().join("edge-agent.toml"))
+        .unwrap()
+        .sync;
+    let (reports, inbox) = std::sync::mpsc::channel();
+    let handle = edge_agent::sync::spawn(
+        a.data().join("rollcall.sqlite"),
+        a.data().to_owned(),
+        edge_agent::config::SyncConfig {
+            interval_s: 0.05,
+            ..config
+        },
+        move |report| {
+            let _ = reports.send(report);
+        },
+    );
+    let mut events = 0;
+    for _ in 0..20 {
+        events += record_sessions(&a, 1, &ids);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let store = a.store();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.outbox_counts().unwrap().waiting > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the loop did not drain the outbox"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    handle.stop();
+    let cycles: Vec<_> = inbox.try_iter().collect();
+    assert!(cycles.len() >= 2, "{} cycles reported", cycles.len());
+    let (last, status) = cycles.last().unwrap().as_ref().unwrap();
+    assert!(last.as_ref().unwrap().succeeded(), "{last:?}");
+    assert_eq!(status.device_id.as_deref().map(str::len), Some(36));
+    assert_eq!(server.events_applied() - before, events as u64);
+    assert!(store.check_invariants().unwrap().is_empty());
+}
+
+#[test]
+fn server_killed_during_a_push_loses_and_doubles_nothing_on_the_embedded_store() {
+    server_killed_during_a_push_loses_and_doubles_nothing(Backend::Embedded);
+}
+
+#[test]
+fn server_killed_during_a_push_loses_and_doubles_nothing_on_mongodb() {
+    server_killed_during_a_push_loses_and_doubles_nothing(Backend::Mongo);
+}
+
+#[test]
+fn box_killed_during_a_pull_never_stores_a_cursor_ahead_of_its_data_on_the_embedded_store() {
+    box_killed_during_a_pull_never_stores_a_cursor_ahead_of_its_data(Backend::Embedded);
+}
+
+#[test]
+fn box_killed_during_a_pull_never_stores_a_cursor_ahead_of_its_data_on_mongodb() {
+    box_killed_during_a_pull_never_stores_a_cursor_ahead_of_its_data(Backend::Mongo);
+}
+
+#[test]
+fn a_flaky_network_loses_and_doubles_nothing_on_the_embedded_store() {
+    a_flaky_network_loses_and_doubles_nothing(Backend::Embedded);
+}
+
+#[test]
+fn a_flaky_network_loses_and_doubles_nothing_on_mongodb() {
+    a_flaky_network_loses_and_doubles_nothing(Backend::Mongo);
 }

@@ -100,7 +100,7 @@ impl Server {
         let mut cmd = Command::new(server_binary());
         cmd.env("ROLLCALL_SERVER_LISTEN", format!("127.0.0.1:{}", self.port))
             .env("ROLLCALL_SERVER_DATA_DIR", self.data_dir.path())
-            .env("RUST_LOG", "warn");
+            .env("RUST_LOG", "info");
         match &self.mongo {
             Some((uri, database)) => cmd
                 .env("ROLLCALL_MONGODB_URI", uri)
@@ -113,10 +113,18 @@ impl Server {
     /// Starts `serve` (again) and waits until it answers.
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "already running");
+        // Every run appends to one log: the tests read request ids from it, and a failing run
+        // leaves it for reading.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
         self.child = Some(
             self.command()
                 .arg("serve")
                 .stdout(Stdio::null())
+                .stderr(log)
                 .spawn()
                 .unwrap(),
         );
@@ -133,6 +141,15 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.data_dir.path().join("server.log")
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     /// SIGKILL: no shutdown, no flush.
