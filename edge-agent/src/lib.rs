@@ -8,4 +8,5 @@ pub mod config;
 pub mod enrolment;
 pub mod roster;
 pub mod store;
+pub mod tui;
 pub mod vision;
