@@ -17,6 +17,8 @@ use edge_agent::vision::{Pick, Pipeline, select_face};
 
 const SECTION: &str = "c1";
 
+static SOCKETS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// A tmux server of its own (`-L`), killed when the test ends however it ends.
 struct Tmux {
     socket: String,
@@ -25,7 +27,12 @@ struct Tmux {
 impl Tmux {
     fn start(cwd: &Path, command: &str, width: u16, height: u16) -> Tmux {
         let tmux = Tmux {
-            socket: format!("rollcall-tui-{}", std::process::id()),
+            // One server per test: tests of this file run in parallel in one process.
+            socket: format!(
+                "rollcall-tui-{}-{}",
+                std::process::id(),
+                SOCKETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
         };
         let out = tmux.run(&[
             "new-session",
@@ -178,6 +185,91 @@ fn class(pipeline: &mut Pipeline) -> (Vec<Person>, Person, Person) {
     panic!("LFW dev lacks two clear pairs, one in the review band and one more person");
 }
 
+/// The teacher screen on `data` in an 80x24 tmux terminal; "EXITED:<status>" shows when it ends.
+fn start_screen(data: &Path, source: &str) -> Tmux {
+    let command = format!(
+        "{} --data-dir {} --source {source} --section {SECTION}; echo EXITED:$?; sleep 60",
+        env!("CARGO_BIN_EXE_edge-agent"),
+        data.display(),
+    );
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    Tmux::start(workspace, &command, 80, 24)
+}
+
+/// Issue 6: no camera is a clear message, on the screen and from `capture`, and the teacher
+/// still marks by hand.
+#[test]
+fn without_a_camera_the_screen_says_so_and_marks_by_hand() {
+    if Path::new("/dev/video0").exists() {
+        eprintln!("skipped: this machine has a camera (/dev/video0)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (roster, data) = (dir.path().join("roster"), dir.path().join("data"));
+    for d in [&roster, &data] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let students: Vec<common::Student> = ["Ann_Lee", "Bo_Chan"]
+        .iter()
+        .map(|id| common::Student {
+            id: id.to_string(),
+            enrol_photo: PathBuf::new(),
+            class_photo: PathBuf::new(),
+        })
+        .collect();
+    common::write_oneroster(&roster, &students);
+    let mut store = Store::open(&data.join("rollcall.sqlite")).unwrap();
+    store
+        .apply_roster(
+            &edge_agent::roster::read_oneroster(&roster).unwrap(),
+            "test",
+        )
+        .unwrap();
+    drop(store);
+
+    let capture = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["capture", "--section", SECTION, "--source", "camera"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&capture.stderr);
+    assert_eq!(capture.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no camera found"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let tmux = start_screen(&data, "camera");
+    let minute = Duration::from_secs(60);
+    tmux.wait_for("the no-camera message", minute, |s| {
+        s.contains("no camera found") && s.contains("NOT MARKED (2)")
+    });
+    tmux.keys("c");
+    tmux.keys("p");
+    tmux.wait_for("the mark", minute, |s| {
+        s.contains("PRESENT (1)") && s.contains("Roll · session")
+    });
+    tmux.keys("q");
+    tmux.wait_for("the program to exit", minute, |s| s.contains("EXITED:0"));
+    let store = Store::open(&data.join("rollcall.sqlite")).unwrap();
+    let session = store
+        .pending_events()
+        .unwrap()
+        .into_iter()
+        .find(|e| e.kind == "session_opened")
+        .expect("the mark opened a session");
+    let session: serde_json::Value = serde_json::from_str(&session.payload).unwrap();
+    let marks: Vec<(String, MarkStatus, MarkSource)> = store
+        .marks(session["session"].as_str().unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.student_id, m.status, m.source))
+        .collect();
+    assert_eq!(
+        marks,
+        vec![("Ann_Lee".into(), MarkStatus::Present, MarkSource::Teacher)]
+    );
+}
+
 #[test]
 fn capture_review_and_mark_through_the_screen() {
     let mut pipeline = pipeline();
@@ -228,14 +320,7 @@ fn capture_review_and_mark_through_the_screen() {
         std::os::unix::fs::symlink(&p.class_photo, frames.join(format!("{i:02}.jpg"))).unwrap();
     }
 
-    let command = format!(
-        "{} --data-dir {} --source images:{} --section {SECTION}; echo EXITED:$?; sleep 60",
-        env!("CARGO_BIN_EXE_edge-agent"),
-        data.display(),
-        frames.display()
-    );
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let tmux = Tmux::start(workspace, &command, 80, 24);
+    let tmux = start_screen(&data, &format!("images:{}", frames.display()));
     let minute = Duration::from_secs(60);
     tmux.wait_for("the camera and the models", minute, |s| {
         s.contains("capture from images:")
