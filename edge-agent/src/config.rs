@@ -4,6 +4,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// The configuration file's name inside the data folder.
+pub const CONFIG_FILE: &str = "edge-agent.toml";
+/// The database's file name inside the data folder.
+pub const DATABASE_FILE: &str = "rollcall.sqlite";
+
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {

@@ -9,4 +9,5 @@ pub mod enrolment;
 pub mod roster;
 pub mod store;
 pub mod sync;
+pub mod tui;
 pub mod vision;

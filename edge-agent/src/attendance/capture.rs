@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use image::RgbImage;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::gallery::Gallery;
 use super::{Thresholds, Verdict, assign};
@@ -23,7 +23,7 @@ pub enum CaptureError {
     NoFrames,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Scored {
     pub student: String,
     pub score: f32,
@@ -83,6 +83,65 @@ pub fn capture_with(
     frames: &[RgbImage],
     school: SchoolSearch<'_>,
 ) -> Result<CaptureOutcome, CaptureError> {
+    let (mut outcome, marks) = assess(pipeline, store, section_id, frames, school)?;
+    let record_started = std::time::Instant::now();
+    outcome.session = store.record_session(&SessionRecord {
+        section_id,
+        n_frames: frames.len(),
+        unknown_faces: outcome.unknown_faces,
+        too_small_faces: outcome.too_small_faces,
+        not_on_roster: &outcome.not_on_roster,
+        marks: &marks,
+    })?;
+    tracing::debug!(
+        marks = marks.len(),
+        record_ms = record_started.elapsed().as_secs_f64() * 1e3,
+        "capture: session stored"
+    );
+    Ok(outcome)
+}
+
+/// Another burst for a session that is already open (the teacher took attendance again, e.g.
+/// after latecomers came in): it can only raise a machine mark (absent -> review -> present),
+/// since a student missing from one burst was still seen in the earlier one; teacher marks stay.
+/// The outcome describes this burst; the session's marks are the merged result.
+pub fn recapture_with(
+    pipeline: &mut Pipeline,
+    store: &mut Store,
+    session_id: &str,
+    frames: &[RgbImage],
+    school: SchoolSearch<'_>,
+) -> Result<CaptureOutcome, CaptureError> {
+    let section_id = store.session_section(session_id)?;
+    let (mut outcome, marks) = assess(pipeline, store, &section_id, frames, school)?;
+    let rank = |status: MarkStatus| match status {
+        MarkStatus::Absent => 0,
+        MarkStatus::Review => 1,
+        _ => 2,
+    };
+    let before = store.marks(session_id)?;
+    let raised: Vec<Mark> = marks
+        .into_iter()
+        .filter(
+            |m| match before.iter().find(|b| b.student_id == m.student_id) {
+                None => true,
+                Some(b) => b.source == MarkSource::Machine && rank(m.status) > rank(b.status),
+            },
+        )
+        .collect();
+    store.update_machine_marks(session_id, &raised)?;
+    outcome.session = session_id.to_owned();
+    Ok(outcome)
+}
+
+/// Runs the burst and decides every student's machine mark; stores nothing.
+fn assess(
+    pipeline: &mut Pipeline,
+    store: &mut Store,
+    section_id: &str,
+    frames: &[RgbImage],
+    school: SchoolSearch<'_>,
+) -> Result<(CaptureOutcome, Vec<Mark>), CaptureError> {
     if frames.is_empty() {
         return Err(CaptureError::NoFrames);
     }
@@ -218,22 +277,11 @@ pub fn capture_with(
             candidates,
         });
     }
-    let record_started = std::time::Instant::now();
-    outcome.session = store.record_session(&SessionRecord {
-        section_id,
-        n_frames: frames.len(),
-        unknown_faces,
-        too_small_faces,
-        not_on_roster: &outcome.not_on_roster,
-        marks: &marks,
-    })?;
     tracing::debug!(
-        marks = marks.len(),
-        record_ms = record_started.elapsed().as_secs_f64() * 1e3,
         total_ms = started.elapsed().as_secs_f64() * 1e3,
-        "capture: session stored"
+        "capture: burst assessed"
     );
-    Ok(outcome)
+    Ok((outcome, marks))
 }
 
 /// The best student of the whole school, and the similarity, for each of `faces` (indices into

@@ -1,8 +1,11 @@
 //! Turning faces into attendance: the decision bands of the manifest thresholds, the one-to-one
-//! assignment of faces to enrolled people, and capture sessions (`capture`).
+//! assignment of faces to enrolled people, capture sessions (`capture`), the timetable's lesson
+//! now (`lesson`) and a session's roll with the teacher's acts on it (`roll`).
 
 pub mod capture;
 mod gallery;
+pub mod lesson;
+pub mod roll;
 
 pub use gallery::Gallery;
 

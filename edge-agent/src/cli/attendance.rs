@@ -1,7 +1,7 @@
 //! The attendance subcommands: roster import, consent, enrolment, capture, teacher marks.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
@@ -10,13 +10,12 @@ use super::{
     TeacherStatus, VisionArgs,
 };
 use crate::attendance::capture::{CaptureOutcome, capture};
-use crate::capture::{ImageLimits, load_image};
-use crate::config::Config;
+use crate::attendance::lesson::{Moment, lesson_at, parse_weekday};
+use crate::attendance::roll::{self, open_manual_session, review, session_roll};
+use crate::capture::{FrameSource, ImageFiles, ImageLimits, load_image};
+use crate::config::{CONFIG_FILE, Config, DATABASE_FILE};
 use crate::enrolment::{EnrolOptions, enrol};
-use crate::store::{Consent, MarkStatus, SessionRecord, Slot, Store, minutes_of_day};
-
-const DATABASE_FILE: &str = "rollcall.sqlite";
-pub(super) const CONFIG_FILE: &str = "edge-agent.toml";
+use crate::store::{Consent, MarkSource, MarkStatus, Slot, Store};
 
 pub(super) fn open_store(data_dir: &Path) -> Result<Store> {
     std::fs::create_dir_all(data_dir)
@@ -24,9 +23,13 @@ pub(super) fn open_store(data_dir: &Path) -> Result<Store> {
     Ok(Store::open(&data_dir.join(DATABASE_FILE))?)
 }
 
+/// Whether face recognition is on at this school (`edge-agent.toml`).
+pub(super) fn recognition(data_dir: &Path) -> Result<bool> {
+    Ok(Config::load(&data_dir.join(CONFIG_FILE))?.recognition)
+}
+
 fn require_recognition(data_dir: &Path, what: &str) -> Result<()> {
-    let config = Config::load(&data_dir.join(CONFIG_FILE))?;
-    if !config.recognition {
+    if !recognition(data_dir)? {
         bail!(
             "face recognition is disabled at this school ({}: recognition = false), so {what} is not available; mark attendance by hand with `edge-agent mark`",
             data_dir.join(CONFIG_FILE).display()
@@ -126,21 +129,19 @@ pub(super) fn run(
         Command::Capture {
             section,
             images,
-            camera,
+            source,
+            frames,
             json,
         } => {
             require_recognition(data_dir, "capture")?;
-            if let Some(camera) = camera {
-                bail!(
-                    "camera {camera}: live camera capture is not built yet; pass frames with --images"
-                );
-            }
+            // Open the source before the models load: a missing camera is the likelier failure.
+            let (mut source, n_frames): (Box<dyn FrameSource>, usize) = match source {
+                Some(spec) => (spec.open()?, frames),
+                None => (Box::new(ImageFiles::new(images.clone())), images.len()),
+            };
             let mut store = open_store(data_dir)?;
             let mut pipeline = vision.pipeline()?;
-            let frames = images
-                .iter()
-                .map(|p| load_image(p, &ImageLimits::default()))
-                .collect::<Result<Vec<_>, _>>()?;
+            let frames = source.grab(n_frames)?;
             let outcome = capture(&mut pipeline, &mut store, &section, &frames)?;
             if json {
                 writeln!(out, "{}", serde_json::to_string(&outcome)?)?;
@@ -152,16 +153,9 @@ pub(super) fn run(
             let mut store = open_store(data_dir)?;
             let section = match section {
                 Some(section) => section,
-                None => lesson_now(&store, at.as_deref())?.section_id,
+                None => lesson_at(&store, moment(at.as_deref())?)?.section_id,
             };
-            let session = store.record_session(&SessionRecord {
-                section_id: &section,
-                n_frames: 0,
-                unknown_faces: 0,
-                too_small_faces: 0,
-                not_on_roster: &[],
-                marks: &[],
-            })?;
+            let session = open_manual_session(&mut store, &section)?;
             writeln!(out, "{session}")?;
             eprintln!(
                 "session {session} open for {section}: mark students with `edge-agent mark {session} STUDENT present|absent|late|excused`"
@@ -169,7 +163,18 @@ pub(super) fn run(
         }
         Command::Session(SessionCommand::Show { session, json }) => {
             let store = open_store_existing(data_dir)?;
-            let (section, rows) = session_roll(&store, &session)?;
+            let roll = session_roll(&store, &session)?;
+            let rows: Vec<(&str, &str, &str)> = roll
+                .rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.student.as_str(),
+                        r.status.map_or("unmarked", MarkStatus::as_str),
+                        r.source.map_or("-", MarkSource::as_str),
+                    )
+                })
+                .collect();
             if json {
                 let rows: Vec<_> = rows
                     .iter()
@@ -180,10 +185,10 @@ pub(super) fn run(
                 writeln!(
                     out,
                     "{}",
-                    serde_json::json!({"session": session, "section": section, "students": rows})
+                    serde_json::json!({"session": session, "section": roll.section, "students": rows})
                 )?;
             } else {
-                writeln!(out, "session {session} — section {section}")?;
+                writeln!(out, "session {session} — section {}", roll.section)?;
                 for (student, status, source) in rows {
                     writeln!(out, "  {student:<24} {status:<9} {source}")?;
                 }
@@ -211,23 +216,15 @@ pub(super) fn run(
             decision,
             by,
         } => {
-            let mut store = open_store_existing(data_dir)?;
-            let in_review = store
-                .marks(&session)?
-                .iter()
-                .any(|m| m.student_id == student && m.status == MarkStatus::Review);
-            if !in_review {
-                bail!(
-                    "{student} is not waiting for review in session {session}; use `edge-agent mark` to change a mark"
-                );
-            }
-            let status = match decision {
-                ReviewDecision::Confirm => MarkStatus::Present,
-                ReviewDecision::Reject => MarkStatus::Absent,
+            let decision = match decision {
+                ReviewDecision::Confirm => roll::ReviewDecision::Confirm,
+                ReviewDecision::Reject => roll::ReviewDecision::Reject,
             };
-            store.set_teacher_mark(&session, &student, status, &by)?;
+            let mut store = open_store_existing(data_dir)?;
+            let status = review(&mut store, &session, &student, decision, &by)?;
             writeln!(out, "{student}: {}", status.as_str())?;
         }
+        Command::Tui(_) => unreachable!("the teacher screen is started in cli::run"),
         Command::Detect { .. }
         | Command::Embed { .. }
         | Command::Compare { .. }
@@ -241,8 +238,9 @@ pub(super) fn run(
     Ok(0)
 }
 
-/// Opens the database only if it exists: a read must not leave an empty database behind.
-pub(super) fn open_store_existing(data_dir: &Path) -> Result<Store> {
+/// The database's path, if it exists: a read (or the teacher screen) must not leave an empty
+/// database behind.
+pub(super) fn existing_database(data_dir: &Path) -> Result<PathBuf> {
     let path = data_dir.join(DATABASE_FILE);
     if !path.exists() {
         bail!(
@@ -250,76 +248,19 @@ pub(super) fn open_store_existing(data_dir: &Path) -> Result<Store> {
             data_dir.display()
         );
     }
-    Ok(Store::open(&path)?)
+    Ok(path)
 }
 
-/// A student, their status, and who decided it.
-type RollRow = (String, &'static str, &'static str);
-
-/// Each student of the session's section with their status and who decided it.
-fn session_roll(store: &Store, session: &str) -> Result<(String, Vec<RollRow>)> {
-    let marks = store.marks(session)?;
-    let section = store.session_section(session)?;
-    let rows = store
-        .section_students(&section)?
-        .into_iter()
-        .map(
-            |student| match marks.iter().find(|m| m.student_id == student) {
-                Some(m) => (student, m.status.as_str(), m.source.as_str()),
-                None => (student, "unmarked", "-"),
-            },
-        )
-        .collect();
-    Ok((section, rows))
+pub(super) fn open_store_existing(data_dir: &Path) -> Result<Store> {
+    Ok(Store::open(&existing_database(data_dir)?)?)
 }
 
-/// Parses `mon-08:40` (or `1-08:40`) into an ISO weekday and a minute of the day.
-fn parse_moment(text: &str) -> Result<(u8, u16)> {
-    let (day, time) = text
-        .split_once('-')
-        .with_context(|| format!("{text:?}: expected DAY-HH:MM, e.g. mon-08:40"))?;
-    let day = parse_weekday(day)?;
-    let minute =
-        minutes_of_day(time).with_context(|| format!("{time:?} is not a time as HH:MM"))?;
-    Ok((day, minute))
-}
-
-fn parse_weekday(text: &str) -> Result<u8> {
-    const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-    let lower = text.to_ascii_lowercase();
-    if let Some(i) = DAYS.iter().position(|d| lower.starts_with(d)) {
-        return Ok(i as u8 + 1);
-    }
-    match lower.parse::<u8>() {
-        Ok(n @ 1..=7) => Ok(n),
-        _ => bail!("{text:?} is not a weekday: use mon, tue, ... sun or 1-7"),
-    }
-}
-
-/// The one lesson under way now (local time) or at `at`; an error naming the choices otherwise.
-fn lesson_now(store: &Store, at: Option<&str>) -> Result<Slot> {
-    let (weekday, minute) = match at {
-        Some(at) => parse_moment(at)?,
-        None => {
-            let now = jiff::Zoned::now();
-            (
-                now.weekday().to_monday_one_offset() as u8,
-                now.hour() as u16 * 60 + now.minute() as u16,
-            )
-        }
-    };
-    let mut lessons = store.lessons_at(weekday, minute)?;
-    match lessons.len() {
-        1 => Ok(lessons.remove(0)),
-        0 => bail!("no lesson in the timetable at this time; pass --section"),
-        _ => {
-            let names: Vec<&str> = lessons.iter().map(|s| s.section_id.as_str()).collect();
-            bail!(
-                "several lessons at this time ({}); pass --section",
-                names.join(", ")
-            )
-        }
-    }
+/// The moment to look a lesson up at: `--at DAY-HH:MM`, or now.
+fn moment(at: Option<&str>) -> Result<Moment> {
+    Ok(match at {
+        Some(at) => Moment::parse(at)?,
+        None => Moment::now(),
+    })
 }
 
 fn schedule(command: ScheduleCommand, data_dir: &Path, out: &mut impl Write) -> Result<()> {
@@ -354,7 +295,7 @@ fn schedule(command: ScheduleCommand, data_dir: &Path, out: &mut impl Write) -> 
         }
         ScheduleCommand::Now { at } => {
             let store = open_store_existing(data_dir)?;
-            print_slot(out, &lesson_now(&store, at.as_deref())?)?;
+            print_slot(out, &lesson_at(&store, moment(at.as_deref())?)?)?;
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::capture::{BURST_FRAMES, SourceSpec};
 use crate::vision::{DetectOptions, Pick, Pipeline, PipelineOptions, RuntimeOptions};
 
 #[derive(Parser, Debug)]
@@ -30,7 +31,21 @@ pub struct Cli {
     )]
     pub data_dir: PathBuf,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// Options of the teacher screen when no subcommand is given.
+    #[command(flatten)]
+    pub tui: TuiArgs,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct TuiArgs {
+    /// Where frames come from: camera[:INDEX] (default: the first USB camera) or images:DIR, whose
+    /// image files are replayed as camera frames (demos and tests).
+    #[arg(long, value_name = "images:DIR|camera[:INDEX]")]
+    pub source: Option<SourceSpec>,
+    /// The section to open (default: the lesson under way by the timetable, else a picker).
+    #[arg(long)]
+    pub section: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -48,13 +63,18 @@ pub struct VisionArgs {
 
 impl VisionArgs {
     fn pipeline(&self) -> Result<Pipeline> {
+        Ok(Pipeline::load(&self.pipeline_options()?)?)
+    }
+
+    /// The options, checked; loading is left to the caller (the teacher screen loads on a worker).
+    fn pipeline_options(&self) -> Result<PipelineOptions> {
         if !(0.25..=4.0).contains(&self.detect_upscale) {
             bail!(
                 "--detect-upscale must be between 0.25 and 4, got {}",
                 self.detect_upscale
             );
         }
-        let options = PipelineOptions {
+        Ok(PipelineOptions {
             runtime: RuntimeOptions {
                 intra_threads: self.threads,
                 models_dir: self.models.clone(),
@@ -63,8 +83,7 @@ impl VisionArgs {
                 upscale: self.detect_upscale,
                 ..DetectOptions::default()
             },
-        };
-        Ok(Pipeline::load(&options)?)
+        })
     }
 }
 
@@ -140,14 +159,24 @@ pub enum Command {
         #[arg(long)]
         section: String,
         /// Image files, one frame each.
-        #[arg(long, num_args = 1.., required_unless_present = "camera")]
+        #[arg(long, num_args = 1.., required_unless_present = "source")]
         images: Vec<PathBuf>,
-        /// Camera device (USB capture arrives with the TUI's FrameSource).
-        #[arg(long, conflicts_with = "images")]
-        camera: Option<String>,
+        /// Where frames come from: images:DIR (its image files in name order) or camera[:INDEX].
+        #[arg(
+            long,
+            value_name = "images:DIR|camera[:INDEX]",
+            conflicts_with = "images"
+        )]
+        source: Option<SourceSpec>,
+        /// Frames in the burst taken from --source.
+        #[arg(long, default_value_t = BURST_FRAMES, requires = "source")]
+        frames: usize,
         #[arg(long)]
         json: bool,
     },
+    /// The teacher screen (the default with no subcommand): take attendance with one key, fix it
+    /// with one key, enrol at the box.
+    Tui(TuiArgs),
     /// Attendance sessions without a capture: manual roll call, and what a session holds.
     #[command(subcommand)]
     Session(SessionCommand),
@@ -278,11 +307,46 @@ pub enum ReviewDecision {
     Reject,
 }
 
+impl Cli {
+    /// Whether this invocation opens the teacher screen (no subcommand, or `tui`).
+    pub fn opens_screen(&self) -> bool {
+        matches!(self.command, None | Some(Command::Tui(_)))
+    }
+}
+
 /// Runs the command; the returned code is the process exit status.
 pub fn run(cli: Cli) -> Result<i32> {
+    let command = match cli.command {
+        None => Command::Tui(cli.tui),
+        Some(command) => command,
+    };
+    if let Command::Tui(args) = command {
+        let database = attendance::existing_database(&cli.data_dir)?;
+        let config = crate::config::Config::load(&cli.data_dir.join(crate::config::CONFIG_FILE))?;
+        let tui = crate::tui::Tui::new();
+        let updates = tui.sync_updates();
+        // Sync runs beside the screen on its own thread and connection; quitting does not wait
+        // for a cycle in flight (dropping the handle only asks the loop to stop).
+        let _sync = crate::sync::spawn(
+            database.clone(),
+            cli.data_dir.clone(),
+            config.sync,
+            move |report| {
+                updates.send(crate::tui::SyncIndicator::from_report(&report));
+            },
+        );
+        tui.run(crate::tui::TuiOptions {
+            database,
+            recognition: config.recognition,
+            pipeline: cli.vision.pipeline_options()?,
+            source: args.source.unwrap_or_default(),
+            section: args.section,
+        })?;
+        return Ok(0);
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    match cli.command {
+    match command {
         Command::Detect {
             images,
             json,

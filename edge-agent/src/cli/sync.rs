@@ -6,8 +6,8 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::Command;
-use super::attendance::{CONFIG_FILE, open_store, open_store_existing};
-use crate::config::Config;
+use super::attendance::{open_store, open_store_existing};
+use crate::config::{CONFIG_FILE, Config};
 use crate::sync::{self, Breaker, CycleReport, Status};
 
 pub(super) fn run(command: Command, data_dir: &Path, out: &mut impl Write) -> Result<i32> {

@@ -5,7 +5,7 @@ use image::RgbImage;
 use serde::Serialize;
 
 use crate::store::{Consent, NewTemplate, Store, StoreError};
-use crate::vision::{Pick, Pipeline, Unusable, VisionError, select_face};
+use crate::vision::{FaceQuality, Pick, Pipeline, Unusable, VisionError, select_face};
 
 /// Faces turned further than this from the camera make poor templates. The yaw measure is rough
 /// (it reads ~1.5x high); at 45 it refuses ~4 % of LFW's news photos, the visibly turned ones.
@@ -59,13 +59,26 @@ pub struct Enrolled {
     pub crop_kept: bool,
 }
 
-pub fn enrol(
+/// A face that passed every check of enrolment and is not stored yet: the teacher screen shows
+/// its quality verdict and stores it only when the teacher keeps it.
+#[derive(Clone, Debug)]
+pub struct EnrolCandidate {
+    pub student: String,
+    pub quality: FaceQuality,
+    model_id: String,
+    vector: Vec<f32>,
+    crop: Option<Vec<u8>>,
+}
+
+/// Checks a photo for `student_id` (consent, one usable face, size, sharpness, pose, not someone
+/// else's face) and embeds it; stores nothing.
+pub fn check(
     pipeline: &mut Pipeline,
-    store: &mut Store,
+    store: &Store,
     student_id: &str,
     frame: &RgbImage,
     options: &EnrolOptions,
-) -> Result<Enrolled, EnrolError> {
+) -> Result<EnrolCandidate, EnrolError> {
     let student = store.student(student_id)?;
     if student.consent != Consent::Granted {
         return Err(EnrolError::NoConsent {
@@ -102,22 +115,50 @@ pub fn enrol(
             });
         }
     }
+    Ok(EnrolCandidate {
+        student: student_id.to_owned(),
+        quality: face.quality,
+        model_id,
+        vector: embedding.vector,
+        crop: options.keep_crop.then_some(face.aligned.rgb),
+    })
+}
+
+/// Stores a checked face as a template of its student. `source` says where the photo came from:
+/// `enrol-photo` (a file) or `enrol-camera`.
+pub fn keep(
+    store: &mut Store,
+    candidate: &EnrolCandidate,
+    source: &str,
+) -> Result<Enrolled, EnrolError> {
     let template = store.add_template(
         &NewTemplate {
-            student_id,
-            model_id: &model_id,
-            vector: &embedding.vector,
-            quality: crate::vision::template_score(&face.quality),
-            source: "enrol-photo",
-            crop: options.keep_crop.then_some(face.aligned.rgb.as_slice()),
+            student_id: &candidate.student,
+            model_id: &candidate.model_id,
+            vector: &candidate.vector,
+            quality: crate::vision::template_score(&candidate.quality),
+            source,
+            crop: candidate.crop.as_deref(),
         },
         "enrol",
     )?;
     Ok(Enrolled {
-        student: student_id.to_owned(),
+        student: candidate.student.clone(),
         template,
-        eye_distance: face.quality.eye_distance,
-        sharpness: face.quality.sharpness,
-        crop_kept: options.keep_crop,
+        eye_distance: candidate.quality.eye_distance,
+        sharpness: candidate.quality.sharpness,
+        crop_kept: candidate.crop.is_some(),
     })
+}
+
+/// Checks a photo and, if it passes, stores its template at once ([`check`] then [`keep`]).
+pub fn enrol(
+    pipeline: &mut Pipeline,
+    store: &mut Store,
+    student_id: &str,
+    frame: &RgbImage,
+    options: &EnrolOptions,
+) -> Result<Enrolled, EnrolError> {
+    let candidate = check(pipeline, store, student_id, frame, options)?;
+    keep(store, &candidate, "enrol-photo")
 }

@@ -21,7 +21,7 @@ pub use outbox::OutboxEvent;
 pub use roster::ImportSummary;
 pub use schedule::{Slot, SlotError, minutes_of_day};
 pub use sessions::{Mark, MarkSource, MarkStatus, SessionRecord};
-pub use students::{Consent, StudentRecord};
+pub use students::{Consent, SectionRecord, StudentRecord};
 pub use sync::{
     DeviceIdentity, OutboxCounts, PullSummary, QueuedEvent, RejectedEvent, StoredTemplate,
     SyncState,

@@ -41,6 +41,13 @@ pub struct StudentRecord {
     pub consent: Consent,
 }
 
+/// A section as a teacher picks it: its id and title.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SectionRecord {
+    pub id: String,
+    pub title: String,
+}
+
 #[derive(Serialize)]
 struct ConsentChanged<'a> {
     student: &'a str,
@@ -86,6 +93,20 @@ impl Store {
         )?;
         let ids = stmt.query_map([section_id], |r| r.get(0))?;
         Ok(ids.collect::<Result<_, _>>()?)
+    }
+
+    /// Active sections, by title then id: the teacher screen's section picker.
+    pub fn sections(&self) -> Result<Vec<SectionRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, title FROM sections WHERE active ORDER BY title, id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(SectionRecord {
+                id: r.get(0)?,
+                title: r.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Records a guardian's consent decision. Withdrawal deletes every template and kept crop of the

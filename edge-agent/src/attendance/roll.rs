@@ -1,0 +1,143 @@
+//! A session's roll as a teacher sees it, and the teacher's acts on it: open a session without a
+//! capture (manual roll call), mark a student, settle a "needs review" item. The CLI and the
+//! teacher screen both go through here, so both behave alike.
+
+use serde::Serialize;
+
+use super::capture::Scored;
+use crate::store::{
+    Consent, Mark, MarkSource, MarkStatus, SessionRecord, Store, StoreError, StudentRecord,
+};
+
+/// One student of the section and where they stand in the session.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RollRow {
+    pub student: String,
+    /// Given and family name, for the screen.
+    pub name: String,
+    /// `None`: not marked yet (no capture, nobody marked them).
+    pub status: Option<MarkStatus>,
+    pub source: Option<MarkSource>,
+    pub score: Option<f32>,
+    /// For a review mark: the best candidates of the face, best first.
+    pub candidates: Vec<Scored>,
+    pub consent: Consent,
+    pub n_templates: usize,
+}
+
+/// Every active student of a section, by id, with their mark in `session` if there is one.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Roll {
+    pub section: String,
+    pub session: Option<String>,
+    pub rows: Vec<RollRow>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error(
+        "{student} is not waiting for review in session {session}; use `edge-agent mark` to change a mark"
+    )]
+    NotInReview { session: String, student: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A teacher's decision on a "needs review" item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReviewDecision {
+    /// It is them: present.
+    Confirm,
+    /// It is not them: absent.
+    Reject,
+}
+
+/// The roll of `section`, with the marks of `session` (which must belong to it) if given.
+pub fn roll(store: &Store, section: &str, session: Option<&str>) -> Result<Roll, StoreError> {
+    let marks = match session {
+        Some(session) => store.marks(session)?,
+        None => Vec::new(),
+    };
+    let mut rows = Vec::new();
+    for student in store.section_students(section)? {
+        let record = store.student(&student)?;
+        let mark = marks.iter().find(|m| m.student_id == student);
+        rows.push(row(store, record, mark)?);
+    }
+    Ok(Roll {
+        section: section.to_owned(),
+        session: session.map(str::to_owned),
+        rows,
+    })
+}
+
+/// The roll of a session, its section looked up.
+pub fn session_roll(store: &Store, session: &str) -> Result<Roll, StoreError> {
+    let section = store.session_section(session)?;
+    roll(store, &section, Some(session))
+}
+
+fn row(store: &Store, record: StudentRecord, mark: Option<&Mark>) -> Result<RollRow, StoreError> {
+    let candidates = mark
+        .and_then(|m| m.candidates.as_deref())
+        // Written by `capture` from `Vec<Scored>`; anything else shows no candidates.
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or_default();
+    let name = format!("{} {}", record.given_name, record.family_name)
+        .trim()
+        .to_owned();
+    Ok(RollRow {
+        n_templates: store.template_count(&record.id)?,
+        name: if name.is_empty() {
+            record.id.clone()
+        } else {
+            name
+        },
+        student: record.id,
+        status: mark.map(|m| m.status),
+        source: mark.map(|m| m.source),
+        score: mark.and_then(|m| m.score),
+        candidates,
+        consent: record.consent,
+    })
+}
+
+/// Opens a session with no capture and no marks (manual roll call, or a capture still to come);
+/// returns its id.
+pub fn open_manual_session(store: &mut Store, section: &str) -> Result<String, StoreError> {
+    store.record_session(&SessionRecord {
+        section_id: section,
+        n_frames: 0,
+        unknown_faces: 0,
+        too_small_faces: 0,
+        not_on_roster: &[],
+        marks: &[],
+    })
+}
+
+/// Settles a review item: confirmed is present, rejected is absent, as a teacher's mark. Refused
+/// for a student who is not waiting for review, so a stray key cannot overwrite another mark.
+pub fn review(
+    store: &mut Store,
+    session: &str,
+    student: &str,
+    decision: ReviewDecision,
+    by: &str,
+) -> Result<MarkStatus, ReviewError> {
+    let in_review = store
+        .marks(session)?
+        .iter()
+        .any(|m| m.student_id == student && m.status == MarkStatus::Review);
+    if !in_review {
+        return Err(ReviewError::NotInReview {
+            session: session.to_owned(),
+            student: student.to_owned(),
+        });
+    }
+    let status = match decision {
+        ReviewDecision::Confirm => MarkStatus::Present,
+        ReviewDecision::Reject => MarkStatus::Absent,
+    };
+    store.set_teacher_mark(session, student, status, by)?;
+    Ok(status)
+}

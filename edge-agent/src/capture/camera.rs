@@ -1,0 +1,93 @@
+//! USB (UVC) cameras through nokhwa (V4L2 on Linux). Behind the cargo feature `camera`.
+
+use std::time::{Duration, Instant};
+
+use image::RgbImage;
+use nokhwa::pixel_format::RgbFormat;
+use nokhwa::utils::{
+    ApiBackend, CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType,
+    Resolution,
+};
+
+use super::{FrameSource, FrameSourceError};
+
+/// Frames of a burst are this far apart, so five of them span ~2 s and catch the faces that a
+/// head or a hand hid in one of them.
+const BURST_SPACING: Duration = Duration::from_millis(400);
+
+/// The first frames after a stream opens are often dark while the sensor adjusts its exposure.
+const WARM_UP_FRAMES: usize = 3;
+
+pub struct Camera {
+    index: u32,
+    name: String,
+    camera: nokhwa::Camera,
+}
+
+impl Camera {
+    /// Finds camera `index` and starts its stream; a box without one gets `NoCamera`.
+    pub fn open(index: u32) -> Result<Camera, FrameSourceError> {
+        let failed = |e: nokhwa::NokhwaError| FrameSourceError::Camera {
+            index,
+            reason: e.to_string(),
+        };
+        // An empty list is the common case (no camera plugged in): say so plainly instead of
+        // passing on the driver's error for a missing /dev/video0.
+        let found = nokhwa::query(ApiBackend::Auto).map_err(failed)?;
+        if found.is_empty() {
+            return Err(FrameSourceError::NoCamera);
+        }
+        // 720p is what the detector works at (it scales larger frames down to 1280 px anyway);
+        // MJPEG keeps USB 2 bandwidth low. The driver picks the closest format it offers.
+        let wanted = CameraFormat::new(Resolution::new(1280, 720), FrameFormat::MJPEG, 30);
+        let format = RequestedFormat::new::<RgbFormat>(RequestedFormatType::Closest(wanted));
+        let mut camera = nokhwa::Camera::new(CameraIndex::Index(index), format).map_err(failed)?;
+        camera.open_stream().map_err(failed)?;
+        let name = format!("camera {index} ({})", camera.info().human_name());
+        let mut camera = Camera {
+            index,
+            name,
+            camera,
+        };
+        for _ in 0..WARM_UP_FRAMES {
+            camera.frame()?;
+        }
+        Ok(camera)
+    }
+
+    fn frame(&mut self) -> Result<RgbImage, FrameSourceError> {
+        let failed = |e: nokhwa::NokhwaError| FrameSourceError::Camera {
+            index: self.index,
+            reason: e.to_string(),
+        };
+        let buffer = self.camera.frame().map_err(failed)?;
+        buffer.decode_image::<RgbFormat>().map_err(failed)
+    }
+}
+
+impl FrameSource for Camera {
+    fn grab(&mut self, n_frames: usize) -> Result<Vec<RgbImage>, FrameSourceError> {
+        let mut frames = Vec::with_capacity(n_frames.max(1));
+        let mut last_kept: Option<Instant> = None;
+        while frames.len() < n_frames.max(1) {
+            // Keep reading so the driver's queue never holds a stale frame; keep one per spacing.
+            let frame = self.frame()?;
+            if last_kept.is_none_or(|t| t.elapsed() >= BURST_SPACING) {
+                last_kept = Some(Instant::now());
+                frames.push(frame);
+            }
+        }
+        Ok(frames)
+    }
+
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+}
+
+impl Drop for Camera {
+    fn drop(&mut self) {
+        // Best effort: the device is released with the handle either way.
+        let _ = self.camera.stop_stream();
+    }
+}
