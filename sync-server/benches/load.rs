@@ -431,6 +431,8 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 async fn run_backend(backend: &Backend, seconds: u64) {
     let server = Server::start(backend);
+    // A workspace build gives reqwest edge-agent's `rustls-no-provider`: install one first.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(BOXES)
         .build()

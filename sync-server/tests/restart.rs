@@ -110,7 +110,7 @@ async fn restart_between_push_and_retry(mongo: Option<(String, String)>) {
         data_dir: dir.path(),
         mongo,
     };
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     place.create_admin();
     let (mut server, base) = place.serve(&http).await;
 

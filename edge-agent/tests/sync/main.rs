@@ -6,6 +6,7 @@
 mod common;
 mod proxy;
 mod server;
+mod tls;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -760,4 +761,46 @@ fn a_flaky_network_loses_and_doubles_nothing_on_the_embedded_store() {
 #[test]
 fn a_flaky_network_loses_and_doubles_nothing_on_mongodb() {
     a_flaky_network_loses_and_doubles_nothing(Backend::Mongo);
+}
+
+/// A school's own CA: with `ca_file` the box provisions over HTTPS against a certificate it
+/// signed; without it the same server is refused, and nothing is stored.
+#[test]
+fn a_schools_own_ca_is_trusted_only_when_configured() {
+    let ca = tls::SchoolCa::new();
+    let reply = serde_json::json!({
+        "device_id": "0190f1f0-0000-7000-8000-0000000000aa",
+        "school_id": "o1",
+        "token": "device-secret",
+    })
+    .to_string();
+    let port = ca.serve_canned(reply, 2);
+    let server = format!("https://localhost:{port}");
+
+    let stranger = Classroom::new("");
+    let refused = stranger.run(&["provision", "--server", &server, "--code", "ABCD-EFGH"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("certificate") || stderr.contains("Certificate"),
+        "{stderr}"
+    );
+    assert!(!stranger.data().join("device-token").exists());
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = dir.path().join("school-ca.pem");
+    std::fs::write(&ca_path, &ca.ca_pem).unwrap();
+    let trusted = Classroom::new(&format!(
+        "[sync]\nca_file = {:?}\n",
+        ca_path.to_str().unwrap()
+    ));
+    let out = trusted.ok(&["provision", "--server", &server, "--code", "ABCD-EFGH"]);
+    assert!(
+        out.contains("provisioned: device 0190f1f0-0000-7000-8000-0000000000aa of school o1"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(trusted.data().join("device-token")).unwrap(),
+        "device-secret"
+    );
 }

@@ -1,5 +1,7 @@
 //! A real `sync-server` process for the box's end-to-end tests, on the embedded store or on the
 //! MongoDB-wire server that scripts/test starts, plus the admin calls that set a school up.
+//! Shared with benches/sync.rs, which uses only part of it.
+#![allow(dead_code)]
 
 use std::io::Write;
 use std::net::TcpListener;

@@ -20,6 +20,12 @@ pub const START: Millis = 1_725_264_000_000;
 pub const DISTRICT_ADMIN: &str = "district";
 pub const PASSWORD: &str = "correct horse battery";
 
+/// A reqwest client; see Cargo.toml for why the crypto provider is installed first.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 pub struct ManualClock(AtomicI64);
 
 impl ManualClock {
@@ -135,7 +141,7 @@ impl Server {
         }));
         Server {
             base,
-            http: reqwest::Client::new(),
+            http: http_client(),
             store,
             clock,
             shutdown: Some(shutdown),

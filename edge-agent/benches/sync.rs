@@ -1,0 +1,294 @@
+//! Sync benchmark: bytes on the wire per mark and per template; how long a box takes to catch up
+//! after an outage (10,000 events pushed, 10,000 changes pulled) against a real `sync-server` on
+//! loopback (embedded store); and what a sync in flight costs a capture running beside it.
+//!
+//! `cargo build --release -p sync-server && cargo bench -p edge-agent --bench sync [-- --quick]`.
+//! Times are from this one process and machine: compare rows with each other.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/sync/server.rs"]
+mod server;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use edge_agent::attendance::capture::capture;
+use edge_agent::capture::{ImageLimits, load_image};
+use edge_agent::config::SyncConfig;
+use edge_agent::enrolment::{EnrolOptions, enrol};
+use edge_agent::store::{Mark, MarkSource, MarkStatus, NewTemplate, SessionRecord, Store};
+use edge_agent::sync::{Outgoing, provision, syncer, to_wire};
+use shared_proto::PROTOCOL_VERSION;
+use shared_proto::sync::PushRequest;
+
+use server::{Backend, Server};
+
+const SECTION: &str = "c1";
+const MODEL: &str = "synthetic@0123456789ab";
+
+fn sessions(store: &mut Store, n: usize, students: &[String]) -> usize {
+    for i in 0..n {
+        let marks: Vec<Mark> = students
+            .iter()
+            .enumerate()
+            .map(|(j, s)| Mark {
+                student_id: s.clone(),
+                status: if (i + j) % 5 == 0 {
+                    MarkStatus::Absent
+                } else {
+                    MarkStatus::Present
+                },
+                source: MarkSource::Machine,
+                score: Some(0.63),
+                candidates: None,
+            })
+            .collect();
+        store
+            .record_session(&SessionRecord {
+                section_id: SECTION,
+                n_frames: 5,
+                unknown_faces: 0,
+                too_small_faces: 0,
+                not_on_roster: &[],
+                marks: &marks,
+            })
+            .unwrap();
+    }
+    n * (1 + students.len())
+}
+
+fn templates(store: &mut Store, n: usize, students: &[String]) {
+    for k in 0..n {
+        let student = &students[k % students.len()];
+        let vector: Vec<f32> = (0..512).map(|d| ((k * 131 + d) as f32).sin()).collect();
+        store
+            .add_template(
+                &NewTemplate {
+                    student_id: student,
+                    model_id: MODEL,
+                    vector: &vector,
+                    quality: 0.8,
+                    source: "enrol-photo",
+                    crop: None,
+                },
+                "bench",
+            )
+            .unwrap();
+    }
+}
+
+/// JSON bytes per event of a full push of `kind`, the way the client sends it.
+fn wire_bytes(store: &Store, kind: &str) -> (usize, f64) {
+    let events: Vec<_> = store
+        .waiting_events(100_000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == kind)
+        .take(500)
+        .map(
+            |e| match to_wire(store, &e, "0190f1f0-0000-7000-8000-000000000001").unwrap() {
+                Outgoing::Send(event) => event,
+                other => panic!("{other:?}"),
+            },
+        )
+        .collect();
+    let n = events.len();
+    let body = serde_json::to_vec(&PushRequest {
+        protocol: PROTOCOL_VERSION,
+        events,
+    })
+    .unwrap();
+    (n, body.len() as f64 / n as f64)
+}
+
+struct Room {
+    dir: tempfile::TempDir,
+    config: SyncConfig,
+}
+
+impl Room {
+    fn join(server: &Server, name: &str) -> Room {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SyncConfig::default();
+        let mut store = Store::open(&dir.path().join("rollcall.sqlite")).unwrap();
+        provision(
+            &mut store,
+            dir.path(),
+            &server.base,
+            &server.provisioning_code(name),
+            None,
+            &config,
+        )
+        .unwrap();
+        let b = Room { dir, config };
+        b.sync_all();
+        b
+    }
+
+    fn store(&self) -> Store {
+        Store::open(&self.dir.path().join("rollcall.sqlite")).unwrap()
+    }
+
+    /// Cycles until nothing waits and a cycle succeeded; returns the time taken.
+    fn sync_all(&self) -> Duration {
+        let mut syncer = syncer(self.dir.path(), self.store(), &self.config).unwrap();
+        let started = Instant::now();
+        loop {
+            let report = syncer.cycle().unwrap();
+            assert!(report.error.is_none(), "{report:?}");
+            if self.store().outbox_counts().unwrap().waiting == 0 {
+                return started.elapsed();
+            }
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let students = common::students(if quick { 6 } else { 12 });
+    let ids: Vec<String> = students.iter().map(|s| s.id.clone()).collect();
+    let roster = tempfile::tempdir().unwrap();
+    common::write_oneroster(roster.path(), &students);
+    let mut server = Server::start(Backend::Embedded);
+    server.set_up_school(roster.path(), &ids);
+
+    println!("| measure | value |");
+    println!("|---|---|");
+
+    // 1. Bytes on the wire.
+    let a = Room::join(&server, "room A");
+    {
+        let mut store = a.store();
+        sessions(&mut store, 100, &ids);
+        templates(&mut store, 100, &ids);
+        let (n, mark) = wire_bytes(&store, "mark_set");
+        println!("| JSON bytes per mark (push of {n}) | {mark:.0} |");
+        let (n, template) = wire_bytes(&store, "template_added");
+        println!("| JSON bytes per 512-d template (push of {n}) | {template:.0} |");
+    }
+    a.sync_all();
+
+    // 2. Catch-up after an outage: 10,000 events waiting on the box, then a new box pulling
+    // 10,000 template changes.
+    let n_events = 10_000;
+    let pushed = {
+        let mut store = a.store();
+        let per_session = 1 + ids.len();
+        let n = sessions(&mut store, n_events / per_session, &ids);
+        let took = a.sync_all();
+        (n, took)
+    };
+    println!(
+        "| push catch-up: {} events (sessions and marks) | {:.2} s ({:.0} events/s) |",
+        pushed.0,
+        pushed.1.as_secs_f64(),
+        pushed.0 as f64 / pushed.1.as_secs_f64()
+    );
+    {
+        let mut store = a.store();
+        templates(&mut store, n_events, &ids);
+        let took = a.sync_all();
+        println!(
+            "| push catch-up: {n_events} templates | {:.2} s ({:.0} templates/s) |",
+            took.as_secs_f64(),
+            n_events as f64 / took.as_secs_f64()
+        );
+    }
+    {
+        let started = Instant::now();
+        let b = Room::join(&server, "room B");
+        let took = started.elapsed();
+        let held = b.store().all_templates(MODEL).unwrap().len();
+        println!(
+            "| pull catch-up: new box, {held} templates + roster | {:.2} s ({:.0} changes/s) |",
+            took.as_secs_f64(),
+            held as f64 / took.as_secs_f64()
+        );
+    }
+
+    // 3. A capture with and without a sync in flight beside it (the sync loop pushing marks
+    // back to back on its own thread and connection, as in the long-running agent).
+    let mut pipeline = common::pipeline();
+    {
+        let mut store = a.store();
+        for s in &students {
+            let photo = load_image(&s.enrol_photo, &ImageLimits::default()).unwrap();
+            let _ = enrol(
+                &mut pipeline,
+                &mut store,
+                &s.id,
+                &photo,
+                &EnrolOptions::default(),
+            );
+        }
+    }
+    let frames: Vec<_> = students
+        .iter()
+        .take(5)
+        .map(|s| load_image(&s.class_photo, &ImageLimits::default()).unwrap())
+        .collect();
+    let busy = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let cycles = Arc::new(AtomicUsize::new(0));
+    let background = {
+        let (busy, stop, cycles) = (busy.clone(), stop.clone(), cycles.clone());
+        let dir = a.dir.path().to_owned();
+        let ids = ids.clone();
+        let config = a.config.clone();
+        std::thread::spawn(move || {
+            let db = dir.join("rollcall.sqlite");
+            let mut writer = Store::open(&db).unwrap();
+            let mut syncer = syncer(&dir, Store::open(&db).unwrap(), &config).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                if !busy.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                sessions(&mut writer, 100, &ids);
+                syncer.cycle().unwrap();
+                cycles.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let rounds = if quick { 5 } else { 15 };
+    let mut store = a.store();
+    let (mut quiet, mut loaded) = (Vec::new(), Vec::new());
+    capture(&mut pipeline, &mut store, SECTION, &frames).unwrap();
+    for _ in 0..rounds {
+        for with_sync in [false, true] {
+            busy.store(with_sync, Ordering::Relaxed);
+            if with_sync {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let started = Instant::now();
+            capture(&mut pipeline, &mut store, SECTION, &frames).unwrap();
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            busy.store(false, Ordering::Relaxed);
+            if with_sync {
+                loaded.push(ms)
+            } else {
+                quiet.push(ms)
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    background.join().unwrap();
+    let (quiet, loaded) = (median(quiet), median(loaded));
+    println!(
+        "| capture of {} frames, no sync (median of {rounds}) | {quiet:.0} ms |",
+        frames.len()
+    );
+    println!(
+        "| same capture, sync pushing marks beside it ({} cycles ran) | {loaded:.0} ms ({:.2}x) |",
+        cycles.load(Ordering::Relaxed),
+        loaded / quiet
+    );
+    server.kill();
+}
