@@ -7,6 +7,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../tests/sync/fixtures.rs"]
+mod fixtures;
 #[path = "../tests/sync/server.rs"]
 mod server;
 
@@ -18,66 +20,13 @@ use edge_agent::attendance::capture::capture;
 use edge_agent::capture::{ImageLimits, load_image};
 use edge_agent::config::SyncConfig;
 use edge_agent::enrolment::{EnrolOptions, enrol};
-use edge_agent::store::{Mark, MarkSource, MarkStatus, NewTemplate, SessionRecord, Store};
+use edge_agent::store::Store;
 use edge_agent::sync::{Outgoing, provision, syncer, to_wire};
 use shared_proto::PROTOCOL_VERSION;
 use shared_proto::sync::PushRequest;
 
+use fixtures::{SECTION, SYNTHETIC_MODEL as MODEL, add_synthetic_templates, record_sessions};
 use server::{Backend, Server};
-
-const SECTION: &str = "c1";
-const MODEL: &str = "synthetic@0123456789ab";
-
-fn sessions(store: &mut Store, n: usize, students: &[String]) -> usize {
-    for i in 0..n {
-        let marks: Vec<Mark> = students
-            .iter()
-            .enumerate()
-            .map(|(j, s)| Mark {
-                student_id: s.clone(),
-                status: if (i + j) % 5 == 0 {
-                    MarkStatus::Absent
-                } else {
-                    MarkStatus::Present
-                },
-                source: MarkSource::Machine,
-                score: Some(0.63),
-                candidates: None,
-            })
-            .collect();
-        store
-            .record_session(&SessionRecord {
-                section_id: SECTION,
-                n_frames: 5,
-                unknown_faces: 0,
-                too_small_faces: 0,
-                not_on_roster: &[],
-                marks: &marks,
-            })
-            .unwrap();
-    }
-    n * (1 + students.len())
-}
-
-fn templates(store: &mut Store, n: usize, students: &[String]) {
-    for k in 0..n {
-        let student = &students[k % students.len()];
-        let vector: Vec<f32> = (0..512).map(|d| ((k * 131 + d) as f32).sin()).collect();
-        store
-            .add_template(
-                &NewTemplate {
-                    student_id: student,
-                    model_id: MODEL,
-                    vector: &vector,
-                    quality: 0.8,
-                    source: "enrol-photo",
-                    crop: None,
-                },
-                "bench",
-            )
-            .unwrap();
-    }
-}
 
 /// JSON bytes per event of a full push of `kind`, the way the client sends it.
 fn wire_bytes(store: &Store, kind: &str) -> (usize, f64) {
@@ -166,8 +115,8 @@ fn main() {
     let a = Room::join(&server, "room A");
     {
         let mut store = a.store();
-        sessions(&mut store, 100, &ids);
-        templates(&mut store, 100, &ids);
+        record_sessions(&mut store, 100, &ids);
+        add_synthetic_templates(&mut store, &ids, 100 / ids.len() + 1);
         let (n, mark) = wire_bytes(&store, "mark_set");
         println!("| JSON bytes per mark (push of {n}) | {mark:.0} |");
         let (n, template) = wire_bytes(&store, "template_added");
@@ -181,7 +130,7 @@ fn main() {
     let pushed = {
         let mut store = a.store();
         let per_session = 1 + ids.len();
-        let n = sessions(&mut store, n_events / per_session, &ids);
+        let n = record_sessions(&mut store, n_events / per_session, &ids);
         let took = a.sync_all();
         (n, took)
     };
@@ -193,12 +142,14 @@ fn main() {
     );
     {
         let mut store = a.store();
-        templates(&mut store, n_events, &ids);
+        let per_student = n_events / ids.len();
+        add_synthetic_templates(&mut store, &ids, per_student);
+        let n = per_student * ids.len();
         let took = a.sync_all();
         println!(
-            "| push catch-up: {n_events} templates | {:.2} s ({:.0} templates/s) |",
+            "| push catch-up: {n} templates | {:.2} s ({:.0} templates/s) |",
             took.as_secs_f64(),
-            n_events as f64 / took.as_secs_f64()
+            n as f64 / took.as_secs_f64()
         );
     }
     {
@@ -251,7 +202,7 @@ fn main() {
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 }
-                sessions(&mut writer, 100, &ids);
+                record_sessions(&mut writer, 100, &ids);
                 syncer.cycle().unwrap();
                 cycles.fetch_add(1, Ordering::Relaxed);
             }

@@ -383,6 +383,21 @@ fn withdrawn_here_unsent(tx: &Transaction<'_>, student: &str) -> Result<bool, St
         .unwrap_or(false))
 }
 
+/// Notes that the server's change `seq` purged a template, so `check_invariants` can tell it from
+/// a lost one.
+fn record_purge(
+    tx: &Transaction<'_>,
+    uuid: &str,
+    student: &str,
+    seq: u64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO sync_purges (template_uuid, student_id, change_seq, at) VALUES (?1, ?2, ?3, ?4)",
+        params![uuid, student, seq as i64, now_ms()],
+    )?;
+    Ok(())
+}
+
 fn purge_template(
     tx: &Transaction<'_>,
     uuid: &str,
@@ -395,10 +410,7 @@ fn purge_template(
     )?;
     let n = tx.execute("DELETE FROM face_templates WHERE uuid = ?1", [uuid])?;
     if n > 0 {
-        tx.execute(
-            "INSERT INTO sync_purges (template_uuid, student_id, change_seq, at) VALUES (?1, ?2, ?3, ?4)",
-            params![uuid, student, seq as i64, now_ms()],
-        )?;
+        record_purge(tx, uuid, student, seq)?;
     }
     Ok(n)
 }
@@ -410,10 +422,7 @@ fn purge_all_of(tx: &Transaction<'_>, student: &str, seq: u64) -> Result<usize, 
             .collect::<Result<_, _>>()?
     };
     for uuid in &uuids {
-        tx.execute(
-            "INSERT INTO sync_purges (template_uuid, student_id, change_seq, at) VALUES (?1, ?2, ?3, ?4)",
-            params![uuid, student, seq as i64, now_ms()],
-        )?;
+        record_purge(tx, uuid, student, seq)?;
     }
     purge_student(tx, student)
 }

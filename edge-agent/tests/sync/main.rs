@@ -4,6 +4,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod fixtures;
 mod proxy;
 mod server;
 mod tls;
@@ -13,17 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use edge_agent::store::{Mark, MarkSource, MarkStatus, NewTemplate, SessionRecord, Store};
+use edge_agent::store::Store;
 use serde_json::Value;
 use shared_proto::sync::{ChangeBody, PullResponse};
 
 use proxy::FlakyProxy;
 use server::{Backend, Server};
 
-const SECTION: &str = "c1";
-/// A model id for synthetic templates: the boxes store and forward them, never compare them with
-/// the real embedder's.
-const SYNTHETIC_MODEL: &str = "synthetic@0123456789ab";
+use fixtures::{SECTION, SYNTHETIC_MODEL};
 
 /// A classroom box: the real binary over its own data folder.
 struct Classroom {
@@ -127,62 +125,13 @@ fn joined(server: &Server, config: &str, name: &str) -> Classroom {
     classroom
 }
 
-/// `n` machine-marked sessions of `students` written straight into the box's store (what
-/// captures would write): 1 + students.len() events each.
+/// `n` machine-marked sessions written into the box's store; returns the events they made.
 fn record_sessions(classroom: &Classroom, n: usize, students: &[String]) -> usize {
-    let mut store = classroom.store();
-    for i in 0..n {
-        let marks: Vec<Mark> = students
-            .iter()
-            .enumerate()
-            .map(|(j, s)| Mark {
-                student_id: s.clone(),
-                status: if (i + j) % 3 == 0 {
-                    MarkStatus::Absent
-                } else {
-                    MarkStatus::Present
-                },
-                source: MarkSource::Machine,
-                score: Some(0.61),
-                candidates: None,
-            })
-            .collect();
-        store
-            .record_session(&SessionRecord {
-                section_id: SECTION,
-                n_frames: 1,
-                unknown_faces: 0,
-                too_small_faces: 0,
-                not_on_roster: &[],
-                marks: &marks,
-            })
-            .unwrap();
-    }
-    n * (1 + students.len())
+    fixtures::record_sessions(&mut classroom.store(), n, students)
 }
 
 fn add_synthetic_templates(classroom: &Classroom, students: &[String], per_student: usize) {
-    let mut store = classroom.store();
-    for (i, student) in students.iter().enumerate() {
-        for k in 0..per_student {
-            let vector: Vec<f32> = (0..512)
-                .map(|d| ((i * 7919 + k * 104_729 + d) as f32).sin())
-                .collect();
-            store
-                .add_template(
-                    &NewTemplate {
-                        student_id: student,
-                        model_id: SYNTHETIC_MODEL,
-                        vector: &vector,
-                        quality: 0.8,
-                        source: "enrol-photo",
-                        crop: None,
-                    },
-                    "test",
-                )
-                .unwrap();
-        }
-    }
+    fixtures::add_synthetic_templates(&mut classroom.store(), students, per_student);
 }
 
 fn names(list: &Value) -> BTreeSet<String> {
@@ -429,7 +378,7 @@ fn server_killed_during_a_push_loses_and_doubles_nothing(backend: Backend) {
 }
 
 /// A box SIGKILLed again and again while it pulls 1200 templates (200 on MongoDB) in pages of
-/// 50: its cursor never runs ahead of the templates it holds, and it ends with all of them.
+/// 20: its cursor never runs ahead of the templates it holds, and it ends with all of them.
 fn box_killed_during_a_pull_never_stores_a_cursor_ahead_of_its_data(backend: Backend) {
     let students = synthetic_students(4);
     let ids: Vec<String> = students.iter().map(|s| s.id.clone()).collect();
@@ -452,18 +401,29 @@ fn box_killed_during_a_pull_never_stores_a_cursor_ahead_of_its_data(backend: Bac
     let total = 4 * bulk.templates_per_student;
     assert_eq!(templates.len(), total);
 
-    let config = format!("{}pull_page = 50\n", bulk.config);
+    let config = format!("{}pull_page = 20\n", bulk.config);
     let b = Classroom::new(&config);
     b.provision(&server.base, &server.provisioning_code("room B"));
+    // Each round kills the box as soon as it has stored a page beyond where the round began,
+    // so the kill lands in the middle of a pull however fast the server answers.
+    let cursor_of = |c: &Classroom| -> u64 {
+        c.store()
+            .cursor()
+            .unwrap()
+            .map_or(0, |c| c.parse().unwrap())
+    };
     let mut kills = 0;
-    for round in 0..8 {
+    for round in 0..12 {
+        let start = cursor_of(&b);
         let mut sync = b
             .command(&["sync", "--once"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(60 + 90 * round));
+        while sync.try_wait().unwrap().is_none() && cursor_of(&b) == start {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         if sync.try_wait().unwrap().is_none() {
             sync.kill().unwrap();
             kills += 1;
@@ -487,7 +447,7 @@ fn box_killed_during_a_pull_never_stores_a_cursor_ahead_of_its_data(backend: Bac
         }
         assert!(store.check_invariants().unwrap().is_empty());
     }
-    assert!(kills >= 2, "only {kills} kills landed during a pull");
+    assert!(kills >= 3, "only {kills} kills landed during a pull");
     b.sync_until_done(3);
     assert_eq!(
         b.store().all_templates(SYNTHETIC_MODEL).unwrap().len(),

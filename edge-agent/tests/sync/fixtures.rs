@@ -1,0 +1,68 @@
+//! What boxes write without a camera: machine-marked sessions and synthetic templates, straight
+//! into a store, for the sync tests and benches/sync.rs.
+#![allow(dead_code)]
+
+use edge_agent::store::{Mark, MarkSource, MarkStatus, NewTemplate, SessionRecord, Store};
+
+/// The section of `common::write_oneroster`.
+pub const SECTION: &str = "c1";
+/// A model id for synthetic templates: the boxes store and forward them, never compare them with
+/// the real embedder's.
+pub const SYNTHETIC_MODEL: &str = "synthetic@0123456789ab";
+
+/// `n` machine-marked sessions of `students` (what captures would write): 1 + students.len()
+/// events each; returns how many.
+pub fn record_sessions(store: &mut Store, n: usize, students: &[String]) -> usize {
+    for i in 0..n {
+        let marks: Vec<Mark> = students
+            .iter()
+            .enumerate()
+            .map(|(j, s)| Mark {
+                student_id: s.clone(),
+                status: if (i + j) % 3 == 0 {
+                    MarkStatus::Absent
+                } else {
+                    MarkStatus::Present
+                },
+                source: MarkSource::Machine,
+                score: Some(0.61),
+                candidates: None,
+            })
+            .collect();
+        store
+            .record_session(&SessionRecord {
+                section_id: SECTION,
+                n_frames: 1,
+                unknown_faces: 0,
+                too_small_faces: 0,
+                not_on_roster: &[],
+                marks: &marks,
+            })
+            .unwrap();
+    }
+    n * (1 + students.len())
+}
+
+/// `per_student` distinct synthetic 512-d templates for each student.
+pub fn add_synthetic_templates(store: &mut Store, students: &[String], per_student: usize) {
+    for (i, student) in students.iter().enumerate() {
+        for k in 0..per_student {
+            let vector: Vec<f32> = (0..512)
+                .map(|d| ((i * 7919 + k * 104_729 + d) as f32).sin())
+                .collect();
+            store
+                .add_template(
+                    &NewTemplate {
+                        student_id: student,
+                        model_id: SYNTHETIC_MODEL,
+                        vector: &vector,
+                        quality: 0.8,
+                        source: "enrol-photo",
+                        crop: None,
+                    },
+                    "test",
+                )
+                .unwrap();
+        }
+    }
+}
