@@ -379,6 +379,16 @@ fn capture_review_and_mark_through_the_screen() {
 
     tmux.keys("q");
     tmux.wait_for("the program to exit", minute, |s| s.contains("EXITED:0"));
+    drop(tmux);
+
+    // The box restarts mid-lesson: the screen continues the lesson's session, marks and all,
+    // rather than opening a second one.
+    let tmux = start_screen(&data, &format!("images:{}", frames.display()));
+    tmux.wait_for("the session from before the restart", minute, |s| {
+        s.contains("LATE (1)") && s.contains("PRESENT (3)")
+    });
+    tmux.keys("q");
+    tmux.wait_for("the program to exit", minute, |s| s.contains("EXITED:0"));
 
     let store = Store::open(&data.join("rollcall.sqlite")).unwrap();
     let sessions: Vec<String> = {

@@ -115,6 +115,34 @@ pub fn open_manual_session(store: &mut Store, section: &str) -> Result<String, S
     })
 }
 
+/// How far back a restarted screen looks for a session to continue when the section has no
+/// lesson in the timetable now.
+pub const RESUME_WINDOW_MS: i64 = 45 * 60 * 1000;
+
+/// The session of `section` that a screen opened at `now` (`now_ms`) should continue rather than
+/// start another: the latest one begun since the lesson under way started by the timetable, or in
+/// the last [`RESUME_WINDOW_MS`] when the timetable has no lesson of the section now. A box
+/// restarted mid-lesson keeps one session per lesson.
+pub fn resumable_session(
+    store: &Store,
+    section: &str,
+    now: super::lesson::Moment,
+    now_ms: i64,
+) -> Result<Option<String>, StoreError> {
+    let lesson_start = store
+        .lessons_at(now.weekday, now.minute)?
+        .into_iter()
+        .filter(|slot| slot.section_id == section)
+        .filter_map(|slot| crate::store::minutes_of_day(&slot.starts))
+        .min();
+    let since = match lesson_start {
+        // Minutes since the lesson began, plus the seconds of the current minute.
+        Some(start) => now_ms - (i64::from(now.minute.saturating_sub(start)) * 60 + 59) * 1000,
+        None => now_ms - RESUME_WINDOW_MS,
+    };
+    store.latest_session_since(section, since)
+}
+
 /// Settles a review item: confirmed is present, rejected is absent, as a teacher's mark. Refused
 /// for a student who is not waiting for review, so a stray key cannot overwrite another mark.
 pub fn review(
@@ -140,4 +168,75 @@ pub fn review(
     };
     store.set_teacher_mark(session, student, status, by)?;
     Ok(status)
+}
+
+#[cfg(test)]
+mod resume_tests {
+    use super::*;
+    use crate::attendance::lesson::Moment;
+    use crate::roster::{RosterImport, Section};
+    use crate::store::Slot;
+
+    fn store_with_lesson() -> Store {
+        let mut store = Store::open_in_memory().unwrap();
+        let import = RosterImport {
+            sections: vec![Section {
+                id: "c1".into(),
+                title: "7B".into(),
+                school_id: "o1".into(),
+                active: true,
+            }],
+            ..RosterImport::default()
+        };
+        store.apply_roster(&import, "test").unwrap();
+        store
+            .set_schedule(
+                "c1",
+                &[Slot {
+                    section_id: "c1".into(),
+                    weekday: 1,
+                    starts: "08:30".into(),
+                    ends: "09:15".into(),
+                    room: None,
+                }],
+                "test",
+            )
+            .unwrap();
+        store
+    }
+
+    #[test]
+    fn a_session_of_the_lesson_under_way_is_continued_and_an_older_one_is_not() {
+        let mut store = store_with_lesson();
+        let session = open_manual_session(&mut store, "c1").unwrap();
+        let opened = crate::store::now_ms();
+        // Ten minutes into the lesson: the session opened now is this lesson's.
+        let in_lesson = Moment {
+            weekday: 1,
+            minute: 8 * 60 + 40,
+        };
+        assert_eq!(
+            resumable_session(&store, "c1", in_lesson, opened + 1000).unwrap(),
+            Some(session.clone())
+        );
+        // An hour later by the clock, the lesson under way began after that session: a new lesson,
+        // a new session.
+        assert_eq!(
+            resumable_session(&store, "c1", in_lesson, opened + 3_600_000).unwrap(),
+            None
+        );
+        // No lesson now: a session of the last 45 minutes, no older.
+        let free = Moment {
+            weekday: 2,
+            minute: 12 * 60,
+        };
+        assert_eq!(
+            resumable_session(&store, "c1", free, opened + 60_000).unwrap(),
+            Some(session)
+        );
+        assert_eq!(
+            resumable_session(&store, "c1", free, opened + RESUME_WINDOW_MS + 1).unwrap(),
+            None
+        );
+    }
 }

@@ -249,6 +249,23 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The latest session of `section_id` that started at or after `since_ms`.
+    pub fn latest_session_since(
+        &self,
+        section_id: &str,
+        since_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id FROM capture_sessions WHERE section_id = ?1 AND started_at >= ?2
+                 ORDER BY started_at DESC, id DESC LIMIT 1",
+                params![section_id, since_ms],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// The section a session belongs to.
     pub fn session_section(&self, session_id: &str) -> Result<String, StoreError> {
         self.conn

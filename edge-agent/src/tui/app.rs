@@ -425,9 +425,16 @@ impl App {
             return Vec::new();
         }
         let mut effects = Vec::new();
-        if let (SessionState::Opening, Some(session)) = (&self.session, &roll.session) {
-            self.session = SessionState::Open(session.clone());
-            effects = self.flush_queue();
+        match (&self.session, &roll.session) {
+            (SessionState::Opening, Some(session)) => {
+                self.session = SessionState::Open(session.clone());
+                effects = self.flush_queue();
+            }
+            // The store found this lesson's session from before a restart: continue it.
+            (SessionState::None, Some(session)) => {
+                self.session = SessionState::Open(session.clone());
+            }
+            _ => {}
         }
         // An older reply than the last job sent would undo marks shown already: the newer one
         // is on its way.

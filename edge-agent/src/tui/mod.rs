@@ -123,7 +123,7 @@ impl Tui {
             store_jobs,
         );
         let (vision_tx, vision_jobs) = mpsc::channel();
-        if options.recognition {
+        let vision_worker = options.recognition.then(|| {
             worker::spawn_vision_worker(
                 worker::VisionWorkerOptions {
                     database: options.database.clone(),
@@ -132,8 +132,8 @@ impl Tui {
                 },
                 self.events_tx.clone(),
                 vision_jobs,
-            );
-        }
+            )
+        });
         spawn_terminal_reader(self.events_tx.clone());
 
         let mut app = App::new(options.recognition, options.section.clone());
@@ -168,9 +168,16 @@ impl Tui {
         })();
         ratatui::restore();
         // The store worker finishes the jobs already sent, so the last mark is on disk before
-        // the program exits. A capture still running is left: it commits whole or not at all.
+        // the program exits.
         drop(store_tx);
         let _ = store_worker.join();
+        // The vision worker ends its job in flight (a capture, or loading the models): exiting
+        // while ONNX Runtime runs on another thread tears the runtime down under it and the
+        // process dies with SIGSEGV (seen when quitting while the models load).
+        drop(vision_tx);
+        if let Some(vision_worker) = vision_worker {
+            let _ = vision_worker.join();
+        }
         result
     }
 }

@@ -518,3 +518,27 @@ fn renders_at_any_size_on_every_screen() {
     }
     assert_eq!(apps.len(), 3);
 }
+
+/// Restarted mid-lesson: the store hands back the lesson's session with the roll, and the next
+/// mark goes into it instead of opening a second session.
+#[test]
+fn a_restarted_screen_continues_the_lessons_session() {
+    let mut app = App::new(true, None);
+    app.start();
+    app.handle(sections());
+    app.handle(AppEvent::Roll {
+        seq: 1,
+        roll: captured_roll(Some("s0")),
+        waiting: 0,
+    });
+    assert_eq!(app.session, SessionState::Open("s0".into()));
+    let effects = app.handle(key('l'));
+    assert!(
+        matches!(
+            effects.first(),
+            Some(Effect::Store(StoreJob::Mark { session, status: MarkStatus::Late, .. }))
+                if session == "s0"
+        ),
+        "{effects:?}"
+    );
+}

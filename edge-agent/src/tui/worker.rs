@@ -15,10 +15,10 @@ use super::app::{AppEvent, CaptureSummary, EnrolPreview, StoreJob, VisionJob, Vi
 use crate::attendance::Gallery;
 use crate::attendance::capture::{SchoolSearch, capture_with, recapture_with};
 use crate::attendance::lesson::{Moment, lesson_at};
-use crate::attendance::roll::{open_manual_session, review, roll};
+use crate::attendance::roll::{open_manual_session, resumable_session, review, roll};
 use crate::capture::{BURST_FRAMES, FrameSource, SourceSpec};
 use crate::enrolment::{self, EnrolCandidate, EnrolOptions, MAX_ENROL_YAW_DEGREES};
-use crate::store::Store;
+use crate::store::{Store, now_ms};
 use crate::vision::{Pipeline, PipelineOptions};
 
 /// Who the teacher screen records as the author of a mark (the box has no teacher login yet).
@@ -87,7 +87,16 @@ fn store_job(store: &mut Store, job: StoreJob) -> Vec<AppEvent> {
             seq,
             section,
             session,
-        } => vec![read_roll(store, seq, &section, session.as_deref())],
+        } => {
+            // A screen restarted mid-lesson continues that lesson's session instead of opening
+            // a second one; a failed lookup only means a new session later.
+            let session = session.or_else(|| {
+                resumable_session(store, &section, Moment::now(), now_ms())
+                    .ok()
+                    .flatten()
+            });
+            vec![read_roll(store, seq, &section, session.as_deref())]
+        }
         StoreJob::Open { seq, section } => match open_manual_session(store, &section) {
             Ok(session) => vec![read_roll(store, seq, &section, Some(&session))],
             Err(e) => vec![failed(seq, format!("cannot open a session: {e}"))],
