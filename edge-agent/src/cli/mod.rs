@@ -327,7 +327,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         let updates = tui.sync_updates();
         // Sync runs beside the screen on its own thread and connection; quitting does not wait
         // for a cycle in flight (dropping the handle only asks the loop to stop).
-        let _sync = crate::sync::spawn(
+        let sync = crate::sync::spawn(
             database.clone(),
             cli.data_dir.clone(),
             config.sync,
@@ -341,7 +341,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             pipeline: cli.vision.pipeline_options()?,
             source: args.source.unwrap_or_default(),
             section: args.section,
+            sync: Some(sync.nudge()),
         })?;
+        drop(sync);
         return Ok(0);
     }
     let stdout = std::io::stdout();

@@ -22,10 +22,26 @@ pub struct SyncHandle {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Asks a running loop for a cycle now; cheap to clone and call often: requests that arrive
+/// while a cycle runs make one more cycle, not one each.
+#[derive(Clone)]
+pub struct SyncNudge(mpsc::Sender<Command>);
+
+impl SyncNudge {
+    pub fn sync_now(&self) {
+        let _ = self.0.send(Command::SyncNow);
+    }
+}
+
 impl SyncHandle {
     /// Starts a cycle now instead of at the next tick (after a capture, say).
     pub fn sync_now(&self) {
         let _ = self.commands.send(Command::SyncNow);
+    }
+
+    /// A handle that only asks for cycles, for the screen's event loop.
+    pub fn nudge(&self) -> SyncNudge {
+        SyncNudge(self.commands.clone())
     }
 
     /// Stops the loop and waits for the cycle in flight, if any, to end.
@@ -66,6 +82,15 @@ pub fn spawn(
                 match inbox.recv_timeout(interval) {
                     Ok(Command::SyncNow) | Err(mpsc::RecvTimeoutError::Timeout) => {}
                     Ok(Command::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+                // Requests that piled up during the cycle (a teacher marking a row of students)
+                // make one cycle, not one each.
+                loop {
+                    match inbox.try_recv() {
+                        Ok(Command::SyncNow) => {}
+                        Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => return,
+                        Err(mpsc::TryRecvError::Empty) => break,
+                    }
                 }
             }
         })

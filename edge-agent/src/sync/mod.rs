@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use agent::{Report, SyncHandle, spawn};
+pub use agent::{Report, SyncHandle, SyncNudge, spawn};
 pub use breaker::{Breaker, BreakerRule};
 pub use client::{CallError, Client, install_crypto_provider};
 pub use cycle::{CycleReport, Syncer};

@@ -89,6 +89,9 @@ pub struct TuiOptions {
     pub source: SourceSpec,
     /// The section to open; default: the lesson under way by the timetable, else a picker.
     pub section: Option<String>,
+    /// Asks the sync loop for a cycle once a mark, review or capture is stored, so the server
+    /// hears of it in seconds rather than at the next tick.
+    pub sync: Option<crate::sync::SyncNudge>,
 }
 
 /// The teacher screen, before it runs: made first so the caller can take `sync_updates`.
@@ -163,6 +166,10 @@ impl Tui {
                         Err(RecvTimeoutError::Disconnected) => return Ok(()),
                     }
                 };
+                // A roll follows every stored mark, review and capture.
+                if let (AppEvent::Roll { .. }, Some(sync)) = (&event, &options.sync) {
+                    sync.sync_now();
+                }
                 effects = app.handle(event);
             }
         })();
