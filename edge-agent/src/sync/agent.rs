@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{CycleReport, Status, SyncError, Syncer, status, syncer};
+use super::{CycleReport, Status, Syncer, status, syncer};
 use crate::config::SyncConfig;
 use crate::store::Store;
 
@@ -110,15 +110,13 @@ fn run_once(
 ) -> Report {
     if current.is_none() {
         let store = Store::open(database).map_err(|e| e.to_string())?;
-        match syncer(data_dir, store, config) {
-            Ok(s) => *current = Some(s),
-            Err(SyncError::NotProvisioned) => {
-                let store = Store::open(database).map_err(|e| e.to_string())?;
-                let status = status(&store, config).map_err(|e| e.to_string())?;
-                return Ok((None, status));
-            }
-            Err(e) => return Err(e.to_string()),
+        // Not provisioned yet (no identity, or no token): report, and look again next tick.
+        let provisioned = store.device().map_err(|e| e.to_string())?.is_some()
+            && data_dir.join(super::TOKEN_FILE).exists();
+        if !provisioned {
+            return Ok((None, status(&store, config).map_err(|e| e.to_string())?));
         }
+        *current = Some(syncer(data_dir, store, config).map_err(|e| e.to_string())?);
     }
     let syncer = current.as_mut().expect("built above");
     let report = syncer.cycle().map_err(|e| e.to_string())?;

@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use crate::config::SyncConfig;
 use crate::store::SyncState;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -25,6 +26,13 @@ pub struct BreakerRule {
 }
 
 impl BreakerRule {
+    pub fn from_config(config: &SyncConfig) -> BreakerRule {
+        BreakerRule {
+            failures: config.breaker_failures,
+            cooldown_ms: (config.breaker_cooldown_s * 1000.0) as i64,
+        }
+    }
+
     pub fn state(&self, link: &SyncState, now: i64) -> Breaker {
         match link.breaker_opened_at {
             None => Breaker::Closed,

@@ -179,13 +179,7 @@ impl Client {
         }
         let error: Option<ApiError> = serde_json::from_slice(&body).ok();
         let (code, message) = match error {
-            Some(e) => (
-                serde_json::to_value(e.code)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                e.message,
-            ),
+            Some(e) => (super::wire_name(e.code), e.message),
             None => (
                 String::new(),
                 String::from_utf8_lossy(&body).chars().take(200).collect(),

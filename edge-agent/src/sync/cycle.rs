@@ -48,7 +48,6 @@ pub struct Syncer {
     device: DeviceIdentity,
     config: SyncConfig,
     rule: BreakerRule,
-    sleep: Box<dyn Fn(Duration) + Send>,
 }
 
 /// Why a cycle stopped before its end.
@@ -72,26 +71,17 @@ struct Attempts {
 
 impl Syncer {
     pub fn new(store: Store, client: Client, device: DeviceIdentity, config: SyncConfig) -> Syncer {
-        let rule = BreakerRule {
-            failures: config.breaker_failures,
-            cooldown_ms: (config.breaker_cooldown_s * 1000.0) as i64,
-        };
         Syncer {
+            rule: BreakerRule::from_config(&config),
             store,
             client,
             device,
             config,
-            rule,
-            sleep: Box::new(std::thread::sleep),
         }
     }
 
     pub fn store(&self) -> &Store {
         &self.store
-    }
-
-    pub fn rule(&self) -> BreakerRule {
-        self.rule
     }
 
     /// One cycle; never returns early with an error: everything that went wrong is in the report
@@ -173,7 +163,7 @@ impl Syncer {
                     }
                     let delay = self.config.retry_delays_ms[attempts.retries_used];
                     tracing::info!(error = %e, retry_in_ms = delay, "sync call failed; retrying");
-                    (self.sleep)(with_jitter(delay));
+                    std::thread::sleep(with_jitter(delay));
                     attempts.retries_left -= 1;
                     attempts.retries_used += 1;
                 }
@@ -213,11 +203,7 @@ impl Syncer {
                 acked = answer.acked;
                 for r in answer.rejected {
                     tracing::warn!(event = %r.id, code = ?r.code, reason = %r.reason, "server rejected an event");
-                    let code = serde_json::to_value(r.code)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default();
-                    rejected.push((r.id, code, r.reason));
+                    rejected.push((r.id, super::wire_name(r.code), r.reason));
                 }
             }
             let settled = acked.len() + rejected.len();
@@ -259,11 +245,6 @@ impl Syncer {
                 return Ok(());
             }
         }
-    }
-
-    /// Replaces the sleep between retries (tests count instead of waiting).
-    pub fn set_sleep(&mut self, sleep: impl Fn(Duration) + Send + 'static) {
-        self.sleep = Box::new(sleep);
     }
 }
 

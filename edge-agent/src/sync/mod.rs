@@ -122,6 +122,14 @@ pub fn syncer(data_dir: &Path, store: Store, config: &SyncConfig) -> Result<Sync
     Ok(Syncer::new(store, client, device, config.clone()))
 }
 
+/// The name an enum of the protocol has on the wire (`unknown_student`, `token_revoked`, ...).
+fn wire_name(value: impl Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// Everything `edge-agent status` shows.
 #[derive(Clone, Debug, Serialize)]
 pub struct Status {
@@ -139,10 +147,7 @@ pub struct Status {
 pub fn status(store: &Store, config: &SyncConfig) -> Result<Status, SyncError> {
     let device = store.device()?;
     let link = store.sync_state()?;
-    let rule = BreakerRule {
-        failures: config.breaker_failures,
-        cooldown_ms: (config.breaker_cooldown_s * 1000.0) as i64,
-    };
+    let rule = BreakerRule::from_config(config);
     Ok(Status {
         device_id: device.as_ref().map(|d| d.device_id.clone()),
         school_id: device.as_ref().map(|d| d.school_id.clone()),
