@@ -693,6 +693,13 @@ fn main() {
     // `--capture-only` skips the synthetic school rows; `ROLLCALL_LOG=edge_agent=debug` shows
     // capture()'s own per-phase timings.
     let capture_only = std::env::args().any(|a| a == "--capture-only");
+    // `--school-only` skips the capture rows; `--max-templates N` the school sizes above N.
+    let school_only = std::env::args().any(|a| a == "--school-only");
+    let max_templates: usize = std::env::args()
+        .skip_while(|a| a != "--max-templates")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(usize::MAX);
     if let Ok(filter) = std::env::var("ROLLCALL_LOG") {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -715,7 +722,11 @@ fn main() {
         setup_total: Duration::ZERO,
     };
     let mut setups = Vec::new();
-    for target in SCHOOL_TEMPLATES.iter().copied().filter(|_| !capture_only) {
+    for target in SCHOOL_TEMPLATES
+        .iter()
+        .copied()
+        .filter(|&n| !capture_only && n <= max_templates)
+    {
         eprintln!("growing the synthetic school to {target} templates...");
         let setup = school.grow_to(target);
         let capped = setup.templates < target;
@@ -735,9 +746,11 @@ fn main() {
     let reapply = start.elapsed();
     drop(school);
 
-    eprintln!("capture end to end...");
     let mut setup_notes = Vec::new();
-    capture_rows(runs, budget, &mut setup_notes);
+    if !school_only {
+        eprintln!("capture end to end...");
+        capture_rows(runs, budget, &mut setup_notes);
+    }
 
     println!(
         "\nSetup of the synthetic school (grown in place: each line adds to the one before)\n"

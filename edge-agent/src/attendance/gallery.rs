@@ -1,13 +1,18 @@
 //! `Gallery`: the enrolled templates of a section (or a whole school) held as one matrix in memory,
 //! so that all faces of a frame are scored against every student in one pass.
 //!
-//! A per-face sqlite-vec scan of 15k templates cost ~22 ms here (650 ms for 30 faces); this
-//! matrix product scores 30 faces against the same templates in 11-13 ms (docs/PERFORMANCE.md).
+//! A per-face sqlite-vec scan of 15k templates cost ~22-27 ms here (650-820 ms for 30 faces); this
+//! matrix product scores 30 faces against the same templates in ~7 ms on two cores, 2.5x a
+//! single-thread sgemm (docs/PERFORMANCE.md).
 
 use crate::store::TemplateRecord;
 
 /// Above this many multiply-adds a product is split across two threads.
 const PARALLEL_WORK: usize = 4_000_000;
+
+/// Template rows per cache tile of the half-float product: 24 rows of 512 dimensions are 24 KiB.
+#[cfg(target_arch = "x86_64")]
+const HALF_TILE: usize = 24;
 
 pub struct Gallery {
     dims: usize,
@@ -119,16 +124,7 @@ impl Gallery {
         let dims = self.dims;
         #[cfg(target_arch = "x86_64")]
         if let Some(half) = &self.half {
-            let row = |r: usize| &half[r * dims..(r + 1) * dims];
-            return self.score_with(
-                faces,
-                rows,
-                best,
-                // SAFETY: `half` exists only where `compact` found AVX2, FMA and F16C, with
-                // rows a multiple of eight long.
-                |f, r| unsafe { block_half(f, [row(r[0]), row(r[1])]) },
-                |face, r| unsafe { dot_half(face, row(r)) },
-            );
+            return self.score_rows_half(half, faces, rows, best);
         }
         let row = |r: usize| &self.vectors[r * dims..(r + 1) * dims];
         let (block, dot) = (block_kernel(), dot_kernel());
@@ -139,6 +135,59 @@ impl Gallery {
             |f, r| block(f, &[row(r[0]), row(r[1])]),
             |face, r| dot(face, row(r)),
         );
+    }
+
+    /// The half-float product, blocked for the caches: a tile of `HALF_TILE` template rows (24 KiB)
+    /// stays in L1 while every group of four faces passes over it, three templates at a time, so
+    /// each step of eight dimensions does twelve multiply-adds for seven loads. Faces are padded
+    /// to a multiple of four with copies of the last one, whose scores are dropped.
+    #[cfg(target_arch = "x86_64")]
+    fn score_rows_half(
+        &self,
+        half: &[u16],
+        faces: &[&[f32]],
+        rows: std::ops::Range<usize>,
+        best: &mut [Vec<f32>],
+    ) {
+        let dims = self.dims;
+        let row = |r: usize| &half[r * dims..(r + 1) * dims];
+        let n_faces = faces.len();
+        let mut padded: Vec<&[f32]> = faces.to_vec();
+        while !padded.len().is_multiple_of(4) {
+            padded.push(faces[n_faces - 1]);
+        }
+        let mut update = |face_idx: usize, r: usize, s: f32| {
+            let student = self.owner[r] as usize;
+            if face_idx < n_faces && s > best[face_idx][student] {
+                best[face_idx][student] = s;
+            }
+        };
+        let mut tile = rows.start;
+        while tile < rows.end {
+            let tile_end = (tile + HALF_TILE).min(rows.end);
+            for (group, f) in padded.chunks_exact(4).enumerate() {
+                let f: &[&[f32]; 4] = f.try_into().expect("chunks of four");
+                let mut r = tile;
+                while r + 3 <= tile_end {
+                    // SAFETY: `half` exists only where `compact` found AVX2, FMA and F16C, with
+                    // rows a multiple of eight long.
+                    let scores = unsafe { block_half(f, [row(r), row(r + 1), row(r + 2)]) };
+                    for (i, triple) in scores.iter().enumerate() {
+                        for (j, &s) in triple.iter().enumerate() {
+                            update(4 * group + i, r + j, s);
+                        }
+                    }
+                    r += 3;
+                }
+                for r in r..tile_end {
+                    for (i, face) in f.iter().enumerate() {
+                        // SAFETY: as above.
+                        update(4 * group + i, r, unsafe { dot_half(face, row(r)) });
+                    }
+                }
+            }
+            tile = tile_end;
+        }
     }
 
     /// Templates outer, faces inner: each template row is read once from memory while the faces
@@ -316,10 +365,13 @@ unsafe fn to_half(from: &[f32], to: &mut [u16]) {
     }
 }
 
-/// [`block_avx2`] with half-float templates; every slice is `dims` long, a multiple of eight.
+/// Four faces against three half-float templates, `result[face][template]`: twelve accumulators
+/// and three converted template registers fill fifteen of the sixteen vector registers, and the
+/// faces come straight from memory into the multiply-adds. Every slice is `dims` long, a multiple
+/// of eight.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn block_half(f: &[&[f32]; 4], t: [&[u16]; 2]) -> [[f32; 2]; 4] {
+unsafe fn block_half(f: &[&[f32]; 4], t: [&[u16]; 3]) -> [[f32; 3]; 4] {
     use std::arch::x86_64::*;
 
     let dims = f
@@ -329,24 +381,26 @@ unsafe fn block_half(f: &[&[f32]; 4], t: [&[u16]; 2]) -> [[f32; 2]; 4] {
         .min()
         .unwrap_or(0);
     let whole = dims - dims % 8;
-    let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+    let mut acc = [[_mm256_setzero_ps(); 3]; 4];
     let mut k = 0;
     while k < whole {
         // SAFETY: k + 8 <= whole <= the length of every slice, so each 8-lane load is in bounds.
         unsafe {
             let t0 = _mm256_cvtph_ps(_mm_loadu_si128(t[0].as_ptr().add(k) as *const __m128i));
             let t1 = _mm256_cvtph_ps(_mm_loadu_si128(t[1].as_ptr().add(k) as *const __m128i));
+            let t2 = _mm256_cvtph_ps(_mm_loadu_si128(t[2].as_ptr().add(k) as *const __m128i));
             for i in 0..4 {
                 let fi = _mm256_loadu_ps(f[i].as_ptr().add(k));
                 acc[i][0] = _mm256_fmadd_ps(fi, t0, acc[i][0]);
                 acc[i][1] = _mm256_fmadd_ps(fi, t1, acc[i][1]);
+                acc[i][2] = _mm256_fmadd_ps(fi, t2, acc[i][2]);
             }
         }
         k += 8;
     }
-    let mut out = [[0.0f32; 2]; 4];
+    let mut out = [[0.0f32; 3]; 4];
     for i in 0..4 {
-        for j in 0..2 {
+        for j in 0..3 {
             out[i][j] = hsum(acc[i][j]);
         }
     }
@@ -508,5 +562,9 @@ mod tests {
         let refs: Vec<&[f32]> = faces.iter().map(|f| f.as_slice()).collect();
         gallery.score_rows(&refs, 0..gallery.n_templates(), &mut serial);
         assert_eq!(parallel, serial);
+        // The half-float product (tiles, padded face groups, two threads) on the same data: small
+        // integers are exact in half floats, so the scores are too.
+        let compact = gallery.compact();
+        assert_eq!(compact.best_per_student(&faces), plain);
     }
 }
