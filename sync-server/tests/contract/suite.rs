@@ -628,6 +628,41 @@ pub async fn teacher_beats_machine(backend: &impl Backend) {
     assert_eq!(row.score, None);
     assert_eq!(row.decided_at, T0 + 5);
     assert_eq!(row.event_id, by_teacher.id);
+
+    // Same source: the later decision wins in either order of arrival, and at the same
+    // decision time the larger event id does.
+    let newer = machine_mark("sess-1", STU_3, MarkStatus::Present, T0 + 60);
+    let older = machine_mark("sess-1", STU_3, MarkStatus::Absent, T0 + 20);
+    push_ok(&fx, std::slice::from_ref(&newer)).await;
+    push_ok(&fx, std::slice::from_ref(&older)).await;
+    assert_eq!(the_mark(&fx, "sess-1", STU_3).await.event_id, newer.id);
+    let later = machine_mark("sess-1", STU_3, MarkStatus::Absent, T0 + 70);
+    push_ok(&fx, std::slice::from_ref(&later)).await;
+    assert_eq!(the_mark(&fx, "sess-1", STU_3).await.event_id, later.id);
+    let mut tie_low = machine_mark("sess-1", STU_1, MarkStatus::Present, T0 + 80);
+    let mut tie_high = machine_mark("sess-1", STU_1, MarkStatus::Absent, T0 + 80);
+    if tie_low.id > tie_high.id {
+        std::mem::swap(&mut tie_low.id, &mut tie_high.id);
+    }
+    let (tie_low, tie_high) = (teacher_twin(&tie_low), teacher_twin(&tie_high));
+    push_ok(&fx, std::slice::from_ref(&tie_high)).await;
+    push_ok(&fx, std::slice::from_ref(&tie_low)).await;
+    assert_eq!(the_mark(&fx, "sess-1", STU_1).await.event_id, tie_high.id);
+}
+
+/// The same decision made by a teacher, so that it competes with the teacher's mark held for
+/// that student (machine marks would lose to it whatever their time).
+fn teacher_twin(machine: &Event) -> Event {
+    let mut event = machine.clone();
+    if let EventBody::MarkSet {
+        source, by, score, ..
+    } = &mut event.body
+    {
+        *source = MarkSource::Teacher;
+        *by = Some(TEACHER_A.into());
+        *score = None;
+    }
+    event
 }
 
 pub async fn rejections_leave_the_rest_of_the_batch_applied(backend: &impl Backend) {

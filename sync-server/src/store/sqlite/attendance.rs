@@ -6,22 +6,31 @@ use rusqlite::{Connection, Row, params};
 use super::{feed, mark_source_from, mark_status_from};
 use crate::store::{AttendanceQuery, AttendanceRow, StoreCounts, StoreError};
 
-/// A mark whose session has not arrived is placed in time by its decision.
+/// Marks of sessions that started in the range, found through `sessions_school_start` and the
+/// marks' primary key; then the marks whose session has not arrived, placed in time by their
+/// decision (they have no section, so a query for a section leaves them out). Parameters:
+/// school, from, to, section or NULL, student or NULL.
+pub(super) const ATTENDANCE: &str = "
+    SELECT m.session_id, s.section_id, s.started_at, m.device_id, m.student_id, m.status,
+           m.source, m.score, m.decided_at, m.decided_by, m.event_id, s.started_at AS placed
+    FROM sessions s JOIN marks m ON m.session_id = s.id
+    WHERE s.school_id = ?1 AND s.started_at >= ?2 AND s.started_at < ?3
+      AND (?4 IS NULL OR s.section_id = ?4)
+      AND (?5 IS NULL OR m.student_id = ?5)
+    UNION ALL
+    SELECT m.session_id, NULL, NULL, m.device_id, m.student_id, m.status,
+           m.source, m.score, m.decided_at, m.decided_by, m.event_id, m.decided_at
+    FROM marks m
+    WHERE m.session_pending = 1 AND ?4 IS NULL
+      AND m.school_id = ?1 AND m.decided_at >= ?2 AND m.decided_at < ?3
+      AND (?5 IS NULL OR m.student_id = ?5)
+    ORDER BY placed, 1, 5";
+
 pub fn attendance(
     conn: &Connection,
     query: &AttendanceQuery,
 ) -> Result<Vec<AttendanceRow>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT m.session_id, s.section_id, s.started_at, m.device_id, m.student_id, m.status,
-                m.source, m.score, m.decided_at, m.decided_by, m.event_id
-         FROM marks m LEFT JOIN sessions s ON s.id = m.session_id
-         WHERE m.school_id = ?1
-           AND COALESCE(s.started_at, m.decided_at) >= ?2
-           AND COALESCE(s.started_at, m.decided_at) < ?3
-           AND (?4 IS NULL OR s.section_id = ?4)
-           AND (?5 IS NULL OR m.student_id = ?5)
-         ORDER BY COALESCE(s.started_at, m.decided_at), m.session_id, m.student_id",
-    )?;
+    let mut stmt = conn.prepare_cached(ATTENDANCE)?;
     let rows = stmt.query_map(
         params![
             query.school_id,

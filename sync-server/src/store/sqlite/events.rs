@@ -209,6 +209,13 @@ fn session_opened(
                     section_id,
                     started_at
                 ])?;
+            // Marks that arrived before their session are found through it from now on.
+            push.conn
+                .prepare_cached(
+                    "UPDATE marks SET session_pending = 0
+                     WHERE session_id = ?1 AND session_pending = 1",
+                )?
+                .execute([session_id])?;
             push.owners
                 .insert((Table::Sessions, session_id.to_owned()), Owner::Ours);
             Ok(Ok(()))
@@ -251,12 +258,14 @@ fn mark_set(push: &mut Push<'_>, event_id: &str, mark: &Mark<'_>) -> Result<Outc
         return Ok(Err(refusal));
     }
     // The session may not have arrived yet (out of order), but it may not be another school's.
-    if push.owner_of(Table::Sessions, mark.session)? == Owner::OtherSchool {
+    let session = push.owner_of(Table::Sessions, mark.session)?;
+    if session == Owner::OtherSchool {
         return refuse(
             RejectCode::WrongSchool,
             format!("session {} belongs to another school", mark.session),
         );
     }
+    let session_pending = session == Owner::Missing;
     let held: Option<(String, Millis, String)> = push
         .conn
         .prepare_cached(
@@ -281,12 +290,12 @@ fn mark_set(push: &mut Push<'_>, event_id: &str, mark: &Mark<'_>) -> Result<Outc
     push.conn
         .prepare_cached(
             "INSERT INTO marks (session_id, student_id, school_id, device_id, status, source,
-                 score, decided_at, decided_by, event_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 score, decided_at, decided_by, event_id, session_pending)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
              ON CONFLICT (session_id, student_id) DO UPDATE SET device_id = excluded.device_id,
                  status = excluded.status, source = excluded.source, score = excluded.score,
                  decided_at = excluded.decided_at, decided_by = excluded.decided_by,
-                 event_id = excluded.event_id",
+                 event_id = excluded.event_id, session_pending = excluded.session_pending",
         )?
         .execute(params![
             mark.session,
@@ -298,7 +307,8 @@ fn mark_set(push: &mut Push<'_>, event_id: &str, mark: &Mark<'_>) -> Result<Outc
             mark.score,
             mark.decided_at,
             mark.by,
-            event_id
+            event_id,
+            session_pending
         ])?;
     Ok(Ok(()))
 }

@@ -28,13 +28,15 @@ use super::{
     ProvisioningCode, RedeemRefusal, Role, RosterBatch, RosterSummary, School, Section, Store,
     StoreCounts, StoreError, Student, User,
 };
-use worker::{Readers, Writer};
+use worker::{Checkpointer, Readers, Writer};
 
 /// How long a connection waits for a lock held by another process before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct SqliteStore {
     writer: Writer,
+    /// Held only to be dropped after the writer (fields drop in order), stopping its thread.
+    _checkpointer: Checkpointer,
     readers: Arc<Readers>,
     path: PathBuf,
 }
@@ -70,9 +72,11 @@ impl SqliteStore {
         // touches first: keep that journal in memory, not in a temporary file.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.set_prepared_statement_cache_capacity(64);
+        conn.pragma_update(None, "wal_autocheckpoint", worker::WRITER_CHECKPOINT_PAGES)?;
         schema::migrate(&mut conn, path)?;
         Ok(SqliteStore {
             writer: Writer::start(conn)?,
+            _checkpointer: Checkpointer::start(path)?,
             readers: Readers::new(path),
             path: path.to_owned(),
         })

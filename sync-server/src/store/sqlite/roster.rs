@@ -531,6 +531,15 @@ pub fn set_consent(
     Ok(())
 }
 
+/// A student's marks, parameters student and school. No index leads with the student (schema
+/// version 2): they are reached through the school's sessions and the primary key, and the
+/// pending ones through their partial index.
+pub(super) const ERASE_MARKS: [&str; 2] = [
+    "DELETE FROM marks WHERE student_id = ?1
+       AND session_id IN (SELECT id FROM sessions WHERE school_id = ?2)",
+    "DELETE FROM marks WHERE session_pending = 1 AND school_id = ?2 AND student_id = ?1",
+];
+
 /// Erasure: the student's record, templates and marks go; the feed keeps only ids (tombstones and
 /// ended enrolments) so every box purges its copy.
 pub fn erase_student(
@@ -550,8 +559,9 @@ pub fn erase_student(
     }
     conn.prepare_cached("DELETE FROM templates WHERE student_id = ?1")?
         .execute([student_id])?;
-    conn.prepare_cached("DELETE FROM marks WHERE student_id = ?1")?
-        .execute([student_id])?;
+    for sql in ERASE_MARKS {
+        conn.prepare_cached(sql)?.execute([student_id, school_id])?;
+    }
     let held: Vec<(String, String)> = {
         let mut stmt = conn.prepare_cached(
             "SELECT section_id, role FROM enrolments WHERE person_id = ?1 AND active = 1",

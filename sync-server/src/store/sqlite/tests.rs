@@ -110,3 +110,80 @@ async fn a_failed_write_does_not_undo_its_group() {
     assert_eq!((n_ok, n_conflict), (20, 20));
     assert_eq!(store.schools().await.expect("schools").len(), 20);
 }
+
+/// Marks have no index led by the student or the school (schema version 2): attendance queries
+/// and erasure must still never scan the whole `marks` table.
+#[tokio::test]
+async fn attendance_and_erasure_never_scan_all_marks() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("s.sqlite")).expect("open");
+    let plans = store
+        .writer
+        .run(|conn| {
+            let mut plans = Vec::new();
+            let by_student: &[&dyn rusqlite::ToSql] =
+                &[&"sch-1", &0, &100, &None::<String>, &"stu-1"];
+            let erase: &[&dyn rusqlite::ToSql] = &[&"stu-1", &"sch-1"];
+            for (sql, values) in [
+                (attendance::ATTENDANCE, by_student),
+                (roster::ERASE_MARKS[0], erase),
+                (roster::ERASE_MARKS[1], erase),
+            ] {
+                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                let lines: Vec<String> = stmt
+                    .query_map(values, |r| r.get::<_, String>(3))?
+                    .collect::<Result<_, _>>()?;
+                plans.push(lines.join("; "));
+            }
+            Ok(plans)
+        })
+        .await
+        .expect("query plans");
+    for plan in &plans {
+        assert!(
+            !plan.contains("SCAN m") && !plan.contains("SCAN marks"),
+            "a full scan of marks: {plan}"
+        );
+    }
+    assert!(plans[0].contains("sessions_school_start"), "{}", plans[0]);
+    assert!(plans[0].contains("marks_pending"), "{}", plans[0]);
+}
+
+/// Version 1 databases flag the marks whose session has not arrived when they are migrated.
+#[tokio::test]
+async fn migration_2_flags_marks_without_their_session() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("s.sqlite");
+    {
+        let conn = Connection::open(&path).expect("create");
+        conn.execute_batch(schema::MIGRATIONS[0])
+            .expect("version 1");
+        conn.execute_batch(
+            "PRAGMA user_version = 1;
+             INSERT INTO schools (id, name) VALUES ('sch-1', 'North');
+             INSERT INTO sections (id, school_id, title, active) VALUES ('sec-1', 'sch-1', 'A', 1);
+             INSERT INTO sessions (id, school_id, device_id, section_id, started_at)
+                 VALUES ('sess-here', 'sch-1', 'dev-1', 'sec-1', 10);
+             INSERT INTO marks (session_id, student_id, school_id, device_id, status, source,
+                 decided_at, event_id)
+                 VALUES ('sess-here', 'stu-1', 'sch-1', 'dev-1', 'present', 'machine', 11, 'e1'),
+                        ('sess-later', 'stu-1', 'sch-1', 'dev-1', 'absent', 'machine', 12, 'e2');",
+        )
+        .expect("version 1 data");
+    }
+    let store = SqliteStore::open(&path).expect("migrate");
+    let flags = store
+        .writer
+        .run(|conn| {
+            let mut stmt =
+                conn.prepare("SELECT session_id, session_pending FROM marks ORDER BY session_id")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+        .expect("flags");
+    assert_eq!(
+        flags,
+        vec![("sess-here".to_owned(), 0), ("sess-later".to_owned(), 1)]
+    );
+}

@@ -2,6 +2,10 @@
 //! jobs in groups, and a pool of read connections used from `spawn_blocking`. Neither ever blocks
 //! the async runtime.
 //!
+//! Checkpoints, which copy the WAL back into the database file and fsync it, run on a thread of
+//! their own (`Checkpointer`), so the writer only appends to the WAL and its pushes never wait
+//! for a checkpoint; the writer checkpoints itself only if that thread falls far behind.
+//!
 //! Group commit: the writer takes every job already queued (up to `MAX_GROUP`), runs each inside
 //! its own SAVEPOINT of one transaction, and answers them all after the single COMMIT. A job that
 //! fails rolls back to its savepoint and affects no other job; one fsync serves the whole group,
@@ -13,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -199,6 +204,55 @@ fn clone_error(e: &rusqlite::Error) -> rusqlite::Error {
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
             Some(other.to_string()),
         ),
+    }
+}
+
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// WAL pages after which the writer checkpoints by itself (`wal_autocheckpoint`): a safety net
+/// for a checkpointer that cannot keep up, 4x SQLite's default.
+pub const WRITER_CHECKPOINT_PAGES: i64 = 4_000;
+
+/// A thread with its own connection that runs a PASSIVE checkpoint every `CHECKPOINT_EVERY`. A
+/// passive checkpoint never blocks the writer or the readers; what it cannot copy this time
+/// (frames a reader still needs) it copies next time. Dropping it stops the thread.
+pub struct Checkpointer {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    pub fn start(path: &Path) -> Result<Checkpointer, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(1))?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_EVERY)
+                {
+                    let done = conn
+                        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0));
+                    if let Err(e) = done {
+                        tracing::warn!("WAL checkpoint failed (the writer will do it): {e}");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Backend(format!("cannot start the checkpointer: {e}")))?;
+        Ok(Checkpointer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
