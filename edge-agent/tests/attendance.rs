@@ -11,7 +11,7 @@ use edge_agent::attendance::capture::{CaptureOutcome, SchoolSearch, capture, cap
 use edge_agent::capture::{ImageLimits, load_image};
 use edge_agent::enrolment::{EnrolOptions, MAX_ENROL_YAW_DEGREES, enrol};
 use edge_agent::roster::{Enrolment, EnrolmentRole, Person, RosterImport, Section};
-use edge_agent::store::{Consent, MarkSource, MarkStatus, Store};
+use edge_agent::store::{Consent, MarkSource, MarkStatus, NewTemplate, Store};
 use edge_agent::vision::select_face;
 use image::{RgbImage, imageops};
 
@@ -353,4 +353,43 @@ fn consent_gates_enrolment_and_withdrawal_purges_templates() {
     )
     .unwrap_err();
     assert!(err.to_string().contains(other.as_str()), "{err}");
+}
+
+/// Templates of another embedder are never compared with this one's: a section enrolled only
+/// under an older model gets an error that says so, not a roll of absentees.
+#[test]
+fn templates_of_another_model_are_named_not_matched() {
+    let (people, _) = people();
+    let mut store = Store::open_in_memory().unwrap();
+    store.apply_roster(&roster(&people), "test").unwrap();
+    let old_model = "fr_feature@6e524bb13415";
+    for (person, _, _) in &people {
+        store
+            .set_consent(person, Consent::Granted, "guardian")
+            .unwrap();
+        store
+            .add_template(
+                &NewTemplate {
+                    student_id: person,
+                    model_id: old_model,
+                    vector: &[0.0; 512],
+                    quality: 0.9,
+                    source: "enrol-photo",
+                    crop: None,
+                },
+                "test",
+            )
+            .unwrap();
+    }
+    let mut pipeline = pipeline();
+    let frame = load_image(&people[0].2, &ImageLimits::default()).unwrap();
+    let message = capture(&mut pipeline, &mut store, SECTION, &[frame])
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains(old_model), "{message}");
+    assert!(
+        message.contains(&pipeline.model_id().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("enrol the students again"), "{message}");
 }

@@ -19,6 +19,16 @@ pub enum CaptureError {
     Vision(#[from] VisionError),
     #[error("section {0} has no enrolled student with a face template: enrol students first")]
     NobodyEnrolled(String),
+    /// Templates are never compared across models, so a new embedder needs a new enrolment.
+    #[error(
+        "section {section}'s face templates were all made by another embedder model ({found}); \
+         this box runs {running}: enrol the students again"
+    )]
+    OtherModelOnly {
+        section: String,
+        found: String,
+        running: String,
+    },
     #[error("a capture needs at least one frame")]
     NoFrames,
 }
@@ -157,7 +167,19 @@ fn assess(
         store.templates_of(&roster, &model_id)?,
     );
     if gallery.n_templates() == 0 {
-        return Err(CaptureError::NobodyEnrolled(section_id.to_owned()));
+        let found = store.template_models_of(&roster)?;
+        if found.is_empty() {
+            return Err(CaptureError::NobodyEnrolled(section_id.to_owned()));
+        }
+        let found: Vec<String> = found
+            .iter()
+            .map(|(model, n)| format!("{n} by {model}"))
+            .collect();
+        return Err(CaptureError::OtherModelOnly {
+            section: section_id.to_owned(),
+            found: found.join(", "),
+            running: model_id,
+        });
     }
     let enrolled = gallery.students();
     tracing::debug!(

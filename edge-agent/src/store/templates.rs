@@ -132,6 +132,28 @@ impl Store {
         Ok(out)
     }
 
+    /// How many templates the given students hold per model id: tells "nobody is enrolled" from
+    /// "everybody was enrolled with another embedder".
+    pub fn template_models_of(
+        &self,
+        student_ids: &[String],
+    ) -> Result<Vec<(String, usize)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT model_id, COUNT(*) FROM face_templates WHERE student_id = ?1 GROUP BY model_id",
+        )?;
+        let mut counts = std::collections::BTreeMap::new();
+        for student_id in student_ids {
+            let rows = stmt.query_map([student_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))
+            })?;
+            for row in rows {
+                let (model, n) = row?;
+                *counts.entry(model).or_insert(0) += n;
+            }
+        }
+        Ok(counts.into_iter().collect())
+    }
+
     /// Every template made by `model_id`, of every student: what a school-wide `Gallery` holds.
     pub fn all_templates(&self, model_id: &str) -> Result<Vec<TemplateRecord>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
