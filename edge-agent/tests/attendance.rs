@@ -7,9 +7,11 @@ use std::path::PathBuf;
 
 use common::{faces_dir, pipeline};
 use edge_agent::attendance::Gallery;
-use edge_agent::attendance::capture::{CaptureOutcome, SchoolSearch, capture, capture_with};
+use edge_agent::attendance::capture::{
+    CaptureError, CaptureOutcome, SchoolSearch, capture, capture_with,
+};
 use edge_agent::capture::{ImageLimits, load_image};
-use edge_agent::enrolment::{EnrolOptions, MAX_ENROL_YAW_DEGREES, enrol};
+use edge_agent::enrolment::{self, EnrolError, EnrolOptions, MAX_ENROL_YAW_DEGREES, enrol};
 use edge_agent::roster::{Enrolment, EnrolmentRole, Person, RosterImport, Section};
 use edge_agent::store::{Consent, MarkSource, MarkStatus, NewTemplate, Store};
 use edge_agent::vision::select_face;
@@ -383,13 +385,61 @@ fn templates_of_another_model_are_named_not_matched() {
     }
     let mut pipeline = pipeline();
     let frame = load_image(&people[0].2, &ImageLimits::default()).unwrap();
-    let message = capture(&mut pipeline, &mut store, SECTION, &[frame])
-        .unwrap_err()
-        .to_string();
+    let outbox_before = store.pending_event_count().unwrap();
+    let error = capture(&mut pipeline, &mut store, SECTION, &[frame]).unwrap_err();
+    let message = error.to_string();
+    match error {
+        CaptureError::OtherModelOnly {
+            section,
+            found,
+            running,
+        } => {
+            assert_eq!(section, SECTION);
+            assert_eq!(found, format!("{} by {old_model}", people.len()));
+            assert_eq!(running, pipeline.model_id().to_string());
+        }
+        other => panic!("expected OtherModelOnly, got {other}"),
+    }
     assert!(message.contains(old_model), "{message}");
-    assert!(
-        message.contains(&pipeline.model_id().to_string()),
-        "{message}"
-    );
     assert!(message.contains("enrol the students again"), "{message}");
+    // Nothing of a session was stored.
+    assert_eq!(store.pending_event_count().unwrap(), outbox_before);
+}
+
+/// The screen checks a face, then keeps it when the teacher says so: consent withdrawn in
+/// between (by the sync loop or the CLI) stops the template from being stored.
+#[test]
+fn a_face_checked_before_consent_was_withdrawn_is_not_kept() {
+    let (people, _) = people();
+    let mut store = Store::open_in_memory().unwrap();
+    store.apply_roster(&roster(&people), "test").unwrap();
+    let mut pipeline = pipeline();
+    // The first person whose enrolment photo passes the checks.
+    let (person, candidate) = people
+        .iter()
+        .find_map(|(person, photo, _)| {
+            store
+                .set_consent(person, Consent::Granted, "guardian")
+                .unwrap();
+            let frame = load_image(photo, &ImageLimits::default()).unwrap();
+            enrolment::check(
+                &mut pipeline,
+                &store,
+                person,
+                &frame,
+                &EnrolOptions::default(),
+            )
+            .ok()
+            .map(|candidate| (person, candidate))
+        })
+        .expect("an enrolable photo");
+    store
+        .set_consent(person, Consent::Withdrawn, "guardian")
+        .unwrap();
+    let error = enrolment::keep(&mut store, &candidate, "enrol-camera").unwrap_err();
+    assert!(
+        matches!(&error, EnrolError::NoConsent { student, state: "withdrawn" } if student == person),
+        "{error}"
+    );
+    assert_eq!(store.template_count(person).unwrap(), 0);
 }

@@ -52,6 +52,16 @@ pub enum ReviewDecision {
     Reject,
 }
 
+impl ReviewDecision {
+    /// The teacher's mark the decision stands for.
+    pub fn status(self) -> MarkStatus {
+        match self {
+            ReviewDecision::Confirm => MarkStatus::Present,
+            ReviewDecision::Reject => MarkStatus::Absent,
+        }
+    }
+}
+
 /// The roll of `section`, with the marks of `session` (which must belong to it) if given.
 pub fn roll(store: &Store, section: &str, session: Option<&str>) -> Result<Roll, StoreError> {
     let marks = match session {
@@ -162,10 +172,7 @@ pub fn review(
             student: student.to_owned(),
         });
     }
-    let status = match decision {
-        ReviewDecision::Confirm => MarkStatus::Present,
-        ReviewDecision::Reject => MarkStatus::Absent,
-    };
+    let status = decision.status();
     store.set_teacher_mark(session, student, status, by)?;
     Ok(status)
 }

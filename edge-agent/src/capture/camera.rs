@@ -27,10 +27,7 @@ pub struct Camera {
 impl Camera {
     /// Finds camera `index` and starts its stream; a box without one gets `NoCamera`.
     pub fn open(index: u32) -> Result<Camera, FrameSourceError> {
-        let failed = |e: nokhwa::NokhwaError| FrameSourceError::Camera {
-            index,
-            reason: e.to_string(),
-        };
+        let failed = |e| camera_error(index, e);
         // An empty list is the common case (no camera plugged in): say so plainly instead of
         // passing on the driver's error for a missing /dev/video0.
         let found = nokhwa::query(ApiBackend::Auto).map_err(failed)?;
@@ -50,18 +47,22 @@ impl Camera {
             camera,
         };
         for _ in 0..WARM_UP_FRAMES {
-            camera.frame()?;
+            camera.raw_frame()?;
         }
         Ok(camera)
     }
 
-    fn frame(&mut self) -> Result<RgbImage, FrameSourceError> {
-        let failed = |e: nokhwa::NokhwaError| FrameSourceError::Camera {
-            index: self.index,
-            reason: e.to_string(),
-        };
-        let buffer = self.camera.frame().map_err(failed)?;
-        buffer.decode_image::<RgbFormat>().map_err(failed)
+    /// The next frame as the driver delivers it (MJPEG), not decoded: most frames are read
+    /// only to keep the driver's queue fresh and are thrown away.
+    fn raw_frame(&mut self) -> Result<nokhwa::Buffer, FrameSourceError> {
+        self.camera.frame().map_err(|e| camera_error(self.index, e))
+    }
+}
+
+fn camera_error(index: u32, e: nokhwa::NokhwaError) -> FrameSourceError {
+    FrameSourceError::Camera {
+        index,
+        reason: e.to_string(),
     }
 }
 
@@ -70,10 +71,14 @@ impl FrameSource for Camera {
         let mut frames = Vec::with_capacity(n_frames.max(1));
         let mut last_kept: Option<Instant> = None;
         while frames.len() < n_frames.max(1) {
-            // Keep reading so the driver's queue never holds a stale frame; keep one per spacing.
-            let frame = self.frame()?;
+            // Keep reading so the driver's queue never holds a stale frame; keep (and decode)
+            // one per spacing.
+            let buffer = self.raw_frame()?;
             if last_kept.is_none_or(|t| t.elapsed() >= BURST_SPACING) {
                 last_kept = Some(Instant::now());
+                let frame = buffer
+                    .decode_image::<RgbFormat>()
+                    .map_err(|e| camera_error(self.index, e))?;
                 frames.push(frame);
             }
         }

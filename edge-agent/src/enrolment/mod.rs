@@ -79,17 +79,7 @@ pub fn check(
     frame: &RgbImage,
     options: &EnrolOptions,
 ) -> Result<EnrolCandidate, EnrolError> {
-    let student = store.student(student_id)?;
-    if student.consent != Consent::Granted {
-        return Err(EnrolError::NoConsent {
-            student: student_id.to_owned(),
-            state: if student.consent == Consent::Withdrawn {
-                "withdrawn"
-            } else {
-                "none recorded"
-            },
-        });
-    }
+    require_consent(store, student_id)?;
     let mut faces = pipeline.faces(frame)?;
     let idx = select_face(&faces, &pipeline.gate, options.pick, frame.dimensions())?;
     let face = faces.swap_remove(idx);
@@ -124,6 +114,22 @@ pub fn check(
     })
 }
 
+/// Templates are kept only with recorded consent.
+fn require_consent(store: &Store, student_id: &str) -> Result<(), EnrolError> {
+    let consent = store.student(student_id)?.consent;
+    if consent == Consent::Granted {
+        return Ok(());
+    }
+    Err(EnrolError::NoConsent {
+        student: student_id.to_owned(),
+        state: if consent == Consent::Withdrawn {
+            "withdrawn"
+        } else {
+            "none recorded"
+        },
+    })
+}
+
 /// Stores a checked face as a template of its student. `source` says where the photo came from:
 /// `enrol-photo` (a file) or `enrol-camera`.
 pub fn keep(
@@ -131,6 +137,9 @@ pub fn keep(
     candidate: &EnrolCandidate,
     source: &str,
 ) -> Result<Enrolled, EnrolError> {
+    // Consent may have been withdrawn since `check` (the screen keeps a face until the teacher
+    // says so, and the sync loop or the CLI can withdraw meanwhile).
+    require_consent(store, &candidate.student)?;
     let template = store.add_template(
         &NewTemplate {
             student_id: &candidate.student,

@@ -43,11 +43,12 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// How many events wait to be pushed: the "events waiting" of the sync indicator, counted
-    /// without reading their payloads.
+    /// How many events wait to be pushed: the "events waiting" of the sync indicator, the same
+    /// count as `outbox_counts().waiting` (rejected events do not wait), read from the partial
+    /// index `outbox_waiting` alone, since the screen asks after every mark.
     pub fn pending_event_count(&self) -> Result<usize, StoreError> {
         let n: i64 = self.conn.query_row(
-            "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL",
+            "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND rejected_at IS NULL",
             [],
             |r| r.get(0),
         )?;

@@ -34,11 +34,6 @@ impl SyncNudge {
 }
 
 impl SyncHandle {
-    /// Starts a cycle now instead of at the next tick (after a capture, say).
-    pub fn sync_now(&self) {
-        let _ = self.commands.send(Command::SyncNow);
-    }
-
     /// A handle that only asks for cycles, for the screen's event loop.
     pub fn nudge(&self) -> SyncNudge {
         SyncNudge(self.commands.clone())

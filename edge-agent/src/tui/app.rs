@@ -677,19 +677,24 @@ impl App {
     }
 
     fn mark(&mut self, status: MarkStatus) -> Vec<Effect> {
-        let Some(row) = self.rows.get_mut(self.selected) else {
-            return Vec::new();
-        };
-        // Shown at once; the store's reply (or its error and a fresh roll) follows in
-        // milliseconds.
+        match self.show_teacher_mark(status, "") {
+            Some(student) => self.with_session(Queued::Mark(student, status)),
+            None => Vec::new(),
+        }
+    }
+
+    /// Shows a teacher's mark on the selected row at once, ahead of the store (whose reply, or
+    /// its error and a fresh roll, follows in milliseconds); returns the row's student.
+    fn show_teacher_mark(&mut self, status: MarkStatus, note: &str) -> Option<String> {
+        let row = self.rows.get_mut(self.selected)?;
         row.status = Some(status);
         row.source = Some(MarkSource::Teacher);
         row.candidates.clear();
         let (student, name) = (row.student.clone(), row.name.clone());
-        self.info(format!("{name}: {}", status.as_str()));
+        self.info(format!("{name}: {}{note}", status.as_str()));
         let rows = std::mem::take(&mut self.rows);
         self.set_rows(rows);
-        self.with_session(Queued::Mark(student, status))
+        Some(student)
     }
 
     fn review(&mut self, decision: ReviewDecision) -> Vec<Effect> {
@@ -704,18 +709,10 @@ impl App {
             self.error(text);
             return Vec::new();
         }
-        let status = match decision {
-            ReviewDecision::Confirm => MarkStatus::Present,
-            ReviewDecision::Reject => MarkStatus::Absent,
-        };
-        row.status = Some(status);
-        row.source = Some(MarkSource::Teacher);
-        row.candidates.clear();
-        let (student, name) = (row.student.clone(), row.name.clone());
-        self.info(format!("{name}: {} (review settled)", status.as_str()));
-        let rows = std::mem::take(&mut self.rows);
-        self.set_rows(rows);
-        self.with_session(Queued::Review(student, decision))
+        match self.show_teacher_mark(decision.status(), " (review settled)") {
+            Some(student) => self.with_session(Queued::Review(student, decision)),
+            None => Vec::new(),
+        }
     }
 
     fn picker_key(&mut self, code: KeyCode) -> Vec<Effect> {

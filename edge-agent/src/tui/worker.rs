@@ -15,10 +15,12 @@ use super::app::{AppEvent, CaptureSummary, EnrolPreview, StoreJob, VisionJob, Vi
 use crate::attendance::Gallery;
 use crate::attendance::capture::{SchoolSearch, capture_with, recapture_with};
 use crate::attendance::lesson::{Moment, lesson_at};
-use crate::attendance::roll::{open_manual_session, resumable_session, review, roll};
+use crate::attendance::roll::{
+    Roll, open_manual_session, resumable_session, review, roll, session_roll,
+};
 use crate::capture::{BURST_FRAMES, FrameSource, SourceSpec};
 use crate::enrolment::{self, EnrolCandidate, EnrolOptions, MAX_ENROL_YAW_DEGREES};
-use crate::store::{Store, now_ms};
+use crate::store::{Store, StoreError, now_ms};
 use crate::vision::{Pipeline, PipelineOptions};
 
 /// Who the teacher screen records as the author of a mark (the box has no teacher login yet).
@@ -56,19 +58,24 @@ pub fn spawn_store_worker(
         .expect("spawning a thread only fails when the system is out of resources")
 }
 
+/// A roll read from the store as the screen's event, with the count of events waiting.
+fn roll_event(store: &Store, seq: u64, roll: Result<Roll, StoreError>) -> AppEvent {
+    let event = roll.and_then(|roll| {
+        Ok(AppEvent::Roll {
+            seq,
+            roll,
+            waiting: store.pending_event_count()?,
+        })
+    });
+    event.unwrap_or_else(|e| AppEvent::StoreFailed {
+        seq,
+        message: e.to_string(),
+    })
+}
+
 fn store_job(store: &mut Store, job: StoreJob) -> Vec<AppEvent> {
     let read_roll = |store: &Store, seq: u64, section: &str, session: Option<&str>| {
-        let result = roll(store, section, session).and_then(|roll| {
-            Ok(AppEvent::Roll {
-                seq,
-                roll,
-                waiting: store.pending_event_count()?,
-            })
-        });
-        result.unwrap_or_else(|e| AppEvent::StoreFailed {
-            seq,
-            message: e.to_string(),
-        })
+        roll_event(store, seq, roll(store, section, session))
     };
     let failed = |seq: u64, message: String| AppEvent::StoreFailed { seq, message };
     match job {
@@ -139,17 +146,7 @@ fn after_write(
     if let Err(message) = written {
         events.push(AppEvent::StoreFailed { seq, message });
     }
-    let roll = store.session_section(session).and_then(|section| {
-        Ok(AppEvent::Roll {
-            seq,
-            roll: roll(store, &section, Some(session))?,
-            waiting: store.pending_event_count()?,
-        })
-    });
-    events.push(roll.unwrap_or_else(|e| AppEvent::StoreFailed {
-        seq,
-        message: e.to_string(),
-    }));
+    events.push(roll_event(store, seq, session_roll(store, session)));
     events
 }
 
