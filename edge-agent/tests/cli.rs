@@ -102,7 +102,7 @@ fn embed_json_gives_one_line_per_image() {
     assert_eq!(lines.len(), 2);
     for (line, path) in lines.iter().zip([&a, &b]) {
         assert_eq!(line["image"], path_str(path));
-        assert_eq!(line["model"], "fr_feature@7cf1cb7e95b9");
+        assert_eq!(line["model"], "fr_feature@f79ab88dd853");
         let vector: Vec<f64> = line["embedding"]
             .as_array()
             .unwrap()

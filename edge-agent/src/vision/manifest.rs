@@ -228,7 +228,7 @@ mod tests {
     fn builtin_manifest_parses() {
         let m = Manifest::parse(BUILTIN_MANIFEST, Path::new("manifest.toml")).unwrap();
         assert_eq!(m.embedder.dimensions, 512);
-        assert_eq!(m.embedder_id().to_string(), "fr_feature@7cf1cb7e95b9");
+        assert_eq!(m.embedder_id().to_string(), "fr_feature@f79ab88dd853");
         assert_eq!((m.embedder.confident, m.embedder.review), (0.45, 0.35));
     }
 
