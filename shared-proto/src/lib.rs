@@ -6,8 +6,10 @@ pub mod oneroster;
 pub mod sync;
 
 mod model_id;
+mod space;
 
 pub use model_id::{ModelId, ModelIdError};
+pub use space::{EmbeddingSpace, EmbeddingSpaceError, MAX_SPACE_LEN};
 
 /// Version of the sync protocol and ML API spoken by this build. A peer sending a newer version is
 /// refused with a machine-readable code rather than half-understood.

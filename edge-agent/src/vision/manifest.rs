@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use shared_proto::ModelId;
+use shared_proto::{EmbeddingSpace, ModelId};
 
 use super::VisionError;
 
@@ -112,6 +112,9 @@ pub struct EmbedderSpec {
     pub file: String,
     pub sha256: String,
     pub licence: String,
+    /// What its vectors mean: kept across rewrites that `fetch.py` proves give the same vectors,
+    /// new for a real model change. Templates are compared only within one space.
+    pub space: String,
     pub source: ModelSource,
     pub input: InputSpec,
     pub output: String,
@@ -187,6 +190,7 @@ impl Manifest {
         for spec in self.files() {
             ModelId::new(spec.name, spec.sha256).map_err(|e| e.to_string())?;
         }
+        EmbeddingSpace::new(&e.space).map_err(|e| format!("embedder: {e}"))?;
         Ok(())
     }
 
@@ -213,6 +217,11 @@ impl Manifest {
         ]
     }
 
+    /// The space of every embedding this embedder makes.
+    pub fn embedder_space(&self) -> EmbeddingSpace {
+        EmbeddingSpace::new(&self.embedder.space).expect("checked when the manifest was parsed")
+    }
+
     /// The id stamped on every embedding this embedder makes.
     pub fn embedder_id(&self) -> ModelId {
         ModelId::new(&self.embedder.name, &self.embedder.sha256)
@@ -229,6 +238,7 @@ mod tests {
         let m = Manifest::parse(BUILTIN_MANIFEST, Path::new("manifest.toml")).unwrap();
         assert_eq!(m.embedder.dimensions, 512);
         assert_eq!(m.embedder_id().to_string(), "fr_feature@f79ab88dd853");
+        assert_eq!(m.embedder_space().as_str(), "fr_feature-v1");
         assert_eq!((m.embedder.confident, m.embedder.review), (0.45, 0.35));
     }
 
@@ -237,6 +247,13 @@ mod tests {
         let text = BUILTIN_MANIFEST.replace("nms_iou = 0.4", "nms_iou = 0.4\nnms_typo = 1");
         let err = Manifest::parse(&text, Path::new("m.toml")).unwrap_err();
         assert!(err.to_string().contains("nms_typo"), "{err}");
+    }
+
+    #[test]
+    fn a_malformed_space_is_refused() {
+        let text = BUILTIN_MANIFEST.replace("space = \"fr_feature-v1\"", "space = \"FR feature\"");
+        let err = Manifest::parse(&text, Path::new("m.toml")).unwrap_err();
+        assert!(err.to_string().contains("embedding space"), "{err}");
     }
 
     #[test]
