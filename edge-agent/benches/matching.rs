@@ -23,6 +23,8 @@ use ndarray::Array2;
 
 /// The embedder of `models/manifest.toml`: synthetic templates carry its id like real ones.
 const MODEL_ID: &str = "fr_feature@f79ab88dd853";
+/// ... and its embedding space, which every query names.
+const SPACE: &str = "fr_feature-v1";
 const DIMS: usize = 512;
 const TEMPLATES_PER_STUDENT: usize = 3;
 const SECTION_SIZE: usize = 40;
@@ -208,6 +210,7 @@ fn add_random_templates(store: &mut Store, rng: &mut Rng, from: usize, target: u
                 &NewTemplate {
                     student_id: &student,
                     model_id: MODEL_ID,
+                    space: SPACE,
                     vector: &vector,
                     quality: 100.0,
                     source: "sync",
@@ -344,7 +347,7 @@ fn school_rows(school: &mut School, runs: usize, budget: Duration, review: f32) 
     let n = school.n_templates;
     let store = &school.store;
     let section = store.section_students("sec-00000").unwrap();
-    let section_templates = store.templates_of(&section, MODEL_ID).unwrap();
+    let section_templates = store.templates_of(&section, SPACE).unwrap();
     let (faces, who) = faces_of_students(&section_templates, &mut school.rng);
 
     row(
@@ -356,7 +359,7 @@ fn school_rows(school: &mut School, runs: usize, budget: Duration, review: f32) 
         "",
     );
     let load_and_score = || {
-        let templates = store.templates_of(&section, MODEL_ID).unwrap();
+        let templates = store.templates_of(&section, SPACE).unwrap();
         Gallery::new(DIMS, templates).best_per_student(&faces)
     };
     row(
@@ -383,7 +386,7 @@ fn school_rows(school: &mut School, runs: usize, budget: Duration, review: f32) 
         ),
     );
     let step = time(runs, budget, || {
-        let templates = store.templates_of(&section, MODEL_ID).unwrap();
+        let templates = store.templates_of(&section, SPACE).unwrap();
         let gallery = Gallery::new(DIMS, templates);
         assign(&gallery.best_per_student(&faces), review)
     });
@@ -398,9 +401,9 @@ fn school_rows(school: &mut School, runs: usize, budget: Duration, review: f32) 
         .map(synthetic_student)
         .collect();
     let load = time(runs, budget * 2, || {
-        Gallery::new(DIMS, store.templates_of(&everyone, MODEL_ID).unwrap()).compact()
+        Gallery::new(DIMS, store.templates_of(&everyone, SPACE).unwrap()).compact()
     });
-    let records = store.templates_of(&everyone, MODEL_ID).unwrap();
+    let records = store.templates_of(&everyone, SPACE).unwrap();
     let reference = SgemmReference::new(&records);
     let exact_gallery = Gallery::new(DIMS, records.clone());
     // What `Gallery::of_school` builds: half-float vectors where the CPU has F16C.
@@ -482,7 +485,7 @@ fn school_rows(school: &mut School, runs: usize, budget: Duration, review: f32) 
     let knn = time(runs, budget, || {
         faces
             .iter()
-            .map(|f| store.nearest_templates(f, MODEL_ID, 5).unwrap())
+            .map(|f| store.nearest_templates(f, SPACE, 5).unwrap())
             .collect::<Vec<_>>()
     });
     let top1_right = faces
@@ -490,7 +493,7 @@ fn school_rows(school: &mut School, runs: usize, budget: Duration, review: f32) 
         .zip(&who)
         .filter(|(f, w)| {
             store
-                .nearest_templates(f, MODEL_ID, 5)
+                .nearest_templates(f, SPACE, 5)
                 .unwrap()
                 .first()
                 .is_some_and(|(s, _)| s == *w)
@@ -550,6 +553,7 @@ fn capture_rows(runs: usize, budget: Duration, setup_notes: &mut Vec<String>) {
         ms(start.elapsed())
     ));
     assert_eq!(pipeline.model_id().to_string(), MODEL_ID);
+    assert_eq!(pipeline.space().as_str(), SPACE);
 
     let candidates = lfw_people();
     let mut store = Store::open_in_memory().unwrap();
@@ -610,8 +614,8 @@ fn capture_rows(runs: usize, budget: Duration, setup_notes: &mut Vec<String>) {
     // Capture and the vision work it wraps, timed in alternation so that both see the same
     // machine: their difference is what capture adds (matching, the store), not noise.
     let mut capture_row = |store: &mut Store, label: &str, n_templates: usize, cached: bool| {
-        let model_id = pipeline.model_id().to_string();
-        let school = cached.then(|| Gallery::of_school(store, &model_id, DIMS).unwrap());
+        let space = pipeline.space().to_string();
+        let school = cached.then(|| Gallery::of_school(store, &space, DIMS).unwrap());
         let search = match &school {
             Some(gallery) => SchoolSearch::Cached(gallery),
             None => SchoolSearch::Store,

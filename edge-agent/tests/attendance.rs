@@ -220,9 +220,9 @@ fn students_of_another_section_are_not_on_this_roster() {
     let names = |range: std::ops::Range<usize>| -> Vec<String> {
         sorted(people[range].iter().map(|(p, _, _)| p.clone()).collect())
     };
-    let model_id = pipeline.model_id().to_string();
+    let space = pipeline.space().to_string();
     let dims = pipeline.manifest().embedder.dimensions;
-    let school = Gallery::of_school(&store, &model_id, dims).unwrap();
+    let school = Gallery::of_school(&store, &space, dims).unwrap();
     assert_eq!(school.n_templates(), 20);
     let by_store = capture(
         &mut pipeline,
@@ -357,31 +357,39 @@ fn consent_gates_enrolment_and_withdrawal_purges_templates() {
     assert!(err.to_string().contains(other.as_str()), "{err}");
 }
 
-/// Templates of another embedder are never compared with this one's: a section enrolled only
-/// under an older model gets an error that says so, not a roll of absentees.
+/// A space no file of this build embeds into: templates of a real, earlier model change.
+const OLD_SPACE: &str = "fr_feature-v0";
+const OLD_MODEL: &str = "fr_feature@000000000000";
+
+fn add_old_space_template(store: &mut Store, person: &str, crop: Option<&[u8]>) {
+    store
+        .add_template(
+            &NewTemplate {
+                student_id: person,
+                model_id: OLD_MODEL,
+                space: OLD_SPACE,
+                vector: &[0.0; 512],
+                quality: 0.9,
+                source: "enrol-photo",
+                crop,
+            },
+            "test",
+        )
+        .unwrap();
+}
+
+/// Templates of another embedding space are never compared with this one's: a section enrolled
+/// only in an older space gets an error that says so, not a roll of absentees.
 #[test]
-fn templates_of_another_model_are_named_not_matched() {
+fn templates_of_another_space_are_named_not_matched() {
     let (people, _) = people();
     let mut store = Store::open_in_memory().unwrap();
     store.apply_roster(&roster(&people), "test").unwrap();
-    let old_model = "fr_feature@6e524bb13415";
     for (person, _, _) in &people {
         store
             .set_consent(person, Consent::Granted, "guardian")
             .unwrap();
-        store
-            .add_template(
-                &NewTemplate {
-                    student_id: person,
-                    model_id: old_model,
-                    vector: &[0.0; 512],
-                    quality: 0.9,
-                    source: "enrol-photo",
-                    crop: None,
-                },
-                "test",
-            )
-            .unwrap();
+        add_old_space_template(&mut store, person, None);
     }
     let mut pipeline = pipeline();
     let frame = load_image(&people[0].2, &ImageLimits::default()).unwrap();
@@ -389,21 +397,213 @@ fn templates_of_another_model_are_named_not_matched() {
     let error = capture(&mut pipeline, &mut store, SECTION, &[frame]).unwrap_err();
     let message = error.to_string();
     match error {
-        CaptureError::OtherModelOnly {
+        CaptureError::OtherSpaceOnly {
             section,
+            need,
+            of,
             found,
             running,
         } => {
             assert_eq!(section, SECTION);
-            assert_eq!(found, format!("{} by {old_model}", people.len()));
-            assert_eq!(running, pipeline.model_id().to_string());
+            assert_eq!((need, of), (people.len(), people.len()));
+            assert_eq!(found, format!("{} in {OLD_SPACE}", people.len()));
+            assert_eq!(running, "fr_feature-v1");
         }
-        other => panic!("expected OtherModelOnly, got {other}"),
+        other => panic!("expected OtherSpaceOnly, got {other}"),
     }
-    assert!(message.contains(old_model), "{message}");
-    assert!(message.contains("enrol the students again"), "{message}");
+    assert!(
+        message.contains(&format!(
+            "{0} of {0} students need re-enrolment for fr_feature-v1",
+            people.len()
+        )),
+        "{message}"
+    );
+    assert!(message.contains("edge-agent reembed"), "{message}");
     // Nothing of a session was stored.
     assert_eq!(store.pending_event_count().unwrap(), outbox_before);
+}
+
+/// Half a class enrolled again after a model change: the capture marks the others for review and
+/// says how many need re-enrolment, instead of calling them absent without a reason.
+#[test]
+fn a_section_half_in_another_space_says_who_needs_re_enrolment() {
+    let Class {
+        mut store,
+        mut pipeline,
+        people,
+        ..
+    } = enrolled_class();
+    // Students 15-19 hold only old-space templates (their current ones withdrawn and purged).
+    let stale: Vec<String> = people[15..].iter().map(|(p, _, _)| p.clone()).collect();
+    for person in &stale {
+        store
+            .set_consent(person, Consent::Withdrawn, "guardian")
+            .unwrap();
+        store
+            .set_consent(person, Consent::Granted, "guardian")
+            .unwrap();
+        add_old_space_template(&mut store, person, None);
+    }
+    let photos: Vec<PathBuf> = people[..10].iter().map(|(_, _, c)| c.clone()).collect();
+    let outcome = capture(&mut pipeline, &mut store, SECTION, &[classroom(&photos)]).unwrap();
+    assert_eq!(outcome.need_reenrolment, stale);
+    assert_eq!(
+        outcome.reenrolment_notice().unwrap(),
+        format!(
+            "5 of 20 students need re-enrolment for fr_feature-v1: {}",
+            stale.join(", ")
+        )
+    );
+    let in_class = sorted(people[..10].iter().map(|(p, _, _)| p.clone()).collect());
+    let present = sorted(outcome.present.iter().map(|p| p.student.clone()).collect());
+    assert_eq!(present, in_class);
+    // The stale five wait for a teacher, with no candidates; the other five are absent.
+    let review: Vec<&str> = outcome.review.iter().map(|r| r.student.as_str()).collect();
+    assert_eq!(review, stale.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(outcome.review.iter().all(|r| r.candidates.is_empty()));
+    assert_eq!(
+        sorted(outcome.absent.clone()),
+        sorted(people[10..15].iter().map(|(p, _, _)| p.clone()).collect())
+    );
+    let marks = store.marks(&outcome.session).unwrap();
+    assert!(
+        marks
+            .iter()
+            .filter(|m| stale.contains(&m.student_id))
+            .all(|m| m.status == MarkStatus::Review && m.score.is_none())
+    );
+}
+
+/// A box from before embedding spaces held templates of `fr_feature@6e524bb13415` and
+/// `fr_feature@7cf1cb7e95b9`; after the migration both are `fr_feature-v1` and still recognise
+/// new photos of their students with today's model file.
+#[test]
+fn templates_of_both_earlier_model_files_match_after_migration() {
+    let Class {
+        store: fresh,
+        mut pipeline,
+        people,
+        ..
+    } = enrolled_class();
+    let students: Vec<String> = people.iter().map(|(p, _, _)| p.clone()).collect();
+    let templates = fresh.templates_of(&students, "fr_feature-v1").unwrap();
+    assert_eq!(templates.len(), 20);
+
+    // The same vectors as a version-2 box stored them, under the two earlier model ids.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rollcall.db");
+    {
+        let conn = Store::legacy_database(&path, 2).unwrap();
+        conn.execute(
+            "INSERT INTO sections (id, title, school_id) VALUES (?1, '7B', 'school')",
+            [SECTION],
+        )
+        .unwrap();
+        for (i, t) in templates.iter().enumerate() {
+            conn.execute(
+                "INSERT OR IGNORE INTO students (id, given_name, family_name, consent)
+                 VALUES (?1, ?1, '', 'granted')",
+                [&t.student_id],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT OR IGNORE INTO enrolments (section_id, person_id, role)
+                 VALUES (?1, ?2, 'student')",
+                [SECTION, &t.student_id],
+            )
+            .unwrap();
+            let model = ["fr_feature@6e524bb13415", "fr_feature@7cf1cb7e95b9"][i % 2];
+            conn.execute(
+                "INSERT INTO face_templates (uuid, student_id, model_id, quality, source, created_at)
+                 VALUES (?1, ?2, ?3, 0.9, 'sync', 0)",
+                [&t.uuid, &t.student_id, model],
+            )
+            .unwrap();
+            let blob: Vec<u8> = t.vector.iter().flat_map(|v| v.to_le_bytes()).collect();
+            conn.execute(
+                "INSERT INTO template_vectors (template_id, embedding, model_id)
+                 VALUES (last_insert_rowid(), ?1, ?2)",
+                rusqlite::params![blob, model],
+            )
+            .unwrap();
+        }
+    }
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(
+        store.templates_by_space().unwrap(),
+        vec![("fr_feature-v1".to_owned(), 20)]
+    );
+    assert_eq!(store.check_invariants().unwrap(), Vec::<String>::new());
+    let photos: Vec<PathBuf> = people[..15].iter().map(|(_, _, c)| c.clone()).collect();
+    let outcome = capture(&mut pipeline, &mut store, SECTION, &[classroom(&photos)]).unwrap();
+    let present = sorted(outcome.present.iter().map(|p| p.student.clone()).collect());
+    assert_eq!(present, sorted(students[..15].to_vec()));
+    assert!(outcome.need_reenrolment.is_empty());
+    // ... and nearest-neighbour search by space works on the rebuilt vector table.
+    let probe = &templates[3];
+    let nearest = store
+        .nearest_templates(&probe.vector, "fr_feature-v1", 1)
+        .unwrap();
+    assert_eq!(nearest[0].0, probe.student_id);
+}
+
+/// `reembed` makes a template in this build's space from each kept crop, equal to enrolling the
+/// crop afresh, once however often it runs; a student with no kept crop is listed instead.
+#[test]
+fn reembed_makes_templates_from_kept_crops_and_lists_the_rest() {
+    let (people, _) = people();
+    let people = &people[..3];
+    let mut pipeline = pipeline();
+    let mut store = Store::open_in_memory().unwrap();
+    store.apply_roster(&roster(people), "test").unwrap();
+    let mut crops = Vec::new();
+    for (i, (person, photo, _)) in people.iter().enumerate() {
+        store
+            .set_consent(person, Consent::Granted, "guardian")
+            .unwrap();
+        let (frame, mut faces) = common::faces_of(&mut pipeline, photo);
+        let idx = select_face(
+            &faces,
+            &pipeline.gate,
+            Some(edge_agent::vision::Pick::Central),
+            frame.dimensions(),
+        )
+        .unwrap();
+        let aligned = faces.swap_remove(idx).aligned;
+        // The third student's old template kept no crop.
+        let crop = (i < 2).then_some(aligned.rgb.as_slice());
+        add_old_space_template(&mut store, person, crop);
+        crops.push(aligned);
+    }
+    let report = enrolment::reembed(&mut pipeline, &mut store).unwrap();
+    assert_eq!(report.space, "fr_feature-v1");
+    assert_eq!(report.made.len(), 2);
+    assert_eq!(report.need_reenrolment, vec![people[2].0.clone()]);
+    for (i, (person, _, _)) in people[..2].iter().enumerate() {
+        let made = store
+            .templates_of(std::slice::from_ref(person), "fr_feature-v1")
+            .unwrap();
+        assert_eq!(made.len(), 1);
+        let fresh = pipeline.embed([&crops[i]]).unwrap().remove(0);
+        let worst = made[0]
+            .vector
+            .iter()
+            .zip(&fresh.vector)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst <= 1e-5, "{person}: {worst}");
+    }
+    // Each new template goes to the server like an enrolment.
+    assert_eq!(store.check_invariants().unwrap(), Vec::<String>::new());
+    let again = enrolment::reembed(&mut pipeline, &mut store).unwrap();
+    assert_eq!((again.made.len(), again.already), (0, 2));
+    assert_eq!(
+        store.templates_by_space().unwrap(),
+        vec![
+            ("fr_feature-v0".to_owned(), 3),
+            ("fr_feature-v1".to_owned(), 2)
+        ]
+    );
 }
 
 /// The screen checks a face, then keeps it when the teacher says so: consent withdrawn in

@@ -103,6 +103,7 @@ fn embed_json_gives_one_line_per_image() {
     for (line, path) in lines.iter().zip([&a, &b]) {
         assert_eq!(line["image"], path_str(path));
         assert_eq!(line["model"], "fr_feature@f79ab88dd853");
+        assert_eq!(line["space"], "fr_feature-v1");
         let vector: Vec<f64> = line["embedding"]
             .as_array()
             .unwrap()

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ModelId;
+use crate::{EmbeddingSpace, ModelId};
 
 /// One detected face.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -50,6 +50,8 @@ pub struct DetectResponse {
 pub struct EmbedResponse {
     pub image: String,
     pub model: ModelId,
+    /// Vectors are comparable only within one space.
+    pub space: EmbeddingSpace,
     /// L2-normalised; similarity is the dot product.
     pub embedding: Vec<f32>,
 }

@@ -474,6 +474,65 @@ async fn bad_pushes_are_refused_whole() {
         .assert_error(400, "invalid_request");
 }
 
+/// Every embedding travels with its space, and the server keeps the one it was given. A box from
+/// before spaces sends only the model id: its template lands in that model's space
+/// (`EmbeddingSpace::of_model`), the answer a new box would give for it.
+#[tokio::test]
+async fn templates_keep_their_embedding_space_and_old_boxes_get_their_models() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    let mut events = lesson_events(&north.math(), &north.s1(), 1);
+    events.push(template_event(&north.s1(), 3));
+    events.push(template_event(&north.s1(), 4));
+    let mut body = push_body(&events);
+    let named = &mut body["events"][2]["template"]["embedding"];
+    named["space"] = json!("fr_feature-v9");
+    let old_box = &mut body["events"][3]["template"]["embedding"];
+    old_box.as_object_mut().unwrap().remove("space");
+    old_box["model"] = json!("fr_feature@7cf1cb7e95b9");
+    let reply = server
+        .post("/v1/sync/push", Some(&north.device), body)
+        .await;
+    assert_eq!(reply.assert_ok()["acked"].as_array().unwrap().len(), 4);
+
+    let pulled = server
+        .get("/v1/sync/pull?cursor=0&limit=100", Some(&north.device))
+        .await;
+    let spaces: Vec<(String, String)> = pulled.assert_ok()["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "template")
+        .map(|c| {
+            let e = &c["template"]["embedding"];
+            (
+                e["model"].as_str().unwrap().to_owned(),
+                e["space"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let model = events_model(&events[2]);
+    assert_eq!(
+        spaces,
+        vec![
+            (model, "fr_feature-v9".to_owned()),
+            (
+                "fr_feature@7cf1cb7e95b9".to_owned(),
+                "fr_feature-v1".to_owned()
+            )
+        ]
+    );
+}
+
+fn events_model(event: &shared_proto::sync::Event) -> String {
+    match &event.body {
+        shared_proto::sync::EventBody::TemplateAdded { template } => {
+            template.embedding.model.to_string()
+        }
+        other => panic!("not a template: {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn push_then_pull() {
     let server = Server::start().await;

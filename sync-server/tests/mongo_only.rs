@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
-use shared_proto::ModelId;
 use shared_proto::sync::{
     ChangeBody, Consent, Embedding, Event, EventBody, MarkSource, MarkStatus, TemplateData,
 };
+use shared_proto::{EmbeddingSpace, ModelId};
 use sync_server::store::mongo::MongoStore;
 use sync_server::store::{
     Device, ProvisioningCode, RosterBatch, School, Section, Store, StoreError, Student,
@@ -129,6 +129,7 @@ fn template_added(student: &str, value: f32) -> Event {
                 id: uuid::Uuid::now_v7().to_string(),
                 student: student.into(),
                 embedding: Embedding {
+                    space: EmbeddingSpace::of_model(&model),
                     model,
                     vector: vec![value, -value, 0.25],
                 },

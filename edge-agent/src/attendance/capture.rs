@@ -19,13 +19,16 @@ pub enum CaptureError {
     Vision(#[from] VisionError),
     #[error("section {0} has no enrolled student with a face template: enrol students first")]
     NobodyEnrolled(String),
-    /// Templates are never compared across models, so a new embedder needs a new enrolment.
+    /// Templates are never compared across embedding spaces, so a new embedder needs its
+    /// templates made again (`edge-agent reembed` from kept crops, or a new enrolment).
     #[error(
-        "section {section}'s face templates were all made by another embedder model ({found}); \
-         this box runs {running}: enrol the students again"
+        "section {section}: {need} of {of} students need re-enrolment for {running} (their \
+         templates are in {found}): run `edge-agent reembed` or enrol them again"
     )]
-    OtherModelOnly {
+    OtherSpaceOnly {
         section: String,
+        need: usize,
+        of: usize,
         found: String,
         running: String,
     },
@@ -56,6 +59,27 @@ pub struct CaptureOutcome {
     pub unknown_faces: usize,
     pub too_small_faces: usize,
     pub not_on_roster: Vec<String>,
+    /// Students of the section whose templates are all in another embedding space: the box
+    /// cannot recognise them, so they go to review (with no candidates) instead of absent.
+    pub need_reenrolment: Vec<String>,
+    /// The space they need templates in: this box's embedder's.
+    pub space: String,
+}
+
+impl CaptureOutcome {
+    /// "7 of 30 students need re-enrolment for fr_feature-v2", when any do.
+    pub fn reenrolment_notice(&self) -> Option<String> {
+        if self.need_reenrolment.is_empty() {
+            return None;
+        }
+        let of = self.present.len() + self.review.len() + self.absent.len();
+        Some(format!(
+            "{} of {of} students need re-enrolment for {}: {}",
+            self.need_reenrolment.len(),
+            self.space,
+            self.need_reenrolment.join(", ")
+        ))
+    }
 }
 
 /// Best evidence so far for one student across the burst.
@@ -159,27 +183,38 @@ fn assess(
         confident: pipeline.manifest().embedder.confident,
         review: pipeline.manifest().embedder.review,
     };
-    let model_id = pipeline.model_id().to_string();
+    let space = pipeline.space().to_string();
     let started = std::time::Instant::now();
     let roster = store.section_students(section_id)?;
     let gallery = Gallery::new(
         pipeline.manifest().embedder.dimensions,
-        store.templates_of(&roster, &model_id)?,
+        store.templates_of(&roster, &space)?,
     );
+    let spaces = store.template_spaces_of(&roster, &space)?;
     if gallery.n_templates() == 0 {
-        let found = store.template_models_of(&roster)?;
-        if found.is_empty() {
+        if spaces.counts.is_empty() {
             return Err(CaptureError::NobodyEnrolled(section_id.to_owned()));
         }
-        let found: Vec<String> = found
+        let found: Vec<String> = spaces
+            .counts
             .iter()
-            .map(|(model, n)| format!("{n} by {model}"))
+            .map(|(space, n)| format!("{n} in {space}"))
             .collect();
-        return Err(CaptureError::OtherModelOnly {
+        return Err(CaptureError::OtherSpaceOnly {
             section: section_id.to_owned(),
+            need: spaces.elsewhere_only.len(),
+            of: roster.len(),
             found: found.join(", "),
-            running: model_id,
+            running: space,
         });
+    }
+    if !spaces.elsewhere_only.is_empty() {
+        tracing::warn!(
+            section = section_id,
+            students = spaces.elsewhere_only.len(),
+            %space,
+            "capture: students with templates only in another embedding space cannot be recognised"
+        );
     }
     let enrolled = gallery.students();
     tracing::debug!(
@@ -207,7 +242,7 @@ fn assess(
             .filter(|face_idx| !assigned.iter().any(|a| a.face_idx == *face_idx))
             .collect();
         // Faces that match nobody here: perhaps students of another section.
-        let elsewhere = school_best(store, school, &model_id, &unmatched, &vectors)?;
+        let elsewhere = school_best(store, school, &space, &unmatched, &vectors)?;
         for (student, score) in elsewhere {
             match student {
                 Some(student)
@@ -267,6 +302,8 @@ fn assess(
         unknown_faces,
         too_small_faces,
         not_on_roster: not_on_roster.into_iter().collect(),
+        need_reenrolment: spaces.elsewhere_only,
+        space,
     };
     let mut marks = Vec::with_capacity(roster.len());
     for student in &roster {
@@ -285,6 +322,15 @@ fn assess(
                 });
                 let json = serde_json::to_string(&e.candidates).expect("plain data");
                 (MarkStatus::Review, Some(e.score), Some(json))
+            }
+            // The box cannot recognise this student (templates only in another space): a
+            // teacher decides, rather than the machine calling an unchecked student absent.
+            None if outcome.need_reenrolment.contains(student) => {
+                outcome.review.push(ReviewItem {
+                    student: student.clone(),
+                    candidates: Vec::new(),
+                });
+                (MarkStatus::Review, None, Some("[]".to_owned()))
             }
             None => {
                 outcome.absent.push(student.clone());
@@ -311,7 +357,7 @@ fn assess(
 fn school_best(
     store: &Store,
     school: SchoolSearch<'_>,
-    model_id: &str,
+    space: &str,
     faces: &[usize],
     vectors: &[Vec<f32>],
 ) -> Result<Vec<(Option<String>, f32)>, CaptureError> {
@@ -322,7 +368,7 @@ fn school_best(
         SchoolSearch::Store => faces
             .iter()
             .map(|&i| {
-                let nearest = store.nearest_templates(&vectors[i], model_id, 1)?;
+                let nearest = store.nearest_templates(&vectors[i], space, 1)?;
                 Ok(match nearest.into_iter().next() {
                     Some((student, score)) => (Some(student), score),
                     None => (None, f32::MIN),

@@ -50,14 +50,14 @@ impl Gallery {
         gallery
     }
 
-    /// Every template of the school made by `model_id`: built once by a long-running caller and
+    /// Every template of the school in `space`: built once by a long-running caller and
     /// kept, it replaces a sqlite-vec scan per unmatched face (~22 ms each at 15k templates).
     pub fn of_school(
         store: &crate::store::Store,
-        model_id: &str,
+        space: &str,
         dims: usize,
     ) -> Result<Gallery, crate::store::StoreError> {
-        Ok(Gallery::new(dims, store.all_templates(model_id)?).compact())
+        Ok(Gallery::new(dims, store.all_templates(space)?).compact())
     }
 
     /// Scores from half-float copies of the vectors where the CPU converts them in hardware

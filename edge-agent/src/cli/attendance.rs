@@ -14,7 +14,7 @@ use crate::attendance::lesson::{Moment, lesson_at, parse_weekday};
 use crate::attendance::roll::{self, open_manual_session, review, session_roll};
 use crate::capture::{FrameSource, ImageFiles, ImageLimits, load_image};
 use crate::config::{CONFIG_FILE, Config, DATABASE_FILE};
-use crate::enrolment::{EnrolOptions, enrol};
+use crate::enrolment::{EnrolOptions, Reembedded, enrol, reembed};
 use crate::store::{Consent, MarkSource, MarkStatus, Slot, Store};
 
 pub(super) fn open_store(data_dir: &Path) -> Result<Store> {
@@ -125,6 +125,18 @@ pub(super) fn run(
                 }
             }
             return Ok(if n_failed > 0 { 1 } else { 0 });
+        }
+        Command::Reembed { json } => {
+            require_recognition(data_dir, "re-embedding")?;
+            let mut store = open_store(data_dir)?;
+            let mut pipeline = vision.pipeline()?;
+            let report = reembed(&mut pipeline, &mut store)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&report)?)?;
+            } else {
+                print_reembedded(&report, out)?;
+            }
+            return Ok(0);
         }
         Command::Capture {
             section,
@@ -332,6 +344,14 @@ fn print_outcome(out: &mut impl Write, outcome: &CaptureOutcome) -> Result<()> {
             .iter()
             .map(|c| format!("{} {:.2}", c.student, c.score))
             .collect();
+        if candidates.is_empty() {
+            writeln!(
+                out,
+                "  {:<24} no template for {}: check by hand",
+                r.student, outcome.space
+            )?;
+            continue;
+        }
         writeln!(
             out,
             "  {:<24} candidates: {}",
@@ -356,5 +376,47 @@ fn print_outcome(out: &mut impl Write, outcome: &CaptureOutcome) -> Result<()> {
             outcome.not_on_roster.join(", ")
         }
     )?;
+    if let Some(notice) = outcome.reenrolment_notice() {
+        writeln!(
+            out,
+            "{notice} (they are in review: this box cannot recognise them; `edge-agent reembed` or enrol them again)"
+        )?;
+    }
+    Ok(())
+}
+
+fn print_reembedded(report: &Reembedded, out: &mut impl Write) -> Result<()> {
+    let students: std::collections::BTreeSet<&str> =
+        report.made.iter().map(|(s, _, _)| s.as_str()).collect();
+    writeln!(
+        out,
+        "re-embedded {} kept crops of {} students into {}{}",
+        report.made.len(),
+        students.len(),
+        report.space,
+        if report.already > 0 {
+            format!(" ({} done by an earlier run)", report.already)
+        } else {
+            String::new()
+        }
+    )?;
+    for (template, reason) in &report.skipped {
+        writeln!(out, "skipped template {template}: {reason}")?;
+    }
+    if report.need_reenrolment.is_empty() {
+        writeln!(
+            out,
+            "every student with a template has one in {}",
+            report.space
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{} students need re-enrolment for {} (no kept crop): {}",
+            report.need_reenrolment.len(),
+            report.space,
+            report.need_reenrolment.join(", ")
+        )?;
+    }
     Ok(())
 }

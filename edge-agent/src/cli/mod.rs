@@ -154,6 +154,12 @@ pub enum Command {
         #[arg(long, value_enum)]
         pick: Option<Pick>,
     },
+    /// After a new embedder (a new embedding space): make templates again from the crops kept at
+    /// enrolment, and list the students who must be enrolled again.
+    Reembed {
+        #[arg(long)]
+        json: bool,
+    },
     /// Take attendance of a section from a burst of frames.
     Capture {
         #[arg(long)]

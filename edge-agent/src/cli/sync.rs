@@ -154,11 +154,16 @@ fn print_status(out: &mut impl Write, status: &Status) -> Result<()> {
     if let Some(error) = &status.link.last_error {
         writeln!(out, "last error  {error}")?;
     }
-    if status.templates_by_model.is_empty() {
+    if status.templates_by_space.is_empty() {
         writeln!(out, "templates   none")?;
     }
-    for (model, n) in &status.templates_by_model {
-        writeln!(out, "templates   {n} of {model}")?;
+    for (space, n) in &status.templates_by_space {
+        let note = if *space == status.running_space {
+            "this box's embedder"
+        } else {
+            "not compared: `edge-agent reembed` or enrol again"
+        };
+        writeln!(out, "templates   {n} in {space} ({note})")?;
     }
     for rejected in &status.rejected {
         writeln!(

@@ -236,6 +236,7 @@ pub(super) fn embed(
             let response = EmbedResponse {
                 image: image.display().to_string(),
                 model: embedding.model,
+                space: embedding.space,
                 embedding: embedding.vector,
             };
             if json {

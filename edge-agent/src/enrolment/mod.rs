@@ -1,6 +1,10 @@
 //! Enrolment: a photo (file or camera frame) of a consenting student becomes a face template, after
 //! the quality gate and a check that the face is not already someone else's.
 
+mod reembed;
+
+pub use reembed::{Reembedded, reembed};
+
 use image::RgbImage;
 use serde::Serialize;
 
@@ -66,6 +70,7 @@ pub struct EnrolCandidate {
     pub student: String,
     pub quality: FaceQuality,
     model_id: String,
+    space: String,
     vector: Vec<f32>,
     crop: Option<Vec<u8>>,
 }
@@ -91,9 +96,10 @@ pub fn check(
     }
     let embedding = pipeline.embed([&face.aligned])?.remove(0);
     let model_id = embedding.model.to_string();
+    let space = embedding.space.to_string();
     if !options.force {
         let confident = pipeline.manifest().embedder.confident;
-        let nearest = store.nearest_templates(&embedding.vector, &model_id, 5)?;
+        let nearest = store.nearest_templates(&embedding.vector, &space, 5)?;
         if let Some((other, similarity)) = nearest
             .into_iter()
             .find(|(other, s)| other != student_id && *s >= confident)
@@ -109,6 +115,7 @@ pub fn check(
         student: student_id.to_owned(),
         quality: face.quality,
         model_id,
+        space,
         vector: embedding.vector,
         crop: options.keep_crop.then_some(face.aligned.rgb),
     })
@@ -144,6 +151,7 @@ pub fn keep(
         &NewTemplate {
             student_id: &candidate.student,
             model_id: &candidate.model_id,
+            space: &candidate.space,
             vector: &candidate.vector,
             quality: crate::vision::template_score(&candidate.quality),
             source,

@@ -69,10 +69,10 @@ SELECT v.template_id FROM template_vectors v
 WHERE NOT EXISTS (SELECT 1 FROM face_templates t WHERE t.id = v.template_id)
 ORDER BY v.template_id";
 
-const VECTORS_OF_ANOTHER_MODEL: &str = "
-SELECT t.uuid, t.model_id, v.model_id FROM face_templates t
+const VECTORS_OF_ANOTHER_SPACE: &str = "
+SELECT t.uuid, t.space, v.space FROM face_templates t
 JOIN template_vectors v ON v.template_id = t.id
-WHERE v.model_id IS NOT t.model_id
+WHERE v.space IS NOT t.space
 ORDER BY t.id";
 
 /// Templates made on this box without exactly one `template_added` event. Templates that came from
@@ -224,9 +224,9 @@ impl Store {
                 r.get::<_, i64>(0)?
             ))
         })?;
-        self.violations_of(VECTORS_OF_ANOTHER_MODEL, violations, |r| {
+        self.violations_of(VECTORS_OF_ANOTHER_SPACE, violations, |r| {
             Ok(format!(
-                "face template {} is of model {} but its vector is of {}",
+                "face template {} is in space {} but its vector is in {:?}",
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, Option<String>>(2)?.unwrap_or_default()
@@ -331,6 +331,7 @@ mod tests {
                     &NewTemplate {
                         student_id: student,
                         model_id: MODEL,
+                        space: MODEL,
                         vector: &vector,
                         quality: 20.0,
                         source: "enrol-photo",

@@ -26,7 +26,7 @@ pub use sync::{
     DeviceIdentity, OutboxCounts, PullSummary, QueuedEvent, RejectedEvent, StoredTemplate,
     SyncState,
 };
-pub use templates::{NewTemplate, TemplateRecord};
+pub use templates::{KeptCrop, NewTemplate, TemplateRecord, TemplateSpaces};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -111,6 +111,16 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         schema::migrate(&mut conn, path)?;
         Ok(Store { conn })
+    }
+
+    /// A raw connection to a database at an older schema `version`, created if needed: migration
+    /// tests fill it as an older build would, then open it with [`Store::open`].
+    #[doc(hidden)]
+    pub fn legacy_database(path: &Path, version: usize) -> Result<Connection, StoreError> {
+        register_sqlite_vec();
+        let mut conn = Connection::open(path)?;
+        schema::migrate_to(&mut conn, path, version)?;
+        Ok(conn)
     }
 
     /// `PRAGMA integrity_check`: `ok` or the problems found.

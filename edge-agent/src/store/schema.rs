@@ -3,13 +3,22 @@
 
 use std::path::Path;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction};
+use shared_proto::EmbeddingSpace;
 
 use super::StoreError;
 
+/// One schema step: SQL, or SQL plus Rust where a rule that lives elsewhere must be applied to the
+/// rows (it is never copied into SQL).
+enum Migration {
+    Sql(&'static str),
+    Code(fn(&Transaction<'_>) -> Result<(), StoreError>),
+}
+
 /// Migration `i` takes the schema from version `i` to `i + 1`. Append only: never edit a shipped one.
-const MIGRATIONS: &[&str] = &[
-    r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration::Sql(
+        r#"
 CREATE TABLE students (
     id TEXT PRIMARY KEY,
     given_name TEXT NOT NULL,
@@ -101,10 +110,12 @@ CREATE TABLE audit_log (
     detail TEXT NOT NULL
 );
 "#,
+    ),
     // 2: sync. Rejected events stay in the outbox with the server's reason; the box's identity and the
     // health of its link (for `status` and the circuit breaker, which must survive a restart); the
     // purges that server tombstones made, so `check_invariants` can tell them from lost templates.
-    r#"
+    Migration::Sql(
+        r#"
 ALTER TABLE outbox ADD COLUMN rejected_at INTEGER;
 ALTER TABLE outbox ADD COLUMN rejected_code TEXT;
 ALTER TABLE outbox ADD COLUMN rejected_reason TEXT;
@@ -133,7 +144,46 @@ CREATE TABLE sync_purges (
     at INTEGER NOT NULL
 );
 "#,
+    ),
+    // 3: embedding spaces. Templates are compared by space, not by the file that made them.
+    Migration::Code(embedding_spaces),
 ];
+
+/// Gives every template the space of the model that made it (`EmbeddingSpace::of_model`, the
+/// table the server reads too: both earlier fr_feature files are `fr_feature-v1`), and rebuilds the
+/// vector table with the space as its filter column (sqlite-vec cannot add a column).
+fn embedding_spaces(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute_batch("ALTER TABLE face_templates ADD COLUMN space TEXT NOT NULL DEFAULT ''")?;
+    let models: Vec<String> = tx
+        .prepare("SELECT DISTINCT model_id FROM face_templates")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for model in models {
+        let space = EmbeddingSpace::of_model_str(&model);
+        tx.execute(
+            "UPDATE face_templates SET space = ?2 WHERE model_id = ?1",
+            [&model, space.as_str()],
+        )?;
+    }
+    tx.execute_batch(
+        r#"
+CREATE TEMP TABLE vectors_before_spaces AS SELECT template_id, embedding FROM template_vectors;
+DROP TABLE template_vectors;
+CREATE VIRTUAL TABLE template_vectors USING vec0 (
+    template_id INTEGER PRIMARY KEY,
+    embedding float[512] distance_metric=cosine,
+    space TEXT
+);
+INSERT INTO template_vectors (template_id, embedding, space)
+    SELECT v.template_id, v.embedding, t.space
+    FROM vectors_before_spaces v JOIN face_templates t ON t.id = v.template_id
+    ORDER BY v.template_id;
+DROP TABLE vectors_before_spaces;
+CREATE INDEX face_templates_space ON face_templates (space, student_id);
+"#,
+    )?;
+    Ok(())
+}
 
 pub fn supported_version() -> i64 {
     MIGRATIONS.len() as i64
@@ -158,10 +208,19 @@ pub fn refuse_newer(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
 }
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    migrate_to(conn, path, MIGRATIONS.len())
+}
+
+/// Migrates up to schema `target` only: migration tests build an older database with it.
+pub fn migrate_to(conn: &mut Connection, path: &Path, target: usize) -> Result<(), StoreError> {
     let found = refuse_newer(conn, path)?;
-    for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+    let steps = MIGRATIONS.iter().enumerate().take(target);
+    for (version, migration) in steps.skip(found as usize) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+        match migration {
+            Migration::Sql(sql) => tx.execute_batch(sql)?,
+            Migration::Code(step) => step(&tx)?,
+        }
         tx.pragma_update(None, "user_version", version as i64 + 1)?;
         tx.commit()?;
     }

@@ -61,6 +61,7 @@ pub struct StoredTemplate {
     pub uuid: String,
     pub student_id: String,
     pub model_id: String,
+    pub space: String,
     pub vector: Vec<f32>,
     pub quality: f32,
     pub source: String,
@@ -282,7 +283,8 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT t.uuid, t.student_id, t.model_id, v.embedding, t.quality, t.source, t.created_at
+                "SELECT t.uuid, t.student_id, t.model_id, t.space, v.embedding, t.quality, t.source,
+                        t.created_at
                  FROM face_templates t JOIN template_vectors v ON v.template_id = t.id
                  WHERE t.uuid = ?1",
                 [uuid],
@@ -291,21 +293,22 @@ impl Store {
                         uuid: r.get(0)?,
                         student_id: r.get(1)?,
                         model_id: r.get(2)?,
-                        vector: vector_from_bytes(&r.get::<_, Vec<u8>>(3)?),
-                        quality: r.get::<_, f64>(4)? as f32,
-                        source: r.get(5)?,
-                        created_at: r.get(6)?,
+                        space: r.get(3)?,
+                        vector: vector_from_bytes(&r.get::<_, Vec<u8>>(4)?),
+                        quality: r.get::<_, f64>(5)? as f32,
+                        source: r.get(6)?,
+                        created_at: r.get(7)?,
                     })
                 },
             )
             .optional()?)
     }
 
-    /// How many templates the box holds per model id.
-    pub fn templates_by_model(&self) -> Result<Vec<(String, usize)>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT model_id, COUNT(*) FROM face_templates GROUP BY model_id ORDER BY model_id",
-        )?;
+    /// How many templates the box holds per embedding space.
+    pub fn templates_by_space(&self) -> Result<Vec<(String, usize)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT space, COUNT(*) FROM face_templates GROUP BY space ORDER BY space")?;
         let rows = stmt.query_map([], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))
         })?;
@@ -527,22 +530,23 @@ fn apply_change(
                 // Withdrawn on this box and not yet told to the server: never store the face again.
                 return Ok(());
             }
-            let model = template.embedding.model.to_string();
+            let space = template.embedding.space.as_str();
             tx.execute(
-                "INSERT INTO face_templates (uuid, student_id, model_id, quality, source, created_at)
-                 VALUES (?1, ?2, ?3, ?4, 'sync', ?5)",
+                "INSERT INTO face_templates (uuid, student_id, model_id, space, quality, source, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'sync', ?6)",
                 params![
                     template.id,
                     template.student,
-                    model,
+                    template.embedding.model.to_string(),
+                    space,
                     template.quality,
                     template.created_at
                 ],
             )?;
             let rowid = tx.last_insert_rowid();
             tx.execute(
-                "INSERT INTO template_vectors (template_id, embedding, model_id) VALUES (?1, ?2, ?3)",
-                params![rowid, vector_bytes(&template.embedding.vector), model],
+                "INSERT INTO template_vectors (template_id, embedding, space) VALUES (?1, ?2, ?3)",
+                params![rowid, vector_bytes(&template.embedding.vector), space],
             )?;
             summary.templates_added += 1;
         }

@@ -1,5 +1,8 @@
 //! Face templates: one row of metadata plus one sqlite-vec vector each, always written and deleted
-//! together. Vectors of different models are never compared: every query names the model id.
+//! together. Vectors of different embedding spaces are never compared: every query names the space.
+//! The model id stays beside it as provenance (which file made the vector).
+
+use std::collections::BTreeMap;
 
 use rusqlite::{Transaction, params};
 use serde::Serialize;
@@ -9,6 +12,8 @@ use super::{Store, StoreError, now_ms, outbox};
 pub struct NewTemplate<'a> {
     pub student_id: &'a str,
     pub model_id: &'a str,
+    /// The embedding space of `vector` (`shared_proto::EmbeddingSpace`).
+    pub space: &'a str,
     pub vector: &'a [f32],
     pub quality: f32,
     /// Where it came from: `enrol-photo`, `enrol-camera`, `sync`.
@@ -24,11 +29,32 @@ pub struct TemplateRecord {
     pub vector: Vec<f32>,
 }
 
+/// What [`Store::template_spaces_of`] found for a group of students.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TemplateSpaces {
+    /// Templates per space, by space name.
+    pub counts: Vec<(String, usize)>,
+    /// Students holding templates, none of them in the space asked about.
+    pub elsewhere_only: Vec<String>,
+}
+
+/// A template that can be made again from its kept crop, for `edge-agent reembed`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeptCrop {
+    pub uuid: String,
+    pub student_id: String,
+    pub space: String,
+    pub quality: f32,
+    /// The aligned face, interleaved RGB.
+    pub crop: Vec<u8>,
+}
+
 #[derive(Serialize)]
 struct TemplateAdded<'a> {
     template: &'a str,
     student: &'a str,
     model: &'a str,
+    space: &'a str,
     quality: f32,
     source: &'a str,
 }
@@ -67,12 +93,13 @@ impl Store {
         let uuid = uuid::Uuid::now_v7().to_string();
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT INTO face_templates (uuid, student_id, model_id, quality, source, created_at, crop)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO face_templates (uuid, student_id, model_id, space, quality, source, created_at, crop)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 uuid,
                 template.student_id,
                 template.model_id,
+                template.space,
                 template.quality,
                 template.source,
                 now_ms(),
@@ -81,8 +108,8 @@ impl Store {
         )?;
         let rowid = tx.last_insert_rowid();
         tx.execute(
-            "INSERT INTO template_vectors (template_id, embedding, model_id) VALUES (?1, ?2, ?3)",
-            params![rowid, vector_bytes(template.vector), template.model_id],
+            "INSERT INTO template_vectors (template_id, embedding, space) VALUES (?1, ?2, ?3)",
+            params![rowid, vector_bytes(template.vector), template.space],
         )?;
         outbox::push(
             &tx,
@@ -91,6 +118,7 @@ impl Store {
                 template: &uuid,
                 student: template.student_id,
                 model: template.model_id,
+                space: template.space,
                 quality: template.quality,
                 source: template.source,
             },
@@ -105,20 +133,20 @@ impl Store {
         Ok(uuid)
     }
 
-    /// Templates of the given students made by `model_id`.
+    /// Templates of the given students in `space`.
     pub fn templates_of(
         &self,
         student_ids: &[String],
-        model_id: &str,
+        space: &str,
     ) -> Result<Vec<TemplateRecord>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT t.uuid, t.student_id, v.embedding FROM face_templates t
              JOIN template_vectors v ON v.template_id = t.id
-             WHERE t.student_id = ?1 AND t.model_id = ?2",
+             WHERE t.student_id = ?1 AND t.space = ?2",
         )?;
         let mut out = Vec::new();
         for student_id in student_ids {
-            let rows = stmt.query_map(params![student_id, model_id], |r| {
+            let rows = stmt.query_map(params![student_id, space], |r| {
                 Ok(TemplateRecord {
                     uuid: r.get(0)?,
                     student_id: r.get(1)?,
@@ -132,36 +160,75 @@ impl Store {
         Ok(out)
     }
 
-    /// How many templates the given students hold per model id: tells "nobody is enrolled" from
-    /// "everybody was enrolled with another embedder".
-    pub fn template_models_of(
+    /// Which spaces the given students' templates are in, and the students who hold templates
+    /// but none in `space`: those must be enrolled again (or re-embedded) before the box running
+    /// `space` can recognise them.
+    pub fn template_spaces_of(
         &self,
         student_ids: &[String],
-    ) -> Result<Vec<(String, usize)>, StoreError> {
+        space: &str,
+    ) -> Result<TemplateSpaces, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT model_id, COUNT(*) FROM face_templates WHERE student_id = ?1 GROUP BY model_id",
+            "SELECT space, COUNT(*) FROM face_templates WHERE student_id = ?1 GROUP BY space",
         )?;
-        let mut counts = std::collections::BTreeMap::new();
+        let mut spaces = BTreeMap::new();
+        let mut elsewhere_only = Vec::new();
         for student_id in student_ids {
             let rows = stmt.query_map([student_id], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))
             })?;
+            let mut held = Vec::new();
             for row in rows {
-                let (model, n) = row?;
-                *counts.entry(model).or_insert(0) += n;
+                let (found, n) = row?;
+                *spaces.entry(found.clone()).or_insert(0) += n;
+                held.push(found);
+            }
+            if !held.is_empty() && !held.iter().any(|h| h == space) {
+                elsewhere_only.push(student_id.clone());
             }
         }
-        Ok(counts.into_iter().collect())
+        Ok(TemplateSpaces {
+            counts: spaces.into_iter().collect(),
+            elsewhere_only,
+        })
     }
 
-    /// Every template made by `model_id`, of every student: what a school-wide `Gallery` holds.
-    pub fn all_templates(&self, model_id: &str) -> Result<Vec<TemplateRecord>, StoreError> {
+    /// Every kept enrolment crop of a template outside `space`, oldest first.
+    pub fn crops_outside(&self, space: &str) -> Result<Vec<KeptCrop>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT uuid, student_id, space, quality, crop FROM face_templates
+             WHERE space != ?1 AND crop IS NOT NULL ORDER BY id",
+        )?;
+        let rows = stmt.query_map([space], |r| {
+            Ok(KeptCrop {
+                uuid: r.get(0)?,
+                student_id: r.get(1)?,
+                space: r.get(2)?,
+                quality: r.get::<_, f64>(3)? as f32,
+                crop: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Whether template `uuid`'s crop was already re-embedded into `space`: `reembed` makes one
+    /// template per crop and space, however often it runs.
+    pub fn reembedded_from(&self, uuid: &str, space: &str) -> Result<bool, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM face_templates WHERE source = ?1 AND space = ?2)",
+            params![format!("reembed:{uuid}"), space],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Every template in `space`, of every student: what a school-wide `Gallery` holds.
+    pub fn all_templates(&self, space: &str) -> Result<Vec<TemplateRecord>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT t.uuid, t.student_id, v.embedding FROM face_templates t
              JOIN template_vectors v ON v.template_id = t.id
-             WHERE t.model_id = ?1 ORDER BY t.student_id",
+             WHERE t.space = ?1 ORDER BY t.student_id",
         )?;
-        let rows = stmt.query_map([model_id], |r| {
+        let rows = stmt.query_map([space], |r| {
             Ok(TemplateRecord {
                 uuid: r.get(0)?,
                 student_id: r.get(1)?,
@@ -176,18 +243,27 @@ impl Store {
     pub fn nearest_templates(
         &self,
         vector: &[f32],
-        model_id: &str,
+        space: &str,
         k: usize,
     ) -> Result<Vec<(String, f32)>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT t.student_id, v.distance FROM template_vectors v
              JOIN face_templates t ON t.id = v.template_id
-             WHERE v.embedding MATCH ?1 AND v.k = ?2 AND v.model_id = ?3
+             WHERE v.embedding MATCH ?1 AND v.k = ?2 AND v.space = ?3
              ORDER BY v.distance",
         )?;
-        let rows = stmt.query_map(params![vector_bytes(vector), k as i64, model_id], |r| {
+        let rows = stmt.query_map(params![vector_bytes(vector), k as i64, space], |r| {
             Ok((r.get::<_, String>(0)?, 1.0 - r.get::<_, f64>(1)? as f32))
         })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every student holding at least one template, in id order.
+    pub fn students_with_templates(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT student_id FROM face_templates ORDER BY student_id")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

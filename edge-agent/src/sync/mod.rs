@@ -141,7 +141,10 @@ pub struct Status {
     pub outbox: OutboxCounts,
     pub rejected: Vec<RejectedEvent>,
     pub cursor: Option<String>,
-    pub templates_by_model: Vec<(String, usize)>,
+    /// Templates per embedding space: only those in `running_space` are compared with faces.
+    pub templates_by_space: Vec<(String, usize)>,
+    /// The space of this build's embedder.
+    pub running_space: String,
 }
 
 pub fn status(store: &Store, config: &SyncConfig) -> Result<Status, SyncError> {
@@ -157,7 +160,10 @@ pub fn status(store: &Store, config: &SyncConfig) -> Result<Status, SyncError> {
         outbox: store.outbox_counts()?,
         rejected: store.rejected_events()?,
         cursor: store.cursor()?,
-        templates_by_model: store.templates_by_model()?,
+        templates_by_space: store.templates_by_space()?,
+        running_space: crate::vision::Manifest::builtin()
+            .embedder_space()
+            .to_string(),
     })
 }
 

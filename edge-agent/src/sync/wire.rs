@@ -2,10 +2,10 @@
 //! this is the one place that says how each kind looks on the wire.
 
 use serde::Deserialize;
-use shared_proto::ModelId;
 use shared_proto::sync::{
     Consent, Embedding, Event, EventBody, MarkSource, MarkStatus, TemplateData,
 };
+use shared_proto::{EmbeddingSpace, ModelId};
 
 use crate::store::{QueuedEvent, Store, StoreError};
 
@@ -122,6 +122,15 @@ pub fn to_wire(
                     });
                 }
             };
+            let space = match template.space.parse::<EmbeddingSpace>() {
+                Ok(space) => space,
+                Err(e) => {
+                    return Ok(Outgoing::Unsendable {
+                        code: "bad_space",
+                        reason: format!("template {}: {e}", template.uuid),
+                    });
+                }
+            };
             let source = if template.source == "sync" {
                 template.source
             } else {
@@ -133,6 +142,7 @@ pub fn to_wire(
                     student: template.student_id,
                     embedding: Embedding {
                         model,
+                        space,
                         vector: template.vector,
                     },
                     quality: wire_quality(template.quality),
@@ -197,6 +207,7 @@ mod tests {
                 &NewTemplate {
                     student_id: "s1",
                     model_id: model,
+                    space: "w600k_mbf-v1",
                     vector: &vector,
                     quality: 0.7,
                     source: "enrol-photo",
@@ -220,6 +231,7 @@ mod tests {
         };
         assert_eq!(template.embedding.vector, vector);
         assert_eq!(template.embedding.model.to_string(), model);
+        assert_eq!(template.embedding.space.as_str(), "w600k_mbf-v1");
         assert_eq!(template.source, "box:dev1:enrol-photo");
         assert!((template.quality - 0.7).abs() < 1e-6);
     }
@@ -232,6 +244,7 @@ mod tests {
                 &NewTemplate {
                     student_id: "s1",
                     model_id: "w600k_mbf@0123456789ab",
+                    space: "w600k_mbf-v1",
                     vector: &[0.1; 512],
                     quality: 0.5,
                     source: "enrol-photo",

@@ -64,6 +64,8 @@ pub struct CaptureSummary {
     pub unknown_faces: usize,
     pub too_small_faces: usize,
     pub not_on_roster: Vec<String>,
+    /// "7 of 30 students need re-enrolment for fr_feature-v2: ...", when any do.
+    pub reenrolment: Option<String>,
     pub elapsed_ms: u64,
 }
 

@@ -178,6 +178,7 @@ fn summary(session: &str) -> CaptureSummary {
         unknown_faces: 1,
         too_small_faces: 2,
         not_on_roster: vec!["eve".into()],
+        reenrolment: None,
         elapsed_ms: 1400,
     }
 }

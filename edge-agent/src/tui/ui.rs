@@ -153,6 +153,9 @@ fn summary_lines(app: &App) -> Vec<Line<'static>> {
             );
         }
         lines.push(Line::styled(text, Style::new().fg(Color::DarkGray)));
+        if let Some(notice) = &capture.reenrolment {
+            lines.push(Line::styled(notice.clone(), Style::new().fg(Color::Yellow)));
+        }
     }
     lines
 }

@@ -260,7 +260,9 @@ impl VisionWorker {
                 school,
             )?,
         };
+        let reenrolment = outcome.reenrolment_notice();
         Ok(CaptureSummary {
+            reenrolment,
             session: outcome.session,
             n_frames: frames.len(),
             unknown_faces: outcome.unknown_faces,
@@ -310,7 +312,7 @@ impl VisionWorker {
 fn school_gallery(pipeline: &Pipeline, store: &Store) -> Result<Gallery> {
     Ok(Gallery::of_school(
         store,
-        &pipeline.model_id().to_string(),
+        pipeline.space().as_str(),
         pipeline.manifest().embedder.dimensions,
     )?)
 }

@@ -1,8 +1,9 @@
-//! `Embedder`: aligned faces -> L2-normalised vectors, in batches, each stamped with its model id.
+//! `Embedder`: aligned faces -> L2-normalised vectors, in batches, each stamped with its model id
+//! and embedding space.
 
 use ort::session::Session;
 use ort::value::TensorRef;
-use shared_proto::ModelId;
+use shared_proto::{EmbeddingSpace, ModelId};
 
 use super::VisionError;
 use super::align::AlignedFace;
@@ -12,17 +13,20 @@ use super::manifest::EmbedderSpec;
 /// enough work per kernel to amortise the call, activations still in cache (docs/PERFORMANCE.md).
 pub const DEFAULT_BATCH: usize = 8;
 
-/// A face template vector. Similarity between two of the same model is their dot product.
+/// A face template vector. Similarity between two of the same space is their dot product.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Embedding {
+    /// The file that made it.
     pub model: ModelId,
+    /// What its numbers mean.
+    pub space: EmbeddingSpace,
     pub vector: Vec<f32>,
 }
 
 impl Embedding {
-    /// Cosine similarity, or `None` when the two come from different models and must not be compared.
+    /// Cosine similarity, or `None` when the two are in different spaces and must not be compared.
     pub fn similarity(&self, other: &Embedding) -> Option<f32> {
-        (self.model == other.model).then(|| dot(&self.vector, &other.vector))
+        (self.space == other.space).then(|| dot(&self.vector, &other.vector))
     }
 }
 
@@ -34,19 +38,30 @@ pub struct Embedder {
     session: Session,
     spec: EmbedderSpec,
     model_id: ModelId,
+    space: EmbeddingSpace,
 }
 
 impl Embedder {
-    pub(super) fn new(session: Session, spec: EmbedderSpec, model_id: ModelId) -> Embedder {
+    pub(super) fn new(
+        session: Session,
+        spec: EmbedderSpec,
+        model_id: ModelId,
+        space: EmbeddingSpace,
+    ) -> Embedder {
         Embedder {
             session,
             spec,
             model_id,
+            space,
         }
     }
 
     pub fn model_id(&self) -> &ModelId {
         &self.model_id
+    }
+
+    pub fn space(&self) -> &EmbeddingSpace {
+        &self.space
     }
 
     pub fn input_size(&self) -> u32 {
@@ -121,6 +136,7 @@ impl Embedder {
         for raw in data.chunks_exact(dims) {
             out.push(Embedding {
                 model: self.model_id.clone(),
+                space: self.space.clone(),
                 vector: l2_normalised(raw),
             });
         }
@@ -149,16 +165,16 @@ mod tests {
     }
 
     #[test]
-    fn different_models_are_never_compared() {
-        let a = Embedding {
-            model: "a@000000000000".parse().unwrap(),
+    fn different_spaces_are_never_compared() {
+        let of = |model: &str, space: &str| Embedding {
+            model: model.parse().unwrap(),
+            space: space.parse().unwrap(),
             vector: vec![1.0],
         };
-        let b = Embedding {
-            model: "b@000000000000".parse().unwrap(),
-            vector: vec![1.0],
-        };
-        assert_eq!(a.similarity(&a), Some(1.0));
-        assert_eq!(a.similarity(&b), None);
+        let a = of("a@000000000000", "a-v1");
+        // Another file of the same space (a proven-equivalent rewrite) is compared ...
+        assert_eq!(a.similarity(&of("a@111111111111", "a-v1")), Some(1.0));
+        // ... another space never, whatever the file's name.
+        assert_eq!(a.similarity(&of("a@000000000000", "a-v2")), None);
     }
 }

@@ -15,7 +15,7 @@ mod select;
 use std::path::PathBuf;
 
 use image::RgbImage;
-use shared_proto::ModelId;
+use shared_proto::{EmbeddingSpace, ModelId};
 
 pub use align::{AlignedFace, align_face};
 pub use detect::{DetectOptions, Detection, Detector};
@@ -114,6 +114,7 @@ impl Pipeline {
             load(&embedder_file)?,
             manifest.embedder.clone(),
             manifest.embedder_id(),
+            manifest.embedder_space(),
         );
         let liveness = Liveness::new(load(&liveness_file)?, manifest.liveness.clone());
         Ok(Pipeline {
@@ -131,6 +132,11 @@ impl Pipeline {
 
     pub fn model_id(&self) -> &ModelId {
         self.embedder.model_id()
+    }
+
+    /// The space of this pipeline's embeddings: the only templates it may be compared with.
+    pub fn space(&self) -> &EmbeddingSpace {
+        self.embedder.space()
     }
 
     /// Detects every face in the frame, aligns it and measures its quality. No embedding yet: the

@@ -55,6 +55,9 @@ pub fn add_synthetic_templates(store: &mut Store, students: &[String], per_stude
                     &NewTemplate {
                         student_id: student,
                         model_id: SYNTHETIC_MODEL,
+                        // A model nobody named a space for is a space of its own, spelt like
+                        // its id (`EmbeddingSpace::of_model`): the server and box B agree.
+                        space: SYNTHETIC_MODEL,
                         vector: &vector,
                         quality: 0.8,
                         source: "enrol-photo",

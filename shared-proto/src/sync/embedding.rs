@@ -1,18 +1,25 @@
-//! `Embedding`: a face vector on the wire, as base64 of little-endian f32 plus the model id, which
-//! is a third of the size of a JSON number list and round-trips every bit.
+//! `Embedding`: a face vector on the wire, as base64 of little-endian f32 plus the model id and the
+//! embedding space, which is a third of the size of a JSON number list and round-trips every bit.
+//!
+//! `space` came after protocol v1 shipped, as an optional field: an older peer ignores it (serde
+//! skips unknown fields), and a vector that arrives without it is put in
+//! [`EmbeddingSpace::of_model`] of its model id, the same answer on box and server.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::ModelId;
+use crate::{EmbeddingSpace, ModelId};
 
 /// Longest vector accepted: far above any face model's, small enough to bound a decode.
 pub const MAX_DIMENSIONS: usize = 4096;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Embedding {
+    /// The file that made it: provenance.
     pub model: ModelId,
+    /// What its numbers mean: vectors are compared only within one space.
+    pub space: EmbeddingSpace,
     pub vector: Vec<f32>,
 }
 
@@ -32,6 +39,8 @@ pub enum EmbeddingError {
 #[derive(Serialize, Deserialize)]
 struct Wire {
     model: ModelId,
+    #[serde(default)]
+    space: Option<EmbeddingSpace>,
     /// Base64 (standard alphabet, padded) of the vector as little-endian f32.
     f32le: String,
 }
@@ -42,7 +51,11 @@ impl Embedding {
         STANDARD.encode(bytes)
     }
 
-    pub fn from_base64(model: ModelId, text: &str) -> Result<Embedding, EmbeddingError> {
+    pub fn from_base64(
+        model: ModelId,
+        space: EmbeddingSpace,
+        text: &str,
+    ) -> Result<Embedding, EmbeddingError> {
         let bytes = STANDARD
             .decode(text)
             .map_err(|e| EmbeddingError::Base64(e.to_string()))?;
@@ -60,7 +73,11 @@ impl Embedding {
         if !vector.iter().all(|v| v.is_finite()) {
             return Err(EmbeddingError::NotFinite);
         }
-        Ok(Embedding { model, vector })
+        Ok(Embedding {
+            model,
+            space,
+            vector,
+        })
     }
 }
 
@@ -68,6 +85,7 @@ impl Serialize for Embedding {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         Wire {
             model: self.model.clone(),
+            space: Some(self.space.clone()),
             f32le: self.to_base64(),
         }
         .serialize(s)
@@ -77,6 +95,9 @@ impl Serialize for Embedding {
 impl<'de> Deserialize<'de> for Embedding {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Embedding, D::Error> {
         let wire = Wire::deserialize(d)?;
-        Embedding::from_base64(wire.model, &wire.f32le).map_err(serde::de::Error::custom)
+        let space = wire
+            .space
+            .unwrap_or_else(|| EmbeddingSpace::of_model(&wire.model));
+        Embedding::from_base64(wire.model, space, &wire.f32le).map_err(serde::de::Error::custom)
     }
 }

@@ -1,8 +1,12 @@
 use super::*;
-use crate::ModelId;
+use crate::{EmbeddingSpace, ModelId};
 
 fn model() -> ModelId {
     ModelId::new("fr_feature", "6e524bb134157e6f9b3f2afd").unwrap()
+}
+
+fn space() -> EmbeddingSpace {
+    EmbeddingSpace::new("fr_feature-v1").unwrap()
 }
 
 fn round_trip<T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug>(value: &T) {
@@ -17,6 +21,7 @@ fn every_event() -> Vec<Event> {
         student: "s1".into(),
         embedding: Embedding {
             model: model(),
+            space: space(),
             vector: vec![0.25, -1.5, f32::MIN_POSITIVE, 3.0e-9],
         },
         quality: 0.9,
@@ -147,15 +152,31 @@ fn every_change_kind_round_trips() {
 fn embeddings_travel_as_base64_of_little_endian_f32() {
     let embedding = Embedding {
         model: model(),
+        space: space(),
         vector: vec![1.0, -2.0],
     };
     let json = serde_json::to_value(&embedding).unwrap();
     // 1.0 = 00 00 80 3f, -2.0 = 00 00 00 c0.
     assert_eq!(
         json,
-        serde_json::json!({"model": "fr_feature@6e524bb13415", "f32le": "AACAPwAAAMA="})
+        serde_json::json!({"model": "fr_feature@6e524bb13415", "space": "fr_feature-v1", "f32le": "AACAPwAAAMA="})
     );
     round_trip(&embedding);
+}
+
+#[test]
+fn an_embedding_from_a_build_before_spaces_lands_in_its_models_space() {
+    // Boxes and servers from before spaces send only the model id.
+    let old = serde_json::json!({"model": "fr_feature@7cf1cb7e95b9", "f32le": "AACAPw=="});
+    let embedding: Embedding = serde_json::from_value(old).unwrap();
+    assert_eq!(embedding.space, space());
+    let other = serde_json::json!({"model": "w600k_mbf@0123456789ab", "f32le": "AACAPw=="});
+    let embedding: Embedding = serde_json::from_value(other).unwrap();
+    assert_eq!(embedding.space.as_str(), "w600k_mbf@0123456789ab");
+    // ... and a build from before spaces reads today's embeddings: it ignores the field (no
+    // `deny_unknown_fields` on the wire types), which this build's own decoder shows.
+    let bad_space = serde_json::json!({"model": "fr_feature@7cf1cb7e95b9", "space": "Not A Space", "f32le": "AACAPw=="});
+    assert!(serde_json::from_value::<Embedding>(bad_space).is_err());
 }
 
 #[test]

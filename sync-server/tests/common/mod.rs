@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use shared_proto::ModelId;
 use shared_proto::sync::{Embedding, Event, EventBody, MarkSource, MarkStatus, TemplateData};
+use shared_proto::{EmbeddingSpace, ModelId};
 use sync_server::api::{self, AppState, Clock, Limits};
 use sync_server::store::sqlite::SqliteStore;
 use sync_server::store::{Millis, Role, Store, User};
@@ -398,6 +398,7 @@ pub fn template_event(student: &str, id: u64) -> Event {
                 id: format!("0190f1f0-0000-7000-9000-{id:012x}"),
                 student: student.to_owned(),
                 embedding: Embedding {
+                    space: EmbeddingSpace::of_model(&model),
                     model,
                     vector: vec![0.6, 0.8, 0.0, 0.0],
                 },

@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use shared_proto::ModelId;
 use shared_proto::sync::{
     ChangeBody, Consent, Embedding, EnrolmentRole, Event, EventBody, MAX_PULL_LIMIT, MarkSource,
     MarkStatus, PushResponse, RejectCode, ScheduleSlot, TemplateData,
 };
+use shared_proto::{EmbeddingSpace, ModelId};
 use sync_server::store::{
     AttendanceQuery, AttendanceRow, AuthSession, Device, Enrolment, ProvisioningCode,
     RedeemRefusal, Role, RosterBatch, RosterSummary, School, Section, Store, StoreError, Student,
@@ -315,6 +315,7 @@ fn template_data(student: &str, seed: f32) -> TemplateData {
         student: student.into(),
         embedding: Embedding {
             model: ModelId::new("fr_feature", "6e524bb134157e6f").expect("model id"),
+            space: EmbeddingSpace::new("fr_feature-v1").expect("space"),
             vector: vec![seed, 0.5, -0.25, 1.0],
         },
         quality: 0.9,

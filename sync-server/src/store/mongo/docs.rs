@@ -3,10 +3,10 @@
 
 use mongodb::bson::{Binary, spec::BinarySubtype};
 use serde::{Deserialize, Serialize};
-use shared_proto::ModelId;
 use shared_proto::sync::{
     Consent, Embedding, EnrolmentRole, MarkSource, MarkStatus, ScheduleSlot, TemplateData,
 };
+use shared_proto::{EmbeddingSpace, ModelId};
 
 use crate::store::{
     AttendanceRow, AuthSession, Device, Enrolment, Millis, Role, School, Section, StoreError,
@@ -254,6 +254,9 @@ pub struct TemplateDoc {
     pub tombstone: bool,
     #[serde(default)]
     pub model_id: Option<String>,
+    /// Absent in documents from before spaces: read as the model's space.
+    #[serde(default)]
+    pub space: Option<String>,
     #[serde(default)]
     pub embedding: Option<Binary>,
     #[serde(default)]
@@ -272,6 +275,7 @@ impl TemplateDoc {
             student_id: template.student.clone(),
             tombstone: false,
             model_id: Some(template.embedding.model.to_string()),
+            space: Some(template.embedding.space.to_string()),
             embedding: Some(Binary {
                 subtype: BinarySubtype::Generic,
                 bytes: template
@@ -297,6 +301,10 @@ impl TemplateDoc {
             .ok_or_else(|| corrupt("no model id".to_owned()))?
             .parse()
             .map_err(|e| corrupt(format!("{e}")))?;
+        let space = match self.space.as_deref() {
+            Some(space) => space.parse().map_err(|e| corrupt(format!("{e}")))?,
+            None => EmbeddingSpace::of_model(&model),
+        };
         let bytes = &self
             .embedding
             .as_ref()
@@ -310,7 +318,11 @@ impl TemplateDoc {
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
         Ok(TemplateData {
-            embedding: Embedding { model, vector },
+            embedding: Embedding {
+                model,
+                space,
+                vector,
+            },
             quality: self.quality.unwrap_or(0.0),
             source: self.source.clone().unwrap_or_default(),
             created_at: self.created_at.unwrap_or(0),

@@ -63,7 +63,7 @@ pub async fn tombstone(
             doc! { "_id": template_id },
             doc! {
                 "$set": { "tombstone": true },
-                "$unset": { "model_id": "", "embedding": "" },
+                "$unset": { "model_id": "", "space": "", "embedding": "" },
                 "$setOnInsert": { "school_id": school_id, "student_id": student_id },
             },
         )

@@ -165,6 +165,11 @@ UPDATE marks SET session_pending = 1
     WHERE NOT EXISTS (SELECT 1 FROM sessions WHERE sessions.id = marks.session_id);
 CREATE INDEX marks_pending ON marks (school_id, decided_at) WHERE session_pending = 1;
 "#,
+    r#"
+-- Version 3: a template's embedding space beside the model that made it. Rows from before it stay
+-- NULL and are read as `EmbeddingSpace::of_model` of their model id, as an older box's push is.
+ALTER TABLE templates ADD COLUMN space TEXT;
+"#,
 ];
 
 pub fn supported_version() -> i64 {

@@ -1,10 +1,11 @@
-//! Face templates: the vector as a BLOB of little-endian f32 with its model id, and tombstones
+//! Face templates: the vector as a BLOB of little-endian f32 with its model id and embedding space
+//! (NULL in rows from before spaces: read as the model's space), and tombstones
 //! that keep a deleted template's id (never its vector) so a late `template_added` cannot bring
 //! it back.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use shared_proto::ModelId;
 use shared_proto::sync::{ChangeBody, Embedding, TemplateData};
+use shared_proto::{EmbeddingSpace, ModelId};
 
 use super::feed::Feed;
 use crate::store::StoreError;
@@ -44,14 +45,16 @@ pub fn insert(
         .collect();
     conn.prepare_cached(
         "INSERT INTO templates
-         (id, school_id, student_id, model_id, embedding, quality, source, created_at, tombstone)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0)",
+         (id, school_id, student_id, model_id, space, embedding, quality, source, created_at,
+          tombstone)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0)",
     )?
     .execute(params![
         template.id,
         school_id,
         template.student,
         template.embedding.model.to_string(),
+        template.embedding.space.as_str(),
         blob,
         template.quality,
         template.source,
@@ -73,7 +76,7 @@ pub fn tombstone(
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO templates (id, school_id, student_id, tombstone) VALUES (?1, ?2, ?3, 1)
-         ON CONFLICT (id) DO UPDATE SET tombstone = 1, embedding = NULL, model_id = NULL",
+         ON CONFLICT (id) DO UPDATE SET tombstone = 1, embedding = NULL, model_id = NULL, space = NULL",
     )?
     .execute(params![template_id, school_id, student_id])?;
     feed.write(&ChangeBody::TemplateDeleted {
@@ -110,7 +113,7 @@ pub fn templates_of(
     student_id: &str,
 ) -> Result<Vec<TemplateData>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, student_id, model_id, embedding, quality, source, created_at FROM templates
+        "SELECT id, student_id, model_id, embedding, quality, source, created_at, space FROM templates
          WHERE school_id = ?1 AND student_id = ?2 AND tombstone = 0
          ORDER BY created_at, id",
     )?;
@@ -124,6 +127,10 @@ fn template_from_row(r: &Row<'_>) -> rusqlite::Result<TemplateData> {
     };
     let model: String = r.get(2)?;
     let model: ModelId = model.parse().map_err(|e| corrupt(2, format!("{e}")))?;
+    let space = match r.get::<_, Option<String>>(7)? {
+        Some(space) => space.parse().map_err(|e| corrupt(7, format!("{e}")))?,
+        None => EmbeddingSpace::of_model(&model),
+    };
     let blob: Vec<u8> = r.get(3)?;
     if !blob.len().is_multiple_of(4) {
         return Err(corrupt(3, format!("embedding of {} bytes", blob.len())));
@@ -135,7 +142,11 @@ fn template_from_row(r: &Row<'_>) -> rusqlite::Result<TemplateData> {
     Ok(TemplateData {
         id: r.get(0)?,
         student: r.get(1)?,
-        embedding: Embedding { model, vector },
+        embedding: Embedding {
+            model,
+            space,
+            vector,
+        },
         quality: r.get(4)?,
         source: r.get(5)?,
         created_at: r.get(6)?,
