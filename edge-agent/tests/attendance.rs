@@ -18,6 +18,8 @@ use edge_agent::vision::select_face;
 use image::{RgbImage, imageops};
 
 const SECTION: &str = "class-7b";
+const CLASS_MAX_YAW_DEGREES: f32 = 45.0;
+const _: () = assert!(CLASS_MAX_YAW_DEGREES <= MAX_ENROL_YAW_DEGREES);
 
 /// `(person, enrolment photo, class photo)` for distinct people of LFW's same-person pairs, and
 /// people from different-person pairs who are never enrolled.
@@ -110,12 +112,13 @@ struct Class {
 fn enrolled_class() -> Class {
     let (mut people, strangers) = people();
     let mut pipeline = pipeline();
-    // Enrolment refuses faces turned away from the camera, as it should: keep people whose
-    // enrolment photo faces it.
+    // Keep people whose enrolment photo faces the camera, within 45 (the gate before issue 12,
+    // so within today's too): the class stays the one these assertions were written for, since
+    // one more person shifts every face into another cell and size of the composed frames.
     people.retain(|(_, photo, _)| {
         let (frame, faces) = common::faces_of(&mut pipeline, photo);
         select_face(&faces, &pipeline.gate, None, frame.dimensions())
-            .is_ok_and(|i| faces[i].quality.yaw_degrees.abs() <= MAX_ENROL_YAW_DEGREES)
+            .is_ok_and(|i| faces[i].quality.yaw_degrees.abs() <= CLASS_MAX_YAW_DEGREES)
     });
     people.truncate(20);
     assert_eq!((people.len(), strangers.len()), (20, 5));

@@ -12,8 +12,10 @@ use crate::store::{Consent, NewTemplate, Store, StoreError};
 use crate::vision::{FaceQuality, Pick, Pipeline, Unusable, VisionError, select_face};
 
 /// Faces turned further than this from the camera make poor templates. The yaw measure is rough
-/// (it reads ~1.5x high); at 45 it refuses ~4 % of LFW's news photos, the visibly turned ones.
-pub const MAX_ENROL_YAW_DEGREES: f32 = 45.0;
+/// (it reads ~1.5x high). On LFW dev (`tests/pose_gate.rs`) templates from photos at 45-60
+/// reach the confident threshold as often as frontal ones (95 % vs 91 % of same-person pairs)
+/// and those above 60 do not (72 %); 60 refuses 1.3 % of the photos, 45 refused 2.7 %.
+pub const MAX_ENROL_YAW_DEGREES: f32 = 60.0;
 
 #[derive(Clone, Debug, Default)]
 pub struct EnrolOptions {

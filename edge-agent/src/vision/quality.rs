@@ -38,7 +38,7 @@ impl QualityGate {
 
 /// One 0-1 score of a face as a template, stored with it and sent to the server: sharpness
 /// saturating (a typical LFW face, ~80, scores 0.6; the gate's 8 scores 0.14), scaled down as the
-/// face turns (yaw 45, the enrolment limit, halves it).
+/// face turns (yaw 45 halves it; 60, the enrolment limit, leaves a third).
 pub fn template_score(quality: &FaceQuality) -> f32 {
     let sharp = quality.sharpness.max(0.0) / (quality.sharpness.max(0.0) + 50.0);
     let frontal = 1.0 - (quality.yaw_degrees.abs() / 90.0).min(1.0);

@@ -150,5 +150,40 @@ pub fn session(
             .with_intra_threads(options.intra_threads)
             .map_err(|e| fail(&e))?;
     }
+    let memory = MemoryOptions::from_env();
+    builder = builder
+        .with_memory_pattern(memory.memory_pattern)
+        .map_err(|e| fail(&e))?
+        .with_execution_providers([ort::ep::CPU::default()
+            .with_arena_allocator(memory.arena)
+            .build()])
+        .map_err(|e| fail(&e))?;
     builder.commit_from_memory(bytes).map_err(|e| fail(&e))
+}
+
+/// ONNX Runtime's two memory options. The CPU arena stays on: without it every tensor goes
+/// through malloc, which costs ~8 % more CPU a capture and fragments to a higher peak. Memory
+/// patterns are off: they plan one block per input shape and take it from the arena beside what
+/// the first run left there, so the peak grows over a burst (frames of 31 faces embed in
+/// batches of 8 and 7), and they saved no measurable time: the teacher screen peaks at 138 MiB
+/// after a 30-face capture instead of 179 (docs/PERFORMANCE.md, "Memory"). `on` or `off` in
+/// `ROLLCALL_ORT_ARENA` and `ROLLCALL_ORT_MEM_PATTERN` overrides each, for
+/// `benches/memory.rs`.
+struct MemoryOptions {
+    arena: bool,
+    memory_pattern: bool,
+}
+
+impl MemoryOptions {
+    fn from_env() -> MemoryOptions {
+        let switch = |name: &str, default: bool| match std::env::var(name).as_deref() {
+            Ok("on") => true,
+            Ok("off") => false,
+            _ => default,
+        };
+        MemoryOptions {
+            arena: switch("ROLLCALL_ORT_ARENA", true),
+            memory_pattern: switch("ROLLCALL_ORT_MEM_PATTERN", false),
+        }
+    }
 }
