@@ -145,10 +145,24 @@ pub fn session(
             .with_intra_op_spinning(false)
             .map_err(|e| fail(&e))?;
     }
+    // Subnormal floats as zero in the session's threads. Intel cores take a microcode assist on
+    // every subnormal operand (the embedder's file with 8,938 subnormal weights ran ~5x slower on
+    // a Xeon); fetch.py now flushes such weights, and this covers subnormal activations and any
+    // model that still has some. ONNX Runtime applies it to the session's pool threads, and to the
+    // thread building the first session of the process (once). `ROLLCALL_ORT_DAZ=0` turns it off
+    // for comparison; figures in docs/PERFORMANCE.md ("Where a benchmark ran").
+    if denormals_as_zero() {
+        builder = builder.with_flush_to_zero().map_err(|e| fail(&e))?;
+    }
     if options.intra_threads > 0 {
         builder = builder
             .with_intra_threads(options.intra_threads)
             .map_err(|e| fail(&e))?;
     }
     builder.commit_from_memory(bytes).map_err(|e| fail(&e))
+}
+
+/// Whether sessions treat subnormal floats as zero: on unless `ROLLCALL_ORT_DAZ=0`.
+pub fn denormals_as_zero() -> bool {
+    std::env::var_os("ROLLCALL_ORT_DAZ").is_none_or(|v| v != "0")
 }
