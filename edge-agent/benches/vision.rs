@@ -275,6 +275,10 @@ fn main() {
     let second = load(1);
     let warm_load = start.elapsed();
 
+    println!(
+        "{}",
+        common::banner("1 or 2 intra-op threads per session, as each row's threads column says")
+    );
     println!("| what | threads | median ms | p90 ms | note |");
     println!("|---|---|---|---|---|");
     println!(
