@@ -717,6 +717,12 @@ fn main() {
     };
     let review = Manifest::builtin().embedder.review;
 
+    println!(
+        "{}",
+        common::banner(
+            "pipeline: ONNX Runtime's default (one per core); gallery product: 1, or 2 above 4 M multiply-adds"
+        )
+    );
     println!("| what | templates | runs | median ms | p90 ms | note |");
     println!("|---|---|---|---|---|---|");
     let mut school = School {

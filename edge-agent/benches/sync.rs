@@ -7,6 +7,9 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+// The banner (CPU, runtime, threads) that every benchmark table starts with.
+#[path = "common/mod.rs"]
+mod bench_common;
 #[path = "../tests/sync/fixtures.rs"]
 mod fixtures;
 #[path = "../tests/sync/server.rs"]
@@ -108,6 +111,12 @@ fn main() {
     let mut server = Server::start(Backend::Embedded);
     server.set_up_school(roster.path(), &ids);
 
+    println!(
+        "{}",
+        bench_common::banner(
+            "capture pipeline: ONNX Runtime's default (one per core); sync: its own thread; server: tokio, one worker per core"
+        )
+    );
     println!("| measure | value |");
     println!("|---|---|");
 

@@ -14,6 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+#[path = "../../benches/host.rs"]
+mod host;
+
 use serde_json::{Value, json};
 use shared_proto::PROTOCOL_VERSION;
 use shared_proto::sync::{
@@ -570,6 +573,16 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    println!(
+        "{}",
+        host::banner(
+            "none (the server links no ML library)",
+            &format!(
+                "server: tokio, one worker per core; generator: tokio, {} workers, on the same cores",
+                runtime.metrics().num_workers()
+            )
+        )
+    );
     println!(
         "| store | boxes | load | pushes | events/s | push p50 ms | push p95 ms | push p99 ms | pull pages | pull p50 ms | pull p99 ms | note |"
     );

@@ -1,10 +1,22 @@
-//! Helpers both benchmarks use: where the shared photos are, composed classroom frames, memory.
+//! Helpers the edge-agent benchmarks use: the banner, where the shared photos are, composed
+//! classroom frames, memory.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
 use edge_agent::capture::{ImageLimits, load_image};
 use image::{RgbImage, imageops};
+
+#[path = "../../../benches/host.rs"]
+mod host;
+
+/// The lines every edge-agent benchmark table starts with: CPU, flags, ONNX Runtime with the
+/// session settings that change its speed, and `threads`.
+pub fn banner(threads: &str) -> String {
+    let runtime = edge_agent::vision::runtime::describe()
+        .unwrap_or_else(|e| format!("ONNX Runtime not loaded: {e}"));
+    host::banner(&runtime, threads)
+}
 
 /// `../shared/faces` beside the checkout (or `ROLLCALL_FACES`).
 pub fn faces_dir() -> PathBuf {

@@ -145,6 +145,15 @@ pub fn session(
             .with_intra_op_spinning(false)
             .map_err(|e| fail(&e))?;
     }
+    // Subnormal floats as zero in the session's threads. Intel cores take a microcode assist on
+    // every subnormal operand (the embedder's file with 8,938 subnormal weights ran ~5x slower on
+    // a Xeon); fetch.py now flushes such weights, and this covers subnormal activations and any
+    // model that still has some. ONNX Runtime applies it to the session's pool threads, and to the
+    // thread building the first session of the process (once). `ROLLCALL_ORT_DAZ=0` turns it off
+    // for comparison; figures in docs/PERFORMANCE.md ("Where a benchmark ran").
+    if denormals_as_zero() {
+        builder = builder.with_flush_to_zero().map_err(|e| fail(&e))?;
+    }
     if options.intra_threads > 0 {
         builder = builder
             .with_intra_threads(options.intra_threads)
@@ -186,4 +195,36 @@ impl MemoryOptions {
             memory_pattern: switch("ROLLCALL_ORT_MEM_PATTERN", false),
         }
     }
+}
+
+/// Whether sessions treat subnormal floats as zero: on unless `ROLLCALL_ORT_DAZ=0`.
+pub fn denormals_as_zero() -> bool {
+    std::env::var_os("ROLLCALL_ORT_DAZ").is_none_or(|v| v != "0")
+}
+
+/// The loaded ONNX Runtime and the session settings that change its speed, in one line, for
+/// benchmark banners: e.g. `ONNX Runtime 1.19.2 (libonnxruntime.so.1.19.2, git-commit-id=...),
+/// CPU execution provider, denormals as zero on, intra-op spinning off`.
+pub fn describe() -> Result<String, VisionError> {
+    environment()?;
+    // ort does not expose the library's version string; the file a versioned install names
+    // (`libonnxruntime.so.1.19.2` behind the `runtime/` link) carries it, and the build info
+    // has the commit for a library whose name does not.
+    let file = library_path()
+        .and_then(|p| p.canonicalize().ok())
+        .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let version = file
+        .strip_prefix("libonnxruntime.so.")
+        .unwrap_or("(version not in the file name)");
+    let commit = ort::info()
+        .split(", ")
+        .find(|part| part.starts_with("git-commit-id="))
+        .unwrap_or("git-commit-id unknown");
+    let on_off = |on: bool| if on { "on" } else { "off" };
+    Ok(format!(
+        "ONNX Runtime {version} ({file}, {commit}), CPU execution provider, denormals as zero {}, intra-op spinning {}",
+        on_off(denormals_as_zero()),
+        on_off(std::env::var_os("ROLLCALL_ORT_SPIN").is_some()),
+    ))
 }
