@@ -171,12 +171,12 @@ pub fn session(
 }
 
 /// ONNX Runtime's two memory options. The CPU arena stays on: without it every tensor goes
-/// through malloc, which costs ~8 % more CPU a capture and fragments to a higher peak. Memory
-/// patterns are off: they plan one block per input shape and take it from the arena beside what
-/// the first run left there, so the peak grows over a burst (frames of 31 faces embed in
-/// batches of 8 and 7), and they saved no measurable time: the teacher screen peaks at 138 MiB
-/// after a 30-face capture instead of 179 (docs/PERFORMANCE.md, "Memory"). `on` or `off` in
-/// `ROLLCALL_ORT_ARENA` and `ROLLCALL_ORT_MEM_PATTERN` overrides each, for
+/// through malloc, whose peak varies from run to run and climbs over frames (fragmentation), for
+/// no CPU saving. Memory patterns are off: each input shape gets one planned block after its
+/// first run, taken from the arena beside what that run left there, so the peak grows over a
+/// burst (31 faces embed in batches of 8 and 7), for no measurable time; the teacher screen peaks
+/// at 137 MiB after a 30-face capture instead of 178 (docs/PERFORMANCE.md, "Memory").
+/// `ROLLCALL_ORT_ARENA` and `ROLLCALL_ORT_MEM_PATTERN` (`on` / `off`) override each, for
 /// `benches/memory.rs`.
 struct MemoryOptions {
     arena: bool,
