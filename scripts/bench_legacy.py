@@ -133,8 +133,9 @@ def main() -> int:
     print("\n".join(banner))
     print(
         f"- legacy: face_recognition {version('face_recognition')} on dlib-bin {version('dlib-bin')}, "
-        f"HOG detector upsampled once, 5-point landmarks, ResNet encoder, 1 jitter; it kept "
-        f"{statistics.median(cpu_per_wall):.2f} cores busy (CPU time / wall time)"
+        f"HOG detector upsampled once, 5-point landmarks, ResNet encoder, 1 jitter; CPU time / wall "
+        f"time of its passes {statistics.median(cpu_per_wall):.2f} (1.0: one core busy throughout; "
+        f"below: the host was busy)"
     )
     print(
         f"- photos: the first {len(photos)} distinct images of lfw-dev/pairs.tsv (250x250), "

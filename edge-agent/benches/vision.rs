@@ -1,10 +1,11 @@
 //! Pipeline benchmark: prints a table of per-stage and end-to-end times on classroom frames composed
 //! from ../shared photos, batch vs single embedding, 1 vs 2 threads, cold start and peak memory.
 //!
-//! `cargo bench -p edge-agent --bench vision [-- --quick] [-- --runs N]`; `-- --daz` only the rows
-//! with denormals-as-zero off and on (the full run ends with them); `-- --enrol-list FILE` one
-//! enrolment per listed photo (scripts/bench-legacy). Times are medians of repeated runs in this one
-//! process; compare rows with each other, not with another machine's.
+//! `cargo bench -p edge-agent --bench vision [-- --quick] [-- --runs N]`; `-- --daz [--rounds N]`
+//! only the rows with denormals-as-zero off and on (the full run ends with them, 3 rounds of child
+//! processes); `-- --enrol-list FILE` one enrolment per listed photo (scripts/bench-legacy). Times
+//! are medians of repeated runs in this one process; compare rows with each other, not with another
+//! machine's.
 
 mod common;
 
@@ -330,7 +331,9 @@ const DAZ_CHILD: &str = "--daz-child";
 /// on the thread that builds the first session of a process, once, so one process cannot hold
 /// both settings honestly.
 fn daz_rows(quick: bool) {
-    let rounds = if quick { 1 } else { 3 };
+    let rounds = arg_value("--rounds")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(if quick { 1 } else { 3 });
     let exe = std::env::current_exe().expect("the bench's own path");
     // samples[daz][row name], and the 30-face embeddings each setting produced.
     let mut samples: [Vec<(String, Vec<f64>)>; 2] = [Vec::new(), Vec::new()];
