@@ -97,10 +97,7 @@ fn init_logging() {
 /// SQLite file in the data directory.
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     if let Some(uri) = &config.mongodb_uri {
-        let store = MongoStore::connect(uri, &config.mongodb_database)
-            .await
-            .with_context(|| format!("cannot open {}", config.store_description()))?;
-        return Ok(Arc::new(store));
+        return Ok(Arc::new(open_mongo(config, uri).await?));
     }
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
@@ -116,10 +113,42 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
+async fn open_mongo(config: &Config, uri: &str) -> Result<MongoStore> {
+    MongoStore::connect(uri, &config.mongodb_database)
+        .await
+        .with_context(|| format!("cannot open {}", config.store_description()))
+}
+
+/// `open_store` for the process that serves the database. On MongoDB it first ends what an
+/// earlier server process left open: only `serve` does, since `admin create` may run beside a
+/// live server, whose transactions it must leave alone.
+async fn open_store_to_serve(config: &Config) -> Result<Arc<dyn Store>> {
+    let Some(uri) = &config.mongodb_uri else {
+        return open_store(config).await;
+    };
+    let store = open_mongo(config, uri).await?;
+    match store.end_earlier_sessions().await {
+        Ok(0) => {}
+        Ok(n_sessions) => {
+            tracing::info!(
+                n_sessions,
+                "ended the database sessions of an earlier server process"
+            );
+        }
+        // Serving anyway is right: the database reaps those transactions itself, so at worst a
+        // push that was in flight when the earlier process died is refused for up to a minute.
+        Err(e) => tracing::warn!(
+            error = %e,
+            "could not end the database sessions of an earlier server process"
+        ),
+    }
+    Ok(Arc::new(store))
+}
+
 async fn serve(config_path: Option<&Path>) -> Result<()> {
     init_logging();
     let config = Config::load_with_env(config_path)?;
-    let store = open_store(&config).await?;
+    let store = open_store_to_serve(&config).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

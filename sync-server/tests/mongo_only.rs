@@ -1,6 +1,7 @@
 //! What only the MongoDB backend has to show, beyond the contract suite (`tests/contract/`): the
 //! indexes it creates, the stored form of embeddings, a newer schema refused untouched, an
-//! unreachable server reported as `Unavailable`, and the change feed and idempotency holding
+//! unreachable server reported as `Unavailable`, the transactions of a killed server ended by the
+//! next one, and the change feed and idempotency holding
 //! while many pushes of one school commit at once (write conflicts retried, seqs in order).
 //!
 //! Needs the MongoDB-wire server whose URI is in `ROLLCALL_TEST_MONGODB_URI` (`scripts/test`
@@ -260,6 +261,100 @@ async fn unreachable_server_is_unavailable() {
         Err(e) => panic!("expected Unavailable, got {e}"),
         Ok(_) => panic!("connected to nothing"),
     }
+}
+
+/// Issue 12: a server SIGKILLed in the middle of a push leaves the push's transaction open on the
+/// database, whose write locks make every retry of that push conflict until the database reaps
+/// it (60 s). The next server process ends its predecessor's sessions at start, and the retry is
+/// applied at once, and once.
+#[tokio::test]
+async fn the_next_server_ends_a_transaction_its_killed_predecessor_left_open() {
+    let database = new_database_name();
+    let earlier = open(&database).await;
+    let device = fixture(&earlier).await;
+    let records = |store: &MongoStore| store.database().collection::<Document>("server_sessions");
+    // Every session a transaction ran on is recorded by the id the database knows it by.
+    let recorded: Vec<Document> = records(&earlier)
+        .find(doc! {})
+        .await
+        .expect("find")
+        .try_collect()
+        .await
+        .expect("read");
+    assert!(!recorded.is_empty(), "no session recorded");
+    for record in &recorded {
+        assert!(
+            matches!(record.get("_id"), Some(Bson::Binary(b)) if b.bytes.len() == 16),
+            "{record:?}"
+        );
+    }
+
+    // The killed process, as the database sees it: a recorded session whose transaction wrote
+    // the event id of the push it was applying, and then nothing more: no commit, no abort.
+    let push = vec![machine_mark("session-1", STUDENTS[0], T0)];
+    let killed = mongodb::Client::with_uri_str(uri()).await.expect("client");
+    let mut session = killed.start_session().await.expect("session");
+    records(&earlier)
+        .insert_one(doc! { "_id": session.id().get("id").expect("lsid").clone() })
+        .await
+        .expect("record");
+    session.start_transaction().await.expect("start");
+    killed
+        .database(&database)
+        .collection::<Document>("applied_events")
+        .insert_one(doc! { "_id": &push[0].id })
+        .session(&mut session)
+        .await
+        .expect("write in the transaction");
+    // Dropping them would abort the transaction and end the session, which a killed process
+    // never does.
+    std::mem::forget(session);
+    std::mem::forget(killed);
+    // What the box's retry met before: the locks outlast the store's own retries.
+    match earlier.apply_events(&device, &push, T0).await {
+        Err(StoreError::Unavailable(detail)) => {
+            assert!(detail.contains("WriteConflict"), "{detail}")
+        }
+        other => panic!("expected a write conflict, got {other:?}"),
+    }
+
+    let next = open(&database).await;
+    let ended = next
+        .end_earlier_sessions()
+        .await
+        .expect("end earlier sessions");
+    assert!(
+        ended > recorded.len(),
+        "ended {ended} of {} and the killed one",
+        recorded.len()
+    );
+    let started = std::time::Instant::now();
+    let retry = next.apply_events(&device, &push, T0).await.expect("retry");
+    assert_eq!(retry.acked, vec![push[0].id.clone()]);
+    assert!(retry.rejected.is_empty(), "{:?}", retry.rejected);
+    // Applied without waiting for the database to reap anything (it takes 60 s).
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "took {:?}",
+        started.elapsed()
+    );
+    let held = next
+        .database()
+        .collection::<Document>("applied_events")
+        .count_documents(doc! { "_id": &push[0].id })
+        .await
+        .expect("count");
+    assert_eq!(held, 1);
+    // The records of the earlier process are gone; the next process keeps its own.
+    let ids: Vec<Bson> = recorded
+        .iter()
+        .map(|r| r.get("_id").unwrap().clone())
+        .collect();
+    let left = records(&next)
+        .count_documents(doc! { "_id": { "$in": ids } })
+        .await
+        .expect("count");
+    assert_eq!(left, 0);
 }
 
 /// Many boxes of one school push at once: templates (which take feed seqs) and marks on the

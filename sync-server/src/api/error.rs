@@ -56,13 +56,18 @@ pub enum ApiError {
     /// 422 `invalid_roster`: every problem as `file:line: reason`, one per line.
     #[error("{0}")]
     InvalidRoster(String),
-    /// 503 `unavailable`; the detail is logged only.
+    /// 503 `unavailable`, with `Retry-After`; the detail is logged only. The store has already
+    /// retried what was worth retrying (a write conflict, a primary stepping down) before this.
     #[error("store unavailable: {0}")]
     Unavailable(String),
     /// 500 `internal`; the detail is logged only.
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// What a 503 asks clients to wait: the store's own retries of a transient failure have taken
+/// about 2.5 s by then, and a MongoDB replica set elects a new primary in about 10 s.
+pub const UNAVAILABLE_RETRY_AFTER_S: u64 = 5;
 
 fn refusal_message(refusal: RedeemRefusal) -> &'static str {
     match refusal {
@@ -174,6 +179,12 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
             }
+            ApiError::Unavailable(_) => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(UNAVAILABLE_RETRY_AFTER_S),
+                );
+            }
             ApiError::Unauthorized(_) | ApiError::TokenRevoked => {
                 response
                     .headers_mut()
@@ -183,5 +194,25 @@ impl IntoResponse for ApiError {
         }
         response.extensions_mut().insert(ErrorBody(body));
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12: a 503 says when to come back, and its body names no table or host.
+    #[test]
+    fn unavailable_is_503_with_retry_after_and_a_generic_body() {
+        let response = ApiError::Unavailable("WriteConflict on rollcall.applied_events".into())
+            .into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER),
+            Some(&HeaderValue::from(UNAVAILABLE_RETRY_AFTER_S))
+        );
+        let body = &response.extensions().get::<ErrorBody>().unwrap().0;
+        assert_eq!(body.code, ApiErrorCode::Unavailable);
+        assert!(!body.message.contains("applied_events"), "{}", body.message);
     }
 }

@@ -361,7 +361,7 @@ fn error_response(status: u16) -> Value {
         413 => "`payload_too_large` or `batch_too_large`",
         422 => "`invalid_roster`",
         429 => "`rate_limited`; see Retry-After",
-        503 => "`unavailable`",
+        503 => "`unavailable`; see Retry-After",
         _ => "error",
     };
     json!({

@@ -14,6 +14,7 @@ mod events;
 mod feed;
 mod roster;
 mod schema;
+mod sessions;
 mod templates;
 mod tx;
 
@@ -52,6 +53,7 @@ mod names {
     pub const APPLIED_EVENTS: &str = "applied_events";
     pub const CHANGES: &str = "changes";
     pub const FEED_COUNTERS: &str = "feed_counters";
+    pub const SERVER_SESSIONS: &str = "server_sessions";
 }
 
 pub struct MongoStore {
@@ -62,6 +64,7 @@ pub struct MongoStore {
     /// mostly conflict and retry (the load bench saw 128 at once fall to ~22 events/s on the
     /// test server), so the rest wait here instead.
     push_permits: tokio::sync::Semaphore,
+    sessions: sessions::SessionLog,
 }
 
 const CONCURRENT_PUSHES: usize = 8;
@@ -88,7 +91,16 @@ impl MongoStore {
             db,
             feed_locks: FeedLocks::default(),
             push_permits: tokio::sync::Semaphore::new(CONCURRENT_PUSHES),
+            sessions: sessions::SessionLog::default(),
         })
+    }
+
+    /// Ends the transactions that an earlier server process on this database left open when it
+    /// died, so that the pushes it was applying can be applied again at once rather than after
+    /// the database reaps them (a minute on MongoDB; `sessions` says why). For the one process
+    /// that serves the database, before it answers; returns how many sessions it ended.
+    pub async fn end_earlier_sessions(&self) -> Result<usize, StoreError> {
+        Ok(sessions::end_earlier(self).await?)
     }
 
     pub fn database(&self) -> &Database {

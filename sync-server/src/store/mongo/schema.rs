@@ -34,6 +34,7 @@ const COLLECTIONS: &[&str] = &[
     APPLIED_EVENTS,
     CHANGES,
     FEED_COUNTERS,
+    SERVER_SESSIONS,
 ];
 
 /// The index set. Entities keyed by their own id (schools, sections, students, sessions,

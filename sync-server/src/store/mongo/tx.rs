@@ -98,6 +98,11 @@ where
         None => None,
     };
     let session = store.client.start_session().await.map_err(DbError::from)?;
+    if let Err(e) = store.sessions.record(store, &session).await {
+        // Only the recovery of a crash depends on the record: the transaction can go ahead, and
+        // a later one on the same session tries again.
+        tracing::warn!(error = %e, "could not record a database session id");
+    }
     let mut tx = Tx {
         store,
         session,
