@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use common::{faces_dir, pipeline};
 use edge_agent::enrolment::MAX_ENROL_YAW_DEGREES;
-use edge_agent::vision::{Embedding, Pick, select_face};
+use edge_agent::vision::Embedding;
 
 /// The central usable face of one photo: its rough yaw and its embedding.
 struct Photo {
@@ -130,16 +130,7 @@ fn print_row(label: &str, g: &Group) {
 #[test]
 fn the_pose_gate_refuses_only_poses_that_verify_worse() {
     let dir = faces_dir().join("lfw-dev");
-    let text = std::fs::read_to_string(dir.join("pairs.tsv")).unwrap();
-    let pairs: Vec<(bool, String, String)> = text
-        .lines()
-        .skip(1)
-        .map(|line| {
-            let cols: Vec<&str> = line.split('\t').collect();
-            (cols[1] == "1", cols[2].to_owned(), cols[3].to_owned())
-        })
-        .collect();
-    assert_eq!(pairs.len(), 1200);
+    let pairs = common::read_lfw_dev_pairs();
     let mut names: Vec<&String> = pairs.iter().flat_map(|(_, a, b)| [a, b]).collect();
     names.sort();
     names.dedup();
@@ -153,15 +144,8 @@ fn the_pose_gate_refuses_only_poses_that_verify_worse() {
     let mut unusable = Vec::new();
     for name in &names {
         let path: PathBuf = dir.join("images").join(name);
-        let (frame, mut faces) = common::faces_of(&mut pipeline, &path);
-        match select_face(
-            &faces,
-            &pipeline.gate,
-            Some(Pick::Central),
-            frame.dimensions(),
-        ) {
-            Ok(idx) => {
-                let face = faces.swap_remove(idx);
+        match common::central_face(&mut pipeline, &path) {
+            Ok(face) => {
                 let embedding = pipeline.embed([&face.aligned]).unwrap().remove(0);
                 photos.insert(
                     name,
@@ -171,7 +155,7 @@ fn the_pose_gate_refuses_only_poses_that_verify_worse() {
                     },
                 );
             }
-            Err(reason) => unusable.push(format!("{name}: {reason}")),
+            Err(reason) => unusable.push(reason),
         }
     }
     let scored: Vec<Scored> = pairs

@@ -5,23 +5,14 @@ mod common;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use common::{embed_central, faces_dir, pipeline};
+use common::{embed_central, faces_dir, pipeline, read_lfw_dev_pairs};
 
 /// LFW dev folds 1-2 (1,200 pairs): accuracy at the best threshold, and the error rates at the
 /// manifest's review threshold.
 #[test]
 fn lfw_dev_pairs() {
     let dir = faces_dir().join("lfw-dev");
-    let text = std::fs::read_to_string(dir.join("pairs.tsv")).unwrap();
-    let pairs: Vec<(bool, String, String)> = text
-        .lines()
-        .skip(1)
-        .map(|line| {
-            let cols: Vec<&str> = line.split('\t').collect();
-            (cols[1] == "1", cols[2].to_owned(), cols[3].to_owned())
-        })
-        .collect();
-    assert_eq!(pairs.len(), 1200);
+    let pairs = read_lfw_dev_pairs();
     let mut names: Vec<String> = pairs
         .iter()
         .flat_map(|(_, a, b)| [a.clone(), b.clone()])

@@ -33,25 +33,48 @@ pub fn faces_of(pipeline: &mut Pipeline, path: &std::path::Path) -> (image::RgbI
     (frame, faces)
 }
 
+/// LFW dev folds 1-2 from `pairs.tsv`: `(same person, image a, image b)`, 1,200 pairs.
+pub fn read_lfw_dev_pairs() -> Vec<(bool, String, String)> {
+    let text = std::fs::read_to_string(faces_dir().join("lfw-dev/pairs.tsv")).unwrap();
+    let pairs: Vec<(bool, String, String)> = text
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let cols: Vec<&str> = line.split('\t').collect();
+            (cols[1] == "1", cols[2].to_owned(), cols[3].to_owned())
+        })
+        .collect();
+    assert_eq!(pairs.len(), 1200);
+    pairs
+}
+
+/// The central usable face of a photo (the LFW protocol), or why there is none. No yaw gate:
+/// callers that enrol apply it themselves.
+pub fn central_face(pipeline: &mut Pipeline, path: &Path) -> Result<Face, String> {
+    let (frame, mut faces) = faces_of(pipeline, path);
+    select_face(
+        &faces,
+        &pipeline.gate,
+        Some(Pick::Central),
+        frame.dimensions(),
+    )
+    .map(|idx| faces.swap_remove(idx))
+    .map_err(|reason| format!("{}: {reason}", path.display()))
+}
+
 /// Embeds the central usable face of each photo (the LFW protocol), batched.
 pub fn embed_central(pipeline: &mut Pipeline, paths: &[PathBuf]) -> Vec<Result<Embedding, String>> {
     let mut chosen = Vec::new();
     let mut results: Vec<Result<Embedding, String>> = Vec::new();
     let mut slots = Vec::new();
     for path in paths {
-        let (frame, mut faces) = faces_of(pipeline, path);
-        match select_face(
-            &faces,
-            &pipeline.gate,
-            Some(Pick::Central),
-            frame.dimensions(),
-        ) {
-            Ok(idx) => {
+        match central_face(pipeline, path) {
+            Ok(face) => {
                 slots.push(results.len());
                 results.push(Err(String::new()));
-                chosen.push(faces.swap_remove(idx).aligned);
+                chosen.push(face.aligned);
             }
-            Err(reason) => results.push(Err(format!("{}: {reason}", path.display()))),
+            Err(reason) => results.push(Err(reason)),
         }
     }
     for (slot, embedding) in slots.into_iter().zip(pipeline.embed(&chosen).unwrap()) {
