@@ -206,6 +206,13 @@ def float_tensors(model):
                     yield attr.t
 
 
+def subnormal(values):
+    """Where `values` (a numpy array) holds subnormal floats: non-zero, below the smallest normal."""
+    import numpy as np
+
+    return (values != 0) & (np.abs(values) < np.finfo(values.dtype).tiny)
+
+
 def flush_subnormals(model_bytes: bytes) -> tuple[bytes, int]:
     """Set every subnormal float weight (non-zero, |w| < the smallest normal float) to zero.
 
@@ -225,12 +232,11 @@ def flush_subnormals(model_bytes: bytes) -> tuple[bytes, int]:
         values = numpy_helper.to_array(tensor)
         if values.dtype.kind != "f":
             continue
-        tiny = np.finfo(values.dtype).tiny
-        subnormal = (values != 0) & (np.abs(values) < tiny)
-        count = int(subnormal.sum())
+        mask = subnormal(values)
+        count = int(mask.sum())
         if count:
             values = values.copy()
-            values[subnormal] = 0
+            values[mask] = 0
             tensor.CopyFrom(numpy_helper.from_array(values, tensor.name))
             flushed += count
     if flushed == 0:
@@ -240,7 +246,6 @@ def flush_subnormals(model_bytes: bytes) -> tuple[bytes, int]:
 
 
 def subnormal_count(model_bytes: bytes) -> int:
-    import numpy as np
     import onnx
     from onnx import numpy_helper
 
@@ -249,7 +254,7 @@ def subnormal_count(model_bytes: bytes) -> int:
     for tensor in float_tensors(model):
         values = numpy_helper.to_array(tensor)
         if values.dtype.kind == "f":
-            count += int(((values != 0) & (np.abs(values) < np.finfo(values.dtype).tiny)).sum())
+            count += int(subnormal(values).sum())
     return count
 
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use edge_agent::capture::{ImageLimits, load_image};
 use edge_agent::vision::{
-    DEFAULT_BATCH, Face, Pick, Pipeline, PipelineOptions, RuntimeOptions, select_face,
+    AlignedFace, DEFAULT_BATCH, Face, Pick, Pipeline, PipelineOptions, RuntimeOptions, select_face,
 };
 
 /// LFW photos, one per person, in a stable order.
@@ -149,18 +149,7 @@ fn frame_rows(pipelines: &mut [(usize, Pipeline)], runs: usize) {
 fn embed_rows(pipelines: &mut [(usize, Pipeline)], runs: usize) {
     let photos = lfw_photos(32);
     for (threads, pipeline) in pipelines.iter_mut() {
-        let aligned: Vec<_> = photos
-            .iter()
-            .filter_map(|p| {
-                let frame = load_image(p, &ImageLimits::default()).unwrap();
-                pipeline
-                    .faces(&frame)
-                    .unwrap()
-                    .into_iter()
-                    .next()
-                    .map(|f| f.aligned)
-            })
-            .collect();
+        let aligned = first_faces(pipeline, &photos);
         let n = aligned.len() as u32;
         let single = time(runs, || {
             pipeline.embedder.embed_in_batches(&aligned, 1).unwrap()
@@ -186,6 +175,22 @@ fn embed_rows(pipelines: &mut [(usize, Pipeline)], runs: usize) {
             );
         }
     }
+}
+
+/// The first face found in each photo, aligned: what the embedding rows embed.
+fn first_faces(pipeline: &mut Pipeline, photos: &[PathBuf]) -> Vec<AlignedFace> {
+    photos
+        .iter()
+        .filter_map(|p| {
+            let frame = load_image(p, &ImageLimits::default()).unwrap();
+            pipeline
+                .faces(&frame)
+                .unwrap()
+                .into_iter()
+                .next()
+                .map(|f| f.aligned)
+        })
+        .collect()
 }
 
 fn per(t: &Timing, n: u32) -> Timing {
@@ -229,16 +234,9 @@ fn enrolment_rows(pipelines: &mut [(usize, Pipeline)], runs: usize) {
 }
 
 fn enrol_one(pipeline: &mut Pipeline, photo: &Path) -> usize {
-    let frame = load_image(photo, &ImageLimits::default()).unwrap();
-    let faces = pipeline.faces(&frame).unwrap();
-    let idx = select_face(
-        &faces,
-        &pipeline.gate,
-        Some(Pick::Central),
-        frame.dimensions(),
-    )
-    .unwrap();
-    pipeline.embed([&faces[idx].aligned]).unwrap().len()
+    let n = enrol_any(pipeline, photo);
+    assert_eq!(n, 1, "{}: no usable face", photo.display());
+    n
 }
 
 /// Whole-process cold start: the release binary embedding one photo, models loaded and verified.
@@ -415,18 +413,7 @@ fn median_p90(values: &[f64]) -> (f64, f64) {
 /// pool, then the 30-face frame's embeddings (`vectors\tV,V,...`).
 fn daz_child(runs: usize) {
     let mut pipeline = load(2);
-    let aligned: Vec<_> = lfw_photos(32)
-        .iter()
-        .filter_map(|p| {
-            let frame = load_image(p, &ImageLimits::default()).unwrap();
-            pipeline
-                .faces(&frame)
-                .unwrap()
-                .into_iter()
-                .next()
-                .map(|f| f.aligned)
-        })
-        .collect();
+    let aligned = first_faces(&mut pipeline, &lfw_photos(32));
     let n = aligned.len() as f64;
     let frame = common::compose_frame(1280, 720, &lfw_photos(30), 90);
     let photo = lfw_photos(1).remove(0);

@@ -190,7 +190,14 @@ fn assess(
         pipeline.manifest().embedder.dimensions,
         store.templates_of(&roster, &space)?,
     );
-    let spaces = store.template_spaces_of(&roster, &space)?;
+    // Only students the gallery lacks can hold templates elsewhere: on a normal capture that is
+    // nobody enrolled late, so this costs a query per missing student, not per student.
+    let missing: Vec<String> = roster
+        .iter()
+        .filter(|s| !gallery.students().contains(s))
+        .cloned()
+        .collect();
+    let spaces = store.template_spaces_of(&missing, &space)?;
     if gallery.n_templates() == 0 {
         if spaces.counts.is_empty() {
             return Err(CaptureError::NobodyEnrolled(section_id.to_owned()));

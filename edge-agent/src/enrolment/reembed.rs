@@ -34,14 +34,14 @@ pub fn reembed(pipeline: &mut Pipeline, store: &mut Store) -> Result<Reembedded,
         space: space.clone(),
         ..Reembedded::default()
     };
+    // A crop is the aligned face the old embedder read; a model with another input size or
+    // landmark template needs a new photo.
+    let expected = (size * size * 3) as usize;
     for kept in store.crops_outside(&space)? {
         if store.reembedded_from(&kept.uuid, &space)? {
             report.already += 1;
             continue;
         }
-        // A crop is the aligned face the old embedder read; a model with another input size or
-        // landmark template needs a new photo.
-        let expected = (size * size * 3) as usize;
         if kept.crop.len() != expected {
             report.skipped.push((
                 kept.uuid,

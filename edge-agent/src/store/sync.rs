@@ -5,7 +5,7 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 use shared_proto::sync::{Change, ChangeBody, Consent as WireConsent, EnrolmentRole};
 
-use super::templates::{purge_student, vector_bytes, vector_from_bytes};
+use super::templates::{self, NewTemplate, purge_student, vector_from_bytes};
 use super::{Store, StoreError, now_ms};
 
 /// Who this box is to the server, written by `provision`. The token is not here: it lives in a
@@ -530,23 +530,19 @@ fn apply_change(
                 // Withdrawn on this box and not yet told to the server: never store the face again.
                 return Ok(());
             }
-            let space = template.embedding.space.as_str();
-            tx.execute(
-                "INSERT INTO face_templates (uuid, student_id, model_id, space, quality, source, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'sync', ?6)",
-                params![
-                    template.id,
-                    template.student,
-                    template.embedding.model.to_string(),
-                    space,
-                    template.quality,
-                    template.created_at
-                ],
-            )?;
-            let rowid = tx.last_insert_rowid();
-            tx.execute(
-                "INSERT INTO template_vectors (template_id, embedding, space) VALUES (?1, ?2, ?3)",
-                params![rowid, vector_bytes(&template.embedding.vector), space],
+            templates::insert(
+                tx,
+                &template.id,
+                &NewTemplate {
+                    student_id: &template.student,
+                    model_id: &template.embedding.model.to_string(),
+                    space: template.embedding.space.as_str(),
+                    vector: &template.embedding.vector,
+                    quality: template.quality,
+                    source: "sync",
+                    crop: None,
+                },
+                template.created_at,
             )?;
             summary.templates_added += 1;
         }

@@ -43,7 +43,6 @@ pub struct TemplateSpaces {
 pub struct KeptCrop {
     pub uuid: String,
     pub student_id: String,
-    pub space: String,
     pub quality: f32,
     /// The aligned face, interleaved RGB.
     pub crop: Vec<u8>,
@@ -70,6 +69,39 @@ pub(super) fn vector_from_bytes(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
+/// Writes a template's row and its vector, which always go together: enrolment, re-embedding
+/// and a pulled template all come through here.
+pub(super) fn insert(
+    tx: &Transaction<'_>,
+    uuid: &str,
+    template: &NewTemplate<'_>,
+    created_at: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO face_templates (uuid, student_id, model_id, space, quality, source, created_at, crop)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            uuid,
+            template.student_id,
+            template.model_id,
+            template.space,
+            template.quality,
+            template.source,
+            created_at,
+            template.crop
+        ],
+    )?;
+    tx.execute(
+        "INSERT INTO template_vectors (template_id, embedding, space) VALUES (?1, ?2, ?3)",
+        params![
+            tx.last_insert_rowid(),
+            vector_bytes(template.vector),
+            template.space
+        ],
+    )?;
+    Ok(())
+}
+
 /// Deletes every template (vector, metadata, crop) of a student; returns how many.
 pub(super) fn purge_student(tx: &Transaction<'_>, student_id: &str) -> Result<usize, StoreError> {
     tx.execute(
@@ -92,25 +124,7 @@ impl Store {
         self.student(template.student_id)?;
         let uuid = uuid::Uuid::now_v7().to_string();
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO face_templates (uuid, student_id, model_id, space, quality, source, created_at, crop)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                uuid,
-                template.student_id,
-                template.model_id,
-                template.space,
-                template.quality,
-                template.source,
-                now_ms(),
-                template.crop
-            ],
-        )?;
-        let rowid = tx.last_insert_rowid();
-        tx.execute(
-            "INSERT INTO template_vectors (template_id, embedding, space) VALUES (?1, ?2, ?3)",
-            params![rowid, vector_bytes(template.vector), template.space],
-        )?;
+        insert(&tx, &uuid, template, now_ms())?;
         outbox::push(
             &tx,
             "template_added",
@@ -196,16 +210,15 @@ impl Store {
     /// Every kept enrolment crop of a template outside `space`, oldest first.
     pub fn crops_outside(&self, space: &str) -> Result<Vec<KeptCrop>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT uuid, student_id, space, quality, crop FROM face_templates
+            "SELECT uuid, student_id, quality, crop FROM face_templates
              WHERE space != ?1 AND crop IS NOT NULL ORDER BY id",
         )?;
         let rows = stmt.query_map([space], |r| {
             Ok(KeptCrop {
                 uuid: r.get(0)?,
                 student_id: r.get(1)?,
-                space: r.get(2)?,
-                quality: r.get::<_, f64>(3)? as f32,
-                crop: r.get(4)?,
+                quality: r.get::<_, f64>(2)? as f32,
+                crop: r.get(3)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

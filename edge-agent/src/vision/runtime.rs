@@ -133,6 +133,7 @@ pub fn session(
         model: model_name.to_owned(),
         reason: e.to_string(),
     };
+    let settings = SessionSettings::from_env();
     let mut builder = Session::builder(environment).map_err(|e| fail(&e))?;
     builder = builder
         .with_optimization_level(GraphOptimizationLevel::All)
@@ -140,7 +141,7 @@ pub fn session(
     // Each session has its own thread pool. With spinning on, a session's idle threads keep
     // spinning after its run while the next stage's session runs on the same two cores: detect
     // then embed took ~30 ms longer than the two apart (docs/PERFORMANCE.md).
-    if std::env::var_os("ROLLCALL_ORT_SPIN").is_none() {
+    if !settings.spinning {
         builder = builder
             .with_intra_op_spinning(false)
             .map_err(|e| fail(&e))?;
@@ -151,7 +152,7 @@ pub fn session(
     // model that still has some. ONNX Runtime applies it to the session's pool threads, and to the
     // thread building the first session of the process (once). `ROLLCALL_ORT_DAZ=0` turns it off
     // for comparison; figures in docs/PERFORMANCE.md ("Where a benchmark ran").
-    if denormals_as_zero() {
+    if settings.denormals_as_zero {
         builder = builder.with_flush_to_zero().map_err(|e| fail(&e))?;
     }
     if options.intra_threads > 0 {
@@ -159,47 +160,50 @@ pub fn session(
             .with_intra_threads(options.intra_threads)
             .map_err(|e| fail(&e))?;
     }
-    let memory = MemoryOptions::from_env();
     builder = builder
-        .with_memory_pattern(memory.memory_pattern)
+        .with_memory_pattern(settings.memory_pattern)
         .map_err(|e| fail(&e))?
         .with_execution_providers([ort::ep::CPU::default()
-            .with_arena_allocator(memory.arena)
+            .with_arena_allocator(settings.arena)
             .build()])
         .map_err(|e| fail(&e))?;
     builder.commit_from_memory(bytes).map_err(|e| fail(&e))
 }
 
-/// ONNX Runtime's two memory options. The CPU arena stays on: without it every tensor goes
-/// through malloc, whose peak varies from run to run and climbs over frames (fragmentation), for
-/// no CPU saving. Memory patterns are off: each input shape gets one planned block after its
-/// first run, taken from the arena beside what that run left there, so the peak grows over a
-/// burst (31 faces embed in batches of 8 and 7), for no measurable time; the teacher screen peaks
-/// at 137 MiB after a 30-face capture instead of 178 (docs/PERFORMANCE.md, "Memory").
-/// `ROLLCALL_ORT_ARENA` and `ROLLCALL_ORT_MEM_PATTERN` (`on` / `off`) override each, for
-/// `benches/memory.rs`.
-struct MemoryOptions {
+/// The session settings that change speed or memory, each with an environment override for
+/// benchmarks' comparisons, read in one place so that a banner says what the sessions did.
+///
+/// Memory: the CPU arena stays on: without it every tensor goes through malloc, whose peak varies
+/// from run to run and climbs over frames (fragmentation), for no CPU saving. Memory patterns are
+/// off: each input shape gets one planned block after its first run, taken from the arena beside
+/// what that run left there, so the peak grows over a burst (31 faces embed in batches of 8 and
+/// 7), for no measurable time; the teacher screen peaks at 137 MiB after a 30-face capture instead
+/// of 178 (docs/PERFORMANCE.md, "Memory").
+struct SessionSettings {
+    /// `ROLLCALL_ORT_SPIN` set: intra-op threads spin between runs.
+    spinning: bool,
+    /// Off only with `ROLLCALL_ORT_DAZ=0`.
+    denormals_as_zero: bool,
+    /// `ROLLCALL_ORT_ARENA=on|off`.
     arena: bool,
+    /// `ROLLCALL_ORT_MEM_PATTERN=on|off`.
     memory_pattern: bool,
 }
 
-impl MemoryOptions {
-    fn from_env() -> MemoryOptions {
+impl SessionSettings {
+    fn from_env() -> SessionSettings {
         let switch = |name: &str, default: bool| match std::env::var(name).as_deref() {
             Ok("on") => true,
             Ok("off") => false,
             _ => default,
         };
-        MemoryOptions {
+        SessionSettings {
+            spinning: std::env::var_os("ROLLCALL_ORT_SPIN").is_some(),
+            denormals_as_zero: std::env::var_os("ROLLCALL_ORT_DAZ").is_none_or(|v| v != "0"),
             arena: switch("ROLLCALL_ORT_ARENA", true),
             memory_pattern: switch("ROLLCALL_ORT_MEM_PATTERN", false),
         }
     }
-}
-
-/// Whether sessions treat subnormal floats as zero: on unless `ROLLCALL_ORT_DAZ=0`.
-pub fn denormals_as_zero() -> bool {
-    std::env::var_os("ROLLCALL_ORT_DAZ").is_none_or(|v| v != "0")
 }
 
 /// The loaded ONNX Runtime and the session settings that change its speed, in one line, for
@@ -222,9 +226,12 @@ pub fn describe() -> Result<String, VisionError> {
         .find(|part| part.starts_with("git-commit-id="))
         .unwrap_or("git-commit-id unknown");
     let on_off = |on: bool| if on { "on" } else { "off" };
+    let settings = SessionSettings::from_env();
     Ok(format!(
-        "ONNX Runtime {version} ({file}, {commit}), CPU execution provider, denormals as zero {}, intra-op spinning {}",
-        on_off(denormals_as_zero()),
-        on_off(std::env::var_os("ROLLCALL_ORT_SPIN").is_some()),
+        "ONNX Runtime {version} ({file}, {commit}), CPU execution provider, denormals as zero {}, intra-op spinning {}, arena {}, memory patterns {}",
+        on_off(settings.denormals_as_zero),
+        on_off(settings.spinning),
+        on_off(settings.arena),
+        on_off(settings.memory_pattern),
     ))
 }

@@ -173,10 +173,23 @@ fn an_embedding_from_a_build_before_spaces_lands_in_its_models_space() {
     let other = serde_json::json!({"model": "w600k_mbf@0123456789ab", "f32le": "AACAPw=="});
     let embedding: Embedding = serde_json::from_value(other).unwrap();
     assert_eq!(embedding.space.as_str(), "w600k_mbf@0123456789ab");
-    // ... and a build from before spaces reads today's embeddings: it ignores the field (no
-    // `deny_unknown_fields` on the wire types), which this build's own decoder shows.
+    // A malformed space is refused, never defaulted to the model's.
     let bad_space = serde_json::json!({"model": "fr_feature@7cf1cb7e95b9", "space": "Not A Space", "f32le": "AACAPw=="});
     assert!(serde_json::from_value::<Embedding>(bad_space).is_err());
+    // A build from before spaces read an embedding as exactly this (no `deny_unknown_fields`):
+    // today's embeddings still decode there, with the same vector.
+    #[derive(Deserialize)]
+    struct BeforeSpaces {
+        model: ModelId,
+        f32le: String,
+    }
+    let today = Embedding {
+        model: model(),
+        space: space(),
+        vector: vec![1.0],
+    };
+    let old: BeforeSpaces = serde_json::from_value(serde_json::to_value(&today).unwrap()).unwrap();
+    assert_eq!((old.model, old.f32le.as_str()), (model(), "AACAPw=="));
 }
 
 #[test]
