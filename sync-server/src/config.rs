@@ -30,6 +30,42 @@ pub struct Config {
     /// How long a login lasts, in minutes. Default 720 (12 h).
     #[serde(default = "default_session_minutes")]
     pub session_minutes: u32,
+    /// Seconds a client has to send a request's headers; also how long an idle keep-alive
+    /// connection is kept. Default 20.
+    #[serde(default = "default_header_timeout_seconds")]
+    pub header_timeout_seconds: u32,
+    /// Longest pause, in seconds, while a client sends a request body. Default 30.
+    #[serde(default = "default_body_timeout_seconds")]
+    pub body_timeout_seconds: u32,
+    /// How far ahead of the server's clock a pushed event's times may be, in hours, before the
+    /// event is refused. Default 24. (Times in the past are always fine: boxes stay offline.)
+    #[serde(default = "default_max_clock_ahead_hours")]
+    pub max_clock_ahead_hours: u32,
+    /// Password checks (argon2, 19 MiB each) run at once; more wait in a short queue and the
+    /// rest are answered 503 with `Retry-After`. Default: the number of CPUs, 2 to 4 (each
+    /// holds 19 MiB for good).
+    #[serde(default)]
+    pub password_workers: Option<usize>,
+    /// Where `/metrics` is served. Default: on `listen`, beside the API. Set to another address
+    /// (`127.0.0.1:9440`) to serve it only there.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
+    /// When set, `/metrics` answers only requests with `Authorization: Bearer <this>`.
+    #[serde(default)]
+    pub metrics_token: Option<String>,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[tls]`: PEM files, as a school's CA or an ACME client writes them.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 /// Environment variables that override the file, for containers and systemd units.
@@ -60,6 +96,18 @@ fn default_max_roster_bytes() -> usize {
 
 fn default_session_minutes() -> u32 {
     12 * 60
+}
+
+fn default_header_timeout_seconds() -> u32 {
+    20
+}
+
+fn default_body_timeout_seconds() -> u32 {
+    30
+}
+
+fn default_max_clock_ahead_hours() -> u32 {
+    24
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +149,13 @@ impl Config {
             max_body_bytes: default_max_body_bytes(),
             max_roster_bytes: default_max_roster_bytes(),
             session_minutes: default_session_minutes(),
+            header_timeout_seconds: default_header_timeout_seconds(),
+            body_timeout_seconds: default_body_timeout_seconds(),
+            max_clock_ahead_hours: default_max_clock_ahead_hours(),
+            password_workers: None,
+            metrics_listen: None,
+            metrics_token: None,
+            tls: None,
         }
     }
 
@@ -142,12 +197,7 @@ impl Config {
                 reason,
             })
         };
-        // A host name (`localhost:8440`) is fine too: it is resolved when the server binds.
-        let has_port = self
-            .listen
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-        if !has_port {
+        if !is_host_port(&self.listen) {
             return invalid(format!(
                 "listen \"{}\" is not host:port like 127.0.0.1:8440",
                 self.listen
@@ -169,7 +219,45 @@ impl Config {
         if self.session_minutes == 0 {
             return invalid("session_minutes is 0; logins would expire at once".to_owned());
         }
+        if self.header_timeout_seconds == 0 || self.body_timeout_seconds == 0 {
+            return invalid(
+                "header_timeout_seconds and body_timeout_seconds must be at least 1".to_owned(),
+            );
+        }
+        if self.password_workers == Some(0) {
+            return invalid("password_workers is 0; nobody could log in".to_owned());
+        }
+        if let Some(metrics_listen) = &self.metrics_listen
+            && !is_host_port(metrics_listen)
+        {
+            return invalid(format!(
+                "metrics_listen \"{metrics_listen}\" is not host:port like 127.0.0.1:9440"
+            ));
+        }
+        if self.metrics_listen.as_deref() == Some(self.listen.as_str()) {
+            return invalid(
+                "metrics_listen is the same address as listen; leave it out to serve /metrics there"
+                    .to_owned(),
+            );
+        }
+        if self
+            .metrics_token
+            .as_deref()
+            .is_some_and(|token| token.trim().len() < 16)
+        {
+            return invalid(
+                "metrics_token is shorter than 16 characters; use a long random one".to_owned(),
+            );
+        }
         Ok(())
+    }
+
+    /// The password workers to run: as configured, else one per CPU, 2 to 4: more would not
+    /// log anyone in faster on a box whose cores also serve the API, and each holds 19 MiB.
+    pub fn password_workers(&self) -> usize {
+        self.password_workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4))
+        })
     }
 
     /// The embedded store's file.
@@ -184,6 +272,13 @@ impl Config {
             None => format!("embedded SQLite in {}", self.data_dir.display()),
         }
     }
+}
+
+/// `host:port`; a host name (`localhost:8440`) is fine too: it is resolved when the server binds.
+fn is_host_port(address: &str) -> bool {
+    address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
 #[cfg(test)]

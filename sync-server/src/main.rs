@@ -3,11 +3,12 @@
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use sync_server::Config;
-use sync_server::api::{self, AppState, Limits};
+use sync_server::api::{self, AppState, Limits, Transport};
 use sync_server::store::mongo::MongoStore;
 use sync_server::store::sqlite::SqliteStore;
 use sync_server::store::{Role, Store, StoreError, User};
@@ -72,8 +73,15 @@ async fn main() -> Result<()> {
         } => create_admin(config.as_deref(), &username, school, password_stdin).await,
         Command::CheckConfig { config } => {
             let config = Config::load_with_env(Some(&config))?;
+            let scheme = match &config.tls {
+                Some(tls) => {
+                    Transport::https(Duration::from_secs(1), &tls.cert_file, &tls.key_file)?;
+                    "https"
+                }
+                None => "http",
+            };
             println!(
-                "ok: listen {}, store {}",
+                "ok: listen {} ({scheme}), store {}",
                 config.listen,
                 config.store_description()
             );
@@ -148,19 +156,64 @@ async fn open_store_to_serve(config: &Config) -> Result<Arc<dyn Store>> {
 async fn serve(config_path: Option<&Path>) -> Result<()> {
     init_logging();
     let config = Config::load_with_env(config_path)?;
+    let header_timeout = Duration::from_secs(u64::from(config.header_timeout_seconds));
+    // Certificates are read before the store opens: a typo in a path fails at once.
+    let transport = match &config.tls {
+        Some(tls) => Transport::https(header_timeout, &tls.cert_file, &tls.key_file)?,
+        None => Transport::plain(header_timeout),
+    };
+    let scheme = if transport.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let store = open_store_to_serve(&config).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let state = AppState::new(store, Limits::from(&config));
+    // Both listeners stop on the one signal.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|&stop| stop).await;
+        }
+    };
+    let metrics = match &config.metrics_listen {
+        Some(address) => {
+            let metrics_listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen for /metrics on {address}"))?;
+            tracing::info!(metrics_listen = %address, "serving /metrics on its own address");
+            Some(tokio::spawn(api::serve_router(
+                metrics_listener,
+                api::metrics_router(state.clone()),
+                Transport::plain(header_timeout),
+                until_stopped(),
+            )))
+        }
+        None => None,
+    };
     tracing::info!(
         listen = %config.listen,
+        scheme,
         store = %config.store_description(),
         "serving"
     );
-    let state = AppState::new(store, Limits::from(&config));
-    api::serve(listener, state, shutdown_signal())
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    api::serve_router(listener, api::router(state), transport, until_stopped())
         .await
         .context("server failed")?;
+    if let Some(metrics) = metrics {
+        metrics
+            .await
+            .context("the /metrics listener panicked")?
+            .context("the /metrics listener failed")?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -4,105 +4,10 @@
 
 mod common;
 
-use std::io::Write;
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
 
-use common::{PASSWORD, lesson_events, push_body, roster_files, template_event};
-
-const ADMIN: &str = "restart-admin";
-
-/// Where the server keeps its data: a folder, plus a database name on MongoDB.
-struct Place<'a> {
-    data_dir: &'a Path,
-    mongo: Option<(String, String)>,
-}
-
-impl Place<'_> {
-    fn command(&self, port: u16) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sync-server"));
-        cmd.env("ROLLCALL_SERVER_LISTEN", format!("127.0.0.1:{port}"))
-            .env("ROLLCALL_SERVER_DATA_DIR", self.data_dir)
-            .env("RUST_LOG", "warn");
-        match &self.mongo {
-            Some((uri, database)) => cmd
-                .env("ROLLCALL_MONGODB_URI", uri)
-                .env("ROLLCALL_MONGODB_DATABASE", database),
-            None => cmd.env("ROLLCALL_MONGODB_URI", ""),
-        };
-        cmd
-    }
-
-    fn create_admin(&self) {
-        let mut child = self
-            .command(free_port())
-            .args(["admin", "create", "--username", ADMIN, "--password-stdin"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(PASSWORD.as_bytes())
-            .unwrap();
-        assert!(child.wait().unwrap().success());
-    }
-
-    /// Starts `serve` and waits until it answers `/healthz`.
-    async fn serve(&self, http: &reqwest::Client) -> (Child, String) {
-        let port = free_port();
-        let child = self
-            .command(port)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = http.get(format!("{base}/healthz")).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the server did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        (child, base)
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn ok(response: reqwest::Response) -> Value {
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    assert!(status.is_success(), "{status}: {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
-}
-
-async fn log_in(http: &reqwest::Client, base: &str) -> String {
-    let login = json!({"username": ADMIN, "password": PASSWORD});
-    let reply = ok(http
-        .post(format!("{base}/v1/auth/login"))
-        .json(&login)
-        .send()
-        .await
-        .unwrap())
-    .await;
-    reply["token"].as_str().unwrap().to_owned()
-}
+use common::process::{Place, log_in, ok};
+use common::{lesson_events, push_body, roster_files, template_event};
 
 async fn restart_between_push_and_retry(mongo: Option<(String, String)>) {
     let dir = tempfile::tempdir().unwrap();

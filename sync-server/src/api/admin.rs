@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use shared_proto::sync::{Consent, EnrolmentRole, ScheduleSlot};
 
 use super::auth::{AdminAuth, SchoolAdmin, new_provisioning_code, normalize_code, secret_hash};
-use super::{AppState, JsonBody, blocking};
-use crate::api::{ApiError, hash_password};
+use super::{AppState, JsonBody};
+use crate::api::ApiError;
 use crate::store::{
     Device, Enrolment, Millis, ProvisioningCode, Role, RosterBatch, School, Section, Student, User,
 };
@@ -146,8 +146,10 @@ pub(super) async fn create_user(
         }
         (Role::Admin, _) => None,
     };
-    let password = new.password;
-    let password_hash = blocking(move || hash_password(&password))
+    let password_hash = state
+        .shared
+        .passwords
+        .hash(new.password)
         .await?
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     let user = User {

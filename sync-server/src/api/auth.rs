@@ -3,13 +3,13 @@
 //! failed-login limiter, and the extractors `AdminAuth`, `UserAuth` and `DeviceAuth` that every
 //! protected handler takes.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{LazyLock, Mutex};
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHasher, SaltString};
 use axum::Json;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::StatusCode;
@@ -20,7 +20,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{AppState, JsonBody, blocking};
+use super::{AppState, JsonBody, Limits};
 use crate::api::ApiError;
 use crate::store::{AuthSession, Device, Millis, Role, User};
 
@@ -49,7 +49,9 @@ pub fn hash_password(password: &str) -> Result<String, PasswordError> {
         .map_err(|e| PasswordError::Hash(e.to_string()))
 }
 
+#[cfg(test)]
 fn verify_password(phc: &str, password: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
     PasswordHash::new(phc).is_ok_and(|hash| {
         Argon2::default()
             .verify_password(password.as_bytes(), &hash)
@@ -118,6 +120,10 @@ pub(super) fn normalize_code(typed: &str) -> String {
 }
 
 /// Failed attempts per key (a username, a client address) in a sliding window.
+///
+/// An attempt is counted as failed when it starts, in the same lock as the check, and forgiven
+/// if it succeeds: checking first and recording after the 25 ms password check let 60
+/// concurrent guesses all pass a check that none of them had recorded yet.
 pub(super) struct FailureLimiter {
     max_failures: usize,
     window_ms: Millis,
@@ -133,8 +139,9 @@ impl FailureLimiter {
         }
     }
 
-    /// `Err(RateLimited)` when any key has used up its failures in the window.
-    pub(super) fn check(&self, keys: &[String], now: Millis) -> Result<(), ApiError> {
+    /// Counts an attempt at `now` against every key, or `Err(RateLimited)` (counting nothing)
+    /// when any key has used up its failures in the window.
+    pub(super) fn reserve(&self, keys: &[String], now: Millis) -> Result<(), ApiError> {
         let mut failures = self.lock();
         let mut wait_ms = 0;
         for key in keys {
@@ -152,11 +159,6 @@ impl FailureLimiter {
             let retry_after_s = u64::try_from((wait_ms + 999) / 1000).unwrap_or(1).max(1);
             return Err(ApiError::RateLimited { retry_after_s });
         }
-        Ok(())
-    }
-
-    pub(super) fn record(&self, keys: &[String], now: Millis) {
-        let mut failures = self.lock();
         // Forget quiet keys now and then so a scan of usernames cannot grow the map forever.
         if failures.len() > 10_000 {
             failures.retain(|_, times| times.back().is_some_and(|&at| now - at < self.window_ms));
@@ -164,10 +166,19 @@ impl FailureLimiter {
         for key in keys {
             failures.entry(key.clone()).or_default().push_back(now);
         }
+        Ok(())
     }
 
-    pub(super) fn clear(&self, key: &str) {
-        self.lock().remove(key);
+    /// Takes back the attempt `reserve` counted at `at`: it succeeded.
+    pub(super) fn forgive(&self, keys: &[String], at: Millis) {
+        let mut failures = self.lock();
+        for key in keys {
+            if let Some(times) = failures.get_mut(key)
+                && let Some(position) = times.iter().rposition(|&t| t == at)
+            {
+                times.remove(position);
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Millis>>> {
@@ -175,6 +186,103 @@ impl FailureLimiter {
         self.failures
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The limits on guessing passwords, by who is guessed and from where:
+/// - per username and address (`login_failures_per_minute`, 5): one person mistyping;
+/// - per address (`address_failures_per_minute`, 20): one machine trying many accounts;
+/// - per username from every address (`account_failures_per_minute`, 30): many machines on one
+///   account. Addresses that logged in to that account before (since this process started) are
+///   exempt, so someone who floods an account from elsewhere cannot lock its owner out of their
+///   usual school network.
+pub(super) struct LoginThrottle {
+    pair: FailureLimiter,
+    address: FailureLimiter,
+    account: FailureLimiter,
+    known: Mutex<HashMap<String, HashSet<IpAddr>>>,
+}
+
+/// An attempt counted against the throttle; `succeeded` takes it back.
+pub(super) struct LoginAttempt<'t> {
+    throttle: &'t LoginThrottle,
+    username: String,
+    ip: Option<IpAddr>,
+    keys: [Vec<String>; 3],
+    at: Millis,
+}
+
+impl LoginThrottle {
+    pub(super) fn new(limits: &Limits) -> LoginThrottle {
+        LoginThrottle {
+            pair: FailureLimiter::new(limits.login_failures_per_minute, 60_000),
+            address: FailureLimiter::new(limits.address_failures_per_minute, 60_000),
+            account: FailureLimiter::new(limits.account_failures_per_minute, 60_000),
+            known: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a login attempt before its password is checked, or refuses it (429).
+    pub(super) fn begin(
+        &self,
+        username: &str,
+        ip: &ClientIp,
+        now: Millis,
+    ) -> Result<LoginAttempt<'_>, ApiError> {
+        let username = username.to_lowercase();
+        let address = ip.key();
+        let is_known = ip.0.is_some_and(|ip| {
+            self.known
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&username)
+                .is_some_and(|addresses| addresses.contains(&ip))
+        });
+        let keys = [
+            vec![format!("login:{username}@{address}")],
+            vec![format!("login-from:{address}")],
+            if is_known {
+                Vec::new()
+            } else {
+                vec![format!("login-user:{username}")]
+            },
+        ];
+        let limiters = [&self.pair, &self.address, &self.account];
+        for (n, (limiter, keys_n)) in limiters.iter().zip(&keys).enumerate() {
+            if let Err(e) = limiter.reserve(keys_n, now) {
+                for (earlier, keys_e) in limiters.iter().zip(&keys).take(n) {
+                    earlier.forgive(keys_e, now);
+                }
+                return Err(e);
+            }
+        }
+        Ok(LoginAttempt {
+            throttle: self,
+            username,
+            ip: ip.0,
+            keys,
+            at: now,
+        })
+    }
+}
+
+impl LoginAttempt<'_> {
+    /// The password was right: the attempt is not a failure, and the address is known.
+    pub(super) fn succeeded(self) {
+        let throttle = self.throttle;
+        for (limiter, keys) in [&throttle.pair, &throttle.address, &throttle.account]
+            .into_iter()
+            .zip(&self.keys)
+        {
+            limiter.forgive(keys, self.at);
+        }
+        if let Some(ip) = self.ip {
+            let mut known = throttle.known.lock().unwrap_or_else(|p| p.into_inner());
+            if known.len() > 100_000 {
+                known.clear();
+            }
+            known.entry(self.username).or_default().insert(ip);
+        }
     }
 }
 
@@ -355,25 +463,21 @@ pub(super) async fn login(
     JsonBody(request): JsonBody<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let now = state.now();
-    let user_key = [format!("login-user:{}", request.username.to_lowercase())];
-    let ip_key = [client_ip.key()];
-    state.shared.user_failures.check(&user_key, now)?;
-    state.shared.ip_failures.check(&ip_key, now)?;
-
+    let attempt = state
+        .shared
+        .login_throttle
+        .begin(&request.username, &client_ip, now)?;
     let user = state.store().user_by_name(&request.username).await?;
     let phc = user
         .as_ref()
         .map_or_else(|| DUMMY_HASH.clone(), |user| user.password_hash.clone());
-    let password = request.password;
-    let password_ok = blocking(move || verify_password(&phc, &password)).await?;
+    let password_ok = state.shared.passwords.verify(phc, request.password).await?;
     let Some(user) = user.filter(|_| password_ok) else {
-        state.shared.user_failures.record(&user_key, now);
-        state.shared.ip_failures.record(&ip_key, now);
         state.metrics().count_login_failure();
         tracing::info!(username = %request.username, "login refused");
         return Err(ApiError::Unauthorized("wrong username or password"));
     };
-    state.shared.user_failures.clear(&user_key[0]);
+    attempt.succeeded();
 
     let token = new_token();
     let expires_at = now + state.limits().session_ttl_ms;
@@ -432,14 +536,39 @@ mod tests {
     fn limiter_blocks_after_the_allowed_failures_and_forgets_after_the_window() {
         let limiter = FailureLimiter::new(2, 60_000);
         let keys = ["u".to_owned()];
-        limiter.record(&keys, 0);
-        assert!(limiter.check(&keys, 1).is_ok());
-        limiter.record(&keys, 1_000);
-        match limiter.check(&keys, 2_000) {
+        assert!(limiter.reserve(&keys, 0).is_ok());
+        assert!(limiter.reserve(&keys, 1_000).is_ok());
+        match limiter.reserve(&keys, 2_000) {
             Err(ApiError::RateLimited { retry_after_s }) => assert_eq!(retry_after_s, 58),
             other => panic!("{other:?}"),
         }
-        assert!(limiter.check(&keys, 61_000).is_ok());
+        limiter.forgive(&keys, 1_000);
+        assert!(
+            limiter.reserve(&keys, 2_000).is_ok(),
+            "a forgiven attempt frees its place"
+        );
+        assert!(limiter.reserve(&keys, 61_000).is_ok());
+    }
+
+    #[test]
+    fn a_flood_from_elsewhere_does_not_lock_out_a_known_address() {
+        let limits = Limits {
+            account_failures_per_minute: 3,
+            ..Limits::default()
+        };
+        let throttle = LoginThrottle::new(&limits);
+        let school = ClientIp(Some("10.1.2.3".parse().unwrap()));
+        throttle.begin("Ms.Lee", &school, 0).unwrap().succeeded();
+        for n in 0..3 {
+            let attacker = ClientIp(Some(format!("198.51.100.{n}").parse().unwrap()));
+            drop(throttle.begin("ms.lee", &attacker, 1).unwrap());
+        }
+        let stranger = ClientIp(Some("198.51.100.99".parse().unwrap()));
+        assert!(matches!(
+            throttle.begin("ms.lee", &stranger, 2),
+            Err(ApiError::RateLimited { .. })
+        ));
+        assert!(throttle.begin("ms.lee", &school, 2).is_ok());
     }
 
     #[test]

@@ -56,6 +56,19 @@ pub enum ApiError {
     /// 422 `invalid_roster`: every problem as `file:line: reason`, one per line.
     #[error("{0}")]
     InvalidRoster(String),
+    /// 408 `invalid_request`: the request body stopped arriving for longer than the body timeout.
+    #[error("the request body stopped arriving for longer than {timeout_s} s")]
+    BodyTimeout { timeout_s: u32 },
+    /// 431 `invalid_request`.
+    #[error(
+        "{found} headers of {bytes} bytes in all; at most {} headers and {} bytes",
+        super::guard::MAX_HEADERS,
+        super::guard::MAX_HEADER_BYTES
+    )]
+    HeadersTooLarge { found: usize, bytes: usize },
+    /// 503 `unavailable`, with `Retry-After`: more password checks at once than the server runs.
+    #[error("the server is checking too many logins at once; retry in {retry_after_s} s")]
+    Busy { retry_after_s: u64 },
     /// 503 `unavailable`, with `Retry-After`; the detail is logged only. The store has already
     /// retried what was worth retrying (a write conflict, a primary stepping down) before this.
     #[error("store unavailable: {0}")]
@@ -99,7 +112,9 @@ impl ApiError {
             ApiError::ProvisioningCode(RedeemRefusal::Unknown) => StatusCode::BAD_REQUEST,
             ApiError::ProvisioningCode(_) => StatusCode::GONE,
             ApiError::InvalidRoster(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::Unavailable(_) | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -107,9 +122,10 @@ impl ApiError {
     pub fn code(&self) -> ApiErrorCode {
         match self {
             ApiError::InvalidJson(_) => ApiErrorCode::InvalidJson,
-            ApiError::InvalidRequest(_) | ApiError::MethodNotAllowed(_) => {
-                ApiErrorCode::InvalidRequest
-            }
+            ApiError::InvalidRequest(_)
+            | ApiError::MethodNotAllowed(_)
+            | ApiError::BodyTimeout { .. }
+            | ApiError::HeadersTooLarge { .. } => ApiErrorCode::InvalidRequest,
             ApiError::Wire(wire) => wire.code(),
             ApiError::Unauthorized(_) => ApiErrorCode::Unauthorized,
             ApiError::TokenRevoked => ApiErrorCode::TokenRevoked,
@@ -122,7 +138,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => ApiErrorCode::RateLimited,
             ApiError::ProvisioningCode(_) => ApiErrorCode::ProvisioningCodeInvalid,
             ApiError::InvalidRoster(_) => ApiErrorCode::InvalidRoster,
-            ApiError::Unavailable(_) => ApiErrorCode::Unavailable,
+            ApiError::Unavailable(_) | ApiError::Busy { .. } => ApiErrorCode::Unavailable,
             ApiError::Internal(_) => ApiErrorCode::Internal,
         }
     }
@@ -163,9 +179,12 @@ pub(crate) struct ErrorBody(pub sync::ApiError);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        match &self {
+            // Load shed on purpose, not a failure: the client is told when to come back.
+            ApiError::Busy { .. } => tracing::debug!(error = %self, "request turned away"),
             // The one place a 5xx detail is logged: it is not returned.
-            tracing::error!(error = %self, "request failed");
+            _ if status.is_server_error() => tracing::error!(error = %self, "request failed"),
+            _ => {}
         }
         let body = sync::ApiError {
             code: self.code(),
@@ -174,7 +193,7 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, Json(body.clone())).into_response();
         match &self {
-            ApiError::RateLimited { retry_after_s } => {
+            ApiError::RateLimited { retry_after_s } | ApiError::Busy { retry_after_s } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
@@ -189,6 +208,12 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::BodyTimeout { .. } => {
+                // Whatever of the body is still on its way would be read as the next request.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

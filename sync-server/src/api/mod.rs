@@ -10,13 +10,15 @@ mod admin;
 mod attendance;
 mod auth;
 mod error;
+mod guard;
 mod openapi;
 mod ops;
+mod passwords;
 mod roster;
 mod sync;
+mod transport;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -30,6 +32,7 @@ use serde::de::DeserializeOwned;
 pub use auth::{MIN_PASSWORD_CHARS, PasswordError, hash_password};
 pub use error::ApiError;
 pub use ops::Metrics;
+pub use transport::{TlsError, Transport, serve_router};
 
 use crate::store::{Millis, Store, StoreError};
 
@@ -60,11 +63,29 @@ pub struct Limits {
     pub max_roster_bytes: usize,
     /// How long a login lasts, in milliseconds. Default 12 h.
     pub session_ttl_ms: Millis,
-    /// Failed logins per username allowed per minute. Default 5.
+    /// Failed logins per username from one address allowed per minute. Default 5.
     pub login_failures_per_minute: usize,
-    /// Failed logins and provisioning codes per client address allowed per minute. Default 20:
-    /// a school's staff may share one address.
+    /// Failed logins per client address allowed per minute. Default 20: a school's staff may
+    /// share one address.
     pub address_failures_per_minute: usize,
+    /// Failed logins per username from all addresses together per minute, except from
+    /// addresses that logged in to it before. Default 30.
+    pub account_failures_per_minute: usize,
+    /// Wrong provisioning codes per client address allowed per minute. Default 10.
+    pub code_failures_per_minute: usize,
+    /// Password checks run at once (see `passwords`). Default 2.
+    pub password_workers: usize,
+    /// Seconds to send a request's head, or to start the next one on an idle connection.
+    /// Default 20.
+    pub header_timeout_seconds: u32,
+    /// Longest pause while a request body arrives, in seconds. Default 30.
+    pub body_timeout_seconds: u32,
+    /// How far ahead of the server's clock an event's times may be, in milliseconds. Default 24 h.
+    pub max_clock_ahead_ms: Millis,
+    /// When set, `/metrics` needs `Authorization: Bearer <this>`.
+    pub metrics_token: Option<String>,
+    /// False when `/metrics` is served on its own address instead (`metrics_router`).
+    pub metrics_on_api: bool,
 }
 
 impl Default for Limits {
@@ -75,6 +96,14 @@ impl Default for Limits {
             session_ttl_ms: 12 * 60 * 60 * 1000,
             login_failures_per_minute: 5,
             address_failures_per_minute: 20,
+            account_failures_per_minute: 30,
+            code_failures_per_minute: 10,
+            password_workers: 2,
+            header_timeout_seconds: 20,
+            body_timeout_seconds: 30,
+            max_clock_ahead_ms: 24 * 60 * 60 * 1000,
+            metrics_token: None,
+            metrics_on_api: true,
         }
     }
 }
@@ -85,6 +114,12 @@ impl From<&crate::Config> for Limits {
             max_body_bytes: config.max_body_bytes,
             max_roster_bytes: config.max_roster_bytes,
             session_ttl_ms: Millis::from(config.session_minutes) * 60_000,
+            password_workers: config.password_workers(),
+            header_timeout_seconds: config.header_timeout_seconds,
+            body_timeout_seconds: config.body_timeout_seconds,
+            max_clock_ahead_ms: Millis::from(config.max_clock_ahead_hours) * 60 * 60 * 1000,
+            metrics_token: config.metrics_token.clone(),
+            metrics_on_api: config.metrics_listen.is_none(),
             ..Limits::default()
         }
     }
@@ -101,8 +136,9 @@ struct Shared {
     clock: Arc<dyn Clock>,
     limits: Limits,
     metrics: Metrics,
-    user_failures: auth::FailureLimiter,
-    ip_failures: auth::FailureLimiter,
+    login_throttle: auth::LoginThrottle,
+    code_failures: auth::FailureLimiter,
+    passwords: passwords::PasswordWorkers,
     /// When each device's `last_seen_at` was last written, by this process's clock.
     last_seen_written: std::sync::Mutex<std::collections::HashMap<String, Millis>>,
 }
@@ -119,8 +155,9 @@ impl AppState {
     pub fn with_clock(store: Arc<dyn Store>, limits: Limits, clock: Arc<dyn Clock>) -> AppState {
         AppState {
             shared: Arc::new(Shared {
-                user_failures: auth::FailureLimiter::new(limits.login_failures_per_minute, 60_000),
-                ip_failures: auth::FailureLimiter::new(limits.address_failures_per_minute, 60_000),
+                login_throttle: auth::LoginThrottle::new(&limits),
+                code_failures: auth::FailureLimiter::new(limits.code_failures_per_minute, 60_000),
+                passwords: passwords::PasswordWorkers::start(limits.password_workers),
                 store,
                 clock,
                 limits,
@@ -167,8 +204,9 @@ impl AppState {
 }
 
 /// Every route: method, path template, handler. The router is built from this table and
-/// `/openapi.json` must document exactly these (a test holds both to it).
-fn route_table(limits: &Limits) -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
+/// `/openapi.json` must document exactly these (a test holds both to it). Each route takes
+/// bodies up to `max_body_bytes` except those `body_limits` names.
+fn route_table() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
     vec![
         (Method::GET, "/healthz", get(ops::healthz)),
         (Method::GET, "/readyz", get(ops::readyz)),
@@ -249,8 +287,7 @@ fn route_table(limits: &Limits) -> Vec<(Method, &'static str, MethodRouter<AppSt
         (
             Method::POST,
             "/v1/schools/{school}/roster",
-            // A whole export is larger than any JSON body; only this route takes that much.
-            post(roster::upload).layer(DefaultBodyLimit::max(limits.max_roster_bytes)),
+            post(roster::upload),
         ),
         (
             Method::POST,
@@ -270,9 +307,18 @@ fn route_table(limits: &Limits) -> Vec<(Method, &'static str, MethodRouter<AppSt
     ]
 }
 
+/// The largest body a route takes: a whole OneRoster export is larger than any JSON body, and
+/// only its upload takes that much.
+fn body_limit(path: &str, limits: &Limits) -> usize {
+    match path {
+        "/v1/schools/{school}/roster" => limits.max_roster_bytes,
+        _ => limits.max_body_bytes,
+    }
+}
+
 /// The (method, path template) of every route the router serves.
 pub fn served_routes() -> Vec<(Method, &'static str)> {
-    route_table(&Limits::default())
+    route_table()
         .into_iter()
         .map(|(method, path, _)| (method, path))
         .collect()
@@ -280,7 +326,11 @@ pub fn served_routes() -> Vec<(Method, &'static str)> {
 
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
-    for (_, path, handler) in route_table(state.limits()) {
+    for (_, path, handler) in route_table() {
+        let limit = body_limit(path, state.limits());
+        let handler = handler.layer(DefaultBodyLimit::max(limit)).layer(
+            axum::middleware::from_fn_with_state(limit, guard::refuse_oversized),
+        );
         // Routes of one path with different methods merge into one method router.
         router = router.route(path, handler);
     }
@@ -290,21 +340,34 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.limits().max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            guard::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             ops::observe,
         ))
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then finishes the requests in flight.
+/// `/metrics` alone, for `metrics_listen`: scrapers on another address than the API's.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics_only))
+        .fallback(ops::no_route)
+        .with_state(state)
+}
+
+/// Serves the API over plain HTTP on `listener` until `shutdown` resolves, then finishes the
+/// requests in flight (`serve_router` for HTTPS or another router).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let transport = Transport::plain(std::time::Duration::from_secs(u64::from(
+        state.limits().header_timeout_seconds,
+    )));
+    serve_router(listener, router(state), transport, shutdown).await
 }
 
 /// A request body as bytes, with axum's rejections turned into `ApiError`s: over the body limit
@@ -322,6 +385,10 @@ impl FromRequest<AppState> for BodyBytes {
                 if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::PayloadTooLarge {
                         limit_bytes: state.limits().max_body_bytes,
+                    }
+                } else if guard::is_body_timeout(&rejection) {
+                    ApiError::BodyTimeout {
+                        timeout_s: state.limits().body_timeout_seconds,
                     }
                 } else {
                     ApiError::InvalidJson(rejection.body_text())
@@ -342,15 +409,6 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             .map(JsonBody)
             .map_err(|e| ApiError::InvalidJson(format!("invalid JSON body: {e}")))
     }
-}
-
-/// Runs CPU-heavy work (password hashing) off the async runtime.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! events, pulling the school's change feed. A device only ever reaches its own school: every
 //! call uses the school of the device the token belongs to, never one named by the request.
 
+use std::collections::HashSet;
+
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -10,14 +12,14 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use shared_proto::PROTOCOL_VERSION;
 use shared_proto::sync::{
-    MAX_PULL_LIMIT, MAX_PUSH_EVENTS, PROTOCOL_HEADER, ProvisionRequest, ProvisionResponse,
-    PullResponse, PushResponse, WireError, check_protocol, decode_push,
+    Event, MAX_PULL_LIMIT, MAX_PUSH_EVENTS, PROTOCOL_HEADER, ProvisionRequest, ProvisionResponse,
+    PullResponse, PushResponse, Rejection, WireError, check_protocol, decode_push,
 };
 
 use super::auth::{ClientIp, DeviceAuth, new_token, normalize_code, secret_hash};
 use super::{AppState, BodyBytes};
 use crate::api::ApiError;
-use crate::store::Device;
+use crate::store::{Device, rules};
 
 /// Default page size of a pull.
 const DEFAULT_PULL_LIMIT: usize = 500;
@@ -63,9 +65,6 @@ pub(super) async fn provision(
     check_protocol_header(&headers)?;
     let request: ProvisionRequest = decode_versioned(&body)?;
     let now = state.now();
-    // Codes are short enough to type, so guessing them is throttled like passwords are.
-    let keys = [client_ip.key()];
-    state.shared.ip_failures.check(&keys, now)?;
     let name = request
         .name
         .map(|name| name.trim().to_owned())
@@ -89,12 +88,17 @@ pub(super) async fn provision(
         last_seen_at: Some(now),
     };
     let code_hash = secret_hash(&normalize_code(&request.code));
+    // Codes are short enough to type, so guessing them is throttled like passwords are, in a
+    // bucket of their own: a school's failed logins do not stop its boxes being provisioned.
+    let keys = [format!("code-from:{}", client_ip.key())];
+    state.shared.code_failures.reserve(&keys, now)?;
     match state
         .store()
         .redeem_provisioning_code(&code_hash, &device, now)
         .await?
     {
         Ok(device) => {
+            state.shared.code_failures.forgive(&keys, now);
             tracing::info!(device_id = %device.id, school_id = %device.school_id, "device provisioned");
             Ok(Json(ProvisionResponse {
                 device_id: device.id,
@@ -102,10 +106,7 @@ pub(super) async fn provision(
                 token,
             }))
         }
-        Err(refusal) => {
-            state.shared.ip_failures.record(&keys, now);
-            Err(ApiError::ProvisioningCode(refusal))
-        }
+        Err(refusal) => Err(ApiError::ProvisioningCode(refusal)),
     }
 }
 
@@ -125,10 +126,27 @@ pub(super) async fn push(
         });
     }
     let now = state.now();
-    let response = state
-        .store()
-        .apply_events(&device, &request.events, now)
-        .await?;
+    let ahead: Vec<Rejection> = request
+        .events
+        .iter()
+        .filter_map(|event| rules::check_clock(event, now, state.limits().max_clock_ahead_ms).err())
+        .collect();
+    let mut response = if ahead.is_empty() {
+        state
+            .store()
+            .apply_events(&device, &request.events, now)
+            .await?
+    } else {
+        let refused: HashSet<&str> = ahead.iter().map(|r| r.id.as_str()).collect();
+        let in_time: Vec<Event> = request
+            .events
+            .iter()
+            .filter(|event| !refused.contains(event.id.as_str()))
+            .cloned()
+            .collect();
+        state.store().apply_events(&device, &in_time, now).await?
+    };
+    response.rejected.extend(ahead);
     state.device_seen(&device.id).await?;
     state
         .metrics()

@@ -21,6 +21,8 @@
 
 use shared_proto::sync::{Event, EventBody, RejectCode, Rejection};
 
+use crate::store::{Millis, StoreError};
+
 /// Whose a record (section, student, session) is, seen from the pushing device's school.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Owner {
@@ -117,6 +119,59 @@ pub fn validate(event: &Event) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// An id another school holds (ids are global OneRoster sourcedIds): refused, never moved. The
+/// message names only the id the caller sent, never whose it is.
+pub fn id_taken(noun: &str, id: &str) -> StoreError {
+    StoreError::Conflict(format!("{noun} id {id}"))
+}
+
+/// Refuses an event whose times are more than `max_ahead_ms` ahead of `now`. A box whose clock
+/// ran ahead would otherwise write a mark decided in year 9999 that beats every later
+/// correction for ever. Times in the past are fine: boxes stay offline for weeks.
+pub fn check_clock(event: &Event, now: Millis, max_ahead_ms: Millis) -> Result<(), Rejection> {
+    let mut times = vec![("event time", event.at)];
+    match &event.body {
+        EventBody::SessionOpened { started_at, .. } => times.push(("session start", *started_at)),
+        EventBody::MarkSet { decided_at, .. } => times.push(("decision time", *decided_at)),
+        EventBody::TemplateAdded { template } => {
+            times.push(("template time", template.created_at));
+        }
+        EventBody::SessionClosed { .. }
+        | EventBody::TemplateDeleted { .. }
+        | EventBody::ConsentChanged { .. } => {}
+    }
+    let limit = now.saturating_add(max_ahead_ms);
+    match times.into_iter().find(|&(_, at)| at > limit) {
+        None => Ok(()),
+        Some((what, at)) => Err(Rejection {
+            id: event.id.clone(),
+            code: RejectCode::InvalidEvent,
+            reason: format!(
+                "{what} {} is {} ahead of the server's clock (at most {} h allowed): set the box's clock, then record it again",
+                describe_time(at),
+                describe_ahead(at - now),
+                max_ahead_ms / 3_600_000
+            ),
+        }),
+    }
+}
+
+fn describe_time(at: Millis) -> String {
+    jiff::Timestamp::from_millisecond(at).map_or_else(
+        |_| format!("{at} ms after 1970 (beyond the calendar)"),
+        |t| t.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+    )
+}
+
+fn describe_ahead(ms: Millis) -> String {
+    let hours = ms / 3_600_000;
+    if hours >= 48 {
+        format!("{} days", hours / 24)
+    } else {
+        format!("{hours} h")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +191,35 @@ mod tests {
                 by: None,
             },
         }
+    }
+
+    #[test]
+    fn times_far_ahead_are_refused_and_the_past_is_fine() {
+        let good = "0190f1f0-0000-7000-8000-000000000001";
+        let day = 24 * 3_600_000;
+        let now = 1_780_000_000_000;
+        let mut event = mark(good, None);
+        event.at = now;
+        if let EventBody::MarkSet { decided_at, .. } = &mut event.body {
+            *decided_at = 253_388_563_200_000; // 9999-06-01
+        }
+        let refused = check_clock(&event, now, day).unwrap_err();
+        assert_eq!(refused.code, RejectCode::InvalidEvent);
+        assert!(
+            refused.reason.starts_with("decision time 9999-")
+                && refused.reason.contains("set the box's clock"),
+            "{}",
+            refused.reason
+        );
+        if let EventBody::MarkSet { decided_at, .. } = &mut event.body {
+            *decided_at = now + day - 1;
+        }
+        assert!(check_clock(&event, now, day).is_ok());
+        event.at = now - 60 * day;
+        assert!(
+            check_clock(&event, now, day).is_ok(),
+            "weeks offline is fine"
+        );
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -20,7 +22,8 @@ pub const START: Millis = 1_725_264_000_000;
 pub const DISTRICT_ADMIN: &str = "district";
 pub const PASSWORD: &str = "correct horse battery";
 
-/// A reqwest client; see Cargo.toml for why the crypto provider is installed first.
+/// A reqwest client. A workspace build unifies reqwest's features with edge-agent's
+/// `rustls-no-provider`, under which a client panics unless a rustls crypto provider is installed.
 pub fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()

@@ -14,6 +14,7 @@ use super::names::*;
 use super::templates;
 use super::tx::Tx;
 use super::{MongoStore, collect};
+use crate::store::rules;
 use crate::store::{Enrolment, Millis, RosterBatch, RosterSummary, Section, StoreError, Teacher};
 
 /// The last occurrence of each id, in the order of those last occurrences: a batch that names an
@@ -46,7 +47,7 @@ async fn refuse_other_schools(
         .await?;
     if let Some(taken) = taken {
         let id = taken.get_str("_id").unwrap_or_default();
-        return Err(StoreError::Conflict(format!("{noun} {id} in another school")).into());
+        return Err(rules::id_taken(noun, id).into());
     }
     Ok(())
 }

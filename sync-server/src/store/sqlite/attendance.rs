@@ -13,7 +13,7 @@ use crate::store::{AttendanceQuery, AttendanceRow, StoreCounts, StoreError};
 pub(super) const ATTENDANCE: &str = "
     SELECT m.session_id, s.section_id, s.started_at, m.device_id, m.student_id, m.status,
            m.source, m.score, m.decided_at, m.decided_by, m.event_id, s.started_at AS placed
-    FROM sessions s JOIN marks m ON m.session_id = s.id
+    FROM sessions s JOIN marks m ON m.session_id = s.id AND m.school_id = s.school_id
     WHERE s.school_id = ?1 AND s.started_at >= ?2 AND s.started_at < ?3
       AND (?4 IS NULL OR s.section_id = ?4)
       AND (?5 IS NULL OR m.student_id = ?5)

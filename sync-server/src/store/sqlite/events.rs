@@ -209,13 +209,15 @@ fn session_opened(
                     section_id,
                     started_at
                 ])?;
-            // Marks that arrived before their session are found through it from now on.
+            // Marks that arrived before their session are found through it from now on: only
+            // this school's, so another school's box that reused the session id cannot have its
+            // marks shown here.
             push.conn
                 .prepare_cached(
                     "UPDATE marks SET session_pending = 0
-                     WHERE session_id = ?1 AND session_pending = 1",
+                     WHERE session_id = ?1 AND session_pending = 1 AND school_id = ?2",
                 )?
-                .execute([session_id])?;
+                .execute([session_id, push.device.school_id.as_str()])?;
             push.owners
                 .insert((Table::Sessions, session_id.to_owned()), Owner::Ours);
             Ok(Ok(()))

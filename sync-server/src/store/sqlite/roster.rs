@@ -10,7 +10,7 @@ use super::feed::Feed;
 use super::{
     Table, consent_from, consent_text, enrolment_role_from, enrolment_role_text, owner, templates,
 };
-use crate::store::rules::Owner;
+use crate::store::rules::{self, Owner};
 use crate::store::{
     Enrolment, Millis, RosterBatch, RosterSummary, Section, StoreError, Student, Teacher,
 };
@@ -69,9 +69,7 @@ fn claim(
     noun: &str,
 ) -> Result<(), StoreError> {
     match owner(conn, table, id, school_id)? {
-        Owner::OtherSchool => Err(StoreError::Conflict(format!(
-            "{noun} {id} in another school"
-        ))),
+        Owner::OtherSchool => Err(rules::id_taken(noun, id)),
         Owner::Ours | Owner::Missing => Ok(()),
     }
 }
