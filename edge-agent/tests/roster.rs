@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::process::{Command, Output};
 
 use edge_agent::roster::{
     AcademicSession, Enrolment, EnrolmentRole, Org, Person, RosterError, Section, read_oneroster,
@@ -334,7 +335,7 @@ fn manifest_must_say_bulk_oneroster_1_1() {
 
 #[test]
 fn bad_values_are_reported_at_their_line() {
-    let cases: [(&str, &str, &str, &str); 11] = [
+    let cases: [(&str, &str, &str, &str); 10] = [
         (
             "users.csv",
             "s6,,,true,o2,student,",
@@ -373,16 +374,10 @@ fn bad_values_are_reported_at_their_line() {
             "classes.csv:3: school \"o9\" is not in orgs.csv",
         ),
         (
-            "enrollments.csv",
-            "t1,teacher,true",
-            "t1,student,true",
-            "enrollments.csv:5: user \"t1\" is enrolled as student but has role teacher in users.csv",
-        ),
-        (
-            "enrollments.csv",
-            "s1,student,",
-            "s1,teacher,",
-            "enrollments.csv:2: user \"s1\" is enrolled as teacher but has role student in users.csv",
+            "users.csv",
+            "p1,,,true,o2,parent,",
+            "p/1,,,true,o2,parent,",
+            "users.csv:10: sourcedId \"p/1\" is not a usable id: it contains '/' (ids are 1-128 characters of letters, digits and - _ . : @)",
         ),
         (
             "users.csv",
@@ -481,4 +476,93 @@ fn truncated_or_garbled_files_never_panic() {
             let _ = read_oneroster(dir.path());
         }
     }
+}
+
+/// `edge-agent roster import` on `export`, with a fresh data folder.
+fn import_with_the_cli(export: &Path) -> Output {
+    let data = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["roster", "import"])
+        .arg(export)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    output
+}
+
+/// Issue 13: real OneRoster exports that were refused (a teacher enrolled as a student, an SIS
+/// listing a teacher as `student`, OneRoster 1.0's `inactive`, a blank manifest value) are
+/// imported, and the CLI says what was read leniently beside the counts.
+#[test]
+fn lenient_reads_are_imported_and_printed_as_warnings() {
+    let dir = valid_export();
+    let dir = dir.path();
+    replace_text(
+        dir,
+        "enrollments.csv",
+        "c2,o2,t1,teacher",
+        "c2,o2,t1,student",
+    );
+    replace_text(
+        dir,
+        "users.csv",
+        "t2,,,true,o2,teacher,",
+        "t2,,,true,o2,student,",
+    );
+    replace_text(dir, "users.csv", "s4,tobedeleted,", "s4,inactive,");
+    replace_text(dir, "classes.csv", "c2,,,", "c2,inactive,,");
+    replace_text(dir, "manifest.csv", "file.courses,absent", "file.courses,");
+
+    let roster = read_oneroster(dir).unwrap();
+    let ids = |people: &[Person]| -> Vec<String> {
+        people.iter().map(|person| person.id.clone()).collect()
+    };
+    assert_eq!(
+        ids(&roster.students),
+        ["s1", "s2", "s3", "s4", "s5", "s6", "t1", "t2"]
+    );
+    assert_eq!(ids(&roster.teachers), ["t1", "t2"]);
+    assert!(!roster.students[3].active && !roster.sections[1].active);
+
+    let output = import_with_the_cli(dir);
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout,
+        "imported 2 sections, 8 students, 2 teachers, 9 enrolments; 0 students no longer listed marked inactive
+warning: manifest.csv: 1 row has no value; read as absent
+warning: classes.csv: 1 row has status \"inactive\" (OneRoster 1.0); read as tobedeleted
+warning: users.csv: 1 row has status \"inactive\" (OneRoster 1.0); read as tobedeleted
+warning: enrollments.csv: 2 rows enrol a user in a role other than their role in users.csv; the enrolment's role was kept for that class
+"
+    );
+}
+
+/// Issue 13: an export with a problem on every line printed every one of them.
+#[test]
+fn the_cli_lists_200_problems_and_counts_the_rest() {
+    let dir = valid_export();
+    let users = dir.path().join("users.csv");
+    let mut text = fs::read_to_string(&users).unwrap();
+    for i in 0..5000 {
+        text.push_str(&format!("x/{i},,,true,o2,student,u,A,B,,\n"));
+    }
+    fs::write(&users, text).unwrap();
+    let output = import_with_the_cli(dir.path());
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("users.csv:11: sourcedId \"x/0\" is not a usable id"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("\n... and 4800 more problems"), "{stderr}");
+    assert_eq!(stderr.matches("is not a usable id").count(), 200);
+    assert!(stderr.len() < 40_000, "{} bytes", stderr.len());
 }

@@ -1,6 +1,7 @@
 //! The wire: serde types that cross a process boundary (the sync protocol, the ML API), their ids and
 //! error codes. No I/O, no tokio, no storage types: both daemons convert to and from their own types.
 
+pub mod ids;
 pub mod ml;
 pub mod oneroster;
 pub mod sync;

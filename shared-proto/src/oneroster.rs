@@ -21,6 +21,13 @@ use std::path::PathBuf;
 pub use export::parse_oneroster;
 pub use files::RosterFiles;
 
+use crate::ids::{ID_RULE, IdError};
+
+/// How many problems an invalid export lists; the rest are counted. A broken 2.5 MB upload can
+/// have a problem on every line, and nobody fixes an export from a 20 MB list: the first few
+/// hundred show what is wrong, and the count says how much.
+pub const MAX_LISTED_PROBLEMS: usize = 200;
+
 /// Everything one export says that Rollcall keeps.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RosterImport {
@@ -30,12 +37,62 @@ pub struct RosterImport {
     pub academic_sessions: Vec<AcademicSession>,
     /// From classes.csv.
     pub sections: Vec<Section>,
-    /// Users with role `student`.
+    /// Users with role `student` in users.csv, and users enrolled as student in some class
+    /// whatever their users.csv role: every student enrolment names a student here.
     pub students: Vec<Person>,
-    /// Users with role `teacher`; other roles (parents, aides, ...) are valid but not kept.
+    /// Users with role `teacher` in users.csv, and users enrolled as teacher in some class
+    /// whatever their users.csv role (some SIS list everyone as `student`). Other roles (parents,
+    /// aides, ...) are valid but not kept unless enrolled. A person can be in both lists.
     pub teachers: Vec<Person>,
     /// Enrolments as student or teacher; administrator and proctor enrolments are not kept.
     pub enrolments: Vec<Enrolment>,
+    /// What was accepted but read leniently, for the operator to see beside the counts.
+    pub warnings: Vec<RosterWarning>,
+}
+
+/// Rows of a valid export that were read leniently: what was done, in which file, to how many
+/// rows. Displayed as `file: N rows ...; what was done`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterWarning {
+    pub file: &'static str,
+    pub rows: usize,
+    pub kind: WarningKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WarningKind {
+    /// `status` was OneRoster 1.0's `inactive`: read as 1.1's `tobedeleted`.
+    InactiveStatus,
+    /// An enrolment's role differs from the user's role in users.csv: the enrolment decides the
+    /// person's part in that class.
+    EnrolmentRoleDiffers,
+    /// A `file.*` row of manifest.csv without a value: read as `absent`.
+    BlankManifestValue,
+}
+
+impl fmt::Display for RosterWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let RosterWarning { file, rows, kind } = self;
+        let (rows, has, enrol) = if *rows == 1 {
+            ("1 row".to_owned(), "has", "enrols")
+        } else {
+            (format!("{rows} rows"), "have", "enrol")
+        };
+        match kind {
+            WarningKind::InactiveStatus => write!(
+                f,
+                "{file}: {rows} {has} status \"inactive\" (OneRoster 1.0); read as tobedeleted"
+            ),
+            WarningKind::EnrolmentRoleDiffers => write!(
+                f,
+                "{file}: {rows} {enrol} a user in a role other than their role in users.csv; the enrolment's role was kept for that class"
+            ),
+            WarningKind::BlankManifestValue => {
+                write!(f, "{file}: {rows} {has} no value; read as absent")
+            }
+        }
+    }
 }
 
 /// A school, district or other organisation (orgs.csv).
@@ -128,9 +185,29 @@ pub enum RosterError {
     Invalid(Vec<RowError>),
 }
 
+/// The first [`MAX_LISTED_PROBLEMS`] problems, one per line, then how many more there were.
 fn one_per_line(errors: &[RowError]) -> String {
-    let lines: Vec<String> = errors.iter().map(RowError::to_string).collect();
+    let mut lines: Vec<String> = errors
+        .iter()
+        .take(MAX_LISTED_PROBLEMS)
+        .map(RowError::to_string)
+        .collect();
+    let n_more = errors.len().saturating_sub(MAX_LISTED_PROBLEMS);
+    if n_more > 0 {
+        let problems = if n_more == 1 { "problem" } else { "problems" };
+        lines.push(format!("... and {n_more} more {problems}"));
+    }
     lines.join("\n")
+}
+
+/// Values echoed in problems are cut short: a 2.5 MB upload can hold a 2.5 MB "id", and the
+/// problem list is read by a person.
+fn shown(value: &str) -> String {
+    const MAX_SHOWN_CHARS: usize = 60;
+    match value.char_indices().nth(MAX_SHOWN_CHARS) {
+        Some((cut, _)) => format!("{}...", &value[..cut]),
+        None => value.to_owned(),
+    }
 }
 
 /// One problem at one place: displayed as `file:line: problem`, the way editors and `grep -n`
@@ -181,10 +258,11 @@ pub enum Problem {
         id: String,
         file: &'static str,
     },
-    RoleMismatch {
-        user_id: String,
-        enrolled_as: &'static str,
-        user_role: &'static str,
+    /// A sourcedId that is kept but does not follow the id rule of `crate::ids`.
+    BadId {
+        column: &'static str,
+        id: String,
+        error: IdError,
     },
     DuplicateEnrolment {
         user_id: String,
@@ -207,6 +285,7 @@ impl fmt::Display for Problem {
             Problem::NotUtf8 => write!(f, "not UTF-8 text (save the file as UTF-8)"),
             Problem::MissingColumn(column) => write!(f, "missing column \"{column}\""),
             Problem::DuplicateColumn(column) => {
+                let column = shown(column);
                 write!(f, "column \"{column}\" appears twice in the header")
             }
             Problem::FieldCount { found, expected } => write!(
@@ -215,35 +294,36 @@ impl fmt::Display for Problem {
             ),
             Problem::EmptyValue(column) => write!(f, "{column} is empty"),
             Problem::DuplicateId { id, first_line } => {
+                let id = shown(id);
                 write!(f, "sourcedId \"{id}\" is already used on line {first_line}")
             }
             Problem::UnknownRole { role, expected } => {
-                let expected = expected.join(", ");
+                let (role, expected) = (shown(role), expected.join(", "));
                 write!(f, "unknown role \"{role}\" (expected one of {expected})")
             }
             Problem::UnknownStatus(status) => write!(
                 f,
-                "unknown status \"{status}\" (expected active, tobedeleted or empty)"
+                "unknown status \"{}\" (expected active, tobedeleted or empty)",
+                shown(status)
             ),
             Problem::UnknownEnabledUser(value) => {
+                let value = shown(value);
                 write!(f, "enabledUser is \"{value}\" (expected true or false)")
             }
             Problem::NotADate { column, value } => {
+                let value = shown(value);
                 write!(f, "{column} \"{value}\" is not a date like 2024-09-01")
             }
             Problem::EndBeforeStart { start, end } => {
                 write!(f, "endDate {end} is before startDate {start}")
             }
             Problem::UnknownReference { kind, id, file } => {
-                write!(f, "{kind} \"{id}\" is not in {file}")
+                write!(f, "{kind} \"{}\" is not in {file}", shown(id))
             }
-            Problem::RoleMismatch {
-                user_id,
-                enrolled_as,
-                user_role,
-            } => write!(
+            Problem::BadId { column, id, error } => write!(
                 f,
-                "user \"{user_id}\" is enrolled as {enrolled_as} but has role {user_role} in users.csv"
+                "{column} \"{}\" is not a usable id: {error} (ids are {ID_RULE})",
+                shown(id)
             ),
             Problem::DuplicateEnrolment {
                 user_id,
@@ -251,7 +331,9 @@ impl fmt::Display for Problem {
                 first_line,
             } => write!(
                 f,
-                "user \"{user_id}\" is already enrolled in class \"{class_id}\" on line {first_line}"
+                "user \"{}\" is already enrolled in class \"{}\" on line {first_line}",
+                shown(user_id),
+                shown(class_id)
             ),
             Problem::NoVersion => write!(
                 f,
@@ -259,13 +341,16 @@ impl fmt::Display for Problem {
             ),
             Problem::UnsupportedVersion(version) => write!(
                 f,
-                "oneroster.version is \"{version}\"; only OneRoster 1.1 exports are supported"
+                "oneroster.version is \"{}\"; only OneRoster 1.1 exports are supported",
+                shown(version)
             ),
             Problem::DeltaFile(property) => write!(
                 f,
-                "{property} is \"delta\"; only bulk files are supported (export a full bulk set instead)"
+                "{} is \"delta\"; only bulk files are supported (export a full bulk set instead)",
+                shown(property)
             ),
             Problem::UnknownFileMode { property, value } => {
+                let (property, value) = (shown(property), shown(value));
                 write!(
                     f,
                     "{property} is \"{value}\" (expected bulk, delta or absent)"

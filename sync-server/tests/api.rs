@@ -910,3 +910,134 @@ fn admin_create_makes_an_admin_who_can_log_in() {
     assert_eq!(user.school_id, None);
     assert!(user.password_hash.starts_with("$argon2id$"));
 }
+
+/// Issue 13: real exports refused before (a student teaching a class, OneRoster 1.0's
+/// `inactive`, a blank manifest value) are applied, with warnings beside the counts; a users.csv
+/// student enrolled as teacher is a teacher of that section.
+#[tokio::test]
+async fn roster_upload_reads_real_exports_leniently_and_returns_warnings() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    let mut files = roster_files(
+        "north",
+        &[
+            "north-s3,inactive,true,student,Grace,Hopper",
+            "north-s4,,true,student,Ida,Noether",
+        ],
+    );
+    let file = |files: &mut Vec<(String, String)>, name: &str| -> usize {
+        files.iter().position(|(file, _)| file == name).unwrap()
+    };
+    let enrollments = file(&mut files, "enrollments.csv");
+    files[enrollments]
+        .1
+        .push_str("north-e5,north-art,north-s4,teacher\n");
+    let manifest = file(&mut files, "manifest.csv");
+    files[manifest].1 = files[manifest]
+        .1
+        .replace("file.courses,bulk", "file.courses,");
+
+    let reply = server.upload_roster(&north.admin, "north", files).await;
+    let summary = reply.assert_ok();
+    assert_eq!(summary["students"], 4, "{}", reply.text);
+    assert_eq!(summary["teachers"], 3, "{}", reply.text);
+    assert_eq!(
+        summary["warnings"],
+        json!([
+            {"file": "manifest.csv", "rows": 1, "message": "manifest.csv: 1 row has no value; read as absent"},
+            {"file": "users.csv", "rows": 1, "message": "users.csv: 1 row has status \"inactive\" (OneRoster 1.0); read as tobedeleted"},
+            {"file": "enrollments.csv", "rows": 1, "message": "enrollments.csv: 1 row enrols a user in a role other than their role in users.csv; the enrolment's role was kept for that class"},
+        ])
+    );
+    let sections = server
+        .store
+        .sections_of_teacher("north", "north-s4")
+        .await
+        .unwrap();
+    assert_eq!(sections, ["north-art"]);
+    let feed = server.store.pull("north", 0, 1000).await.unwrap();
+    let is_teacher_s4 = |change: &shared_proto::sync::Change| matches!(&change.body, shared_proto::sync::ChangeBody::Teacher { id, .. } if id == "north-s4");
+    assert!(
+        feed.changes.iter().any(is_teacher_s4),
+        "a teacher record for north-s4"
+    );
+    let students = server
+        .get("/v1/schools/north/students", Some(&north.admin))
+        .await;
+    let grace = students
+        .assert_ok()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|student| student["id"] == "north-s3")
+        .cloned()
+        .unwrap();
+    assert_eq!(grace["active"], false, "{grace}");
+}
+
+/// Issue 13: roster uploads skipped the JSON API's id rule (`/`, spaces, 5,000 characters).
+#[tokio::test]
+async fn roster_upload_refuses_ids_the_json_api_refuses() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    let long_id = "x".repeat(5000);
+    let files = roster_files(
+        "north",
+        &[
+            "north/s3,,true,student,Grace,Hopper",
+            "north s4,,true,student,Ida,Noether",
+            &format!("{long_id},,true,student,Long,Id"),
+        ],
+    );
+    let refused = server.upload_roster(&north.admin, "north", files).await;
+    refused.assert_error(422, "invalid_roster");
+    let message = refused.body["message"].as_str().unwrap();
+    let rule = "(ids are 1-128 characters of letters, digits and - _ . : @)";
+    assert_eq!(
+        message,
+        format!(
+            "users.csv:6: sourcedId \"north/s3\" is not a usable id: it contains '/' {rule}\n\
+             users.csv:7: sourcedId \"north s4\" is not a usable id: it contains ' ' {rule}\n\
+             users.csv:8: sourcedId \"{}...\" is not a usable id: it is 5000 characters long {rule}",
+            "x".repeat(60)
+        )
+    );
+    // The JSON API says the same rule in its own words, from the same check.
+    let made = server
+        .post(
+            "/v1/schools/north/students",
+            Some(&north.admin),
+            json!({"id": "north/s3", "given_name": "Grace", "family_name": "Hopper"}),
+        )
+        .await;
+    made.assert_error(400, "invalid_request");
+    let message = made.body["message"].as_str().unwrap();
+    assert_eq!(
+        message,
+        "student id \"north/s3\" must be 1-128 characters of letters, digits and - _ . : @"
+    );
+}
+
+/// Issue 13: a 2.5 MB upload with a problem on every row answered with a 20 MB error body.
+#[tokio::test]
+async fn roster_upload_errors_list_200_problems_and_count_the_rest() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    let rows: Vec<String> = (0..20_000)
+        .map(|i| format!("north-x{i},,maybe,student,A,B"))
+        .collect();
+    let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+    let refused = server
+        .upload_roster(&north.admin, "north", roster_files("north", &rows))
+        .await;
+    refused.assert_error(422, "invalid_roster");
+    let message = refused.body["message"].as_str().unwrap();
+    let lines: Vec<&str> = message.lines().collect();
+    assert_eq!(lines.len(), 201, "{}", lines[..3].join("\n"));
+    assert_eq!(
+        lines[0],
+        "users.csv:6: enabledUser is \"maybe\" (expected true or false)"
+    );
+    assert_eq!(lines[200], "... and 19800 more problems");
+    assert!(refused.text.len() < 40_000, "{} bytes", refused.text.len());
+}

@@ -57,6 +57,9 @@ pub(super) fn run(
                 summary.enrolments,
                 summary.deactivated_students
             )?;
+            for warning in &import.warnings {
+                writeln!(out, "warning: {warning}")?;
+            }
         }
         Command::Consent {
             student,

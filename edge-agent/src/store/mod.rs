@@ -107,10 +107,34 @@ impl Store {
 
     fn prepare(mut conn: Connection, path: &Path) -> Result<Store, StoreError> {
         conn.pragma_update(None, "foreign_keys", true)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // FULL: a commit is on the disk before it returns. Under WAL, NORMAL syncs only at
+        // checkpoints, so a box unplugged mid-lesson (they are, in classrooms) could lose the
+        // last marks a teacher saw saved; docs/PERFORMANCE.md has what FULL costs per commit.
+        conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         schema::migrate(&mut conn, path)?;
         Ok(Store { conn })
+    }
+
+    /// SQLite's `synchronous` setting of this connection, by name (`FULL` for every store).
+    pub fn synchronous(&self) -> Result<&'static str, StoreError> {
+        let level: i64 = self
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+        Ok(match level {
+            0 => "OFF",
+            1 => "NORMAL",
+            2 => "FULL",
+            _ => "EXTRA",
+        })
+    }
+
+    /// Sets `synchronous` (`NORMAL`, `FULL`) on this connection: only the durability benchmark
+    /// does, to compare the two in one process.
+    #[doc(hidden)]
+    pub fn set_synchronous(&self, level: &str) -> Result<(), StoreError> {
+        self.conn.pragma_update(None, "synchronous", level)?;
+        Ok(())
     }
 
     /// A raw connection to a database at an older schema `version`, created if needed: migration
@@ -141,5 +165,28 @@ impl Store {
             rusqlite::params![now_ms(), actor, action, detail],
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 13: the box ran WAL with `synchronous=NORMAL`, so a power cut could lose the last
+    /// committed marks.
+    #[test]
+    fn commits_are_durable_on_every_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rollcall.sqlite");
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.synchronous().unwrap(), "FULL");
+        let journal_mode: String = store
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(journal_mode, "wal");
+        // A second connection (the sync thread's, the screen's workers') is opened the same way.
+        let again = Store::open(&path).unwrap();
+        assert_eq!(again.synchronous().unwrap(), "FULL");
     }
 }

@@ -1,5 +1,6 @@
 //! The circuit breaker, as a pure function of the stored link state and the clock: after
-//! `failures` consecutive failed calls it opens; after `cooldown` one probe call may go; a success
+//! `failures` consecutive calls that found the server unreachable it opens (a refusal is an
+//! answer, and `Syncer` counts it as a success); after `cooldown` one probe call may go; a success
 //! closes it, a failed probe opens it again. Stored, so a restarted agent does not hammer a server
 //! that was down a minute ago.
 

@@ -156,6 +156,14 @@ impl Syncer {
                     attempts.probing = false;
                     return Ok(value);
                 }
+                // The server answered and said no (a revoked token, a request too large): it is
+                // up, so the breaker, which is for a server that is down, counts a success.
+                // Retrying would get the same answer; the refusal is the cycle's error.
+                Err(e @ CallError::Refused { .. }) => {
+                    self.rule.record_success(link);
+                    attempts.probing = false;
+                    return Err(Stop::Call(e));
+                }
                 Err(e) => {
                     let open = self.rule.record_failure(link, now_ms()) || attempts.probing;
                     if open || !e.is_transient() || attempts.retries_left == 0 {
@@ -259,7 +267,90 @@ fn with_jitter(ms: u64) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
     use super::*;
+
+    /// A server on loopback that answers every request with `status` and `body`.
+    fn server_answering(status: &'static str, body: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                // Headers up to the blank line; a pull has no body.
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        format!("http://{address}")
+    }
+
+    /// Runs `n_cycles` cycles of a box (nothing to push, so each pulls) against `server`, with a
+    /// breaker that opens after 3 failures and no retries; returns the reports and the link.
+    fn cycles_against(server: &str, n_cycles: usize) -> (Vec<CycleReport>, SyncState) {
+        let config = SyncConfig {
+            retry_delays_ms: vec![],
+            breaker_failures: 3,
+            breaker_cooldown_s: 600.0,
+            ..SyncConfig::default()
+        };
+        let client = Client::new(server, Some("token".into()), &config).unwrap();
+        let device = DeviceIdentity {
+            device_id: "d1".into(),
+            school_id: "north".into(),
+            server: server.into(),
+            provisioned_at: 0,
+        };
+        let store = Store::open_in_memory().unwrap();
+        let mut syncer = Syncer::new(store, client, device, config);
+        let reports = (0..n_cycles).map(|_| syncer.cycle().unwrap()).collect();
+        (reports, syncer.store.sync_state().unwrap())
+    }
+
+    /// Issue 13: a 4xx refusal (a revoked token) counted against the breaker as if the server
+    /// were down.
+    #[test]
+    fn a_refusal_is_reported_and_never_opens_the_breaker() {
+        let server = server_answering(
+            "401 Unauthorized",
+            r#"{"code":"token_revoked","message":"this device was revoked by the school's admin","request_id":"r1"}"#,
+        );
+        let (reports, link) = cycles_against(&server, 5);
+        for report in &reports {
+            assert_eq!(report.breaker_open_ms, None, "{report:?}");
+            assert_eq!(
+                report.error.as_deref(),
+                Some(
+                    "server refused the request (401 token_revoked): this device was revoked by the school's admin"
+                )
+            );
+        }
+        assert_eq!(link.consecutive_failures, 0);
+        assert_eq!(link.breaker_opened_at, None);
+    }
+
+    /// The breaker still opens for a server that is down (5xx), after `breaker_failures`.
+    #[test]
+    fn server_errors_open_the_breaker() {
+        let server = server_answering(
+            "500 Internal Server Error",
+            r#"{"code":"internal","message":"internal error","request_id":"r1"}"#,
+        );
+        let (reports, link) = cycles_against(&server, 4);
+        assert!(reports[..3].iter().all(|r| r.breaker_open_ms.is_none()));
+        assert!(reports[3].breaker_open_ms.is_some(), "{:?}", reports[3]);
+        assert_eq!(link.consecutive_failures, 3);
+    }
 
     #[test]
     fn jitter_adds_at_most_a_quarter() {

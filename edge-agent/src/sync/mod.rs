@@ -46,6 +46,12 @@ pub enum SyncError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The token file holds something no server ever issued (a disk error, an editor, a copy
+    /// gone wrong). Found before any call, so it is never mistaken for an unreachable server.
+    #[error(
+        "device token file {path} is corrupt ({problem}): provision this box again with `edge-agent provision --server URL --code CODE` and a new code from the school's admin"
+    )]
+    CorruptToken { path: PathBuf, problem: String },
     #[error("provisioning failed: {0}")]
     Provision(CallError),
     #[error(transparent)]
@@ -73,12 +79,48 @@ pub fn write_token(data_dir: &Path, token: &str) -> Result<(), SyncError> {
     Ok(())
 }
 
+/// The token in the data folder, checked to be one a server could have issued: surrounding
+/// whitespace (a newline added by hand) is dropped, anything else wrong is `CorruptToken`.
 pub fn read_token(data_dir: &Path) -> Result<String, SyncError> {
     let path = data_dir.join(TOKEN_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(token) => Ok(token.trim().to_owned()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(SyncError::NotProvisioned),
-        Err(source) => Err(SyncError::Token { path, source }),
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SyncError::NotProvisioned);
+        }
+        Err(source) => return Err(SyncError::Token { path, source }),
+    };
+    match token_problem(&bytes) {
+        None => Ok(String::from_utf8_lossy(&bytes).trim().to_owned()),
+        Some(problem) => Err(SyncError::CorruptToken { path, problem }),
+    }
+}
+
+/// What makes `bytes` no bearer token, if anything. Servers issue base64url; any HTTP bearer
+/// token (RFC 6750's token68: letters, digits and `- . _ ~ + /`, then `=` padding) is accepted,
+/// so that a server issuing another kind still works. A value outside it would not even make a
+/// valid header, which reqwest reported as a failed call: "server unreachable".
+fn token_problem(bytes: &[u8]) -> Option<String> {
+    const MAX_TOKEN_BYTES: usize = 1024;
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Some("it is not text".to_owned());
+    };
+    let token = text.trim();
+    if token.is_empty() {
+        return Some("it is empty".to_owned());
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Some(format!("it is {} bytes long", token.len()));
+    }
+    let body = token.trim_end_matches('=');
+    let is_token_char =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '+' | '/');
+    match token.chars().find(|&c| c.is_whitespace()) {
+        Some(_) => Some("it has whitespace inside".to_owned()),
+        None => body
+            .chars()
+            .find(|&c| !is_token_char(c))
+            .map(|c| format!("it contains {c:?}")),
     }
 }
 
@@ -182,6 +224,59 @@ mod tests {
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         assert_eq!(read_token(dir.path()).unwrap(), "secret-2");
         assert!(!dir.path().join("device-token.tmp").exists());
+    }
+
+    /// Issue 13: a corrupt token file was reported as "server unreachable" and counted against
+    /// the breaker.
+    #[test]
+    fn a_corrupt_token_says_so_and_what_to_do_before_any_call() {
+        let dir = tempfile::tempdir().unwrap();
+        write_token(dir.path(), "Ab-_9xyz\n").unwrap();
+        assert_eq!(read_token(dir.path()).unwrap(), "Ab-_9xyz");
+        for (content, problem) in [
+            (&b""[..], "it is empty"),
+            (b" \n", "it is empty"),
+            (b"\xff\xfe\x00token", "it is not text"),
+            (b"abc def", "it has whitespace inside"),
+            (b"abc\ndef", "it has whitespace inside"),
+            (b"abc\"def", "it contains '\"'"),
+            (b"t\xc3\xa9", "it contains '\u{e9}'"),
+        ] {
+            std::fs::write(dir.path().join(TOKEN_FILE), content).unwrap();
+            let error = read_token(dir.path()).unwrap_err();
+            let SyncError::CorruptToken {
+                path,
+                problem: found,
+            } = &error
+            else {
+                panic!("{content:?}: {error}");
+            };
+            assert_eq!(found, problem, "{content:?}");
+            assert!(path.ends_with(TOKEN_FILE));
+            let message = error.to_string();
+            assert!(
+                message.contains("device-token") && message.contains("edge-agent provision"),
+                "{message}"
+            );
+        }
+
+        // A box with such a file gets no syncer, so no call fails and the breaker counts nothing.
+        let mut store = Store::open(&dir.path().join("rollcall.sqlite")).unwrap();
+        store
+            .set_device(&DeviceIdentity {
+                device_id: "d1".into(),
+                school_id: "north".into(),
+                server: "http://127.0.0.1:9".into(),
+                provisioned_at: 0,
+            })
+            .unwrap();
+        std::fs::write(dir.path().join(TOKEN_FILE), "abc def").unwrap();
+        let config = SyncConfig::default();
+        let store = Store::open(&dir.path().join("rollcall.sqlite")).unwrap();
+        let error = syncer(dir.path(), store, &config).err().unwrap();
+        assert!(matches!(error, SyncError::CorruptToken { .. }), "{error}");
+        let store = Store::open(&dir.path().join("rollcall.sqlite")).unwrap();
+        assert_eq!(store.sync_state().unwrap().consecutive_failures, 0);
     }
 
     #[test]

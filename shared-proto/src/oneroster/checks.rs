@@ -1,34 +1,99 @@
-//! Row checks every OneRoster file shares: required values, unique sourcedIds, the status
-//! vocabulary, dates, and an index of ids that other files refer to.
+//! Row checks every OneRoster file shares: required values, unique and usable sourcedIds, the
+//! status vocabulary, dates, and an index of ids that other files refer to.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
+use super::files::FILE_ORDER;
 use super::table::{Column, Row, Table};
-use super::{Problem, RowError};
+use super::{Problem, RosterWarning, RowError, WarningKind};
+use crate::ids::check_id;
+
+/// Everything an export's checks found: the problems that refuse it, and the rows read leniently.
+#[derive(Default)]
+pub(super) struct Findings {
+    pub problems: Vec<RowError>,
+    warnings: Vec<RosterWarning>,
+}
+
+impl Findings {
+    /// Counts one more row of `file` read leniently in the way `kind` says.
+    pub fn warn(&mut self, file: &'static str, kind: WarningKind) {
+        let existing = self
+            .warnings
+            .iter_mut()
+            .find(|warning| warning.file == file && warning.kind == kind);
+        match existing {
+            Some(warning) => warning.rows += 1,
+            None => self.warnings.push(RosterWarning {
+                file,
+                rows: 1,
+                kind,
+            }),
+        }
+    }
+
+    /// The warnings in the order files are listed in, as problems are.
+    pub fn into_warnings(mut self) -> Vec<RosterWarning> {
+        // Stable, so warnings of one file keep the order they were found in.
+        self.warnings
+            .sort_by_key(|warning| FILE_ORDER.iter().position(|&file| file == warning.file));
+        self.warnings
+    }
+}
 
 /// Collects one file's row problems and remembers where each sourcedId was first used.
-pub(super) struct RowChecks<'p> {
+pub(super) struct RowChecks<'f> {
     file: &'static str,
-    problems: &'p mut Vec<RowError>,
+    findings: &'f mut Findings,
     first_line_of_id: HashMap<String, u64>,
 }
 
-impl<'p> RowChecks<'p> {
-    pub fn new(file: &'static str, problems: &'p mut Vec<RowError>) -> Self {
+impl<'f> RowChecks<'f> {
+    pub fn new(file: &'static str, findings: &'f mut Findings) -> Self {
         RowChecks {
             file,
-            problems,
+            findings,
             first_line_of_id: HashMap::new(),
         }
     }
 
     pub fn report(&mut self, line: u64, problem: Problem) {
-        self.problems.push(RowError {
+        self.findings.problems.push(RowError {
             file: self.file,
             line,
             problem,
         });
+    }
+
+    pub fn warn(&mut self, kind: WarningKind) {
+        self.findings.warn(self.file, kind);
+    }
+
+    /// Reports a value of `column` that is not a usable id (`crate::ids`); true when it is one.
+    /// An empty value is false without a report: required values report that themselves.
+    pub fn is_usable_id(&mut self, row: &Row, column: Column) -> bool {
+        let id = row.get(column);
+        if id.is_empty() {
+            return false;
+        }
+        let checked = check_id(id).map_err(|error| Problem::BadId {
+            column: column.name,
+            id: id.to_owned(),
+            error,
+        });
+        self.check(row.line, checked).is_some()
+    }
+
+    /// The row's `status` as "active or not", reporting an unknown one; OneRoster 1.0's
+    /// `inactive`, which exports still use, is read as `tobedeleted` and counted as a warning.
+    pub fn is_active(&mut self, row: &Row, status: Option<Column>) -> Option<bool> {
+        let status = row.get_optional(status);
+        if status.eq_ignore_ascii_case("inactive") {
+            self.warn(WarningKind::InactiveStatus);
+            return Some(false);
+        }
+        self.check(row.line, is_active(status))
     }
 
     /// Reports empty required values and a reused sourcedId; true when there was neither.

@@ -3,26 +3,32 @@
 
 use std::collections::HashMap;
 
-use super::checks::{Index, Lookup, RowChecks, check_date, is_active};
+use super::checks::{Findings, Index, Lookup, RowChecks, check_date};
 use super::files::{
     ACADEMIC_SESSIONS, CLASSES, ENROLLMENTS, FILE_ORDER, MANIFEST, ORGS, RosterFiles, USERS,
 };
-use super::people::{EnrolmentColumns, UserColumns, read_enrolments, read_users};
+use super::people::{EnrolmentColumns, UserColumns, people_by_part, read_enrolments, read_users};
 use super::table::{Column, Table};
-use super::{AcademicSession, Org, Problem, RosterError, RosterImport, RowError, Section};
+use super::{
+    AcademicSession, Org, Problem, RosterError, RosterImport, RowError, Section, WarningKind,
+};
 
 const ALWAYS_IN_AN_EXPORT: &str = "a OneRoster 1.1 bulk export always has manifest.csv, users.csv, classes.csv and enrollments.csv";
 
 /// Checks the OneRoster 1.1 bulk export in `files`. Missing files, missing columns and an
 /// unsupported manifest stop at the first; row problems are all collected into
-/// `RosterError::Invalid`, so one round of fixes is enough.
+/// `RosterError::Invalid`, so one round of fixes is enough. What real exports do that OneRoster
+/// 1.1 bulk files should not, but that means one thing only, is accepted and listed in
+/// `RosterImport::warnings`.
 pub fn parse_oneroster(files: &RosterFiles) -> Result<RosterImport, RosterError> {
-    let mut problems = Vec::new();
+    let mut findings = Findings::default();
+    let problems = &mut findings.problems;
 
     // The manifest comes first: a delta export may leave files out, and "only bulk is
     // supported" is the useful thing to say then, not "users.csv is missing".
-    let manifest = Table::parse(MANIFEST, required(files, MANIFEST)?, &mut problems)?;
-    let bulk_files = check_manifest(&manifest)?;
+    let manifest = Table::parse(MANIFEST, required(files, MANIFEST)?, problems)?;
+    let bulk_files = check_manifest(&manifest, &mut findings)?;
+    let problems = &mut findings.problems;
 
     // Required files are all looked for before any is parsed, so a wrong folder or upload is
     // reported as missing files rather than as whatever an optional file in it happens to contain.
@@ -31,7 +37,7 @@ pub fn parse_oneroster(files: &RosterFiles) -> Result<RosterImport, RosterError>
     let enrollments = required(files, ENROLLMENTS)?;
     let mut parse_optional = |file: &'static str| -> Result<Option<Table>, RosterError> {
         match files.get(file) {
-            Some(bytes) => Table::parse(file, bytes, &mut problems).map(Some),
+            Some(bytes) => Table::parse(file, bytes, problems).map(Some),
             None if bulk_files.contains(&file) => Err(RosterError::MissingFile {
                 file,
                 export: files.export().to_owned(),
@@ -42,9 +48,9 @@ pub fn parse_oneroster(files: &RosterFiles) -> Result<RosterImport, RosterError>
     };
     let orgs = parse_optional(ORGS)?;
     let academic_sessions = parse_optional(ACADEMIC_SESSIONS)?;
-    let classes = Table::parse(CLASSES, classes, &mut problems)?;
-    let users = Table::parse(USERS, users, &mut problems)?;
-    let enrollments = Table::parse(ENROLLMENTS, enrollments, &mut problems)?;
+    let classes = Table::parse(CLASSES, classes, problems)?;
+    let users = Table::parse(USERS, users, problems)?;
+    let enrollments = Table::parse(ENROLLMENTS, enrollments, problems)?;
 
     // Every file's columns before any file's rows: a missing column stops the import, and row
     // problems found before it would only be noise.
@@ -60,32 +66,35 @@ pub fn parse_oneroster(files: &RosterFiles) -> Result<RosterImport, RosterError>
     let mut roster = RosterImport::default();
     let org_index = match (&orgs, &org_columns) {
         (Some(table), Some(columns)) => {
-            Some(read_orgs(table, columns, &mut problems, &mut roster.orgs))
+            Some(read_orgs(table, columns, &mut findings, &mut roster.orgs))
         }
         _ => None,
     };
     if let (Some(table), Some(columns)) = (&academic_sessions, &session_columns) {
-        roster.academic_sessions = read_academic_sessions(table, columns, &mut problems);
+        roster.academic_sessions = read_academic_sessions(table, columns, &mut findings);
     }
     let class_index = read_classes(
         &classes,
         &class_columns,
         org_index.as_ref(),
-        &mut problems,
+        &mut findings,
         &mut roster.sections,
     );
-    let user_index = read_users(&users, &user_columns, &mut problems, &mut roster);
+    let (user_index, users) = read_users(&users, &user_columns, &mut findings);
     roster.enrolments = read_enrolments(
         &enrollments,
         &enrolment_columns,
         &class_index,
         &user_index,
-        &mut problems,
+        &mut findings,
     );
+    (roster.students, roster.teachers) = people_by_part(users, &roster.enrolments);
 
-    if problems.is_empty() {
+    if findings.problems.is_empty() {
+        roster.warnings = findings.into_warnings();
         return Ok(roster);
     }
+    let mut problems = findings.problems;
     // Stable, so problems of one line keep the order they were found in.
     problems.sort_by_key(|problem| {
         let file_idx = FILE_ORDER.iter().position(|&file| file == problem.file);
@@ -103,7 +112,10 @@ fn required<'f>(files: &'f RosterFiles, file: &'static str) -> Result<&'f [u8], 
 }
 
 /// Checks that the export is OneRoster 1.1 and bulk; returns the optional files it lists as bulk.
-fn check_manifest(manifest: &Table) -> Result<Vec<&'static str>, RosterError> {
+fn check_manifest(
+    manifest: &Table,
+    findings: &mut Findings,
+) -> Result<Vec<&'static str>, RosterError> {
     let property = manifest.required("propertyName")?;
     let value = manifest.required("value")?;
     let bad_manifest = |line, problem| {
@@ -133,6 +145,9 @@ fn check_manifest(manifest: &Table) -> Result<Vec<&'static str>, RosterError> {
                     .into_iter()
                     .find(|file| file.strip_suffix(".csv") == Some(listed_file));
                 bulk_files.extend(optional_file);
+            } else if value.is_empty() {
+                // Some exporters leave the value of files they do not write blank.
+                findings.warn(MANIFEST, WarningKind::BlankManifestValue);
             } else if !value.eq_ignore_ascii_case("absent") {
                 return Err(bad_manifest(
                     row.line,
@@ -172,10 +187,10 @@ impl OrgColumns {
 fn read_orgs(
     table: &Table,
     columns: &OrgColumns,
-    problems: &mut Vec<RowError>,
+    findings: &mut Findings,
     orgs: &mut Vec<Org>,
 ) -> Index<()> {
-    let mut checks = RowChecks::new(table.file, problems);
+    let mut checks = RowChecks::new(table.file, findings);
     let mut kept = HashMap::new();
     for row in &table.rows {
         let has_values = checks.has_values_and_new_id(
@@ -183,9 +198,10 @@ fn read_orgs(
             columns.id,
             &[columns.id, columns.name, columns.kind],
         );
+        let is_usable = checks.is_usable_id(row, columns.id);
         // Orgs have no `active` field to keep, but a misspelt status is still a broken export.
-        let status = checks.check(row.line, is_active(row.get_optional(columns.status)));
-        if has_values && status.is_some() {
+        let status = checks.is_active(row, columns.status);
+        if has_values && is_usable && status.is_some() {
             kept.insert(row.get(columns.id).to_owned(), ());
             orgs.push(Org {
                 id: row.get(columns.id).to_owned(),
@@ -222,9 +238,9 @@ impl SessionColumns {
 fn read_academic_sessions(
     table: &Table,
     columns: &SessionColumns,
-    problems: &mut Vec<RowError>,
+    findings: &mut Findings,
 ) -> Vec<AcademicSession> {
-    let mut checks = RowChecks::new(table.file, problems);
+    let mut checks = RowChecks::new(table.file, findings);
     let mut sessions = Vec::new();
     for row in &table.rows {
         let required = [
@@ -235,9 +251,8 @@ fn read_academic_sessions(
             columns.end_date,
         ];
         let mut is_ok = checks.has_values_and_new_id(row, columns.id, &required);
-        is_ok &= checks
-            .check(row.line, is_active(row.get_optional(columns.status)))
-            .is_some();
+        is_ok &= checks.is_usable_id(row, columns.id);
+        is_ok &= checks.is_active(row, columns.status).is_some();
         let (start, end) = (row.get(columns.start_date), row.get(columns.end_date));
         // Empty dates were reported as empty already.
         let start_ok = !start.is_empty()
@@ -288,16 +303,21 @@ fn read_classes(
     table: &Table,
     columns: &ClassColumns,
     org_index: Option<&Index<()>>,
-    problems: &mut Vec<RowError>,
+    findings: &mut Findings,
     sections: &mut Vec<Section>,
 ) -> Index<()> {
-    let mut checks = RowChecks::new(table.file, problems);
+    let mut checks = RowChecks::new(table.file, findings);
     let mut kept = HashMap::new();
     for row in &table.rows {
         let required = [columns.id, columns.title, columns.school_id];
         let mut is_ok = checks.has_values_and_new_id(row, columns.id, &required);
-        let active = checks.check(row.line, is_active(row.get_optional(columns.status)));
+        is_ok &= checks.is_usable_id(row, columns.id);
+        let active = checks.is_active(row, columns.status);
         let school_id = row.get(columns.school_id);
+        // With orgs.csv, the school must be one of its orgs, whose ids are checked there.
+        if org_index.is_none() {
+            is_ok &= checks.is_usable_id(row, columns.school_id);
+        }
         if let Some(org_index) = org_index
             && !school_id.is_empty()
             && matches!(org_index.lookup(school_id), Lookup::Unknown)

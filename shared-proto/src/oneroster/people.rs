@@ -1,12 +1,12 @@
-//! users.csv and enrollments.csv: OneRoster's role vocabularies, who is kept (students and
-//! teachers), and who may be enrolled as what.
+//! users.csv and enrollments.csv: OneRoster's role vocabularies, and who is kept as a student or
+//! a teacher: their users.csv role, and whatever they are enrolled as.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use super::checks::{Index, Lookup, RowChecks, is_active, is_enabled, role_in};
+use super::checks::{Findings, Index, Lookup, RowChecks, is_enabled, role_in};
 use super::files::{CLASSES, USERS};
 use super::table::{Column, Table};
-use super::{Enrolment, EnrolmentRole, Person, Problem, RosterError, RosterImport, RowError};
+use super::{Enrolment, EnrolmentRole, Person, Problem, RosterError, WarningKind};
 
 const USER_ROLES: &[&str] = &[
     "administrator",
@@ -42,16 +42,23 @@ impl UserColumns {
     }
 }
 
-/// Reads users into `roster.students` and `roster.teachers`; returns every valid user's role
-/// (parents too), which enrollments are checked against.
+/// A valid row of users.csv.
+pub(super) struct User {
+    person: Person,
+    /// The users.csv role, in OneRoster's spelling.
+    role: &'static str,
+}
+
+/// Reads users; returns every valid user's role (parents too), which enrollments look up, and
+/// the users in file order.
 pub(super) fn read_users(
     table: &Table,
     columns: &UserColumns,
-    problems: &mut Vec<RowError>,
-    roster: &mut RosterImport,
-) -> Index<&'static str> {
-    let mut checks = RowChecks::new(table.file, problems);
+    findings: &mut Findings,
+) -> (Index<&'static str>, Vec<User>) {
+    let mut checks = RowChecks::new(table.file, findings);
     let mut kept = HashMap::new();
+    let mut users = Vec::new();
     for row in &table.rows {
         let required = [
             columns.id,
@@ -60,6 +67,7 @@ pub(super) fn read_users(
             columns.family_name,
         ];
         let has_values = checks.has_values_and_new_id(row, columns.id, &required);
+        let is_usable = checks.is_usable_id(row, columns.id);
         let role = row.get(columns.role);
         // An empty role was reported as empty already.
         let role = if role.is_empty() {
@@ -67,9 +75,10 @@ pub(super) fn read_users(
         } else {
             checks.check(row.line, role_in(USER_ROLES, role))
         };
-        let status = checks.check(row.line, is_active(row.get_optional(columns.status)));
+        let status = checks.is_active(row, columns.status);
         let enabled = checks.check(row.line, is_enabled(row.get_optional(columns.enabled_user)));
-        let (true, Some(role), Some(status), Some(enabled)) = (has_values, role, status, enabled)
+        let (true, true, Some(role), Some(status), Some(enabled)) =
+            (has_values, is_usable, role, status, enabled)
         else {
             continue;
         };
@@ -81,13 +90,38 @@ pub(super) fn read_users(
             family_name: row.get(columns.family_name).to_owned(),
             active: status && enabled,
         };
-        match role {
-            "student" => roster.students.push(person),
-            "teacher" => roster.teachers.push(person),
-            _ => {}
+        users.push(User { person, role });
+    }
+    (checks.into_index(kept, table, columns.id), users)
+}
+
+/// Students and teachers, each in users.csv order: a user is kept as their users.csv role (when
+/// it is student or teacher) and as every role they are enrolled in, so that every enrolment
+/// names a person of its role, which is all the stores ask.
+pub(super) fn people_by_part(
+    users: Vec<User>,
+    enrolments: &[Enrolment],
+) -> (Vec<Person>, Vec<Person>) {
+    let enrolled_as: HashSet<(&str, EnrolmentRole)> = enrolments
+        .iter()
+        .map(|enrolment| (enrolment.person_id.as_str(), enrolment.role))
+        .collect();
+    let (mut students, mut teachers) = (Vec::new(), Vec::new());
+    for User { person, role } in users {
+        let id = person.id.as_str();
+        let is_student = role == "student" || enrolled_as.contains(&(id, EnrolmentRole::Student));
+        let is_teacher = role == "teacher" || enrolled_as.contains(&(id, EnrolmentRole::Teacher));
+        match (is_student, is_teacher) {
+            (true, true) => {
+                students.push(person.clone());
+                teachers.push(person);
+            }
+            (true, false) => students.push(person),
+            (false, true) => teachers.push(person),
+            (false, false) => {}
         }
     }
-    checks.into_index(kept, table, columns.id)
+    (students, teachers)
 }
 
 pub(super) struct EnrolmentColumns {
@@ -110,15 +144,18 @@ impl EnrolmentColumns {
     }
 }
 
-/// Reads student and teacher enrolments, each naming a known class and a user of that role.
+/// Reads student and teacher enrolments, each naming a known class and a known user. A user's
+/// users.csv role may differ from the enrolment's (a teacher taking a class, an SIS that lists
+/// everyone as `student`): the enrolment decides their part in that class, and such rows are
+/// counted as a warning.
 pub(super) fn read_enrolments(
     table: &Table,
     columns: &EnrolmentColumns,
     class_index: &Index<()>,
     user_index: &Index<&'static str>,
-    problems: &mut Vec<RowError>,
+    findings: &mut Findings,
 ) -> Vec<Enrolment> {
-    let mut checks = RowChecks::new(table.file, problems);
+    let mut checks = RowChecks::new(table.file, findings);
     // (class, user) -> first line: the store keys enrolments by the pair, so a second one would
     // only fail later inside its transaction, without a line to point at.
     let mut first_line_of_pair: HashMap<(String, String), u64> = HashMap::new();
@@ -133,7 +170,7 @@ pub(super) fn read_enrolments(
         } else {
             checks.check(row.line, role_in(ENROLMENT_ROLES, role))
         };
-        let active = checks.check(row.line, is_active(row.get_optional(columns.status)));
+        let active = checks.is_active(row, columns.status);
 
         // A reference to a row that had its own problem is not reported again: fixing that row
         // fixes this one.
@@ -152,12 +189,14 @@ pub(super) fn read_enrolments(
                 is_ok = false;
             }
         }
+        let mut user_role = None;
         if user_id.is_empty() {
             is_ok = false;
         } else {
-            match (user_index.lookup(user_id), role) {
-                (Lookup::Rejected, _) => is_ok = false,
-                (Lookup::Unknown, _) => {
+            match user_index.lookup(user_id) {
+                Lookup::Kept(&role) => user_role = Some(role),
+                Lookup::Rejected => is_ok = false,
+                Lookup::Unknown => {
                     let problem = Problem::UnknownReference {
                         kind: "user",
                         id: user_id.to_owned(),
@@ -166,25 +205,13 @@ pub(super) fn read_enrolments(
                     checks.report(row.line, problem);
                     is_ok = false;
                 }
-                // Administrators and proctors are not kept, so any user role will do for them.
-                (Lookup::Kept(&user_role), Some(enrolled_as @ ("student" | "teacher")))
-                    if user_role != enrolled_as =>
-                {
-                    let problem = Problem::RoleMismatch {
-                        user_id: user_id.to_owned(),
-                        enrolled_as,
-                        user_role,
-                    };
-                    checks.report(row.line, problem);
-                    is_ok = false;
-                }
-                _ => {}
             }
         }
 
-        let role = match role {
-            Some("student") => EnrolmentRole::Student,
-            Some("teacher") => EnrolmentRole::Teacher,
+        // Administrators and proctors are not kept, so their users.csv role does not matter.
+        let (role, enrolled_as) = match role {
+            Some(enrolled_as @ "student") => (EnrolmentRole::Student, enrolled_as),
+            Some(enrolled_as @ "teacher") => (EnrolmentRole::Teacher, enrolled_as),
             _ => continue,
         };
         let (true, Some(active)) = (is_ok, active) else {
@@ -202,6 +229,9 @@ pub(super) fn read_enrolments(
             continue;
         }
         first_line_of_pair.insert(pair, row.line);
+        if user_role.is_some_and(|user_role| user_role != enrolled_as) {
+            checks.warn(WarningKind::EnrolmentRoleDiffers);
+        }
         enrolments.push(Enrolment {
             section_id: class_id.to_owned(),
             person_id: user_id.to_owned(),

@@ -112,6 +112,7 @@ fn valid_upload_gives_its_records_and_ignores_files_not_read() {
                 active: true,
             },
         ],
+        warnings: vec![],
     };
     assert_eq!(roster, expected);
 }
@@ -170,4 +171,184 @@ fn a_file_given_twice_is_refused() {
     );
     // Files that are not read may repeat: they are never looked at.
     parse(|upload| upload.push(("courses.csv", String::new()))).unwrap();
+}
+
+fn enrolment(section_id: &str, person_id: &str, role: EnrolmentRole) -> Enrolment {
+    Enrolment {
+        section_id: section_id.into(),
+        person_id: person_id.into(),
+        role,
+        active: true,
+    }
+}
+
+fn ids(people: &[Person]) -> Vec<&str> {
+    people.iter().map(|person| person.id.as_str()).collect()
+}
+
+fn warnings(roster: &RosterImport) -> Vec<String> {
+    roster.warnings.iter().map(ToString::to_string).collect()
+}
+
+/// Issue 13: a teacher enrolled as a student in one class, and an SIS that lists everyone as
+/// `student` in users.csv, were refused; the enrolment decides the person's part in the class.
+#[test]
+fn the_enrolment_role_decides_and_is_counted_as_a_warning() {
+    let roster = parse(|upload| {
+        // Mary teaches c1 and takes c2 as a student; Bo is listed as a student but teaches c2.
+        replace_in(
+            upload,
+            "users.csv",
+            "t1,,true,teacher,Mary,Brown\n",
+            "t1,,true,teacher,Mary,Brown\nb1,,true,student,Bo,Chen\n",
+        );
+        replace_in(
+            upload,
+            "classes.csv",
+            "c1,Year 3 Maths,o2,k1\n",
+            "c1,Year 3 Maths,o2,k1\nc2,Staff First Aid,o2,k2\n",
+        );
+        replace_in(
+            upload,
+            "enrollments.csv",
+            "e3,c1,t1,teacher\n",
+            "e3,c1,t1,teacher\ne4,c2,t1,student\ne5,c2,b1,teacher\n",
+        );
+    })
+    .unwrap();
+    // Every enrolment names a person of its role, so the stores apply it as they are.
+    assert_eq!(ids(&roster.students), ["s1", "s2", "t1", "b1"]);
+    assert_eq!(ids(&roster.teachers), ["t1", "b1"]);
+    assert_eq!(
+        roster.enrolments[3..],
+        [
+            enrolment("c2", "t1", EnrolmentRole::Student),
+            enrolment("c2", "b1", EnrolmentRole::Teacher),
+        ]
+    );
+    assert_eq!(
+        warnings(&roster),
+        [
+            "enrollments.csv: 2 rows enrol a user in a role other than their role in users.csv; the enrolment's role was kept for that class"
+        ]
+    );
+    assert_eq!(
+        roster.warnings,
+        [RosterWarning {
+            file: "enrollments.csv",
+            rows: 2,
+            kind: WarningKind::EnrolmentRoleDiffers,
+        }]
+    );
+}
+
+/// Issue 13: OneRoster 1.0's `inactive` was refused as an unknown status.
+#[test]
+fn inactive_is_read_as_tobedeleted_and_counted_per_file() {
+    let roster = parse(|upload| {
+        replace_in(upload, "users.csv", "s1,,true", "s1,inactive,true");
+        replace_in(upload, "users.csv", "t1,,true", "t1,Inactive,true");
+        // A status column in enrollments.csv, as 1.0 exports have it.
+        let (_, enrollments) = upload
+            .iter_mut()
+            .find(|(file, _)| *file == "enrollments.csv")
+            .unwrap();
+        *enrollments = "\
+sourcedId,classSourcedId,userSourcedId,role,status
+e1,c1,s1,student,inactive
+e2,c1,s2,student,
+e3,c1,t1,teacher,active
+"
+        .to_owned();
+    })
+    .unwrap();
+    assert!(!roster.students[0].active && !roster.teachers[0].active);
+    assert!(!roster.enrolments[0].active && roster.enrolments[1].active);
+    assert_eq!(
+        warnings(&roster),
+        [
+            "users.csv: 2 rows have status \"inactive\" (OneRoster 1.0); read as tobedeleted",
+            "enrollments.csv: 1 row has status \"inactive\" (OneRoster 1.0); read as tobedeleted",
+        ]
+    );
+}
+
+/// Issue 13: a blank manifest value for a file was refused as an unknown file mode.
+#[test]
+fn a_blank_manifest_value_is_absent() {
+    let roster = parse(|upload| {
+        replace_in(upload, "manifest.csv", "file.orgs,absent", "file.orgs,");
+        replace_in(upload, "manifest.csv", "file.courses,bulk", "file.courses,");
+    })
+    .unwrap();
+    assert_eq!(
+        warnings(&roster),
+        ["manifest.csv: 2 rows have no value; read as absent"]
+    );
+}
+
+/// Issue 13: roster ids skipped the id rule of the JSON API (`/`, spaces, 5,000 characters).
+#[test]
+fn kept_ids_follow_the_id_rule() {
+    let long_id = "x".repeat(5000);
+    check_refused(
+        |upload| {
+            let users = format!(
+                "t1,,true,teacher,Mary,Brown\ns 1,,true,student,A,B\n{long_id},,true,student,C,D\n"
+            );
+            replace_in(upload, "users.csv", "t1,,true,teacher,Mary,Brown\n", &users);
+            let classes = "c1,Year 3 Maths,o2,k1\nc/2,Art,o 2,k1\n";
+            replace_in(upload, "classes.csv", "c1,Year 3 Maths,o2,k1\n", classes);
+        },
+        &[
+            "classes.csv:3: sourcedId \"c/2\" is not a usable id: it contains '/' (ids are 1-128 characters of letters, digits and - _ . : @)",
+            "classes.csv:3: schoolSourcedId \"o 2\" is not a usable id: it contains ' ' (ids are 1-128 characters of letters, digits and - _ . : @)",
+            "users.csv:5: sourcedId \"s 1\" is not a usable id: it contains ' ' (ids are 1-128 characters of letters, digits and - _ . : @)",
+            &format!(
+                "users.csv:6: sourcedId \"{}...\" is not a usable id: it is 5000 characters long (ids are 1-128 characters of letters, digits and - _ . : @)",
+                "x".repeat(60)
+            ),
+        ],
+    );
+    // Enrolment ids are not kept, so they may be anything; 128 characters is an id.
+    parse(|upload| {
+        replace_in(upload, "enrollments.csv", "e1,", "e/1 (2024),");
+        replace_in(upload, "users.csv", "s1,", &format!("{},", "s".repeat(128)));
+        replace_in(
+            upload,
+            "enrollments.csv",
+            ",s1,",
+            &format!(",{},", "s".repeat(128)),
+        );
+    })
+    .unwrap();
+}
+
+/// Issue 13: a 2.5 MB upload gave a 20 MB list of problems.
+#[test]
+fn the_problem_list_stops_at_200_and_counts_the_rest() {
+    let error = parse(|upload| {
+        let rows: String = (0..1234)
+            .map(|i| format!("x{i},,true,pupil,A,B\n"))
+            .collect();
+        let (_, users) = upload
+            .iter_mut()
+            .find(|(file, _)| *file == "users.csv")
+            .unwrap();
+        users.push_str(&rows);
+    })
+    .unwrap_err();
+    let RosterError::Invalid(problems) = &error else {
+        panic!("row problems are Invalid: {error:?}");
+    };
+    assert_eq!(problems.len(), 1234, "every problem is kept for callers");
+    let text = error.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), MAX_LISTED_PROBLEMS + 1);
+    assert!(
+        lines[0].starts_with("users.csv:5: unknown role \"pupil\""),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines[MAX_LISTED_PROBLEMS], "... and 1034 more problems");
 }

@@ -16,16 +16,14 @@ use crate::store::{
 };
 
 /// Ids in paths and bodies: what a student information system uses, and safe in URLs and logs.
+/// The one id rule of box, server and roster uploads (`shared_proto::ids`).
 fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
-    let plain = id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@'));
-    if id.is_empty() || id.len() > 128 || !plain {
-        return Err(ApiError::InvalidRequest(format!(
-            "{what} \"{id}\" must be 1-128 characters of letters, digits and - _ . : @"
-        )));
-    }
-    Ok(())
+    shared_proto::ids::check_id(id).map_err(|_| {
+        ApiError::InvalidRequest(format!(
+            "{what} \"{id}\" must be {}",
+            shared_proto::ids::ID_RULE
+        ))
+    })
 }
 
 fn check_text(what: &str, text: &str, max_chars: usize) -> Result<(), ApiError> {

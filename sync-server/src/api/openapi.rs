@@ -285,7 +285,7 @@ const ROUTES: &[RouteDoc] = &[
         method: "post",
         path: "/v1/schools/{school}/roster",
         access: Access::Admin,
-        summary: "Upload a full OneRoster 1.1 bulk export: one multipart part per CSV file, named by its file name. All or nothing: problems give 422 `invalid_roster` listing every `file:line: reason`.",
+        summary: "Upload a full OneRoster 1.1 bulk export: one multipart part per CSV file, named by its file name. All or nothing: problems give 422 `invalid_roster` listing the first 200 `file:line: reason` lines and how many more there were. Rows read leniently (OneRoster 1.0's `inactive`, an enrolment role other than the users.csv role, a blank manifest value) are counted in `warnings`.",
         request: Body::Multipart,
         query: &[],
         ok: (200, Some("RosterSummary")),
@@ -649,8 +649,16 @@ fn schemas() -> Value {
                     "teachers",
                     "enrolments",
                     "deactivated",
+                    "warnings",
                 ],
-                json!({"sections": {"type": "integer"}, "students": {"type": "integer"}, "teachers": {"type": "integer"}, "enrolments": {"type": "integer"}, "deactivated": {"type": "integer"}}),
+                json!({"sections": {"type": "integer"}, "students": {"type": "integer"}, "teachers": {"type": "integer"}, "enrolments": {"type": "integer"}, "deactivated": {"type": "integer"}, "warnings": list_of("RosterWarning")}),
+            ),
+        ),
+        (
+            "RosterWarning",
+            object(
+                &["file", "rows", "message"],
+                json!({"file": string(), "rows": {"type": "integer"}, "message": string()}),
             ),
         ),
         (

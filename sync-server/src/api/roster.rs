@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::http::StatusCode;
 use serde::Serialize;
-use shared_proto::oneroster::{self, RosterError, RosterFiles, RosterImport};
+use shared_proto::oneroster::{self, RosterError, RosterFiles, RosterImport, RosterWarning};
 use shared_proto::sync::{Consent, EnrolmentRole};
 
 use super::AppState;
@@ -25,16 +25,34 @@ pub(super) struct RosterSummaryJson {
     teachers: usize,
     enrolments: usize,
     deactivated: usize,
+    /// What the export did that was accepted but read leniently.
+    warnings: Vec<RosterWarningJson>,
 }
 
-impl From<RosterSummary> for RosterSummaryJson {
-    fn from(summary: RosterSummary) -> Self {
+/// A lenient read: the file, how many rows, and the sentence `roster import` prints on the box.
+#[derive(Serialize)]
+struct RosterWarningJson {
+    file: &'static str,
+    rows: usize,
+    message: String,
+}
+
+impl RosterSummaryJson {
+    fn new(summary: RosterSummary, warnings: &[RosterWarning]) -> Self {
         RosterSummaryJson {
             sections: summary.sections,
             students: summary.students,
             teachers: summary.teachers,
             enrolments: summary.enrolments,
             deactivated: summary.deactivated,
+            warnings: warnings
+                .iter()
+                .map(|warning| RosterWarningJson {
+                    file: warning.file,
+                    rows: warning.rows,
+                    message: warning.to_string(),
+                })
+                .collect(),
         }
     }
 }
@@ -72,12 +90,13 @@ pub(super) async fn upload(
         files.push((name, bytes.to_vec()));
     }
     let files = RosterFiles::from_files("the upload", files).map_err(roster_error)?;
-    let import = oneroster::parse_oneroster(&files).map_err(roster_error)?;
+    let mut import = oneroster::parse_oneroster(&files).map_err(roster_error)?;
+    let warnings = std::mem::take(&mut import.warnings);
     let held_students = state.store().students(&school_id).await?;
     let batch = batch_of(&school_id, import, &held_students)?;
     let summary = state.store().apply_roster(&school_id, &batch, true).await?;
-    tracing::info!(school_id = %school_id, by = %user.username, ?summary, "roster imported");
-    Ok(Json(summary.into()))
+    tracing::info!(school_id = %school_id, by = %user.username, ?summary, n_warnings = warnings.len(), "roster imported");
+    Ok(Json(RosterSummaryJson::new(summary, &warnings)))
 }
 
 fn multipart_error(state: &AppState, error: &MultipartError) -> ApiError {
@@ -90,6 +109,8 @@ fn multipart_error(state: &AppState, error: &MultipartError) -> ApiError {
     }
 }
 
+/// The parser's message as the 422's; `RosterError`'s text lists at most
+/// `oneroster::MAX_LISTED_PROBLEMS` problems and counts the rest, so the body stays small.
 fn roster_error(error: RosterError) -> ApiError {
     match error {
         RosterError::Read { .. } => ApiError::Internal(error.to_string()),
