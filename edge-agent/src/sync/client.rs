@@ -67,6 +67,9 @@ impl Client {
         let mut builder = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs_f64(config.timeout_s))
             .connect_timeout(Duration::from_secs_f64(config.timeout_s))
+            // The server closes a connection idle for 20 s (its header timeout); dropping ours
+            // first means a request is never written into a socket the server is closing.
+            .pool_idle_timeout(Duration::from_secs(10))
             .user_agent(concat!("rollcall-edge-agent/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &config.ca_file {
             let pem = std::fs::read(path).map_err(|source| SyncError::CaFile {
@@ -211,6 +214,12 @@ fn describe(error: &reqwest::Error) -> String {
         text.push_str(": ");
         text.push_str(&cause.to_string());
         source = cause.source();
+    }
+    if text.contains("invalid peer certificate") {
+        // The likeliest cause in a school: its own CA, not yet given to the box.
+        text.push_str(
+            " (the server's certificate is not trusted: if the school signs its own certificates, set ca_file in [sync] to its certificate authority's PEM file)",
+        );
     }
     text
 }

@@ -46,6 +46,8 @@ pub struct Server {
     pub port: u16,
     pub base: String,
     data_dir: tempfile::TempDir,
+    /// `serve --config`: the `[tls]` section of an HTTPS server.
+    config: Option<PathBuf>,
     mongo: Option<(String, String)>,
     child: Option<Child>,
     pub http: reqwest::blocking::Client,
@@ -55,6 +57,16 @@ pub struct Server {
 impl Server {
     /// A fresh server with one district admin, listening on a port it keeps across restarts.
     pub fn start(backend: Backend) -> Server {
+        Server::start_with(backend, None)
+    }
+
+    /// `start` over HTTPS at `https://localhost:PORT` with this certificate and key (PEM); the
+    /// admin client trusts `ca_pem` only.
+    pub fn start_https(backend: Backend, cert_pem: &str, key_pem: &str, ca_pem: &str) -> Server {
+        Server::start_with(backend, Some((cert_pem, key_pem, ca_pem)))
+    }
+
+    fn start_with(backend: Backend, tls: Option<(&str, &str, &str)>) -> Server {
         let mongo = (backend == Backend::Mongo).then(|| {
             let uri = std::env::var("ROLLCALL_TEST_MONGODB_URI").unwrap_or_else(|_| {
                 panic!(
@@ -68,16 +80,37 @@ impl Server {
         });
         let port = free_port();
         edge_agent::sync::install_crypto_provider();
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60));
+        let (base, config) = match tls {
+            None => (format!("http://127.0.0.1:{port}"), None),
+            Some((cert_pem, key_pem, ca_pem)) => {
+                let dir = data_dir.path();
+                std::fs::write(dir.join("server.pem"), cert_pem).unwrap();
+                std::fs::write(dir.join("server.key"), key_pem).unwrap();
+                let config = dir.join("sync-server.toml");
+                std::fs::write(
+                    &config,
+                    format!(
+                        "[tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+                        dir.join("server.pem"),
+                        dir.join("server.key")
+                    ),
+                )
+                .unwrap();
+                http = http
+                    .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()]);
+                (format!("https://localhost:{port}"), Some(config))
+            }
+        };
         let mut server = Server {
             port,
-            base: format!("http://127.0.0.1:{port}"),
-            data_dir: tempfile::tempdir().unwrap(),
+            base,
+            data_dir,
+            config,
             mongo,
             child: None,
-            http: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
+            http: http.build().unwrap(),
             admin_token: None,
         };
         let mut create = server
@@ -122,14 +155,12 @@ impl Server {
             .append(true)
             .open(self.log_path())
             .unwrap();
-        self.child = Some(
-            self.command()
-                .arg("serve")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
+        let mut serve = self.command();
+        serve.arg("serve");
+        if let Some(config) = &self.config {
+            serve.arg("--config").arg(config);
+        }
+        self.child = Some(serve.stdout(Stdio::null()).stderr(log).spawn().unwrap());
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(r) = self.http.get(format!("{}/readyz", self.base)).send()
