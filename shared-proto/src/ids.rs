@@ -36,6 +36,16 @@ pub fn check_id(id: &str) -> Result<(), IdError> {
     Ok(())
 }
 
+/// `value` as a message may echo it: cut after 60 characters. A 2.5 MB upload can hold a
+/// 2.5 MB "id", and messages are read by people.
+pub fn shown(value: &str) -> String {
+    const MAX_SHOWN_CHARS: usize = 60;
+    match value.char_indices().nth(MAX_SHOWN_CHARS) {
+        Some((cut, _)) => format!("{}...", &value[..cut]),
+        None => value.to_owned(),
+    }
+}
+
 fn is_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@')
 }

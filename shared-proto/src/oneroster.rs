@@ -18,6 +18,9 @@ mod tests;
 use std::fmt;
 use std::path::PathBuf;
 
+// Values echoed in problems are cut short.
+use crate::ids::shown;
+
 pub use export::parse_oneroster;
 pub use files::RosterFiles;
 
@@ -198,16 +201,6 @@ fn one_per_line(errors: &[RowError]) -> String {
         lines.push(format!("... and {n_more} more {problems}"));
     }
     lines.join("\n")
-}
-
-/// Values echoed in problems are cut short: a 2.5 MB upload can hold a 2.5 MB "id", and the
-/// problem list is read by a person.
-fn shown(value: &str) -> String {
-    const MAX_SHOWN_CHARS: usize = 60;
-    match value.char_indices().nth(MAX_SHOWN_CHARS) {
-        Some((cut, _)) => format!("{}...", &value[..cut]),
-        None => value.to_owned(),
-    }
 }
 
 /// One problem at one place: displayed as `file:line: problem`, the way editors and `grep -n`

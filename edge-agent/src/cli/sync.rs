@@ -93,6 +93,16 @@ fn print_cycle(out: &mut impl Write, report: &CycleReport) -> Result<()> {
         Some(error) => writeln!(out, "; stopped: {error}")?,
         None => writeln!(out)?,
     }
+    for reason in &report.rejections {
+        writeln!(out, "  rejected: {reason}")?;
+    }
+    if report.rejected > report.rejections.len() {
+        writeln!(
+            out,
+            "  ... and {} more rejected",
+            report.rejected - report.rejections.len()
+        )?;
+    }
     Ok(())
 }
 

@@ -16,6 +16,9 @@ use super::wire::{Outgoing, to_wire};
 use crate::config::SyncConfig;
 use crate::store::{DeviceIdentity, Store, SyncState, now_ms};
 
+/// Rejection reasons a cycle report carries; the rest are in the outbox with theirs.
+pub const SHOWN_REJECTIONS: usize = 5;
+
 /// What one cycle did.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct CycleReport {
@@ -24,6 +27,9 @@ pub struct CycleReport {
     pub pushed: usize,
     /// Events the server (or the box itself) refused; kept with their reasons.
     pub rejected: usize,
+    /// The reasons of the first `SHOWN_REJECTIONS` of them, as `code: reason`, for the person
+    /// at the box (an event refused for a clock far ahead says to set the clock).
+    pub rejections: Vec<String>,
     /// Changes applied from the server.
     pub pulled: usize,
     pub templates_added: usize,
@@ -217,6 +223,11 @@ impl Syncer {
             let settled = acked.len() + rejected.len();
             report.pushed += acked.len();
             report.rejected += rejected.len();
+            for (_, code, reason) in &rejected {
+                if report.rejections.len() < SHOWN_REJECTIONS {
+                    report.rejections.push(format!("{code}: {reason}"));
+                }
+            }
             self.store.settle_events(&acked, &rejected)?;
             if settled == 0 {
                 // A server that answers without settling anything would make this loop spin.

@@ -764,6 +764,36 @@ fn a_flaky_network_loses_and_doubles_nothing_on_mongodb() {
     a_flaky_network_loses_and_doubles_nothing(Backend::Mongo);
 }
 
+/// A box whose clock ran far ahead (a dead clock battery): the server refuses its marks, which
+/// would otherwise beat every later correction, and the box says why and what to do.
+#[test]
+fn a_box_whose_clock_is_far_ahead_is_told_to_set_it() {
+    let students = synthetic_students(2);
+    let ids: Vec<String> = students.iter().map(|s| s.id.clone()).collect();
+    let (server, _roster) = school(Backend::Embedded, &students);
+    let classroom = joined(&server, "", "room 7");
+    record_sessions(&classroom, 1, &ids);
+    let ten_days_ms = 10 * 24 * 3_600_000_i64;
+    let moved = rusqlite::Connection::open(classroom.data().join("rollcall.sqlite"))
+        .unwrap()
+        .execute(
+            "UPDATE outbox SET payload = json_set(payload, '$.at', json_extract(payload, '$.at') + ?1)
+             WHERE kind = 'mark_set' AND sent_at IS NULL",
+            [ten_days_ms],
+        )
+        .unwrap();
+    assert_eq!(moved, ids.len());
+    let out = classroom.ok(&["sync", "--once"]);
+    assert!(
+        out.contains(&format!("rejected {}", ids.len()))
+            && out.contains("rejected: invalid_event: decision time")
+            && out.contains("10 days ahead of the server's clock")
+            && out.contains("set the box's clock"),
+        "{out}"
+    );
+    assert!(server.attendance(SECTION).is_empty());
+}
+
 /// A school that runs its server behind its own CA: a box refuses the real server's certificate
 /// (with a message that says what to set) until `ca_file` names that CA; then it provisions,
 /// pulls its roster and pushes attendance over HTTPS.

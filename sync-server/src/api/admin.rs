@@ -20,7 +20,8 @@ use crate::store::{
 fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
     shared_proto::ids::check_id(id).map_err(|_| {
         ApiError::InvalidRequest(format!(
-            "{what} \"{id}\" must be {}",
+            "{what} \"{}\" must be {}",
+            shared_proto::ids::shown(id),
             shared_proto::ids::ID_RULE
         ))
     })

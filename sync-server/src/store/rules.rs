@@ -163,10 +163,12 @@ fn describe_time(at: Millis) -> String {
     )
 }
 
+/// Rounded to the nearest hour or day: a box's clock set ten days ahead has run on a little
+/// since, and "9 days" would puzzle whoever set it.
 fn describe_ahead(ms: Millis) -> String {
-    let hours = ms / 3_600_000;
+    let hours = (ms + 1_800_000) / 3_600_000;
     if hours >= 48 {
-        format!("{} days", hours / 24)
+        format!("{} days", (hours + 12) / 24)
     } else {
         format!("{hours} h")
     }
