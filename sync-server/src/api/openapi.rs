@@ -79,11 +79,11 @@ const ROUTES: &[RouteDoc] = &[
         method: "post",
         path: "/v1/auth/login",
         access: Access::Public,
-        summary: "Trade a username and password for a session token (12 h). Five failures a minute per username or address: 429 `rate_limited` with Retry-After.",
+        summary: "Trade a username and password for a session token (12 h). Failures are limited per username and address (5 a minute), per address (20) and per username from new addresses (30): 429 `rate_limited` with Retry-After. More password checks at once than the server runs: 503 `unavailable` with Retry-After.",
         request: Body::Json("LoginRequest"),
         query: &[],
         ok: (200, Some("LoginResponse")),
-        errors: &[400, 401, 413, 429],
+        errors: &[400, 401, 413, 429, 503],
     },
     RouteDoc {
         method: "post",
