@@ -5,6 +5,7 @@ pub mod ids;
 pub mod ml;
 pub mod oneroster;
 pub mod sync;
+pub mod vocabulary;
 
 mod model_id;
 mod space;

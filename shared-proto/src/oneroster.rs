@@ -150,11 +150,9 @@ pub struct Enrolment {
     pub active: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EnrolmentRole {
-    Student,
-    Teacher,
-}
+/// A person's part in a section: the wire's enum, so the roster and the sync protocol share one
+/// set of words.
+pub use crate::sync::EnrolmentRole;
 
 /// Why an export was refused. Nothing is half-imported: any error means no roster at all.
 #[derive(Debug, thiserror::Error)]

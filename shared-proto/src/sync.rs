@@ -131,6 +131,14 @@ pub enum MarkStatus {
     Excused,
 }
 
+crate::vocabulary!(MarkStatus, "mark status", {
+    Present => "present",
+    Review => "review",
+    Absent => "absent",
+    Late => "late",
+    Excused => "excused",
+});
+
 /// Who decided a mark. A teacher's decision beats the machine's whatever their times.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -138,6 +146,11 @@ pub enum MarkSource {
     Machine,
     Teacher,
 }
+
+crate::vocabulary!(MarkSource, "mark source", {
+    Machine => "machine",
+    Teacher => "teacher",
+});
 
 /// The conflict rule for two decisions on one mark: teacher beats machine, then the later decision
 /// wins; at equal time the event id breaks the tie so every replica picks the same one.
@@ -152,6 +165,12 @@ pub enum Consent {
     Granted,
     Withdrawn,
 }
+
+crate::vocabulary!(Consent, "consent", {
+    None => "none",
+    Granted => "granted",
+    Withdrawn => "withdrawn",
+});
 
 /// One face template: a vector, the model that made it, and where it came from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -259,6 +278,11 @@ pub enum EnrolmentRole {
     Student,
     Teacher,
 }
+
+crate::vocabulary!(EnrolmentRole, "enrolment role", {
+    Student => "student",
+    Teacher => "teacher",
+});
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduleSlot {

@@ -77,6 +77,19 @@ fn register_sqlite_vec() {
 }
 
 /// Milliseconds since the Unix epoch: the one clock format stored.
+/// A column holding one of the shared enums' words (`shared_proto::vocabulary`). Another word
+/// is a conversion error naming the column: a mark read back as something it was not would be
+/// worse than an error.
+fn word<T>(column: usize, text: &str) -> rusqlite::Result<T>
+where
+    T: std::str::FromStr<Err = shared_proto::vocabulary::UnknownWord>,
+{
+    text.parse()
+        .map_err(|e: shared_proto::vocabulary::UnknownWord| {
+            rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, e.into())
+        })
+}
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -188,5 +201,17 @@ mod tests {
         // A second connection (the sync thread's, the screen's workers') is opened the same way.
         let again = Store::open(&path).unwrap();
         assert_eq!(again.synchronous().unwrap(), "FULL");
+    }
+
+    /// Issue 14: a word the box does not know was read as "review" or "none" before; now it is
+    /// an error that names the column and the words it takes.
+    #[test]
+    fn an_unknown_word_in_a_column_is_an_error_not_a_guess() {
+        assert_eq!(word::<Consent>(4, "granted").unwrap(), Consent::Granted);
+        let message = word::<Consent>(4, "maybe").unwrap_err().to_string();
+        assert!(
+            message.contains("index: 4") && message.contains("none, granted, withdrawn"),
+            "{message}"
+        );
     }
 }

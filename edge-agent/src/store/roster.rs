@@ -4,7 +4,7 @@
 use rusqlite::params;
 
 use super::{Store, StoreError};
-use crate::roster::{EnrolmentRole, RosterImport};
+use crate::roster::RosterImport;
 
 /// What an import changed, for the operator.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -46,10 +46,7 @@ impl Store {
         // A bulk file is the whole truth: what it no longer lists is inactive.
         tx.execute("UPDATE enrolments SET active = 0", [])?;
         for e in &import.enrolments {
-            let role = match e.role {
-                EnrolmentRole::Student => "student",
-                EnrolmentRole::Teacher => "teacher",
-            };
+            let role = e.role.as_str();
             tx.execute(
                 "INSERT INTO enrolments (section_id, person_id, role, active) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (section_id, person_id) DO UPDATE SET role = ?3, active = ?4",
@@ -90,7 +87,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::roster::{Enrolment, Person, Section};
+    use crate::roster::{Enrolment, EnrolmentRole, Person, Section};
 
     fn import(students: &[&str]) -> RosterImport {
         RosterImport {

@@ -6,54 +6,9 @@ use serde::Serialize;
 
 use super::{Store, StoreError, now_ms, outbox};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MarkStatus {
-    Present,
-    Review,
-    Absent,
-    Late,
-    Excused,
-}
-
-impl MarkStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MarkStatus::Present => "present",
-            MarkStatus::Review => "review",
-            MarkStatus::Absent => "absent",
-            MarkStatus::Late => "late",
-            MarkStatus::Excused => "excused",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<MarkStatus> {
-        Some(match s {
-            "present" => MarkStatus::Present,
-            "review" => MarkStatus::Review,
-            "absent" => MarkStatus::Absent,
-            "late" => MarkStatus::Late,
-            "excused" => MarkStatus::Excused,
-            _ => return None,
-        })
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MarkSource {
-    Machine,
-    Teacher,
-}
-
-impl MarkSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MarkSource::Machine => "machine",
-            MarkSource::Teacher => "teacher",
-        }
-    }
-}
+/// The wire's enums, with their one text form (`shared_proto::vocabulary`): the box stores the
+/// words the server stores.
+pub use shared_proto::sync::{MarkSource, MarkStatus};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mark {
@@ -236,12 +191,8 @@ impl Store {
         let rows = stmt.query_map([session_id], |r| {
             Ok(Mark {
                 student_id: r.get(0)?,
-                status: MarkStatus::parse(&r.get::<_, String>(1)?).unwrap_or(MarkStatus::Review),
-                source: if r.get::<_, String>(2)? == "teacher" {
-                    MarkSource::Teacher
-                } else {
-                    MarkSource::Machine
-                },
+                status: super::word(1, &r.get::<_, String>(1)?)?,
+                source: super::word(2, &r.get::<_, String>(2)?)?,
                 score: r.get::<_, Option<f64>>(3)?.map(|s| s as f32),
                 candidates: r.get(4)?,
             })

@@ -6,31 +6,7 @@ use serde::Serialize;
 
 use super::{Store, StoreError, now_ms, outbox};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Consent {
-    None,
-    Granted,
-    Withdrawn,
-}
-
-impl Consent {
-    fn as_str(self) -> &'static str {
-        match self {
-            Consent::None => "none",
-            Consent::Granted => "granted",
-            Consent::Withdrawn => "withdrawn",
-        }
-    }
-
-    fn parse(s: &str) -> Consent {
-        match s {
-            "granted" => Consent::Granted,
-            "withdrawn" => Consent::Withdrawn,
-            _ => Consent::None,
-        }
-    }
-}
+pub use shared_proto::sync::Consent;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct StudentRecord {
@@ -69,7 +45,7 @@ impl Store {
                         given_name: r.get(1)?,
                         family_name: r.get(2)?,
                         active: r.get(3)?,
-                        consent: Consent::parse(&r.get::<_, String>(4)?),
+                        consent: super::word(4, &r.get::<_, String>(4)?)?,
                     })
                 },
             )

@@ -3,7 +3,7 @@
 //! page of changes in the same transaction as the cursor that follows it.
 
 use rusqlite::{OptionalExtension, Transaction, params};
-use shared_proto::sync::{Change, ChangeBody, Consent as WireConsent, EnrolmentRole};
+use shared_proto::sync::{Change, ChangeBody, Consent as WireConsent};
 
 use super::templates::{self, NewTemplate, purge_student, vector_from_bytes};
 use super::{Store, StoreError, now_ms};
@@ -342,14 +342,6 @@ impl Store {
     }
 }
 
-fn consent_str(consent: WireConsent) -> &'static str {
-    match consent {
-        WireConsent::None => "none",
-        WireConsent::Granted => "granted",
-        WireConsent::Withdrawn => "withdrawn",
-    }
-}
-
 /// The feed orders an entity by its latest change, so an enrolment can arrive before its section
 /// or a template before its student: a placeholder row (inactive, no names) holds the reference
 /// until the entity's own change fills it in.
@@ -454,7 +446,7 @@ fn apply_change(
             tx.execute(
                 "INSERT INTO students (id, given_name, family_name, active, consent) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (id) DO UPDATE SET given_name = ?2, family_name = ?3, active = ?4, consent = ?5",
-                params![id, given_name, family_name, active, consent_str(*consent)],
+                params![id, given_name, family_name, active, consent.as_str()],
             )?;
             // The server sends a tombstone too; this keeps the rule even if a page held only this.
             if *consent != WireConsent::Granted {
@@ -480,10 +472,7 @@ fn apply_change(
             active,
         } => {
             ensure_section(tx, school_id, section)?;
-            let role = match role {
-                EnrolmentRole::Student => "student",
-                EnrolmentRole::Teacher => "teacher",
-            };
+            let role = role.as_str();
             tx.execute(
                 "INSERT INTO enrolments (section_id, person_id, role, active) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (section_id, person_id) DO UPDATE SET role = ?3, active = ?4",

@@ -124,15 +124,12 @@ pub(super) async fn create_user(
     JsonBody(new): JsonBody<NewUser>,
 ) -> Result<(StatusCode, Json<UserJson>), ApiError> {
     check_id("username", &new.username)?;
-    let role = match new.role.as_str() {
-        "teacher" => Role::Teacher,
-        "admin" => Role::Admin,
-        other => {
-            return Err(ApiError::InvalidRequest(format!(
-                "role \"{other}\" is not teacher or admin"
-            )));
-        }
-    };
+    let role: Role = new
+        .role
+        .parse()
+        .map_err(|e: shared_proto::vocabulary::UnknownWord| {
+            ApiError::InvalidRequest(e.to_string())
+        })?;
     let teacher_id = match (role, new.teacher_id) {
         (Role::Teacher, Some(id)) => {
             check_id("teacher_id", &id)?;

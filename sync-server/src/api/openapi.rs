@@ -3,6 +3,9 @@
 
 use axum::Json;
 use serde_json::{Map, Value, json};
+use shared_proto::sync::{Consent, EnrolmentRole, MarkSource, MarkStatus};
+
+use crate::store::Role;
 
 /// Who may call a route.
 #[derive(Clone, Copy)]
@@ -471,8 +474,8 @@ fn list_of(name: &str) -> Value {
 }
 
 fn schemas() -> Value {
-    let consent = json!({"type": "string", "enum": ["none", "granted", "withdrawn"]});
-    let role = json!({"type": "string", "enum": ["student", "teacher"]});
+    let consent = json!({"type": "string", "enum": Consent::WORDS});
+    let role = json!({"type": "string", "enum": EnrolmentRole::WORDS});
     let slot = object(
         &["weekday", "starts", "ends"],
         json!({"weekday": {"type": "integer", "minimum": 1, "maximum": 7}, "starts": {"type": "string", "pattern": "^[0-2][0-9]:[0-5][0-9]$"}, "ends": {"type": "string", "pattern": "^[0-2][0-9]:[0-5][0-9]$"}, "room": string()}),
@@ -505,7 +508,7 @@ fn schemas() -> Value {
             "LoginResponse",
             object(
                 &["token", "expires_at", "role"],
-                json!({"token": string(), "expires_at": millis(), "role": {"type": "string", "enum": ["admin", "teacher"]}, "school_id": {"type": "string", "nullable": true}}),
+                json!({"token": string(), "expires_at": millis(), "role": {"type": "string", "enum": Role::WORDS}, "school_id": {"type": "string", "nullable": true}}),
             ),
         ),
         (
@@ -665,14 +668,14 @@ fn schemas() -> Value {
             "NewUser",
             object(
                 &["username", "password", "role"],
-                json!({"username": string(), "password": {"type": "string", "format": "password", "minLength": 10}, "role": {"type": "string", "enum": ["teacher", "admin"]}, "teacher_id": string()}),
+                json!({"username": string(), "password": {"type": "string", "format": "password", "minLength": 10}, "role": {"type": "string", "enum": Role::WORDS}, "teacher_id": string()}),
             ),
         ),
         (
             "User",
             object(
                 &["id", "username", "role"],
-                json!({"id": string(), "username": string(), "role": {"type": "string", "enum": ["teacher", "admin"]}, "school_id": string(), "teacher_id": string()}),
+                json!({"id": string(), "username": string(), "role": {"type": "string", "enum": Role::WORDS}, "school_id": string(), "teacher_id": string()}),
             ),
         ),
         (
@@ -689,8 +692,8 @@ fn schemas() -> Value {
                 json!({
                     "session_id": string(), "section_id": string(), "started_at": millis(), "device_id": string(),
                     "student_id": string(),
-                    "status": {"type": "string", "enum": ["present", "review", "absent", "late", "excused"]},
-                    "source": {"type": "string", "enum": ["machine", "teacher"]},
+                    "status": {"type": "string", "enum": MarkStatus::WORDS},
+                    "source": {"type": "string", "enum": MarkSource::WORDS},
                     "score": {"type": "number"}, "decided_at": millis(), "decided_by": string(),
                 }),
             ),

@@ -54,14 +54,10 @@ pub enum Role {
     Teacher,
 }
 
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Teacher => "teacher",
-        }
-    }
-}
+shared_proto::vocabulary!(Role, "role", {
+    Admin => "admin",
+    Teacher => "teacher",
+});
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {

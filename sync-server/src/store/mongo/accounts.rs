@@ -3,7 +3,7 @@
 use mongodb::bson::{Document, doc};
 use mongodb::options::ReturnDocument;
 
-use super::docs::{AuthSessionDoc, DeviceDoc, ProvisioningCodeDoc, SchoolDoc, UserDoc, role_text};
+use super::docs::{AuthSessionDoc, DeviceDoc, ProvisioningCodeDoc, SchoolDoc, UserDoc};
 use super::error::{DbError, insert_error};
 use super::names::*;
 use super::tx::Tx;
@@ -78,7 +78,7 @@ pub async fn user_by_name(store: &MongoStore, username: &str) -> Result<Option<U
 pub async fn count_admins(store: &MongoStore) -> Result<u64, DbError> {
     Ok(store
         .coll::<Document>(USERS)
-        .count_documents(doc! { "role": role_text(Role::Admin) })
+        .count_documents(doc! { "role": Role::Admin.as_str() })
         .await?)
 }
 

@@ -392,16 +392,3 @@ pub fn to_bson<T: Serialize>(value: &T) -> Result<mongodb::bson::Bson, StoreErro
     mongodb::bson::to_bson(value)
         .map_err(|e| StoreError::Backend(format!("cannot encode a value: {e}")))
 }
-
-/// `Role` as stored, for queries.
-pub fn role_text(role: Role) -> &'static str {
-    role.as_str()
-}
-
-/// `EnrolmentRole` as stored, for queries.
-pub fn enrolment_role_text(role: EnrolmentRole) -> &'static str {
-    match role {
-        EnrolmentRole::Student => "student",
-        EnrolmentRole::Teacher => "teacher",
-    }
-}

@@ -6,9 +6,7 @@ use std::collections::{HashMap, HashSet};
 use mongodb::bson::{Document, doc};
 use shared_proto::sync::{ChangeBody, Consent, ScheduleSlot};
 
-use super::docs::{
-    EnrolmentDoc, SectionDoc, StudentDoc, TeacherDoc, enrolment_role_text, to_bson, to_document,
-};
+use super::docs::{EnrolmentDoc, SectionDoc, StudentDoc, TeacherDoc, to_bson, to_document};
 use super::error::DbError;
 use super::names::*;
 use super::templates;
@@ -359,7 +357,7 @@ async fn upsert_enrolment(
             doc! { "section_id": &enrolment.section_id, "person_id": &enrolment.person_id },
             doc! {
                 "$set": {
-                    "role": enrolment_role_text(enrolment.role),
+                    "role": enrolment.role.as_str(),
                     "active": enrolment.active,
                     "school_id": school_id,
                 },
@@ -443,7 +441,7 @@ pub async fn sections_of_teacher(
         .find(doc! {
             "school_id": school_id,
             "person_id": teacher_id,
-            "role": enrolment_role_text(shared_proto::sync::EnrolmentRole::Teacher),
+            "role": shared_proto::sync::EnrolmentRole::Teacher.as_str(),
             "active": true,
         })
         .sort(doc! { "section_id": 1 })

@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{insert_error, role_from};
+use super::{insert_error, word};
 use crate::store::{
     AuthSession, Device, Millis, ProvisioningCode, RedeemRefusal, School, StoreError, User,
 };
@@ -44,7 +44,7 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
         id: r.get(0)?,
         username: r.get(1)?,
         password_hash: r.get(2)?,
-        role: role_from(3, &r.get::<_, String>(3)?)?,
+        role: word(3, &r.get::<_, String>(3)?)?,
         school_id: r.get(4)?,
         teacher_id: r.get(5)?,
     })

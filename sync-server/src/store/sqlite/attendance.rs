@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, Row, params};
 
-use super::{feed, mark_source_from, mark_status_from};
+use super::{feed, word};
 use crate::store::{AttendanceQuery, AttendanceRow, StoreCounts, StoreError};
 
 /// Marks of sessions that started in the range, found through `sessions_school_start` and the
@@ -51,8 +51,8 @@ fn row_from(r: &Row<'_>) -> rusqlite::Result<AttendanceRow> {
         started_at: r.get(2)?,
         device_id: r.get(3)?,
         student_id: r.get(4)?,
-        status: mark_status_from(5, &r.get::<_, String>(5)?)?,
-        source: mark_source_from(6, &r.get::<_, String>(6)?)?,
+        status: word(5, &r.get::<_, String>(5)?)?,
+        source: word(6, &r.get::<_, String>(6)?)?,
         score: r.get(7)?,
         decided_at: r.get(8)?,
         decided_by: r.get(9)?,

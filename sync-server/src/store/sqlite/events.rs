@@ -11,7 +11,7 @@ use shared_proto::sync::{
 
 use super::feed::Feed;
 use super::templates::{self, Held};
-use super::{Table, mark_source_from, mark_source_text, mark_status_text, owner, roster};
+use super::{Table, owner, roster, word};
 use crate::store::rules::{self, Owner, Refusal};
 use crate::store::{Device, Millis, StoreError};
 
@@ -279,7 +279,7 @@ fn mark_set(push: &mut Push<'_>, event_id: &str, mark: &Mark<'_>) -> Result<Outc
         })
         .optional()?;
     if let Some((held_source, held_at, held_event)) = held {
-        let held_source = mark_source_from(0, &held_source)?;
+        let held_source = word(0, &held_source)?;
         let wins = mark_wins(
             (mark.source, mark.decided_at, event_id),
             (held_source, held_at, &held_event),
@@ -304,8 +304,8 @@ fn mark_set(push: &mut Push<'_>, event_id: &str, mark: &Mark<'_>) -> Result<Outc
             mark.student,
             push.device.school_id,
             push.device.id,
-            mark_status_text(mark.status),
-            mark_source_text(mark.source),
+            mark.status.as_str(),
+            mark.source.as_str(),
             mark.score,
             mark.decided_at,
             mark.by,
@@ -323,7 +323,7 @@ fn template_added(push: &mut Push<'_>, template: &TemplateData) -> Result<Outcom
         .conn
         .prepare_cached("SELECT consent FROM students WHERE id = ?1")?
         .query_row([&template.student], |r| r.get(0))?;
-    if consent != super::consent_text(Consent::Granted) {
+    if consent != Consent::Granted.as_str() {
         return refuse(
             RejectCode::NoConsent,
             format!(

@@ -18,14 +18,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
-use shared_proto::sync::{
-    Consent, EnrolmentRole, Event, MarkSource, MarkStatus, PushResponse, ScheduleSlot, TemplateData,
-};
+use shared_proto::sync::{Consent, Event, PushResponse, ScheduleSlot, TemplateData};
 
 use super::rules::Owner;
 use super::{
     AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, Millis,
-    ProvisioningCode, RedeemRefusal, Role, RosterBatch, RosterSummary, School, Section, Store,
+    ProvisioningCode, RedeemRefusal, RosterBatch, RosterSummary, School, Section, Store,
     StoreCounts, StoreError, Student, User,
 };
 use worker::{Checkpointer, Readers, Writer};
@@ -167,80 +165,13 @@ fn bad_text(column: usize, text: &str) -> rusqlite::Error {
     )
 }
 
-fn consent_text(consent: Consent) -> &'static str {
-    match consent {
-        Consent::None => "none",
-        Consent::Granted => "granted",
-        Consent::Withdrawn => "withdrawn",
-    }
-}
-
-fn consent_from(column: usize, text: &str) -> rusqlite::Result<Consent> {
-    match text {
-        "none" => Ok(Consent::None),
-        "granted" => Ok(Consent::Granted),
-        "withdrawn" => Ok(Consent::Withdrawn),
-        other => Err(bad_text(column, other)),
-    }
-}
-
-fn role_from(column: usize, text: &str) -> rusqlite::Result<Role> {
-    match text {
-        "admin" => Ok(Role::Admin),
-        "teacher" => Ok(Role::Teacher),
-        other => Err(bad_text(column, other)),
-    }
-}
-
-fn enrolment_role_text(role: EnrolmentRole) -> &'static str {
-    match role {
-        EnrolmentRole::Student => "student",
-        EnrolmentRole::Teacher => "teacher",
-    }
-}
-
-fn enrolment_role_from(column: usize, text: &str) -> rusqlite::Result<EnrolmentRole> {
-    match text {
-        "student" => Ok(EnrolmentRole::Student),
-        "teacher" => Ok(EnrolmentRole::Teacher),
-        other => Err(bad_text(column, other)),
-    }
-}
-
-fn mark_status_text(status: MarkStatus) -> &'static str {
-    match status {
-        MarkStatus::Present => "present",
-        MarkStatus::Review => "review",
-        MarkStatus::Absent => "absent",
-        MarkStatus::Late => "late",
-        MarkStatus::Excused => "excused",
-    }
-}
-
-fn mark_status_from(column: usize, text: &str) -> rusqlite::Result<MarkStatus> {
-    match text {
-        "present" => Ok(MarkStatus::Present),
-        "review" => Ok(MarkStatus::Review),
-        "absent" => Ok(MarkStatus::Absent),
-        "late" => Ok(MarkStatus::Late),
-        "excused" => Ok(MarkStatus::Excused),
-        other => Err(bad_text(column, other)),
-    }
-}
-
-fn mark_source_text(source: MarkSource) -> &'static str {
-    match source {
-        MarkSource::Machine => "machine",
-        MarkSource::Teacher => "teacher",
-    }
-}
-
-fn mark_source_from(column: usize, text: &str) -> rusqlite::Result<MarkSource> {
-    match text {
-        "machine" => Ok(MarkSource::Machine),
-        "teacher" => Ok(MarkSource::Teacher),
-        other => Err(bad_text(column, other)),
-    }
+/// A column holding one of our enums' words (`shared_proto::vocabulary`); another word is a
+/// conversion error naming the column.
+fn word<T>(column: usize, text: &str) -> rusqlite::Result<T>
+where
+    T: std::str::FromStr<Err = shared_proto::vocabulary::UnknownWord>,
+{
+    text.parse().map_err(|_| bad_text(column, text))
 }
 
 #[async_trait]

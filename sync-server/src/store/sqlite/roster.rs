@@ -7,9 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use shared_proto::sync::{ChangeBody, Consent, ScheduleSlot};
 
 use super::feed::Feed;
-use super::{
-    Table, consent_from, consent_text, enrolment_role_from, enrolment_role_text, owner, templates,
-};
+use super::{Table, owner, templates, word};
 use crate::store::rules::{self, Owner};
 use crate::store::{
     Enrolment, Millis, RosterBatch, RosterSummary, Section, StoreError, Student, Teacher,
@@ -146,7 +144,7 @@ fn upsert_student(
                 student.given_name,
                 student.family_name,
                 student.active,
-                consent_text(student.consent),
+                student.consent.as_str(),
                 student.consent_by,
                 student.consent_at
             ])?;
@@ -170,7 +168,7 @@ fn write_student_change(
                 given_name: r.get(0)?,
                 family_name: r.get(1)?,
                 active: r.get(2)?,
-                consent: consent_from(3, &r.get::<_, String>(3)?)?,
+                consent: word(3, &r.get::<_, String>(3)?)?,
             })
         })?;
     feed.write(&body)
@@ -228,7 +226,7 @@ fn upsert_enrolment(
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
-    let role = enrolment_role_text(enrolment.role);
+    let role = enrolment.role.as_str();
     if held.as_ref() == Some(&(role.to_owned(), enrolment.active)) {
         return Ok(());
     }
@@ -356,7 +354,7 @@ fn student_from_row(r: &Row<'_>) -> rusqlite::Result<Student> {
         given_name: r.get(2)?,
         family_name: r.get(3)?,
         active: r.get(4)?,
-        consent: consent_from(5, &r.get::<_, String>(5)?)?,
+        consent: word(5, &r.get::<_, String>(5)?)?,
         consent_by: r.get(6)?,
         consent_at: r.get(7)?,
     })
@@ -404,7 +402,7 @@ fn enrolment_from_row(r: &Row<'_>) -> rusqlite::Result<Enrolment> {
     Ok(Enrolment {
         section_id: r.get(0)?,
         person_id: r.get(1)?,
-        role: enrolment_role_from(2, &r.get::<_, String>(2)?)?,
+        role: word(2, &r.get::<_, String>(2)?)?,
         active: r.get(3)?,
     })
 }
@@ -519,8 +517,8 @@ pub fn set_consent(
     conn.prepare_cached(
         "UPDATE students SET consent = ?2, consent_by = ?3, consent_at = ?4 WHERE id = ?1",
     )?
-    .execute(params![student_id, consent_text(consent), by, at])?;
-    if held != consent_text(consent) {
+    .execute(params![student_id, consent.as_str(), by, at])?;
+    if held != consent.as_str() {
         write_student_change(conn, feed, student_id)?;
     }
     if consent != Consent::Granted {
@@ -571,7 +569,7 @@ pub fn erase_student(
         feed.write(&ChangeBody::Enrolment {
             section: section_id,
             person: student_id.to_owned(),
-            role: enrolment_role_from(1, &role)?,
+            role: word(1, &role)?,
             active: false,
         })?;
     }
