@@ -392,8 +392,10 @@ pub fn check_protocol(found: u32) -> Result<(), WireError> {
     }
 }
 
-/// Decodes a push body, checking its version before anything else in it.
-pub fn decode_push(body: &[u8]) -> Result<PushRequest, WireError> {
+/// Decodes a versioned body (a push, a provisioning request): its `protocol` first, so a newer
+/// protocol is refused before fields this build would misread. One decoder for every versioned
+/// request.
+pub fn decode_versioned<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
     #[derive(Deserialize)]
     struct Version {
         protocol: Option<u32>,
@@ -402,6 +404,11 @@ pub fn decode_push(body: &[u8]) -> Result<PushRequest, WireError> {
         serde_json::from_slice(body).map_err(|e| WireError::InvalidJson(e.to_string()))?;
     check_protocol(version.protocol.unwrap_or(0))?;
     serde_json::from_slice(body).map_err(|e| WireError::InvalidJson(e.to_string()))
+}
+
+/// Decodes a push body, checking its version before anything else in it.
+pub fn decode_push(body: &[u8]) -> Result<PushRequest, WireError> {
+    decode_versioned(body)
 }
 
 #[cfg(test)]

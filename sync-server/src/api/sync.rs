@@ -9,11 +9,10 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use shared_proto::PROTOCOL_VERSION;
 use shared_proto::sync::{
     Event, MAX_PULL_LIMIT, MAX_PUSH_EVENTS, PROTOCOL_HEADER, ProvisionRequest, ProvisionResponse,
-    PullResponse, PushResponse, Rejection, WireError, check_protocol, decode_push,
+    PullResponse, PushResponse, Rejection, check_protocol, decode_push, decode_versioned,
 };
 
 use super::auth::{ClientIp, DeviceAuth, new_token, normalize_code, secret_hash};
@@ -42,18 +41,6 @@ fn check_protocol_header(headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Decodes a versioned body: its `protocol` first, so a newer protocol is refused before fields
-/// this build would misread.
-fn decode_versioned<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    #[derive(Deserialize)]
-    struct Version {
-        protocol: Option<u32>,
-    }
-    let version: Version =
-        serde_json::from_slice(body).map_err(|e| WireError::InvalidJson(e.to_string()))?;
-    check_protocol(version.protocol.unwrap_or(0))?;
-    serde_json::from_slice(body).map_err(|e| ApiError::from(WireError::InvalidJson(e.to_string())))
-}
 
 /// `POST /v1/devices/provision` (public).
 pub(super) async fn provision(
