@@ -1041,3 +1041,32 @@ async fn roster_upload_errors_list_200_problems_and_count_the_rest() {
     assert_eq!(lines[200], "... and 19800 more problems");
     assert!(refused.text.len() < 40_000, "{} bytes", refused.text.len());
 }
+
+/// The document is valid OpenAPI, as a client generator would read it: checked by PyPI's
+/// `openapi-spec-validator` from the project's virtualenv (scripts/setup installs it).
+#[tokio::test]
+async fn openapi_document_passes_a_spec_validator() {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup, which makes the project's virtualenv",
+        python.display()
+    );
+    let server = Server::start().await;
+    let doc = server.get("/openapi.json", None).await;
+    assert_eq!(doc.status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("openapi.json");
+    std::fs::write(&path, &doc.text).unwrap();
+    let out = std::process::Command::new(python)
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && said.contains("OK"), "{said}");
+}

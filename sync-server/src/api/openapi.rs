@@ -466,6 +466,10 @@ fn millis() -> Value {
 }
 
 fn object(required: &[&str], properties: Value) -> Value {
+    if required.is_empty() {
+        // OpenAPI 3.0 wants `required` to list at least one name, or to be left out.
+        return json!({"type": "object", "properties": properties});
+    }
     json!({"type": "object", "required": required, "properties": properties})
 }
 

@@ -41,7 +41,6 @@ fn check_protocol_header(headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
-
 /// `POST /v1/devices/provision` (public).
 pub(super) async fn provision(
     State(state): State<AppState>,
