@@ -20,6 +20,15 @@ pub enum CallError {
     /// No answer, a cut or garbled answer, or a server error: worth retrying.
     #[error("server unreachable: {0}")]
     Unreachable(String),
+    /// The server is up and busy (429, 503) and said when to come back (`Retry-After`): not a
+    /// sign it is down, so the breaker does not count it; `Syncer` waits that long, or stops
+    /// the cycle when it is longer than a cycle should wait.
+    #[error("server busy ({status}): {message}; it asked to retry in {retry_after_s} s")]
+    Busy {
+        status: u16,
+        retry_after_s: u64,
+        message: String,
+    },
     /// The server answered and refused: retrying the same call will not help.
     #[error("server refused the request ({status} {code}): {message}")]
     Refused {
@@ -31,7 +40,7 @@ pub enum CallError {
 
 impl CallError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, CallError::Unreachable(_))
+        matches!(self, CallError::Unreachable(_) | CallError::Busy { .. })
     }
 }
 
@@ -171,6 +180,12 @@ impl Client {
             .send()
             .map_err(|e| CallError::Unreachable(describe(&e)))?;
         let status = response.status();
+        // Seconds only: our server sends no HTTP dates, and a date would need the box's clock.
+        let retry_after_s = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| text.trim().parse::<u64>().ok());
         // Reading the whole body is part of the call: a connection cut mid-answer is a failure,
         // never half an answer.
         let body = response
@@ -188,6 +203,15 @@ impl Client {
                 String::from_utf8_lossy(&body).chars().take(200).collect(),
             ),
         };
+        let busy = status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            || status == reqwest::StatusCode::SERVICE_UNAVAILABLE;
+        if let Some(retry_after_s) = retry_after_s.filter(|_| busy) {
+            return Err(CallError::Busy {
+                status: status.as_u16(),
+                retry_after_s,
+                message,
+            });
+        }
         if status.is_server_error()
             || status == reqwest::StatusCode::TOO_MANY_REQUESTS
             || status == reqwest::StatusCode::REQUEST_TIMEOUT

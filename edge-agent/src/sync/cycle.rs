@@ -16,6 +16,10 @@ use super::wire::{Outgoing, to_wire};
 use crate::config::SyncConfig;
 use crate::store::{DeviceIdentity, Store, SyncState, now_ms};
 
+/// The longest `Retry-After` a cycle waits out itself; a longer one ends the cycle, and the next
+/// cycle comes at the sync interval.
+const MAX_RETRY_AFTER_WAIT_MS: u64 = 10_000;
+
 /// Rejection reasons a cycle report carries; the rest are in the outbox with theirs.
 pub const SHOWN_REJECTIONS: usize = 5;
 
@@ -170,6 +174,21 @@ impl Syncer {
                     attempts.probing = false;
                     return Err(Stop::Call(e));
                 }
+                // Up, and asked us to come back later: wait that long within the cycle if it is
+                // short and a retry is left, else leave it to a later cycle. Either way the
+                // breaker, which is for a server that is down, counts a success.
+                Err(e @ CallError::Busy { retry_after_s, .. }) => {
+                    self.rule.record_success(link);
+                    attempts.probing = false;
+                    let wait_ms = retry_after_s.saturating_mul(1000);
+                    if attempts.retries_left == 0 || wait_ms > MAX_RETRY_AFTER_WAIT_MS {
+                        return Err(Stop::Call(e));
+                    }
+                    tracing::info!(error = %e, retry_in_ms = wait_ms, "server busy; retrying when it asked");
+                    std::thread::sleep(with_jitter(wait_ms));
+                    attempts.retries_left -= 1;
+                    attempts.retries_used += 1;
+                }
                 Err(e) => {
                     let open = self.rule.record_failure(link, now_ms()) || attempts.probing;
                     if open || !e.is_transient() || attempts.retries_left == 0 {
@@ -285,6 +304,15 @@ mod tests {
 
     /// A server on loopback that answers every request with `status` and `body`.
     fn server_answering(status: &'static str, body: &'static str) -> String {
+        server_answering_with(status, "", body)
+    }
+
+    /// `server_answering`, with `headers` (each ending in `\r\n`) in every answer.
+    fn server_answering_with(
+        status: &'static str,
+        headers: &'static str,
+        body: &'static str,
+    ) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         std::thread::spawn(move || {
@@ -298,7 +326,7 @@ mod tests {
                 }
                 let _ = write!(
                     stream,
-                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 );
             }
@@ -309,8 +337,16 @@ mod tests {
     /// Runs `n_cycles` cycles of a box (nothing to push, so each pulls) against `server`, with a
     /// breaker that opens after 3 failures and no retries; returns the reports and the link.
     fn cycles_against(server: &str, n_cycles: usize) -> (Vec<CycleReport>, SyncState) {
+        cycles_with_retries(server, n_cycles, vec![])
+    }
+
+    fn cycles_with_retries(
+        server: &str,
+        n_cycles: usize,
+        retry_delays_ms: Vec<u64>,
+    ) -> (Vec<CycleReport>, SyncState) {
         let config = SyncConfig {
-            retry_delays_ms: vec![],
+            retry_delays_ms,
             breaker_failures: 3,
             breaker_cooldown_s: 600.0,
             ..SyncConfig::default()
@@ -370,5 +406,51 @@ mod tests {
             assert!((1000..=1250).contains(&d), "{d}");
         }
         assert_eq!(with_jitter(0), Duration::ZERO);
+    }
+
+    /// A busy server's `Retry-After` is waited out (not the 20 ms retry delay), and being busy
+    /// never opens the breaker.
+    #[test]
+    fn a_busy_server_is_retried_when_it_asked() {
+        let server = server_answering_with(
+            "503 Service Unavailable",
+            "retry-after: 1\r\n",
+            r#"{"code":"unavailable","message":"the server is checking too many logins at once","request_id":"r1"}"#,
+        );
+        let started = std::time::Instant::now();
+        let (reports, link) = cycles_with_retries(&server, 2, vec![20, 20]);
+        let elapsed = started.elapsed();
+        for report in &reports {
+            assert_eq!(report.breaker_open_ms, None, "{report:?}");
+            assert_eq!(report.retries, 2);
+            assert!(
+                report
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("asked to retry in 1 s")),
+                "{report:?}"
+            );
+        }
+        assert!(elapsed >= Duration::from_secs(4), "waited only {elapsed:?}");
+        assert_eq!(link.consecutive_failures, 0);
+        assert_eq!(link.breaker_opened_at, None);
+    }
+
+    /// A wait longer than a cycle should take ends the cycle at once; the next one tries again.
+    #[test]
+    fn a_long_retry_after_ends_the_cycle_without_waiting() {
+        let server = server_answering_with(
+            "429 Too Many Requests",
+            "retry-after: 58\r\n",
+            r#"{"code":"rate_limited","message":"too many failed attempts; retry in 58 s","request_id":"r1"}"#,
+        );
+        let started = std::time::Instant::now();
+        let (reports, link) = cycles_with_retries(&server, 4, vec![20, 20]);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        for report in &reports {
+            assert_eq!(report.retries, 0, "{report:?}");
+            assert_eq!(report.breaker_open_ms, None, "{report:?}");
+        }
+        assert_eq!(link.breaker_opened_at, None);
     }
 }
