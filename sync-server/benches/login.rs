@@ -9,22 +9,27 @@
 #[path = "../../benches/host.rs"]
 mod host;
 
-use std::io::Write;
-use std::net::{IpAddr, TcpListener};
+// The tests' harness for a real server process: Place, client_from, memory_kib.
+#[path = "../tests/common/process.rs"]
+#[allow(dead_code)]
+mod process;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
+use std::time::Instant;
 
 use futures_util::future::join_all;
-use serde_json::json;
 
-const ADMIN: &str = "bench-admin";
+use process::{ADMIN, Place, client_from, login_status, memory_kib};
+
+/// What `process` logs its admin in with.
 const PASSWORD: &str = "correct horse battery";
 const SEQUENTIAL: usize = 40;
 const PARALLEL: usize = 16;
 const PARALLEL_ROUNDS: usize = 5;
 const FLOOD: usize = 250;
 
+/// A served binary, killed when dropped.
 struct Server {
     child: Child,
     base: String,
@@ -38,53 +43,14 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start(bin: &Path, http: &reqwest::Client) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let command = |port: u16| {
-        let mut cmd = Command::new(bin);
-        cmd.env("ROLLCALL_SERVER_LISTEN", format!("127.0.0.1:{port}"))
-            .env("ROLLCALL_SERVER_DATA_DIR", dir.path())
-            .env("ROLLCALL_MONGODB_URI", "")
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null());
-        cmd
+    let place = Place {
+        bin: bin.to_owned(),
+        ..Place::new(dir.path(), None)
     };
-    let mut admin = command(free_port())
-        .args(["admin", "create", "--username", ADMIN, "--password-stdin"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("sync-server admin create");
-    admin
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(PASSWORD.as_bytes())
-        .unwrap();
-    assert!(admin.wait().unwrap().success());
-    let port = free_port();
-    let child = command(port)
-        .arg("serve")
-        .spawn()
-        .expect("sync-server serve");
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !http
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(Instant::now() < deadline, "the server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    place.create_admin();
+    let (child, base) = place.serve(http).await;
     Server {
         child,
         base,
@@ -92,48 +58,19 @@ async fn start(bin: &Path, http: &reqwest::Client) -> Server {
     }
 }
 
-fn client_from(ip: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(ip.parse::<IpAddr>().unwrap())
-        .build()
-        .unwrap()
-}
-
-async fn login(client: &reqwest::Client, base: &str, username: &str, password: &str) -> u16 {
-    client
-        .post(format!("{base}/v1/auth/login"))
-        .json(&json!({"username": username, "password": password}))
-        .send()
-        .await
-        .map_or(0, |r| r.status().as_u16())
-}
-
 fn memory_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| {
-                rest.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .map_or(0.0, |kib| kib / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    let (rss_kib, peak_kib) = memory_kib(pid);
+    (rss_kib as f64 / 1024.0, peak_kib as f64 / 1024.0)
 }
 
-async fn measure(bin: &Path, label: &str) -> f64 {
+async fn measure(bin: &Path, label: &str) {
     let http = reqwest::Client::new();
     let server = start(bin, &http).await;
     let base = &server.base;
     // Right passwords, one after another.
     let started = Instant::now();
     for _ in 0..SEQUENTIAL {
-        assert_eq!(login(&http, base, ADMIN, PASSWORD).await, 200);
+        assert_eq!(login_status(&http, base, ADMIN, PASSWORD).await, 200);
     }
     let sequential = SEQUENTIAL as f64 / started.elapsed().as_secs_f64();
     // Right passwords, 16 at a time, as 16 people would: each from their own address (a login
@@ -146,7 +83,7 @@ async fn measure(bin: &Path, label: &str) -> f64 {
         let statuses = join_all(
             people
                 .iter()
-                .map(|client| login(client, base, ADMIN, PASSWORD)),
+                .map(|client| login_status(client, base, ADMIN, PASSWORD)),
         )
         .await;
         assert!(
@@ -162,11 +99,10 @@ async fn measure(bin: &Path, label: &str) -> f64 {
         .map(|n| client_from(&format!("127.0.{}.{}", 1 + n / 250, 1 + n % 250)))
         .collect();
     let started = Instant::now();
-    let statuses =
-        join_all(clients.iter().enumerate().map(|(n, c)| async move {
-            login(c, base, &format!("user{n}"), "wrong password").await
-        }))
-        .await;
+    let statuses = join_all(clients.iter().enumerate().map(|(n, c)| async move {
+        login_status(c, base, &format!("user{n}"), "wrong password").await
+    }))
+    .await;
     let flood_s = started.elapsed().as_secs_f64();
     let (after, peak) = memory_mib(pid);
     let checked = statuses.iter().filter(|&&s| s == 401).count();
@@ -176,7 +112,18 @@ async fn measure(bin: &Path, label: &str) -> f64 {
         "| {label} | {sequential:.1} | {parallel:.1} | {flood_s:.2} | {checked} / {turned_away} / {other} | {before:.0} | {peak:.0} | {after:.0} | {:+.0} |",
         peak - before
     );
-    peak - before
+}
+
+/// `path` as given, or from the workspace root: `cargo bench` runs benches in `sync-server/`,
+/// while a person names binaries from where they typed the command.
+fn server_path(path: &str) -> PathBuf {
+    let given = PathBuf::from(path);
+    let from_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    match (given.exists(), from_root.exists()) {
+        (true, _) => given,
+        (false, true) => from_root,
+        (false, false) => panic!("--server {path}: no such file"),
+    }
 }
 
 fn main() {
@@ -184,7 +131,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         if arg == "--server" {
-            servers.push(args.next().expect("--server PATH").into());
+            servers.push(server_path(&args.next().expect("--server PATH")));
         }
     }
     if servers.is_empty() {

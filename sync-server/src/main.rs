@@ -156,7 +156,8 @@ async fn open_store_to_serve(config: &Config) -> Result<Arc<dyn Store>> {
 async fn serve(config_path: Option<&Path>) -> Result<()> {
     init_logging();
     let config = Config::load_with_env(config_path)?;
-    let header_timeout = Duration::from_secs(u64::from(config.header_timeout_seconds));
+    let limits = Limits::from(&config);
+    let header_timeout = limits.header_timeout();
     // Certificates are read before the store opens: a typo in a path fails at once.
     let transport = match &config.tls {
         Some(tls) => Transport::https(header_timeout, &tls.cert_file, &tls.key_file)?,
@@ -171,7 +172,7 @@ async fn serve(config_path: Option<&Path>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let state = AppState::new(store, Limits::from(&config));
+    let state = AppState::new(store, limits);
     // Both listeners stop on the one signal.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until_stopped = move || {

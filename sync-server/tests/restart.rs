@@ -11,10 +11,7 @@ use common::{lesson_events, push_body, roster_files, template_event};
 
 async fn restart_between_push_and_retry(mongo: Option<(String, String)>) {
     let dir = tempfile::tempdir().unwrap();
-    let place = Place {
-        data_dir: dir.path(),
-        mongo,
-    };
+    let place = Place::new(dir.path(), mongo);
     let http = common::http_client();
     place.create_admin();
     let (mut server, base) = place.serve(&http).await;

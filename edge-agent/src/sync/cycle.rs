@@ -160,7 +160,7 @@ impl Syncer {
         call: impl Fn(&Client) -> Result<T, CallError>,
     ) -> Result<T, Stop> {
         loop {
-            match call(&self.client) {
+            let wait_ms = match call(&self.client) {
                 Ok(value) => {
                     self.rule.record_success(link);
                     attempts.probing = false;
@@ -185,9 +185,7 @@ impl Syncer {
                         return Err(Stop::Call(e));
                     }
                     tracing::info!(error = %e, retry_in_ms = wait_ms, "server busy; retrying when it asked");
-                    std::thread::sleep(with_jitter(wait_ms));
-                    attempts.retries_left -= 1;
-                    attempts.retries_used += 1;
+                    wait_ms
                 }
                 Err(e) => {
                     let open = self.rule.record_failure(link, now_ms()) || attempts.probing;
@@ -196,11 +194,12 @@ impl Syncer {
                     }
                     let delay = self.config.retry_delays_ms[attempts.retries_used];
                     tracing::info!(error = %e, retry_in_ms = delay, "sync call failed; retrying");
-                    std::thread::sleep(with_jitter(delay));
-                    attempts.retries_left -= 1;
-                    attempts.retries_used += 1;
+                    delay
                 }
-            }
+            };
+            std::thread::sleep(with_jitter(wait_ms));
+            attempts.retries_left -= 1;
+            attempts.retries_used += 1;
         }
     }
 

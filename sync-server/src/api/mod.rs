@@ -73,7 +73,7 @@ pub struct Limits {
     pub account_failures_per_minute: usize,
     /// Wrong provisioning codes per client address allowed per minute. Default 10.
     pub code_failures_per_minute: usize,
-    /// Password checks run at once (see `passwords`). Default 2.
+    /// Password checks run at once (see `passwords`). Default: one per CPU, 2 to 4.
     pub password_workers: usize,
     /// Seconds to send a request's head, or to start the next one on an idle connection.
     /// Default 20.
@@ -88,29 +88,21 @@ pub struct Limits {
     pub metrics_on_api: bool,
 }
 
+/// The configuration's defaults: one place says what they are (`Config`).
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_body_bytes: 4 * 1024 * 1024,
-            max_roster_bytes: 32 * 1024 * 1024,
-            session_ttl_ms: 12 * 60 * 60 * 1000,
-            login_failures_per_minute: 5,
-            address_failures_per_minute: 20,
-            account_failures_per_minute: 30,
-            code_failures_per_minute: 10,
-            password_workers: 2,
-            header_timeout_seconds: 20,
-            body_timeout_seconds: 30,
-            max_clock_ahead_ms: 24 * 60 * 60 * 1000,
-            metrics_token: None,
-            metrics_on_api: true,
-        }
+        Limits::from(&crate::Config::defaults())
     }
 }
 
 impl From<&crate::Config> for Limits {
     fn from(config: &crate::Config) -> Self {
         Limits {
+            // Guessing limits are not configurable: a school has no reason to loosen them.
+            login_failures_per_minute: 5,
+            address_failures_per_minute: 20,
+            account_failures_per_minute: 30,
+            code_failures_per_minute: 10,
             max_body_bytes: config.max_body_bytes,
             max_roster_bytes: config.max_roster_bytes,
             session_ttl_ms: Millis::from(config.session_minutes) * 60_000,
@@ -120,8 +112,14 @@ impl From<&crate::Config> for Limits {
             max_clock_ahead_ms: Millis::from(config.max_clock_ahead_hours) * 60 * 60 * 1000,
             metrics_token: config.metrics_token.clone(),
             metrics_on_api: config.metrics_listen.is_none(),
-            ..Limits::default()
         }
+    }
+}
+
+impl Limits {
+    /// `header_timeout_seconds` as the transport takes it.
+    pub fn header_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.header_timeout_seconds))
     }
 }
 
@@ -205,7 +203,7 @@ impl AppState {
 
 /// Every route: method, path template, handler. The router is built from this table and
 /// `/openapi.json` must document exactly these (a test holds both to it). Each route takes
-/// bodies up to `max_body_bytes` except those `body_limits` names.
+/// bodies up to `max_body_bytes` except those `body_limit` names.
 fn route_table() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
     vec![
         (Method::GET, "/healthz", get(ops::healthz)),
@@ -364,9 +362,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let transport = Transport::plain(std::time::Duration::from_secs(u64::from(
-        state.limits().header_timeout_seconds,
-    )));
+    let transport = Transport::plain(state.limits().header_timeout());
     serve_router(listener, router(state), transport, shutdown).await
 }
 

@@ -322,13 +322,9 @@ pub(super) async fn metrics(
 /// `GET /metrics`, wherever it is served.
 pub(super) async fn metrics_only(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(expected) = &state.limits().metrics_token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .unwrap_or_default();
+        let given = super::auth::bearer(&headers).unwrap_or_default();
         // Compared as hashes, so the time taken says nothing about how much of it matched.
-        if super::auth::secret_hash(given.trim()) != super::auth::secret_hash(expected.trim()) {
+        if super::auth::secret_hash(given) != super::auth::secret_hash(expected.trim()) {
             return ApiError::Unauthorized("/metrics needs Authorization: Bearer <metrics_token>")
                 .into_response();
         }

@@ -129,17 +129,16 @@ pub fn id_taken(noun: &str, id: &str) -> StoreError {
 /// ran ahead would otherwise write a mark decided in year 9999 that beats every later
 /// correction for ever. Times in the past are fine: boxes stay offline for weeks.
 pub fn check_clock(event: &Event, now: Millis, max_ahead_ms: Millis) -> Result<(), Rejection> {
-    let mut times = vec![("event time", event.at)];
-    match &event.body {
-        EventBody::SessionOpened { started_at, .. } => times.push(("session start", *started_at)),
-        EventBody::MarkSet { decided_at, .. } => times.push(("decision time", *decided_at)),
-        EventBody::TemplateAdded { template } => {
-            times.push(("template time", template.created_at));
-        }
+    // Runs for every pushed event: no allocation.
+    let body_time = match &event.body {
+        EventBody::SessionOpened { started_at, .. } => Some(("session start", *started_at)),
+        EventBody::MarkSet { decided_at, .. } => Some(("decision time", *decided_at)),
+        EventBody::TemplateAdded { template } => Some(("template time", template.created_at)),
         EventBody::SessionClosed { .. }
         | EventBody::TemplateDeleted { .. }
-        | EventBody::ConsentChanged { .. } => {}
-    }
+        | EventBody::ConsentChanged { .. } => None,
+    };
+    let times = std::iter::once(("event time", event.at)).chain(body_time);
     let limit = now.saturating_add(max_ahead_ms);
     match times.into_iter().find(|&(_, at)| at > limit) {
         None => Ok(()),

@@ -1,9 +1,10 @@
 //! A real `sync-server` process on loopback, for tests that kill it, read its memory or start it
-//! from a configuration file.
+//! from a configuration file, and for benches/login.rs (which includes this file and names the
+//! binary to run).
 
 use std::io::Write;
-use std::net::TcpListener;
-use std::path::Path;
+use std::net::{IpAddr, TcpListener};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,15 +14,26 @@ use super::PASSWORD;
 
 pub const ADMIN: &str = "process-admin";
 
-/// Where the server keeps its data: a folder, plus a database name on MongoDB.
+/// Where the server keeps its data: a folder, plus a database name on MongoDB; and which
+/// `sync-server` binary runs there.
 pub struct Place<'a> {
     pub data_dir: &'a Path,
     pub mongo: Option<(String, String)>,
+    pub bin: PathBuf,
 }
 
-impl Place<'_> {
+impl<'a> Place<'a> {
+    /// The binary this crate built.
+    pub fn new(data_dir: &'a Path, mongo: Option<(String, String)>) -> Place<'a> {
+        Place {
+            data_dir,
+            mongo,
+            bin: env!("CARGO_BIN_EXE_sync-server").into(),
+        }
+    }
+
     pub fn command(&self, port: u16) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sync-server"));
+        let mut cmd = Command::new(&self.bin);
         cmd.env("ROLLCALL_SERVER_LISTEN", format!("127.0.0.1:{port}"))
             .env("ROLLCALL_SERVER_DATA_DIR", self.data_dir)
             .env("RUST_LOG", "warn");
@@ -111,6 +123,31 @@ pub async fn log_in(http: &reqwest::Client, base: &str) -> String {
         .unwrap())
     .await;
     reply["token"].as_str().unwrap().to_owned()
+}
+
+/// A client whose requests come from `ip` (any 127.x.y.z reaches a server on 127.0.0.1), as
+/// many people behind their own addresses would.
+pub fn client_from(ip: &str) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .local_address(ip.parse::<IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+/// The status of a login of `username` with `password` through `client` (0: no answer).
+pub async fn login_status(
+    client: &reqwest::Client,
+    base: &str,
+    username: &str,
+    password: &str,
+) -> u16 {
+    client
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .map_or(0, |r| r.status().as_u16())
 }
 
 /// Resident and peak memory of process `pid`, in KiB (`VmRSS`, `VmHWM`).
