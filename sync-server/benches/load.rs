@@ -1,7 +1,12 @@
 //! Load generator: simulated classroom boxes push 100-event batches and pull, against a real
 //! `sync-server serve` process on loopback, on the embedded store and on a MongoDB-wire server.
 //!
-//! `cargo bench -p sync-server --bench load [-- --quick] [-- --backend embedded|mongo]`
+//! `cargo bench -p sync-server --bench load [-- --quick] [-- --backend embedded|mongo]
+//! [-- --baseline PATH]`
+//!
+//! `--baseline PATH`: another build's `sync-server` binary (the code before a change), run with the
+//! same rows just before this build's own, so that the two are compared in one run on one machine;
+//! the closing lines give this build's throughput as a share of the baseline's.
 //!
 //! For MongoDB it uses `ROLLCALL_TEST_MONGODB_URI` when set, else starts `.venv/bin/secantusd-py`
 //! (made by scripts/setup) in memory on a free port. The generator and the server share the
@@ -119,10 +124,9 @@ struct Server {
 }
 
 impl Server {
-    fn start(backend: &Backend) -> Server {
+    fn start(backend: &Backend, bin: &Path) -> Server {
         let data = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let bin = env!("CARGO_BIN_EXE_sync-server");
         let database = format!("load_{}", uuid::Uuid::new_v4().simple());
         let configure = |cmd: &mut Command| {
             cmd.env("ROLLCALL_SERVER_LISTEN", format!("127.0.0.1:{port}"))
@@ -451,8 +455,16 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[idx].as_secs_f64() * 1e3
 }
 
-async fn run_backend(backend: &Backend, seconds: u64) {
-    let server = Server::start(backend);
+/// One build under test: its binary and the name its rows carry.
+struct Build {
+    bin: PathBuf,
+    label: &'static str,
+}
+
+/// Runs every row against `build` on `backend`; returns (boxes, paced, events/s) per row.
+async fn run_backend(backend: &Backend, build: &Build, seconds: u64) -> Vec<(usize, bool, f64)> {
+    let server = Server::start(backend, &build.bin);
+    let mut rows = Vec::new();
     // A workspace build gives reqwest edge-agent's `rustls-no-provider`: install one first.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
@@ -544,9 +556,11 @@ async fn run_backend(backend: &Backend, seconds: u64) {
         } else {
             "as fast as acked".to_owned()
         };
+        rows.push((boxes, paced, events_per_s));
         println!(
-            "| {} | {boxes} | {mode} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {} changes pulled{verdict} |",
+            "| {}{} | {boxes} | {mode} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {} changes pulled{verdict} |",
             backend.name(),
+            build.label,
             all.push.len(),
             events_per_s,
             percentile(&all.push, 0.50),
@@ -558,6 +572,31 @@ async fn run_backend(backend: &Backend, seconds: u64) {
             all.changes,
         );
     }
+    rows
+}
+
+/// Runs `builds` one after the other on `backend`, and with a baseline prints each unpaced row's
+/// throughput as a share of the baseline's.
+async fn compare(backend: &Backend, builds: &[Build], seconds: u64) -> Vec<String> {
+    let mut results = Vec::new();
+    for build in builds {
+        results.push(run_backend(backend, build, seconds).await);
+    }
+    let mut lines = Vec::new();
+    if let [before, after] = &results[..] {
+        for (&(boxes, paced, was), &(_, _, is)) in before.iter().zip(after) {
+            if !paced {
+                lines.push(format!(
+                    "{}, {boxes} boxes as fast as acked: {:.0} -> {:.0} events/s, {:.1} % of the baseline",
+                    backend.name(),
+                    was,
+                    is,
+                    100.0 * is / was
+                ));
+            }
+        }
+    }
+    lines
 }
 
 fn main() {
@@ -587,12 +626,40 @@ fn main() {
         "| store | boxes | load | pushes | events/s | push p50 ms | push p95 ms | push p99 ms | pull pages | pull p50 ms | pull p99 ms | note |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let own = Build {
+        bin: PathBuf::from(env!("CARGO_BIN_EXE_sync-server")),
+        label: "",
+    };
+    let builds = match args.iter().position(|a| a == "--baseline") {
+        Some(i) => {
+            let bin = PathBuf::from(
+                args.get(i + 1)
+                    .expect("--baseline takes a sync-server binary"),
+            );
+            assert!(bin.is_file(), "no baseline binary at {}", bin.display());
+            vec![
+                Build {
+                    bin,
+                    label: " (baseline)",
+                },
+                Build {
+                    label: " (this build)",
+                    ..own
+                },
+            ]
+        }
+        None => vec![own],
+    };
+    let mut ratios = Vec::new();
     if only.as_deref() != Some("mongo") {
-        runtime.block_on(run_backend(&Backend::Embedded, seconds));
+        ratios.extend(runtime.block_on(compare(&Backend::Embedded, &builds, seconds)));
     }
     if only.as_deref() != Some("embedded") {
         let (uri, _mongo) = mongo_uri();
-        runtime.block_on(run_backend(&Backend::Mongo(uri), seconds));
+        ratios.extend(runtime.block_on(compare(&Backend::Mongo(uri), &builds, seconds)));
+    }
+    for line in ratios {
+        println!("{line}");
     }
     println!(
         "\n{EVENTS_PER_PUSH} events per push; each box pulls (limit {PULL_LIMIT}) after every {PUSHES_PER_PULL} pushes until caught up; {seconds} s per row; legacy backend: p50 200 ms, p95 500 ms, p99 1000 ms."

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod config;
+pub mod domain;
 pub mod store;
 
 pub use config::{Config, ConfigError};

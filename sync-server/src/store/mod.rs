@@ -15,7 +15,8 @@
 
 use async_trait::async_trait;
 use shared_proto::sync::{
-    Change, Consent, EnrolmentRole, Event, MarkSource, MarkStatus, PushResponse, ScheduleSlot,
+    Change, Consent, EnrolmentRole, Event, MAX_PULL_LIMIT, MarkSource, MarkStatus, PushResponse,
+    ScheduleSlot,
 };
 
 pub mod mongo;
@@ -204,6 +205,28 @@ pub struct ChangePage {
     /// The last `seq` in `changes`, or the cursor asked for when there are none.
     pub next_cursor: u64,
     pub more: bool,
+}
+
+impl ChangePage {
+    /// How many changes a backend reads for a pull asking for `limit`: the page, capped at
+    /// `MAX_PULL_LIMIT`, plus one that only tells whether more wait (read in the same snapshot).
+    pub fn rows_to_read(limit: usize) -> usize {
+        limit.min(MAX_PULL_LIMIT) + 1
+    }
+
+    /// The page of a pull from `cursor` asking for `limit`, out of the changes read in `seq`
+    /// order (at most `rows_to_read(limit)` of them).
+    pub fn from_read(cursor: u64, limit: usize, mut read: Vec<Change>) -> ChangePage {
+        let limit = limit.min(MAX_PULL_LIMIT);
+        let more = read.len() > limit;
+        read.truncate(limit);
+        let next_cursor = read.last().map_or(cursor, |c| c.seq);
+        ChangePage {
+            changes: read,
+            next_cursor,
+            more,
+        }
+    }
 }
 
 /// Counters for `/metrics` and the admin devices page.

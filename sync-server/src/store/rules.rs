@@ -1,5 +1,5 @@
 //! What a pushed event means, independent of the backend: the checks that need no lookup, and the
-//! rules both backends apply in `apply_events`.
+//! rules that `domain::push` carries out for every backend.
 //!
 //! Per kind, in the device's school (`WrongSchool` when the id exists in another school, the
 //! `Unknown*` code when it exists nowhere):

@@ -1,13 +1,13 @@
 //! Schools, users and their login sessions, devices and provisioning codes.
 
 use mongodb::bson::{Document, doc};
-use mongodb::options::ReturnDocument;
 
 use super::docs::{AuthSessionDoc, DeviceDoc, ProvisioningCodeDoc, SchoolDoc, UserDoc};
 use super::error::{DbError, insert_error};
 use super::names::*;
 use super::tx::Tx;
 use super::{MongoStore, collect};
+use crate::domain::provisioning::{self, HeldCode};
 use crate::store::{
     AuthSession, Device, Millis, ProvisioningCode, RedeemRefusal, Role, School, StoreError, User,
 };
@@ -155,38 +155,34 @@ pub async fn redeem_provisioning_code(
     device: &Device,
     now: Millis,
 ) -> Result<Result<Device, RedeemRefusal>, DbError> {
+    let code = tx
+        .coll::<ProvisioningCodeDoc>(PROVISIONING_CODES)
+        .find_one(doc! { "_id": code_hash })
+        .session(&mut tx.session)
+        .await?
+        .map(|code| HeldCode {
+            school_id: code.school_id,
+            device_name: code.device_name,
+            expires_at: code.expires_at,
+            used_at: code.used_at,
+        });
+    let device = match provisioning::redeem(code, device, now) {
+        Ok(device) => device,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    // Only an unused code is claimed: of two boxes racing with one code, the second finds it
+    // taken, runs again and is told it is used.
     let claimed = tx
         .coll::<ProvisioningCodeDoc>(PROVISIONING_CODES)
-        .find_one_and_update(
-            doc! { "_id": code_hash, "used_at": null, "expires_at": { "$gt": now } },
+        .update_one(
+            doc! { "_id": code_hash, "used_at": null },
             doc! { "$set": { "used_at": now, "device_id": &device.id } },
         )
-        .return_document(ReturnDocument::After)
         .session(&mut tx.session)
         .await?;
-    let Some(code) = claimed else {
-        let held = tx
-            .coll::<ProvisioningCodeDoc>(PROVISIONING_CODES)
-            .find_one(doc! { "_id": code_hash })
-            .session(&mut tx.session)
-            .await?;
-        return Ok(Err(match held {
-            None => RedeemRefusal::Unknown,
-            Some(held) if held.used_at.is_some() => RedeemRefusal::AlreadyUsed,
-            Some(_) => RedeemRefusal::Expired,
-        }));
-    };
-    // A box that gives no name takes the one the admin put on its code.
-    let name = match (device.name.trim().is_empty(), code.device_name) {
-        (true, Some(name)) => name,
-        _ => device.name.clone(),
-    };
-    let device = Device {
-        school_id: code.school_id,
-        name,
-        revoked_at: None,
-        ..device.clone()
-    };
+    if claimed.modified_count != 1 {
+        return Err(DbError::Race("a provisioning code".to_owned()));
+    }
     tx.coll::<DeviceDoc>(DEVICES)
         .insert_one(DeviceDoc::from_device(&device))
         .session(&mut tx.session)

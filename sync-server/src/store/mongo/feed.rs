@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use mongodb::bson::{Document, doc};
 use mongodb::options::ReturnDocument;
 use serde::{Deserialize, Serialize};
-use shared_proto::sync::{Change, ChangeBody, MAX_PULL_LIMIT};
+use shared_proto::sync::{Change, ChangeBody};
 
 use super::docs::to_document;
 use super::error::DbError;
@@ -92,36 +92,28 @@ pub async fn pull(
     cursor: u64,
     limit: usize,
 ) -> Result<ChangePage, DbError> {
-    let limit = limit.min(MAX_PULL_LIMIT);
     let cursor_db = i64::try_from(cursor).unwrap_or(i64::MAX);
-    // One document past the page tells whether more wait.
+    let n_rows = ChangePage::rows_to_read(limit);
     let found = store
         .coll::<ChangeDoc>(CHANGES)
         .find(doc! { "school_id": school_id, "seq": { "$gt": cursor_db } })
         .sort(doc! { "seq": 1 })
-        .limit(limit as i64 + 1)
+        .limit(n_rows as i64)
         // One batch: the page is read in one round trip.
-        .batch_size(limit as u32 + 1)
+        .batch_size(n_rows as u32)
         .await?;
-    let found = collect(found).await?;
-    let more = found.len() > limit;
-    let mut changes = Vec::with_capacity(limit);
-    for row in found.into_iter().take(limit) {
+    let mut read = Vec::with_capacity(n_rows);
+    for row in collect(found).await? {
         let body: ChangeBody = mongodb::bson::from_document(row.body).map_err(|e| {
             StoreError::Backend(format!(
                 "change {} of {school_id} is unreadable: {e}",
                 row.seq
             ))
         })?;
-        changes.push(Change {
+        read.push(Change {
             seq: row.seq as u64,
             body,
         });
     }
-    let next_cursor = changes.last().map_or(cursor, |c| c.seq);
-    Ok(ChangePage {
-        changes,
-        next_cursor,
-        more,
-    })
+    Ok(ChangePage::from_read(cursor, limit, read))
 }

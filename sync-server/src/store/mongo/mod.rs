@@ -35,6 +35,8 @@ use error::DbError;
 pub use schema::SUPPORTED_SCHEMA;
 use tx::{FeedLocks, Tx};
 
+use crate::domain;
+
 /// Collection names, in one place so indexes and queries cannot drift apart.
 mod names {
     pub const META: &str = "meta";
@@ -331,10 +333,27 @@ impl Store for MongoStore {
             &mut ctx,
             |tx, (school_id, student_id, consent, by, at)| {
                 Box::pin(async move {
-                    if !roster::is_our_student(tx, school_id, student_id).await? {
+                    let held = tx
+                        .coll::<StudentDoc>(names::STUDENTS)
+                        .find_one(doc! { "_id": *student_id, "school_id": *school_id })
+                        .session(&mut tx.session)
+                        .await?;
+                    let Some(held) = held else {
                         return Err(StoreError::NotFound(format!("student {student_id}")).into());
-                    }
-                    roster::set_consent(tx, school_id, student_id, *consent, by, *at).await
+                    };
+                    let mut held = events::held_student(held);
+                    let mut live = templates::live_ids(tx, student_id).await?;
+                    let mut writes = Vec::new();
+                    domain::consent::decide(
+                        student_id,
+                        &mut held,
+                        &mut live,
+                        *consent,
+                        by,
+                        *at,
+                        &mut writes,
+                    );
+                    events::write(tx, school_id, &writes).await
                 })
             },
         )

@@ -4,16 +4,17 @@
 use std::collections::{HashMap, HashSet};
 
 use mongodb::bson::{Document, doc};
-use shared_proto::sync::{ChangeBody, Consent, ScheduleSlot};
+use shared_proto::sync::{ChangeBody, ScheduleSlot};
 
-use super::docs::{EnrolmentDoc, SectionDoc, StudentDoc, TeacherDoc, to_bson, to_document};
+use super::docs::{EnrolmentDoc, SectionDoc, StudentDoc, TeacherDoc, to_document};
 use super::error::DbError;
 use super::names::*;
 use super::templates;
 use super::tx::Tx;
 use super::{MongoStore, collect};
+use crate::domain::erasure;
 use crate::store::rules;
-use crate::store::{Enrolment, Millis, RosterBatch, RosterSummary, Section, StoreError, Teacher};
+use crate::store::{Enrolment, RosterBatch, RosterSummary, Section, StoreError, Teacher};
 
 /// The last occurrence of each id, in the order of those last occurrences: a batch that names an
 /// entity twice means its last row, as applying the rows one by one would.
@@ -494,51 +495,7 @@ pub async fn is_our_student(
         .is_some())
 }
 
-/// Records a consent decision for a student of `school_id` (the caller has checked that). Any
-/// state but `granted` tombstones the student's templates: a face is only kept with consent. A
-/// decision older than the one held changes nothing.
-pub async fn set_consent(
-    tx: &mut Tx<'_>,
-    school_id: &str,
-    student_id: &str,
-    consent: Consent,
-    by: &str,
-    at: Millis,
-) -> Result<(), DbError> {
-    let held = tx
-        .coll::<StudentDoc>(STUDENTS)
-        .find_one(doc! { "_id": student_id })
-        .session(&mut tx.session)
-        .await?;
-    let Some(mut held) = held else {
-        return Err(StoreError::NotFound(format!("student {student_id}")).into());
-    };
-    if held.consent_at.is_some_and(|held_at| at < held_at) {
-        return Ok(());
-    }
-    set_fields(
-        tx,
-        STUDENTS,
-        doc! { "_id": student_id },
-        doc! {
-            "consent": to_bson(&consent)?,
-            "consent_by": by,
-            "consent_at": at,
-        },
-    )
-    .await?;
-    if held.consent != consent {
-        held.consent = consent;
-        tx.feed(student_change(&held))?;
-    }
-    if consent != Consent::Granted {
-        templates::tombstone_all_of(tx, school_id, student_id).await?;
-    }
-    Ok(())
-}
-
-/// Erasure: the student's record, templates and marks go; the feed keeps only ids (tombstones and
-/// ended enrolments) so every box purges its copy.
+/// Erasure, as `domain::erasure` decides it.
 pub async fn erase_student(
     tx: &mut Tx<'_>,
     school_id: &str,
@@ -547,12 +504,6 @@ pub async fn erase_student(
     if !is_our_student(tx, school_id, student_id).await? {
         return Err(StoreError::NotFound(format!("student {student_id}")).into());
     }
-    for template_id in templates::live_ids(tx, student_id).await? {
-        tx.feed(ChangeBody::TemplateDeleted {
-            template: template_id,
-            student: student_id.to_owned(),
-        })?;
-    }
     let held: Vec<EnrolmentDoc> = tx
         .find_all(
             ENROLMENTS,
@@ -560,24 +511,8 @@ pub async fn erase_student(
             doc! { "section_id": 1 },
         )
         .await?;
-    for enrolment in held {
-        tx.feed(enrolment_change(&EnrolmentDoc {
-            active: false,
-            ..enrolment
-        }))?;
-    }
-    for (collection, filter) in [
-        (TEMPLATES, doc! { "student_id": student_id }),
-        (MARKS, doc! { "student_id": student_id }),
-        (ENROLMENTS, doc! { "person_id": student_id }),
-        (STUDENTS, doc! { "_id": student_id }),
-    ] {
-        tx.coll::<Document>(collection)
-            .delete_many(filter)
-            .session(&mut tx.session)
-            .await?;
-    }
-    tx.feed(ChangeBody::StudentErased {
-        student: student_id.to_owned(),
-    })
+    let enrolments = held.into_iter().map(|e| (e.section_id, e.role)).collect();
+    let live = templates::live_ids(tx, student_id).await?;
+    let writes = erasure::decide(student_id, live, enrolments);
+    super::events::write(tx, school_id, &writes).await
 }

@@ -3,6 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{insert_error, word};
+use crate::domain::provisioning::{self, HeldCode};
 use crate::store::{
     AuthSession, Device, Millis, ProvisioningCode, RedeemRefusal, School, StoreError, User,
 };
@@ -155,31 +156,22 @@ pub fn redeem_provisioning_code(
     device: &Device,
     now: Millis,
 ) -> Result<Result<Device, RedeemRefusal>, StoreError> {
-    type CodeRow = (String, Option<Millis>, Millis, Option<String>);
-    let code: Option<CodeRow> = conn
+    let code = conn
         .prepare_cached(
             "SELECT school_id, used_at, expires_at, device_name FROM provisioning_codes WHERE code_hash = ?1",
         )?
-        .query_row([code_hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .query_row([code_hash], |r| {
+            Ok(HeldCode {
+                school_id: r.get(0)?,
+                used_at: r.get(1)?,
+                expires_at: r.get(2)?,
+                device_name: r.get(3)?,
+            })
+        })
         .optional()?;
-    let (school_id, code_name) = match code {
-        None => return Ok(Err(RedeemRefusal::Unknown)),
-        Some((_, Some(_), _, _)) => return Ok(Err(RedeemRefusal::AlreadyUsed)),
-        Some((_, None, expires_at, _)) if expires_at <= now => {
-            return Ok(Err(RedeemRefusal::Expired));
-        }
-        Some((school_id, None, _, name)) => (school_id, name),
-    };
-    // A box that gives no name takes the one the admin put on its code.
-    let name = match (device.name.trim().is_empty(), code_name) {
-        (true, Some(name)) => name,
-        _ => device.name.clone(),
-    };
-    let device = Device {
-        school_id,
-        name,
-        revoked_at: None,
-        ..device.clone()
+    let device = match provisioning::redeem(code, device, now) {
+        Ok(device) => device,
+        Err(refusal) => return Ok(Err(refusal)),
     };
     conn.prepare_cached(
         "INSERT INTO devices (id, school_id, name, token_hash, created_at, revoked_at, last_seen_at)

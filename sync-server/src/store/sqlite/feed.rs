@@ -5,7 +5,7 @@
 //! plus one, read inside the transaction) is larger than every `seq` a reader can already see.
 
 use rusqlite::{Connection, params};
-use shared_proto::sync::{Change, ChangeBody, MAX_PULL_LIMIT};
+use shared_proto::sync::{Change, ChangeBody};
 
 use crate::store::{ChangePage, StoreError};
 
@@ -58,35 +58,24 @@ pub fn pull(
     cursor: u64,
     limit: usize,
 ) -> Result<ChangePage, StoreError> {
-    let limit = limit.min(MAX_PULL_LIMIT);
-    // One row past the page tells whether more wait, in the same snapshot.
     let mut stmt = conn.prepare_cached(
         "SELECT seq, body FROM changes WHERE school_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
     )?;
     let cursor_sql = i64::try_from(cursor).unwrap_or(i64::MAX);
-    let mut rows = stmt.query(params![school_id, cursor_sql, limit as i64 + 1])?;
-    let mut changes = Vec::with_capacity(limit);
-    let mut more = false;
+    let n_rows = ChangePage::rows_to_read(limit);
+    let mut rows = stmt.query(params![school_id, cursor_sql, n_rows as i64])?;
+    let mut read = Vec::with_capacity(n_rows);
     while let Some(row) = rows.next()? {
-        if changes.len() == limit {
-            more = true;
-            break;
-        }
         let seq: i64 = row.get(0)?;
         let body: String = row.get(1)?;
         let body: ChangeBody = serde_json::from_str(&body)
             .map_err(|e| StoreError::Backend(format!("change {seq} is unreadable: {e}")))?;
-        changes.push(Change {
+        read.push(Change {
             seq: seq as u64,
             body,
         });
     }
-    let next_cursor = changes.last().map_or(cursor, |c| c.seq);
-    Ok(ChangePage {
-        changes,
-        next_cursor,
-        more,
-    })
+    Ok(ChangePage::from_read(cursor, limit, read))
 }
 
 pub fn count(conn: &Connection) -> Result<u64, StoreError> {

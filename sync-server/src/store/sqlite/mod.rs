@@ -26,6 +26,7 @@ use super::{
     ProvisioningCode, RedeemRefusal, RosterBatch, RosterSummary, School, Section, Store,
     StoreCounts, StoreError, Student, User,
 };
+use crate::domain;
 use worker::{Checkpointer, Readers, Writer};
 
 /// How long a connection waits for a lock held by another process before giving up.
@@ -133,7 +134,6 @@ enum Table {
     Sections,
     Students,
     Teachers,
-    Sessions,
 }
 
 fn owner(conn: &Connection, table: Table, id: &str, school_id: &str) -> Result<Owner, StoreError> {
@@ -141,7 +141,6 @@ fn owner(conn: &Connection, table: Table, id: &str, school_id: &str) -> Result<O
         Table::Sections => "SELECT school_id FROM sections WHERE id = ?1",
         Table::Students => "SELECT school_id FROM students WHERE id = ?1",
         Table::Teachers => "SELECT school_id FROM teachers WHERE id = ?1",
-        Table::Sessions => "SELECT school_id FROM sessions WHERE id = ?1",
     };
     let school: Option<String> = conn
         .prepare_cached(sql)?
@@ -390,11 +389,23 @@ impl Store for SqliteStore {
             (school_id.to_owned(), student_id.to_owned(), by.to_owned());
         self.writer
             .run(move |conn| {
-                if owner(conn, Table::Students, &student_id, &school_id)? != Owner::Ours {
+                let Some(mut held) =
+                    events::student(conn, &student_id)?.filter(|s| s.school_id == school_id)
+                else {
                     return Err(StoreError::NotFound(format!("student {student_id}")));
-                }
-                let mut feed = feed::Feed::new(conn, &school_id);
-                roster::set_consent(conn, &mut feed, &school_id, &student_id, consent, &by, at)
+                };
+                let mut live = templates::live_ids(conn, &student_id)?;
+                let mut writes = Vec::new();
+                domain::consent::decide(
+                    &student_id,
+                    &mut held,
+                    &mut live,
+                    consent,
+                    &by,
+                    at,
+                    &mut writes,
+                );
+                events::write(conn, &school_id, &writes)
             })
             .await
     }

@@ -4,14 +4,13 @@
 use std::collections::HashSet;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use shared_proto::sync::{ChangeBody, Consent, ScheduleSlot};
+use shared_proto::sync::{ChangeBody, ScheduleSlot};
 
 use super::feed::Feed;
 use super::{Table, owner, templates, word};
+use crate::domain::erasure;
 use crate::store::rules::{self, Owner};
-use crate::store::{
-    Enrolment, Millis, RosterBatch, RosterSummary, Section, StoreError, Student, Teacher,
-};
+use crate::store::{Enrolment, RosterBatch, RosterSummary, Section, StoreError, Student, Teacher};
 
 pub fn apply_roster(
     conn: &Connection,
@@ -497,36 +496,6 @@ pub fn schedule(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Records a consent decision for a student of `school_id` (the caller has checked that). Any
-/// state but `granted` tombstones the student's templates: a face is only kept with consent.
-pub fn set_consent(
-    conn: &Connection,
-    feed: &mut Feed<'_>,
-    school_id: &str,
-    student_id: &str,
-    consent: Consent,
-    by: &str,
-    at: Millis,
-) -> Result<(), StoreError> {
-    let (held, held_at): (String, Option<Millis>) = conn
-        .prepare_cached("SELECT consent, consent_at FROM students WHERE id = ?1")?
-        .query_row([student_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    if held_at.is_some_and(|held_at| at < held_at) {
-        return Ok(());
-    }
-    conn.prepare_cached(
-        "UPDATE students SET consent = ?2, consent_by = ?3, consent_at = ?4 WHERE id = ?1",
-    )?
-    .execute(params![student_id, consent.as_str(), by, at])?;
-    if held != consent.as_str() {
-        write_student_change(conn, feed, student_id)?;
-    }
-    if consent != Consent::Granted {
-        templates::tombstone_all_of(conn, feed, school_id, student_id)?;
-    }
-    Ok(())
-}
-
 /// A student's marks, parameters student and school. No index leads with the student (schema
 /// version 2): they are reached through the school's sessions and the primary key, and the
 /// pending ones through their partial index.
@@ -536,8 +505,7 @@ pub(super) const ERASE_MARKS: [&str; 2] = [
     "DELETE FROM marks WHERE session_pending = 1 AND school_id = ?2 AND student_id = ?1",
 ];
 
-/// Erasure: the student's record, templates and marks go; the feed keeps only ids (tombstones and
-/// ended enrolments) so every box purges its copy.
+/// Erasure, as `domain::erasure` decides it.
 pub fn erase_student(
     conn: &Connection,
     school_id: &str,
@@ -546,38 +514,19 @@ pub fn erase_student(
     if owner(conn, Table::Students, student_id, school_id)? != Owner::Ours {
         return Err(StoreError::NotFound(format!("student {student_id}")));
     }
-    let mut feed = Feed::new(conn, school_id);
-    for template_id in templates::live_ids(conn, student_id)? {
-        feed.write(&ChangeBody::TemplateDeleted {
-            template: template_id,
-            student: student_id.to_owned(),
-        })?;
-    }
-    conn.prepare_cached("DELETE FROM templates WHERE student_id = ?1")?
-        .execute([student_id])?;
-    for sql in ERASE_MARKS {
-        conn.prepare_cached(sql)?.execute([student_id, school_id])?;
-    }
-    let held: Vec<(String, String)> = {
+    let enrolments = {
         let mut stmt = conn.prepare_cached(
             "SELECT section_id, role FROM enrolments WHERE person_id = ?1 AND active = 1",
         )?;
-        let rows = stmt.query_map([student_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<Result<_, _>>()?
+        let rows = stmt.query_map([student_id], |r| Ok((r.get(0)?, r.get::<_, String>(1)?)))?;
+        let mut enrolments = Vec::new();
+        for row in rows {
+            let (section, role) = row?;
+            enrolments.push((section, word(1, &role)?));
+        }
+        enrolments
     };
-    for (section_id, role) in held {
-        feed.write(&ChangeBody::Enrolment {
-            section: section_id,
-            person: student_id.to_owned(),
-            role: word(1, &role)?,
-            active: false,
-        })?;
-    }
-    conn.prepare_cached("DELETE FROM enrolments WHERE person_id = ?1")?
-        .execute([student_id])?;
-    conn.prepare_cached("DELETE FROM students WHERE id = ?1")?
-        .execute([student_id])?;
-    feed.write(&ChangeBody::StudentErased {
-        student: student_id.to_owned(),
-    })
+    let live = templates::live_ids(conn, student_id)?;
+    let writes = erasure::decide(student_id, live, enrolments);
+    super::events::write(conn, school_id, &writes)
 }

@@ -3,37 +3,15 @@
 //! that keep a deleted template's id (never its vector) so a late `template_added` cannot bring
 //! it back.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
-use shared_proto::sync::{ChangeBody, Embedding, TemplateData};
+use rusqlite::{Connection, Row, params};
+use shared_proto::sync::{Embedding, TemplateData};
 use shared_proto::{EmbeddingSpace, ModelId};
 
-use super::feed::Feed;
 use crate::store::StoreError;
 
-/// What the store holds under a template id.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Held {
-    Nothing,
-    Live { school_id: String },
-    Tombstone { school_id: String },
-}
-
-pub fn held(conn: &Connection, template_id: &str) -> Result<Held, StoreError> {
-    let row: Option<(String, bool)> = conn
-        .prepare_cached("SELECT school_id, tombstone FROM templates WHERE id = ?1")?
-        .query_row([template_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    Ok(match row {
-        None => Held::Nothing,
-        Some((school_id, false)) => Held::Live { school_id },
-        Some((school_id, true)) => Held::Tombstone { school_id },
-    })
-}
-
-/// Stores a new template and announces it to the school's boxes.
+/// Stores a new template.
 pub fn insert(
     conn: &Connection,
-    feed: &mut Feed<'_>,
     school_id: &str,
     template: &TemplateData,
 ) -> Result<(), StoreError> {
@@ -60,16 +38,12 @@ pub fn insert(
         template.source,
         template.created_at
     ])?;
-    feed.write(&ChangeBody::Template {
-        template: template.clone(),
-    })
+    Ok(())
 }
 
-/// Turns a template (held or not yet seen) into a tombstone: the vector is purged and every box
-/// is told to purge its copy.
+/// Turns a template (held or not yet seen) into a tombstone: the vector is purged.
 pub fn tombstone(
     conn: &Connection,
-    feed: &mut Feed<'_>,
     school_id: &str,
     template_id: &str,
     student_id: &str,
@@ -79,10 +53,7 @@ pub fn tombstone(
          ON CONFLICT (id) DO UPDATE SET tombstone = 1, embedding = NULL, model_id = NULL, space = NULL",
     )?
     .execute(params![template_id, school_id, student_id])?;
-    feed.write(&ChangeBody::TemplateDeleted {
-        template: template_id.to_owned(),
-        student: student_id.to_owned(),
-    })
+    Ok(())
 }
 
 /// Ids of a student's live templates.
@@ -92,19 +63,6 @@ pub fn live_ids(conn: &Connection, student_id: &str) -> Result<Vec<String>, Stor
     )?;
     let rows = stmt.query_map([student_id], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// Tombstones every live template of a student (consent withdrawn, erasure).
-pub fn tombstone_all_of(
-    conn: &Connection,
-    feed: &mut Feed<'_>,
-    school_id: &str,
-    student_id: &str,
-) -> Result<(), StoreError> {
-    for template_id in live_ids(conn, student_id)? {
-        tombstone(conn, feed, school_id, &template_id, student_id)?;
-    }
-    Ok(())
 }
 
 pub fn templates_of(

@@ -1,0 +1,98 @@
+//! The server's decisions, written once for every store.
+//!
+//! A decision here is a pure function: it reads what the store holds about the records a request
+//! names (`Facts`, which a backend looks up in one go, in its transaction), decides, and returns the
+//! writes to make (`Write`, in order). A backend only looks things up and carries writes out; it
+//! never decides whether an event applies, who wins a mark, what consent does to templates or what
+//! the change feed says. So the embedded SQLite store and the MongoDB store cannot drift, and the
+//! decisions are tested without a database (`push::tests`).
+//!
+//! Deciding on facts read before the first write is sound because each backend runs the look-up
+//! and the writes in one transaction (SQLite: the single writer's savepoint; MongoDB: a snapshot
+//! transaction, run again from the start on a conflict), and because a decision that depends on an
+//! earlier write of the same request (a session opened and marked in one push) reads the planner's
+//! own record of it, not the store's.
+
+pub mod consent;
+pub mod erasure;
+pub mod provisioning;
+pub mod push;
+
+use shared_proto::sync::{ChangeBody, Consent, MarkSource, MarkStatus, TemplateData};
+
+use crate::store::Millis;
+
+/// One write a decision asks the store to make, in its transaction, in the order given.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Write {
+    /// A new session of the pushing device; marks of the same school that arrived before it are
+    /// filed under it from now on.
+    OpenSession {
+        session: String,
+        device: String,
+        section: String,
+        started_at: Millis,
+    },
+    /// Records the first close of a session; a later close changes nothing.
+    CloseSession { session: String, at: Millis },
+    /// Inserts or replaces one student's mark in one session.
+    SetMark(MarkWrite),
+    /// Stores a new template (never one already held, live or tombstoned).
+    AddTemplate(TemplateData),
+    /// Turns a template, held or not, into a tombstone: its vector is purged.
+    Tombstone { template: String, student: String },
+    /// Records a consent decision on a held student.
+    SetConsent {
+        student: String,
+        consent: Consent,
+        by: String,
+        at: Millis,
+    },
+    /// Deletes a student of the school with their templates (tombstones too), marks and
+    /// enrolments.
+    EraseStudent { student: String },
+    /// Upserts the row of the change's key in the school's change feed with a new seq.
+    Change(ChangeBody),
+}
+
+/// A mark as it is stored, with the session it is filed under when that has arrived.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MarkWrite {
+    pub session: String,
+    pub student: String,
+    /// The box that sent it.
+    pub device: String,
+    pub status: MarkStatus,
+    pub source: MarkSource,
+    pub score: Option<f32>,
+    pub decided_at: Millis,
+    pub decided_by: Option<String>,
+    /// The event that set it: `mark_wins` breaks ties on it.
+    pub event_id: String,
+    /// The session's section and start, `None` while its `session_opened` has not arrived.
+    pub filed_under: Option<(String, Millis)>,
+}
+
+/// A student as the decisions see them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeldStudent {
+    pub school_id: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub active: bool,
+    pub consent: Consent,
+    pub consent_at: Option<Millis>,
+}
+
+impl HeldStudent {
+    /// What the school's boxes are told about this student.
+    pub fn change(&self, id: &str) -> ChangeBody {
+        ChangeBody::Student {
+            id: id.to_owned(),
+            given_name: self.given_name.clone(),
+            family_name: self.family_name.clone(),
+            active: self.active,
+            consent: self.consent,
+        }
+    }
+}
