@@ -2,7 +2,7 @@
 //! enrolled students -> fused per student -> present / needs review / absent, stored with its marks.
 
 use image::RgbImage;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::Thresholds;
 use super::evidence::{FrameEvidence, Unmatched, decide, fuse, match_faces};
@@ -35,11 +35,8 @@ pub enum CaptureError {
     NoFrames,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Scored {
-    pub student: String,
-    pub score: f32,
-}
+/// A student and a face's similarity to them; the store keeps review candidates as these.
+pub use crate::store::Scored;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ReviewItem {

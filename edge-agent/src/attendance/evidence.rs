@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::capture::{ReviewItem, Scored};
 use super::{Thresholds, Verdict, assign};
-use crate::store::{Mark, MarkSource, MarkStatus};
+use crate::store::{Candidates, Mark, MarkSource, MarkStatus};
 
 /// How many of a face's best students a review item shows.
 const REVIEW_CANDIDATES: usize = 3;
@@ -159,15 +159,15 @@ pub fn decide(
                     student: student.clone(),
                     candidates: best.candidates.clone(),
                 });
-                let json = serde_json::to_string(&best.candidates).expect("plain data");
-                (MarkStatus::Review, Some(best.score), Some(json))
+                let candidates = Candidates(best.candidates.clone());
+                (MarkStatus::Review, Some(best.score), Some(candidates))
             }
             None if need_reenrolment.contains(student) => {
                 decisions.review.push(ReviewItem {
                     student: student.clone(),
                     candidates: Vec::new(),
                 });
-                (MarkStatus::Review, None, Some("[]".to_owned()))
+                (MarkStatus::Review, None, Some(Candidates::default()))
             }
             None => {
                 decisions.absent.push(student.clone());
@@ -311,9 +311,10 @@ mod tests {
             .map(|c| (c.student.as_str(), c.score))
             .collect();
         assert_eq!(candidates, vec![("bo", 0.42), ("ada", 0.36)]);
-        let stored: Vec<Scored> =
-            serde_json::from_str(decisions.marks[1].candidates.as_deref().unwrap()).unwrap();
-        assert_eq!(stored, bo.candidates);
+        assert_eq!(
+            decisions.marks[1].candidates,
+            Some(Candidates(bo.candidates.clone()))
+        );
     }
 
     #[test]
@@ -368,7 +369,7 @@ mod tests {
         );
         assert!(decisions.review[0].candidates.is_empty());
         assert_eq!(decisions.marks[1].score, None);
-        assert_eq!(decisions.marks[1].candidates.as_deref(), Some("[]"));
+        assert_eq!(decisions.marks[1].candidates, Some(Candidates::default()));
     }
 
     #[test]

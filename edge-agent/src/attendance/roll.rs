@@ -89,9 +89,8 @@ pub fn session_roll(store: &Store, session: &str) -> Result<Roll, StoreError> {
 
 fn row(store: &Store, record: StudentRecord, mark: Option<&Mark>) -> Result<RollRow, StoreError> {
     let candidates = mark
-        .and_then(|m| m.candidates.as_deref())
-        // Written by `capture` from `Vec<Scored>`; anything else shows no candidates.
-        .and_then(|json| serde_json::from_str(json).ok())
+        .and_then(|m| m.candidates.clone())
+        .map(|c| c.0)
         .unwrap_or_default();
     let name = format!("{} {}", record.given_name, record.family_name)
         .trim()

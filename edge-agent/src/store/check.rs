@@ -111,6 +111,34 @@ SELECT s.id, COUNT(*) FROM students s JOIN face_templates t ON t.student_id = s.
 WHERE s.consent = 'withdrawn'
 GROUP BY s.id ORDER BY s.id";
 
+/// Every query above that reads outbox payloads.
+#[cfg(test)]
+const PAYLOAD_QUERIES: &[&str] = &[
+    MARKS_WITHOUT_THEIR_EVENT,
+    EVENTS_WITHOUT_THEIR_MARK,
+    SESSIONS_NOT_OPENED_ONCE,
+    OPENED_SESSIONS_MISSING,
+    TEMPLATES_NOT_ADDED_ONCE,
+    ADDED_TEMPLATES_MISSING,
+];
+
+/// The JSON paths those queries read, by the kind of row they read them from: a test evaluates
+/// each on the payload `OutboxPayload` writes for that kind, so renaming a field fails there
+/// rather than leaving a check that silently finds nothing.
+#[cfg(test)]
+const PAYLOAD_PATHS: &[(&str, &str)] = &[
+    ("mark_set", "$.session"),
+    ("mark_set", "$.student"),
+    ("mark_set", "$.status"),
+    ("mark_set", "$.source"),
+    ("session_opened", "$.session"),
+    ("session_opened", "$.section"),
+    ("template_added", "$.template"),
+    ("template_added", "$.student"),
+    ("consent_changed", "$.student"),
+    ("consent_changed", "$.consent"),
+];
+
 impl Store {
     /// Every way the database disagrees with itself or with its outbox, one sentence each; empty
     /// when consistent. A failed `PRAGMA integrity_check` is reported alone: nothing else read
@@ -410,6 +438,41 @@ mod tests {
             .collect();
         let expected: Vec<String> = expected.iter().map(|e| fill(e)).collect();
         assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn every_payload_path_the_checks_read_is_written_by_the_payload_type() {
+        let store = Store::open_in_memory().unwrap();
+        let samples = super::super::outbox::tests::one_of_each();
+        for (kind, path) in PAYLOAD_PATHS {
+            let payload = samples
+                .iter()
+                .find(|p| p.kind() == *kind)
+                .unwrap_or_else(|| panic!("no payload of kind {kind}"));
+            let found: rusqlite::types::Value = store
+                .conn
+                .query_row(
+                    "SELECT json_extract(?1, ?2)",
+                    params![payload.payload_json(), path],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_ne!(
+                found,
+                rusqlite::types::Value::Null,
+                "{kind} {path} in {}",
+                payload.payload_json()
+            );
+        }
+        for sql in PAYLOAD_QUERIES {
+            for rest in sql.split("'$.").skip(1) {
+                let path = format!("$.{}", &rest[..rest.find('\'').unwrap()]);
+                assert!(
+                    PAYLOAD_PATHS.iter().any(|(_, p)| *p == path),
+                    "{path} is read by a check but not listed in PAYLOAD_PATHS"
+                );
+            }
+        }
     }
 
     #[test]

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use rusqlite::{Transaction, params};
-use serde::Serialize;
 
-use super::{Store, StoreError, now_ms, outbox};
+use super::outbox::{self, OutboxPayload};
+use super::{Store, StoreError, now_ms};
 
 pub struct NewTemplate<'a> {
     pub student_id: &'a str,
@@ -46,16 +46,6 @@ pub struct KeptCrop {
     pub quality: f32,
     /// The aligned face, interleaved RGB.
     pub crop: Vec<u8>,
-}
-
-#[derive(Serialize)]
-struct TemplateAdded<'a> {
-    template: &'a str,
-    student: &'a str,
-    model: &'a str,
-    space: &'a str,
-    quality: f32,
-    source: &'a str,
 }
 
 pub(super) fn vector_bytes(vector: &[f32]) -> Vec<u8> {
@@ -127,15 +117,14 @@ impl Store {
         insert(&tx, &uuid, template, now_ms())?;
         outbox::push(
             &tx,
-            "template_added",
-            &TemplateAdded {
-                template: &uuid,
-                student: template.student_id,
-                model: template.model_id,
-                space: template.space,
+            &OutboxPayload::TemplateAdded(outbox::TemplateAdded {
+                template: uuid.clone(),
+                student: template.student_id.to_owned(),
+                model: template.model_id.to_owned(),
+                space: Some(template.space.to_owned()),
                 quality: template.quality,
-                source: template.source,
-            },
+                source: template.source.to_owned(),
+            }),
         )?;
         Store::audit(
             &tx,
