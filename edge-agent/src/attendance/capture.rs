@@ -108,6 +108,7 @@ pub fn capture_with(
     school: SchoolSearch<'_>,
 ) -> Result<CaptureOutcome, CaptureError> {
     let (mut outcome, marks) = assess(pipeline, store, section_id, frames, school)?;
+    super::roll::close_ended_sessions(store, crate::store::now_ms())?;
     let record_started = std::time::Instant::now();
     outcome.session = store.record_session(&SessionRecord {
         section_id,

@@ -20,13 +20,13 @@ use rusqlite::Connection;
 pub use outbox::{OutboxEvent, OutboxPayload};
 pub use roster::ImportSummary;
 pub use schedule::{Slot, SlotError, minutes_of_day};
-pub use sessions::{Candidates, Mark, MarkSource, MarkStatus, Scored, SessionRecord};
+pub use sessions::{Candidates, Mark, MarkSource, MarkStatus, OpenSession, Scored, SessionRecord};
 pub use students::{Consent, SectionRecord, StudentRecord};
 pub use sync::{
     DeviceIdentity, OutboxCounts, PullSummary, QueuedEvent, RejectedEvent, StoredTemplate,
     SyncState,
 };
-pub use templates::{KeptCrop, NewTemplate, TemplateRecord, TemplateSpaces};
+pub use templates::{KeptCrop, NewTemplate, Replaced, TemplateRecord, TemplateSpaces};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -40,6 +40,14 @@ impl Candidates {
     }
 }
 
+/// A session nobody has closed yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenSession {
+    pub id: String,
+    pub section_id: String,
+    pub started_at: i64,
+}
+
 /// What a capture found, for storing.
 pub struct SessionRecord<'a> {
     pub section_id: &'a str,
@@ -126,6 +134,66 @@ impl Store {
         }
         tx.commit()?;
         Ok(session_id)
+    }
+
+    /// Closes a session at `at` (ms; never before it started) and queues its `session_closed`
+    /// event in the same transaction. Only the first close counts: closing a closed session
+    /// changes nothing, queues nothing and returns `false`.
+    pub fn close_session(&mut self, session_id: &str, at: i64) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction()?;
+        let found: Option<(i64, Option<i64>)> = tx
+            .query_row(
+                "SELECT started_at, closed_at FROM capture_sessions WHERE id = ?1",
+                [session_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let closed_at = match found {
+            None => return Err(StoreError::UnknownSession(session_id.to_owned())),
+            Some((_, Some(_))) => return Ok(false),
+            Some((started_at, None)) => at.max(started_at),
+        };
+        tx.execute(
+            "UPDATE capture_sessions SET closed_at = ?2 WHERE id = ?1",
+            params![session_id, closed_at],
+        )?;
+        outbox::push(
+            &tx,
+            &OutboxPayload::SessionClosed(outbox::SessionClosed {
+                session: session_id.to_owned(),
+                closed_at,
+            }),
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Sessions not closed yet, oldest first.
+    pub fn open_sessions(&self) -> Result<Vec<OpenSession>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, section_id, started_at FROM capture_sessions WHERE closed_at IS NULL
+             ORDER BY started_at, id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(OpenSession {
+                id: r.get(0)?,
+                section_id: r.get(1)?,
+                started_at: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// When the session was closed; `None` while it is open.
+    pub fn session_closed_at(&self, session_id: &str) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT closed_at FROM capture_sessions WHERE id = ?1",
+                [session_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::UnknownSession(session_id.to_owned()))
     }
 
     /// Applies a later capture of the same session: machine marks change, teacher marks stay.
@@ -336,6 +404,38 @@ mod tests {
             stored,
             r#"[{"student":"ada","score":0.4},{"student":"bo","score":0.3}]"#
         );
+    }
+
+    /// Issue 14 (item 7): the box never told the server a session had ended.
+    #[test]
+    fn a_session_closes_once_with_one_event() {
+        let (mut store, session) = session_with_review(Candidates::default());
+        assert_eq!(store.open_sessions().unwrap().len(), 1);
+        let started_at = store.open_sessions().unwrap()[0].started_at;
+        let before = store.pending_events().unwrap().len();
+        assert!(store.close_session(&session, started_at + 60_000).unwrap());
+        // A second close (the screen quit after the teacher picked another section) is a no-op.
+        assert!(!store.close_session(&session, started_at + 120_000).unwrap());
+        let events = store.pending_events().unwrap();
+        assert_eq!(events.len(), before + 1);
+        let closed = events.last().unwrap();
+        assert_eq!(
+            OutboxPayload::from_row(&closed.kind, &closed.payload).unwrap(),
+            OutboxPayload::SessionClosed(outbox::SessionClosed {
+                session: session.clone(),
+                closed_at: started_at + 60_000,
+            })
+        );
+        assert_eq!(
+            store.session_closed_at(&session).unwrap(),
+            Some(started_at + 60_000)
+        );
+        assert!(store.open_sessions().unwrap().is_empty());
+        assert!(matches!(
+            store.close_session("nowhere", 0),
+            Err(StoreError::UnknownSession(_))
+        ));
+        assert!(store.check_invariants().unwrap().is_empty());
     }
 
     /// Issue 14: unreadable candidates were read as none, silently.

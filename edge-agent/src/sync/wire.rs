@@ -124,7 +124,7 @@ fn template_added(
         return Ok(Err(Outgoing::Unsendable {
             code: "purged_before_sync",
             reason: format!(
-                "template {} was deleted on this box (consent withdrawn) before it was sent; it must not leave the box",
+                "template {} was deleted on this box (consent withdrawn, or a re-enrolment replaced it) before it was sent; it must not leave the box",
                 p.template
             ),
         }));
