@@ -432,5 +432,15 @@ fn capture_review_and_mark_through_the_screen() {
     ];
     expected.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(marks, expected);
+    // Quitting left the roll: the first quit closed the session, the second changed nothing.
+    let session_id = session["session"].as_str().unwrap();
+    assert!(store.session_closed_at(session_id).unwrap().is_some());
+    let closes = store
+        .pending_events()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "session_closed")
+        .count();
+    assert_eq!(closes, 1);
     assert!(store.check_invariants().unwrap().is_empty());
 }

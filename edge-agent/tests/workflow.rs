@@ -233,3 +233,62 @@ fn with_recognition_switched_off_capture_and_enrolment_refuse() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("recognise"));
 }
+
+/// Issue 14 (item 7): `enroll --replace` swaps a student's templates for the new photo's in one
+/// step, and queues a `template_deleted` for each old one; with no usable photo it keeps them.
+#[test]
+fn re_enrolment_replaces_the_templates_and_tells_the_server() {
+    let students = common::students(1);
+    let student = &students[0];
+    let dir = tempfile::tempdir().unwrap();
+    let (roster, data) = (dir.path().join("roster"), dir.path().join("data"));
+    std::fs::create_dir_all(&roster).unwrap();
+    common::write_oneroster(&roster, &students);
+    ok(&data, &["roster", "import", roster.to_str().unwrap()]);
+    ok(
+        &data,
+        &["consent", &student.id, "grant", "--by", "guardian"],
+    );
+    let enrol_photo = student.enrol_photo.to_str().unwrap();
+    ok(&data, &["enroll", "--student", &student.id, enrol_photo]);
+    let store = || edge_agent::store::Store::open(&data.join("rollcall.sqlite")).unwrap();
+    let old = store().all_templates("fr_feature-v1").unwrap();
+    assert_eq!(old.len(), 1);
+
+    let not_a_photo = dir.path().join("not-a-photo.jpg");
+    std::fs::write(&not_a_photo, "text").unwrap();
+    let refused = edge_agent(
+        &data,
+        &[
+            "enroll",
+            "--replace",
+            "--student",
+            &student.id,
+            not_a_photo.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("templates were kept"));
+    assert_eq!(store().all_templates("fr_feature-v1").unwrap(), old);
+
+    let class_photo = student.class_photo.to_str().unwrap();
+    let out = ok(
+        &data,
+        &["enroll", "--replace", "--student", &student.id, class_photo],
+    );
+    assert!(out.contains("1 earlier templates deleted"), "{out}");
+    let store = store();
+    let now = store.all_templates("fr_feature-v1").unwrap();
+    assert_eq!(now.len(), 1);
+    assert_ne!(now[0].uuid, old[0].uuid);
+    let deleted: Vec<String> = store
+        .pending_events()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "template_deleted")
+        .map(|e| e.payload)
+        .collect();
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    assert!(deleted[0].contains(&old[0].uuid), "{deleted:?}");
+    assert!(store.check_invariants().unwrap().is_empty());
+}

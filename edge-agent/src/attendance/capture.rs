@@ -1,13 +1,12 @@
 //! A capture session: a burst of frames -> faces -> one-to-one matches against the section's
 //! enrolled students -> fused per student -> present / needs review / absent, stored with its marks.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use image::RgbImage;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use super::Thresholds;
+use super::evidence::{FrameEvidence, Unmatched, decide, fuse, match_faces};
 use super::gallery::Gallery;
-use super::{Thresholds, Verdict, assign};
 use crate::store::{Mark, MarkSource, MarkStatus, SessionRecord, Store, StoreError};
 use crate::vision::{Pipeline, VisionError};
 
@@ -36,11 +35,8 @@ pub enum CaptureError {
     NoFrames,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Scored {
-    pub student: String,
-    pub score: f32,
-}
+/// A student and a face's similarity to them; the store keeps review candidates as these.
+pub use crate::store::Scored;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ReviewItem {
@@ -82,12 +78,6 @@ impl CaptureOutcome {
     }
 }
 
-/// Best evidence so far for one student across the burst.
-struct Evidence {
-    score: f32,
-    candidates: Vec<Scored>,
-}
-
 /// Where a face that matches nobody in the section is looked for among the rest of the school.
 #[derive(Clone, Copy)]
 pub enum SchoolSearch<'a> {
@@ -118,6 +108,7 @@ pub fn capture_with(
     school: SchoolSearch<'_>,
 ) -> Result<CaptureOutcome, CaptureError> {
     let (mut outcome, marks) = assess(pipeline, store, section_id, frames, school)?;
+    super::roll::close_ended_sessions(store, crate::store::now_ms())?;
     let record_started = std::time::Instant::now();
     outcome.session = store.record_session(&SessionRecord {
         section_id,
@@ -185,55 +176,131 @@ fn assess(
     };
     let space = pipeline.space().to_string();
     let started = std::time::Instant::now();
-    let roster = store.section_students(section_id)?;
-    let gallery = Gallery::new(
-        pipeline.manifest().embedder.dimensions,
-        store.templates_of(&roster, &space)?,
-    );
-    // Only students the gallery lacks can hold templates elsewhere: on a normal capture that is
-    // nobody enrolled late, so this costs a query per missing student, not per student.
-    let missing: Vec<String> = roster
-        .iter()
-        .filter(|s| !gallery.students().contains(s))
-        .cloned()
-        .collect();
-    let spaces = store.template_spaces_of(&missing, &space)?;
-    if gallery.n_templates() == 0 {
-        if spaces.counts.is_empty() {
-            return Err(CaptureError::NobodyEnrolled(section_id.to_owned()));
-        }
-        let found: Vec<String> = spaces
-            .counts
-            .iter()
-            .map(|(space, n)| format!("{n} in {space}"))
-            .collect();
-        return Err(CaptureError::OtherSpaceOnly {
-            section: section_id.to_owned(),
-            need: spaces.elsewhere_only.len(),
-            of: roster.len(),
-            found: found.join(", "),
-            running: space,
-        });
-    }
-    if !spaces.elsewhere_only.is_empty() {
-        tracing::warn!(
-            section = section_id,
-            students = spaces.elsewhere_only.len(),
-            %space,
-            "capture: students with templates only in another embedding space cannot be recognised"
-        );
-    }
-    let enrolled = gallery.students();
-    tracing::debug!(
-        templates = gallery.n_templates(),
-        ms = started.elapsed().as_secs_f64() * 1e3,
-        "capture: section gallery loaded"
-    );
-
-    let mut evidence: BTreeMap<String, Evidence> = BTreeMap::new();
-    let mut not_on_roster = BTreeSet::new();
-    let (mut unknown_faces, mut too_small_faces) = (0, 0);
+    let section = SectionGallery::load(pipeline, store, section_id, &space)?;
+    let mut evidence = Vec::with_capacity(frames.len());
     for (frame_idx, frame) in frames.iter().enumerate() {
+        let gathered = FrameContext {
+            store,
+            school,
+            space: &space,
+            gallery: &section.gallery,
+            thresholds,
+        }
+        .gather(pipeline, frame_idx, frame)?;
+        evidence.push(gathered);
+    }
+    let fused = fuse(&evidence, &section.roster, thresholds);
+    let decisions = decide(
+        &fused,
+        &section.roster,
+        &section.need_reenrolment,
+        thresholds,
+    );
+    let outcome = CaptureOutcome {
+        session: String::new(),
+        section: section_id.to_owned(),
+        present: decisions.present,
+        review: decisions.review,
+        absent: decisions.absent,
+        unknown_faces: fused.unknown_faces,
+        too_small_faces: fused.too_small_faces,
+        not_on_roster: fused.not_on_roster.into_iter().collect(),
+        need_reenrolment: section.need_reenrolment,
+        space,
+    };
+    tracing::debug!(
+        total_ms = started.elapsed().as_secs_f64() * 1e3,
+        "capture: burst assessed"
+    );
+    Ok((outcome, decisions.marks))
+}
+
+/// The section's students and the gallery of their templates in the running space.
+struct SectionGallery {
+    roster: Vec<String>,
+    gallery: Gallery,
+    /// Students whose templates are all in another space (see `CaptureOutcome`).
+    need_reenrolment: Vec<String>,
+}
+
+impl SectionGallery {
+    /// Loads the section's templates in `space`; an error when nobody can be recognised.
+    fn load(
+        pipeline: &Pipeline,
+        store: &Store,
+        section_id: &str,
+        space: &str,
+    ) -> Result<SectionGallery, CaptureError> {
+        let started = std::time::Instant::now();
+        let roster = store.section_students(section_id)?;
+        let gallery = Gallery::new(
+            pipeline.manifest().embedder.dimensions,
+            store.templates_of(&roster, space)?,
+        );
+        // Only students the gallery lacks can hold templates elsewhere: on a normal capture that
+        // is nobody enrolled late, so this costs a query per missing student, not per student.
+        let missing: Vec<String> = roster
+            .iter()
+            .filter(|s| !gallery.students().contains(s))
+            .cloned()
+            .collect();
+        let spaces = store.template_spaces_of(&missing, space)?;
+        if gallery.n_templates() == 0 {
+            if spaces.counts.is_empty() {
+                return Err(CaptureError::NobodyEnrolled(section_id.to_owned()));
+            }
+            let found: Vec<String> = spaces
+                .counts
+                .iter()
+                .map(|(space, n)| format!("{n} in {space}"))
+                .collect();
+            return Err(CaptureError::OtherSpaceOnly {
+                section: section_id.to_owned(),
+                need: spaces.elsewhere_only.len(),
+                of: roster.len(),
+                found: found.join(", "),
+                running: space.to_owned(),
+            });
+        }
+        if !spaces.elsewhere_only.is_empty() {
+            tracing::warn!(
+                section = section_id,
+                students = spaces.elsewhere_only.len(),
+                %space,
+                "capture: students with templates only in another embedding space cannot be recognised"
+            );
+        }
+        tracing::debug!(
+            templates = gallery.n_templates(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "capture: section gallery loaded"
+        );
+        Ok(SectionGallery {
+            roster,
+            gallery,
+            need_reenrolment: spaces.elsewhere_only,
+        })
+    }
+}
+
+/// What gathering one frame's evidence needs besides the pipeline.
+struct FrameContext<'a> {
+    store: &'a Store,
+    school: SchoolSearch<'a>,
+    space: &'a str,
+    gallery: &'a Gallery,
+    thresholds: Thresholds,
+}
+
+impl FrameContext<'_> {
+    /// Detects and embeds the frame's faces large enough to match, matches them to the section,
+    /// and looks the rest up school-wide.
+    fn gather(
+        &self,
+        pipeline: &mut Pipeline,
+        frame_idx: usize,
+        frame: &RgbImage,
+    ) -> Result<FrameEvidence, CaptureError> {
         let frame_started = std::time::Instant::now();
         let faces = pipeline.faces(frame)?;
         let (large, small): (Vec<_>, Vec<_>) = faces
@@ -242,51 +309,14 @@ fn assess(
         let embeddings = pipeline.embed(large.iter().map(|f| &f.aligned))?;
         let vectors: Vec<Vec<f32>> = embeddings.iter().map(|e| e.vector.clone()).collect();
         let vision_ms = frame_started.elapsed().as_secs_f64() * 1e3;
-        let similarity = gallery.best_per_student(&vectors);
-        let assigned = assign(&similarity, thresholds.review);
-        let mut frame_unknown = 0;
-        let unmatched: Vec<usize> = (0..embeddings.len())
-            .filter(|face_idx| !assigned.iter().any(|a| a.face_idx == *face_idx))
-            .collect();
+        let similarity = self.gallery.best_per_student(&vectors);
+        let (matches, unmatched) =
+            match_faces(self.gallery.students(), &similarity, self.thresholds);
         // Faces that match nobody here: perhaps students of another section.
-        let elsewhere = school_best(store, school, &space, &unmatched, &vectors)?;
-        for (student, score) in elsewhere {
-            match student {
-                Some(student)
-                    if thresholds.verdict(score) == Verdict::Confident
-                        && !roster.contains(&student) =>
-                {
-                    not_on_roster.insert(student);
-                }
-                _ => frame_unknown += 1,
-            }
-        }
-        for pair in &assigned {
-            let face_idx = pair.face_idx;
-            let student = enrolled[pair.person_idx].clone();
-            let mut candidates: Vec<Scored> = enrolled
-                .iter()
-                .zip(&similarity[face_idx])
-                .map(|(s, &score)| Scored {
-                    student: s.clone(),
-                    score,
-                })
-                .collect();
-            candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
-            candidates.truncate(3);
-            let better = evidence
-                .get(&student)
-                .is_none_or(|e| pair.similarity > e.score);
-            if better {
-                evidence.insert(
-                    student,
-                    Evidence {
-                        score: pair.similarity,
-                        candidates,
-                    },
-                );
-            }
-        }
+        let unmatched = school_best(self.store, self.school, self.space, &unmatched, &vectors)?
+            .into_iter()
+            .map(|(nearest, score)| Unmatched { nearest, score })
+            .collect();
         tracing::debug!(
             frame = frame_idx,
             faces = embeddings.len(),
@@ -295,68 +325,12 @@ fn assess(
             matching_ms = frame_started.elapsed().as_secs_f64() * 1e3 - vision_ms,
             "capture: frame done"
         );
-        // The same people are in every frame of a burst: count the largest frame, not the sum.
-        unknown_faces = unknown_faces.max(frame_unknown);
-        too_small_faces = too_small_faces.max(small.len());
+        Ok(FrameEvidence {
+            matches,
+            unmatched,
+            too_small: small.len(),
+        })
     }
-
-    let mut outcome = CaptureOutcome {
-        session: String::new(),
-        section: section_id.to_owned(),
-        present: Vec::new(),
-        review: Vec::new(),
-        absent: Vec::new(),
-        unknown_faces,
-        too_small_faces,
-        not_on_roster: not_on_roster.into_iter().collect(),
-        need_reenrolment: spaces.elsewhere_only,
-        space,
-    };
-    let mut marks = Vec::with_capacity(roster.len());
-    for student in &roster {
-        let (status, score, candidates) = match evidence.get(student) {
-            Some(e) if thresholds.verdict(e.score) == Verdict::Confident => {
-                outcome.present.push(Scored {
-                    student: student.clone(),
-                    score: e.score,
-                });
-                (MarkStatus::Present, Some(e.score), None)
-            }
-            Some(e) => {
-                outcome.review.push(ReviewItem {
-                    student: student.clone(),
-                    candidates: e.candidates.clone(),
-                });
-                let json = serde_json::to_string(&e.candidates).expect("plain data");
-                (MarkStatus::Review, Some(e.score), Some(json))
-            }
-            // The box cannot recognise this student (templates only in another space): a
-            // teacher decides, rather than the machine calling an unchecked student absent.
-            None if outcome.need_reenrolment.contains(student) => {
-                outcome.review.push(ReviewItem {
-                    student: student.clone(),
-                    candidates: Vec::new(),
-                });
-                (MarkStatus::Review, None, Some("[]".to_owned()))
-            }
-            None => {
-                outcome.absent.push(student.clone());
-                (MarkStatus::Absent, None, None)
-            }
-        };
-        marks.push(Mark {
-            student_id: student.clone(),
-            status,
-            source: MarkSource::Machine,
-            score,
-            candidates,
-        });
-    }
-    tracing::debug!(
-        total_ms = started.elapsed().as_secs_f64() * 1e3,
-        "capture: burst assessed"
-    );
-    Ok((outcome, marks))
 }
 
 /// The best student of the whole school, and the similarity, for each of `faces` (indices into

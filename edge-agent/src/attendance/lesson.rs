@@ -36,6 +36,20 @@ impl Moment {
         }
     }
 
+    /// The moment of the week at `ms` (Unix milliseconds) in the box's local time zone, and the
+    /// milliseconds past its minute; `None` for a time jiff cannot hold.
+    pub fn at_ms(ms: i64) -> Option<(Moment, i64)> {
+        let zoned = jiff::Timestamp::from_millisecond(ms)
+            .ok()?
+            .to_zoned(jiff::tz::TimeZone::system());
+        let moment = Moment {
+            weekday: zoned.weekday().to_monday_one_offset() as u8,
+            minute: zoned.hour() as u16 * 60 + zoned.minute() as u16,
+        };
+        let past_minute = i64::from(zoned.second()) * 1000 + i64::from(zoned.millisecond());
+        Some((moment, past_minute))
+    }
+
     /// Parses `mon-08:40` (or `1-08:40`).
     pub fn parse(text: &str) -> Result<Moment, LessonError> {
         let (day, time) = text

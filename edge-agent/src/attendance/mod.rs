@@ -1,8 +1,9 @@
 //! Turning faces into attendance: the decision bands of the manifest thresholds, the one-to-one
-//! assignment of faces to enrolled people, capture sessions (`capture`), the timetable's lesson
-//! now (`lesson`) and a session's roll with the teacher's acts on it (`roll`).
+//! assignment of faces to enrolled people, capture sessions (`capture`) and the rules that turn
+//! a burst's evidence into marks (`evidence`), the timetable's lesson now (`lesson`) and a session's roll with the teacher's acts on it (`roll`).
 
 pub mod capture;
+pub mod evidence;
 mod gallery;
 pub mod lesson;
 pub mod roll;

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::capture::Scored;
+use super::lesson::Moment;
 use crate::store::{
     Consent, Mark, MarkSource, MarkStatus, SessionRecord, Store, StoreError, StudentRecord,
 };
@@ -89,9 +90,8 @@ pub fn session_roll(store: &Store, session: &str) -> Result<Roll, StoreError> {
 
 fn row(store: &Store, record: StudentRecord, mark: Option<&Mark>) -> Result<RollRow, StoreError> {
     let candidates = mark
-        .and_then(|m| m.candidates.as_deref())
-        // Written by `capture` from `Vec<Scored>`; anything else shows no candidates.
-        .and_then(|json| serde_json::from_str(json).ok())
+        .and_then(|m| m.candidates.clone())
+        .map(|c| c.0)
         .unwrap_or_default();
     let name = format!("{} {}", record.given_name, record.family_name)
         .trim()
@@ -113,8 +113,9 @@ fn row(store: &Store, record: StudentRecord, mark: Option<&Mark>) -> Result<Roll
 }
 
 /// Opens a session with no capture and no marks (manual roll call, or a capture still to come);
-/// returns its id.
+/// returns its id. Sessions whose lesson has ended are closed first.
 pub fn open_manual_session(store: &mut Store, section: &str) -> Result<String, StoreError> {
+    close_ended_sessions(store, crate::store::now_ms())?;
     store.record_session(&SessionRecord {
         section_id: section,
         n_frames: 0,
@@ -153,6 +154,43 @@ pub fn resumable_session(
     store.latest_session_since(section, since)
 }
 
+/// Closes every open session whose lesson has ended by `now_ms`, at the end of its lesson; called
+/// whenever a session opens. The teacher screen closes its session when the teacher leaves the
+/// roll, but a screen killed mid-lesson, or a session opened from the CLI, has nobody to close
+/// it: this leaves nothing open for ever. Returns how many it closed.
+pub fn close_ended_sessions(store: &mut Store, now_ms: i64) -> Result<usize, StoreError> {
+    let mut n_closed = 0;
+    for open in store.open_sessions()? {
+        let started = Moment::at_ms(open.started_at);
+        let lesson_ends = match started {
+            Some((moment, _)) => store
+                .lessons_at(moment.weekday, moment.minute)?
+                .into_iter()
+                .filter(|slot| slot.section_id == open.section_id)
+                .filter_map(|slot| crate::store::minutes_of_day(&slot.ends))
+                .max(),
+            None => None,
+        };
+        let ends = lesson_end_ms(open.started_at, started, lesson_ends);
+        if ends <= now_ms && store.close_session(&open.id, ends)? {
+            n_closed += 1;
+        }
+    }
+    Ok(n_closed)
+}
+
+/// When the lesson of a session that began at `started_at` ends: the end (`lesson_ends`, a minute
+/// of the day) of the timetable's lesson it began in, else [`RESUME_WINDOW_MS`] after it began,
+/// when a restarted screen would no longer continue it either.
+fn lesson_end_ms(started_at: i64, started: Option<(Moment, i64)>, lesson_ends: Option<u16>) -> i64 {
+    match (started, lesson_ends) {
+        (Some((moment, past_minute)), Some(ends)) => {
+            started_at - past_minute + i64::from(ends.saturating_sub(moment.minute)) * 60_000
+        }
+        _ => started_at + RESUME_WINDOW_MS,
+    }
+}
+
 /// Settles a review item: confirmed is present, rejected is absent, as a teacher's mark. Refused
 /// for a student who is not waiting for review, so a stray key cannot overwrite another mark.
 pub fn review(
@@ -178,13 +216,61 @@ pub fn review(
 }
 
 #[cfg(test)]
+mod close_tests {
+    use super::*;
+
+    #[test]
+    fn a_session_ends_with_its_lesson_or_when_it_would_no_longer_be_resumed() {
+        let monday_0840 = Moment {
+            weekday: 1,
+            minute: 8 * 60 + 40,
+        };
+        // Begun at 08:40:30.5 in a lesson that ends at 09:15: 34 min 29.5 s later.
+        let started_at = 1_000_000_000;
+        assert_eq!(
+            lesson_end_ms(started_at, Some((monday_0840, 30_500)), Some(9 * 60 + 15)),
+            started_at + 34 * 60_000 + 29_500
+        );
+        assert_eq!(
+            lesson_end_ms(started_at, Some((monday_0840, 30_500)), None),
+            started_at + RESUME_WINDOW_MS
+        );
+        assert_eq!(
+            lesson_end_ms(started_at, None, None),
+            started_at + RESUME_WINDOW_MS
+        );
+    }
+
+    #[test]
+    fn a_session_whose_lesson_ended_is_closed_when_the_next_opens() {
+        let mut store = resume_tests::store_with_lesson();
+        let first = open_manual_session(&mut store, "c1").unwrap();
+        let opened = crate::store::now_ms();
+        // Still its lesson (or its 45 minutes): the next session leaves it open.
+        assert_eq!(close_ended_sessions(&mut store, opened + 1000).unwrap(), 0);
+        let second = open_manual_session(&mut store, "c1").unwrap();
+        let opened_second = crate::store::now_ms();
+        assert_eq!(store.open_sessions().unwrap().len(), 2);
+        // Long after: both close, each once, at most 45 minutes after it began.
+        let later = opened_second + RESUME_WINDOW_MS + 60_000;
+        assert_eq!(close_ended_sessions(&mut store, later).unwrap(), 2);
+        assert_eq!(close_ended_sessions(&mut store, later).unwrap(), 0);
+        for session in [&first, &second] {
+            let closed_at = store.session_closed_at(session).unwrap().unwrap();
+            assert!(closed_at <= opened_second + RESUME_WINDOW_MS, "{closed_at}");
+        }
+        assert!(store.check_invariants().unwrap().is_empty());
+    }
+}
+
+#[cfg(test)]
 mod resume_tests {
     use super::*;
     use crate::attendance::lesson::Moment;
     use crate::roster::{RosterImport, Section};
     use crate::store::Slot;
 
-    fn store_with_lesson() -> Store {
+    pub(super) fn store_with_lesson() -> Store {
         let mut store = Store::open_in_memory().unwrap();
         let import = RosterImport {
             sections: vec![Section {

@@ -14,8 +14,8 @@ use crate::attendance::lesson::{Moment, lesson_at, parse_weekday};
 use crate::attendance::roll::{self, open_manual_session, review, session_roll};
 use crate::capture::{FrameSource, ImageFiles, ImageLimits, load_image};
 use crate::config::{CONFIG_FILE, Config, DATABASE_FILE};
-use crate::enrolment::{EnrolOptions, Reembedded, enrol, reembed};
-use crate::store::{Consent, MarkSource, MarkStatus, Slot, Store};
+use crate::enrolment::{self, EnrolOptions, Enrolled, Reembedded, enrol, reembed};
+use crate::store::{Consent, MarkSource, MarkStatus, Slot, Store, now_ms};
 
 pub(super) fn open_store(data_dir: &Path) -> Result<Store> {
     std::fs::create_dir_all(data_dir)
@@ -83,6 +83,7 @@ pub(super) fn run(
             student,
             images,
             force,
+            replace,
             keep_crop,
             pick,
         } => {
@@ -94,6 +95,9 @@ pub(super) fn run(
                 keep_crop,
                 pick,
             };
+            if replace {
+                return re_enrol(&mut pipeline, &mut store, &student, &images, &options, out);
+            }
             let mut n_failed = 0;
             for image in &images {
                 let result = load_image(image, &ImageLimits::default())
@@ -108,19 +112,7 @@ pub(super) fn run(
                         )?)
                     });
                 match result {
-                    Ok(enrolled) => writeln!(
-                        out,
-                        "{}: enrolled {student} (template {}, eyes {:.0} px, sharpness {:.0}){}",
-                        image.display(),
-                        enrolled.template,
-                        enrolled.eye_distance,
-                        enrolled.sharpness,
-                        if enrolled.crop_kept {
-                            "; aligned 112x112 crop kept"
-                        } else {
-                            "; no photo kept"
-                        }
-                    )?,
+                    Ok(enrolled) => print_enrolled(out, image, &enrolled)?,
                     Err(e) => {
                         n_failed += 1;
                         eprintln!("error: {}: {e:#}", image.display());
@@ -175,6 +167,14 @@ pub(super) fn run(
             eprintln!(
                 "session {session} open for {section}: mark students with `edge-agent mark {session} STUDENT present|absent|late|excused`"
             );
+        }
+        Command::Session(SessionCommand::Close { session }) => {
+            let mut store = open_store_existing(data_dir)?;
+            if store.close_session(&session, now_ms())? {
+                writeln!(out, "session {session} closed")?;
+            } else {
+                writeln!(out, "session {session} was already closed")?;
+            }
         }
         Command::Session(SessionCommand::Show { session, json }) => {
             let store = open_store_existing(data_dir)?;
@@ -422,4 +422,58 @@ fn print_reembedded(report: &Reembedded, out: &mut impl Write) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+fn print_enrolled(out: &mut dyn Write, image: &Path, enrolled: &Enrolled) -> Result<()> {
+    writeln!(
+        out,
+        "{}: enrolled {} (template {}, eyes {:.0} px, sharpness {:.0}){}",
+        image.display(),
+        enrolled.student,
+        enrolled.template,
+        enrolled.eye_distance,
+        enrolled.sharpness,
+        if enrolled.crop_kept {
+            "; aligned 112x112 crop kept"
+        } else {
+            "; no photo kept"
+        }
+    )?;
+    Ok(())
+}
+
+/// `enroll --replace`: every photo is checked first; the student's templates are replaced by
+/// the good ones in one transaction, or kept when none passes. Exit 1 when any photo failed.
+fn re_enrol(
+    pipeline: &mut crate::vision::Pipeline,
+    store: &mut Store,
+    student: &str,
+    images: &[PathBuf],
+    options: &EnrolOptions,
+    out: &mut dyn Write,
+) -> Result<i32> {
+    let mut passed = Vec::new();
+    for image in images {
+        let checked = load_image(image, &ImageLimits::default())
+            .map_err(anyhow::Error::from)
+            .and_then(|frame| Ok(enrolment::check(pipeline, store, student, &frame, options)?));
+        match checked {
+            Ok(candidate) => passed.push((image, candidate)),
+            Err(e) => eprintln!("error: {}: {e:#}", image.display()),
+        }
+    }
+    if passed.is_empty() {
+        bail!("no photo of {student} passed: their templates were kept as they were");
+    }
+    let candidates: Vec<_> = passed.iter().map(|(_, c)| c.clone()).collect();
+    let (enrolled, deleted) = enrolment::replace(store, student, &candidates, "enrol-photo")?;
+    for ((image, _), enrolled) in passed.iter().zip(&enrolled) {
+        print_enrolled(out, image, enrolled)?;
+    }
+    writeln!(
+        out,
+        "{student}: {} earlier templates deleted (the server is told at the next sync)",
+        deleted.len()
+    )?;
+    Ok(if passed.len() < images.len() { 1 } else { 0 })
 }

@@ -147,6 +147,10 @@ pub enum Command {
         /// Enrol even if the face already matches another student.
         #[arg(long)]
         force: bool,
+        /// Re-enrol: delete the student's templates (on this box, and through the server on
+        /// every box) and keep only these photos', in one step; nothing changes unless one passes.
+        #[arg(long)]
+        replace: bool,
         /// Keep the 112x112 aligned crop (needed to re-embed after a model change).
         #[arg(long)]
         keep_crop: bool,
@@ -257,6 +261,9 @@ pub enum SessionCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Close a session: the roll is done (the server records when). Closing it again changes
+    /// nothing.
+    Close { session: String },
 }
 
 #[derive(Subcommand, Debug)]

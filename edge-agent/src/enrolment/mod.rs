@@ -149,25 +149,57 @@ pub fn keep(
     // Consent may have been withdrawn since `check` (the screen keeps a face until the teacher
     // says so, and the sync loop or the CLI can withdraw meanwhile).
     require_consent(store, &candidate.student)?;
-    let template = store.add_template(
-        &NewTemplate {
-            student_id: &candidate.student,
-            model_id: &candidate.model_id,
-            space: &candidate.space,
-            vector: &candidate.vector,
-            quality: crate::vision::template_score(&candidate.quality),
+    let template = store.add_template(&candidate.template(source), "enrol")?;
+    Ok(candidate.enrolled(template))
+}
+
+/// A re-enrolment: checked faces of `student_id` become their only templates. The templates they
+/// had are deleted (each sent to the server as `template_deleted`, so every box forgets it) in
+/// the transaction that stores the new ones. Returns the new templates and the deleted ids.
+pub fn replace(
+    store: &mut Store,
+    student_id: &str,
+    candidates: &[EnrolCandidate],
+    source: &str,
+) -> Result<(Vec<Enrolled>, Vec<String>), EnrolError> {
+    require_consent(store, student_id)?;
+    let templates: Vec<NewTemplate<'_>> = candidates
+        .iter()
+        .filter(|c| c.student == student_id)
+        .map(|c| c.template(source))
+        .collect();
+    let replaced = store.replace_templates(student_id, &templates, "enrol")?;
+    let enrolled = candidates
+        .iter()
+        .filter(|c| c.student == student_id)
+        .zip(replaced.added)
+        .map(|(c, template)| c.enrolled(template))
+        .collect();
+    Ok((enrolled, replaced.deleted))
+}
+
+impl EnrolCandidate {
+    fn template<'a>(&'a self, source: &'a str) -> NewTemplate<'a> {
+        NewTemplate {
+            student_id: &self.student,
+            model_id: &self.model_id,
+            space: &self.space,
+            vector: &self.vector,
+            quality: crate::vision::template_score(&self.quality),
             source,
-            crop: candidate.crop.as_deref(),
-        },
-        "enrol",
-    )?;
-    Ok(Enrolled {
-        student: candidate.student.clone(),
-        template,
-        eye_distance: candidate.quality.eye_distance,
-        sharpness: candidate.quality.sharpness,
-        crop_kept: candidate.crop.is_some(),
-    })
+            crop: self.crop.as_deref(),
+        }
+    }
+
+    fn enrolled(&self, template: String) -> Enrolled {
+        Enrolled {
+            student: self.student.clone(),
+            template,
+            eye_distance: self.quality.eye_distance,
+            sharpness: self.quality.sharpness,
+            crop_kept: self.crop.is_some(),
+        }
+    }
 }
 
 /// Checks a photo and, if it passes, stores its template at once ([`check`] then [`keep`]).

@@ -59,6 +59,17 @@ WHERE o.kind = 'session_opened'
   AND NOT EXISTS (SELECT 1 FROM capture_sessions s WHERE s.id = session_id)
 ORDER BY o.id";
 
+/// Sessions whose `session_closed` events do not match their state: a closed session has exactly
+/// one, an open one none.
+const SESSIONS_NOT_CLOSED_ONCE: &str = "
+WITH closed AS MATERIALIZED (
+    SELECT json_extract(payload, '$.session') AS session_id FROM outbox WHERE kind = 'session_closed'
+)
+SELECT s.id, s.closed_at IS NOT NULL, COUNT(c.session_id) FROM capture_sessions s
+LEFT JOIN closed c ON c.session_id = s.id
+GROUP BY s.id HAVING COUNT(c.session_id) != (s.closed_at IS NOT NULL)
+ORDER BY s.id";
+
 const TEMPLATES_WITHOUT_VECTOR: &str = "
 SELECT t.uuid FROM face_templates t
 WHERE NOT EXISTS (SELECT 1 FROM template_vectors v WHERE v.template_id = t.id)
@@ -104,12 +115,55 @@ SELECT a.id, a.template, a.student_id FROM added a
 WHERE NOT EXISTS (SELECT 1 FROM face_templates t WHERE t.uuid = a.template)
   AND NOT EXISTS (SELECT 1 FROM withdrawals w WHERE w.student_id = a.student_id AND w.id > a.id)
   AND NOT EXISTS (SELECT 1 FROM sync_purges p WHERE p.template_uuid = a.template)
+  AND NOT EXISTS (
+      SELECT 1 FROM outbox d WHERE d.kind = 'template_deleted' AND d.id > a.id
+        AND json_extract(d.payload, '$.template') = a.template
+  )
 ORDER BY a.id";
+
+/// `template_deleted` events (a re-enrolment) whose template is still here.
+const DELETED_TEMPLATES_PRESENT: &str = "
+SELECT d.id, json_extract(d.payload, '$.template') AS template FROM outbox d
+WHERE d.kind = 'template_deleted'
+  AND EXISTS (SELECT 1 FROM face_templates t WHERE t.uuid = template)
+ORDER BY d.id";
 
 const WITHDRAWN_STUDENTS_WITH_TEMPLATES: &str = "
 SELECT s.id, COUNT(*) FROM students s JOIN face_templates t ON t.student_id = s.id
 WHERE s.consent = 'withdrawn'
 GROUP BY s.id ORDER BY s.id";
+
+/// Every query above that reads outbox payloads.
+#[cfg(test)]
+const PAYLOAD_QUERIES: &[&str] = &[
+    MARKS_WITHOUT_THEIR_EVENT,
+    EVENTS_WITHOUT_THEIR_MARK,
+    SESSIONS_NOT_OPENED_ONCE,
+    OPENED_SESSIONS_MISSING,
+    SESSIONS_NOT_CLOSED_ONCE,
+    TEMPLATES_NOT_ADDED_ONCE,
+    ADDED_TEMPLATES_MISSING,
+    DELETED_TEMPLATES_PRESENT,
+];
+
+/// The JSON paths those queries read, by the kind of row they read them from: a test evaluates
+/// each on the payload `OutboxPayload` writes for that kind, so renaming a field fails there
+/// rather than leaving a check that silently finds nothing.
+#[cfg(test)]
+const PAYLOAD_PATHS: &[(&str, &str)] = &[
+    ("mark_set", "$.session"),
+    ("mark_set", "$.student"),
+    ("mark_set", "$.status"),
+    ("mark_set", "$.source"),
+    ("session_opened", "$.session"),
+    ("session_opened", "$.section"),
+    ("session_closed", "$.session"),
+    ("template_added", "$.template"),
+    ("template_deleted", "$.template"),
+    ("template_added", "$.student"),
+    ("consent_changed", "$.student"),
+    ("consent_changed", "$.consent"),
+];
 
 impl Store {
     /// Every way the database disagrees with itself or with its outbox, one sentence each; empty
@@ -185,6 +239,16 @@ impl Store {
                 r.get::<_, String>(0)?,
                 r.get::<_, Option<String>>(1)?.unwrap_or_default()
             ))
+        })?;
+        self.violations_of(SESSIONS_NOT_CLOSED_ONCE, violations, |r| {
+            let closed: bool = r.get(1)?;
+            Ok(format!(
+                "capture session {} is {} but has {} session_closed events (expected {})",
+                r.get::<_, String>(0)?,
+                if closed { "closed" } else { "open" },
+                r.get::<_, i64>(2)?,
+                if closed { 1 } else { 0 }
+            ))
         })
     }
 
@@ -247,6 +311,13 @@ impl Store {
                 r.get::<_, Option<String>>(2)?.unwrap_or_default()
             ))
         })?;
+        self.violations_of(DELETED_TEMPLATES_PRESENT, violations, |r| {
+            Ok(format!(
+                "template_deleted event {} names face template {}, which is still here",
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?.unwrap_or_default()
+            ))
+        })?;
         self.violations_of(WITHDRAWN_STUDENTS_WITH_TEMPLATES, violations, |r| {
             Ok(format!(
                 "student {} withdrew consent but still has {} face templates",
@@ -261,7 +332,9 @@ impl Store {
 mod tests {
     use super::*;
     use crate::roster::{Enrolment, EnrolmentRole, Person, RosterImport, Section};
-    use crate::store::{Consent, Mark, MarkSource, MarkStatus, NewTemplate, SessionRecord};
+    use crate::store::{
+        Consent, Mark, MarkSource, MarkStatus, NewTemplate, OutboxPayload, SessionRecord,
+    };
 
     const SECTION: &str = "class-3m";
     const MODEL: &str = "test-model@000000";
@@ -413,6 +486,41 @@ mod tests {
     }
 
     #[test]
+    fn every_payload_path_the_checks_read_is_written_by_the_payload_type() {
+        let store = Store::open_in_memory().unwrap();
+        let samples = super::super::outbox::tests::one_of_each();
+        for (kind, path) in PAYLOAD_PATHS {
+            let payload = samples
+                .iter()
+                .find(|p| p.kind() == *kind)
+                .unwrap_or_else(|| panic!("no payload of kind {kind}"));
+            let found: rusqlite::types::Value = store
+                .conn
+                .query_row(
+                    "SELECT json_extract(?1, ?2)",
+                    params![payload.payload_json(), path],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_ne!(
+                found,
+                rusqlite::types::Value::Null,
+                "{kind} {path} in {}",
+                payload.payload_json()
+            );
+        }
+        for sql in PAYLOAD_QUERIES {
+            for rest in sql.split("'$.").skip(1) {
+                let path = format!("$.{}", &rest[..rest.find('\'').unwrap()]);
+                assert!(
+                    PAYLOAD_PATHS.iter().any(|(_, p)| *p == path),
+                    "{path} is read by a check but not listed in PAYLOAD_PATHS"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn a_store_that_saw_every_kind_of_change_is_consistent() {
         let fixture = fixture();
         assert_eq!(fixture.store.integrity_check().unwrap(), "ok");
@@ -424,6 +532,82 @@ mod tests {
         let marks = fixture.store.marks(&fixture.session).unwrap();
         assert_eq!(marks[2].status, MarkStatus::Late);
         assert_eq!(fixture.store.template_count("bo").unwrap(), 0);
+    }
+
+    /// Issue 14 (item 7): a closed session has one `session_closed` event, an open one none.
+    #[test]
+    fn a_session_closed_without_its_event_or_twice_is_found() {
+        check(
+            "UPDATE capture_sessions SET closed_at = started_at + 1",
+            &["capture session {session} is closed but has 0 session_closed events (expected 1)"],
+        );
+        check(
+            "INSERT INTO outbox (id, kind, payload, created_at)
+             VALUES ('01900000-0000-7000-8000-000000000002', 'session_closed',
+                     json_object('session', '{session}', 'closed_at', 1), 0)",
+            &["capture session {session} is open but has 1 session_closed events (expected 0)"],
+        );
+    }
+
+    /// Issue 14 (item 7): a re-enrolment deletes the old templates, each with a
+    /// `template_deleted` event, in the transaction that adds the new one.
+    #[test]
+    fn a_re_enrolment_deletes_the_old_templates_with_one_event_each() {
+        let mut fixture = fixture();
+        let store = &mut fixture.store;
+        let before = store.pending_events().unwrap().len();
+        let vector = vec![0.5f32; 512];
+        let replaced = store
+            .replace_templates(
+                "ada",
+                &[NewTemplate {
+                    student_id: "ada",
+                    model_id: MODEL,
+                    space: MODEL,
+                    vector: &vector,
+                    quality: 20.0,
+                    source: "enrol-photo",
+                    crop: None,
+                }],
+                "enrol",
+            )
+            .unwrap();
+        assert_eq!(replaced.deleted, vec![fixture.template.clone()]);
+        assert_eq!(replaced.added.len(), 1);
+        assert_eq!(store.template_count("ada").unwrap(), 1);
+        let events = store.pending_events().unwrap();
+        let new: Vec<OutboxPayload> = events[before..]
+            .iter()
+            .map(|e| OutboxPayload::from_row(&e.kind, &e.payload).unwrap())
+            .collect();
+        assert_eq!(new.len(), 2, "{new:?}");
+        assert_eq!(
+            new[0],
+            OutboxPayload::TemplateDeleted(crate::store::outbox::TemplateDeleted {
+                template: fixture.template.clone(),
+                student: "ada".into(),
+            })
+        );
+        assert!(
+            matches!(&new[1], OutboxPayload::TemplateAdded(added) if added.template == replaced.added[0])
+        );
+        assert_eq!(store.check_invariants().unwrap(), Vec::<String>::new());
+        // A deletion whose template is still here is found.
+        store
+            .conn
+            .execute(
+                "UPDATE outbox SET payload = json_set(payload, '$.template', ?1)
+                 WHERE kind = 'template_deleted'",
+                [&replaced.added[0]],
+            )
+            .unwrap();
+        let found = store.check_invariants().unwrap();
+        assert!(
+            found
+                .iter()
+                .any(|v| v.contains("template_deleted event") && v.contains("still here")),
+            "{found:?}"
+        );
     }
 
     #[test]

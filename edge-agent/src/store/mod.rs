@@ -2,7 +2,7 @@
 //! module that runs SQL. Every state change commits in one transaction with its outbox event.
 
 mod check;
-mod outbox;
+pub mod outbox;
 mod roster;
 mod schedule;
 mod schema;
@@ -17,16 +17,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 
-pub use outbox::OutboxEvent;
+pub use outbox::{OutboxEvent, OutboxPayload};
 pub use roster::ImportSummary;
 pub use schedule::{Slot, SlotError, minutes_of_day};
-pub use sessions::{Mark, MarkSource, MarkStatus, SessionRecord};
+pub use sessions::{Candidates, Mark, MarkSource, MarkStatus, OpenSession, Scored, SessionRecord};
 pub use students::{Consent, SectionRecord, StudentRecord};
 pub use sync::{
     DeviceIdentity, OutboxCounts, PullSummary, QueuedEvent, RejectedEvent, StoredTemplate,
     SyncState,
 };
-pub use templates::{KeptCrop, NewTemplate, TemplateRecord, TemplateSpaces};
+pub use templates::{KeptCrop, NewTemplate, Replaced, TemplateRecord, TemplateSpaces};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -46,6 +46,14 @@ pub enum StoreError {
     UnknownSection(String),
     #[error("unknown capture session {0:?}")]
     UnknownSession(String),
+    #[error(
+        "the review candidates of {student} in session {session} cannot be read ({reason}); the database was changed outside Rollcall"
+    )]
+    UnreadableCandidates {
+        session: String,
+        student: String,
+        reason: String,
+    },
     #[error("section {section}: {reason}")]
     InvalidSlot { section: String, reason: String },
     #[error("student {student} is not enrolled in section {section}")]

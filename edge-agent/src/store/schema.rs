@@ -147,6 +147,9 @@ CREATE TABLE sync_purges (
     ),
     // 3: embedding spaces. Templates are compared by space, not by the file that made them.
     Migration::Code(embedding_spaces),
+    // 4: sessions close (the teacher left the roll, or its lesson ended), and the server is told
+    // once by a `session_closed` event. Sessions from before stay open until the next one opens.
+    Migration::Sql("ALTER TABLE capture_sessions ADD COLUMN closed_at INTEGER;"),
 ];
 
 /// Gives every template the space of the model that made it (`EmbeddingSpace::of_model`, the
@@ -225,4 +228,34 @@ pub fn migrate_to(conn: &mut Connection, path: &Path, target: usize) -> Result<(
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Schema 4 gives sessions a `closed_at`; a session of a schema 3 database arrives open.
+    #[test]
+    fn a_session_from_schema_3_arrives_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rollcall.sqlite");
+        super::super::register_sqlite_vec();
+        let mut conn = Connection::open(&path).unwrap();
+        migrate_to(&mut conn, &path, 3).unwrap();
+        conn.execute_batch(
+            "INSERT INTO sections (id, title, school_id) VALUES ('c1', '7B', 'o1');
+             INSERT INTO capture_sessions (id, section_id, started_at, n_frames, unknown_faces, too_small_faces, not_on_roster)
+             VALUES ('s1', 'c1', 5, 0, 0, 0, '[]');",
+        )
+        .unwrap();
+        migrate(&mut conn, &path).unwrap();
+        let (version, closed_at): (i64, Option<i64>) = conn
+            .query_row(
+                "SELECT (SELECT user_version FROM pragma_user_version), closed_at FROM capture_sessions",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((version, closed_at), (4, None));
+    }
 }

@@ -2,9 +2,9 @@
 //! the same transaction.
 
 use rusqlite::{OptionalExtension, params};
-use serde::Serialize;
 
-use super::{Store, StoreError, now_ms, outbox};
+use super::outbox::{self, OutboxPayload};
+use super::{Store, StoreError, now_ms};
 
 pub use shared_proto::sync::Consent;
 
@@ -22,15 +22,6 @@ pub struct StudentRecord {
 pub struct SectionRecord {
     pub id: String,
     pub title: String,
-}
-
-#[derive(Serialize)]
-struct ConsentChanged<'a> {
-    student: &'a str,
-    consent: Consent,
-    by: &'a str,
-    at: i64,
-    templates_purged: usize,
 }
 
 impl Store {
@@ -107,14 +98,13 @@ impl Store {
         };
         outbox::push(
             &tx,
-            "consent_changed",
-            &ConsentChanged {
-                student: student_id,
+            &OutboxPayload::ConsentChanged(outbox::ConsentChanged {
+                student: student_id.to_owned(),
                 consent,
-                by,
+                by: by.to_owned(),
                 at,
                 templates_purged,
-            },
+            }),
         )?;
         Store::audit(
             &tx,

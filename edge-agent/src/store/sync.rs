@@ -27,6 +27,13 @@ pub struct QueuedEvent {
     pub created_at: i64,
 }
 
+impl QueuedEvent {
+    /// What the row says; an error for a row this build cannot read.
+    pub fn payload(&self) -> Result<super::OutboxPayload, serde_json::Error> {
+        super::OutboxPayload::from_row(&self.kind, &self.payload)
+    }
+}
+
 /// An event the server refused (or the box could not send), kept with the reason.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct RejectedEvent {

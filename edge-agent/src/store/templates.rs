@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use rusqlite::{Transaction, params};
-use serde::Serialize;
 
-use super::{Store, StoreError, now_ms, outbox};
+use super::outbox::{self, OutboxPayload};
+use super::{Store, StoreError, now_ms};
 
 pub struct NewTemplate<'a> {
     pub student_id: &'a str,
@@ -38,6 +38,13 @@ pub struct TemplateSpaces {
     pub elsewhere_only: Vec<String>,
 }
 
+/// What [`Store::replace_templates`] did, by template id.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Replaced {
+    pub added: Vec<String>,
+    pub deleted: Vec<String>,
+}
+
 /// A template that can be made again from its kept crop, for `edge-agent reembed`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KeptCrop {
@@ -46,16 +53,6 @@ pub struct KeptCrop {
     pub quality: f32,
     /// The aligned face, interleaved RGB.
     pub crop: Vec<u8>,
-}
-
-#[derive(Serialize)]
-struct TemplateAdded<'a> {
-    template: &'a str,
-    student: &'a str,
-    model: &'a str,
-    space: &'a str,
-    quality: f32,
-    source: &'a str,
 }
 
 pub(super) fn vector_bytes(vector: &[f32]) -> Vec<u8> {
@@ -114,6 +111,35 @@ pub(super) fn purge_student(tx: &Transaction<'_>, student_id: &str) -> Result<us
     )?)
 }
 
+/// Stores a new template of this box with its `template_added` event and audit line in `tx`;
+/// returns its UUIDv7.
+fn add_in(
+    tx: &Transaction<'_>,
+    template: &NewTemplate<'_>,
+    actor: &str,
+) -> Result<String, StoreError> {
+    let uuid = uuid::Uuid::now_v7().to_string();
+    insert(tx, &uuid, template, now_ms())?;
+    outbox::push(
+        tx,
+        &OutboxPayload::TemplateAdded(outbox::TemplateAdded {
+            template: uuid.clone(),
+            student: template.student_id.to_owned(),
+            model: template.model_id.to_owned(),
+            space: Some(template.space.to_owned()),
+            quality: template.quality,
+            source: template.source.to_owned(),
+        }),
+    )?;
+    Store::audit(
+        tx,
+        actor,
+        "enrol",
+        &format!("{}: template {uuid}", template.student_id),
+    )?;
+    Ok(uuid)
+}
+
 impl Store {
     /// Stores a template and its outbox event in one transaction; returns its UUIDv7.
     pub fn add_template(
@@ -122,29 +148,51 @@ impl Store {
         actor: &str,
     ) -> Result<String, StoreError> {
         self.student(template.student_id)?;
-        let uuid = uuid::Uuid::now_v7().to_string();
         let tx = self.conn.transaction()?;
-        insert(&tx, &uuid, template, now_ms())?;
-        outbox::push(
-            &tx,
-            "template_added",
-            &TemplateAdded {
-                template: &uuid,
-                student: template.student_id,
-                model: template.model_id,
-                space: template.space,
-                quality: template.quality,
-                source: template.source,
-            },
-        )?;
+        let uuid = add_in(&tx, template, actor)?;
+        tx.commit()?;
+        Ok(uuid)
+    }
+
+    /// Re-enrolment: deletes every template of `student_id` (vector, metadata, kept crop), each
+    /// with a `template_deleted` event so the server tombstones it and every other box purges
+    /// it, and stores `templates` (the caller's new photos of that student) with their
+    /// `template_added` events, all in one transaction: a crash leaves the old templates or the
+    /// new ones, never neither.
+    pub fn replace_templates(
+        &mut self,
+        student_id: &str,
+        templates: &[NewTemplate<'_>],
+        actor: &str,
+    ) -> Result<Replaced, StoreError> {
+        self.student(student_id)?;
+        let tx = self.conn.transaction()?;
+        let deleted: Vec<String> = tx
+            .prepare("SELECT uuid FROM face_templates WHERE student_id = ?1 ORDER BY id")?
+            .query_map([student_id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        purge_student(&tx, student_id)?;
+        for uuid in &deleted {
+            outbox::push(
+                &tx,
+                &OutboxPayload::TemplateDeleted(outbox::TemplateDeleted {
+                    template: uuid.clone(),
+                    student: student_id.to_owned(),
+                }),
+            )?;
+        }
         Store::audit(
             &tx,
             actor,
-            "enrol",
-            &format!("{}: template {uuid}", template.student_id),
+            "re-enrol",
+            &format!("{student_id}: {} templates deleted", deleted.len()),
         )?;
+        let mut added = Vec::with_capacity(templates.len());
+        for template in templates {
+            added.push(add_in(&tx, template, actor)?);
+        }
         tx.commit()?;
-        Ok(uuid)
+        Ok(Replaced { added, deleted })
     }
 
     /// Templates of the given students in `space`.

@@ -1,13 +1,13 @@
-//! Outbox rows -> protocol v1 events. The outbox keeps what the box decided, in its own words;
-//! this is the one place that says how each kind looks on the wire.
+//! Outbox rows -> protocol v1 events. The outbox keeps what the box decided, in its own words
+//! (`store::OutboxPayload`); this is the one place that says how each kind looks on the wire.
 
-use serde::Deserialize;
-use shared_proto::sync::{
-    Consent, Embedding, Event, EventBody, MarkSource, MarkStatus, TemplateData,
-};
+use shared_proto::sync::{Embedding, Event, EventBody, TemplateData};
 use shared_proto::{EmbeddingSpace, ModelId};
 
-use crate::store::{QueuedEvent, Store, StoreError};
+use crate::store::outbox::{
+    ConsentChanged, MarkSet, SessionClosed, SessionOpened, TemplateAdded, TemplateDeleted,
+};
+use crate::store::{OutboxPayload, QueuedEvent, Store, StoreError};
 
 /// What becomes of one outbox row.
 #[derive(Debug, PartialEq)]
@@ -18,36 +18,6 @@ pub enum Outgoing {
         code: &'static str,
         reason: String,
     },
-}
-
-#[derive(Deserialize)]
-struct SessionOpened {
-    session: String,
-    section: String,
-    started_at: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct MarkSet {
-    session: String,
-    student: String,
-    status: MarkStatus,
-    source: MarkSource,
-    score: Option<f32>,
-    at: i64,
-    by: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct TemplateAdded {
-    template: String,
-}
-
-#[derive(Deserialize)]
-struct ConsentChanged {
-    student: String,
-    consent: Consent,
-    by: String,
 }
 
 /// Older boxes stored the raw sharpness as a template's quality; the wire wants 0-1.
@@ -65,103 +35,136 @@ pub fn to_wire(
     event: &QueuedEvent,
     device_id: &str,
 ) -> Result<Outgoing, StoreError> {
-    let unreadable = |e: serde_json::Error| Outgoing::Unsendable {
-        code: "unreadable_payload",
-        reason: format!("outbox {} payload cannot be read: {e}", event.kind),
-    };
-    let body = match event.kind.as_str() {
-        "session_opened" => match serde_json::from_str::<SessionOpened>(&event.payload) {
-            Ok(p) => EventBody::SessionOpened {
-                session: p.session,
-                section: p.section,
-                started_at: p.started_at.unwrap_or(event.created_at),
-            },
-            Err(e) => return Ok(unreadable(e)),
-        },
-        "mark_set" => match serde_json::from_str::<MarkSet>(&event.payload) {
-            Ok(p) => EventBody::MarkSet {
-                session: p.session,
-                student: p.student,
-                status: p.status,
-                source: p.source,
-                // Cosine similarity can dip below 0 for an absent student's best face.
-                score: p.score.filter(|s| s.is_finite()).map(|s| s.clamp(0.0, 1.0)),
-                decided_at: p.at,
-                by: p.by,
-            },
-            Err(e) => return Ok(unreadable(e)),
-        },
-        "consent_changed" => match serde_json::from_str::<ConsentChanged>(&event.payload) {
-            Ok(p) => EventBody::ConsentChanged {
-                student: p.student,
-                consent: p.consent,
-                by: p.by,
-            },
-            Err(e) => return Ok(unreadable(e)),
-        },
-        "template_added" => {
-            let p = match serde_json::from_str::<TemplateAdded>(&event.payload) {
-                Ok(p) => p,
-                Err(e) => return Ok(unreadable(e)),
-            };
-            let Some(template) = store.stored_template(&p.template)? else {
-                return Ok(Outgoing::Unsendable {
-                    code: "purged_before_sync",
-                    reason: format!(
-                        "template {} was deleted on this box (consent withdrawn) before it was sent; it must not leave the box",
-                        p.template
-                    ),
-                });
-            };
-            let model = match template.model_id.parse::<ModelId>() {
-                Ok(model) => model,
-                Err(e) => {
-                    return Ok(Outgoing::Unsendable {
-                        code: "bad_model_id",
-                        reason: format!("template {}: model id {e}", template.uuid),
-                    });
-                }
-            };
-            let space = match template.space.parse::<EmbeddingSpace>() {
-                Ok(space) => space,
-                Err(e) => {
-                    return Ok(Outgoing::Unsendable {
-                        code: "bad_space",
-                        reason: format!("template {}: {e}", template.uuid),
-                    });
-                }
-            };
-            let source = if template.source == "sync" {
-                template.source
-            } else {
-                format!("box:{device_id}:{}", template.source)
-            };
-            EventBody::TemplateAdded {
-                template: TemplateData {
-                    id: template.uuid,
-                    student: template.student_id,
-                    embedding: Embedding {
-                        model,
-                        space,
-                        vector: template.vector,
-                    },
-                    quality: wire_quality(template.quality),
-                    source,
-                    created_at: template.created_at,
-                },
-            }
-        }
-        other => {
+    if !OutboxPayload::KINDS.contains(&event.kind.as_str()) {
+        return Ok(Outgoing::Unsendable {
+            code: "unknown_kind",
+            reason: format!(
+                "outbox kind {:?} has no wire form in protocol v1",
+                event.kind
+            ),
+        });
+    }
+    let payload = match event.payload() {
+        Ok(payload) => payload,
+        Err(e) => {
             return Ok(Outgoing::Unsendable {
-                code: "unknown_kind",
-                reason: format!("outbox kind {other:?} has no wire form in protocol v1"),
+                code: "unreadable_payload",
+                reason: format!("outbox {} payload cannot be read: {e}", event.kind),
             });
         }
     };
+    // When it happened on the box: the row's time, except a close, which may be recorded after
+    // the lesson it ends (the server keeps the event's time as the session's `closed_at`).
+    let (at, body) = match payload {
+        OutboxPayload::SessionOpened(p) => (event.created_at, session_opened(p, event.created_at)),
+        OutboxPayload::SessionClosed(p) => (p.closed_at, session_closed(p)),
+        OutboxPayload::MarkSet(p) => (event.created_at, mark_set(p)),
+        OutboxPayload::TemplateAdded(p) => match template_added(store, p, device_id)? {
+            Ok(body) => (event.created_at, body),
+            Err(unsendable) => return Ok(unsendable),
+        },
+        OutboxPayload::TemplateDeleted(p) => (event.created_at, template_deleted(p)),
+        OutboxPayload::ConsentChanged(p) => (event.created_at, consent_changed(p)),
+    };
     Ok(Outgoing::Send(Event {
         id: event.id.clone(),
-        at: event.created_at,
+        at,
         body,
+    }))
+}
+
+/// Rows of the first builds have no `started_at`: the session began when its row was written.
+fn session_opened(p: SessionOpened, created_at: i64) -> EventBody {
+    EventBody::SessionOpened {
+        session: p.session,
+        section: p.section,
+        started_at: p.started_at.unwrap_or(created_at),
+    }
+}
+
+fn session_closed(p: SessionClosed) -> EventBody {
+    EventBody::SessionClosed { session: p.session }
+}
+
+fn mark_set(p: MarkSet) -> EventBody {
+    EventBody::MarkSet {
+        session: p.session,
+        student: p.student,
+        status: p.status,
+        source: p.source,
+        // Cosine similarity can dip below 0 for an absent student's best face.
+        score: p.score.filter(|s| s.is_finite()).map(|s| s.clamp(0.0, 1.0)),
+        decided_at: p.at,
+        by: p.by,
+    }
+}
+
+fn template_deleted(p: TemplateDeleted) -> EventBody {
+    EventBody::TemplateDeleted {
+        template: p.template,
+        student: p.student,
+    }
+}
+
+fn consent_changed(p: ConsentChanged) -> EventBody {
+    EventBody::ConsentChanged {
+        student: p.student,
+        consent: p.consent,
+        by: p.by,
+    }
+}
+
+/// The template as it is stored now (the vector is not in the outbox), or why it cannot leave.
+fn template_added(
+    store: &Store,
+    p: TemplateAdded,
+    device_id: &str,
+) -> Result<Result<EventBody, Outgoing>, StoreError> {
+    let Some(template) = store.stored_template(&p.template)? else {
+        return Ok(Err(Outgoing::Unsendable {
+            code: "purged_before_sync",
+            reason: format!(
+                "template {} was deleted on this box (consent withdrawn, or a re-enrolment replaced it) before it was sent; it must not leave the box",
+                p.template
+            ),
+        }));
+    };
+    let model = match template.model_id.parse::<ModelId>() {
+        Ok(model) => model,
+        Err(e) => {
+            return Ok(Err(Outgoing::Unsendable {
+                code: "bad_model_id",
+                reason: format!("template {}: model id {e}", template.uuid),
+            }));
+        }
+    };
+    let space = match template.space.parse::<EmbeddingSpace>() {
+        Ok(space) => space,
+        Err(e) => {
+            return Ok(Err(Outgoing::Unsendable {
+                code: "bad_space",
+                reason: format!("template {}: {e}", template.uuid),
+            }));
+        }
+    };
+    let source = if template.source == "sync" {
+        template.source
+    } else {
+        format!("box:{device_id}:{}", template.source)
+    };
+    Ok(Ok(EventBody::TemplateAdded {
+        template: TemplateData {
+            id: template.uuid,
+            student: template.student_id,
+            embedding: Embedding {
+                model,
+                space,
+                vector: template.vector,
+            },
+            quality: wire_quality(template.quality),
+            source,
+            created_at: template.created_at,
+        },
     }))
 }
 

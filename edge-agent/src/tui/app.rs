@@ -115,6 +115,11 @@ pub enum StoreJob {
         student: String,
         decision: ReviewDecision,
     },
+    /// The teacher left the roll (another section, or quit): the session is closed. Answers
+    /// nothing unless it fails.
+    Close {
+        session: String,
+    },
 }
 
 /// Work for the vision worker, which owns the pipeline and the camera.
@@ -333,6 +338,7 @@ impl App {
             }
         };
         if self.quitting && self.queued.is_empty() {
+            effects.extend(self.leave_roll());
             effects.push(Effect::Quit);
         }
         effects
@@ -413,12 +419,24 @@ impl App {
         if self.section.as_deref() == Some(section.as_str()) {
             return Vec::new();
         }
+        let mut effects = self.leave_roll();
         self.section = Some(section);
         self.session = SessionState::None;
         self.rows.clear();
         self.selected = 0;
         self.last_capture = None;
-        self.reload()
+        effects.extend(self.reload());
+        effects
+    }
+
+    /// The teacher leaves the roll on screen: its session, if one is open, is closed.
+    fn leave_roll(&mut self) -> Vec<Effect> {
+        match self.session_id() {
+            Some(session) => vec![Effect::Store(StoreJob::Close {
+                session: session.to_owned(),
+            })],
+            None => Vec::new(),
+        }
     }
 
     fn roll_arrived(&mut self, seq: u64, roll: Roll, waiting: usize) -> Vec<Effect> {
@@ -593,7 +611,9 @@ impl App {
 
     fn quit(&mut self) -> Vec<Effect> {
         if self.queued.is_empty() {
-            return vec![Effect::Quit];
+            let mut effects = self.leave_roll();
+            effects.push(Effect::Quit);
+            return effects;
         }
         // Marks the teacher made wait for the session id: send them first, then quit.
         self.quitting = true;

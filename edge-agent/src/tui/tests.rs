@@ -399,6 +399,10 @@ fn with_recognition_off_it_is_a_manual_roll_call() {
                 student: "ben".into(),
                 status: MarkStatus::Absent
             }),
+            // Quitting leaves the roll: the session closes, after the marks.
+            Effect::Store(StoreJob::Close {
+                session: "s7".into()
+            }),
             Effect::Quit,
         ]
     );
@@ -542,4 +546,38 @@ fn a_restarted_screen_continues_the_lessons_session() {
         ),
         "{effects:?}"
     );
+}
+
+/// Issue 14 (item 7): picking another section leaves the roll, and its session is closed.
+#[test]
+fn picking_another_section_closes_the_session() {
+    let mut app = App::new(true, None);
+    app.start();
+    app.handle(sections());
+    app.handle(AppEvent::Roll {
+        seq: 1,
+        roll: captured_roll(Some("s0")),
+        waiting: 0,
+    });
+    app.handle(key('s'));
+    assert_eq!(app.screen, Screen::Picker);
+    // The same section again: nothing is left, nothing closes.
+    assert!(app.handle(code(KeyCode::Enter)).is_empty());
+    app.handle(key('s'));
+    app.handle(code(KeyCode::Down));
+    let effects = app.handle(code(KeyCode::Enter));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Store(StoreJob::Close {
+                session: "s0".into()
+            }),
+            Effect::Store(StoreJob::Load {
+                seq: 2,
+                section: "c2".into(),
+                session: None
+            }),
+        ]
+    );
+    assert_eq!(app.session, SessionState::None);
 }

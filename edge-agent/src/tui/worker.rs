@@ -131,6 +131,10 @@ fn store_job(store: &mut Store, job: StoreJob) -> Vec<AppEvent> {
                 written.map(|_| ()).map_err(|e| e.to_string()),
             )
         }
+        StoreJob::Close { session } => match store.close_session(&session, now_ms()) {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![failed(0, format!("cannot close session {session}: {e}"))],
+        },
     }
 }
 

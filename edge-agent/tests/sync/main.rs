@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use edge_agent::store::Store;
+use edge_agent::store::{NewTemplate, Store};
 use serde_json::Value;
 use shared_proto::sync::{ChangeBody, PullResponse};
 
@@ -658,6 +658,75 @@ fn rejected_events_are_kept_and_shown() {
         "{again}"
     );
     assert_eq!(a.status()["outbox"]["rejected"], 1);
+}
+
+/// Issue 14 (item 7): the box sends `session_closed` and `template_deleted`. A session closed
+/// on the box is closed on the server at the box's time; a re-enrolment's deleted templates are
+/// tombstoned in the feed, and another box that held them purges them.
+#[test]
+fn closed_sessions_and_replaced_templates_reach_the_server() {
+    let students = synthetic_students(2);
+    let ids: Vec<String> = students.iter().map(|s| s.id.clone()).collect();
+    let (server, _roster) = school(Backend::Embedded, &students);
+    let a = joined(&server, QUICK_SYNC, "room A");
+    let session = a
+        .ok(&["session", "open", "--section", SECTION])
+        .trim()
+        .to_owned();
+    a.ok(&["mark", &session, &ids[0], "present"]);
+    assert!(a.ok(&["session", "close", &session]).contains("closed"));
+    assert!(
+        a.ok(&["session", "close", &session])
+            .contains("already closed")
+    );
+    let closed_at = a.store().session_closed_at(&session).unwrap().unwrap();
+    add_synthetic_templates(&a, &ids[..1], 2);
+    a.sync_until_done();
+    assert_eq!(server.session_closed_at(&session), Some(closed_at));
+
+    let b = joined(&server, QUICK_SYNC, "room B");
+    assert_eq!(b.store().template_count(&ids[0]).unwrap(), 2);
+    let vector: Vec<f32> = (0..512).map(|d| (d as f32).cos()).collect();
+    let replaced = a
+        .store()
+        .replace_templates(
+            &ids[0],
+            &[NewTemplate {
+                student_id: &ids[0],
+                model_id: SYNTHETIC_MODEL,
+                space: SYNTHETIC_MODEL,
+                vector: &vector,
+                quality: 0.8,
+                source: "enrol-photo",
+                crop: None,
+            }],
+            "test",
+        )
+        .unwrap();
+    assert_eq!(replaced.deleted.len(), 2);
+    a.sync_until_done();
+    let tombstoned: BTreeSet<String> = full_feed(&server, &b)
+        .into_iter()
+        .filter_map(|c| match c.body {
+            ChangeBody::TemplateDeleted { template, .. } => Some(template),
+            _ => None,
+        })
+        .collect();
+    for template in &replaced.deleted {
+        assert!(tombstoned.contains(template), "{template}: {tombstoned:?}");
+    }
+    b.sync_until_done();
+    let held: Vec<String> = b
+        .store()
+        .all_templates(SYNTHETIC_MODEL)
+        .unwrap()
+        .into_iter()
+        .map(|t| t.uuid)
+        .collect();
+    assert_eq!(held, replaced.added);
+    for classroom in [&a, &b] {
+        assert!(classroom.store().check_invariants().unwrap().is_empty());
+    }
 }
 
 /// Sync commands on a box that never joined say what to do, and nothing panics.

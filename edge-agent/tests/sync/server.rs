@@ -290,6 +290,21 @@ impl Server {
         }
     }
 
+    /// When the server recorded session `id` as closed, read from the embedded store's file (the
+    /// JSON API does not show it); `None` while it is open.
+    pub fn session_closed_at(&self, id: &str) -> Option<i64> {
+        assert!(self.mongo.is_none(), "reads the embedded store only");
+        let conn = rusqlite::Connection::open_with_flags(
+            self.data_dir.path().join("rollcall-server.sqlite"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        conn.query_row("SELECT closed_at FROM sessions WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    }
+
     /// Events the store holds (applied once each), from `/metrics`.
     pub fn events_applied(&self) -> u64 {
         let text = self
