@@ -4,8 +4,8 @@
 //! says.
 
 use shared_proto::roster::{
-    EnrolmentRecord, ImportScope, RecordKey, RosterCounts, RosterDiffError, RosterRecord,
-    RosterRecords,
+    EnrolmentRecord, ImportScope, RecordDiff, RecordKey, RosterCounts, RosterDiffError,
+    RosterRecord, RosterRecords,
 };
 use shared_proto::sync::ChangeBody;
 
@@ -128,18 +128,46 @@ impl EnrolmentRecord for Enrolment {
     }
 }
 
-impl Section {
-    pub fn change(&self) -> ChangeBody {
+/// A roster record as a backend stores it, and the change a box learns it by.
+pub trait Stored: Clone {
+    fn change(&self) -> ChangeBody;
+    fn inactive(&self) -> Self;
+    /// The held record once an update to `wanted` is written: by default `wanted` whole, since
+    /// all its fields are the roster's.
+    fn updated(held: &Self, wanted: &Self) -> Self {
+        let _ = held;
+        wanted.clone()
+    }
+}
+
+/// Every record one kind's diff writes, as it is stored afterwards: inserts, updates, then
+/// deactivations. Each is one change-feed entry.
+pub fn written<T: Stored>(diff: &RecordDiff<'_, T>) -> Vec<T> {
+    let inserts = diff.inserts.iter().map(|row| (*row).clone());
+    let updates = diff.updates.iter().map(|u| T::updated(u.held, u.wanted));
+    let deactivations = diff.deactivations.iter().map(|held| held.inactive());
+    inserts.chain(updates).chain(deactivations).collect()
+}
+
+impl Stored for Section {
+    fn change(&self) -> ChangeBody {
         ChangeBody::Section {
             id: self.id.clone(),
             title: self.title.clone(),
             active: self.active,
         }
     }
+    fn inactive(&self) -> Self {
+        Section {
+            active: false,
+            ..self.clone()
+        }
+    }
 }
 
-impl Student {
-    pub fn change(&self) -> ChangeBody {
+/// An update writes the roster's fields and keeps the consent recorded for the student.
+impl Stored for Student {
+    fn change(&self) -> ChangeBody {
         ChangeBody::Student {
             id: self.id.clone(),
             given_name: self.given_name.clone(),
@@ -148,21 +176,24 @@ impl Student {
             consent: self.consent,
         }
     }
-
-    /// The held student as an update leaves it: the roster's fields of `wanted`, the consent
-    /// recorded for them.
-    pub fn updated_to(&self, wanted: &Student) -> Student {
+    fn inactive(&self) -> Self {
+        Student {
+            active: false,
+            ..self.clone()
+        }
+    }
+    fn updated(held: &Self, wanted: &Self) -> Self {
         Student {
             given_name: wanted.given_name.clone(),
             family_name: wanted.family_name.clone(),
             active: wanted.active,
-            ..self.clone()
+            ..held.clone()
         }
     }
 }
 
-impl Teacher {
-    pub fn change(&self) -> ChangeBody {
+impl Stored for Teacher {
+    fn change(&self) -> ChangeBody {
         ChangeBody::Teacher {
             id: self.id.clone(),
             given_name: self.given_name.clone(),
@@ -170,15 +201,27 @@ impl Teacher {
             active: self.active,
         }
     }
+    fn inactive(&self) -> Self {
+        Teacher {
+            active: false,
+            ..self.clone()
+        }
+    }
 }
 
-impl Enrolment {
-    pub fn change(&self) -> ChangeBody {
+impl Stored for Enrolment {
+    fn change(&self) -> ChangeBody {
         ChangeBody::Enrolment {
             section: self.section_id.clone(),
             person: self.person_id.clone(),
             role: self.role,
             active: self.active,
+        }
+    }
+    fn inactive(&self) -> Self {
+        Enrolment {
+            active: false,
+            ..self.clone()
         }
     }
 }

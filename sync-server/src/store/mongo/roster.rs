@@ -11,10 +11,9 @@ use super::names::*;
 use super::templates;
 use super::tx::Tx;
 use super::{MongoStore, collect};
-use crate::store::{
-    Enrolment, Millis, RosterBatch, RosterSummary, Section, StoreError, Student, Teacher,
-};
-use crate::store::{roster, rules};
+use crate::store::roster::{self, Stored};
+use crate::store::rules;
+use crate::store::{Enrolment, Millis, RosterBatch, RosterSummary, StoreError};
 
 /// Ids are global (OneRoster sourcedIds): one that another school holds is refused, never moved.
 async fn refuse_other_schools(
@@ -109,17 +108,8 @@ pub async fn apply_roster(
         .map(|s| s.id.as_str())
         .collect();
     deactivate(tx, SECTIONS, gone).await?;
-    for section in sections.upserts() {
+    for section in roster::written(sections) {
         tx.feed(section.change())?;
-    }
-    for held in &sections.deactivations {
-        tx.feed(
-            Section {
-                active: false,
-                ..(*held).clone()
-            }
-            .change(),
-        )?;
     }
 
     let docs: Vec<StudentDoc> = students
@@ -142,20 +132,8 @@ pub async fn apply_roster(
         .map(|s| s.id.as_str())
         .collect();
     deactivate(tx, STUDENTS, gone).await?;
-    for student in &students.inserts {
+    for student in roster::written(students) {
         tx.feed(student.change())?;
-    }
-    for Update { held, wanted } in &students.updates {
-        tx.feed(held.updated_to(wanted).change())?;
-    }
-    for held in &students.deactivations {
-        tx.feed(
-            Student {
-                active: false,
-                ..(*held).clone()
-            }
-            .change(),
-        )?;
     }
 
     let docs: Vec<TeacherDoc> = teachers
@@ -178,17 +156,8 @@ pub async fn apply_roster(
         .map(|t| t.id.as_str())
         .collect();
     deactivate(tx, TEACHERS, gone).await?;
-    for teacher in teachers.upserts() {
+    for teacher in roster::written(teachers) {
         tx.feed(teacher.change())?;
-    }
-    for held in &teachers.deactivations {
-        tx.feed(
-            Teacher {
-                active: false,
-                ..(*held).clone()
-            }
-            .change(),
-        )?;
     }
 
     let docs: Vec<EnrolmentDoc> = enrolments
@@ -213,17 +182,8 @@ pub async fn apply_roster(
             .session(&mut tx.session)
             .await?;
     }
-    for enrolment in enrolments.upserts() {
+    for enrolment in roster::written(enrolments) {
         tx.feed(enrolment.change())?;
-    }
-    for held in &enrolments.deactivations {
-        tx.feed(
-            Enrolment {
-                active: false,
-                ..(*held).clone()
-            }
-            .change(),
-        )?;
     }
     Ok(diff.counts().into())
 }

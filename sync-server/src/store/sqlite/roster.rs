@@ -7,7 +7,7 @@ use shared_proto::sync::{ChangeBody, Consent, ScheduleSlot};
 
 use super::feed::Feed;
 use super::{Table, owner, templates, word};
-use crate::store::roster;
+use crate::store::roster::{self, Stored};
 use crate::store::rules::{self, Owner};
 use crate::store::{
     Enrolment, Millis, RosterBatch, RosterSummary, Section, StoreError, Student, Teacher,
@@ -44,57 +44,21 @@ pub fn apply_roster(
     }
 
     let mut feed = Feed::new(conn, school_id);
-    for section in diff.sections.upserts() {
-        write_section(conn, &mut feed, school_id, section)?;
+    for section in roster::written(&diff.sections) {
+        write_section(conn, school_id, &section)?;
+        feed.write(&section.change())?;
     }
-    for held in &diff.sections.deactivations {
-        let section = Section {
-            active: false,
-            ..(*held).clone()
-        };
-        write_section(conn, &mut feed, school_id, &section)?;
-    }
-    for student in &diff.students.inserts {
-        insert_student(conn, school_id, student)?;
+    for student in roster::written(&diff.students) {
+        write_student(conn, school_id, &student)?;
         feed.write(&student.change())?;
     }
-    let updated = diff.students.updates.iter();
-    let updated = updated.map(|update| update.held.updated_to(update.wanted));
-    let deactivated = diff.students.deactivations.iter().map(|held| Student {
-        active: false,
-        ..(*held).clone()
-    });
-    for student in updated.chain(deactivated) {
-        conn.prepare_cached(
-            "UPDATE students SET given_name = ?2, family_name = ?3, active = ?4 WHERE id = ?1",
-        )?
-        .execute(params![
-            student.id,
-            student.given_name,
-            student.family_name,
-            student.active
-        ])?;
-        feed.write(&student.change())?;
+    for teacher in roster::written(&diff.teachers) {
+        write_teacher(conn, school_id, &teacher)?;
+        feed.write(&teacher.change())?;
     }
-    for teacher in diff.teachers.upserts() {
-        write_teacher(conn, &mut feed, school_id, teacher)?;
-    }
-    for held in &diff.teachers.deactivations {
-        let teacher = Teacher {
-            active: false,
-            ..(*held).clone()
-        };
-        write_teacher(conn, &mut feed, school_id, &teacher)?;
-    }
-    for enrolment in diff.enrolments.upserts() {
-        write_enrolment(conn, &mut feed, enrolment)?;
-    }
-    for held in &diff.enrolments.deactivations {
-        let enrolment = Enrolment {
-            active: false,
-            ..(*held).clone()
-        };
-        write_enrolment(conn, &mut feed, &enrolment)?;
+    for enrolment in roster::written(&diff.enrolments) {
+        write_enrolment(conn, &enrolment)?;
+        feed.write(&enrolment.change())?;
     }
     Ok(diff.counts().into())
 }
@@ -113,12 +77,7 @@ fn claim(
     }
 }
 
-fn write_section(
-    conn: &Connection,
-    feed: &mut Feed<'_>,
-    school_id: &str,
-    section: &Section,
-) -> Result<(), StoreError> {
+fn write_section(conn: &Connection, school_id: &str, section: &Section) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO sections (id, school_id, title, active) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (id) DO UPDATE SET title = excluded.title, active = excluded.active",
@@ -129,15 +88,17 @@ fn write_section(
         section.title,
         section.active
     ])?;
-    feed.write(&section.change())
+    Ok(())
 }
 
 /// A new student starts with the batch's consent (normally none); a held one keeps theirs.
-fn insert_student(conn: &Connection, school_id: &str, student: &Student) -> Result<(), StoreError> {
+fn write_student(conn: &Connection, school_id: &str, student: &Student) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO students
          (id, school_id, given_name, family_name, active, consent, consent_by, consent_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (id) DO UPDATE SET given_name = excluded.given_name,
+             family_name = excluded.family_name, active = excluded.active",
     )?
     .execute(params![
         student.id,
@@ -173,12 +134,7 @@ fn write_student_change(
     feed.write(&body)
 }
 
-fn write_teacher(
-    conn: &Connection,
-    feed: &mut Feed<'_>,
-    school_id: &str,
-    teacher: &Teacher,
-) -> Result<(), StoreError> {
+fn write_teacher(conn: &Connection, school_id: &str, teacher: &Teacher) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO teachers (id, school_id, given_name, family_name, active)
          VALUES (?1, ?2, ?3, ?4, ?5)
@@ -192,14 +148,10 @@ fn write_teacher(
         teacher.family_name,
         teacher.active
     ])?;
-    feed.write(&teacher.change())
+    Ok(())
 }
 
-fn write_enrolment(
-    conn: &Connection,
-    feed: &mut Feed<'_>,
-    enrolment: &Enrolment,
-) -> Result<(), StoreError> {
+fn write_enrolment(conn: &Connection, enrolment: &Enrolment) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO enrolments (section_id, person_id, role, active) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (section_id, person_id) DO UPDATE SET role = excluded.role,
@@ -211,7 +163,7 @@ fn write_enrolment(
         enrolment.role.as_str(),
         enrolment.active
     ])?;
-    feed.write(&enrolment.change())
+    Ok(())
 }
 
 pub fn sections(conn: &Connection, school_id: &str) -> Result<Vec<Section>, StoreError> {
