@@ -134,8 +134,7 @@ pub trait Stored: Clone {
     fn inactive(&self) -> Self;
     /// The held record once an update to `wanted` is written: by default `wanted` whole, since
     /// all its fields are the roster's.
-    fn updated(held: &Self, wanted: &Self) -> Self {
-        let _ = held;
+    fn updated(_held: &Self, wanted: &Self) -> Self {
         wanted.clone()
     }
 }
