@@ -536,7 +536,7 @@ fn lenient_reads_are_imported_and_printed_as_warnings() {
     );
     assert_eq!(
         stdout,
-        "imported 2 sections, 8 students, 2 teachers, 9 enrolments; 0 students no longer listed marked inactive
+        "imported 2 sections, 8 students, 2 teachers, 9 enrolments; 0 records no longer listed marked inactive
 warning: manifest.csv: 1 row has no value; read as absent
 warning: classes.csv: 1 row has status \"inactive\" (OneRoster 1.0); read as tobedeleted
 warning: users.csv: 1 row has status \"inactive\" (OneRoster 1.0); read as tobedeleted

@@ -4,6 +4,7 @@
 pub mod ids;
 pub mod ml;
 pub mod oneroster;
+pub mod roster;
 pub mod sync;
 pub mod vocabulary;
 

@@ -50,12 +50,12 @@ pub(super) fn run(
             let summary = open_store(data_dir)?.apply_roster(&import, "roster-import")?;
             writeln!(
                 out,
-                "imported {} sections, {} students, {} teachers, {} enrolments; {} students no longer listed marked inactive",
+                "imported {} sections, {} students, {} teachers, {} enrolments; {} records no longer listed marked inactive",
                 summary.sections,
                 summary.students,
                 summary.teachers,
                 summary.enrolments,
-                summary.deactivated_students
+                summary.deactivated
             )?;
             for warning in &import.warnings {
                 writeln!(out, "warning: {warning}")?;

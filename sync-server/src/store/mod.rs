@@ -11,6 +11,7 @@
 //!   change and never repeats one across pages, even while writes go on.
 //! - Marks: teacher beats machine, then the later decision (`shared_proto::sync::mark_wins`).
 //! - Consent withdrawn or a student erased: every template of theirs becomes a tombstone in the feed.
+//! - A roster batch means what `shared_proto::roster` says, on both backends and on the box.
 //! - Secrets (passwords, session and device tokens, provisioning codes) are stored as hashes only.
 
 use async_trait::async_trait;
@@ -20,6 +21,7 @@ use shared_proto::sync::{
 };
 
 pub mod mongo;
+mod roster;
 pub mod rules;
 pub mod sqlite;
 
@@ -287,8 +289,11 @@ pub trait Store: Send + Sync + 'static {
     async fn touch_device(&self, device_id: &str, now: Millis) -> Result<(), StoreError>;
 
     // Roster. Every write here also writes the matching change-feed rows.
-    /// Upserts everything in `batch`; with `full`, also deactivates what the school holds and the
-    /// batch does not (a full OneRoster export). One transaction.
+    /// Applies `batch` as `shared_proto::roster` means it: the last row of an id wins, rows that
+    /// change nothing write nothing, and with `full` (a OneRoster export) every section, student,
+    /// teacher and enrolment the school holds and the batch does not name becomes inactive. A new
+    /// id another school holds is `Conflict`; an enrolment in a section the school neither holds
+    /// nor gets from the batch is `NotFound`. One transaction; consent is never changed.
     async fn apply_roster(
         &self,
         school_id: &str,

@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use shared_proto::roster::ImportScope;
+use shared_proto::roster::cases::{RosterState, cases, enrolment_key};
 use shared_proto::sync::{
     ChangeBody, Consent, Embedding, EnrolmentRole, Event, EventBody, MAX_PULL_LIMIT, MarkSource,
     MarkStatus, PushResponse, RejectCode, ScheduleSlot, TemplateData,
@@ -52,6 +54,8 @@ macro_rules! contract_tests {
             device_revocation,
             users_and_auth_sessions,
             full_roster_deactivates_missing,
+            roster_cases,
+            roster_refusals,
             attendance_by_section_dates_and_student,
             sections_of_teacher,
             schedule_replaces_timetable,
@@ -1519,6 +1523,210 @@ pub async fn full_roster_deactivates_missing(backend: &impl Backend) {
     let sections = fx.store.sections(SCHOOL).await.expect("sections");
     assert_eq!(sections.len(), 2);
     assert!(sections.iter().all(|s| s.active && s.school_id == SCHOOL));
+}
+
+/// A case's roster as `school_id`'s batch, its ids prefixed: ids are global, and each case has a
+/// school of its own in one store.
+fn batch_of_case(
+    school_id: &str,
+    prefix: &str,
+    import: &shared_proto::oneroster::RosterImport,
+) -> RosterBatch {
+    let id = |id: &str| format!("{prefix}{id}");
+    RosterBatch {
+        sections: import
+            .sections
+            .iter()
+            .map(|s| Section {
+                active: s.active,
+                ..section(&id(&s.id), school_id, &s.title)
+            })
+            .collect(),
+        students: import
+            .students
+            .iter()
+            .map(|p| Student {
+                given_name: p.given_name.clone(),
+                family_name: p.family_name.clone(),
+                active: p.active,
+                ..student(&id(&p.id), school_id)
+            })
+            .collect(),
+        teachers: import
+            .teachers
+            .iter()
+            .map(|p| Teacher {
+                school_id: school_id.into(),
+                given_name: p.given_name.clone(),
+                family_name: p.family_name.clone(),
+                active: p.active,
+                ..teacher(&id(&p.id))
+            })
+            .collect(),
+        enrolments: import
+            .enrolments
+            .iter()
+            .map(|e| Enrolment {
+                active: e.active,
+                ..enrolment(&id(&e.section_id), &id(&e.person_id), e.role)
+            })
+            .collect(),
+    }
+}
+
+/// The roster a box of the school would hold after pulling the whole feed, ids unprefixed.
+fn roster_state_of_feed(feed: &BTreeMap<String, ChangeBody>, prefix: &str) -> RosterState {
+    let id = |id: &str| id.strip_prefix(prefix).expect("a case's id").to_owned();
+    let mut state = RosterState::default();
+    for body in feed.values() {
+        match body {
+            ChangeBody::Section { id: s, active, .. } => {
+                state.sections.insert(id(s), *active);
+            }
+            ChangeBody::Student { id: s, active, .. } => {
+                state.students.insert(id(s), *active);
+            }
+            ChangeBody::Teacher { id: t, active, .. } => {
+                state.teachers.insert(id(t), *active);
+            }
+            ChangeBody::Enrolment {
+                section,
+                person,
+                active,
+                ..
+            } => {
+                state
+                    .enrolments
+                    .insert(enrolment_key(&id(section), &id(person)), *active);
+            }
+            other => panic!("a roster wrote {other:?}"),
+        }
+    }
+    state
+}
+
+/// The cases the box's store and both backends share (`shared_proto::roster::cases`): what is
+/// held after a batch, what is reported deactivated, and how many change-feed keys it moves.
+pub async fn roster_cases(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    for (n, case) in cases().into_iter().enumerate() {
+        let school_id = format!("school-case-{n}");
+        let prefix = format!("case{n}.");
+        fx.store
+            .create_school(&School {
+                id: school_id.clone(),
+                name: case.name.into(),
+            })
+            .await
+            .expect("create school");
+        let held = batch_of_case(&school_id, &prefix, &case.held);
+        fx.store
+            .apply_roster(&school_id, &held, true)
+            .await
+            .expect(case.name);
+        // Consent is not a roster's: the batch's students carry none, and none is lost.
+        for student in &held.students {
+            fx.store
+                .set_consent(&school_id, &student.id, Consent::Granted, "parent", T0)
+                .await
+                .expect("consent");
+        }
+        let (_, cursor) = pull_all(&*fx.store, &school_id, 0).await;
+
+        let batch = batch_of_case(&school_id, &prefix, &case.batch);
+        let full = case.scope == ImportScope::Full;
+        let summary = fx
+            .store
+            .apply_roster(&school_id, &batch, full)
+            .await
+            .expect(case.name);
+        assert_eq!(summary.deactivated, case.deactivated, "{}", case.name);
+        let (after, _) = pull_all(&*fx.store, &school_id, cursor).await;
+        assert_eq!(after.len(), case.n_writes, "{}: {after:?}", case.name);
+        let feed = feed(&*fx.store, &school_id).await;
+        assert_eq!(
+            roster_state_of_feed(&feed, &prefix),
+            case.expected,
+            "{}",
+            case.name
+        );
+
+        // The store's own reads say the same as its feed.
+        let sections = fx.store.sections(&school_id).await.expect("sections");
+        let sections: BTreeMap<String, bool> = sections
+            .into_iter()
+            .map(|s| (s.id[prefix.len()..].to_owned(), s.active))
+            .collect();
+        assert_eq!(sections, case.expected.sections, "{}", case.name);
+        let students = fx.store.students(&school_id).await.expect("students");
+        for student in &students {
+            let held_before = held.students.iter().any(|s| s.id == student.id);
+            let consent = if held_before {
+                Consent::Granted
+            } else {
+                Consent::None
+            };
+            assert_eq!(student.consent, consent, "{}: {}", case.name, student.id);
+        }
+        let students: BTreeMap<String, bool> = students
+            .into_iter()
+            .map(|s| (s.id[prefix.len()..].to_owned(), s.active))
+            .collect();
+        assert_eq!(students, case.expected.students, "{}", case.name);
+        let mut enrolments = BTreeMap::new();
+        for section in case.expected.sections.keys() {
+            let of_section = fx
+                .store
+                .enrolments(&school_id, &format!("{prefix}{section}"))
+                .await
+                .expect("enrolments");
+            for e in of_section {
+                let key =
+                    enrolment_key(&e.section_id[prefix.len()..], &e.person_id[prefix.len()..]);
+                enrolments.insert(key, e.active);
+            }
+        }
+        assert_eq!(enrolments, case.expected.enrolments, "{}", case.name);
+    }
+}
+
+/// A batch that names another school's id, or enrols into another school's section, is refused
+/// whole: nothing of it is written.
+pub async fn roster_refusals(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    let (_, cursor) = pull_all(&*fx.store, SCHOOL, 0).await;
+    let mut taken = roster();
+    taken.students.push(student(OTHER_STUDENT, SCHOOL));
+    taken.students.push(student("stu-new", SCHOOL));
+    assert!(matches!(
+        fx.store.apply_roster(SCHOOL, &taken, true).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mut taken = roster();
+    taken
+        .sections
+        .push(section(OTHER_SECTION, SCHOOL, "Mine now"));
+    assert!(matches!(
+        fx.store.apply_roster(SCHOOL, &taken, false).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mut elsewhere = roster();
+    elsewhere.students.push(student("stu-new", SCHOOL));
+    elsewhere
+        .enrolments
+        .push(enrolment(OTHER_SECTION, "stu-new", EnrolmentRole::Student));
+    assert!(matches!(
+        fx.store.apply_roster(SCHOOL, &elsewhere, true).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let (after, _) = pull_all(&*fx.store, SCHOOL, cursor).await;
+    assert_eq!(after, vec![]);
+    assert_eq!(
+        fx.store.student(SCHOOL, "stu-new").await.expect("student"),
+        None
+    );
+    let other = fx.store.sections(OTHER_SCHOOL).await.expect("sections");
+    assert_eq!(other, vec![section(OTHER_SECTION, OTHER_SCHOOL, "South 1")]);
 }
 
 pub async fn attendance_by_section_dates_and_student(backend: &impl Backend) {

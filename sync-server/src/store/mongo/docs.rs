@@ -10,7 +10,7 @@ use shared_proto::{EmbeddingSpace, ModelId};
 
 use crate::store::{
     AttendanceRow, AuthSession, Device, Enrolment, Millis, Role, School, Section, StoreError,
-    Student, User,
+    Student, Teacher, User,
 };
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -160,6 +160,17 @@ pub struct SectionDoc {
 }
 
 impl SectionDoc {
+    /// A new section, with no timetable yet.
+    pub fn from_section(school_id: &str, section: &Section) -> SectionDoc {
+        SectionDoc {
+            id: section.id.clone(),
+            school_id: school_id.to_owned(),
+            title: section.title.clone(),
+            active: section.active,
+            schedule: Vec::new(),
+        }
+    }
+
     pub fn into_section(self) -> Section {
         Section {
             id: self.id,
@@ -221,6 +232,28 @@ pub struct TeacherDoc {
     pub active: bool,
 }
 
+impl TeacherDoc {
+    pub fn from_teacher(school_id: &str, teacher: &Teacher) -> TeacherDoc {
+        TeacherDoc {
+            id: teacher.id.clone(),
+            school_id: school_id.to_owned(),
+            given_name: teacher.given_name.clone(),
+            family_name: teacher.family_name.clone(),
+            active: teacher.active,
+        }
+    }
+
+    pub fn into_teacher(self) -> Teacher {
+        Teacher {
+            id: self.id,
+            school_id: self.school_id,
+            given_name: self.given_name,
+            family_name: self.family_name,
+            active: self.active,
+        }
+    }
+}
+
 /// Keyed by (section_id, person_id) through a unique index; `school_id` is the section's, copied
 /// so a school's enrolments are one indexed query.
 #[derive(Debug, Serialize, Deserialize)]
@@ -233,6 +266,16 @@ pub struct EnrolmentDoc {
 }
 
 impl EnrolmentDoc {
+    pub fn from_enrolment(school_id: &str, enrolment: &Enrolment) -> EnrolmentDoc {
+        EnrolmentDoc {
+            school_id: school_id.to_owned(),
+            section_id: enrolment.section_id.clone(),
+            person_id: enrolment.person_id.clone(),
+            role: enrolment.role,
+            active: enrolment.active,
+        }
+    }
+
     pub fn into_enrolment(self) -> Enrolment {
         Enrolment {
             section_id: self.section_id,

@@ -1,17 +1,20 @@
 //! Sections, students, teachers, enrolments, schedules and consent: what the server owns and every
 //! box of the school mirrors. Each write here writes its change rows in the same transaction.
 
-use std::collections::HashSet;
-
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use shared_proto::roster::roster_diff;
 use shared_proto::sync::{ChangeBody, ScheduleSlot};
 
 use super::feed::Feed;
 use super::{Table, owner, templates, word};
 use crate::domain::erasure;
+use crate::store::roster::{self, Stored};
 use crate::store::rules::{self, Owner};
 use crate::store::{Enrolment, RosterBatch, RosterSummary, Section, StoreError, Student, Teacher};
 
+/// Applies `batch` as `shared_proto::roster` decides: reads what the school holds (one query
+/// per kind), refuses ids another school holds, and writes each record the diff names with its
+/// change.
 pub fn apply_roster(
     conn: &Connection,
     school_id: &str,
@@ -21,40 +24,42 @@ pub fn apply_roster(
     if super::accounts::school(conn, school_id)?.is_none() {
         return Err(StoreError::NotFound(format!("school {school_id}")));
     }
-    let mut feed = Feed::new(conn, school_id);
-    for section in &batch.sections {
-        claim(conn, Table::Sections, &section.id, school_id, "section")?;
-        upsert_section(conn, &mut feed, school_id, section)?;
-    }
-    for student in &batch.students {
-        claim(conn, Table::Students, &student.id, school_id, "student")?;
-        upsert_student(conn, &mut feed, school_id, student)?;
-    }
-    for teacher in &batch.teachers {
-        claim(conn, Table::Teachers, &teacher.id, school_id, "teacher")?;
-        upsert_teacher(conn, &mut feed, school_id, teacher)?;
-    }
-    for enrolment in &batch.enrolments {
-        if owner(conn, Table::Sections, &enrolment.section_id, school_id)? != Owner::Ours {
-            return Err(StoreError::NotFound(format!(
-                "section {} (enrolment of {})",
-                enrolment.section_id, enrolment.person_id
-            )));
-        }
-        upsert_enrolment(conn, &mut feed, enrolment)?;
-    }
-    let deactivated = if full {
-        deactivate_missing(conn, &mut feed, school_id, batch)?
-    } else {
-        0
+    let held = RosterBatch {
+        sections: sections(conn, school_id)?,
+        students: students(conn, school_id)?,
+        teachers: teachers(conn, school_id)?,
+        enrolments: enrolments_of_school(conn, school_id)?,
     };
-    Ok(RosterSummary {
-        sections: batch.sections.len(),
-        students: batch.students.len(),
-        teachers: batch.teachers.len(),
-        enrolments: batch.enrolments.len(),
-        deactivated,
-    })
+    let diff = roster_diff(&held, batch, roster::scope(full))?;
+    // Only a new id can be another school's: the school's own are in `held`.
+    for section in &diff.sections.inserts {
+        claim(conn, Table::Sections, &section.id, school_id, "section")?;
+    }
+    for student in &diff.students.inserts {
+        claim(conn, Table::Students, &student.id, school_id, "student")?;
+    }
+    for teacher in &diff.teachers.inserts {
+        claim(conn, Table::Teachers, &teacher.id, school_id, "teacher")?;
+    }
+
+    let mut feed = Feed::new(conn, school_id);
+    for section in roster::written(&diff.sections) {
+        write_section(conn, school_id, &section)?;
+        feed.write(&section.change())?;
+    }
+    for student in roster::written(&diff.students) {
+        write_student(conn, school_id, &student)?;
+        feed.write(&student.change())?;
+    }
+    for teacher in roster::written(&diff.teachers) {
+        write_teacher(conn, school_id, &teacher)?;
+        feed.write(&teacher.change())?;
+    }
+    for enrolment in roster::written(&diff.enrolments) {
+        write_enrolment(conn, &enrolment)?;
+        feed.write(&enrolment.change())?;
+    }
+    Ok(diff.counts().into())
 }
 
 /// Ids are global (OneRoster sourcedIds): one that another school holds is refused, never moved.
@@ -71,19 +76,7 @@ fn claim(
     }
 }
 
-fn upsert_section(
-    conn: &Connection,
-    feed: &mut Feed<'_>,
-    school_id: &str,
-    section: &Section,
-) -> Result<(), StoreError> {
-    let held: Option<(String, bool)> = conn
-        .prepare_cached("SELECT title, active FROM sections WHERE id = ?1")?
-        .query_row([&section.id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    if held.as_ref() == Some(&(section.title.clone(), section.active)) {
-        return Ok(());
-    }
+fn write_section(conn: &Connection, school_id: &str, section: &Section) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO sections (id, school_id, title, active) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (id) DO UPDATE SET title = excluded.title, active = excluded.active",
@@ -94,103 +87,32 @@ fn upsert_section(
         section.title,
         section.active
     ])?;
-    feed.write(&ChangeBody::Section {
-        id: section.id.clone(),
-        title: section.title.clone(),
-        active: section.active,
-    })
+    Ok(())
 }
 
-/// A roster carries names and enrolment, not consent: a held student keeps the consent recorded
-/// for them; a new one starts with the batch's (normally none).
-fn upsert_student(
-    conn: &Connection,
-    feed: &mut Feed<'_>,
-    school_id: &str,
-    student: &Student,
-) -> Result<(), StoreError> {
-    let held: Option<(String, String, bool)> = conn
-        .prepare_cached("SELECT given_name, family_name, active FROM students WHERE id = ?1")?
-        .query_row([&student.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
-    let wanted = (
-        student.given_name.clone(),
-        student.family_name.clone(),
+/// A new student starts with the batch's consent (normally none); a held one keeps theirs.
+fn write_student(conn: &Connection, school_id: &str, student: &Student) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO students
+         (id, school_id, given_name, family_name, active, consent, consent_by, consent_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (id) DO UPDATE SET given_name = excluded.given_name,
+             family_name = excluded.family_name, active = excluded.active",
+    )?
+    .execute(params![
+        student.id,
+        school_id,
+        student.given_name,
+        student.family_name,
         student.active,
-    );
-    match held {
-        Some(held) if held == wanted => return Ok(()),
-        Some(_) => {
-            conn.prepare_cached(
-                "UPDATE students SET given_name = ?2, family_name = ?3, active = ?4 WHERE id = ?1",
-            )?
-            .execute(params![
-                student.id,
-                student.given_name,
-                student.family_name,
-                student.active
-            ])?;
-        }
-        None => {
-            conn.prepare_cached(
-                "INSERT INTO students
-                 (id, school_id, given_name, family_name, active, consent, consent_by, consent_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![
-                student.id,
-                school_id,
-                student.given_name,
-                student.family_name,
-                student.active,
-                student.consent.as_str(),
-                student.consent_by,
-                student.consent_at
-            ])?;
-        }
-    }
-    write_student_change(conn, feed, &student.id)
+        student.consent.as_str(),
+        student.consent_by,
+        student.consent_at
+    ])?;
+    Ok(())
 }
 
-fn write_student_change(
-    conn: &Connection,
-    feed: &mut Feed<'_>,
-    student_id: &str,
-) -> Result<(), StoreError> {
-    let body = conn
-        .prepare_cached(
-            "SELECT given_name, family_name, active, consent FROM students WHERE id = ?1",
-        )?
-        .query_row([student_id], |r| {
-            Ok(ChangeBody::Student {
-                id: student_id.to_owned(),
-                given_name: r.get(0)?,
-                family_name: r.get(1)?,
-                active: r.get(2)?,
-                consent: word(3, &r.get::<_, String>(3)?)?,
-            })
-        })?;
-    feed.write(&body)
-}
-
-fn upsert_teacher(
-    conn: &Connection,
-    feed: &mut Feed<'_>,
-    school_id: &str,
-    teacher: &Teacher,
-) -> Result<(), StoreError> {
-    let held: Option<(String, String, bool)> = conn
-        .prepare_cached("SELECT given_name, family_name, active FROM teachers WHERE id = ?1")?
-        .query_row([&teacher.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
-    let wanted = (
-        teacher.given_name.clone(),
-        teacher.family_name.clone(),
-        teacher.active,
-    );
-    if held.as_ref() == Some(&wanted) {
-        return Ok(());
-    }
+fn write_teacher(conn: &Connection, school_id: &str, teacher: &Teacher) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO teachers (id, school_id, given_name, family_name, active)
          VALUES (?1, ?2, ?3, ?4, ?5)
@@ -204,31 +126,10 @@ fn upsert_teacher(
         teacher.family_name,
         teacher.active
     ])?;
-    feed.write(&ChangeBody::Teacher {
-        id: teacher.id.clone(),
-        given_name: teacher.given_name.clone(),
-        family_name: teacher.family_name.clone(),
-        active: teacher.active,
-    })
+    Ok(())
 }
 
-fn upsert_enrolment(
-    conn: &Connection,
-    feed: &mut Feed<'_>,
-    enrolment: &Enrolment,
-) -> Result<(), StoreError> {
-    let held: Option<(String, bool)> = conn
-        .prepare_cached(
-            "SELECT role, active FROM enrolments WHERE section_id = ?1 AND person_id = ?2",
-        )?
-        .query_row([&enrolment.section_id, &enrolment.person_id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    let role = enrolment.role.as_str();
-    if held.as_ref() == Some(&(role.to_owned(), enrolment.active)) {
-        return Ok(());
-    }
+fn write_enrolment(conn: &Connection, enrolment: &Enrolment) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO enrolments (section_id, person_id, role, active) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (section_id, person_id) DO UPDATE SET role = excluded.role,
@@ -237,95 +138,10 @@ fn upsert_enrolment(
     .execute(params![
         enrolment.section_id,
         enrolment.person_id,
-        role,
+        enrolment.role.as_str(),
         enrolment.active
     ])?;
-    feed.write(&ChangeBody::Enrolment {
-        section: enrolment.section_id.clone(),
-        person: enrolment.person_id.clone(),
-        role: enrolment.role,
-        active: enrolment.active,
-    })
-}
-
-/// A full export names everything the school has: what it leaves out becomes inactive (never
-/// deleted: marks keep their students). Returns how many rows were deactivated.
-fn deactivate_missing(
-    conn: &Connection,
-    feed: &mut Feed<'_>,
-    school_id: &str,
-    batch: &RosterBatch,
-) -> Result<usize, StoreError> {
-    let mut n_deactivated = 0;
-
-    let kept: HashSet<&str> = batch.sections.iter().map(|s| s.id.as_str()).collect();
-    for section in sections(conn, school_id)? {
-        if section.active && !kept.contains(section.id.as_str()) {
-            upsert_section(
-                conn,
-                feed,
-                school_id,
-                &Section {
-                    active: false,
-                    ..section
-                },
-            )?;
-            n_deactivated += 1;
-        }
-    }
-
-    let kept: HashSet<&str> = batch.students.iter().map(|s| s.id.as_str()).collect();
-    for student in students(conn, school_id)? {
-        if student.active && !kept.contains(student.id.as_str()) {
-            upsert_student(
-                conn,
-                feed,
-                school_id,
-                &Student {
-                    active: false,
-                    ..student
-                },
-            )?;
-            n_deactivated += 1;
-        }
-    }
-
-    let kept: HashSet<&str> = batch.teachers.iter().map(|t| t.id.as_str()).collect();
-    for teacher in teachers(conn, school_id)? {
-        if teacher.active && !kept.contains(teacher.id.as_str()) {
-            upsert_teacher(
-                conn,
-                feed,
-                school_id,
-                &Teacher {
-                    active: false,
-                    ..teacher
-                },
-            )?;
-            n_deactivated += 1;
-        }
-    }
-
-    let kept: HashSet<(&str, &str)> = batch
-        .enrolments
-        .iter()
-        .map(|e| (e.section_id.as_str(), e.person_id.as_str()))
-        .collect();
-    for enrolment in enrolments_of_school(conn, school_id)? {
-        let key = (enrolment.section_id.as_str(), enrolment.person_id.as_str());
-        if enrolment.active && !kept.contains(&key) {
-            upsert_enrolment(
-                conn,
-                feed,
-                &Enrolment {
-                    active: false,
-                    ..enrolment
-                },
-            )?;
-            n_deactivated += 1;
-        }
-    }
-    Ok(n_deactivated)
+    Ok(())
 }
 
 pub fn sections(conn: &Connection, school_id: &str) -> Result<Vec<Section>, StoreError> {

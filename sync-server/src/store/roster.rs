@@ -1,0 +1,226 @@
+//! A roster batch as both backends apply it: the storage types mapped onto
+//! `shared_proto::roster`'s diff, which decides what a batch changes, and the change each written
+//! record puts in the feed. The backends only read what the school holds and write what the diff
+//! says.
+
+use shared_proto::roster::{
+    EnrolmentRecord, ImportScope, RecordDiff, RecordKey, RosterCounts, RosterDiffError,
+    RosterRecord, RosterRecords,
+};
+use shared_proto::sync::ChangeBody;
+
+use super::{Enrolment, RosterBatch, RosterSummary, Section, StoreError, Student, Teacher};
+
+/// `Store::apply_roster`'s `full` as the diff's scope.
+pub fn scope(full: bool) -> ImportScope {
+    if full {
+        ImportScope::Full
+    } else {
+        ImportScope::Partial
+    }
+}
+
+impl From<RosterCounts> for RosterSummary {
+    fn from(counts: RosterCounts) -> Self {
+        RosterSummary {
+            sections: counts.sections,
+            students: counts.students,
+            teachers: counts.teachers,
+            enrolments: counts.enrolments,
+            deactivated: counts.deactivated,
+        }
+    }
+}
+
+impl From<RosterDiffError> for StoreError {
+    fn from(error: RosterDiffError) -> Self {
+        match error {
+            RosterDiffError::UnknownSection {
+                section_id,
+                person_id,
+            } => StoreError::NotFound(format!("section {section_id} (enrolment of {person_id})")),
+        }
+    }
+}
+
+impl RosterRecords for RosterBatch {
+    type Section = Section;
+    type Student = Student;
+    type Teacher = Teacher;
+    type Enrolment = Enrolment;
+    fn sections(&self) -> &[Section] {
+        &self.sections
+    }
+    fn students(&self) -> &[Student] {
+        &self.students
+    }
+    fn teachers(&self) -> &[Teacher] {
+        &self.teachers
+    }
+    fn enrolments(&self) -> &[Enrolment] {
+        &self.enrolments
+    }
+}
+
+// `school_id` is not compared: a batch is applied to one school, and an id held by another is
+// refused before anything is written.
+
+impl RosterRecord for Section {
+    fn key(&self) -> RecordKey<'_> {
+        RecordKey::Id(&self.id)
+    }
+    fn is_active(&self) -> bool {
+        self.active
+    }
+    fn same_roster_fields(&self, other: &Self) -> bool {
+        (&self.title, self.active) == (&other.title, other.active)
+    }
+}
+
+/// Consent is not a roster's: it is neither compared nor written by an update.
+impl RosterRecord for Student {
+    fn key(&self) -> RecordKey<'_> {
+        RecordKey::Id(&self.id)
+    }
+    fn is_active(&self) -> bool {
+        self.active
+    }
+    fn same_roster_fields(&self, other: &Self) -> bool {
+        (&self.given_name, &self.family_name, self.active)
+            == (&other.given_name, &other.family_name, other.active)
+    }
+}
+
+impl RosterRecord for Teacher {
+    fn key(&self) -> RecordKey<'_> {
+        RecordKey::Id(&self.id)
+    }
+    fn is_active(&self) -> bool {
+        self.active
+    }
+    fn same_roster_fields(&self, other: &Self) -> bool {
+        (&self.given_name, &self.family_name, self.active)
+            == (&other.given_name, &other.family_name, other.active)
+    }
+}
+
+impl RosterRecord for Enrolment {
+    fn key(&self) -> RecordKey<'_> {
+        RecordKey::Enrolment {
+            section_id: &self.section_id,
+            person_id: &self.person_id,
+        }
+    }
+    fn is_active(&self) -> bool {
+        self.active
+    }
+    fn same_roster_fields(&self, other: &Self) -> bool {
+        (self.role, self.active) == (other.role, other.active)
+    }
+}
+
+impl EnrolmentRecord for Enrolment {
+    fn section_id(&self) -> &str {
+        &self.section_id
+    }
+    fn person_id(&self) -> &str {
+        &self.person_id
+    }
+}
+
+/// A roster record as a backend stores it, and the change a box learns it by.
+pub trait Stored: Clone {
+    fn change(&self) -> ChangeBody;
+    fn inactive(&self) -> Self;
+    /// The held record once an update to `wanted` is written: by default `wanted` whole, since
+    /// all its fields are the roster's.
+    fn updated(_held: &Self, wanted: &Self) -> Self {
+        wanted.clone()
+    }
+}
+
+/// Every record one kind's diff writes, as it is stored afterwards: inserts, updates, then
+/// deactivations. Each is one change-feed entry.
+pub fn written<T: Stored>(diff: &RecordDiff<'_, T>) -> Vec<T> {
+    let inserts = diff.inserts.iter().map(|row| (*row).clone());
+    let updates = diff.updates.iter().map(|u| T::updated(u.held, u.wanted));
+    let deactivations = diff.deactivations.iter().map(|held| held.inactive());
+    inserts.chain(updates).chain(deactivations).collect()
+}
+
+impl Stored for Section {
+    fn change(&self) -> ChangeBody {
+        ChangeBody::Section {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            active: self.active,
+        }
+    }
+    fn inactive(&self) -> Self {
+        Section {
+            active: false,
+            ..self.clone()
+        }
+    }
+}
+
+/// An update writes the roster's fields and keeps the consent recorded for the student.
+impl Stored for Student {
+    fn change(&self) -> ChangeBody {
+        ChangeBody::Student {
+            id: self.id.clone(),
+            given_name: self.given_name.clone(),
+            family_name: self.family_name.clone(),
+            active: self.active,
+            consent: self.consent,
+        }
+    }
+    fn inactive(&self) -> Self {
+        Student {
+            active: false,
+            ..self.clone()
+        }
+    }
+    fn updated(held: &Self, wanted: &Self) -> Self {
+        Student {
+            given_name: wanted.given_name.clone(),
+            family_name: wanted.family_name.clone(),
+            active: wanted.active,
+            ..held.clone()
+        }
+    }
+}
+
+impl Stored for Teacher {
+    fn change(&self) -> ChangeBody {
+        ChangeBody::Teacher {
+            id: self.id.clone(),
+            given_name: self.given_name.clone(),
+            family_name: self.family_name.clone(),
+            active: self.active,
+        }
+    }
+    fn inactive(&self) -> Self {
+        Teacher {
+            active: false,
+            ..self.clone()
+        }
+    }
+}
+
+impl Stored for Enrolment {
+    fn change(&self) -> ChangeBody {
+        ChangeBody::Enrolment {
+            section: self.section_id.clone(),
+            person: self.person_id.clone(),
+            role: self.role,
+            active: self.active,
+        }
+    }
+    fn inactive(&self) -> Self {
+        Enrolment {
+            active: false,
+            ..self.clone()
+        }
+    }
+}
