@@ -24,13 +24,16 @@ pub const MAX_PULL_LIMIT: usize = 1000;
 
 /// `POST /v1/sync/push`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PushRequest {
     pub protocol: u32,
+    #[cfg_attr(feature = "openapi", schema(max_items = 1000))]
     pub events: Vec<Event>,
 }
 
 /// Answer to a push: every event id is either acked (applied now or earlier) or rejected.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PushResponse {
     pub acked: Vec<String>,
     pub rejected: Vec<Rejection>,
@@ -38,6 +41,7 @@ pub struct PushResponse {
 
 /// An event the server will not apply, and why. The box keeps it and shows the reason.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Rejection {
     pub id: String,
     pub code: RejectCode,
@@ -47,6 +51,7 @@ pub struct Rejection {
 /// Machine-readable reasons for rejecting one event of a push.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RejectCode {
     /// The id is not a UUID.
     InvalidId,
@@ -63,7 +68,9 @@ pub enum RejectCode {
 
 /// Something that happened on a box, once, with an id made there (UUIDv7).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
+    #[cfg_attr(feature = "openapi", schema(format = "uuid"))]
     pub id: String,
     /// When it happened on the box.
     pub at: i64,
@@ -73,6 +80,7 @@ pub struct Event {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum EventBody {
     SessionOpened {
         session: String,
@@ -174,6 +182,7 @@ crate::vocabulary!(Consent, "consent", {
 
 /// One face template: a vector, the model that made it, and where it came from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TemplateData {
     /// UUID made where the template was enrolled.
     pub id: String,
@@ -188,6 +197,7 @@ pub struct TemplateData {
 
 /// `GET /v1/sync/pull?cursor=C&limit=N`: the changes for the device's school after `C`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PullResponse {
     pub protocol: u32,
     pub changes: Vec<Change>,
@@ -200,6 +210,7 @@ pub struct PullResponse {
 /// One change in server order. The latest state of an entity: a box applies it as an upsert (or a
 /// purge for tombstones), so applying a page twice is harmless.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Change {
     /// Position in the school's change feed; strictly increasing within a pull.
     pub seq: u64,
@@ -209,6 +220,7 @@ pub struct Change {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ChangeBody {
     Section {
         id: String,
@@ -285,11 +297,15 @@ crate::vocabulary!(EnrolmentRole, "enrolment role", {
 });
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScheduleSlot {
     /// 1 = Monday ... 7 = Sunday (ISO 8601).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 7))]
     pub weekday: u8,
     /// `HH:MM`, local time of the school.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-2][0-9]:[0-5][0-9]$"))]
     pub starts: String,
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-2][0-9]:[0-5][0-9]$"))]
     pub ends: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room: Option<String>,
@@ -297,6 +313,7 @@ pub struct ScheduleSlot {
 
 /// `POST /v1/devices/provision`: a box trades a one-time code for its device token.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProvisionRequest {
     pub protocol: u32,
     pub code: String,
@@ -306,6 +323,7 @@ pub struct ProvisionRequest {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProvisionResponse {
     pub device_id: String,
     pub school_id: String,
@@ -315,6 +333,7 @@ pub struct ProvisionResponse {
 
 /// The body of every 4xx and 5xx answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiError {
     pub code: ApiErrorCode,
     pub message: String,
@@ -325,6 +344,7 @@ pub struct ApiError {
 /// Machine-readable error codes of the sync and admin APIs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ApiErrorCode {
     /// The body is not JSON, or not the JSON this route takes.
     InvalidJson,

@@ -1,7 +1,7 @@
 //! The one word each value of our small enums is written as: in both server stores, the box's
 //! store, the wire (serde, held to it by a test), the CLI, the teacher's screen and the API
-//! document. `vocabulary!` writes `as_str`, `FromStr`, `Display` and the list of words from one
-//! table per enum, so a word is spelled once.
+//! document. `vocabulary!` writes `as_str`, `FromStr`, `Display`, the list of words and (with the
+//! `openapi` feature) the OpenAPI schema from one table per enum, so a word is spelled once.
 
 /// A word that names none of an enum's values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -13,7 +13,8 @@ pub struct UnknownWord {
 }
 
 /// `vocabulary!(Type, "what it is", { Variant => "word", ... })`: `Type::ALL`, `Type::WORDS`,
-/// `as_str`, `FromStr` (an `UnknownWord` naming the words it takes) and `Display`.
+/// `as_str`, `FromStr` (an `UnknownWord` naming the words it takes), `Display` and, with the
+/// `openapi` feature, `utoipa::ToSchema` (a string schema whose `enum` is `WORDS`).
 #[macro_export]
 macro_rules! vocabulary {
     ($ty:ty, $what:literal, { $($variant:ident => $word:literal),+ $(,)? }) => {
@@ -50,7 +51,49 @@ macro_rules! vocabulary {
                 f.write_str(self.as_str())
             }
         }
+
+        $crate::__vocabulary_schema!($ty, $what);
     };
+}
+
+/// utoipa, for the schemas `vocabulary!` writes in crates that need not depend on it themselves.
+#[cfg(feature = "openapi")]
+#[doc(hidden)]
+pub use utoipa as __utoipa;
+
+// The feature is decided here, in shared-proto, not in the crate that calls `vocabulary!`: a
+// `cfg` inside the exported macro would test the caller's features instead.
+#[cfg(feature = "openapi")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __vocabulary_schema {
+    ($ty:ty, $what:literal) => {
+        impl $crate::vocabulary::__utoipa::PartialSchema for $ty {
+            fn schema() -> $crate::vocabulary::__utoipa::openapi::RefOr<
+                $crate::vocabulary::__utoipa::openapi::schema::Schema,
+            > {
+                use $crate::vocabulary::__utoipa::openapi::schema::{ObjectBuilder, Type};
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some($what))
+                    .enum_values(Some(Self::WORDS.iter().copied()))
+                    .into()
+            }
+        }
+
+        impl $crate::vocabulary::__utoipa::ToSchema for $ty {
+            fn name() -> ::std::borrow::Cow<'static, str> {
+                ::std::borrow::Cow::Borrowed(stringify!($ty))
+            }
+        }
+    };
+}
+
+#[cfg(not(feature = "openapi"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __vocabulary_schema {
+    ($ty:ty, $what:literal) => {};
 }
 
 #[cfg(test)]

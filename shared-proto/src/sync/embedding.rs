@@ -37,12 +37,42 @@ pub enum EmbeddingError {
 
 /// How an embedding looks in JSON.
 #[derive(Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Embedding))]
 struct Wire {
+    /// `name@sha256-prefix` of the model file that made it.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     model: ModelId,
+    /// What the numbers mean; absent from older boxes (then the model's space).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     space: Option<EmbeddingSpace>,
     /// Base64 (standard alphabet, padded) of the vector as little-endian f32.
     f32le: String,
+}
+
+// The document describes what the JSON is, which is the wire form, not the struct.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Embedding {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <Wire as utoipa::PartialSchema>::schema()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Embedding {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Embedding")
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <Wire as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 impl Embedding {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use shared_proto::sync::{Consent, EnrolmentRole, ScheduleSlot};
 
 use super::auth::{AdminAuth, SchoolAdmin, new_provisioning_code, normalize_code, secret_hash};
-use super::{AppState, JsonBody};
+use super::{AppState, JsonBody, openapi};
 use crate::api::ApiError;
 use crate::store::{
     Device, Enrolment, Millis, ProvisioningCode, Role, RosterBatch, School, Section, Student, User,
@@ -36,7 +36,8 @@ fn check_text(what: &str, text: &str, max_chars: usize) -> Result<(), ApiError> 
     Ok(())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = School)]
 pub(super) struct SchoolJson {
     id: String,
     name: String,
@@ -52,6 +53,16 @@ impl From<School> for SchoolJson {
 }
 
 /// `GET /v1/schools`: every school for a district admin, their own for a school admin.
+#[utoipa::path(
+    get,
+    path = "/v1/schools",
+    summary = "Every school (district admin) or one's own (school admin).",
+    responses(
+        (status = 200, description = "ok", body = Vec<SchoolJson>),
+    ),
+    security(("session" = [])),
+    extensions(("x-rollcall-access" = json!("admin"))),
+)]
 pub(super) async fn list_schools(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -66,7 +77,7 @@ pub(super) async fn list_schools(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewSchool {
     id: String,
@@ -74,6 +85,19 @@ pub(super) struct NewSchool {
 }
 
 /// `POST /v1/schools`: district admins only.
+#[utoipa::path(
+    post,
+    path = "/v1/schools",
+    summary = "Create a school (district admins only).",
+    request_body = NewSchool,
+    responses(
+        (status = 201, description = "ok", body = SchoolJson),
+        (status = 400, description = openapi::E400, body = openapi::ErrorJson),
+        (status = 409, description = openapi::E409, body = openapi::ErrorJson),
+    ),
+    security(("session" = [])),
+    extensions(("x-rollcall-access" = json!("admin"))),
+)]
 pub(super) async fn create_school(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -95,26 +119,44 @@ pub(super) async fn create_school(
     Ok((StatusCode::CREATED, Json(school.into())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewUser {
     username: String,
+    #[schema(format = Password, min_length = 10)]
     password: String,
+    #[schema(value_type = Role)]
     role: String,
     #[serde(default)]
     teacher_id: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = User)]
 pub(super) struct UserJson {
     id: String,
     username: String,
+    #[schema(value_type = Role)]
     role: &'static str,
     school_id: Option<String>,
     teacher_id: Option<String>,
 }
 
 /// `POST /v1/schools/{school}/users`: a teacher (linked to their OneRoster id) or a school admin.
+#[utoipa::path(
+    post,
+    path = "/v1/schools/{school}/users",
+    summary = "Create a teacher (with teacher_id, their roster sourcedId) or an admin of the school.",
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "ok", body = UserJson),
+        (status = 400, description = openapi::E400, body = openapi::ErrorJson),
+        (status = 404, description = openapi::E404, body = openapi::ErrorJson),
+        (status = 409, description = openapi::E409, body = openapi::ErrorJson),
+    ),
+    security(("session" = [])),
+    extensions(("x-rollcall-access" = json!("admin"))),
+)]
 pub(super) async fn create_user(
     State(state): State<AppState>,
     SchoolAdmin {
@@ -170,19 +212,23 @@ pub(super) async fn create_user(
     ))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewProvisioningCode {
     #[serde(default)]
     device_name: Option<String>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10080, default = 1440)]
     ttl_minutes: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ProvisioningCode)]
 pub(super) struct ProvisioningCodeJson {
     /// Shown once: the server keeps only its hash.
+    #[schema(example = "7KQ3-M2XP-9RDA")]
     code: String,
+    #[schema(value_type = i64)]
     expires_at: Millis,
 }
 
@@ -190,6 +236,19 @@ const DEFAULT_CODE_TTL_MINUTES: u32 = 24 * 60;
 const MAX_CODE_TTL_MINUTES: u32 = 7 * 24 * 60;
 
 /// `POST /v1/schools/{school}/provisioning-codes`.
+#[utoipa::path(
+    post,
+    path = "/v1/schools/{school}/provisioning-codes",
+    summary = "Create a one-time provisioning code for a box; the code is shown once.",
+    request_body = NewProvisioningCode,
+    responses(
+        (status = 201, description = "ok", body = ProvisioningCodeJson),
+        (status = 400, description = openapi::E400, body = openapi::ErrorJson),
+        (status = 404, description = openapi::E404, body = openapi::ErrorJson),
+    ),
+    security(("session" = [])),
+    extensions(("x-rollcall-access" = json!("admin"))),
+)]
 pub(super) async fn create_provisioning_code(
     State(state): State<AppState>,
     SchoolAdmin { user, school_id }: SchoolAdmin,
@@ -223,13 +282,17 @@ pub(super) async fn create_provisioning_code(
     ))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Device)]
 pub(super) struct DeviceJson {
     id: String,
     school_id: String,
     name: String,
+    #[schema(value_type = i64)]
     created_at: Millis,
+    #[schema(value_type = Option<i64>)]
     revoked_at: Option<Millis>,
+    #[schema(value_type = Option<i64>)]
     last_seen_at: Option<Millis>,
 }
 
@@ -247,6 +310,17 @@ impl From<Device> for DeviceJson {
 }
 
 /// `GET /v1/schools/{school}/devices`.
+#[utoipa::path(
+    get,
+    path = "/v1/schools/{school}/devices",
+    summary = "The school's boxes, with last sync and revocation.",
+    responses(
+        (status = 200, description = "ok", body = Vec<DeviceJson>),
+        (status = 404, description = openapi::E404, body = openapi::ErrorJson),
+    ),
+    security(("session" = [])),
+    extensions(("x-rollcall-access" = json!("admin"))),
+)]
 pub(super) async fn list_devices(
     State(state): State<AppState>,
     SchoolAdmin { school_id, .. }: SchoolAdmin,
@@ -256,6 +330,17 @@ pub(super) async fn list_devices(
 }
 
 /// `POST /v1/schools/{school}/devices/{device}/revoke`: the token stops working at once.
+#[utoipa::path(
+    post,
+    path = "/v1/schools/{school}/devices/{device}/revoke",
+    summary = "Revoke a box's token; its next call gets 401 `token_revoked`.",
+    responses(
+        (status = 204, description = "done, no body"),
+        (status = 404, description = openapi::E404, body = openapi::ErrorJson),
+    ),
+    security(("session" = [])),
+    extensions(("x-rollcall-access" = json!("admin"))),
+)]
 pub(super) async fn revoke_device(
     State(state): State<AppState>,
     SchoolAdmin { user, school_id }: SchoolAdmin,
@@ -269,7 +354,8 @@ pub(super) async fn revoke_device(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Section)]
 pub(super) struct SectionJson {
     id: String,
     title: String,
@@ -290,16 +376,28 @@ fn default_true() -> bool {
     true
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewSection {
     id: String,
     title: String,
     #[serde(default = "default_true")]
+    #[schema(default = true)]
     active: bool,
 }
 
 /// `GET /v1/schools/{school}/sections`.
+#[utoipa::path(
+    get,
+    path = "/v1/schools/{school}/sections",
+    summary = "The school's sections.",
+    responses(
+        (status = 200, description = "ok", body = Vec<SectionJson>),
+        (status = 404, description = openapi::E404, body = openapi::ErrorJson),
+    ),
+    security(("session" = [])),
+    extensions(("x-rollcall-access" = json!("admin"))),
+)]
 pub(super) async fn list_sections(
     State(state): State<AppState>,
     SchoolAdmin { school_id, .. }: SchoolAdmin,
@@ -309,6 +407,19 @@ pub(super) async fn list_sections(
 }
 
 /// `POST /v1/schools/{school}/sections`: creates or updates one section.
+#[utoipa::path(
+    post,
+    path = "/v1/schools/{school}/sections",
+    summary = "Create or update a section.",
+    request_body = NewSection,
+    responses(
+        (status = 200, description = "ok", body = SectionJson),
+        (status = 400, description = openapi::E400, body = openapi::ErrorJson),
+        (status = 404, description = openapi::E404, body = openapi::ErrorJson),
+    ),
+    security(("session" = [])),
+    extensions(("x-rollcall-access" = json!("admin"))),
+)]
 pub(super) async fn upsert_section(
     State(state): State<AppState>,
     SchoolAdmin { school_id, .. }: SchoolAdmin,
@@ -333,7 +444,8 @@ pub(super) async fn upsert_section(
     Ok(Json(section.into()))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Student)]
 pub(super) struct StudentJson {
     id: String,
     given_name: String,
@@ -341,6 +453,7 @@ pub(super) struct StudentJson {
     active: bool,
     consent: Consent,
     consent_by: Option<String>,
+    #[schema(value_type = Option<i64>)]
     consent_at: Option<Millis>,
 }
 
@@ -358,17 +471,29 @@ impl From<Student> for StudentJson {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewStudent {
     id: String,
     given_name: String,
     family_name: String,
     #[serde(default = "default_true")]
+    #[schema(default = true)]
     active: bool,
 }
 
 /// `GET /v1/schools/{school}/students`, with each student's consent.
+#[utoipa::path(
+    get,
+    path = "/v1/schools/{school}/students",
+    summary = "The school's students with their consent.",
+    responses(
+        (status = 200, description = "ok", body = Vec<StudentJson>),
+        (status = 404, description = openapi::E404, body = openapi::ErrorJson),
+    ),
+    security(("session" = [])),
+    extensions(("x-rollcall-access" = json!("admin"))),
+)]
 pub(super) async fn list_students(
     State(state): State<AppState>,
     SchoolAdmin { school_id, .. }: SchoolAdmin,
@@ -379,6 +504,19 @@ pub(super) async fn list_students(
 
 /// `POST /v1/schools/{school}/students`: creates or updates one student's name and state;
 /// consent is changed only through its own route.
+#[utoipa::path(
+    post,
+    path = "/v1/schools/{school}/students",
+    summary = "Create or update a student (consent is kept; change it with its own route).",
+    request_body = NewStudent,
+    responses(
+        (status = 200, description = "ok", body = StudentJson),
+        (status = 400, description = openapi::E400, body = openapi::ErrorJson),
+        (status = 404, description = openapi::E404, body = openapi::ErrorJson),
+    ),
+    security(("session" = [])),
+    extensions(("x-rollcall-access" = json!("admin"))),
+)]
 pub(super) async fn upsert_student(
     State(state): State<AppState>,
     SchoolAdmin { school_id, .. }: SchoolAdmin,
@@ -424,7 +562,7 @@ pub(super) fn keep_consent(student: &mut Student, held: Option<&Student>) {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ConsentUpdate {
     consent: Consent,
@@ -435,6 +573,19 @@ pub(super) struct ConsentUpdate {
 
 /// `PUT /v1/schools/{school}/students/{student}/consent`; a withdrawal tombstones every
 /// template of the student for every box.
+#[utoipa::path(
+    put,
+    path = "/v1/schools/{school}/students/{student}/consent",
+    summary = "Record consent; a withdrawal makes every box purge the student's templates.",
+    request_body = ConsentUpdate,
+    responses(
+        (status = 200, description = "ok", body = StudentJson),
+        (status = 400, description = openapi::E400, body = openapi::ErrorJson),
+        (status = 404, description = openapi::E404, body = openapi::ErrorJson),
+    ),
+    security(("session" = [])),
+    extensions(("x-rollcall-access" = json!("admin"))),
+)]
 pub(super) async fn set_consent(
     State(state): State<AppState>,
     SchoolAdmin { user, school_id }: SchoolAdmin,
@@ -464,6 +615,17 @@ pub(super) async fn set_consent(
 
 /// `DELETE /v1/schools/{school}/students/{student}`: erasure of the student, their templates
 /// and marks; every box is told to purge.
+#[utoipa::path(
+    delete,
+    path = "/v1/schools/{school}/students/{student}",
+    summary = "Erase a student: record, templates and marks; every box purges them.",
+    responses(
+        (status = 204, description = "done, no body"),
+        (status = 404, description = openapi::E404, body = openapi::ErrorJson),
+    ),
+    security(("session" = [])),
+    extensions(("x-rollcall-access" = json!("admin"))),
+)]
 pub(super) async fn erase_student(
     State(state): State<AppState>,
     SchoolAdmin { user, school_id }: SchoolAdmin,
@@ -474,7 +636,8 @@ pub(super) async fn erase_student(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Enrolment)]
 pub(super) struct EnrolmentJson {
     section_id: String,
     person_id: String,
@@ -493,12 +656,13 @@ impl From<Enrolment> for EnrolmentJson {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewEnrolment {
     person_id: String,
     role: EnrolmentRole,
     #[serde(default = "default_true")]
+    #[schema(default = true)]
     active: bool,
 }
 
@@ -517,6 +681,17 @@ async fn section_of(
 }
 
 /// `GET /v1/schools/{school}/sections/{section}/enrolments`.
+#[utoipa::path(
+    get,
+    path = "/v1/schools/{school}/sections/{section}/enrolments",
+    summary = "Who is in a section.",
+    responses(
+        (status = 200, description = "ok", body = Vec<EnrolmentJson>),
+        (status = 404, description = openapi::E404, body = openapi::ErrorJson),
+    ),
+    security(("session" = [])),
+    extensions(("x-rollcall-access" = json!("admin"))),
+)]
 pub(super) async fn list_enrolments(
     State(state): State<AppState>,
     SchoolAdmin { school_id, .. }: SchoolAdmin,
@@ -530,6 +705,19 @@ pub(super) async fn list_enrolments(
 }
 
 /// `POST /v1/schools/{school}/sections/{section}/enrolments`: adds (or deactivates) one person.
+#[utoipa::path(
+    post,
+    path = "/v1/schools/{school}/sections/{section}/enrolments",
+    summary = "Add, update or deactivate one enrolment.",
+    request_body = NewEnrolment,
+    responses(
+        (status = 200, description = "ok", body = EnrolmentJson),
+        (status = 400, description = openapi::E400, body = openapi::ErrorJson),
+        (status = 404, description = openapi::E404, body = openapi::ErrorJson),
+    ),
+    security(("session" = [])),
+    extensions(("x-rollcall-access" = json!("admin"))),
+)]
 pub(super) async fn upsert_enrolment(
     State(state): State<AppState>,
     SchoolAdmin { school_id, .. }: SchoolAdmin,
@@ -564,13 +752,25 @@ pub(super) async fn upsert_enrolment(
     Ok(Json(enrolment.into()))
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Schedule)]
 pub(super) struct ScheduleJson {
     slots: Vec<ScheduleSlot>,
 }
 
 /// `GET /v1/schools/{school}/sections/{section}/schedule`.
+#[utoipa::path(
+    get,
+    path = "/v1/schools/{school}/sections/{section}/schedule",
+    summary = "A section's timetable.",
+    responses(
+        (status = 200, description = "ok", body = ScheduleJson),
+        (status = 404, description = openapi::E404, body = openapi::ErrorJson),
+    ),
+    security(("session" = [])),
+    extensions(("x-rollcall-access" = json!("admin"))),
+)]
 pub(super) async fn get_schedule(
     State(state): State<AppState>,
     SchoolAdmin { school_id, .. }: SchoolAdmin,
@@ -632,6 +832,19 @@ fn check_slots(slots: &[ScheduleSlot]) -> Result<(), ApiError> {
 }
 
 /// `PUT /v1/schools/{school}/sections/{section}/schedule`: replaces the timetable.
+#[utoipa::path(
+    put,
+    path = "/v1/schools/{school}/sections/{section}/schedule",
+    summary = "Replace a section's timetable (weekday 1-7, HH:MM, starts before ends).",
+    request_body = ScheduleJson,
+    responses(
+        (status = 200, description = "ok", body = ScheduleJson),
+        (status = 400, description = openapi::E400, body = openapi::ErrorJson),
+        (status = 404, description = openapi::E404, body = openapi::ErrorJson),
+    ),
+    security(("session" = [])),
+    extensions(("x-rollcall-access" = json!("admin"))),
+)]
 pub(super) async fn set_schedule(
     State(state): State<AppState>,
     SchoolAdmin { school_id, .. }: SchoolAdmin,

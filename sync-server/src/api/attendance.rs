@@ -11,8 +11,8 @@ use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 use shared_proto::sync::{MarkSource, MarkStatus};
 
-use super::AppState;
 use super::auth::UserAuth;
+use super::{AppState, openapi};
 use crate::api::ApiError;
 use crate::store::{AttendanceQuery, AttendanceRow, Millis, Role};
 
@@ -20,16 +20,19 @@ const DAY_MS: Millis = 24 * 60 * 60 * 1000;
 /// Longest range one query may cover, in days: a school year and a bit.
 const MAX_RANGE_DAYS: i64 = 400;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Attendance)]
 pub(super) struct AttendanceJson {
     session_id: String,
     section_id: Option<String>,
+    #[schema(value_type = Option<i64>)]
     started_at: Option<Millis>,
     device_id: String,
     student_id: String,
     status: MarkStatus,
     source: MarkSource,
     score: Option<f32>,
+    #[schema(value_type = i64)]
     decided_at: Millis,
     decided_by: Option<String>,
 }
@@ -51,10 +54,14 @@ impl From<AttendanceRow> for AttendanceJson {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct RangeParams {
+    /// One section; teachers get all of theirs without it.
     section: Option<String>,
+    /// First day, YYYY-MM-DD; default today.
     from: Option<String>,
+    /// Last day, YYYY-MM-DD, included; default `from`.
     to: Option<String>,
 }
 
@@ -153,6 +160,18 @@ fn query_params(
 
 /// `GET /v1/schools/{school}/attendance?section=&from=&to=`: a teacher must name one of their
 /// sections or gets the rows of all of them.
+#[utoipa::path(
+    get,
+    path = "/v1/schools/{school}/attendance",
+    summary = "Marks by session start in a range of days (UTC). Teachers: only sections they teach (403 `forbidden` for others).",
+    params(RangeParams),
+    responses(
+        (status = 200, description = "ok", body = Vec<AttendanceJson>),
+        (status = 400, description = openapi::E400, body = openapi::ErrorJson),
+    ),
+    security(("session" = [])),
+    extensions(("x-rollcall-access" = json!("admin or teacher"))),
+)]
 pub(super) async fn by_section(
     State(state): State<AppState>,
     auth: UserAuth,
@@ -184,6 +203,23 @@ pub(super) async fn by_section(
 
 /// `GET /v1/schools/{school}/students/{student}/attendance?from=&to=`: a teacher gets only the
 /// rows of their sections.
+#[utoipa::path(
+    get,
+    path = "/v1/schools/{school}/students/{student}/attendance",
+    summary = "One student's marks in a range of days (UTC). Teachers get only the rows of their sections.",
+    // `section` is read by the same parser but means nothing here.
+    params(
+        ("from" = Option<String>, Query, description = "First day, YYYY-MM-DD; default today."),
+        ("to" = Option<String>, Query, description = "Last day, YYYY-MM-DD, included; default `from`."),
+    ),
+    responses(
+        (status = 200, description = "ok", body = Vec<AttendanceJson>),
+        (status = 400, description = openapi::E400, body = openapi::ErrorJson),
+        (status = 404, description = openapi::E404, body = openapi::ErrorJson),
+    ),
+    security(("session" = [])),
+    extensions(("x-rollcall-access" = json!("admin or teacher"))),
+)]
 pub(super) async fn by_student(
     State(state): State<AppState>,
     auth: UserAuth,

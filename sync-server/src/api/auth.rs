@@ -20,7 +20,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{AppState, JsonBody, Limits};
+use super::{AppState, JsonBody, Limits, openapi};
 use crate::api::ApiError;
 use crate::store::{AuthSession, Device, Millis, Role, User};
 
@@ -442,22 +442,39 @@ impl FromRequestParts<AppState> for DeviceAuth {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub(super) struct LoginRequest {
     username: String,
+    #[schema(format = Password)]
     password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct LoginResponse {
     token: String,
     /// Milliseconds since the Unix epoch.
+    #[schema(value_type = i64)]
     expires_at: Millis,
+    #[schema(value_type = crate::store::Role)]
     role: &'static str,
     school_id: Option<String>,
 }
 
 /// `POST /v1/auth/login`.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/login",
+    summary = "Trade a username and password for a session token (12 h). Failures are limited per username and address (5 a minute), per address (20) and per username from new addresses (30): 429 `rate_limited` with Retry-After. More password checks at once than the server runs: 503 `unavailable` with Retry-After.",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "ok", body = LoginResponse),
+        (status = 400, description = openapi::E400, body = openapi::ErrorJson),
+        (status = 401, description = openapi::E401, body = openapi::ErrorJson),
+        (status = 413, description = openapi::E413, body = openapi::ErrorJson),
+        (status = 429, description = openapi::E429, body = openapi::ErrorJson),
+        (status = 503, description = openapi::E503, body = openapi::ErrorJson),
+    ),
+)]
 pub(super) async fn login(
     State(state): State<AppState>,
     client_ip: ClientIp,
@@ -500,6 +517,14 @@ pub(super) async fn login(
 }
 
 /// `POST /v1/auth/logout`: ends this session only.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/logout",
+    summary = "End this session.",
+    responses((status = 204, description = "done, no body")),
+    security(("session" = [])),
+    extensions(("x-rollcall-access" = json!("admin or teacher"))),
+)]
 pub(super) async fn logout(
     State(state): State<AppState>,
     auth: UserAuth,

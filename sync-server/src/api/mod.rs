@@ -1,7 +1,7 @@
 //! The HTTP API: the router and its shared state (`AppState` over an `Arc<dyn Store>`), the route
-//! table that both the router and `/openapi.json` come from, and the body extractors that turn
-//! every bad body into an `ApiError`. Handlers live by noun: `auth`, `sync`, `admin`,
-//! `attendance`, `roster`, `ops`.
+//! table that both the router and `/openapi.json` come from (`utoipa_axum`), and the body
+//! extractors that turn every bad body into an `ApiError`. Handlers live by noun: `auth`, `sync`,
+//! `admin`, `attendance`, `roster`, `ops`.
 //!
 //! Storage types never cross this boundary as JSON: each handler converts them into the small
 //! response structs of its module.
@@ -26,8 +26,10 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::Method;
-use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::routing::get;
 use serde::de::DeserializeOwned;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 pub use auth::{MIN_PASSWORD_CHARS, PasswordError, hash_password};
 pub use error::ApiError;
@@ -201,107 +203,39 @@ impl AppState {
     }
 }
 
-/// Every route: method, path template, handler. The router is built from this table and
-/// `/openapi.json` must document exactly these (a test holds both to it). Each route takes
-/// bodies up to `max_body_bytes` except those `body_limit` names.
-fn route_table() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
+/// Every route: each handler's `#[utoipa::path]` says its method and path template and documents
+/// it, so the router and `/openapi.json` come from this one list and cannot disagree. A handler
+/// goes in with `routes!` of its own: its body limit is layered on it alone (`body_limit`).
+fn route_table() -> Vec<UtoipaMethodRouter<AppState>> {
     vec![
-        (Method::GET, "/healthz", get(ops::healthz)),
-        (Method::GET, "/readyz", get(ops::readyz)),
-        (Method::GET, "/metrics", get(ops::metrics)),
-        (Method::GET, "/openapi.json", get(openapi::document)),
-        (Method::POST, "/v1/auth/login", post(auth::login)),
-        (Method::POST, "/v1/auth/logout", post(auth::logout)),
-        (Method::POST, "/v1/devices/provision", post(sync::provision)),
-        (Method::POST, "/v1/sync/push", post(sync::push)),
-        (Method::GET, "/v1/sync/pull", get(sync::pull)),
-        (Method::GET, "/v1/schools", get(admin::list_schools)),
-        (Method::POST, "/v1/schools", post(admin::create_school)),
-        (
-            Method::POST,
-            "/v1/schools/{school}/provisioning-codes",
-            post(admin::create_provisioning_code),
-        ),
-        (
-            Method::GET,
-            "/v1/schools/{school}/devices",
-            get(admin::list_devices),
-        ),
-        (
-            Method::POST,
-            "/v1/schools/{school}/devices/{device}/revoke",
-            post(admin::revoke_device),
-        ),
-        (
-            Method::GET,
-            "/v1/schools/{school}/sections",
-            get(admin::list_sections),
-        ),
-        (
-            Method::POST,
-            "/v1/schools/{school}/sections",
-            post(admin::upsert_section),
-        ),
-        (
-            Method::GET,
-            "/v1/schools/{school}/students",
-            get(admin::list_students),
-        ),
-        (
-            Method::POST,
-            "/v1/schools/{school}/students",
-            post(admin::upsert_student),
-        ),
-        (
-            Method::PUT,
-            "/v1/schools/{school}/students/{student}/consent",
-            put(admin::set_consent),
-        ),
-        (
-            Method::DELETE,
-            "/v1/schools/{school}/students/{student}",
-            delete(admin::erase_student),
-        ),
-        (
-            Method::GET,
-            "/v1/schools/{school}/sections/{section}/enrolments",
-            get(admin::list_enrolments),
-        ),
-        (
-            Method::POST,
-            "/v1/schools/{school}/sections/{section}/enrolments",
-            post(admin::upsert_enrolment),
-        ),
-        (
-            Method::GET,
-            "/v1/schools/{school}/sections/{section}/schedule",
-            get(admin::get_schedule),
-        ),
-        (
-            Method::PUT,
-            "/v1/schools/{school}/sections/{section}/schedule",
-            put(admin::set_schedule),
-        ),
-        (
-            Method::POST,
-            "/v1/schools/{school}/roster",
-            post(roster::upload),
-        ),
-        (
-            Method::POST,
-            "/v1/schools/{school}/users",
-            post(admin::create_user),
-        ),
-        (
-            Method::GET,
-            "/v1/schools/{school}/attendance",
-            get(attendance::by_section),
-        ),
-        (
-            Method::GET,
-            "/v1/schools/{school}/students/{student}/attendance",
-            get(attendance::by_student),
-        ),
+        routes!(ops::healthz),
+        routes!(ops::readyz),
+        routes!(ops::metrics),
+        routes!(openapi::document),
+        routes!(auth::login),
+        routes!(auth::logout),
+        routes!(sync::provision),
+        routes!(sync::push),
+        routes!(sync::pull),
+        routes!(admin::list_schools),
+        routes!(admin::create_school),
+        routes!(admin::create_provisioning_code),
+        routes!(admin::list_devices),
+        routes!(admin::revoke_device),
+        routes!(admin::list_sections),
+        routes!(admin::upsert_section),
+        routes!(admin::list_students),
+        routes!(admin::upsert_student),
+        routes!(admin::set_consent),
+        routes!(admin::erase_student),
+        routes!(admin::list_enrolments),
+        routes!(admin::upsert_enrolment),
+        routes!(admin::get_schedule),
+        routes!(admin::set_schedule),
+        routes!(roster::upload),
+        routes!(admin::create_user),
+        routes!(attendance::by_section),
+        routes!(attendance::by_student),
     ]
 }
 
@@ -314,24 +248,56 @@ fn body_limit(path: &str, limits: &Limits) -> usize {
     }
 }
 
+/// The one path template of a `routes!` entry.
+fn path_of(entry: &UtoipaMethodRouter<AppState>) -> &str {
+    let mut paths = entry.1.paths.keys();
+    match (paths.next(), paths.next()) {
+        (Some(path), None) => path,
+        _ => unreachable!("every entry of the route table is one handler of one path"),
+    }
+}
+
 /// The (method, path template) of every route the router serves.
-pub fn served_routes() -> Vec<(Method, &'static str)> {
+pub fn served_routes() -> Vec<(Method, String)> {
     route_table()
-        .into_iter()
-        .map(|(method, path, _)| (method, path))
+        .iter()
+        .flat_map(|(_, paths, _)| {
+            paths.paths.iter().flat_map(|(path, item)| {
+                openapi::operations(item)
+                    .into_iter()
+                    .map(|(method, _)| (method, path.clone()))
+            })
+        })
         .collect()
 }
 
+/// The OpenAPI document of the route table (served at `/openapi.json`).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let mut document = route_table()
+        .into_iter()
+        .fold(
+            OpenApiRouter::with_openapi(openapi::base()),
+            OpenApiRouter::routes,
+        )
+        .into_openapi();
+    openapi::finish(&mut document);
+    document
+}
+
 pub fn router(state: AppState) -> Router {
-    let mut router = Router::new();
-    for (_, path, handler) in route_table() {
-        let limit = body_limit(path, state.limits());
-        let handler = handler.layer(DefaultBodyLimit::max(limit)).layer(
-            axum::middleware::from_fn_with_state(limit, guard::refuse_oversized),
-        );
+    let mut router = OpenApiRouter::new();
+    for entry in route_table() {
+        let limit = body_limit(path_of(&entry), state.limits());
+        let entry =
+            entry.map(|handler| {
+                handler.layer(DefaultBodyLimit::max(limit)).layer(
+                    axum::middleware::from_fn_with_state(limit, guard::refuse_oversized),
+                )
+            });
         // Routes of one path with different methods merge into one method router.
-        router = router.route(path, handler);
+        router = router.routes(entry);
     }
+    let (router, _) = router.split_for_parts();
     router
         .fallback(ops::no_route)
         .method_not_allowed_fallback(ops::method_not_allowed)
@@ -413,14 +379,25 @@ mod tests {
 
     use super::*;
 
+    /// Every route the table serves is in the document with its method, and nothing else is.
     #[test]
     fn openapi_documents_every_route_of_the_table() {
-        let served: BTreeSet<(String, &str)> = served_routes()
+        let served: BTreeSet<(String, String)> = served_routes()
             .into_iter()
             .map(|(method, path)| (method.as_str().to_owned(), path))
             .collect();
-        let documented: BTreeSet<(String, &str)> =
-            openapi::documented_routes().into_iter().collect();
+        let document = openapi_document();
+        let documented: BTreeSet<(String, String)> = document
+            .paths
+            .paths
+            .iter()
+            .flat_map(|(path, item)| {
+                openapi::operations(item)
+                    .into_iter()
+                    .map(|(method, _)| (method.as_str().to_owned(), path.clone()))
+            })
+            .collect();
         assert_eq!(served, documented);
+        assert_eq!(served.len(), route_table().len());
     }
 }

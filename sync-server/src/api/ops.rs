@@ -290,16 +290,32 @@ async fn json_error_with_id(mut response: Response, request_id: &str) -> Respons
 }
 
 /// `GET /healthz`: the process is up and serving.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    summary = "The process is up.",
+    responses((status = 200, description = "ok", body = Health)),
+)]
 pub(super) async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct Health {
+    #[schema(value_type = String)]
     status: &'static str,
 }
 
 /// `GET /readyz`: the store answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    summary = "The store answers; 503 `unavailable` when it does not.",
+    responses(
+        (status = 200, description = "ok", body = Health),
+        (status = 503, description = super::openapi::E503, body = super::openapi::ErrorJson),
+    ),
+)]
 pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     state.store().ping().await?;
     Ok(Json(Health { status: "ready" }))
@@ -307,6 +323,17 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Health>
 
 /// `GET /metrics` on the API's address: 404 when `metrics_listen` serves it elsewhere, 401
 /// without the configured `metrics_token`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    summary = "Prometheus text: requests and latency per route, events applied and rejected, pull pages.",
+    responses(
+        (status = 200, description = "ok", body = String, content_type = "text/plain"),
+        (status = 401, description = "`unauthorized`: a metrics_token is configured and this is not it", body = super::openapi::ErrorJson),
+        (status = 404, description = "`not_found`: /metrics is served on its own address (metrics_listen)", body = super::openapi::ErrorJson),
+    ),
+    security((), ("metrics" = [])),
+)]
 pub(super) async fn metrics(
     State(state): State<AppState>,
     method: Method,

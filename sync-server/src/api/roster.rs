@@ -12,13 +12,14 @@ use serde::Serialize;
 use shared_proto::oneroster::{self, RosterError, RosterFiles, RosterImport, RosterWarning};
 use shared_proto::sync::{Consent, EnrolmentRole};
 
-use super::AppState;
 use super::admin::keep_consent;
 use super::auth::SchoolAdmin;
+use super::{AppState, openapi};
 use crate::api::ApiError;
 use crate::store::{Enrolment, RosterBatch, RosterSummary, Section, Student, Teacher};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = RosterSummary)]
 pub(super) struct RosterSummaryJson {
     sections: usize,
     students: usize,
@@ -30,12 +31,36 @@ pub(super) struct RosterSummaryJson {
 }
 
 /// A lenient read: the file, how many rows, and the sentence `roster import` prints on the box.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = RosterWarning)]
 struct RosterWarningJson {
+    #[schema(value_type = String)]
     file: &'static str,
     rows: usize,
     message: String,
 }
+
+/// The upload's body as the document shows it; the handler reads the parts one by one.
+struct RosterUpload;
+
+impl utoipa::PartialSchema for RosterUpload {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "One part per CSV file, named by its file name: manifest.csv, users.csv, classes.csv, enrollments.csv, and optionally orgs.csv and academicSessions.csv.",
+            ))
+            .additional_properties(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::Custom("binary".to_owned()))),
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for RosterUpload {}
 
 impl RosterSummaryJson {
     fn new(summary: RosterSummary, warnings: &[RosterWarning]) -> Self {
@@ -59,6 +84,21 @@ impl RosterSummaryJson {
 
 /// `POST /v1/schools/{school}/roster`: a full OneRoster 1.1 bulk export, one multipart part per
 /// CSV file named by its file name. All or nothing: any problem refuses the whole upload.
+#[utoipa::path(
+    post,
+    path = "/v1/schools/{school}/roster",
+    summary = "Upload a full OneRoster 1.1 bulk export: one multipart part per CSV file, named by its file name. All or nothing: problems give 422 `invalid_roster` listing the first 200 `file:line: reason` lines and how many more there were. Rows read leniently (OneRoster 1.0's `inactive`, an enrolment role other than the users.csv role, a blank manifest value) are counted in `warnings`.",
+    request_body(content = inline(RosterUpload), content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "ok", body = RosterSummaryJson),
+        (status = 400, description = openapi::E400, body = openapi::ErrorJson),
+        (status = 404, description = openapi::E404, body = openapi::ErrorJson),
+        (status = 413, description = openapi::E413, body = openapi::ErrorJson),
+        (status = 422, description = openapi::E422, body = openapi::ErrorJson),
+    ),
+    security(("session" = [])),
+    extensions(("x-rollcall-access" = json!("admin"))),
+)]
 pub(super) async fn upload(
     State(state): State<AppState>,
     SchoolAdmin { user, school_id }: SchoolAdmin,

@@ -12,11 +12,12 @@ use serde::Deserialize;
 use shared_proto::PROTOCOL_VERSION;
 use shared_proto::sync::{
     Event, MAX_PULL_LIMIT, MAX_PUSH_EVENTS, PROTOCOL_HEADER, ProvisionRequest, ProvisionResponse,
-    PullResponse, PushResponse, Rejection, check_protocol, decode_push, decode_versioned,
+    PullResponse, PushRequest, PushResponse, Rejection, check_protocol, decode_push,
+    decode_versioned,
 };
 
 use super::auth::{ClientIp, DeviceAuth, new_token, normalize_code, secret_hash};
-use super::{AppState, BodyBytes};
+use super::{AppState, BodyBytes, openapi};
 use crate::api::ApiError;
 use crate::store::{Device, rules};
 
@@ -42,6 +43,19 @@ fn check_protocol_header(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// `POST /v1/devices/provision` (public).
+#[utoipa::path(
+    post,
+    path = "/v1/devices/provision",
+    summary = "A box trades a one-time provisioning code for its device token. Unknown code: 400, used or expired: 410, both `provisioning_code_invalid`.",
+    request_body = ProvisionRequest,
+    responses(
+        (status = 200, description = "ok", body = ProvisionResponse),
+        (status = 400, description = openapi::E400, body = openapi::ErrorJson),
+        (status = 410, description = openapi::E410, body = openapi::ErrorJson),
+        (status = 413, description = openapi::E413, body = openapi::ErrorJson),
+        (status = 429, description = openapi::E429, body = openapi::ErrorJson),
+    ),
+)]
 pub(super) async fn provision(
     State(state): State<AppState>,
     client_ip: ClientIp,
@@ -97,6 +111,19 @@ pub(super) async fn provision(
 }
 
 /// `POST /v1/sync/push`: applies a batch of events, all in one store transaction.
+#[utoipa::path(
+    post,
+    path = "/v1/sync/push",
+    summary = "Apply a batch of outbox events, idempotent by event id. A newer protocol is refused before the rest is read; over 1000 events: 413 `batch_too_large`; over the body limit: 413 `payload_too_large`. Nothing is applied on any error.",
+    request_body = PushRequest,
+    responses(
+        (status = 200, description = "ok", body = PushResponse),
+        (status = 400, description = openapi::E400, body = openapi::ErrorJson),
+        (status = 413, description = openapi::E413, body = openapi::ErrorJson),
+    ),
+    security(("device" = [])),
+    extensions(("x-rollcall-access" = json!("device"))),
+)]
 pub(super) async fn push(
     State(state): State<AppState>,
     DeviceAuth { device }: DeviceAuth,
@@ -147,13 +174,28 @@ pub(super) async fn push(
     Ok(Json(response))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct PullParams {
+    /// Decimal cursor from the last page's next_cursor; default 0.
     cursor: Option<String>,
+    /// Page size; default 500, at most 1000.
     limit: Option<String>,
 }
 
 /// `GET /v1/sync/pull?cursor=C&limit=N`: the device's school's changes after `C`.
+#[utoipa::path(
+    get,
+    path = "/v1/sync/pull",
+    summary = "The device's school's changes after the cursor, in server order.",
+    params(PullParams),
+    responses(
+        (status = 200, description = "ok", body = PullResponse),
+        (status = 400, description = openapi::E400, body = openapi::ErrorJson),
+    ),
+    security(("device" = [])),
+    extensions(("x-rollcall-access" = json!("device"))),
+)]
 pub(super) async fn pull(
     State(state): State<AppState>,
     DeviceAuth { device }: DeviceAuth,
