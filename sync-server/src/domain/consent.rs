@@ -21,7 +21,7 @@ pub fn decide(
     consent: Consent,
     by: &str,
     at: Millis,
-    writes: &mut Vec<Write>,
+    writes: &mut Vec<Write<'_>>,
 ) {
     if held.consent_at.is_some_and(|held_at| at < held_at) {
         return;

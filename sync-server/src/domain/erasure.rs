@@ -13,7 +13,7 @@ pub fn decide(
     student: &str,
     live_templates: Vec<String>,
     enrolments: Vec<(String, EnrolmentRole)>,
-) -> Vec<Write> {
+) -> Vec<Write<'static>> {
     let mut writes = Vec::with_capacity(live_templates.len() + enrolments.len() + 2);
     for template in live_templates {
         writes.push(Write::Change(ChangeBody::TemplateDeleted {

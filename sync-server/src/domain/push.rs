@@ -108,8 +108,8 @@ pub struct Facts {
     pub sections: HashMap<String, String>,
     pub students: HashMap<String, HeldStudent>,
     pub sessions: HashMap<String, HeldSession>,
-    /// By (session, student).
-    pub marks: HashMap<(String, String), HeldMark>,
+    /// By session, then student.
+    pub marks: HashMap<String, HashMap<String, HeldMark>>,
     pub templates: HashMap<String, HeldTemplate>,
     /// For each student of `Wanted::live_templates_of`, the ids of their live templates, sorted
     /// (an empty list when they have none).
@@ -118,18 +118,18 @@ pub struct Facts {
 
 /// A decided push.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Plan {
+pub struct Plan<'e> {
     pub response: PushResponse,
     /// Events applied now, with their kind: recorded so a retry is acked without being applied.
-    pub applied: Vec<(String, &'static str)>,
+    pub applied: Vec<(&'e str, &'static str)>,
     /// In order.
-    pub writes: Vec<Write>,
+    pub writes: Vec<Write<'e>>,
 }
 
 /// Decides a push from `device` against `facts`. Each event id is answered once (a repeat in the
 /// batch is ignored); an id applied before is acked and looked at no further; a refused event
 /// writes nothing, so a retry after the roster arrives can succeed.
-pub fn plan(device: &Device, events: &[Event], mut facts: Facts) -> Plan {
+pub fn plan<'e>(device: &'e Device, events: &'e [Event], mut facts: Facts) -> Plan<'e> {
     let mut plan = Plan::default();
     let mut answered: HashSet<&str> = HashSet::with_capacity(events.len());
     for event in events {
@@ -147,7 +147,7 @@ pub fn plan(device: &Device, events: &[Event], mut facts: Facts) -> Plan {
         let n_writes = plan.writes.len();
         match decide(&mut facts, device, event, &mut plan.writes) {
             Ok(()) => {
-                plan.applied.push((event.id.clone(), event.body.kind()));
+                plan.applied.push((&event.id, event.body.kind()));
                 plan.response.acked.push(event.id.clone());
             }
             Err(Refusal(code, reason)) => {
@@ -182,11 +182,11 @@ fn check_student(facts: &Facts, school: &str, student: &str) -> Result<(), Refus
 
 /// Checks everything first and writes (and updates `facts`) only once the event is known to be
 /// accepted.
-fn decide(
+fn decide<'e>(
     facts: &mut Facts,
-    device: &Device,
-    event: &Event,
-    writes: &mut Vec<Write>,
+    device: &'e Device,
+    event: &'e Event,
+    writes: &mut Vec<Write<'e>>,
 ) -> Result<(), Refusal> {
     let school = device.school_id.as_str();
     let device = device.id.as_str();
@@ -272,8 +272,8 @@ fn decide(
                     format!("session {session} belongs to another school"),
                 ));
             }
-            let key = (session.clone(), student.clone());
-            if let Some(held) = facts.marks.get(&key) {
+            let held = facts.marks.get(session).and_then(|m| m.get(student));
+            if let Some(held) = held {
                 let wins = mark_wins(
                     (*source, *decided_at, &event.id),
                     (held.source, held.decided_at, &held.event_id),
@@ -284,25 +284,31 @@ fn decide(
                 }
             }
             writes.push(Write::SetMark(MarkWrite {
-                session: session.clone(),
-                student: student.clone(),
-                device: device.to_owned(),
+                session,
+                student,
+                device,
                 status: *status,
                 source: *source,
                 score: *score,
                 decided_at: *decided_at,
-                decided_by: by.clone(),
-                event_id: event.id.clone(),
+                decided_by: by.as_deref(),
+                event_id: &event.id,
                 filed_under: held_session.map(|s| (s.section_id.clone(), s.started_at)),
             }));
-            facts.marks.insert(
-                key,
-                HeldMark {
-                    source: *source,
-                    decided_at: *decided_at,
-                    event_id: event.id.clone(),
-                },
-            );
+            let held = HeldMark {
+                source: *source,
+                decided_at: *decided_at,
+                event_id: event.id.clone(),
+            };
+            match facts.marks.get_mut(session) {
+                Some(marks) => {
+                    marks.insert(student.clone(), held);
+                }
+                None => {
+                    let marks = HashMap::from([(student.clone(), held)]);
+                    facts.marks.insert(session.clone(), marks);
+                }
+            }
             Ok(())
         }
         EventBody::TemplateAdded { template } => template_added(facts, school, template, writes),
@@ -360,7 +366,7 @@ fn template_added(
     facts: &mut Facts,
     school: &str,
     template: &TemplateData,
-    writes: &mut Vec<Write>,
+    writes: &mut Vec<Write<'_>>,
 ) -> Result<(), Refusal> {
     check_student(facts, school, &template.student)?;
     let consent = facts.students.get(&template.student).map(|s| s.consent);
@@ -424,8 +430,9 @@ mod tests {
 
     const SCHOOL: &str = "north";
 
-    fn device() -> Device {
-        Device {
+    /// Plans borrow their device: one that lives as long as the test process.
+    fn device() -> &'static Device {
+        Box::leak(Box::new(Device {
             id: "box-1".into(),
             school_id: SCHOOL.into(),
             name: "Room 1".into(),
@@ -433,7 +440,7 @@ mod tests {
             created_at: 0,
             revoked_at: None,
             last_seen_at: None,
-        }
+        }))
     }
 
     fn id(n: u32) -> String {
@@ -528,7 +535,7 @@ mod tests {
             opened(1, "s1", "maths"),
             mark(2, "ada", MarkSource::Machine, 600),
         ];
-        let plan = plan(&device(), &events, facts());
+        let plan = plan(device(), &events, facts());
         assert_eq!(plan.response.acked, vec![id(1), id(2)]);
         let Write::SetMark(mark) = &plan.writes[1] else {
             panic!("{:?}", plan.writes);
@@ -538,11 +545,8 @@ mod tests {
 
     #[test]
     fn a_mark_before_its_session_is_kept_unfiled_and_a_foreign_session_is_refused() {
-        let plan = plan(
-            &device(),
-            &[mark(1, "ada", MarkSource::Machine, 600)],
-            facts(),
-        );
+        let events = [mark(1, "ada", MarkSource::Machine, 600)];
+        let plan = plan(device(), &events, facts());
         assert!(matches!(&plan.writes[..], [Write::SetMark(m)] if m.filed_under.is_none()));
 
         let mut foreign = facts();
@@ -555,11 +559,7 @@ mod tests {
                 closed_at: None,
             },
         );
-        let plan = super::plan(
-            &device(),
-            &[mark(1, "ada", MarkSource::Machine, 600)],
-            foreign,
-        );
+        let plan = super::plan(device(), &events, foreign);
         assert_eq!(codes(&plan), vec![RejectCode::WrongSchool]);
         assert!(plan.writes.is_empty() && plan.applied.is_empty());
     }
@@ -570,7 +570,7 @@ mod tests {
             mark(1, "ada", MarkSource::Teacher, 600),
             mark(2, "ada", MarkSource::Machine, 700),
         ];
-        let plan = plan(&device(), &events, facts());
+        let plan = plan(device(), &events, facts());
         assert_eq!(plan.response.acked.len(), 2);
         assert_eq!(plan.writes.len(), 1, "{:?}", plan.writes);
         assert_eq!(plan.applied.len(), 2, "the losing event is recorded too");
@@ -585,9 +585,9 @@ mod tests {
             mark(2, "ada", MarkSource::Machine, 600),
             mark(2, "ada", MarkSource::Machine, 600),
         ];
-        let plan = plan(&device(), &events, held);
+        let plan = plan(device(), &events, held);
         assert_eq!(plan.response.acked, vec![id(1), id(2)]);
-        assert_eq!(plan.applied, vec![(id(2), "mark_set")]);
+        assert_eq!(plan.applied, vec![(id(2).as_str(), "mark_set")]);
     }
 
     #[test]
@@ -604,7 +604,7 @@ mod tests {
                 },
             ),
         ];
-        let plan = plan(&device(), &events, facts());
+        let plan = plan(device(), &events, facts());
         assert_eq!(
             codes(&plan),
             vec![
@@ -635,7 +635,7 @@ mod tests {
                 },
             ),
         ];
-        let plan = plan(&device(), &events, facts());
+        let plan = plan(device(), &events, facts());
         assert_eq!(plan.response.acked.len(), 3);
         let closes: Vec<_> = plan
             .writes
@@ -670,7 +670,7 @@ mod tests {
                 },
             ),
         ];
-        let plan = plan(&device(), &events, facts());
+        let plan = plan(device(), &events, facts());
         assert_eq!(codes(&plan), vec![RejectCode::NoConsent]);
         assert_eq!(plan.response.acked, vec![id(1), id(2)]);
         assert!(
@@ -721,7 +721,7 @@ mod tests {
                 },
             ),
         ];
-        let plan = plan(&device(), &events, held);
+        let plan = plan(device(), &events, held);
         let tombstoned: Vec<&str> = plan
             .writes
             .iter()
@@ -753,7 +753,7 @@ mod tests {
                 by: "office".into(),
             },
         }];
-        let plan = plan(&device(), &events, facts());
+        let plan = plan(device(), &events, facts());
         assert_eq!(plan.response.acked, vec![id(1)]);
         assert!(plan.writes.is_empty(), "{:?}", plan.writes);
     }

@@ -142,8 +142,8 @@ pub async fn facts(tx: &mut Tx<'_>, wanted: &Wanted<'_>) -> Result<Facts, DbErro
         for mark in found {
             let key = (mark.session_id.as_str(), mark.student_id.as_str());
             if wanted.marks.contains(&key) {
-                facts.marks.insert(
-                    (mark.session_id, mark.student_id),
+                facts.marks.entry(mark.session_id).or_default().insert(
+                    mark.student_id,
                     HeldMark {
                         source: mark.source,
                         decided_at: mark.decided_at,
@@ -210,7 +210,7 @@ pub fn held_student(student: StudentDoc) -> HeldStudent {
 }
 
 /// Carries out a decision's writes for `school_id`, in order, in the transaction.
-pub async fn write(tx: &mut Tx<'_>, school_id: &str, writes: &[Write]) -> Result<(), DbError> {
+pub async fn write(tx: &mut Tx<'_>, school_id: &str, writes: &[Write<'_>]) -> Result<(), DbError> {
     for write in writes {
         match write {
             Write::OpenSession {
@@ -256,16 +256,16 @@ pub async fn write(tx: &mut Tx<'_>, school_id: &str, writes: &[Write]) -> Result
             }
             Write::SetMark(mark) => {
                 let doc = MarkDoc {
-                    session_id: mark.session.clone(),
-                    student_id: mark.student.clone(),
+                    session_id: mark.session.to_owned(),
+                    student_id: mark.student.to_owned(),
                     school_id: school_id.to_owned(),
-                    device_id: mark.device.clone(),
+                    device_id: mark.device.to_owned(),
                     status: mark.status,
                     source: mark.source,
                     score: mark.score,
                     decided_at: mark.decided_at,
-                    decided_by: mark.decided_by.clone(),
-                    event_id: mark.event_id.clone(),
+                    decided_by: mark.decided_by.map(str::to_owned),
+                    event_id: mark.event_id.to_owned(),
                     section_id: mark
                         .filed_under
                         .as_ref()
@@ -280,7 +280,7 @@ pub async fn write(tx: &mut Tx<'_>, school_id: &str, writes: &[Write]) -> Result
                 };
                 tx.coll::<MarkDoc>(MARKS)
                     .replace_one(
-                        doc! { "session_id": &mark.session, "student_id": &mark.student },
+                        doc! { "session_id": mark.session, "student_id": mark.student },
                         &doc,
                     )
                     .upsert(true)
