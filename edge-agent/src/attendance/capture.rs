@@ -108,16 +108,18 @@ pub fn capture_with(
     school: SchoolSearch<'_>,
 ) -> Result<CaptureOutcome, CaptureError> {
     let (mut outcome, marks) = assess(pipeline, store, section_id, frames, school)?;
-    super::roll::close_ended_sessions(store, crate::store::now_ms())?;
     let record_started = std::time::Instant::now();
-    outcome.session = store.record_session(&SessionRecord {
-        section_id,
-        n_frames: frames.len(),
-        unknown_faces: outcome.unknown_faces,
-        too_small_faces: outcome.too_small_faces,
-        not_on_roster: &outcome.not_on_roster,
-        marks: &marks,
-    })?;
+    outcome.session = super::roll::open_session(
+        store,
+        &SessionRecord {
+            section_id,
+            n_frames: frames.len(),
+            unknown_faces: outcome.unknown_faces,
+            too_small_faces: outcome.too_small_faces,
+            not_on_roster: &outcome.not_on_roster,
+            marks: &marks,
+        },
+    )?;
     tracing::debug!(
         marks = marks.len(),
         record_ms = record_started.elapsed().as_secs_f64() * 1e3,

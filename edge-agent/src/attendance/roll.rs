@@ -112,18 +112,27 @@ fn row(store: &Store, record: StudentRecord, mark: Option<&Mark>) -> Result<Roll
     })
 }
 
-/// Opens a session with no capture and no marks (manual roll call, or a capture still to come);
-/// returns its id. Sessions whose lesson has ended are closed first.
-pub fn open_manual_session(store: &mut Store, section: &str) -> Result<String, StoreError> {
+/// Stores a new session (a capture's, or an empty one) and returns its id. Every new session goes
+/// through here: sessions whose lesson has ended are closed first.
+pub fn open_session(store: &mut Store, record: &SessionRecord<'_>) -> Result<String, StoreError> {
     close_ended_sessions(store, crate::store::now_ms())?;
-    store.record_session(&SessionRecord {
-        section_id: section,
-        n_frames: 0,
-        unknown_faces: 0,
-        too_small_faces: 0,
-        not_on_roster: &[],
-        marks: &[],
-    })
+    store.record_session(record)
+}
+
+/// Opens a session with no capture and no marks (manual roll call, or a capture still to come);
+/// returns its id.
+pub fn open_manual_session(store: &mut Store, section: &str) -> Result<String, StoreError> {
+    open_session(
+        store,
+        &SessionRecord {
+            section_id: section,
+            n_frames: 0,
+            unknown_faces: 0,
+            too_small_faces: 0,
+            not_on_roster: &[],
+            marks: &[],
+        },
+    )
 }
 
 /// How far back a restarted screen looks for a session to continue when the section has no
@@ -155,7 +164,7 @@ pub fn resumable_session(
 }
 
 /// Closes every open session whose lesson has ended by `now_ms`, at the end of its lesson; called
-/// whenever a session opens. The teacher screen closes its session when the teacher leaves the
+/// whenever a session opens (`open_session`). The teacher screen closes its session when the teacher leaves the
 /// roll, but a screen killed mid-lesson, or a session opened from the CLI, has nobody to close
 /// it: this leaves nothing open for ever. Returns how many it closed.
 pub fn close_ended_sessions(store: &mut Store, now_ms: i64) -> Result<usize, StoreError> {

@@ -465,9 +465,10 @@ fn re_enrol(
     if passed.is_empty() {
         bail!("no photo of {student} passed: their templates were kept as they were");
     }
-    let candidates: Vec<_> = passed.iter().map(|(_, c)| c.clone()).collect();
+    let n_passed = passed.len();
+    let (passed_images, candidates): (Vec<&PathBuf>, Vec<_>) = passed.into_iter().unzip();
     let (enrolled, deleted) = enrolment::replace(store, student, &candidates, "enrol-photo")?;
-    for ((image, _), enrolled) in passed.iter().zip(&enrolled) {
+    for (image, enrolled) in passed_images.into_iter().zip(&enrolled) {
         print_enrolled(out, image, enrolled)?;
     }
     writeln!(
@@ -475,5 +476,5 @@ fn re_enrol(
         "{student}: {} earlier templates deleted (the server is told at the next sync)",
         deleted.len()
     )?;
-    Ok(if passed.len() < images.len() { 1 } else { 0 })
+    Ok(if n_passed < images.len() { 1 } else { 0 })
 }

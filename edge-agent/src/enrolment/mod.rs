@@ -163,15 +163,14 @@ pub fn replace(
     source: &str,
 ) -> Result<(Vec<Enrolled>, Vec<String>), EnrolError> {
     require_consent(store, student_id)?;
-    let templates: Vec<NewTemplate<'_>> = candidates
+    let ours: Vec<&EnrolCandidate> = candidates
         .iter()
         .filter(|c| c.student == student_id)
-        .map(|c| c.template(source))
         .collect();
+    let templates: Vec<NewTemplate<'_>> = ours.iter().map(|c| c.template(source)).collect();
     let replaced = store.replace_templates(student_id, &templates, "enrol")?;
-    let enrolled = candidates
-        .iter()
-        .filter(|c| c.student == student_id)
+    let enrolled = ours
+        .into_iter()
         .zip(replaced.added)
         .map(|(c, template)| c.enrolled(template))
         .collect();

@@ -3,51 +3,57 @@
 
 use shared_proto::sync::{ChangeBody, Consent};
 
-use super::{HeldStudent, Write};
-use crate::store::Millis;
+use super::Write;
+use crate::store::roster::Stored;
+use crate::store::{Millis, Student};
 
-/// Records `consent` for `student`, held as `held` with the live templates `live_templates`.
+/// Records `consent` for the student `held`, whose live templates are `live_templates`.
 ///
 /// - A decision older than the one held (`at` before `consent_at`) changes nothing: boxes push
 ///   late, and the office's later decision must stand.
 /// - The boxes hear of the student again only when the state changes.
 /// - Any state but `granted` tombstones every live template: a face is only kept with consent.
 ///
-/// `held` is updated to the decision, so a later event of the same push sees it.
+/// `held` and `live_templates` are updated to the decision, so a later event of the same push
+/// sees it. Returns the templates it tombstoned.
 pub fn decide(
-    student: &str,
-    held: &mut HeldStudent,
+    held: &mut Student,
     live_templates: &mut Vec<String>,
     consent: Consent,
     by: &str,
     at: Millis,
     writes: &mut Vec<Write<'_>>,
-) {
+) -> Vec<String> {
     if held.consent_at.is_some_and(|held_at| at < held_at) {
-        return;
+        return Vec::new();
     }
+    let student = held.id.clone();
     writes.push(Write::SetConsent {
-        student: student.to_owned(),
+        student: student.clone(),
         consent,
         by: by.to_owned(),
         at,
     });
     let changed = held.consent != consent;
     held.consent = consent;
+    held.consent_by = Some(by.to_owned());
     held.consent_at = Some(at);
     if changed {
-        writes.push(Write::Change(held.change(student)));
+        writes.push(Write::Change(held.change()));
     }
-    if consent != Consent::Granted {
-        for template in live_templates.drain(..) {
-            writes.push(Write::Tombstone {
-                template: template.clone(),
-                student: student.to_owned(),
-            });
-            writes.push(Write::Change(ChangeBody::TemplateDeleted {
-                template,
-                student: student.to_owned(),
-            }));
-        }
+    if consent == Consent::Granted {
+        return Vec::new();
     }
+    let tombstoned = std::mem::take(live_templates);
+    for template in &tombstoned {
+        writes.push(Write::Tombstone {
+            template: template.clone(),
+            student: student.clone(),
+        });
+        writes.push(Write::Change(ChangeBody::TemplateDeleted {
+            template: template.clone(),
+            student: student.clone(),
+        }));
+    }
+    tombstoned
 }

@@ -74,27 +74,3 @@ pub struct MarkWrite<'e> {
     /// The session's section and start, `None` while its `session_opened` has not arrived.
     pub filed_under: Option<(String, Millis)>,
 }
-
-/// A student as the decisions see them.
-#[derive(Clone, Debug, PartialEq)]
-pub struct HeldStudent {
-    pub school_id: String,
-    pub given_name: String,
-    pub family_name: String,
-    pub active: bool,
-    pub consent: Consent,
-    pub consent_at: Option<Millis>,
-}
-
-impl HeldStudent {
-    /// What the school's boxes are told about this student.
-    pub fn change(&self, id: &str) -> ChangeBody {
-        ChangeBody::Student {
-            id: id.to_owned(),
-            given_name: self.given_name.clone(),
-            family_name: self.family_name.clone(),
-            active: self.active,
-            consent: self.consent,
-        }
-    }
-}

@@ -13,9 +13,9 @@ use shared_proto::sync::{
     TemplateData, mark_wins,
 };
 
-use super::{HeldStudent, MarkWrite, Write, consent};
+use super::{MarkWrite, Write, consent};
 use crate::store::rules::{self, Owner, Refusal};
-use crate::store::{Device, Millis};
+use crate::store::{Device, Millis, Student};
 
 /// The records a push names, for the backend to read in one go (one query per kind where the
 /// database allows it).
@@ -106,7 +106,7 @@ pub struct Facts {
     pub applied: HashSet<String>,
     /// Section id to its school.
     pub sections: HashMap<String, String>,
-    pub students: HashMap<String, HeldStudent>,
+    pub students: HashMap<String, Student>,
     pub sessions: HashMap<String, HeldSession>,
     /// By session, then student.
     pub marks: HashMap<String, HashMap<String, HeldMark>>,
@@ -163,17 +163,9 @@ pub fn plan<'e>(device: &'e Device, events: &'e [Event], mut facts: Facts) -> Pl
     plan
 }
 
-fn owner(school_of_record: Option<&str>, ours: &str) -> Owner {
-    match school_of_record {
-        None => Owner::Missing,
-        Some(school) if school == ours => Owner::Ours,
-        Some(_) => Owner::OtherSchool,
-    }
-}
-
 /// The student must be one of this school's.
 fn check_student(facts: &Facts, school: &str, student: &str) -> Result<(), Refusal> {
-    owner(
+    Owner::of(
         facts.students.get(student).map(|s| s.school_id.as_str()),
         school,
     )
@@ -196,7 +188,7 @@ fn decide<'e>(
             section,
             started_at,
         } => {
-            owner(facts.sections.get(section).map(String::as_str), school).check(
+            Owner::of(facts.sections.get(section).map(String::as_str), school).check(
                 "section",
                 section,
                 RejectCode::UnknownSection,
@@ -237,7 +229,7 @@ fn decide<'e>(
         }
         EventBody::SessionClosed { session } => {
             let held = facts.sessions.get_mut(session);
-            owner(held.as_ref().map(|s| s.school_id.as_str()), school).check(
+            Owner::of(held.as_ref().map(|s| s.school_id.as_str()), school).check(
                 "session",
                 session,
                 RejectCode::UnknownSession,
@@ -345,16 +337,9 @@ fn decide<'e>(
                 unreachable!("check_student found the student");
             };
             let live = facts.live_templates.entry(student.clone()).or_default();
-            let mut withdrawn = live.clone();
-            let n_writes = writes.len();
-            consent::decide(student, held, live, *consent, by, event.at, writes);
+            let tombstoned = consent::decide(held, live, *consent, by, event.at, writes);
             // Templates tombstoned by the decision are tombstones for the rest of the push.
-            withdrawn.retain(|id| {
-                writes[n_writes..]
-                    .iter()
-                    .any(|w| matches!(w, Write::Tombstone { template, .. } if template == id))
-            });
-            for template in withdrawn {
+            for template in tombstoned {
                 tombstone(facts, school, &template, student);
             }
             Ok(())
@@ -496,13 +481,15 @@ mod tests {
         }
     }
 
-    fn student(school: &str, consent: Consent) -> HeldStudent {
-        HeldStudent {
+    fn student(id: &str, school: &str, consent: Consent) -> Student {
+        Student {
+            id: id.into(),
             school_id: school.into(),
             given_name: "Ada".into(),
             family_name: "Lovelace".into(),
             active: true,
             consent,
+            consent_by: None,
             consent_at: Some(100),
         }
     }
@@ -515,13 +502,13 @@ mod tests {
         facts.sections.insert("art".into(), "south".into());
         facts
             .students
-            .insert("ada".into(), student(SCHOOL, Consent::Granted));
+            .insert("ada".into(), student("ada", SCHOOL, Consent::Granted));
         facts
             .students
-            .insert("bob".into(), student(SCHOOL, Consent::None));
+            .insert("bob".into(), student("bob", SCHOOL, Consent::None));
         facts
             .students
-            .insert("eve".into(), student("south", Consent::Granted));
+            .insert("eve".into(), student("eve", "south", Consent::Granted));
         facts
     }
 

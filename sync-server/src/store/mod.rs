@@ -21,7 +21,7 @@ use shared_proto::sync::{
 };
 
 pub mod mongo;
-mod roster;
+pub(crate) mod roster;
 pub mod rules;
 pub mod sqlite;
 

@@ -35,6 +35,16 @@ pub enum Owner {
 pub struct Refusal(pub RejectCode, pub String);
 
 impl Owner {
+    /// Whose a record is, from the school it belongs to (`None`: no such record) and the school
+    /// asking.
+    pub fn of(school_of_record: Option<&str>, ours: &str) -> Owner {
+        match school_of_record {
+            None => Owner::Missing,
+            Some(school) if school == ours => Owner::Ours,
+            Some(_) => Owner::OtherSchool,
+        }
+    }
+
     /// The rule for every id an event names: the device's own school's `what` (named `id`) is
     /// fine; another school's is `WrongSchool`; none at all is `missing`, and `why_missing`
     /// (when given) says why.

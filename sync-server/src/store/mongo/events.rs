@@ -11,8 +11,8 @@ use super::docs::{MarkDoc, SessionDoc, StudentDoc, TemplateDoc, to_bson};
 use super::error::{DbError, is_duplicate_key};
 use super::names::*;
 use super::tx::Tx;
+use crate::domain::Write;
 use crate::domain::push::{self, Facts, HeldMark, HeldSession, HeldTemplate, Wanted};
-use crate::domain::{HeldStudent, Write};
 use crate::store::{Device, Millis};
 
 /// Kinds that can write the school's change feed, so a push holding one takes the feed lock.
@@ -101,7 +101,7 @@ pub async fn facts(tx: &mut Tx<'_>, wanted: &Wanted<'_>) -> Result<Facts, DbErro
         for student in found {
             facts
                 .students
-                .insert(student.id.clone(), held_student(student));
+                .insert(student.id.clone(), student.into_student());
         }
     }
     if !wanted.sessions.is_empty() {
@@ -196,17 +196,6 @@ pub async fn facts(tx: &mut Tx<'_>, wanted: &Wanted<'_>) -> Result<Facts, DbErro
         }
     }
     Ok(facts)
-}
-
-pub fn held_student(student: StudentDoc) -> HeldStudent {
-    HeldStudent {
-        school_id: student.school_id,
-        given_name: student.given_name,
-        family_name: student.family_name,
-        active: student.active,
-        consent: student.consent,
-        consent_at: student.consent_at,
-    }
 }
 
 /// Carries out a decision's writes for `school_id`, in order, in the transaction.

@@ -341,18 +341,10 @@ impl Store for MongoStore {
                     let Some(held) = held else {
                         return Err(StoreError::NotFound(format!("student {student_id}")).into());
                     };
-                    let mut held = events::held_student(held);
+                    let mut held = held.into_student();
                     let mut live = templates::live_ids(tx, student_id).await?;
                     let mut writes = Vec::new();
-                    domain::consent::decide(
-                        student_id,
-                        &mut held,
-                        &mut live,
-                        *consent,
-                        by,
-                        *at,
-                        &mut writes,
-                    );
+                    domain::consent::decide(&mut held, &mut live, *consent, by, *at, &mut writes);
                     events::write(tx, school_id, &writes).await
                 })
             },

@@ -7,8 +7,8 @@ use shared_proto::sync::{Event, PushResponse};
 
 use super::feed::Feed;
 use super::{roster, templates, word};
+use crate::domain::Write;
 use crate::domain::push::{self, Facts, HeldMark, HeldSession, HeldTemplate, Wanted};
-use crate::domain::{HeldStudent, Write};
 use crate::store::{Device, Millis, StoreError};
 
 pub fn apply_events(
@@ -53,7 +53,7 @@ pub fn facts(conn: &Connection, wanted: &Wanted<'_>) -> Result<Facts, StoreError
         }
     }
     for id in &wanted.students {
-        if let Some(student) = student(conn, id)? {
+        if let Some(student) = roster::student_anywhere(conn, id)? {
             facts.students.insert((*id).to_owned(), student);
         }
     }
@@ -129,37 +129,6 @@ pub fn facts(conn: &Connection, wanted: &Wanted<'_>) -> Result<Facts, StoreError
 fn json_array<'a>(ids: impl Iterator<Item = &'a &'a str>) -> Result<String, StoreError> {
     serde_json::to_string(&ids.collect::<Vec<_>>())
         .map_err(|e| StoreError::Backend(format!("cannot encode ids: {e}")))
-}
-
-/// A student of any school, as the decisions see them.
-pub fn student(conn: &Connection, id: &str) -> Result<Option<HeldStudent>, StoreError> {
-    let held = conn
-        .prepare_cached(
-            "SELECT school_id, given_name, family_name, active, consent, consent_at
-             FROM students WHERE id = ?1",
-        )?
-        .query_row([id], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get::<_, String>(4)?,
-                r.get(5)?,
-            ))
-        })
-        .optional()?;
-    let Some((school_id, given_name, family_name, active, consent, consent_at)) = held else {
-        return Ok(None);
-    };
-    Ok(Some(HeldStudent {
-        school_id,
-        given_name,
-        family_name,
-        active,
-        consent: word(4, &consent)?,
-        consent_at,
-    }))
 }
 
 /// Carries out a decision's writes for `school_id`, in order, in the current transaction.

@@ -146,11 +146,7 @@ fn owner(conn: &Connection, table: Table, id: &str, school_id: &str) -> Result<O
         .prepare_cached(sql)?
         .query_row([id], |r| r.get(0))
         .optional()?;
-    Ok(match school {
-        None => Owner::Missing,
-        Some(s) if s == school_id => Owner::Ours,
-        Some(_) => Owner::OtherSchool,
-    })
+    Ok(Owner::of(school.as_deref(), school_id))
 }
 
 // Enums as the text the schema's CHECK constraints name. Reading an unknown text is corruption,
@@ -389,22 +385,12 @@ impl Store for SqliteStore {
             (school_id.to_owned(), student_id.to_owned(), by.to_owned());
         self.writer
             .run(move |conn| {
-                let Some(mut held) =
-                    events::student(conn, &student_id)?.filter(|s| s.school_id == school_id)
-                else {
+                let Some(mut held) = roster::student(conn, &school_id, &student_id)? else {
                     return Err(StoreError::NotFound(format!("student {student_id}")));
                 };
                 let mut live = templates::live_ids(conn, &student_id)?;
                 let mut writes = Vec::new();
-                domain::consent::decide(
-                    &student_id,
-                    &mut held,
-                    &mut live,
-                    consent,
-                    &by,
-                    at,
-                    &mut writes,
-                );
+                domain::consent::decide(&mut held, &mut live, consent, &by, at, &mut writes);
                 events::write(conn, &school_id, &writes)
             })
             .await

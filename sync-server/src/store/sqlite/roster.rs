@@ -183,6 +183,19 @@ pub fn students(conn: &Connection, school_id: &str) -> Result<Vec<Student>, Stor
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// A student of any school: a push may name one another school holds.
+pub fn student_anywhere(
+    conn: &Connection,
+    student_id: &str,
+) -> Result<Option<Student>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {STUDENT_COLUMNS} FROM students WHERE id = ?1"
+        ))?
+        .query_row([student_id], student_from_row)
+        .optional()?)
+}
+
 pub fn student(
     conn: &Connection,
     school_id: &str,
