@@ -37,8 +37,9 @@ pub fn apply_events(
 
 /// Reads what the store holds of `wanted`: a primary-key look-up per record, each a cached
 /// statement (in-process SQLite answers these in microseconds), except for the two kinds a push
-/// names by the hundred, event ids and marks, read with one statement per push and per session:
-/// a hundred statements cost a push about 5 % of the server's throughput.
+/// names by the hundred, event ids and marks, read with one statement per push and per session
+/// (the single writer thread runs this for every push; PERFORMANCE.md has what was measured, and
+/// the runs did not separate this from noise).
 pub fn facts(conn: &Connection, wanted: &Wanted<'_>) -> Result<Facts, StoreError> {
     let mut facts = Facts::default();
     let mut stmt = conn.prepare_cached(
