@@ -265,25 +265,6 @@ pub enum ChangeBody {
     },
 }
 
-impl ChangeBody {
-    /// The entity a change describes; a later change of the same key supersedes it.
-    pub fn key(&self) -> String {
-        match self {
-            ChangeBody::Section { id, .. } => format!("section:{id}"),
-            ChangeBody::Student { id, .. } | ChangeBody::StudentErased { student: id } => {
-                format!("student:{id}")
-            }
-            ChangeBody::Teacher { id, .. } => format!("teacher:{id}"),
-            ChangeBody::Enrolment {
-                section, person, ..
-            } => format!("enrolment:{section}:{person}"),
-            ChangeBody::Schedule { section, .. } => format!("schedule:{section}"),
-            ChangeBody::Template { template } => format!("template:{}", template.id),
-            ChangeBody::TemplateDeleted { template, .. } => format!("template:{template}"),
-        }
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EnrolmentRole {

@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures_util::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
 use shared_proto::sync::{
-    ChangeBody, Consent, Embedding, Event, EventBody, MarkSource, MarkStatus, TemplateData,
+    Consent, Embedding, Event, EventBody, MarkSource, MarkStatus, TemplateData,
 };
 use shared_proto::{EmbeddingSpace, ModelId};
+use sync_server::domain::feed::Change;
 use sync_server::store::mongo::MongoStore;
 use sync_server::store::{
     Device, ProvisioningCode, RosterBatch, School, Section, Store, StoreError, Student,
@@ -206,7 +207,7 @@ async fn embeddings_are_stored_as_binary_little_endian_f32() {
     let device = fixture(&store).await;
     let event = template_added(STUDENTS[0], 0.5);
     store
-        .apply_events(&device, std::slice::from_ref(&event), T0)
+        .apply_events(&device, &domain(std::slice::from_ref(&event)), T0)
         .await
         .expect("push");
     let EventBody::TemplateAdded { template } = &event.body else {
@@ -227,10 +228,13 @@ async fn embeddings_are_stored_as_binary_little_endian_f32() {
         .flat_map(|v| v.to_le_bytes())
         .collect();
     assert_eq!(binary.bytes, expected);
-    let read = store
+    let read: Vec<TemplateData> = store
         .templates_of(SCHOOL, STUDENTS[0])
         .await
-        .expect("templates");
+        .expect("templates")
+        .into_iter()
+        .map(Into::into)
+        .collect();
     assert_eq!(read, vec![template.clone()]);
 }
 
@@ -311,7 +315,7 @@ async fn the_next_server_ends_a_transaction_its_killed_predecessor_left_open() {
     std::mem::forget(session);
     std::mem::forget(killed);
     // What the box's retry met before: the locks outlast the store's own retries.
-    match earlier.apply_events(&device, &push, T0).await {
+    match earlier.apply_events(&device, &domain(&push), T0).await {
         Err(StoreError::Unavailable(detail)) => {
             assert!(detail.contains("WriteConflict"), "{detail}")
         }
@@ -329,9 +333,12 @@ async fn the_next_server_ends_a_transaction_its_killed_predecessor_left_open() {
         recorded.len()
     );
     let started = std::time::Instant::now();
-    let retry = next.apply_events(&device, &push, T0).await.expect("retry");
+    let retry = next
+        .apply_events(&device, &domain(&push), T0)
+        .await
+        .expect("retry");
     assert_eq!(retry.acked, vec![push[0].id.clone()]);
-    assert!(retry.rejected.is_empty(), "{:?}", retry.rejected);
+    assert!(retry.refused.is_empty(), "{:?}", retry.refused);
     // Applied without waiting for the database to reap anything (it takes 60 s).
     assert!(
         started.elapsed().as_secs() < 30,
@@ -393,13 +400,14 @@ async fn concurrent_pushes_keep_feed_order_and_idempotency() {
                     }
                 }
                 n_events += batch.len();
+                let batch = domain(&batch);
                 let (first, second) = tokio::join!(
                     store.apply_events(&device, &batch, T0),
                     store.apply_events(&device, &batch, T0),
                 );
                 for response in [first, second] {
                     let response = response.expect("push");
-                    assert!(response.rejected.is_empty(), "{:?}", response.rejected);
+                    assert!(response.refused.is_empty(), "{:?}", response.refused);
                     assert_eq!(response.acked.len(), batch.len());
                 }
             }
@@ -424,7 +432,7 @@ async fn concurrent_pushes_keep_feed_order_and_idempotency() {
         for change in &page.changes {
             assert!(change.seq > cursor, "seq {} after {cursor}", change.seq);
             cursor = change.seq;
-            if let ChangeBody::Template { template } = &change.body {
+            if let Change::Template { template } = &change.change {
                 *seen.entry(template.id.clone()).or_default() += 1;
             }
         }
@@ -457,4 +465,9 @@ async fn concurrent_pushes_keep_feed_order_and_idempotency() {
         let latest = T0 + ((N_BOXES - 1) * 1000 + (N_BATCHES - 1) * 10 + i) as i64;
         assert_eq!(row.decided_at, latest, "{row:?}");
     }
+}
+
+/// Protocol v1's events as the store takes them, through the API's codec.
+fn domain(events: &[Event]) -> Vec<sync_server::domain::event::Event> {
+    events.iter().cloned().map(Into::into).collect()
 }

@@ -9,6 +9,7 @@
 mod admin;
 mod attendance;
 mod auth;
+pub mod codec;
 mod error;
 mod guard;
 mod openapi;

@@ -2,8 +2,6 @@
 //! events, pulling the school's change feed. A device only ever reaches its own school: every
 //! call uses the school of the device the token belongs to, never one named by the request.
 
-use std::collections::HashSet;
-
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -11,14 +9,15 @@ use axum::http::HeaderMap;
 use serde::Deserialize;
 use shared_proto::PROTOCOL_VERSION;
 use shared_proto::sync::{
-    Event, MAX_PULL_LIMIT, MAX_PUSH_EVENTS, PROTOCOL_HEADER, ProvisionRequest, ProvisionResponse,
-    PullResponse, PushRequest, PushResponse, Rejection, check_protocol, decode_push,
-    decode_versioned,
+    Change, MAX_PULL_LIMIT, MAX_PUSH_EVENTS, PROTOCOL_HEADER, ProvisionRequest, ProvisionResponse,
+    PullResponse, PushRequest, PushResponse, check_protocol, decode_push, decode_versioned,
 };
 
 use super::auth::{ClientIp, DeviceAuth, new_token, normalize_code, secret_hash};
 use super::{AppState, BodyBytes, openapi};
 use crate::api::ApiError;
+use crate::domain::event::Event;
+use crate::domain::push::Refused;
 use crate::store::{Device, rules};
 
 /// Default page size of a pull.
@@ -138,35 +137,32 @@ pub(super) async fn push(
             max: MAX_PUSH_EVENTS,
         });
     }
+    let n_events = request.events.len();
     let now = state.now();
-    let ahead: Vec<Rejection> = request
+    let max_ahead_ms = state.limits().max_clock_ahead_ms;
+    let mut ahead: Vec<Refused> = Vec::new();
+    let events: Vec<Event> = request
         .events
-        .iter()
-        .filter_map(|event| rules::check_clock(event, now, state.limits().max_clock_ahead_ms).err())
+        .into_iter()
+        .map(Event::from)
+        .filter(|event| match rules::check_clock(event, now, max_ahead_ms) {
+            Ok(()) => true,
+            Err(refused) => {
+                ahead.push(refused);
+                false
+            }
+        })
         .collect();
-    let mut response = if ahead.is_empty() {
-        state
-            .store()
-            .apply_events(&device, &request.events, now)
-            .await?
-    } else {
-        let refused: HashSet<&str> = ahead.iter().map(|r| r.id.as_str()).collect();
-        let in_time: Vec<Event> = request
-            .events
-            .iter()
-            .filter(|event| !refused.contains(event.id.as_str()))
-            .cloned()
-            .collect();
-        state.store().apply_events(&device, &in_time, now).await?
-    };
-    response.rejected.extend(ahead);
+    let mut outcome = state.store().apply_events(&device, &events, now).await?;
+    outcome.refused.extend(ahead);
+    let response = PushResponse::from(outcome);
     state.device_seen(&device.id).await?;
     state
         .metrics()
         .count_events(response.acked.len(), response.rejected.len());
     tracing::info!(
         device_id = %device.id,
-        n_events = request.events.len(),
+        n_events,
         n_acked = response.acked.len(),
         n_rejected = response.rejected.len(),
         "push applied"
@@ -230,7 +226,7 @@ pub(super) async fn pull(
     state.metrics().count_pull_page();
     Ok(Json(PullResponse {
         protocol: PROTOCOL_VERSION,
-        changes: page.changes,
+        changes: page.changes.into_iter().map(Change::from).collect(),
         next_cursor: page.next_cursor.to_string(),
         more: page.more,
     }))

@@ -1,7 +1,9 @@
 //! Consent: the one rule for a recorded decision, whether it comes from a box's `consent_changed`
 //! event or from the admin API.
 
-use shared_proto::sync::{ChangeBody, Consent};
+use shared_proto::sync::Consent;
+
+use super::feed::Change;
 
 use super::Write;
 use crate::store::roster::Stored;
@@ -50,7 +52,7 @@ pub fn decide(
             template: template.clone(),
             student: student.clone(),
         });
-        writes.push(Write::Change(ChangeBody::TemplateDeleted {
+        writes.push(Write::Change(Change::TemplateDeleted {
             template: template.clone(),
             student: student.clone(),
         }));

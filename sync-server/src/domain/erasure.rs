@@ -1,7 +1,9 @@
 //! Erasure of a student (a guardian's or the school's request): what goes and what every box of
 //! the school is told so it purges its copy.
 
-use shared_proto::sync::{ChangeBody, EnrolmentRole};
+use shared_proto::sync::EnrolmentRole;
+
+use super::feed::Change;
 
 use super::Write;
 
@@ -16,13 +18,13 @@ pub fn decide(
 ) -> Vec<Write<'static>> {
     let mut writes = Vec::with_capacity(live_templates.len() + enrolments.len() + 2);
     for template in live_templates {
-        writes.push(Write::Change(ChangeBody::TemplateDeleted {
+        writes.push(Write::Change(Change::TemplateDeleted {
             template,
             student: student.to_owned(),
         }));
     }
     for (section, role) in enrolments {
-        writes.push(Write::Change(ChangeBody::Enrolment {
+        writes.push(Write::Change(Change::Enrolment {
             section,
             person: student.to_owned(),
             role,
@@ -32,7 +34,7 @@ pub fn decide(
     writes.push(Write::EraseStudent {
         student: student.to_owned(),
     });
-    writes.push(Write::Change(ChangeBody::StudentErased {
+    writes.push(Write::Change(Change::StudentErased {
         student: student.to_owned(),
     }));
     writes

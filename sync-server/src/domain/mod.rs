@@ -15,10 +15,15 @@
 
 pub mod consent;
 pub mod erasure;
+pub mod event;
+pub mod feed;
 pub mod provisioning;
 pub mod push;
 
-use shared_proto::sync::{ChangeBody, Consent, MarkSource, MarkStatus, TemplateData};
+use shared_proto::sync::{Consent, MarkSource, MarkStatus};
+
+use self::event::Template;
+use self::feed::Change;
 
 use crate::store::Millis;
 
@@ -40,7 +45,7 @@ pub enum Write<'e> {
     /// Inserts or replaces one student's mark in one session.
     SetMark(MarkWrite<'e>),
     /// Stores a new template (never one already held, live or tombstoned).
-    AddTemplate(TemplateData),
+    AddTemplate(Template),
     /// Turns a template, held or not, into a tombstone: its vector is purged.
     Tombstone { template: String, student: String },
     /// Records a consent decision on a held student.
@@ -54,7 +59,7 @@ pub enum Write<'e> {
     /// enrolments.
     EraseStudent { student: String },
     /// Upserts the row of the change's key in the school's change feed with a new seq.
-    Change(ChangeBody),
+    Change(Change),
 }
 
 /// A mark as it is stored, with the session it is filed under when that has arrived.

@@ -8,11 +8,10 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use shared_proto::sync::{
-    ChangeBody, Consent, Event, EventBody, MarkSource, PushResponse, RejectCode, Rejection,
-    TemplateData, mark_wins,
-};
+use shared_proto::sync::{Consent, MarkSource, RejectCode, mark_wins};
 
+use super::event::{Body, Event, Template};
+use super::feed::Change;
 use super::{MarkWrite, Write, consent};
 use crate::store::rules::{self, Owner, Refusal};
 use crate::store::{Device, Millis, Student};
@@ -40,31 +39,31 @@ impl<'e> Wanted<'e> {
         for event in events.iter().filter(|e| rules::validate(e).is_ok()) {
             wanted.event_ids.insert(&event.id);
             match &event.body {
-                EventBody::SessionOpened {
+                Body::SessionOpened {
                     session, section, ..
                 } => {
                     wanted.sections.insert(section);
                     wanted.sessions.insert(session);
                 }
-                EventBody::SessionClosed { session } => {
+                Body::SessionClosed { session } => {
                     wanted.sessions.insert(session);
                 }
-                EventBody::MarkSet {
+                Body::MarkSet {
                     session, student, ..
                 } => {
                     wanted.students.insert(student);
                     wanted.sessions.insert(session);
                     wanted.marks.insert((session, student));
                 }
-                EventBody::TemplateAdded { template } => {
+                Body::TemplateAdded(template) => {
                     wanted.students.insert(&template.student);
                     wanted.templates.insert(&template.id);
                 }
-                EventBody::TemplateDeleted { template, student } => {
+                Body::TemplateDeleted { template, student } => {
                     wanted.students.insert(student);
                     wanted.templates.insert(template);
                 }
-                EventBody::ConsentChanged { student, .. } => {
+                Body::ConsentChanged { student, .. } => {
                     wanted.students.insert(student);
                     wanted.live_templates_of.insert(student);
                 }
@@ -116,10 +115,25 @@ pub struct Facts {
     pub live_templates: HashMap<String, Vec<String>>,
 }
 
+/// What a push comes to: every event id is either acked (applied now or earlier) or refused.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Outcome {
+    pub acked: Vec<String>,
+    pub refused: Vec<Refused>,
+}
+
+/// An event the store will not apply, and why. The box keeps it and shows the reason.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refused {
+    pub id: String,
+    pub code: RejectCode,
+    pub reason: String,
+}
+
 /// A decided push.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan<'e> {
-    pub response: PushResponse,
+    pub outcome: Outcome,
     /// Events applied now, with their kind: recorded so a retry is acked without being applied.
     pub applied: Vec<(&'e str, &'static str)>,
     /// In order.
@@ -136,23 +150,23 @@ pub fn plan<'e>(device: &'e Device, events: &'e [Event], mut facts: Facts) -> Pl
         if !answered.insert(event.id.as_str()) {
             continue;
         }
-        if let Err(rejection) = rules::validate(event) {
-            plan.response.rejected.push(rejection);
+        if let Err(refused) = rules::validate(event) {
+            plan.outcome.refused.push(refused);
             continue;
         }
         if facts.applied.contains(&event.id) {
-            plan.response.acked.push(event.id.clone());
+            plan.outcome.acked.push(event.id.clone());
             continue;
         }
         let n_writes = plan.writes.len();
         match decide(&mut facts, device, event, &mut plan.writes) {
             Ok(()) => {
                 plan.applied.push((&event.id, event.body.kind()));
-                plan.response.acked.push(event.id.clone());
+                plan.outcome.acked.push(event.id.clone());
             }
             Err(Refusal(code, reason)) => {
                 debug_assert_eq!(plan.writes.len(), n_writes, "a refusal wrote something");
-                plan.response.rejected.push(Rejection {
+                plan.outcome.refused.push(Refused {
                     id: event.id.clone(),
                     code,
                     reason,
@@ -183,7 +197,7 @@ fn decide<'e>(
     let school = device.school_id.as_str();
     let device = device.id.as_str();
     match &event.body {
-        EventBody::SessionOpened {
+        Body::SessionOpened {
             session,
             section,
             started_at,
@@ -227,7 +241,7 @@ fn decide<'e>(
                 }
             }
         }
-        EventBody::SessionClosed { session } => {
+        Body::SessionClosed { session } => {
             let held = facts.sessions.get_mut(session);
             Owner::of(held.as_ref().map(|s| s.school_id.as_str()), school).check(
                 "session",
@@ -245,7 +259,7 @@ fn decide<'e>(
             }
             Ok(())
         }
-        EventBody::MarkSet {
+        Body::MarkSet {
             session,
             student,
             status,
@@ -303,8 +317,8 @@ fn decide<'e>(
             }
             Ok(())
         }
-        EventBody::TemplateAdded { template } => template_added(facts, school, template, writes),
-        EventBody::TemplateDeleted { template, student } => {
+        Body::TemplateAdded(template) => template_added(facts, school, template, writes),
+        Body::TemplateDeleted { template, student } => {
             check_student(facts, school, student)?;
             match facts.templates.get(template) {
                 Some(held) if held.school_id != school => Err(Refusal(
@@ -319,7 +333,7 @@ fn decide<'e>(
                         template: template.clone(),
                         student: student.clone(),
                     });
-                    writes.push(Write::Change(ChangeBody::TemplateDeleted {
+                    writes.push(Write::Change(Change::TemplateDeleted {
                         template: template.clone(),
                         student: student.clone(),
                     }));
@@ -327,7 +341,7 @@ fn decide<'e>(
                 }
             }
         }
-        EventBody::ConsentChanged {
+        Body::ConsentChanged {
             student,
             consent,
             by,
@@ -350,7 +364,7 @@ fn decide<'e>(
 fn template_added(
     facts: &mut Facts,
     school: &str,
-    template: &TemplateData,
+    template: &Template,
     writes: &mut Vec<Write<'_>>,
 ) -> Result<(), Refusal> {
     check_student(facts, school, &template.student)?;
@@ -384,7 +398,7 @@ fn template_added(
                 live.insert(at, template.id.clone());
             }
             writes.push(Write::AddTemplate(template.clone()));
-            writes.push(Write::Change(ChangeBody::Template {
+            writes.push(Write::Change(Change::Template {
                 template: template.clone(),
             }));
             Ok(())
@@ -432,7 +446,7 @@ mod tests {
         format!("0190f1f0-0000-7000-8000-{n:012}")
     }
 
-    fn event(n: u32, body: EventBody) -> Event {
+    fn event(n: u32, body: Body) -> Event {
         Event {
             id: id(n),
             at: 1_000 + i64::from(n),
@@ -443,7 +457,7 @@ mod tests {
     fn opened(n: u32, session: &str, section: &str) -> Event {
         event(
             n,
-            EventBody::SessionOpened {
+            Body::SessionOpened {
                 session: session.into(),
                 section: section.into(),
                 started_at: 500,
@@ -454,7 +468,7 @@ mod tests {
     fn mark(n: u32, student: &str, source: MarkSource, decided_at: Millis) -> Event {
         event(
             n,
-            EventBody::MarkSet {
+            Body::MarkSet {
                 session: "s1".into(),
                 student: student.into(),
                 status: MarkStatus::Present,
@@ -466,8 +480,8 @@ mod tests {
         )
     }
 
-    fn template(n: u32, student: &str) -> TemplateData {
-        TemplateData {
+    fn template(n: u32, student: &str) -> Template {
+        Template {
             id: id(900 + n),
             student: student.into(),
             embedding: Embedding {
@@ -513,7 +527,7 @@ mod tests {
     }
 
     fn codes(plan: &Plan) -> Vec<RejectCode> {
-        plan.response.rejected.iter().map(|r| r.code).collect()
+        plan.outcome.refused.iter().map(|r| r.code).collect()
     }
 
     #[test]
@@ -523,7 +537,7 @@ mod tests {
             mark(2, "ada", MarkSource::Machine, 600),
         ];
         let plan = plan(device(), &events, facts());
-        assert_eq!(plan.response.acked, vec![id(1), id(2)]);
+        assert_eq!(plan.outcome.acked, vec![id(1), id(2)]);
         let Write::SetMark(mark) = &plan.writes[1] else {
             panic!("{:?}", plan.writes);
         };
@@ -558,7 +572,7 @@ mod tests {
             mark(2, "ada", MarkSource::Machine, 700),
         ];
         let plan = plan(device(), &events, facts());
-        assert_eq!(plan.response.acked.len(), 2);
+        assert_eq!(plan.outcome.acked.len(), 2);
         assert_eq!(plan.writes.len(), 1, "{:?}", plan.writes);
         assert_eq!(plan.applied.len(), 2, "the losing event is recorded too");
     }
@@ -573,7 +587,7 @@ mod tests {
             mark(2, "ada", MarkSource::Machine, 600),
         ];
         let plan = plan(device(), &events, held);
-        assert_eq!(plan.response.acked, vec![id(1), id(2)]);
+        assert_eq!(plan.outcome.acked, vec![id(1), id(2)]);
         assert_eq!(plan.applied, vec![(id(2).as_str(), "mark_set")]);
     }
 
@@ -586,7 +600,7 @@ mod tests {
             mark(4, "zed", MarkSource::Machine, 600),
             event(
                 5,
-                EventBody::SessionClosed {
+                Body::SessionClosed {
                     session: "s9".into(),
                 },
             ),
@@ -611,19 +625,19 @@ mod tests {
             opened(1, "s1", "maths"),
             event(
                 2,
-                EventBody::SessionClosed {
+                Body::SessionClosed {
                     session: "s1".into(),
                 },
             ),
             event(
                 3,
-                EventBody::SessionClosed {
+                Body::SessionClosed {
                     session: "s1".into(),
                 },
             ),
         ];
         let plan = plan(device(), &events, facts());
-        assert_eq!(plan.response.acked.len(), 3);
+        assert_eq!(plan.outcome.acked.len(), 3);
         let closes: Vec<_> = plan
             .writes
             .iter()
@@ -644,22 +658,17 @@ mod tests {
         let events = [
             event(
                 1,
-                EventBody::TemplateDeleted {
+                Body::TemplateDeleted {
                     template: ada.id.clone(),
                     student: "ada".into(),
                 },
             ),
-            event(2, EventBody::TemplateAdded { template: ada }),
-            event(
-                3,
-                EventBody::TemplateAdded {
-                    template: template(2, "bob"),
-                },
-            ),
+            event(2, Body::TemplateAdded(ada)),
+            event(3, Body::TemplateAdded(template(2, "bob"))),
         ];
         let plan = plan(device(), &events, facts());
         assert_eq!(codes(&plan), vec![RejectCode::NoConsent]);
-        assert_eq!(plan.response.acked, vec![id(1), id(2)]);
+        assert_eq!(plan.outcome.acked, vec![id(1), id(2)]);
         assert!(
             !plan
                 .writes
@@ -687,26 +696,16 @@ mod tests {
         let withdraw = |n, at| Event {
             id: id(n),
             at,
-            body: EventBody::ConsentChanged {
+            body: Body::ConsentChanged {
                 student: "ada".into(),
                 consent: Consent::Withdrawn,
                 by: "office".into(),
             },
         };
         let events = [
-            event(
-                1,
-                EventBody::TemplateAdded {
-                    template: template(2, "ada"),
-                },
-            ),
+            event(1, Body::TemplateAdded(template(2, "ada"))),
             withdraw(2, 200),
-            event(
-                3,
-                EventBody::TemplateAdded {
-                    template: template(2, "ada"),
-                },
-            ),
+            event(3, Body::TemplateAdded(template(2, "ada"))),
         ];
         let plan = plan(device(), &events, held);
         let tombstoned: Vec<&str> = plan
@@ -722,7 +721,7 @@ mod tests {
         assert_eq!(codes(&plan), vec![RejectCode::NoConsent]);
         assert!(plan.writes.iter().any(|w| matches!(
             w,
-            Write::Change(ChangeBody::Student {
+            Write::Change(Change::Student {
                 consent: Consent::Withdrawn,
                 ..
             })
@@ -734,14 +733,14 @@ mod tests {
         let events = [Event {
             id: id(1),
             at: 50,
-            body: EventBody::ConsentChanged {
+            body: Body::ConsentChanged {
                 student: "ada".into(),
                 consent: Consent::Withdrawn,
                 by: "office".into(),
             },
         }];
         let plan = plan(device(), &events, facts());
-        assert_eq!(plan.response.acked, vec![id(1)]);
+        assert_eq!(plan.outcome.acked, vec![id(1)]);
         assert!(plan.writes.is_empty(), "{:?}", plan.writes);
     }
 

@@ -6,7 +6,7 @@
 //! - An event id is applied at most once; a repeated id is acked again and changes nothing.
 //! - A push batch is applied atomically: a crash leaves none or all of its accepted events.
 //! - Each school has one change feed. Every write that a box must learn about upserts one row per
-//!   entity key (`ChangeBody::key`) with a new `seq`, larger than every `seq` already visible, in
+//!   entity key (`domain::feed::Change::key`) with a new `seq`, larger than every `seq` already visible, in
 //!   the same transaction as the write. So a pull that reads `seq > cursor` in order never skips a
 //!   change and never repeats one across pages, even while writes go on.
 //! - Marks: teacher beats machine, then the later decision (`shared_proto::sync::mark_wins`).
@@ -16,9 +16,12 @@
 
 use async_trait::async_trait;
 use shared_proto::sync::{
-    Change, Consent, EnrolmentRole, Event, MAX_PULL_LIMIT, MarkSource, MarkStatus, PushResponse,
-    ScheduleSlot,
+    Consent, EnrolmentRole, MAX_PULL_LIMIT, MarkSource, MarkStatus, ScheduleSlot,
 };
+
+use crate::domain::event::{Event, Template};
+use crate::domain::feed::Entry;
+use crate::domain::push::Outcome;
 
 pub mod mongo;
 pub(crate) mod roster;
@@ -203,7 +206,7 @@ pub struct AttendanceQuery {
 /// A page of a school's change feed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChangePage {
-    pub changes: Vec<Change>,
+    pub changes: Vec<Entry>,
     /// The last `seq` in `changes`, or the cursor asked for when there are none.
     pub next_cursor: u64,
     pub more: bool,
@@ -218,7 +221,7 @@ impl ChangePage {
 
     /// The page of a pull from `cursor` asking for `limit`, out of the changes read in `seq`
     /// order (at most `rows_to_read(limit)` of them).
-    pub fn from_read(cursor: u64, limit: usize, mut read: Vec<Change>) -> ChangePage {
+    pub fn from_read(cursor: u64, limit: usize, mut read: Vec<Entry>) -> ChangePage {
         let limit = limit.min(MAX_PULL_LIMIT);
         let more = read.len() > limit;
         read.truncate(limit);
@@ -342,7 +345,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         school_id: &str,
         student_id: &str,
-    ) -> Result<Vec<shared_proto::sync::TemplateData>, StoreError>;
+    ) -> Result<Vec<Template>, StoreError>;
 
     // Sync.
     /// Applies a push from `device` in one transaction: each event is acked (now or earlier) or
@@ -353,7 +356,7 @@ pub trait Store: Send + Sync + 'static {
         device: &Device,
         events: &[Event],
         now: Millis,
-    ) -> Result<PushResponse, StoreError>;
+    ) -> Result<Outcome, StoreError>;
     /// Changes of `school_id` with `seq > cursor`, in `seq` order, at most `limit`.
     async fn pull(
         &self,

@@ -7,9 +7,9 @@ use shared_proto::roster::{
     EnrolmentRecord, ImportScope, RecordDiff, RecordKey, RosterCounts, RosterDiffError,
     RosterRecord, RosterRecords,
 };
-use shared_proto::sync::ChangeBody;
 
 use super::{Enrolment, RosterBatch, RosterSummary, Section, StoreError, Student, Teacher};
+use crate::domain::feed::Change;
 
 /// `Store::apply_roster`'s `full` as the diff's scope.
 pub fn scope(full: bool) -> ImportScope {
@@ -130,7 +130,7 @@ impl EnrolmentRecord for Enrolment {
 
 /// A roster record as a backend stores it, and the change a box learns it by.
 pub trait Stored: Clone {
-    fn change(&self) -> ChangeBody;
+    fn change(&self) -> Change;
     fn inactive(&self) -> Self;
     /// The held record once an update to `wanted` is written: by default `wanted` whole, since
     /// all its fields are the roster's.
@@ -149,8 +149,8 @@ pub fn written<T: Stored>(diff: &RecordDiff<'_, T>) -> Vec<T> {
 }
 
 impl Stored for Section {
-    fn change(&self) -> ChangeBody {
-        ChangeBody::Section {
+    fn change(&self) -> Change {
+        Change::Section {
             id: self.id.clone(),
             title: self.title.clone(),
             active: self.active,
@@ -166,8 +166,8 @@ impl Stored for Section {
 
 /// An update writes the roster's fields and keeps the consent recorded for the student.
 impl Stored for Student {
-    fn change(&self) -> ChangeBody {
-        ChangeBody::Student {
+    fn change(&self) -> Change {
+        Change::Student {
             id: self.id.clone(),
             given_name: self.given_name.clone(),
             family_name: self.family_name.clone(),
@@ -192,8 +192,8 @@ impl Stored for Student {
 }
 
 impl Stored for Teacher {
-    fn change(&self) -> ChangeBody {
-        ChangeBody::Teacher {
+    fn change(&self) -> Change {
+        Change::Teacher {
             id: self.id.clone(),
             given_name: self.given_name.clone(),
             family_name: self.family_name.clone(),
@@ -209,8 +209,8 @@ impl Stored for Teacher {
 }
 
 impl Stored for Enrolment {
-    fn change(&self) -> ChangeBody {
-        ChangeBody::Enrolment {
+    fn change(&self) -> Change {
+        Change::Enrolment {
             section: self.section_id.clone(),
             person: self.person_id.clone(),
             role: self.role,

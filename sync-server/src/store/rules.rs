@@ -19,7 +19,10 @@
 //! An event whose id was applied before is acked without being looked at again, and an id that
 //! appears twice in one batch is applied once.
 
-use shared_proto::sync::{Event, EventBody, RejectCode, Rejection};
+use shared_proto::sync::RejectCode;
+
+use crate::domain::event::{Body, Event};
+use crate::domain::push::Refused;
 
 use crate::store::{Millis, StoreError};
 
@@ -31,7 +34,7 @@ pub enum Owner {
     Missing,
 }
 
-/// Why one event is not applied; becomes a `Rejection` with the event's id.
+/// Why one event is not applied; becomes a `Refused` with the event's id.
 pub struct Refusal(pub RejectCode, pub String);
 
 impl Owner {
@@ -67,9 +70,9 @@ impl Owner {
 }
 
 /// Checks an event can be applied at all, before any lookup.
-pub fn validate(event: &Event) -> Result<(), Rejection> {
+pub fn validate(event: &Event) -> Result<(), Refused> {
     let reject = |code, reason: &str| {
-        Err(Rejection {
+        Err(Refused {
             id: event.id.clone(),
             code,
             reason: reason.to_owned(),
@@ -82,7 +85,7 @@ pub fn validate(event: &Event) -> Result<(), Rejection> {
         return reject(RejectCode::InvalidEvent, "event time is before 1970");
     }
     let ids: Vec<&str> = match &event.body {
-        EventBody::SessionOpened {
+        Body::SessionOpened {
             session,
             section,
             started_at,
@@ -92,8 +95,8 @@ pub fn validate(event: &Event) -> Result<(), Rejection> {
             }
             vec![session, section]
         }
-        EventBody::SessionClosed { session } => vec![session],
-        EventBody::MarkSet {
+        Body::SessionClosed { session } => vec![session],
+        Body::MarkSet {
             session,
             student,
             score,
@@ -108,7 +111,7 @@ pub fn validate(event: &Event) -> Result<(), Rejection> {
             }
             vec![session, student]
         }
-        EventBody::TemplateAdded { template } => {
+        Body::TemplateAdded(template) => {
             if !(0.0..=1.0).contains(&template.quality) {
                 return reject(RejectCode::InvalidEvent, "quality is not between 0 and 1");
             }
@@ -117,8 +120,8 @@ pub fn validate(event: &Event) -> Result<(), Rejection> {
             }
             vec![&template.student]
         }
-        EventBody::TemplateDeleted { template, student } => vec![template, student],
-        EventBody::ConsentChanged { student, by, .. } => vec![student, by],
+        Body::TemplateDeleted { template, student } => vec![template, student],
+        Body::ConsentChanged { student, by, .. } => vec![student, by],
     };
     if ids.iter().any(|id| id.trim().is_empty() || id.len() > 256) {
         return reject(
@@ -138,21 +141,21 @@ pub fn id_taken(noun: &str, id: &str) -> StoreError {
 /// Refuses an event whose times are more than `max_ahead_ms` ahead of `now`. A box whose clock
 /// ran ahead would otherwise write a mark decided in year 9999 that beats every later
 /// correction for ever. Times in the past are fine: boxes stay offline for weeks.
-pub fn check_clock(event: &Event, now: Millis, max_ahead_ms: Millis) -> Result<(), Rejection> {
+pub fn check_clock(event: &Event, now: Millis, max_ahead_ms: Millis) -> Result<(), Refused> {
     // Runs for every pushed event: no allocation.
     let body_time = match &event.body {
-        EventBody::SessionOpened { started_at, .. } => Some(("session start", *started_at)),
-        EventBody::MarkSet { decided_at, .. } => Some(("decision time", *decided_at)),
-        EventBody::TemplateAdded { template } => Some(("template time", template.created_at)),
-        EventBody::SessionClosed { .. }
-        | EventBody::TemplateDeleted { .. }
-        | EventBody::ConsentChanged { .. } => None,
+        Body::SessionOpened { started_at, .. } => Some(("session start", *started_at)),
+        Body::MarkSet { decided_at, .. } => Some(("decision time", *decided_at)),
+        Body::TemplateAdded(template) => Some(("template time", template.created_at)),
+        Body::SessionClosed { .. } | Body::TemplateDeleted { .. } | Body::ConsentChanged { .. } => {
+            None
+        }
     };
     let times = std::iter::once(("event time", event.at)).chain(body_time);
     let limit = now.saturating_add(max_ahead_ms);
     match times.into_iter().find(|&(_, at)| at > limit) {
         None => Ok(()),
-        Some((what, at)) => Err(Rejection {
+        Some((what, at)) => Err(Refused {
             id: event.id.clone(),
             code: RejectCode::InvalidEvent,
             reason: format!(
@@ -192,7 +195,7 @@ mod tests {
         Event {
             id: id.into(),
             at: 1,
-            body: EventBody::MarkSet {
+            body: Body::MarkSet {
                 session: "s".into(),
                 student: "p".into(),
                 status: MarkStatus::Present,
@@ -211,7 +214,7 @@ mod tests {
         let now = 1_780_000_000_000;
         let mut event = mark(good, None);
         event.at = now;
-        if let EventBody::MarkSet { decided_at, .. } = &mut event.body {
+        if let Body::MarkSet { decided_at, .. } = &mut event.body {
             *decided_at = 253_388_563_200_000; // 9999-06-01
         }
         let refused = check_clock(&event, now, day).unwrap_err();
@@ -222,7 +225,7 @@ mod tests {
             "{}",
             refused.reason
         );
-        if let EventBody::MarkSet { decided_at, .. } = &mut event.body {
+        if let Body::MarkSet { decided_at, .. } = &mut event.body {
             *decided_at = now + day - 1;
         }
         assert!(check_clock(&event, now, day).is_ok());

@@ -3,11 +3,10 @@
 
 use mongodb::bson::{Binary, spec::BinarySubtype};
 use serde::{Deserialize, Serialize};
-use shared_proto::sync::{
-    Consent, Embedding, EnrolmentRole, MarkSource, MarkStatus, ScheduleSlot, TemplateData,
-};
+use shared_proto::sync::{Consent, Embedding, EnrolmentRole, MarkSource, MarkStatus, ScheduleSlot};
 use shared_proto::{EmbeddingSpace, ModelId};
 
+use crate::domain::event::Template;
 use crate::store::{
     AttendanceRow, AuthSession, Device, Enrolment, Millis, Role, School, Section, StoreError,
     Student, Teacher, User,
@@ -311,7 +310,7 @@ pub struct TemplateDoc {
 }
 
 impl TemplateDoc {
-    pub fn from_template(school_id: &str, template: &TemplateData) -> TemplateDoc {
+    pub fn from_template(school_id: &str, template: &Template) -> TemplateDoc {
         TemplateDoc {
             id: template.id.clone(),
             school_id: school_id.to_owned(),
@@ -334,9 +333,9 @@ impl TemplateDoc {
         }
     }
 
-    /// A live template back as the wire's type; a document that does not decode is corruption,
+    /// A live template back as the server's type; a document that does not decode is corruption,
     /// reported with its id.
-    pub fn into_template(self) -> Result<TemplateData, StoreError> {
+    pub fn into_template(self) -> Result<Template, StoreError> {
         let corrupt = |why: String| StoreError::Backend(format!("template {}: {why}", self.id));
         let model: ModelId = self
             .model_id
@@ -360,7 +359,7 @@ impl TemplateDoc {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        Ok(TemplateData {
+        Ok(Template {
             embedding: Embedding {
                 model,
                 space,

@@ -5,23 +5,21 @@
 use std::collections::BTreeSet;
 
 use mongodb::bson::{Document, doc};
-use shared_proto::sync::{Event, EventBody, PushResponse};
 
 use super::docs::{MarkDoc, SessionDoc, StudentDoc, TemplateDoc, to_bson};
 use super::error::{DbError, is_duplicate_key};
 use super::names::*;
 use super::tx::Tx;
 use crate::domain::Write;
-use crate::domain::push::{self, Facts, HeldMark, HeldSession, HeldTemplate, Wanted};
+use crate::domain::event::{Body, Event};
+use crate::domain::push::{self, Facts, HeldMark, HeldSession, HeldTemplate, Outcome, Wanted};
 use crate::store::{Device, Millis};
 
 /// Kinds that can write the school's change feed, so a push holding one takes the feed lock.
-pub fn may_write_feed(body: &EventBody) -> bool {
+pub fn may_write_feed(body: &Body) -> bool {
     matches!(
         body,
-        EventBody::TemplateAdded { .. }
-            | EventBody::TemplateDeleted { .. }
-            | EventBody::ConsentChanged { .. }
+        Body::TemplateAdded(_) | Body::TemplateDeleted { .. } | Body::ConsentChanged { .. }
     )
 }
 
@@ -30,7 +28,7 @@ pub async fn apply_events(
     device: &Device,
     events: &[Event],
     now: Millis,
-) -> Result<PushResponse, DbError> {
+) -> Result<Outcome, DbError> {
     let facts = facts(tx, &Wanted::of(events)).await?;
     let plan = push::plan(device, events, facts);
     write(tx, &device.school_id, &plan.writes).await?;
@@ -52,7 +50,7 @@ pub async fn apply_events(
                 }
             })?;
     }
-    Ok(plan.response)
+    Ok(plan.outcome)
 }
 
 fn ids<'a>(set: &BTreeSet<&'a str>) -> Vec<&'a str> {

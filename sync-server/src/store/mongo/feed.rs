@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use mongodb::bson::{Document, doc};
 use mongodb::options::ReturnDocument;
 use serde::{Deserialize, Serialize};
-use shared_proto::sync::{Change, ChangeBody};
 
 use super::docs::to_document;
 use super::error::DbError;
 use super::names::{CHANGES, FEED_COUNTERS};
 use super::tx::Tx;
 use super::{MongoStore, collect};
+use crate::domain::feed::{Change, Entry};
 use crate::store::{ChangePage, StoreError};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -21,7 +21,7 @@ struct ChangeDoc {
     school_id: String,
     seq: i64,
     key: String,
-    /// The `ChangeBody` as its wire form (embeddings as base64), ready to serve.
+    /// The change in its storage form (`domain::feed`; embeddings as base64).
     body: Document,
 }
 
@@ -32,21 +32,17 @@ struct CounterDoc {
 
 /// Writes a transaction's changes: each key once, at the position of its last write (the latest
 /// state supersedes the earlier one), with consecutive new seqs.
-pub async fn flush(
-    tx: &mut Tx<'_>,
-    school_id: &str,
-    pending: Vec<ChangeBody>,
-) -> Result<(), DbError> {
+pub async fn flush(tx: &mut Tx<'_>, school_id: &str, pending: Vec<Change>) -> Result<(), DbError> {
     if pending.is_empty() {
         return Ok(());
     }
-    let keyed: Vec<(String, ChangeBody)> = pending.into_iter().map(|b| (b.key(), b)).collect();
+    let keyed: Vec<(String, Change)> = pending.into_iter().map(|b| (b.key(), b)).collect();
     let last_position: HashMap<&str, usize> = keyed
         .iter()
         .enumerate()
         .map(|(i, (key, _))| (key.as_str(), i))
         .collect();
-    let latest: Vec<&(String, ChangeBody)> = keyed
+    let latest: Vec<&(String, Change)> = keyed
         .iter()
         .enumerate()
         .filter(|(i, (key, _))| last_position.get(key.as_str()) == Some(i))
@@ -104,15 +100,15 @@ pub async fn pull(
         .await?;
     let mut read = Vec::with_capacity(n_rows);
     for row in collect(found).await? {
-        let body: ChangeBody = mongodb::bson::from_document(row.body).map_err(|e| {
+        let change: Change = mongodb::bson::from_document(row.body).map_err(|e| {
             StoreError::Backend(format!(
                 "change {} of {school_id} is unreadable: {e}",
                 row.seq
             ))
         })?;
-        read.push(Change {
+        read.push(Entry {
             seq: row.seq as u64,
-            body,
+            change,
         });
     }
     Ok(ChangePage::from_read(cursor, limit, read))

@@ -23,7 +23,7 @@ use futures_util::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use mongodb::options::{ClientOptions, ReadConcern, WriteConcern};
 use mongodb::{Client, Collection, Database};
-use shared_proto::sync::{Consent, Event, PushResponse, ScheduleSlot, TemplateData};
+use shared_proto::sync::{Consent, ScheduleSlot};
 
 use super::{
     AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, Millis,
@@ -36,6 +36,8 @@ pub use schema::SUPPORTED_SCHEMA;
 use tx::{FeedLocks, Tx};
 
 use crate::domain;
+use crate::domain::event::{Event, Template};
+use crate::domain::push::Outcome;
 
 /// Collection names, in one place so indexes and queries cannot drift apart.
 mod names {
@@ -369,7 +371,7 @@ impl Store for MongoStore {
         &self,
         school_id: &str,
         student_id: &str,
-    ) -> Result<Vec<TemplateData>, StoreError> {
+    ) -> Result<Vec<Template>, StoreError> {
         let cursor = self
             .coll::<TemplateDoc>(names::TEMPLATES)
             .find(doc! { "school_id": school_id, "student_id": student_id, "tombstone": false })
@@ -389,7 +391,7 @@ impl Store for MongoStore {
         device: &Device,
         events: &[Event],
         now: Millis,
-    ) -> Result<PushResponse, StoreError> {
+    ) -> Result<Outcome, StoreError> {
         let _permit = self
             .push_permits
             .acquire()

@@ -3,7 +3,7 @@
 
 use mongodb::bson::{Document, doc};
 use shared_proto::roster::{RosterDiff, Update, roster_diff};
-use shared_proto::sync::{ChangeBody, ScheduleSlot};
+use shared_proto::sync::ScheduleSlot;
 
 use super::docs::{EnrolmentDoc, SectionDoc, StudentDoc, TeacherDoc, to_document};
 use super::error::DbError;
@@ -12,6 +12,7 @@ use super::templates;
 use super::tx::Tx;
 use super::{MongoStore, collect};
 use crate::domain::erasure;
+use crate::domain::feed::Change;
 use crate::store::roster::{self, Stored};
 use crate::store::rules;
 use crate::store::{Enrolment, RosterBatch, RosterSummary, StoreError};
@@ -291,7 +292,7 @@ pub async fn set_schedule(
     if updated.matched_count == 0 {
         return Err(StoreError::NotFound(format!("section {section_id}")).into());
     }
-    tx.feed(ChangeBody::Schedule {
+    tx.feed(Change::Schedule {
         section: section_id.to_owned(),
         slots: slots.to_vec(),
     })

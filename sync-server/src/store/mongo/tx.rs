@@ -18,12 +18,12 @@ use std::time::Duration;
 
 use mongodb::ClientSession;
 use mongodb::options::{ReadConcern, WriteConcern};
-use shared_proto::sync::ChangeBody;
 use tokio::sync::OwnedMutexGuard;
 
 use super::MongoStore;
 use super::error::DbError;
 use super::feed;
+use crate::domain::feed::Change;
 use crate::store::StoreError;
 
 /// Runs of one transaction before a transient error is handed to the caller as `Unavailable`.
@@ -61,12 +61,12 @@ pub struct Tx<'a> {
     /// The school whose feed lock this transaction holds; `None`: it may not write the feed.
     feed_school: Option<String>,
     /// Changes written so far, in order; they get their seqs at commit (`feed::flush`).
-    pending: Vec<ChangeBody>,
+    pending: Vec<Change>,
 }
 
 impl Tx<'_> {
     /// Adds a change to the school's feed, in this transaction.
-    pub fn feed(&mut self, body: ChangeBody) -> Result<(), DbError> {
+    pub fn feed(&mut self, body: Change) -> Result<(), DbError> {
         if self.feed_school.is_none() {
             // A bug, not bad input: the caller of `run` said this write touches no feed.
             return Err(StoreError::Backend(

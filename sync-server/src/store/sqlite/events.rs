@@ -3,12 +3,12 @@
 //! other pushes). Nothing here decides anything.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use shared_proto::sync::{Event, PushResponse};
 
 use super::feed::Feed;
 use super::{roster, templates, word};
 use crate::domain::Write;
-use crate::domain::push::{self, Facts, HeldMark, HeldSession, HeldTemplate, Wanted};
+use crate::domain::event::Event;
+use crate::domain::push::{self, Facts, HeldMark, HeldSession, HeldTemplate, Outcome, Wanted};
 use crate::store::{Device, Millis, StoreError};
 
 pub fn apply_events(
@@ -16,7 +16,7 @@ pub fn apply_events(
     device: &Device,
     events: &[Event],
     now: Millis,
-) -> Result<PushResponse, StoreError> {
+) -> Result<Outcome, StoreError> {
     let facts = facts(conn, &Wanted::of(events))?;
     let plan = push::plan(device, events, facts);
     write(conn, &device.school_id, &plan.writes)?;
@@ -32,7 +32,7 @@ pub fn apply_events(
         )?
         .execute([plan.applied.len() as i64])?;
     }
-    Ok(plan.response)
+    Ok(plan.outcome)
 }
 
 /// Reads what the store holds of `wanted`: a primary-key look-up per record, each a cached

@@ -5,8 +5,8 @@
 //! plus one, read inside the transaction) is larger than every `seq` a reader can already see.
 
 use rusqlite::{Connection, params};
-use shared_proto::sync::{Change, ChangeBody};
 
+use crate::domain::feed::{Change, Entry};
 use crate::store::{ChangePage, StoreError};
 
 /// Writes changes of one school within the current transaction.
@@ -26,7 +26,7 @@ impl<'c> Feed<'c> {
     }
 
     /// Upserts the row of `body`'s key with the next `seq`.
-    pub fn write(&mut self, body: &ChangeBody) -> Result<(), StoreError> {
+    pub fn write(&mut self, body: &Change) -> Result<(), StoreError> {
         let seq = match self.last_seq {
             Some(seq) => seq + 1,
             None => {
@@ -68,11 +68,11 @@ pub fn pull(
     while let Some(row) = rows.next()? {
         let seq: i64 = row.get(0)?;
         let body: String = row.get(1)?;
-        let body: ChangeBody = serde_json::from_str(&body)
+        let change: Change = serde_json::from_str(&body)
             .map_err(|e| StoreError::Backend(format!("change {seq} is unreadable: {e}")))?;
-        read.push(Change {
+        read.push(Entry {
             seq: seq as u64,
-            body,
+            change,
         });
     }
     Ok(ChangePage::from_read(cursor, limit, read))

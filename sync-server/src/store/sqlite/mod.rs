@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
-use shared_proto::sync::{Consent, Event, PushResponse, ScheduleSlot, TemplateData};
+use shared_proto::sync::{Consent, ScheduleSlot};
 
 use super::rules::Owner;
 use super::{
@@ -27,6 +27,8 @@ use super::{
     StoreCounts, StoreError, Student, User,
 };
 use crate::domain;
+use crate::domain::event::{Event, Template};
+use crate::domain::push::Outcome;
 use worker::{Checkpointer, Readers, Writer};
 
 /// How long a connection waits for a lock held by another process before giving up.
@@ -407,7 +409,7 @@ impl Store for SqliteStore {
         &self,
         school_id: &str,
         student_id: &str,
-    ) -> Result<Vec<TemplateData>, StoreError> {
+    ) -> Result<Vec<Template>, StoreError> {
         let (school_id, student_id) = (school_id.to_owned(), student_id.to_owned());
         self.readers
             .run(move |conn| templates::templates_of(conn, &school_id, &student_id))
@@ -419,7 +421,7 @@ impl Store for SqliteStore {
         device: &Device,
         events: &[Event],
         now: Millis,
-    ) -> Result<PushResponse, StoreError> {
+    ) -> Result<Outcome, StoreError> {
         let (device, events) = (device.clone(), events.to_vec());
         self.writer
             .run(move |conn| events::apply_events(conn, &device, &events, now))

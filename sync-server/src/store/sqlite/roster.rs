@@ -3,11 +3,12 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use shared_proto::roster::roster_diff;
-use shared_proto::sync::{ChangeBody, ScheduleSlot};
+use shared_proto::sync::ScheduleSlot;
 
 use super::feed::Feed;
 use super::{Table, owner, templates, word};
 use crate::domain::erasure;
+use crate::domain::feed::Change;
 use crate::store::roster::{self, Stored};
 use crate::store::rules::{self, Owner};
 use crate::store::{Enrolment, RosterBatch, RosterSummary, Section, StoreError, Student, Teacher};
@@ -298,7 +299,7 @@ pub fn set_schedule(
             slot.room
         ])?;
     }
-    Feed::new(conn, school_id).write(&ChangeBody::Schedule {
+    Feed::new(conn, school_id).write(&Change::Schedule {
         section: section_id.to_owned(),
         slots: slots.to_vec(),
     })

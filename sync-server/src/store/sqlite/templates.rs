@@ -4,17 +4,14 @@
 //! it back.
 
 use rusqlite::{Connection, Row, params};
-use shared_proto::sync::{Embedding, TemplateData};
+use shared_proto::sync::Embedding;
 use shared_proto::{EmbeddingSpace, ModelId};
 
+use crate::domain::event::Template;
 use crate::store::StoreError;
 
 /// Stores a new template.
-pub fn insert(
-    conn: &Connection,
-    school_id: &str,
-    template: &TemplateData,
-) -> Result<(), StoreError> {
+pub fn insert(conn: &Connection, school_id: &str, template: &Template) -> Result<(), StoreError> {
     let blob: Vec<u8> = template
         .embedding
         .vector
@@ -69,7 +66,7 @@ pub fn templates_of(
     conn: &Connection,
     school_id: &str,
     student_id: &str,
-) -> Result<Vec<TemplateData>, StoreError> {
+) -> Result<Vec<Template>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, student_id, model_id, embedding, quality, source, created_at, space FROM templates
          WHERE school_id = ?1 AND student_id = ?2 AND tombstone = 0
@@ -79,7 +76,7 @@ pub fn templates_of(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-fn template_from_row(r: &Row<'_>) -> rusqlite::Result<TemplateData> {
+fn template_from_row(r: &Row<'_>) -> rusqlite::Result<Template> {
     let corrupt = |column: usize, why: String| {
         rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Blob, why.into())
     };
@@ -97,7 +94,7 @@ fn template_from_row(r: &Row<'_>) -> rusqlite::Result<TemplateData> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    Ok(TemplateData {
+    Ok(Template {
         id: r.get(0)?,
         student: r.get(1)?,
         embedding: Embedding {
