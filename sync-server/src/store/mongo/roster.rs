@@ -2,7 +2,7 @@
 //! box of the school mirrors. Each write here writes its changes in the same transaction.
 
 use mongodb::bson::{Document, doc};
-use shared_proto::roster::{RosterDiff, Update, roster_diff};
+use shared_proto::roster::{RecordDiff, RecordKey, RosterDiff, RosterRecord, Update, roster_diff};
 use shared_proto::sync::ScheduleSlot;
 
 use super::docs::{EnrolmentDoc, SectionDoc, StudentDoc, TeacherDoc, to_document};
@@ -15,28 +15,157 @@ use crate::domain::erasure;
 use crate::domain::feed::Change;
 use crate::store::roster::{self, Stored};
 use crate::store::rules;
-use crate::store::{Enrolment, RosterBatch, RosterSummary, StoreError};
+use crate::store::{Enrolment, RosterBatch, RosterSummary, Section, StoreError, Student, Teacher};
 
-/// Ids are global (OneRoster sourcedIds): one that another school holds is refused, never moved.
-async fn refuse_other_schools(
+/// A roster kind as its collection stores it.
+trait Kind: Stored + RosterRecord + Send + Sync {
+    const COLLECTION: &'static str;
+    /// What an id names, in a refusal.
+    const NOUN: &'static str;
+    type Doc: serde::Serialize + Send + Sync;
+    fn to_doc(&self, school_id: &str) -> Self::Doc;
+    /// What an update writes: the roster's fields (a student keeps their consent).
+    fn fields(&self) -> Document;
+}
+
+impl Kind for Section {
+    const COLLECTION: &'static str = SECTIONS;
+    const NOUN: &'static str = "section";
+    type Doc = SectionDoc;
+    fn to_doc(&self, school_id: &str) -> SectionDoc {
+        SectionDoc::from_section(school_id, self)
+    }
+    fn fields(&self) -> Document {
+        doc! { "title": &self.title, "active": self.active }
+    }
+}
+
+impl Kind for Student {
+    const COLLECTION: &'static str = STUDENTS;
+    const NOUN: &'static str = "student";
+    type Doc = StudentDoc;
+    fn to_doc(&self, school_id: &str) -> StudentDoc {
+        StudentDoc::from_student(school_id, self)
+    }
+    fn fields(&self) -> Document {
+        doc! {
+            "given_name": &self.given_name,
+            "family_name": &self.family_name,
+            "active": self.active,
+        }
+    }
+}
+
+impl Kind for Teacher {
+    const COLLECTION: &'static str = TEACHERS;
+    const NOUN: &'static str = "teacher";
+    type Doc = TeacherDoc;
+    fn to_doc(&self, school_id: &str) -> TeacherDoc {
+        TeacherDoc::from_teacher(school_id, self)
+    }
+    fn fields(&self) -> Document {
+        doc! {
+            "given_name": &self.given_name,
+            "family_name": &self.family_name,
+            "active": self.active,
+        }
+    }
+}
+
+impl Kind for Enrolment {
+    const COLLECTION: &'static str = ENROLMENTS;
+    const NOUN: &'static str = "enrolment";
+    type Doc = EnrolmentDoc;
+    fn to_doc(&self, school_id: &str) -> EnrolmentDoc {
+        EnrolmentDoc::from_enrolment(school_id, self)
+    }
+    fn fields(&self) -> Document {
+        doc! { "role": self.role.as_str(), "active": self.active }
+    }
+}
+
+/// The document of one record.
+fn key_filter(key: RecordKey<'_>) -> Document {
+    match key {
+        RecordKey::Id(id) => doc! { "_id": id },
+        RecordKey::Enrolment {
+            section_id,
+            person_id,
+        } => doc! { "section_id": section_id, "person_id": person_id },
+    }
+}
+
+/// The documents of `records`: one `$in` on `_id` where they have ids.
+fn any_of<T: RosterRecord>(records: &[&T]) -> Document {
+    let ids: Option<Vec<&str>> = records
+        .iter()
+        .map(|r| match r.key() {
+            RecordKey::Id(id) => Some(id),
+            RecordKey::Enrolment { .. } => None,
+        })
+        .collect();
+    match ids {
+        Some(ids) => doc! { "_id": { "$in": ids } },
+        None => doc! { "$or": records.iter().map(|r| key_filter(r.key())).collect::<Vec<_>>() },
+    }
+}
+
+/// Ids are global (OneRoster sourcedIds): a new record whose id another school holds is
+/// refused, never moved.
+async fn refuse_other_schools<T: Kind>(
     tx: &mut Tx<'_>,
-    collection: &str,
-    noun: &str,
     school_id: &str,
-    ids: Vec<&str>,
+    inserts: &[&T],
 ) -> Result<(), DbError> {
-    if ids.is_empty() {
+    if inserts.is_empty() {
         return Ok(());
     }
+    let mut filter = any_of(inserts);
+    filter.insert("school_id", doc! { "$ne": school_id });
     let taken = tx
-        .coll::<Document>(collection)
-        .find_one(doc! { "_id": { "$in": ids }, "school_id": { "$ne": school_id } })
+        .coll::<Document>(T::COLLECTION)
+        .find_one(filter)
         .projection(doc! { "_id": 1 })
         .session(&mut tx.session)
         .await?;
     if let Some(taken) = taken {
         let id = taken.get_str("_id").unwrap_or_default();
-        return Err(rules::id_taken(noun, id).into());
+        return Err(rules::id_taken(T::NOUN, id).into());
+    }
+    Ok(())
+}
+
+/// Writes one kind's diff: new records in one insert, each update, the left out in one update,
+/// and a change per record written.
+async fn write_kind<T: Kind>(
+    tx: &mut Tx<'_>,
+    school_id: &str,
+    diff: &RecordDiff<'_, T>,
+) -> Result<(), DbError> {
+    if !diff.inserts.is_empty() {
+        let docs: Vec<T::Doc> = diff.inserts.iter().map(|r| r.to_doc(school_id)).collect();
+        tx.coll::<T::Doc>(T::COLLECTION)
+            .insert_many(docs)
+            .session(&mut tx.session)
+            .await?;
+    }
+    for Update { wanted, .. } in &diff.updates {
+        tx.coll::<Document>(T::COLLECTION)
+            .update_one(key_filter(wanted.key()), doc! { "$set": wanted.fields() })
+            .session(&mut tx.session)
+            .await?;
+    }
+    if !diff.deactivations.is_empty() {
+        tx.coll::<Document>(T::COLLECTION)
+            .update_many(
+                any_of(&diff.deactivations),
+                doc! { "$set": { "active": false } },
+            )
+            .session(&mut tx.session)
+            .await?;
+    }
+    for record in roster::written(diff) {
+        tx.feed(record.change())?;
     }
     Ok(())
 }
@@ -87,149 +216,14 @@ pub async fn apply_roster(
         enrolments,
     } = &diff;
     // Only a new id can be another school's: the school's own are in `held`.
-    let new_ids = sections.inserts.iter().map(|s| s.id.as_str()).collect();
-    refuse_other_schools(tx, SECTIONS, "section", school_id, new_ids).await?;
-    let new_ids = students.inserts.iter().map(|s| s.id.as_str()).collect();
-    refuse_other_schools(tx, STUDENTS, "student", school_id, new_ids).await?;
-    let new_ids = teachers.inserts.iter().map(|t| t.id.as_str()).collect();
-    refuse_other_schools(tx, TEACHERS, "teacher", school_id, new_ids).await?;
-
-    let docs: Vec<SectionDoc> = sections
-        .inserts
-        .iter()
-        .map(|s| SectionDoc::from_section(school_id, s))
-        .collect();
-    insert_all(tx, SECTIONS, &docs).await?;
-    for Update { wanted, .. } in &sections.updates {
-        let fields = doc! { "title": &wanted.title, "active": wanted.active };
-        set_fields(tx, SECTIONS, doc! { "_id": &wanted.id }, fields).await?;
-    }
-    let gone: Vec<&str> = sections
-        .deactivations
-        .iter()
-        .map(|s| s.id.as_str())
-        .collect();
-    deactivate(tx, SECTIONS, gone).await?;
-    for section in roster::written(sections) {
-        tx.feed(section.change())?;
-    }
-
-    let docs: Vec<StudentDoc> = students
-        .inserts
-        .iter()
-        .map(|s| StudentDoc::from_student(school_id, s))
-        .collect();
-    insert_all(tx, STUDENTS, &docs).await?;
-    for Update { wanted, .. } in &students.updates {
-        let fields = doc! {
-            "given_name": &wanted.given_name,
-            "family_name": &wanted.family_name,
-            "active": wanted.active,
-        };
-        set_fields(tx, STUDENTS, doc! { "_id": &wanted.id }, fields).await?;
-    }
-    let gone: Vec<&str> = students
-        .deactivations
-        .iter()
-        .map(|s| s.id.as_str())
-        .collect();
-    deactivate(tx, STUDENTS, gone).await?;
-    for student in roster::written(students) {
-        tx.feed(student.change())?;
-    }
-
-    let docs: Vec<TeacherDoc> = teachers
-        .inserts
-        .iter()
-        .map(|t| TeacherDoc::from_teacher(school_id, t))
-        .collect();
-    insert_all(tx, TEACHERS, &docs).await?;
-    for Update { wanted, .. } in &teachers.updates {
-        let fields = doc! {
-            "given_name": &wanted.given_name,
-            "family_name": &wanted.family_name,
-            "active": wanted.active,
-        };
-        set_fields(tx, TEACHERS, doc! { "_id": &wanted.id }, fields).await?;
-    }
-    let gone: Vec<&str> = teachers
-        .deactivations
-        .iter()
-        .map(|t| t.id.as_str())
-        .collect();
-    deactivate(tx, TEACHERS, gone).await?;
-    for teacher in roster::written(teachers) {
-        tx.feed(teacher.change())?;
-    }
-
-    let docs: Vec<EnrolmentDoc> = enrolments
-        .inserts
-        .iter()
-        .map(|e| EnrolmentDoc::from_enrolment(school_id, e))
-        .collect();
-    insert_all(tx, ENROLMENTS, &docs).await?;
-    for Update { wanted, .. } in &enrolments.updates {
-        let key = doc! { "section_id": &wanted.section_id, "person_id": &wanted.person_id };
-        let fields = doc! { "role": wanted.role.as_str(), "active": wanted.active };
-        set_fields(tx, ENROLMENTS, key, fields).await?;
-    }
-    if !enrolments.deactivations.is_empty() {
-        let gone: Vec<Document> = enrolments
-            .deactivations
-            .iter()
-            .map(|e| doc! { "section_id": &e.section_id, "person_id": &e.person_id })
-            .collect();
-        tx.coll::<Document>(ENROLMENTS)
-            .update_many(doc! { "$or": gone }, doc! { "$set": { "active": false } })
-            .session(&mut tx.session)
-            .await?;
-    }
-    for enrolment in roster::written(enrolments) {
-        tx.feed(enrolment.change())?;
-    }
+    refuse_other_schools(tx, school_id, &sections.inserts).await?;
+    refuse_other_schools(tx, school_id, &students.inserts).await?;
+    refuse_other_schools(tx, school_id, &teachers.inserts).await?;
+    write_kind(tx, school_id, sections).await?;
+    write_kind(tx, school_id, students).await?;
+    write_kind(tx, school_id, teachers).await?;
+    write_kind(tx, school_id, enrolments).await?;
     Ok(diff.counts().into())
-}
-
-async fn set_fields(
-    tx: &mut Tx<'_>,
-    collection: &str,
-    filter: Document,
-    fields: Document,
-) -> Result<(), DbError> {
-    tx.coll::<Document>(collection)
-        .update_one(filter, doc! { "$set": fields })
-        .session(&mut tx.session)
-        .await?;
-    Ok(())
-}
-
-async fn insert_all<T>(tx: &mut Tx<'_>, collection: &str, docs: &[T]) -> Result<(), DbError>
-where
-    T: serde::Serialize + Send + Sync,
-{
-    if docs.is_empty() {
-        return Ok(());
-    }
-    tx.coll::<T>(collection)
-        .insert_many(docs)
-        .session(&mut tx.session)
-        .await?;
-    Ok(())
-}
-
-/// Sets `active` false on the documents of `ids`.
-async fn deactivate(tx: &mut Tx<'_>, collection: &str, ids: Vec<&str>) -> Result<(), DbError> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    tx.coll::<Document>(collection)
-        .update_many(
-            doc! { "_id": { "$in": ids } },
-            doc! { "$set": { "active": false } },
-        )
-        .session(&mut tx.session)
-        .await?;
-    Ok(())
 }
 
 pub async fn enrolments(
