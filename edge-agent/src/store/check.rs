@@ -4,6 +4,7 @@
 
 use rusqlite::params;
 
+use super::outbox::OutboxPayload;
 use super::{Store, StoreError};
 
 /// Marks whose latest `mark_set` event is missing or says something else.
@@ -176,7 +177,7 @@ impl Store {
         }
         let mut violations = Vec::new();
         self.check_foreign_keys(&mut violations)?;
-        self.check_outbox_ids(&mut violations)?;
+        self.check_outbox_rows(&mut violations)?;
         self.check_sessions(&mut violations)?;
         self.check_marks(&mut violations)?;
         self.check_templates(&mut violations)?;
@@ -210,16 +211,28 @@ impl Store {
         })
     }
 
-    fn check_outbox_ids(&self, violations: &mut Vec<String>) -> Result<(), StoreError> {
+    /// Every outbox row has a UUIDv7 id and reads back as an `OutboxPayload`: a row of a kind
+    /// this build does not know, or whose payload does not decode, would stop every sync (the
+    /// checks above, reading JSON paths, would pass over it).
+    fn check_outbox_rows(&self, violations: &mut Vec<String>) -> Result<(), StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, kind FROM outbox ORDER BY id")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            .prepare("SELECT id, kind, payload FROM outbox ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
         for row in rows {
-            let (id, kind) = row?;
+            let (id, kind, payload) = row?;
             let is_v7 = uuid::Uuid::parse_str(&id).is_ok_and(|u| u.get_version_num() == 7);
             if !is_v7 {
                 violations.push(format!("outbox event {id:?} ({kind}) has no UUIDv7 id"));
+            }
+            if let Err(e) = OutboxPayload::from_row(&kind, &payload) {
+                violations.push(format!("outbox event {id} ({kind}) cannot be read: {e}"));
             }
         }
         Ok(())
@@ -611,6 +624,45 @@ mod tests {
     }
 
     #[test]
+    fn outbox_rows_that_do_not_read_back_are_found() {
+        let fixture = fixture();
+        let conn = &fixture.store.conn;
+        let first = |kind: &str| -> String {
+            conn.query_row(
+                "SELECT id FROM outbox WHERE kind = ?1 ORDER BY id LIMIT 1",
+                [kind],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        let (opened, mark) = (first("session_opened"), first("mark_set"));
+        conn.execute(
+            "UPDATE outbox SET kind = 'session_paused' WHERE id = ?1",
+            [&opened],
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE outbox SET payload = json_remove(payload, '$.status') WHERE id = ?1",
+            [&mark],
+        )
+        .unwrap();
+        let found = fixture.store.check_invariants().unwrap();
+        let unreadable: Vec<&String> = found
+            .iter()
+            .filter(|v| v.contains("cannot be read"))
+            .collect();
+        assert_eq!(unreadable.len(), 2, "{found:?}");
+        assert!(
+            unreadable[0].contains(&opened) && unreadable[0].contains("session_paused"),
+            "{found:?}"
+        );
+        assert!(
+            unreadable[1].contains(&mark) && unreadable[1].contains("status"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
     fn a_mark_changed_without_its_event_is_found() {
         check(
             "UPDATE marks SET status = 'excused' WHERE student_id = 'ada'",
@@ -677,6 +729,7 @@ mod tests {
              INSERT INTO outbox (id, kind, payload, created_at) VALUES ('e1', 'note', '{}', 0);",
             &[
                 "outbox event \"e1\" (note) has no UUIDv7 id",
+                "outbox event e1 (note) cannot be read: unknown variant `note`, expected one of `session_opened`, `session_closed`, `mark_set`, `template_added`, `template_deleted`, `consent_changed`",
                 "student ada withdrew consent but still has 1 face templates",
             ],
         );
