@@ -5,5 +5,6 @@ pub mod api;
 pub mod config;
 pub mod domain;
 pub mod store;
+pub mod web;
 
 pub use config::{Config, ConfigError};

@@ -70,14 +70,14 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// A bearer token: 32 random bytes, base64url without padding (43 characters).
-pub(super) fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// What the store keeps of a token or code: its sha256, hex.
-pub(super) fn secret_hash(secret: &str) -> String {
+pub(crate) fn secret_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
@@ -287,7 +287,7 @@ impl LoginAttempt<'_> {
 }
 
 /// The client's address, when the server was started with connection info.
-pub(super) struct ClientIp(pub Option<IpAddr>);
+pub(crate) struct ClientIp(pub Option<IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
@@ -480,19 +480,49 @@ pub(super) async fn login(
     client_ip: ClientIp,
     JsonBody(request): JsonBody<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
+    let SignedIn {
+        user,
+        token,
+        expires_at,
+    } = sign_in(&state, &request.username, request.password, &client_ip).await?;
+    Ok(Json(LoginResponse {
+        token,
+        expires_at,
+        role: user.role.as_str(),
+        school_id: user.school_id,
+    }))
+}
+
+/// A new login session.
+pub(crate) struct SignedIn {
+    pub user: User,
+    /// Shown once; only its sha256 is stored.
+    pub token: String,
+    pub expires_at: Millis,
+}
+
+/// The one sign-in of the JSON API and the web pages: the login limits, the password checked on
+/// the password workers (a dummy hash for an unknown name, so both take as long), and a session
+/// of `session_ttl_ms`.
+pub(crate) async fn sign_in(
+    state: &AppState,
+    username: &str,
+    password: String,
+    client_ip: &ClientIp,
+) -> Result<SignedIn, ApiError> {
     let now = state.now();
     let attempt = state
         .shared
         .login_throttle
-        .begin(&request.username, &client_ip, now)?;
-    let user = state.store().user_by_name(&request.username).await?;
+        .begin(username, client_ip, now)?;
+    let user = state.store().user_by_name(username).await?;
     let phc = user
         .as_ref()
         .map_or_else(|| DUMMY_HASH.clone(), |user| user.password_hash.clone());
-    let password_ok = state.shared.passwords.verify(phc, request.password).await?;
+    let password_ok = state.shared.passwords.verify(phc, password).await?;
     let Some(user) = user.filter(|_| password_ok) else {
         state.metrics().count_login_failure();
-        tracing::info!(username = %request.username, "login refused");
+        tracing::info!(username = %username, "login refused");
         return Err(ApiError::Unauthorized("wrong username or password"));
     };
     attempt.succeeded();
@@ -508,12 +538,11 @@ pub(super) async fn login(
         })
         .await?;
     tracing::info!(username = %user.username, role = user.role.as_str(), "logged in");
-    Ok(Json(LoginResponse {
+    Ok(SignedIn {
+        user,
         token,
         expires_at,
-        role: user.role.as_str(),
-        school_id: user.school_id,
-    }))
+    })
 }
 
 /// `POST /v1/auth/logout`: ends this session only.

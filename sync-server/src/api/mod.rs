@@ -8,7 +8,7 @@
 
 mod admin;
 mod attendance;
-mod auth;
+pub(crate) mod auth;
 pub mod codec;
 mod error;
 mod guard;
@@ -89,6 +89,8 @@ pub struct Limits {
     pub metrics_token: Option<String>,
     /// False when `/metrics` is served on its own address instead (`metrics_router`).
     pub metrics_on_api: bool,
+    /// The web pages' cookies are `Secure`: the server serves TLS.
+    pub secure_cookies: bool,
 }
 
 /// The configuration's defaults: one place says what they are (`Config`).
@@ -115,6 +117,7 @@ impl From<&crate::Config> for Limits {
             max_clock_ahead_ms: Millis::from(config.max_clock_ahead_hours) * 60 * 60 * 1000,
             metrics_token: config.metrics_token.clone(),
             metrics_on_api: config.metrics_listen.is_none(),
+            secure_cookies: config.tls.is_some(),
         }
     }
 }
@@ -176,7 +179,7 @@ impl AppState {
         &self.shared.metrics
     }
 
-    fn now(&self) -> Millis {
+    pub(crate) fn now(&self) -> Millis {
         self.shared.clock.now()
     }
 
@@ -199,7 +202,7 @@ impl AppState {
         self.store().touch_device(device_id, now).await
     }
 
-    fn limits(&self) -> &Limits {
+    pub(crate) fn limits(&self) -> &Limits {
         &self.shared.limits
     }
 }
@@ -300,6 +303,7 @@ pub fn router(state: AppState) -> Router {
     }
     let (router, _) = router.split_for_parts();
     router
+        .merge(crate::web::routes())
         .fallback(ops::no_route)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.limits().max_body_bytes))

@@ -1,0 +1,458 @@
+//! The admins' web pages, server-rendered HTML on the same axum process as the API and on the same
+//! decisions: sign-in is `api::auth::sign_in`, every figure comes from the `Store`. Templates are
+//! askama's, compiled into the binary and autoescaped (`templates/*.html`); no script, no CDN, so
+//! a school LAN without internet renders every page, under `Content-Security-Policy:
+//! default-src 'self'`.
+//!
+//! Who sees what: a district admin every school (picked with `?school=`), a school admin their
+//! school, a teacher their own sections only.
+
+mod rolls;
+mod session;
+
+use std::collections::{BTreeMap, HashMap};
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+
+use crate::api::auth::{ClientIp, new_token, sign_in};
+use crate::api::{ApiError, AppState};
+use crate::store::{AttendanceQuery, Role, Section};
+use rolls::{Counts, Roll};
+use session::{LOGIN_CSRF_COOKIE, SESSION_COOKIE, WebUser, cookie, same_secret, set_cookie};
+
+/// How far back the pages look for a section's latest roll.
+const RECENT_DAYS: i64 = 30;
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The pages, to be merged into the API's router (whose guard and request log they share).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/sections/{section}", get(section_page))
+        .route("/static/app.css", get(stylesheet))
+        .layer(axum::middleware::map_response(page_headers))
+}
+
+/// Headers of every page: nothing from elsewhere, no framing, no caching of a roll.
+async fn page_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!("../../static/app.css"),
+    )
+        .into_response()
+}
+
+/// An error as a page: the status, and a sentence a person can act on (never a 5xx's detail).
+pub struct WebError(ApiError);
+
+impl From<ApiError> for WebError {
+    fn from(error: ApiError) -> WebError {
+        WebError(error)
+    }
+}
+
+impl From<crate::store::StoreError> for WebError {
+    fn from(error: crate::store::StoreError) -> WebError {
+        WebError(error.into())
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    status: u16,
+    message: String,
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let status = self.0.status();
+        let message = if status.is_server_error() {
+            tracing::error!(error = %self.0, "web page failed");
+            "The server could not show this page. Try again in a minute; if it goes on, tell your IT."
+                .to_owned()
+        } else {
+            self.0.to_string()
+        };
+        let mut response = (
+            status,
+            ErrorPage {
+                status: status.as_u16(),
+                message,
+            },
+        )
+            .into_response();
+        if let ApiError::RateLimited { retry_after_s } | ApiError::Busy { retry_after_s } = self.0 {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+        }
+        response
+    }
+}
+
+fn forbidden(why: &str) -> WebError {
+    WebError(ApiError::Forbidden(why.to_owned()))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "login.html")]
+struct LoginPage {
+    csrf: String,
+    username: String,
+    error: Option<String>,
+}
+
+/// `GET /login`: the form, with a fresh double-submit token in a cookie of its own.
+async fn login_page(State(state): State<AppState>) -> Response {
+    login_form(&state, String::new(), None, StatusCode::OK)
+}
+
+fn login_form(
+    state: &AppState,
+    username: String,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let csrf = new_token();
+    let cookie = set_cookie(
+        LOGIN_CSRF_COOKIE,
+        &csrf,
+        "/login",
+        3_600_000,
+        state.limits().secure_cookies,
+    );
+    let page = LoginPage {
+        csrf,
+        username,
+        error,
+    };
+    (status, [(header::SET_COOKIE, cookie)], page).into_response()
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+    csrf: String,
+}
+
+/// `POST /login`: the JSON API's sign-in and limits; the session token goes into the cookie.
+async fn login(
+    State(state): State<AppState>,
+    client_ip: ClientIp,
+    headers: axum::http::HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, WebError> {
+    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !same_secret(expected, &form.csrf) {
+        return Err(forbidden(
+            "this sign-in form has expired or came from another site: open the sign-in page again",
+        ));
+    }
+    match sign_in(&state, form.username.trim(), form.password, &client_ip).await {
+        Ok(signed_in) => {
+            let secure = state.limits().secure_cookies;
+            let ttl = signed_in.expires_at - state.now();
+            let mut response = Redirect::to("/").into_response();
+            let headers = response.headers_mut();
+            headers.append(
+                header::SET_COOKIE,
+                set_cookie(SESSION_COOKIE, &signed_in.token, "/", ttl, secure),
+            );
+            headers.append(
+                header::SET_COOKIE,
+                set_cookie(LOGIN_CSRF_COOKIE, "", "/login", 0, secure),
+            );
+            Ok(response)
+        }
+        Err(ApiError::Unauthorized(why)) => Ok(login_form(
+            &state,
+            form.username,
+            Some(format!("{}{}.", why[..1].to_uppercase(), &why[1..])),
+            StatusCode::UNAUTHORIZED,
+        )),
+        Err(other) => Err(other.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+/// `POST /logout`: ends this session and clears its cookie.
+async fn logout(
+    State(state): State<AppState>,
+    user: WebUser,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    if !user.check_csrf(&form.csrf) {
+        return Err(forbidden(
+            "this form came from another page: sign out again",
+        ));
+    }
+    state.store().delete_auth_session(&user.token_hash).await?;
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(SESSION_COOKIE, "", "/", 0, state.limits().secure_cookies),
+    );
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct SchoolParam {
+    school: Option<String>,
+}
+
+/// The school a page is about: the user's own, or for a district admin the one asked for.
+/// `None`: a district admin who has not picked one.
+fn school_of(user: &WebUser, asked: Option<String>) -> Result<Option<String>, WebError> {
+    match (&user.user.school_id, asked) {
+        (Some(own), Some(asked)) if *own != asked => Err(forbidden("that school is not yours")),
+        (Some(own), _) => Ok(Some(own.clone())),
+        (None, asked) => Ok(asked),
+    }
+}
+
+/// The sections `user` may see of `school_id`: all of them for an admin, their own for a teacher.
+async fn visible_sections(
+    state: &AppState,
+    user: &WebUser,
+    school_id: &str,
+) -> Result<Vec<Section>, WebError> {
+    let mut sections = state.store().sections(school_id).await?;
+    if user.user.role == Role::Teacher {
+        let teacher_id = user.user.teacher_id.as_deref().unwrap_or_default();
+        let own = state
+            .store()
+            .sections_of_teacher(school_id, teacher_id)
+            .await?;
+        sections.retain(|s| own.contains(&s.id));
+    }
+    sections.retain(|s| s.active);
+    Ok(sections)
+}
+
+/// What the header of every signed-in page shows.
+struct Chrome {
+    username: String,
+    role: &'static str,
+    csrf: String,
+    school: Option<String>,
+}
+
+impl Chrome {
+    fn of(user: &WebUser, school: Option<String>) -> Chrome {
+        Chrome {
+            username: user.user.username.clone(),
+            role: match (user.user.role, &user.user.school_id) {
+                (Role::Admin, None) => "district admin",
+                (Role::Admin, Some(_)) => "school admin",
+                (Role::Teacher, _) => "teacher",
+            },
+            csrf: user.csrf.clone(),
+            school,
+        }
+    }
+}
+
+/// A section's line on the landing page.
+struct SectionLine {
+    id: String,
+    title: String,
+    /// `None`: no roll in the last 30 days.
+    taken: Option<String>,
+    counts: Counts,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "home.html")]
+struct HomePage {
+    chrome: Chrome,
+    /// For a district admin who has not picked a school.
+    schools: Vec<(String, String)>,
+    school_name: String,
+    lines: Vec<SectionLine>,
+    recent_days: i64,
+}
+
+/// `GET /`: every section the user may see, with its latest roll's counts.
+async fn home(
+    State(state): State<AppState>,
+    user: WebUser,
+    Query(param): Query<SchoolParam>,
+) -> Result<Response, WebError> {
+    let Some(school_id) = school_of(&user, param.school)? else {
+        let schools = state.store().schools().await?;
+        let page = HomePage {
+            chrome: Chrome::of(&user, None),
+            schools: schools.into_iter().map(|s| (s.id, s.name)).collect(),
+            school_name: String::new(),
+            lines: Vec::new(),
+            recent_days: RECENT_DAYS,
+        };
+        return Ok(page.into_response());
+    };
+    let school = state
+        .store()
+        .school(&school_id)
+        .await?
+        .ok_or_else(|| WebError(ApiError::NotFound(format!("school {school_id}"))))?;
+    let sections = visible_sections(&state, &user, &school_id).await?;
+    let now = state.now();
+    let rows = state
+        .store()
+        .attendance(&AttendanceQuery {
+            school_id: school_id.clone(),
+            from: now - RECENT_DAYS * DAY_MS,
+            to: now + DAY_MS,
+            ..AttendanceQuery::default()
+        })
+        .await?;
+    let mut latest = rolls::latest_by_section(rows);
+    let lines = sections
+        .into_iter()
+        .map(|section| {
+            let roll = latest.remove(&section.id);
+            SectionLine {
+                taken: roll.as_ref().map(|r| rolls::time(r.started_at)),
+                counts: roll
+                    .as_ref()
+                    .map(|r| Counts::of(&r.rows))
+                    .unwrap_or_default(),
+                id: section.id,
+                title: section.title,
+            }
+        })
+        .collect();
+    let page = HomePage {
+        chrome: Chrome::of(&user, Some(school_id)),
+        schools: Vec::new(),
+        school_name: school.name,
+        lines,
+        recent_days: RECENT_DAYS,
+    };
+    Ok(page.into_response())
+}
+
+/// One student's line of a roll.
+struct RollLine {
+    student: String,
+    status: &'static str,
+    decided_by: String,
+    score: String,
+    decided_at: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "section.html")]
+struct SectionPage {
+    chrome: Chrome,
+    title: String,
+    started: Option<String>,
+    counts: Counts,
+    lines: Vec<RollLine>,
+    recent_days: i64,
+}
+
+/// `GET /sections/{section}`: the roll of the section's latest session.
+async fn section_page(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(section_id): Path<String>,
+    Query(param): Query<SchoolParam>,
+) -> Result<Response, WebError> {
+    let Some(school_id) = school_of(&user, param.school)? else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    let sections = visible_sections(&state, &user, &school_id).await?;
+    let Some(section) = sections.into_iter().find(|s| s.id == section_id) else {
+        return Err(if user.is_admin() {
+            WebError(ApiError::NotFound(format!("section {section_id}")))
+        } else {
+            forbidden("you can see the rolls of your own sections only")
+        });
+    };
+    let now = state.now();
+    let rows = state
+        .store()
+        .attendance(&AttendanceQuery {
+            school_id: school_id.clone(),
+            section_id: Some(section_id.clone()),
+            from: now - RECENT_DAYS * DAY_MS,
+            to: now + DAY_MS,
+            ..AttendanceQuery::default()
+        })
+        .await?;
+    let roll: Option<Roll> = rolls::latest_by_section(rows).remove(&section_id);
+    let names: HashMap<String, String> = state
+        .store()
+        .students(&school_id)
+        .await?
+        .into_iter()
+        .map(|s| (s.id, format!("{} {}", s.given_name, s.family_name)))
+        .collect();
+    let mut lines: BTreeMap<(String, String), RollLine> = BTreeMap::new();
+    for row in roll.iter().flat_map(|r| &r.rows) {
+        let name = names
+            .get(&row.student_id)
+            .cloned()
+            .unwrap_or_else(|| row.student_id.clone());
+        lines.insert(
+            (name.to_lowercase(), row.student_id.clone()),
+            RollLine {
+                student: name,
+                status: row.status.as_str(),
+                decided_by: rolls::decided_by(row),
+                score: row.score.map_or_else(String::new, |s| format!("{s:.2}")),
+                decided_at: rolls::time(row.decided_at),
+            },
+        );
+    }
+    let page = SectionPage {
+        chrome: Chrome::of(&user, Some(school_id)),
+        title: section.title,
+        started: roll.as_ref().map(|r| rolls::time(r.started_at)),
+        counts: roll
+            .as_ref()
+            .map(|r| Counts::of(&r.rows))
+            .unwrap_or_default(),
+        lines: lines.into_values().collect(),
+        recent_days: RECENT_DAYS,
+    };
+    Ok(page.into_response())
+}

@@ -1,0 +1,139 @@
+//! What the pages show of attendance: a session's roll and its counts, built from the store's
+//! `AttendanceRow`s (each already the winning decision of its mark). Pure, so the pages and a
+//! later digest count the same way.
+
+use std::collections::BTreeMap;
+
+use shared_proto::sync::{MarkSource, MarkStatus};
+
+use crate::store::{AttendanceRow, Millis};
+
+/// Marks of one session by status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub present: usize,
+    pub absent: usize,
+    pub late: usize,
+    pub excused: usize,
+    /// Needs review: the machine was not sure and nobody has decided yet.
+    pub review: usize,
+}
+
+impl Counts {
+    pub fn of<'r>(rows: impl IntoIterator<Item = &'r AttendanceRow>) -> Counts {
+        let mut counts = Counts::default();
+        for row in rows {
+            match row.status {
+                MarkStatus::Present => counts.present += 1,
+                MarkStatus::Absent => counts.absent += 1,
+                MarkStatus::Late => counts.late += 1,
+                MarkStatus::Excused => counts.excused += 1,
+                MarkStatus::Review => counts.review += 1,
+            }
+        }
+        counts
+    }
+
+    pub fn total(&self) -> usize {
+        self.present + self.absent + self.late + self.excused + self.review
+    }
+}
+
+/// One session's marks, by the time it started.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Roll {
+    pub session_id: String,
+    pub started_at: Millis,
+    pub rows: Vec<AttendanceRow>,
+}
+
+/// The latest session of each section among `rows` (marks whose session has not arrived have no
+/// section, and are left out).
+pub fn latest_by_section(rows: Vec<AttendanceRow>) -> BTreeMap<String, Roll> {
+    let mut sessions: BTreeMap<(String, String), Roll> = BTreeMap::new();
+    for row in rows {
+        let (Some(section), Some(started_at)) = (row.section_id.clone(), row.started_at) else {
+            continue;
+        };
+        sessions
+            .entry((section, row.session_id.clone()))
+            .or_insert_with(|| Roll {
+                session_id: row.session_id.clone(),
+                started_at,
+                rows: Vec::new(),
+            })
+            .rows
+            .push(row);
+    }
+    let mut latest: BTreeMap<String, Roll> = BTreeMap::new();
+    for ((section, _), roll) in sessions {
+        let newer = latest.get(&section).is_none_or(|held| {
+            (roll.started_at, &roll.session_id) > (held.started_at, &held.session_id)
+        });
+        if newer {
+            latest.insert(section, roll);
+        }
+    }
+    latest
+}
+
+/// Who decided a mark, as a person reads it.
+pub fn decided_by(row: &AttendanceRow) -> String {
+    match (row.source, &row.decided_by) {
+        (MarkSource::Machine, _) => "machine".to_owned(),
+        (MarkSource::Teacher, Some(by)) => format!("teacher ({by})"),
+        (MarkSource::Teacher, None) => "teacher".to_owned(),
+    }
+}
+
+/// A time as the pages show it. The server holds no school time zone yet, so pages say UTC.
+pub fn time(at: Millis) -> String {
+    jiff::Timestamp::from_millisecond(at).map_or_else(
+        |_| format!("{at} ms"),
+        |t| t.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(
+        section: Option<&str>,
+        session: &str,
+        started_at: Millis,
+        status: MarkStatus,
+    ) -> AttendanceRow {
+        AttendanceRow {
+            session_id: session.into(),
+            section_id: section.map(Into::into),
+            started_at: section.map(|_| started_at),
+            device_id: "box".into(),
+            student_id: format!("{session}-{started_at}-{status:?}"),
+            status,
+            source: MarkSource::Machine,
+            score: None,
+            decided_at: started_at,
+            decided_by: None,
+            event_id: "e".into(),
+        }
+    }
+
+    #[test]
+    fn the_latest_session_of_each_section_is_counted() {
+        let rows = vec![
+            row(Some("maths"), "s1", 100, MarkStatus::Present),
+            row(Some("maths"), "s2", 200, MarkStatus::Absent),
+            row(Some("maths"), "s2", 200, MarkStatus::Review),
+            row(Some("art"), "s3", 50, MarkStatus::Late),
+            row(None, "s9", 999, MarkStatus::Present),
+        ];
+        let latest = latest_by_section(rows);
+        assert_eq!(latest.len(), 2);
+        assert_eq!(latest["maths"].session_id, "s2");
+        let counts = Counts::of(&latest["maths"].rows);
+        assert_eq!((counts.absent, counts.review, counts.total()), (1, 1, 2));
+        assert_eq!(Counts::of(&latest["art"].rows).late, 1);
+        assert_eq!(time(0), "1970-01-01 00:00 UTC");
+    }
+}

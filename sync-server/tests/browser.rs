@@ -1,0 +1,177 @@
+//! The web pages in a real browser: Debian's headless Chromium driven over WebDriver
+//! (`chromedriver`, which `scripts/test` installs like tmux). A person's path through the pages:
+//! sign in, read the sections' counts, open a roll, sign out; screenshots of each page at
+//! 1280x800 and 390x844 go to `target/web-screenshots/` to be looked at (kept whether the run
+//! passes or fails).
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{PASSWORD, Server, lesson_events, push_body};
+use fantoccini::{Client, ClientBuilder, Locator};
+
+/// A chromedriver on a free loopback port, ended when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start chromedriver ({e}): install Debian's chromium and chromium-driver, as scripts/test does")
+            });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    async fn browser(&self, profile: &std::path::Path) -> Client {
+        let capabilities = serde_json::json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,800",
+                         "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking",
+                         "--disable-component-update", "--disable-sync",
+                         format!("--user-data-dir={}", profile.display())],
+            }
+        });
+        let serde_json::Value::Object(capabilities) = capabilities else {
+            unreachable!("an object literal");
+        };
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await
+            .expect("a Chromium session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Saves the page at both sizes as `<name>-1280.png` and `<name>-390.png`.
+async fn screenshots(browser: &Client, name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/web-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (width, height) in [(1280, 800), (390, 844)] {
+        browser.set_window_size(width, height).await.unwrap();
+        let png = browser.screenshot().await.unwrap();
+        std::fs::write(dir.join(format!("{name}-{width}.png")), png).unwrap();
+    }
+    browser.set_window_size(1280, 800).await.unwrap();
+}
+
+/// Waits until the page at `path` has loaded: a click or a submit returns before the browser has
+/// followed the answer.
+async fn wait_for_path(browser: &Client, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let url = browser.current_url().await.unwrap();
+        let ready = browser
+            .execute("return document.readyState", vec![])
+            .await
+            .unwrap();
+        if url.path() == path && ready == "complete" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still at {url} after 20 s, waiting for {path}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn text_of(browser: &Client, css: &str) -> String {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_admin_signs_in_reads_the_counts_opens_a_roll_and_signs_out() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    let mut events = lesson_events(&north.math(), &north.s1(), 1);
+    events.extend(lesson_events(&north.art(), &north.s2(), 10));
+    server
+        .post("/v1/sync/push", Some(&north.device), push_body(&events))
+        .await
+        .assert_ok();
+
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path()).await;
+
+    browser.goto(&format!("{}/", server.base)).await.unwrap();
+    wait_for_path(&browser, "/login").await;
+    screenshots(&browser, "login").await;
+    let form = browser.form(Locator::Css("main form")).await.unwrap();
+    form.set_by_name("username", "north-admin").await.unwrap();
+    form.set_by_name("password", PASSWORD).await.unwrap();
+    form.submit().await.unwrap();
+
+    wait_for_path(&browser, "/").await;
+    assert_eq!(text_of(&browser, "main h1").await, "north school");
+    let rows = text_of(&browser, "main tbody").await;
+    let maths = rows.lines().find(|line| line.starts_with("Maths"));
+    assert!(
+        maths.is_some_and(|row| row.ends_with("2024-09-02 08:00 UTC 1 0 0 0 0")),
+        "one present in maths: {rows:?}"
+    );
+    screenshots(&browser, "home").await;
+
+    let link = browser.find(Locator::LinkText("Maths")).await.unwrap();
+    link.click().await.unwrap();
+    wait_for_path(&browser, &format!("/sections/{}", north.math())).await;
+    assert_eq!(text_of(&browser, "main h1").await, "Maths");
+    let roll = text_of(&browser, "main tbody").await;
+    assert!(
+        roll.contains("present") && roll.contains("machine") && roll.contains("0.80"),
+        "{roll}"
+    );
+    screenshots(&browser, "section").await;
+
+    let sign_out = browser
+        .find(Locator::Css("header form button"))
+        .await
+        .unwrap();
+    sign_out.click().await.unwrap();
+    wait_for_path(&browser, "/login").await;
+    // Signed out for good: the start page sends the browser back to sign in.
+    browser.goto(&format!("{}/", server.base)).await.unwrap();
+    wait_for_path(&browser, "/login").await;
+    browser.close().await.unwrap();
+}

@@ -1,0 +1,297 @@
+//! The admins' web pages over HTTP, on a real server over the embedded store: sign-in and its
+//! cookie, CSRF on every form, who sees which page, and hostile names shown as text.
+
+mod common;
+
+use common::{DISTRICT_ADMIN, PASSWORD, Server, lesson_events, push_body};
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+use serde_json::json;
+
+/// A browser-like client on one server: keeps its cookies by hand and follows no redirect, so a
+/// test sees each answer.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookies: Vec<(String, String)>,
+}
+
+struct Page {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    html: String,
+}
+
+impl Browser {
+    fn new(server: &Server) -> Browser {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
+            base: server.base.clone(),
+            cookies: Vec::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
+        let response = request
+            .header(COOKIE, self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        let headers = response.headers().clone();
+        for set in headers.get_all(SET_COOKIE) {
+            let set = set.to_str().unwrap();
+            let (pair, _) = set.split_once(';').unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(k, _)| k != name);
+            if !value.is_empty() && !set.contains("Max-Age=0") {
+                self.cookies.push((name.to_owned(), value.to_owned()));
+            }
+        }
+        Page {
+            status: response.status().as_u16(),
+            headers,
+            html: response.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let request = self.http.get(format!("{}{path}", self.base));
+        self.send(request).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let request = self.http.post(format!("{}{path}", self.base)).form(form);
+        self.send(request).await
+    }
+
+    /// Opens the sign-in page and signs in; returns the answer to the form.
+    async fn sign_in(&mut self, username: &str, password: &str) -> Page {
+        let page = self.get("/login").await;
+        assert_eq!(page.status, 200, "{}", page.html);
+        let csrf = hidden_csrf(&page.html);
+        self.post(
+            "/login",
+            &[
+                ("username", username),
+                ("password", password),
+                ("csrf", &csrf),
+            ],
+        )
+        .await
+    }
+}
+
+/// The value of the page's first hidden `csrf` input.
+fn hidden_csrf(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn signing_in_sets_a_strict_http_only_cookie_and_signing_out_ends_the_session() {
+    let server = Server::start().await;
+    let mut browser = Browser::new(&server);
+
+    let home = browser.get("/").await;
+    assert_eq!(home.status, 303);
+    assert_eq!(home.headers[LOCATION], "/login");
+
+    let login = browser.get("/login").await;
+    let csp = login.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'self'"), "{csp}");
+    assert!(
+        login
+            .html
+            .contains("<label for=\"username\">Username</label>")
+    );
+
+    let wrong = browser.sign_in(DISTRICT_ADMIN, "not the password").await;
+    assert_eq!(wrong.status, 401);
+    assert!(
+        wrong.html.contains("Wrong username or password."),
+        "{}",
+        wrong.html
+    );
+    assert!(!browser.cookies.iter().any(|(k, _)| k == "rollcall_session"));
+
+    let signed_in = browser.sign_in(DISTRICT_ADMIN, PASSWORD).await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.html);
+    let set: Vec<&str> = signed_in
+        .headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    let session = set
+        .iter()
+        .find(|c| c.starts_with("rollcall_session="))
+        .expect("a session cookie");
+    assert!(
+        session.contains("HttpOnly")
+            && session.contains("SameSite=Strict")
+            && session.contains("Path=/"),
+        "{session}"
+    );
+    assert!(!session.contains("Secure"), "plain HTTP here: {session}");
+
+    let home = browser.get("/").await;
+    assert_eq!(home.status, 200, "{}", home.html);
+    assert!(home.html.contains("district admin"), "{}", home.html);
+    let csrf = hidden_csrf(&home.html);
+
+    let out = browser.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(
+        (out.status, out.headers[LOCATION].to_str().unwrap()),
+        (303, "/login")
+    );
+    // The old cookie is worth nothing now, even replayed.
+    let stale = Browser {
+        cookies: vec![(
+            "rollcall_session".into(),
+            session.split(['=', ';']).nth(1).unwrap().into(),
+        )],
+        ..Browser::new(&server)
+    }
+    .get("/")
+    .await;
+    assert_eq!(stale.status, 303);
+}
+
+#[tokio::test]
+async fn forms_without_their_csrf_token_are_refused() {
+    let server = Server::start().await;
+    let mut browser = Browser::new(&server);
+    // The sign-in form: its token must match the cookie the form page set.
+    browser.get("/login").await;
+    let forged = browser
+        .post(
+            "/login",
+            &[
+                ("username", DISTRICT_ADMIN),
+                ("password", PASSWORD),
+                ("csrf", "guess"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.html);
+    assert!(forged.html.contains("open the sign-in page again"));
+
+    assert_eq!(browser.sign_in(DISTRICT_ADMIN, PASSWORD).await.status, 303);
+    let refused = browser
+        .post("/logout", &[("csrf", "0".repeat(64).as_str())])
+        .await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(browser.get("/").await.status, 200, "still signed in");
+}
+
+#[tokio::test]
+async fn each_role_sees_its_own_sections_and_rolls() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    server.school("south").await;
+    let pushed = server
+        .post(
+            "/v1/sync/push",
+            Some(&north.device),
+            push_body(&lesson_events(&north.math(), &north.s1(), 1)),
+        )
+        .await;
+    pushed.assert_ok();
+
+    // The district admin picks a school, then sees its sections and the roll.
+    let mut district = Browser::new(&server);
+    district.sign_in(DISTRICT_ADMIN, PASSWORD).await;
+    let schools = district.get("/").await;
+    assert!(
+        schools.html.contains("href=\"/?school=north\""),
+        "{}",
+        schools.html
+    );
+    let north_page = district.get("/?school=north").await;
+    assert_eq!(north_page.status, 200);
+    assert!(
+        north_page
+            .html
+            .contains("/sections/north-math?school=north"),
+        "{}",
+        north_page.html
+    );
+    assert!(
+        north_page.html.contains("Not taken"),
+        "art has no roll: {}",
+        north_page.html
+    );
+
+    // The school admin: their school only.
+    let mut admin = Browser::new(&server);
+    admin.sign_in("north-admin", PASSWORD).await;
+    let roll = admin.get("/sections/north-math").await;
+    assert_eq!(roll.status, 200, "{}", roll.html);
+    assert!(
+        roll.html.contains("mark-present") && roll.html.contains("machine"),
+        "{}",
+        roll.html
+    );
+    assert!(roll.html.contains("0.80"), "the score: {}", roll.html);
+    assert_eq!(admin.get("/?school=south").await.status, 403);
+    assert_eq!(
+        admin.get("/sections/south-math?school=south").await.status,
+        403
+    );
+
+    // The teacher: own section (maths) only.
+    let mut teacher = Browser::new(&server);
+    teacher.sign_in("north-teacher", PASSWORD).await;
+    let home = teacher.get("/").await;
+    assert!(
+        home.html.contains("north-math") && !home.html.contains("north-art"),
+        "{}",
+        home.html
+    );
+    assert_eq!(teacher.get("/sections/north-math").await.status, 200);
+    let art = teacher.get("/sections/north-art").await;
+    assert_eq!(art.status, 403);
+    assert!(art.html.contains("your own sections only"), "{}", art.html);
+}
+
+#[tokio::test]
+async fn hostile_names_are_shown_as_text() {
+    let server = Server::start().await;
+    let district = server.district_admin().await;
+    server
+        .post(
+            "/v1/schools",
+            Some(&district),
+            json!({"id": "evil", "name": "<script>alert(1)</script> & Co"}),
+        )
+        .await
+        .assert_ok();
+    let mut browser = Browser::new(&server);
+    browser.sign_in(DISTRICT_ADMIN, PASSWORD).await;
+    let page = browser.get("/").await;
+    assert!(!page.html.contains("<script>alert(1)"), "{}", page.html);
+    assert!(
+        page.html
+            .contains("&#60;script&#62;alert(1)&#60;/script&#62; &#38; Co"),
+        "{}",
+        page.html
+    );
+    let typed = browser.sign_in("<b>who</b>", "x").await;
+    assert!(
+        !typed.html.contains("<b>who</b>") && typed.html.contains("&#60;b&#62;who"),
+        "{}",
+        typed.html
+    );
+}
