@@ -172,12 +172,7 @@ async fn teachers_and_devices_are_refused_admin_routes_and_other_sections() {
     }
 
     // Marks in both sections: the teacher of maths sees maths only.
-    let mut events = lesson_events(&north.math(), &north.s1(), 1);
-    events.extend(lesson_events(&north.art(), &north.s2(), 10));
-    server
-        .post("/v1/sync/push", Some(&north.device), push_body(&events))
-        .await
-        .assert_ok();
+    server.push_two_lessons(&north).await;
     let day = "from=2024-09-02&to=2024-09-02";
     server
         .get(

@@ -7,10 +7,11 @@
 mod common;
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{PASSWORD, Server, lesson_events, push_body};
+use common::{PASSWORD, Server};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 /// A chromedriver on a free loopback port, ended when dropped.
@@ -30,6 +31,8 @@ impl Driver {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group: Chromium, its child, goes with it on drop.
+            .process_group(0)
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot start chromedriver ({e}): install Debian's chromium and chromium-driver, as scripts/test does")
@@ -72,6 +75,10 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // The whole group: a test that panics never closes its browser session.
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -124,12 +131,7 @@ async fn text_of(browser: &Client, css: &str) -> String {
 async fn an_admin_signs_in_reads_the_counts_opens_a_roll_and_signs_out() {
     let server = Server::start().await;
     let north = server.school("north").await;
-    let mut events = lesson_events(&north.math(), &north.s1(), 1);
-    events.extend(lesson_events(&north.art(), &north.s2(), 10));
-    server
-        .post("/v1/sync/push", Some(&north.device), push_body(&events))
-        .await
-        .assert_ok();
+    server.push_two_lessons(&north).await;
 
     let driver = Driver::start();
     let profile = tempfile::tempdir().unwrap();
@@ -163,6 +165,33 @@ async fn an_admin_signs_in_reads_the_counts_opens_a_roll_and_signs_out() {
         "{roll}"
     );
     screenshots(&browser, "section").await;
+
+    // Reports: the nav's link, then a range with the fixture's lessons.
+    let reports = browser.find(Locator::LinkText("Reports")).await.unwrap();
+    reports.click().await.unwrap();
+    wait_for_path(&browser, "/reports").await;
+    let form = browser.form(Locator::Css("form.filters")).await.unwrap();
+    form.set_by_name("from", "2024-09-01").await.unwrap();
+    form.set_by_name("to", "2024-09-30").await.unwrap();
+    form.submit().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !browser
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .contains("from=2024-09-01")
+    {
+        assert!(Instant::now() < deadline, "the report form did not load");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_for_path(&browser, "/reports").await;
+    let summary = text_of(&browser, "main tbody").await;
+    assert!(
+        summary.contains("Maths") && summary.contains("100.0"),
+        "{summary}"
+    );
+    screenshots(&browser, "reports").await;
 
     let sign_out = browser
         .find(Locator::Css("header form button"))

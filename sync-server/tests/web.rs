@@ -295,3 +295,79 @@ async fn hostile_names_are_shown_as_text() {
         typed.html
     );
 }
+
+#[tokio::test]
+async fn reports_summarise_per_section_and_export_rfc_4180_csv() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    server.push_two_lessons(&north).await;
+    // The fixture's lessons are on 2024-09-02.
+    let range = "from=2024-09-01&to=2024-09-30";
+
+    let mut admin = Browser::new(&server);
+    admin.sign_in("north-admin", PASSWORD).await;
+    let page = admin.get(&format!("/reports?{range}")).await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    assert!(
+        page.html.contains("<label for=\"from\">From</label>"),
+        "{}",
+        page.html
+    );
+    assert!(
+        page.html.contains("100.0"),
+        "one present of one: {}",
+        page.html
+    );
+
+    let csv = admin.get(&format!("/reports/attendance.csv?{range}")).await;
+    assert_eq!(csv.status, 200, "{}", csv.html);
+    assert_eq!(csv.headers["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(
+        csv.headers["content-disposition"],
+        "attachment; filename=\"attendance_north_2024-09-01_2024-09-30.csv\""
+    );
+    let lines: Vec<&str> = csv.html.split_terminator("\r\n").collect();
+    assert_eq!(
+        lines[0],
+        "date,start_utc,section_id,section,student_id,student,code,status,source,decided_by,session_id"
+    );
+    assert_eq!(lines.len(), 3, "a header and two marks: {lines:?}");
+    assert!(
+        lines[1..].iter().any(
+            |l| l.starts_with("2024-09-02,08:00,north-math,Maths,north-s1,")
+                && l.contains(",P,present,machine,")
+        ),
+        "{lines:?}"
+    );
+
+    let summary = admin.get(&format!("/reports/summary.csv?{range}")).await;
+    let lines: Vec<&str> = summary.html.split_terminator("\r\n").collect();
+    assert_eq!(
+        lines[0],
+        "section_id,section,sessions,present,absent,late,excused,review,attendance_percent"
+    );
+    assert!(
+        lines.contains(&"north-math,Maths,1,1,0,0,0,0,100.0"),
+        "{lines:?}"
+    );
+
+    // A teacher reports on their own section only.
+    let mut teacher = Browser::new(&server);
+    teacher.sign_in("north-teacher", PASSWORD).await;
+    let theirs = teacher
+        .get(&format!("/reports/attendance.csv?{range}"))
+        .await;
+    let lines: Vec<&str> = theirs.html.split_terminator("\r\n").collect();
+    assert_eq!(lines.len(), 2, "maths only: {lines:?}");
+    assert!(lines[1].contains(",north-math,"), "{lines:?}");
+    let art = teacher
+        .get(&format!(
+            "/reports/attendance.csv?{range}&section=north-art"
+        ))
+        .await;
+    assert_eq!(art.status, 403);
+    // And a bad date is a page that says so.
+    let bad = admin.get("/reports?from=2024-13-01").await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.html.contains("is not a date like"), "{}", bad.html);
+}

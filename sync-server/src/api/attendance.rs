@@ -14,7 +14,7 @@ use shared_proto::sync::{MarkSource, MarkStatus};
 use super::auth::UserAuth;
 use super::{AppState, openapi};
 use crate::api::ApiError;
-use crate::store::{AttendanceQuery, AttendanceRow, Millis, Role};
+use crate::store::{AttendanceQuery, AttendanceRow, Millis, Role, User};
 
 const DAY_MS: Millis = 24 * 60 * 60 * 1000;
 /// Longest range one query may cover, in days: a school year and a bit.
@@ -98,17 +98,21 @@ fn days_from_date(text: &str) -> Option<i64> {
 
 /// `[from, to)` in milliseconds for the days `from` to `to`, both included. Without `from`,
 /// today; without `to`, the same day as `from`.
-fn range_of(params: &RangeParams, now: Millis) -> Result<(Millis, Millis), ApiError> {
+pub(crate) fn range_of(
+    from: Option<&str>,
+    to: Option<&str>,
+    now: Millis,
+) -> Result<(Millis, Millis), ApiError> {
     let day = |name: &str, text: &str| {
         days_from_date(text).ok_or_else(|| {
             ApiError::InvalidRequest(format!("{name} \"{text}\" is not a date like 2024-09-01"))
         })
     };
-    let from = match params.from.as_deref() {
+    let from = match from {
         Some(text) => day("from", text)?,
         None => now.div_euclid(DAY_MS),
     };
-    let to = match params.to.as_deref() {
+    let to = match to {
         Some(text) => day("to", text)?,
         None => from,
     };
@@ -123,22 +127,23 @@ fn range_of(params: &RangeParams, now: Millis) -> Result<(Millis, Millis), ApiEr
     Ok((from * DAY_MS, (to + 1) * DAY_MS))
 }
 
-/// The sections a teacher may see in `school_id`, or `None` for an admin of that school, who
-/// sees all.
-async fn visible_sections(
+/// The sections `user` may see in `school_id`: `None` for an admin of that school (or a district
+/// admin), who sees all; a teacher's own sections; `WrongSchool` for another school's people.
+/// The one access rule of attendance, for the API and the web pages.
+pub(crate) async fn visible_sections(
     state: &AppState,
-    auth: &UserAuth,
+    user: &User,
     school_id: &str,
 ) -> Result<Option<BTreeSet<String>>, ApiError> {
-    if let Some(own) = &auth.user.school_id
+    if let Some(own) = &user.school_id
         && own != school_id
     {
         return Err(ApiError::WrongSchool(school_id.to_owned()));
     }
-    match auth.user.role {
+    match user.role {
         Role::Admin => Ok(None),
         Role::Teacher => {
-            let Some(teacher_id) = &auth.user.teacher_id else {
+            let Some(teacher_id) = &user.teacher_id else {
                 return Ok(Some(BTreeSet::new()));
             };
             let sections = state
@@ -179,7 +184,7 @@ pub(super) async fn by_section(
     params: Result<Query<RangeParams>, QueryRejection>,
 ) -> Result<Json<Vec<AttendanceJson>>, ApiError> {
     let params = query_params(params)?;
-    let visible = visible_sections(&state, &auth, &school_id).await?;
+    let visible = visible_sections(&state, &auth.user, &school_id).await?;
     if let (Some(visible), Some(section)) = (&visible, &params.section)
         && !visible.contains(section)
     {
@@ -187,7 +192,7 @@ pub(super) async fn by_section(
             "you do not teach section {section}"
         )));
     }
-    let (from, to) = range_of(&params, state.now())?;
+    let (from, to) = range_of(params.from.as_deref(), params.to.as_deref(), state.now())?;
     let rows = state
         .store()
         .attendance(&AttendanceQuery {
@@ -227,7 +232,7 @@ pub(super) async fn by_student(
     params: Result<Query<RangeParams>, QueryRejection>,
 ) -> Result<Json<Vec<AttendanceJson>>, ApiError> {
     let params = query_params(params)?;
-    let visible = visible_sections(&state, &auth, &school_id).await?;
+    let visible = visible_sections(&state, &auth.user, &school_id).await?;
     if state
         .store()
         .student(&school_id, &student_id)
@@ -236,7 +241,7 @@ pub(super) async fn by_student(
     {
         return Err(ApiError::NotFound(format!("student {student_id}")));
     }
-    let (from, to) = range_of(&params, state.now())?;
+    let (from, to) = range_of(params.from.as_deref(), params.to.as_deref(), state.now())?;
     let rows = state
         .store()
         .attendance(&AttendanceQuery {
@@ -288,6 +293,9 @@ mod tests {
             from: Some("1970-01-02".into()),
             to: Some("1970-01-03".into()),
         };
-        assert_eq!(range_of(&params, 0).unwrap(), (DAY_MS, 3 * DAY_MS));
+        assert_eq!(
+            range_of(params.from.as_deref(), params.to.as_deref(), 0).unwrap(),
+            (DAY_MS, 3 * DAY_MS)
+        );
     }
 }

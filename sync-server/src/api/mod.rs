@@ -7,7 +7,7 @@
 //! response structs of its module.
 
 mod admin;
-mod attendance;
+pub(crate) mod attendance;
 pub(crate) mod auth;
 pub mod codec;
 mod error;

@@ -13,6 +13,7 @@
 //! earlier write of the same request (a session opened and marked in one push) reads the planner's
 //! own record of it, not the store's.
 
+pub mod attendance;
 pub mod consent;
 pub mod erasure;
 pub mod event;

@@ -7,6 +7,7 @@
 //! Who sees what: a district admin every school (picked with `?school=`), a school admin their
 //! school, a teacher their own sections only.
 
+mod reports;
 mod rolls;
 mod session;
 
@@ -21,10 +22,12 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 
+use crate::api::attendance::visible_sections;
 use crate::api::auth::{ClientIp, new_token, sign_in};
 use crate::api::{ApiError, AppState};
+use crate::domain::attendance::Counts;
 use crate::store::{AttendanceQuery, Role, Section};
-use rolls::{Counts, Roll};
+use rolls::Roll;
 use session::{LOGIN_CSRF_COOKIE, SESSION_COOKIE, WebUser, cookie, same_secret, set_cookie};
 
 /// How far back the pages look for a section's latest roll.
@@ -38,6 +41,9 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/sections/{section}", get(section_page))
+        .route("/reports", get(reports::page))
+        .route("/reports/attendance.csv", get(reports::attendance_csv))
+        .route("/reports/summary.csv", get(reports::summary_csv))
         .route("/static/app.css", get(stylesheet))
         .layer(axum::middleware::map_response(page_headers))
 }
@@ -238,33 +244,36 @@ struct SchoolParam {
     school: Option<String>,
 }
 
-/// The school a page is about: the user's own, or for a district admin the one asked for.
-/// `None`: a district admin who has not picked one.
+/// The school a page is about: the one asked for, else the user's own. `None`: a district admin
+/// who has not picked one. Whether the user may see it is `visible_sections`' answer.
 fn school_of(user: &WebUser, asked: Option<String>) -> Result<Option<String>, WebError> {
-    match (&user.user.school_id, asked) {
-        (Some(own), Some(asked)) if *own != asked => Err(forbidden("that school is not yours")),
-        (Some(own), _) => Ok(Some(own.clone())),
-        (None, asked) => Ok(asked),
-    }
+    Ok(asked
+        .filter(|s| !s.is_empty())
+        .or_else(|| user.user.school_id.clone()))
 }
 
-/// The sections `user` may see of `school_id`: all of them for an admin, their own for a teacher.
-async fn visible_sections(
+/// The active sections `user` may see of `school_id`: the API's rule (`visible_sections`).
+async fn sections_for(
     state: &AppState,
     user: &WebUser,
     school_id: &str,
 ) -> Result<Vec<Section>, WebError> {
+    let visible = visible_sections(state, &user.user, school_id).await?;
     let mut sections = state.store().sections(school_id).await?;
-    if user.user.role == Role::Teacher {
-        let teacher_id = user.user.teacher_id.as_deref().unwrap_or_default();
-        let own = state
-            .store()
-            .sections_of_teacher(school_id, teacher_id)
-            .await?;
-        sections.retain(|s| own.contains(&s.id));
-    }
-    sections.retain(|s| s.active);
+    sections.retain(|s| s.active && visible.as_ref().is_none_or(|own| own.contains(&s.id)));
     Ok(sections)
+}
+
+/// Every student of the school by id, as the pages name them.
+async fn student_names(
+    state: &AppState,
+    school_id: &str,
+) -> Result<HashMap<String, String>, WebError> {
+    let students = state.store().students(school_id).await?;
+    Ok(students
+        .into_iter()
+        .map(|s| (s.id, format!("{} {}", s.given_name, s.family_name)))
+        .collect())
 }
 
 /// What the header of every signed-in page shows.
@@ -332,7 +341,7 @@ async fn home(
         .school(&school_id)
         .await?
         .ok_or_else(|| WebError(ApiError::NotFound(format!("school {school_id}"))))?;
-    let sections = visible_sections(&state, &user, &school_id).await?;
+    let sections = sections_for(&state, &user, &school_id).await?;
     let now = state.now();
     let rows = state
         .store()
@@ -399,7 +408,7 @@ async fn section_page(
     let Some(school_id) = school_of(&user, param.school)? else {
         return Ok(Redirect::to("/").into_response());
     };
-    let sections = visible_sections(&state, &user, &school_id).await?;
+    let sections = sections_for(&state, &user, &school_id).await?;
     let Some(section) = sections.into_iter().find(|s| s.id == section_id) else {
         return Err(if user.is_admin() {
             WebError(ApiError::NotFound(format!("section {section_id}")))
@@ -419,13 +428,7 @@ async fn section_page(
         })
         .await?;
     let roll: Option<Roll> = rolls::latest_by_section(rows).remove(&section_id);
-    let names: HashMap<String, String> = state
-        .store()
-        .students(&school_id)
-        .await?
-        .into_iter()
-        .map(|s| (s.id, format!("{} {}", s.given_name, s.family_name)))
-        .collect();
+    let names = student_names(&state, &school_id).await?;
     let mut lines: BTreeMap<(String, String), RollLine> = BTreeMap::new();
     for row in roll.iter().flat_map(|r| &r.rows) {
         let name = names

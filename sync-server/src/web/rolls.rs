@@ -1,43 +1,11 @@
-//! What the pages show of attendance: a session's roll and its counts, built from the store's
-//! `AttendanceRow`s (each already the winning decision of its mark). Pure, so the pages and a
-//! later digest count the same way.
+//! What the pages show of a roll: a session's marks, built from the store's `AttendanceRow`s (each
+//! already the winning decision of its mark); `domain::attendance` counts them.
 
 use std::collections::BTreeMap;
 
-use shared_proto::sync::{MarkSource, MarkStatus};
+use shared_proto::sync::MarkSource;
 
 use crate::store::{AttendanceRow, Millis};
-
-/// Marks of one session by status.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub present: usize,
-    pub absent: usize,
-    pub late: usize,
-    pub excused: usize,
-    /// Needs review: the machine was not sure and nobody has decided yet.
-    pub review: usize,
-}
-
-impl Counts {
-    pub fn of<'r>(rows: impl IntoIterator<Item = &'r AttendanceRow>) -> Counts {
-        let mut counts = Counts::default();
-        for row in rows {
-            match row.status {
-                MarkStatus::Present => counts.present += 1,
-                MarkStatus::Absent => counts.absent += 1,
-                MarkStatus::Late => counts.late += 1,
-                MarkStatus::Excused => counts.excused += 1,
-                MarkStatus::Review => counts.review += 1,
-            }
-        }
-        counts
-    }
-
-    pub fn total(&self) -> usize {
-        self.present + self.absent + self.late + self.excused + self.review
-    }
-}
 
 /// One session's marks, by the time it started.
 #[derive(Clone, Debug, PartialEq)]
@@ -96,7 +64,10 @@ pub fn time(at: Millis) -> String {
 
 #[cfg(test)]
 mod tests {
+    use shared_proto::sync::MarkStatus;
+
     use super::*;
+    use crate::domain::attendance::Counts;
 
     fn row(
         section: Option<&str>,

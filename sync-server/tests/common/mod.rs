@@ -309,6 +309,16 @@ impl Server {
         }
     }
 
+    /// A lesson in each of the school's sections on START (2024-09-02 08:00 UTC), pushed by its
+    /// box: `s1` present in maths, `s2` present in art, both by the machine.
+    pub async fn push_two_lessons(&self, school: &SchoolFixture) {
+        let mut events = lesson_events(&school.math(), &school.s1(), 1);
+        events.extend(lesson_events(&school.art(), &school.s2(), 10));
+        self.post("/v1/sync/push", Some(&school.device), push_body(&events))
+            .await
+            .assert_ok();
+    }
+
     pub async fn metrics(&self) -> String {
         self.get("/metrics", None).await.text
     }

@@ -1,0 +1,79 @@
+//! What attendance figures mean, for every page, export and digest that shows one: the marks of a
+//! group counted by status, and the attendance rate.
+
+use shared_proto::sync::MarkStatus;
+
+use crate::store::AttendanceRow;
+
+/// Marks counted by status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub present: usize,
+    pub absent: usize,
+    pub late: usize,
+    pub excused: usize,
+    /// Needs review: the machine was not sure and nobody has decided yet.
+    pub review: usize,
+}
+
+impl Counts {
+    pub fn of<'r>(rows: impl IntoIterator<Item = &'r AttendanceRow>) -> Counts {
+        let mut counts = Counts::default();
+        for row in rows {
+            counts.add(row.status);
+        }
+        counts
+    }
+
+    pub fn add(&mut self, status: MarkStatus) {
+        match status {
+            MarkStatus::Present => self.present += 1,
+            MarkStatus::Absent => self.absent += 1,
+            MarkStatus::Late => self.late += 1,
+            MarkStatus::Excused => self.excused += 1,
+            MarkStatus::Review => self.review += 1,
+        }
+    }
+
+    pub fn total(&self) -> usize {
+        self.present + self.absent + self.late + self.excused + self.review
+    }
+
+    /// The share of decided, unexcused marks that were attended (present or late), in percent;
+    /// `None` when there is none. An excused absence counts neither way, and a mark still
+    /// needing review is not decided yet: counting it as absent would report absences nobody
+    /// has confirmed.
+    pub fn attendance_percent(&self) -> Option<f64> {
+        let attended = self.present + self.late;
+        let counted = attended + self.absent;
+        (counted > 0).then(|| 100.0 * attended as f64 / counted as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excused_and_unreviewed_marks_do_not_count_against_a_rate() {
+        let mut counts = Counts::default();
+        for status in [
+            MarkStatus::Present,
+            MarkStatus::Late,
+            MarkStatus::Absent,
+            MarkStatus::Excused,
+            MarkStatus::Review,
+        ] {
+            counts.add(status);
+        }
+        assert_eq!(counts.total(), 5);
+        let percent = counts.attendance_percent().unwrap();
+        assert!((percent - 200.0 / 3.0).abs() < 1e-9, "{percent}");
+        assert_eq!(Counts::default().attendance_percent(), None);
+        let only_excused = Counts {
+            excused: 3,
+            ..Counts::default()
+        };
+        assert_eq!(only_excused.attendance_percent(), None);
+    }
+}

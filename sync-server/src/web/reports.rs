@@ -1,0 +1,493 @@
+//! Reports: a school's (or a teacher's sections') attendance over a date range, as a per-section
+//! summary page and as CSV files. The store is read a week at a time, so a year's export streams
+//! with the memory of one week whatever the school's size.
+//!
+//! CSV is RFC 4180: UTF-8, one header row, CRLF line ends, a field quoted when it holds a comma, a
+//! quote or a line break. A field a spreadsheet would run as a formula (starting with `=`, `+`,
+//! `-`, `@`, a tab or a carriage return) gets a leading `'`: names come from uploaded rosters.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use shared_proto::sync::MarkStatus;
+
+use super::session::WebUser;
+use super::{Chrome, WebError, school_of, student_names};
+use crate::api::attendance::{range_of, visible_sections};
+use crate::api::{ApiError, AppState};
+use crate::domain::attendance::Counts;
+use crate::store::{AttendanceQuery, AttendanceRow, Millis};
+
+const DAY_MS: Millis = 24 * 60 * 60 * 1000;
+/// How much of a range one store read covers.
+const CHUNK_DAYS: i64 = 7;
+
+#[derive(Clone, Deserialize)]
+pub(super) struct ReportParams {
+    school: Option<String>,
+    /// First day, YYYY-MM-DD (UTC); default: 30 days before today.
+    from: Option<String>,
+    /// Last day, YYYY-MM-DD, included; default: today.
+    to: Option<String>,
+    /// One section; default: every section the user may see.
+    section: Option<String>,
+}
+
+/// A report's scope, checked: the school, the days, which sections, and the names to print.
+struct Scope {
+    school_id: String,
+    from: Millis,
+    to: Millis,
+    from_day: String,
+    to_day: String,
+    /// `None`: every section of the school.
+    sections: Option<BTreeSet<String>>,
+    section_titles: HashMap<String, String>,
+    student_names: HashMap<String, String>,
+}
+
+impl Scope {
+    async fn of(
+        state: &AppState,
+        user: &WebUser,
+        params: ReportParams,
+    ) -> Result<Option<Scope>, WebError> {
+        let Some(school_id) = school_of(user, params.school)? else {
+            return Ok(None);
+        };
+        let now = state.now();
+        let to_day = params
+            .to
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| day(now));
+        let from_day = params
+            .from
+            .filter(|f| !f.is_empty())
+            .unwrap_or_else(|| day(now - 30 * DAY_MS));
+        let (from, to) = range_of(Some(&from_day), Some(&to_day), now)?;
+        let mut sections = visible_sections(state, &user.user, &school_id).await?;
+        if let Some(one) = params.section.filter(|s| !s.is_empty()) {
+            if sections.as_ref().is_some_and(|own| !own.contains(&one)) {
+                return Err(WebError::from(ApiError::Forbidden(
+                    "you can report on your own sections only".to_owned(),
+                )));
+            }
+            sections = Some(BTreeSet::from([one]));
+        }
+        let section_titles = state
+            .store()
+            .sections(&school_id)
+            .await?
+            .into_iter()
+            .map(|s| (s.id, s.title))
+            .collect();
+        let student_names = student_names(state, &school_id).await?;
+        Ok(Some(Scope {
+            school_id,
+            from,
+            to,
+            from_day,
+            to_day,
+            sections,
+            section_titles,
+            student_names,
+        }))
+    }
+
+    /// As `of`, for a file: a district admin must have picked a school.
+    async fn required(
+        state: &AppState,
+        user: &WebUser,
+        params: ReportParams,
+    ) -> Result<Scope, WebError> {
+        Scope::of(state, user, params).await?.ok_or_else(|| {
+            WebError::from(ApiError::InvalidRequest("pick a school first".to_owned()))
+        })
+    }
+
+    /// The marks of `[from, to)` this scope covers, in the order a report lists them.
+    async fn read(
+        &self,
+        state: &AppState,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<AttendanceRow>, WebError> {
+        let query = AttendanceQuery {
+            school_id: self.school_id.clone(),
+            section_id: match &self.sections {
+                Some(one) if one.len() == 1 => one.iter().next().cloned(),
+                _ => None,
+            },
+            student_id: None,
+            from,
+            to,
+        };
+        let mut rows = state.store().attendance(&query).await?;
+        rows.retain(|row| match (&self.sections, &row.section_id) {
+            (None, _) => true,
+            (Some(visible), Some(section)) => visible.contains(section),
+            // A mark whose session has not arrived has no section yet: only an admin sees it.
+            (Some(_), None) => false,
+        });
+        rows.sort_by(|a, b| {
+            (when(a), self.title(a), self.name(a)).cmp(&(when(b), self.title(b), self.name(b)))
+        });
+        Ok(rows)
+    }
+
+    /// The chunks of the range, each read on its own.
+    fn chunks(&self) -> Vec<(Millis, Millis)> {
+        let mut chunks = Vec::new();
+        let mut start = self.from;
+        while start < self.to {
+            let end = (start + CHUNK_DAYS * DAY_MS).min(self.to);
+            chunks.push((start, end));
+            start = end;
+        }
+        chunks
+    }
+
+    fn title<'s>(&'s self, row: &'s AttendanceRow) -> &'s str {
+        row.section_id.as_deref().map_or("", |id| {
+            self.section_titles.get(id).map_or(id, String::as_str)
+        })
+    }
+
+    fn name<'s>(&'s self, row: &'s AttendanceRow) -> &'s str {
+        self.student_names
+            .get(&row.student_id)
+            .map_or(&row.student_id, String::as_str)
+    }
+
+    fn file_name(&self, what: &str) -> String {
+        let safe: String = self
+            .school_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("{what}_{safe}_{}_{}.csv", self.from_day, self.to_day)
+    }
+}
+
+/// When a mark happened: its session's start, or its decision while the session has not arrived.
+fn when(row: &AttendanceRow) -> Millis {
+    row.started_at.unwrap_or(row.decided_at)
+}
+
+fn day(at: Millis) -> String {
+    jiff::Timestamp::from_millisecond(at).map_or_else(
+        |_| "1970-01-01".to_owned(),
+        |t| t.strftime("%Y-%m-%d").to_string(),
+    )
+}
+
+/// The one-letter code of a mark in exports and grids.
+pub(super) fn code(status: MarkStatus) -> &'static str {
+    match status {
+        MarkStatus::Present => "P",
+        MarkStatus::Absent => "A",
+        MarkStatus::Late => "L",
+        MarkStatus::Excused => "E",
+        MarkStatus::Review => "R",
+    }
+}
+
+/// One CSV record, RFC 4180, with the formula guard.
+fn csv_record(fields: &[&str]) -> String {
+    let mut line = String::new();
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            line.push(',');
+        }
+        let guarded;
+        let field = if field.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            guarded = format!("'{field}");
+            guarded.as_str()
+        } else {
+            field
+        };
+        if field.contains([',', '"', '\r', '\n']) {
+            line.push('"');
+            line.push_str(&field.replace('"', "\"\""));
+            line.push('"');
+        } else {
+            line.push_str(field);
+        }
+    }
+    line.push_str("\r\n");
+    line
+}
+
+/// A section's line of the summary.
+pub(super) struct SummaryLine {
+    id: String,
+    title: String,
+    sessions: usize,
+    counts: Counts,
+    percent: String,
+}
+
+/// Per section: sessions and marks counted over the scope, read a chunk at a time.
+async fn summary(state: &AppState, scope: &Scope) -> Result<Vec<SummaryLine>, WebError> {
+    let mut by_section: BTreeMap<String, (BTreeSet<String>, Counts)> = BTreeMap::new();
+    for (from, to) in scope.chunks() {
+        for row in scope.read(state, from, to).await? {
+            let Some(section) = row.section_id else {
+                continue;
+            };
+            let (sessions, counts) = by_section.entry(section).or_default();
+            sessions.insert(row.session_id);
+            counts.add(row.status);
+        }
+    }
+    let mut lines: Vec<SummaryLine> = by_section
+        .into_iter()
+        .map(|(id, (sessions, counts))| SummaryLine {
+            title: scope
+                .section_titles
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| id.clone()),
+            id,
+            sessions: sessions.len(),
+            percent: counts
+                .attendance_percent()
+                .map_or_else(|| "-".to_owned(), |p| format!("{p:.1}")),
+            counts,
+        })
+        .collect();
+    lines.sort_by(|a, b| (&a.title, &a.id).cmp(&(&b.title, &b.id)));
+    Ok(lines)
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "reports.html")]
+struct ReportsPage {
+    chrome: Chrome,
+    from: String,
+    to: String,
+    section: String,
+    sections: Vec<(String, String)>,
+    lines: Vec<SummaryLine>,
+    /// The query string of the CSV links.
+    query: String,
+}
+
+/// `GET /reports`: the range's per-section summary, and the CSV links.
+pub(super) async fn page(
+    State(state): State<AppState>,
+    user: WebUser,
+    Query(params): Query<ReportParams>,
+) -> Result<Response, WebError> {
+    let section = params.section.clone().unwrap_or_default();
+    let Some(scope) = Scope::of(&state, &user, params).await? else {
+        return Ok(axum::response::Redirect::to("/").into_response());
+    };
+    let lines = summary(&state, &scope).await?;
+    let mut sections: Vec<(String, String)> = match &scope.sections {
+        None => scope
+            .section_titles
+            .iter()
+            .map(|(id, t)| (id.clone(), t.clone()))
+            .collect(),
+        Some(own) if section.is_empty() => own
+            .iter()
+            .map(|id| {
+                (
+                    id.clone(),
+                    scope
+                        .section_titles
+                        .get(id)
+                        .cloned()
+                        .unwrap_or_else(|| id.clone()),
+                )
+            })
+            .collect(),
+        Some(_) => visible_sections(&state, &user.user, &scope.school_id)
+            .await?
+            .map_or_else(Vec::new, |own| {
+                own.into_iter()
+                    .map(|id| {
+                        (
+                            scope
+                                .section_titles
+                                .get(&id)
+                                .cloned()
+                                .unwrap_or_else(|| id.clone()),
+                            id,
+                        )
+                    })
+                    .map(|(title, id)| (id, title))
+                    .collect()
+            }),
+    };
+    sections.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    let query = serde_urlencoded::to_string([
+        ("school", scope.school_id.as_str()),
+        ("from", scope.from_day.as_str()),
+        ("to", scope.to_day.as_str()),
+        ("section", section.as_str()),
+    ])
+    .unwrap_or_default();
+    let page = ReportsPage {
+        chrome: Chrome::of(&user, Some(scope.school_id.clone())),
+        from: scope.from_day.clone(),
+        to: scope.to_day.clone(),
+        section,
+        sections,
+        lines,
+        query,
+    };
+    Ok(page.into_response())
+}
+
+/// `GET /reports/attendance.csv`: one row per student and session, streamed a week at a time.
+pub(super) async fn attendance_csv(
+    State(state): State<AppState>,
+    user: WebUser,
+    Query(params): Query<ReportParams>,
+) -> Result<Response, WebError> {
+    let scope = Scope::required(&state, &user, params).await?;
+    let file_name = scope.file_name("attendance");
+    let header_row = csv_record(&[
+        "date",
+        "start_utc",
+        "section_id",
+        "section",
+        "student_id",
+        "student",
+        "code",
+        "status",
+        "source",
+        "decided_by",
+        "session_id",
+    ]);
+    let chunks = scope.chunks();
+    let stream = futures_util::stream::unfold(
+        (state, scope, chunks.into_iter(), Some(header_row)),
+        |(state, scope, mut chunks, header_row)| async move {
+            if let Some(header_row) = header_row {
+                return Some((Ok(header_row), (state, scope, chunks, None)));
+            }
+            let (from, to) = chunks.next()?;
+            let text = match scope.read(&state, from, to).await {
+                Ok(rows) => rows
+                    .iter()
+                    .map(|row| attendance_record(&scope, row))
+                    .collect::<String>(),
+                Err(WebError(e)) => {
+                    tracing::error!(error = %e, "attendance export failed part way");
+                    return Some((
+                        Err(std::io::Error::other(e.to_string())),
+                        (state, scope, chunks, None),
+                    ));
+                }
+            };
+            Some((Ok(text), (state, scope, chunks, None)))
+        },
+    );
+    Ok(csv_response(&file_name, Body::from_stream(stream)))
+}
+
+fn attendance_record(scope: &Scope, row: &AttendanceRow) -> String {
+    let at = when(row);
+    let start = jiff::Timestamp::from_millisecond(at)
+        .map_or_else(|_| String::new(), |t| t.strftime("%H:%M").to_string());
+    csv_record(&[
+        &day(at),
+        &start,
+        row.section_id.as_deref().unwrap_or(""),
+        scope.title(row),
+        &row.student_id,
+        scope.name(row),
+        code(row.status),
+        row.status.as_str(),
+        row.source.as_str(),
+        row.decided_by.as_deref().unwrap_or(""),
+        &row.session_id,
+    ])
+}
+
+/// `GET /reports/summary.csv`: the summary page as CSV.
+pub(super) async fn summary_csv(
+    State(state): State<AppState>,
+    user: WebUser,
+    Query(params): Query<ReportParams>,
+) -> Result<Response, WebError> {
+    let scope = Scope::required(&state, &user, params).await?;
+    let mut text = csv_record(&[
+        "section_id",
+        "section",
+        "sessions",
+        "present",
+        "absent",
+        "late",
+        "excused",
+        "review",
+        "attendance_percent",
+    ]);
+    for line in summary(&state, &scope).await? {
+        let c = line.counts;
+        text.push_str(&csv_record(&[
+            &line.id,
+            &line.title,
+            &line.sessions.to_string(),
+            &c.present.to_string(),
+            &c.absent.to_string(),
+            &c.late.to_string(),
+            &c.excused.to_string(),
+            &c.review.to_string(),
+            if line.percent == "-" {
+                ""
+            } else {
+                &line.percent
+            },
+        ]));
+    }
+    Ok(csv_response(&scope.file_name("summary"), Body::from(text)))
+}
+
+fn csv_response(file_name: &str, body: Body) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file_name}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_defused() {
+        assert_eq!(csv_record(&["a", "b c"]), "a,b c\r\n");
+        assert_eq!(
+            csv_record(&["O\"Neil, Pat", "x\ny"]),
+            "\"O\"\"Neil, Pat\",\"x\ny\"\r\n"
+        );
+        assert_eq!(
+            csv_record(&["=HYPERLINK(1)", "-3", "@x"]),
+            "'=HYPERLINK(1),'-3,'@x\r\n"
+        );
+        assert_eq!(csv_record(&["=a,b"]), "\"'=a,b\"\r\n");
+    }
+}
