@@ -193,6 +193,21 @@ async fn an_admin_signs_in_reads_the_counts_opens_a_roll_and_signs_out() {
     );
     screenshots(&browser, "reports").await;
 
+    // Devices: the fixture's box, then a new code, shown once.
+    let devices = browser.find(Locator::LinkText("Devices")).await.unwrap();
+    devices.click().await.unwrap();
+    wait_for_path(&browser, "/devices").await;
+    let form = browser
+        .form(Locator::Css("form[action='/devices/codes']"))
+        .await
+        .unwrap();
+    form.set_by_name("device_name", "Room 12").await.unwrap();
+    form.submit().await.unwrap();
+    wait_for_path(&browser, "/devices/codes").await;
+    let code = text_of(&browser, ".the-code").await;
+    assert_eq!(code.len(), 14, "{code}");
+    screenshots(&browser, "devices-code").await;
+
     let sign_out = browser
         .find(Locator::Css("header form button"))
         .await

@@ -371,3 +371,83 @@ async fn reports_summarise_per_section_and_export_rfc_4180_csv() {
     assert_eq!(bad.status, 400);
     assert!(bad.html.contains("is not a date like"), "{}", bad.html);
 }
+
+#[tokio::test]
+async fn admins_make_a_code_a_box_can_use_and_revoke_a_box_after_confirming() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    let mut admin = Browser::new(&server);
+    admin.sign_in("north-admin", PASSWORD).await;
+
+    let page = admin.get("/devices").await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    assert!(
+        page.html.contains("Revoke…"),
+        "the fixture's box: {}",
+        page.html
+    );
+    let csrf = hidden_csrf(&page.html);
+
+    let made = admin
+        .post(
+            "/devices/codes",
+            &[
+                ("csrf", &csrf),
+                ("device_name", "Room 12"),
+                ("valid_hours", "24"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, 200, "{}", made.html);
+    let marker = "class=\"the-code\">";
+    let at = made.html.find(marker).expect("the code shown") + marker.len();
+    let code = made.html[at..].split('<').next().unwrap().to_owned();
+    assert_eq!(code.len(), 14, "{code}");
+    let redeemed = server.redeem(&code).await;
+    let device_id = redeemed.assert_ok()["device_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = redeemed.body["token"].as_str().unwrap().to_owned();
+    let listed = admin.get("/devices").await;
+    // The box named itself ("room 12", `Server::redeem`): a name the box gives wins the code's.
+    assert!(listed.html.contains("room 12"), "{}", listed.html);
+    assert!(!listed.html.contains(&code), "a code is shown once");
+
+    // Revoking asks first, needs the form's token, then the box is refused.
+    let confirm = admin.get(&format!("/devices/{device_id}/revoke")).await;
+    assert_eq!(confirm.status, 200);
+    assert!(confirm.html.contains("Revoke room 12?"), "{}", confirm.html);
+    let forged = admin
+        .post(&format!("/devices/{device_id}/revoke"), &[("csrf", "x")])
+        .await;
+    assert_eq!(forged.status, 403);
+    let done = admin
+        .post(
+            &format!("/devices/{device_id}/revoke"),
+            &[("csrf", &hidden_csrf(&confirm.html))],
+        )
+        .await;
+    assert_eq!(done.status, 303);
+    let location = done.headers[LOCATION].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("/devices?school=north&revoked="),
+        "{location}"
+    );
+    let after = admin.get(&location).await;
+    assert!(after.html.contains("Revoked room 12"), "{}", after.html);
+    server
+        .get("/v1/sync/pull", Some(&token))
+        .await
+        .assert_error(401, "token_revoked");
+    // The fixture's own box still works.
+    server
+        .get("/v1/sync/pull", Some(&north.device))
+        .await
+        .assert_ok();
+
+    let mut teacher = Browser::new(&server);
+    teacher.sign_in("north-teacher", PASSWORD).await;
+    assert_eq!(teacher.get("/devices").await.status, 403);
+    assert!(!teacher.get("/").await.html.contains("/devices"));
+}

@@ -254,13 +254,35 @@ pub(super) async fn create_provisioning_code(
     SchoolAdmin { user, school_id }: SchoolAdmin,
     JsonBody(new): JsonBody<NewProvisioningCode>,
 ) -> Result<(StatusCode, Json<ProvisioningCodeJson>), ApiError> {
-    let ttl_minutes = new.ttl_minutes.unwrap_or(DEFAULT_CODE_TTL_MINUTES);
+    let (code, expires_at) =
+        issue_provisioning_code(&state, &school_id, &user, new.device_name, new.ttl_minutes)
+            .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ProvisioningCodeJson { code, expires_at }),
+    ))
+}
+
+/// Makes a one-time provisioning code of `school_id` for a box, valid `ttl_minutes` (default a
+/// day, at most a week), for the API and the web pages. Returns the code, which only its hash
+/// is kept of, and when it expires.
+pub(crate) async fn issue_provisioning_code(
+    state: &AppState,
+    school_id: &str,
+    by: &User,
+    device_name: Option<String>,
+    ttl_minutes: Option<u32>,
+) -> Result<(String, Millis), ApiError> {
+    let ttl_minutes = ttl_minutes.unwrap_or(DEFAULT_CODE_TTL_MINUTES);
     if !(1..=MAX_CODE_TTL_MINUTES).contains(&ttl_minutes) {
         return Err(ApiError::InvalidRequest(format!(
             "ttl_minutes must be 1-{MAX_CODE_TTL_MINUTES}"
         )));
     }
-    if let Some(name) = &new.device_name {
+    let device_name = device_name
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty());
+    if let Some(name) = &device_name {
         check_text("device_name", name, 100)?;
     }
     let code = new_provisioning_code();
@@ -269,17 +291,14 @@ pub(super) async fn create_provisioning_code(
         .store()
         .create_provisioning_code(&ProvisioningCode {
             code_hash: secret_hash(&normalize_code(&code)),
-            school_id: school_id.clone(),
-            device_name: new.device_name.map(|name| name.trim().to_owned()),
-            created_by: user.username.clone(),
+            school_id: school_id.to_owned(),
+            device_name,
+            created_by: by.username.clone(),
             expires_at,
         })
         .await?;
-    tracing::info!(school_id = %school_id, by = %user.username, "provisioning code created");
-    Ok((
-        StatusCode::CREATED,
-        Json(ProvisioningCodeJson { code, expires_at }),
-    ))
+    tracing::info!(school_id = %school_id, by = %by.username, "provisioning code created");
+    Ok((code, expires_at))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -346,12 +365,24 @@ pub(super) async fn revoke_device(
     SchoolAdmin { user, school_id }: SchoolAdmin,
     Path((_, device_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
+    revoke(&state, &school_id, &device_id, &user).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes a box's token for good (the first revocation's time stays), for the API and the web
+/// pages. `NotFound` for a device not of `school_id`.
+pub(crate) async fn revoke(
+    state: &AppState,
+    school_id: &str,
+    device_id: &str,
+    by: &User,
+) -> Result<(), ApiError> {
     state
         .store()
-        .revoke_device(&school_id, &device_id, state.now())
+        .revoke_device(school_id, device_id, state.now())
         .await?;
-    tracing::info!(device_id = %device_id, by = %user.username, "device revoked");
-    Ok(StatusCode::NO_CONTENT)
+    tracing::info!(device_id = %device_id, by = %by.username, "device revoked");
+    Ok(())
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

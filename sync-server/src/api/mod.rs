@@ -6,7 +6,7 @@
 //! Storage types never cross this boundary as JSON: each handler converts them into the small
 //! response structs of its module.
 
-mod admin;
+pub(crate) mod admin;
 pub(crate) mod attendance;
 pub(crate) mod auth;
 pub mod codec;

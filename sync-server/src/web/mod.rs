@@ -7,6 +7,7 @@
 //! Who sees what: a district admin every school (picked with `?school=`), a school admin their
 //! school, a teacher their own sections only.
 
+mod devices;
 mod reports;
 mod rolls;
 mod session;
@@ -41,6 +42,12 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/sections/{section}", get(section_page))
+        .route("/devices", get(devices::page))
+        .route("/devices/codes", post(devices::create_code))
+        .route(
+            "/devices/{device}/revoke",
+            get(devices::confirm_revoke).post(devices::revoke_device),
+        )
         .route("/reports", get(reports::page))
         .route("/reports/attendance.csv", get(reports::attendance_csv))
         .route("/reports/summary.csv", get(reports::summary_csv))
@@ -282,6 +289,8 @@ struct Chrome {
     role: &'static str,
     csrf: String,
     school: Option<String>,
+    /// Admins see the admin pages in the navigation.
+    is_admin: bool,
 }
 
 impl Chrome {
@@ -294,6 +303,7 @@ impl Chrome {
                 (Role::Teacher, _) => "teacher",
             },
             csrf: user.csrf.clone(),
+            is_admin: user.is_admin(),
             school,
         }
     }

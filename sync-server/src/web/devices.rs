@@ -1,0 +1,227 @@
+//! The school's boxes, for its admins: when each last synced, which are revoked; a one-time
+//! provisioning code for a new box (shown once); revoking a box after a confirmation. The rules
+//! (code lifetime, what revoking does) are the API's (`api::admin`), called from here.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::session::WebUser;
+use super::{Chrome, WebError, forbidden, rolls, school_of};
+use crate::api::admin::{issue_provisioning_code, revoke};
+use crate::api::attendance::visible_sections;
+use crate::api::{ApiError, AppState};
+use crate::store::{Device, Millis};
+
+/// A box unseen for longer than this is shown as offline.
+const OFFLINE_AFTER_MS: Millis = 24 * 60 * 60 * 1000;
+
+#[derive(Deserialize)]
+pub(super) struct SchoolParam {
+    school: Option<String>,
+    /// After a revocation: the device just revoked, to say so.
+    revoked: Option<String>,
+}
+
+/// The school an admin page is about, checked: admins only, of that school (or district).
+async fn admin_school(
+    state: &AppState,
+    user: &WebUser,
+    asked: Option<String>,
+) -> Result<Option<String>, WebError> {
+    if !user.is_admin() {
+        return Err(forbidden("devices are managed by the school's admins"));
+    }
+    let Some(school_id) = school_of(user, asked)? else {
+        return Ok(None);
+    };
+    visible_sections(state, &user.user, &school_id).await?;
+    Ok(Some(school_id))
+}
+
+/// As `admin_school`, for a posted form, whose CSRF token is checked first.
+async fn posted_school(
+    state: &AppState,
+    user: &WebUser,
+    csrf: &str,
+    asked: Option<String>,
+) -> Result<Option<String>, WebError> {
+    if !user.check_csrf(csrf) {
+        return Err(forbidden(
+            "this form came from another page: open Devices again",
+        ));
+    }
+    admin_school(state, user, asked).await
+}
+
+struct DeviceLine {
+    id: String,
+    name: String,
+    created: String,
+    last_seen: String,
+    offline: bool,
+    revoked: Option<String>,
+}
+
+impl DeviceLine {
+    fn of(device: Device, now: Millis) -> DeviceLine {
+        DeviceLine {
+            last_seen: device
+                .last_seen_at
+                .map_or_else(|| "never".to_owned(), rolls::time),
+            offline: device.revoked_at.is_none()
+                && device
+                    .last_seen_at
+                    .is_none_or(|at| now - at > OFFLINE_AFTER_MS),
+            revoked: device.revoked_at.map(rolls::time),
+            created: rolls::time(device.created_at),
+            name: if device.name.is_empty() {
+                "(unnamed box)".to_owned()
+            } else {
+                device.name
+            },
+            id: device.id,
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "devices.html")]
+struct DevicesPage {
+    chrome: Chrome,
+    lines: Vec<DeviceLine>,
+    /// Set right after a code was made: shown this once.
+    code: Option<(String, String)>,
+    notice: Option<String>,
+}
+
+/// `GET /devices`.
+pub(super) async fn page(
+    State(state): State<AppState>,
+    user: WebUser,
+    Query(param): Query<SchoolParam>,
+) -> Result<Response, WebError> {
+    let Some(school_id) = admin_school(&state, &user, param.school).await? else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    devices_page(&state, &user, school_id, None, param.revoked).await
+}
+
+async fn devices_page(
+    state: &AppState,
+    user: &WebUser,
+    school_id: String,
+    code: Option<(String, String)>,
+    revoked: Option<String>,
+) -> Result<Response, WebError> {
+    let now = state.now();
+    let mut devices = state.store().devices(&school_id).await?;
+    devices.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+    let notice = revoked
+        .and_then(|id| devices.iter().find(|d| d.id == id && d.revoked_at.is_some()))
+        .map(|d| {
+            let name = DeviceLine::of(d.clone(), now).name;
+            format!("Revoked {name}: its next sync is refused. To use it again, provision it with a new code.")
+        });
+    let page = DevicesPage {
+        chrome: Chrome::of(user, Some(school_id)),
+        lines: devices
+            .into_iter()
+            .map(|d| DeviceLine::of(d, now))
+            .collect(),
+        code,
+        notice,
+    };
+    Ok(page.into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct CodeForm {
+    csrf: String,
+    school: Option<String>,
+    device_name: Option<String>,
+    /// How long the code works, in hours.
+    valid_hours: Option<u32>,
+}
+
+/// `POST /devices/codes`: a new code, shown on the page that answers (and never again).
+pub(super) async fn create_code(
+    State(state): State<AppState>,
+    user: WebUser,
+    Form(form): Form<CodeForm>,
+) -> Result<Response, WebError> {
+    let Some(school_id) = posted_school(&state, &user, &form.csrf, form.school).await? else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    let ttl_minutes = form.valid_hours.map(|h| h.saturating_mul(60));
+    let (code, expires_at) = issue_provisioning_code(
+        &state,
+        &school_id,
+        &user.user,
+        form.device_name,
+        ttl_minutes,
+    )
+    .await?;
+    let code = Some((code, rolls::time(expires_at)));
+    devices_page(&state, &user, school_id, code, None).await
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "revoke.html")]
+struct RevokePage {
+    chrome: Chrome,
+    device: DeviceLine,
+}
+
+/// The device `device_id` of the school, or `NotFound`.
+async fn device_of(state: &AppState, school_id: &str, device_id: &str) -> Result<Device, WebError> {
+    let devices = state.store().devices(school_id).await?;
+    devices
+        .into_iter()
+        .find(|d| d.id == device_id)
+        .ok_or_else(|| WebError::from(ApiError::NotFound(format!("device {device_id}"))))
+}
+
+/// `GET /devices/{device}/revoke`: asks first.
+pub(super) async fn confirm_revoke(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(device_id): Path<String>,
+    Query(param): Query<SchoolParam>,
+) -> Result<Response, WebError> {
+    let Some(school_id) = admin_school(&state, &user, param.school).await? else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    let device = device_of(&state, &school_id, &device_id).await?;
+    let page = RevokePage {
+        chrome: Chrome::of(&user, Some(school_id)),
+        device: DeviceLine::of(device, state.now()),
+    };
+    Ok(page.into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct RevokeForm {
+    csrf: String,
+    school: Option<String>,
+}
+
+/// `POST /devices/{device}/revoke`: revokes, then back to the list, which says so.
+pub(super) async fn revoke_device(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(device_id): Path<String>,
+    Form(form): Form<RevokeForm>,
+) -> Result<Response, WebError> {
+    let Some(school_id) = posted_school(&state, &user, &form.csrf, form.school).await? else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    revoke(&state, &school_id, &device_id, &user.user).await?;
+    // Back to the list by GET, so a reload does not post again.
+    let query = serde_urlencoded::to_string([("school", &school_id), ("revoked", &device_id)])
+        .unwrap_or_default();
+    Ok(Redirect::to(&format!("/devices?{query}")).into_response())
+}
