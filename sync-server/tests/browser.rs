@@ -166,6 +166,14 @@ async fn an_admin_signs_in_reads_the_counts_opens_a_roll_and_signs_out() {
     );
     screenshots(&browser, "section").await;
 
+    // The first student of the roll, from their name.
+    let student = browser.find(Locator::Css("main tbody th a")).await.unwrap();
+    student.click().await.unwrap();
+    wait_for_path(&browser, &format!("/students/{}", north.s1())).await;
+    let figures = text_of(&browser, "main section.card").await;
+    assert!(figures.contains("Attended"), "{figures}");
+    screenshots(&browser, "student").await;
+
     // Reports: the nav's link, then a range with the fixture's lessons.
     let reports = browser.find(Locator::LinkText("Reports")).await.unwrap();
     reports.click().await.unwrap();

@@ -7,6 +7,7 @@ use common::{DISTRICT_ADMIN, PASSWORD, Server, lesson_events, push_body};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use serde_json::json;
+use sync_server::store::Store;
 
 /// A browser-like client on one server: keeps its cookies by hand and follows no redirect, so a
 /// test sees each answer.
@@ -450,4 +451,87 @@ async fn admins_make_a_code_a_box_can_use_and_revoke_a_box_after_confirming() {
     teacher.sign_in("north-teacher", PASSWORD).await;
     assert_eq!(teacher.get("/devices").await.status, 403);
     assert!(!teacher.get("/").await.html.contains("/devices"));
+}
+
+#[tokio::test]
+async fn a_student_page_shows_the_rate_and_admins_record_consent_there() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    server.push_two_lessons(&north).await;
+    let page_of = |student: &str| format!("/students/{student}?from=2024-09-01&to=2024-09-30");
+
+    let mut admin = Browser::new(&server);
+    admin.sign_in("north-admin", PASSWORD).await;
+    let roll = admin.get("/sections/north-math").await;
+    assert!(
+        roll.html
+            .contains("href=\"/students/north-s1?school=north\""),
+        "{}",
+        roll.html
+    );
+    let page = admin.get(&page_of("north-s1")).await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    assert!(
+        page.html
+            .contains("Attended 100.0 % of decided lessons; missed 0.0 %"),
+        "{}",
+        page.html
+    );
+    assert!(!page.html.contains("Chronically absent"));
+    assert!(
+        page.html.contains("Now: <strong>granted</strong>"),
+        "{}",
+        page.html
+    );
+
+    let csrf = hidden_csrf(&page.html);
+    let forged = admin
+        .post(
+            "/students/north-s1/consent",
+            &[("csrf", "x"), ("consent", "withdrawn")],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    let done = admin
+        .post(
+            "/students/north-s1/consent",
+            &[
+                ("csrf", &csrf),
+                ("consent", "withdrawn"),
+                ("by", "parent letter 12"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.html);
+    assert_eq!(done.headers[LOCATION], "/students/north-s1?school=north");
+    let after = admin.get(&page_of("north-s1")).await;
+    assert!(
+        after
+            .html
+            .contains("Now: <strong>withdrawn</strong>, recorded from parent letter 12"),
+        "{}",
+        after.html
+    );
+    // The same rule as the API's: the boxes are told to purge.
+    let feed = server.store.pull("north", 0, 1000).await.unwrap();
+    assert!(feed.changes.iter().any(|e| matches!(
+        &e.change,
+        sync_server::domain::feed::Change::Student { id, consent: shared_proto::sync::Consent::Withdrawn, .. }
+            if id == "north-s1"
+    )));
+
+    // A teacher: their own section's students, without the consent form.
+    let mut teacher = Browser::new(&server);
+    teacher.sign_in("north-teacher", PASSWORD).await;
+    let theirs = teacher.get(&page_of("north-s1")).await;
+    assert_eq!(theirs.status, 200, "{}", theirs.html);
+    assert!(!theirs.html.contains("consent-title"));
+    assert_eq!(teacher.get(&page_of("north-s2")).await.status, 403);
+    let refused = teacher
+        .post(
+            "/students/north-s1/consent",
+            &[("csrf", &hidden_csrf(&theirs.html)), ("consent", "granted")],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
 }

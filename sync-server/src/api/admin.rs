@@ -623,25 +623,44 @@ pub(super) async fn set_consent(
     Path((_, student_id)): Path<(String, String)>,
     JsonBody(update): JsonBody<ConsentUpdate>,
 ) -> Result<Json<StudentJson>, ApiError> {
-    let by = update.by.unwrap_or_else(|| user.username.clone());
-    check_text("by", &by, 200)?;
-    state
-        .store()
-        .set_consent(
-            &school_id,
-            &student_id,
-            update.consent,
-            by.trim(),
-            state.now(),
-        )
-        .await?;
-    tracing::info!(student_id = %student_id, consent = ?update.consent, by = %user.username, "consent recorded");
+    record_consent(
+        &state,
+        &school_id,
+        &student_id,
+        update.consent,
+        update.by,
+        &user,
+    )
+    .await?;
     let student = state
         .store()
         .student(&school_id, &student_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("student {student_id}")))?;
     Ok(Json(student.into()))
+}
+
+/// Records a consent decision of a student of `school_id` (`domain::consent` says what it does),
+/// for the API and the web pages: `by` says who gave or withdrew it, by default the admin.
+pub(crate) async fn record_consent(
+    state: &AppState,
+    school_id: &str,
+    student_id: &str,
+    consent: Consent,
+    by: Option<String>,
+    admin: &User,
+) -> Result<(), ApiError> {
+    let by = by
+        .map(|by| by.trim().to_owned())
+        .filter(|by| !by.is_empty())
+        .unwrap_or_else(|| admin.username.clone());
+    check_text("by", &by, 200)?;
+    state
+        .store()
+        .set_consent(school_id, student_id, consent, &by, state.now())
+        .await?;
+    tracing::info!(student_id = %student_id, consent = ?consent, by = %admin.username, "consent recorded");
+    Ok(())
 }
 
 /// `DELETE /v1/schools/{school}/students/{student}`: erasure of the student, their templates

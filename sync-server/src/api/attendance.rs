@@ -255,20 +255,25 @@ pub(super) async fn by_student(
     Ok(Json(only_visible(rows, visible.as_ref())))
 }
 
-/// Rows of the visible sections; a mark whose session has not arrived has no section yet, so a
-/// teacher does not see it.
+/// Rows of the visible sections.
 fn only_visible(
     rows: Vec<AttendanceRow>,
     visible: Option<&BTreeSet<String>>,
 ) -> Vec<AttendanceJson> {
     rows.into_iter()
-        .filter(|row| match (visible, &row.section_id) {
-            (None, _) => true,
-            (Some(visible), Some(section)) => visible.contains(section),
-            (Some(_), None) => false,
-        })
+        .filter(|row| is_visible(row, visible))
         .map(AttendanceJson::from)
         .collect()
+}
+
+/// Whether a mark is in the sections `visible_sections` gave (`None`: all). A mark whose session
+/// has not arrived has no section yet, so only an admin sees it.
+pub(crate) fn is_visible(row: &AttendanceRow, visible: Option<&BTreeSet<String>>) -> bool {
+    match (visible, &row.section_id) {
+        (None, _) => true,
+        (Some(visible), Some(section)) => visible.contains(section),
+        (Some(_), None) => false,
+    }
 }
 
 #[cfg(test)]

@@ -50,6 +50,26 @@ impl Counts {
     }
 }
 
+/// Missing this share of sessions or more, for any reason, is chronic absence: the common US
+/// definition. (To become a school setting.)
+pub const CHRONIC_ABSENCE_PERCENT: f64 = 10.0;
+
+impl Counts {
+    /// The share of decided sessions missed, excused or not, in percent; `None` when none is
+    /// decided. Chronic absence counts every absence: an excused one is still a lesson missed.
+    pub fn missed_percent(&self) -> Option<f64> {
+        let missed = self.absent + self.excused;
+        let decided = missed + self.present + self.late;
+        (decided > 0).then(|| 100.0 * missed as f64 / decided as f64)
+    }
+
+    /// Whether these marks show chronic absence (`missed_percent` at or over `threshold`).
+    pub fn chronically_absent(&self, threshold_percent: f64) -> bool {
+        self.missed_percent()
+            .is_some_and(|p| p >= threshold_percent)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +95,22 @@ mod tests {
             ..Counts::default()
         };
         assert_eq!(only_excused.attendance_percent(), None);
+        assert_eq!(only_excused.missed_percent(), Some(100.0));
+    }
+
+    #[test]
+    fn chronic_absence_counts_excused_absences_from_ten_percent() {
+        let term = |missed: usize, attended: usize| Counts {
+            present: attended,
+            excused: missed,
+            review: 5,
+            ..Counts::default()
+        };
+        assert!(
+            term(2, 18).chronically_absent(CHRONIC_ABSENCE_PERCENT),
+            "2 of 20 is 10 %"
+        );
+        assert!(!term(1, 18).chronically_absent(CHRONIC_ABSENCE_PERCENT));
+        assert!(!Counts::default().chronically_absent(CHRONIC_ABSENCE_PERCENT));
     }
 }

@@ -11,6 +11,7 @@ mod devices;
 mod reports;
 mod rolls;
 mod session;
+mod students;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -48,6 +49,8 @@ pub fn routes() -> Router<AppState> {
             "/devices/{device}/revoke",
             get(devices::confirm_revoke).post(devices::revoke_device),
         )
+        .route("/students/{student}", get(students::page))
+        .route("/students/{student}/consent", post(students::set_consent))
         .route("/reports", get(reports::page))
         .route("/reports/attendance.csv", get(reports::attendance_csv))
         .route("/reports/summary.csv", get(reports::summary_csv))
@@ -134,6 +137,19 @@ impl IntoResponse for WebError {
         }
         response
     }
+}
+
+/// `text` as one URL path segment: every byte but the unreserved ones percent-encoded.
+fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 fn forbidden(why: &str) -> WebError {
@@ -391,6 +407,7 @@ async fn home(
 /// One student's line of a roll.
 struct RollLine {
     student: String,
+    student_id: String,
     status: &'static str,
     decided_by: String,
     score: String,
@@ -449,6 +466,7 @@ async fn section_page(
             (name.to_lowercase(), row.student_id.clone()),
             RollLine {
                 student: name,
+                student_id: row.student_id.clone(),
                 status: row.status.as_str(),
                 decided_by: rolls::decided_by(row),
                 score: row.score.map_or_else(String::new, |s| format!("{s:.2}")),

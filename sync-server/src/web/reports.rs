@@ -18,8 +18,8 @@ use serde::Deserialize;
 use shared_proto::sync::MarkStatus;
 
 use super::session::WebUser;
-use super::{Chrome, WebError, school_of, student_names};
-use crate::api::attendance::{range_of, visible_sections};
+use super::{Chrome, WebError, rolls, school_of, student_names};
+use crate::api::attendance::{is_visible, visible_sections};
 use crate::api::{ApiError, AppState};
 use crate::domain::attendance::Counts;
 use crate::store::{AttendanceQuery, AttendanceRow, Millis};
@@ -62,15 +62,12 @@ impl Scope {
             return Ok(None);
         };
         let now = state.now();
-        let to_day = params
-            .to
-            .filter(|t| !t.is_empty())
-            .unwrap_or_else(|| day(now));
-        let from_day = params
-            .from
-            .filter(|f| !f.is_empty())
-            .unwrap_or_else(|| day(now - 30 * DAY_MS));
-        let (from, to) = range_of(Some(&from_day), Some(&to_day), now)?;
+        let rolls::Days {
+            from_day,
+            to_day,
+            from,
+            to,
+        } = rolls::Days::of(params.from, params.to, 30, now)?;
         let mut sections = visible_sections(state, &user.user, &school_id).await?;
         if let Some(one) = params.section.filter(|s| !s.is_empty()) {
             if sections.as_ref().is_some_and(|own| !own.contains(&one)) {
@@ -129,12 +126,7 @@ impl Scope {
             to,
         };
         let mut rows = state.store().attendance(&query).await?;
-        rows.retain(|row| match (&self.sections, &row.section_id) {
-            (None, _) => true,
-            (Some(visible), Some(section)) => visible.contains(section),
-            // A mark whose session has not arrived has no section yet: only an admin sees it.
-            (Some(_), None) => false,
-        });
+        rows.retain(|row| is_visible(row, self.sections.as_ref()));
         rows.sort_by(|a, b| {
             (when(a), self.title(a), self.name(a)).cmp(&(when(b), self.title(b), self.name(b)))
         });
@@ -184,13 +176,6 @@ impl Scope {
 /// When a mark happened: its session's start, or its decision while the session has not arrived.
 fn when(row: &AttendanceRow) -> Millis {
     row.started_at.unwrap_or(row.decided_at)
-}
-
-fn day(at: Millis) -> String {
-    jiff::Timestamp::from_millisecond(at).map_or_else(
-        |_| "1970-01-01".to_owned(),
-        |t| t.strftime("%Y-%m-%d").to_string(),
-    )
 }
 
 /// The one-letter code of a mark in exports and grids.
@@ -406,7 +391,7 @@ fn attendance_record(scope: &Scope, row: &AttendanceRow) -> String {
     let start = jiff::Timestamp::from_millisecond(at)
         .map_or_else(|_| String::new(), |t| t.strftime("%H:%M").to_string());
     csv_record(&[
-        &day(at),
+        &rolls::day(at),
         &start,
         row.section_id.as_deref().unwrap_or(""),
         scope.title(row),

@@ -62,6 +62,45 @@ pub fn time(at: Millis) -> String {
     )
 }
 
+/// A day as forms and file names show it, `YYYY-MM-DD` (UTC).
+pub fn day(at: Millis) -> String {
+    jiff::Timestamp::from_millisecond(at).map_or_else(
+        |_| "1970-01-01".to_owned(),
+        |t| t.strftime("%Y-%m-%d").to_string(),
+    )
+}
+
+/// Days `from` to `to` (both included, UTC) as a form gave them, each defaulting: `to` to today,
+/// `from` to `default_days` before it; with the range in milliseconds (`range_of`'s checks).
+pub struct Days {
+    pub from_day: String,
+    pub to_day: String,
+    pub from: Millis,
+    pub to: Millis,
+}
+
+impl Days {
+    pub fn of(
+        from: Option<String>,
+        to: Option<String>,
+        default_days: i64,
+        now: Millis,
+    ) -> Result<Days, crate::api::ApiError> {
+        const DAY_MS: Millis = 24 * 60 * 60 * 1000;
+        let to_day = to.filter(|t| !t.is_empty()).unwrap_or_else(|| day(now));
+        let from_day = from
+            .filter(|f| !f.is_empty())
+            .unwrap_or_else(|| day(now - default_days * DAY_MS));
+        let (from, to) = crate::api::attendance::range_of(Some(&from_day), Some(&to_day), now)?;
+        Ok(Days {
+            from_day,
+            to_day,
+            from,
+            to,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use shared_proto::sync::MarkStatus;

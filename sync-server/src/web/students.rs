@@ -1,0 +1,212 @@
+//! A student's page: their attendance over a range with its rate and the chronic-absence flag,
+//! their consent (admins grant or withdraw it here), and how many face templates the server holds
+//! per embedding space. A teacher sees the student's marks in their own sections only.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use shared_proto::sync::Consent;
+
+use super::session::WebUser;
+use super::{Chrome, WebError, forbidden, rolls, school_of, segment};
+use crate::api::admin::record_consent;
+use crate::api::attendance::{is_visible, visible_sections};
+use crate::api::{ApiError, AppState};
+use crate::domain::attendance::{CHRONIC_ABSENCE_PERCENT, Counts};
+use crate::store::AttendanceQuery;
+
+/// The history a page opens on.
+const DEFAULT_DAYS: i64 = 180;
+
+#[derive(Deserialize)]
+pub(super) struct StudentParams {
+    school: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+struct HistoryLine {
+    date: String,
+    section: String,
+    status: &'static str,
+    decided_by: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "student.html")]
+struct StudentPage {
+    chrome: Chrome,
+    id: String,
+    name: String,
+    active: bool,
+    from: String,
+    to: String,
+    counts: Counts,
+    attendance: String,
+    missed: String,
+    chronic: bool,
+    threshold: f64,
+    lines: Vec<HistoryLine>,
+    consent: &'static str,
+    consent_by: String,
+    consent_at: String,
+    /// Live templates by embedding space.
+    templates: Vec<(String, usize)>,
+}
+
+fn percent(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |p| format!("{p:.1} %"))
+}
+
+/// `GET /students/{student}`.
+pub(super) async fn page(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(student_id): Path<String>,
+    Query(params): Query<StudentParams>,
+) -> Result<Response, WebError> {
+    let Some(school_id) = school_of(&user, params.school)? else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    let visible = visible_sections(&state, &user.user, &school_id).await?;
+    let student = state
+        .store()
+        .student(&school_id, &student_id)
+        .await?
+        .ok_or_else(|| WebError::from(ApiError::NotFound(format!("student {student_id}"))))?;
+    let now = state.now();
+    let rolls::Days {
+        from_day,
+        to_day,
+        from,
+        to,
+    } = rolls::Days::of(params.from, params.to, DEFAULT_DAYS, now)?;
+    let mut rows = state
+        .store()
+        .attendance(&AttendanceQuery {
+            school_id: school_id.clone(),
+            student_id: Some(student_id.clone()),
+            from,
+            to,
+            ..AttendanceQuery::default()
+        })
+        .await?;
+    rows.retain(|row| is_visible(row, visible.as_ref()));
+    if let Some(own) = &visible {
+        let mut enrolled = false;
+        for section in own {
+            let enrolments = state.store().enrolments(&school_id, section).await?;
+            enrolled |= enrolments
+                .iter()
+                .any(|e| e.active && e.person_id == student_id);
+        }
+        if !enrolled {
+            return Err(forbidden(
+                "you can see the students of your own sections only",
+            ));
+        }
+    }
+    let titles: BTreeMap<String, String> = state
+        .store()
+        .sections(&school_id)
+        .await?
+        .into_iter()
+        .map(|s| (s.id, s.title))
+        .collect();
+    rows.sort_by_key(|row| std::cmp::Reverse(row.started_at.unwrap_or(row.decided_at)));
+    let counts = Counts::of(&rows);
+    let lines = rows
+        .iter()
+        .map(|row| HistoryLine {
+            date: rolls::time(row.started_at.unwrap_or(row.decided_at)),
+            section: row.section_id.as_ref().map_or_else(String::new, |id| {
+                titles.get(id).cloned().unwrap_or_else(|| id.clone())
+            }),
+            status: row.status.as_str(),
+            decided_by: rolls::decided_by(row),
+        })
+        .collect();
+    let mut templates: BTreeMap<String, usize> = BTreeMap::new();
+    if user.is_admin() {
+        for template in state.store().templates_of(&school_id, &student_id).await? {
+            *templates
+                .entry(template.embedding.space.to_string())
+                .or_default() += 1;
+        }
+    }
+    let page = StudentPage {
+        chrome: Chrome::of(&user, Some(school_id)),
+        name: format!("{} {}", student.given_name, student.family_name),
+        id: student.id,
+        active: student.active,
+        from: from_day,
+        to: to_day,
+        attendance: percent(counts.attendance_percent()),
+        missed: percent(counts.missed_percent()),
+        chronic: counts.chronically_absent(CHRONIC_ABSENCE_PERCENT),
+        threshold: CHRONIC_ABSENCE_PERCENT,
+        counts,
+        lines,
+        consent: student.consent.as_str(),
+        consent_by: student.consent_by.unwrap_or_default(),
+        consent_at: student.consent_at.map_or_else(String::new, rolls::time),
+        templates: templates.into_iter().collect(),
+    };
+    Ok(page.into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct ConsentForm {
+    csrf: String,
+    school: Option<String>,
+    consent: String,
+    /// Who gave or withdrew it: a guardian's name, a form's reference.
+    by: Option<String>,
+}
+
+/// `POST /students/{student}/consent`: admins only; the same rule as the API's.
+pub(super) async fn set_consent(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(student_id): Path<String>,
+    Form(form): Form<ConsentForm>,
+) -> Result<Response, WebError> {
+    if !user.check_csrf(&form.csrf) {
+        return Err(forbidden(
+            "this form came from another page: open the student again",
+        ));
+    }
+    if !user.is_admin() {
+        return Err(forbidden("consent is recorded by the school's admins"));
+    }
+    let Some(school_id) = school_of(&user, form.school)? else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    visible_sections(&state, &user.user, &school_id).await?;
+    let consent = match form.consent.as_str() {
+        "granted" => Consent::Granted,
+        "withdrawn" => Consent::Withdrawn,
+        other => {
+            return Err(WebError::from(ApiError::InvalidRequest(format!(
+                "consent can be granted or withdrawn here, not \"{other}\""
+            ))));
+        }
+    };
+    record_consent(
+        &state,
+        &school_id,
+        &student_id,
+        consent,
+        form.by,
+        &user.user,
+    )
+    .await?;
+    let query = serde_urlencoded::to_string([("school", &school_id)]).unwrap_or_default();
+    let to = format!("/students/{}?{query}", segment(&student_id));
+    Ok(Redirect::to(&to).into_response())
+}
