@@ -520,6 +520,23 @@ async fn a_student_page_shows_the_rate_and_admins_record_consent_there() {
             if id == "north-s1"
     )));
 
+    // Left empty, "given by" is the admin who records it (the API refuses an empty one).
+    let again = admin
+        .post(
+            "/students/north-s1/consent",
+            &[("csrf", &csrf), ("consent", "granted"), ("by", "")],
+        )
+        .await;
+    assert_eq!(again.status, 303, "{}", again.html);
+    let granted = admin.get(&page_of("north-s1")).await;
+    assert!(
+        granted
+            .html
+            .contains("Now: <strong>granted</strong>, recorded from north-admin"),
+        "{}",
+        granted.html
+    );
+
     // A teacher: their own section's students, without the consent form.
     let mut teacher = Browser::new(&server);
     teacher.sign_in("north-teacher", PASSWORD).await;

@@ -279,12 +279,10 @@ pub(crate) async fn issue_provisioning_code(
             "ttl_minutes must be 1-{MAX_CODE_TTL_MINUTES}"
         )));
     }
-    let device_name = device_name
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty());
     if let Some(name) = &device_name {
         check_text("device_name", name, 100)?;
     }
+    let device_name = device_name.map(|name| name.trim().to_owned());
     let code = new_provisioning_code();
     let expires_at = state.now() + Millis::from(ttl_minutes) * 60_000;
     state
@@ -650,14 +648,11 @@ pub(crate) async fn record_consent(
     by: Option<String>,
     admin: &User,
 ) -> Result<(), ApiError> {
-    let by = by
-        .map(|by| by.trim().to_owned())
-        .filter(|by| !by.is_empty())
-        .unwrap_or_else(|| admin.username.clone());
+    let by = by.unwrap_or_else(|| admin.username.clone());
     check_text("by", &by, 200)?;
     state
         .store()
-        .set_consent(school_id, student_id, consent, &by, state.now())
+        .set_consent(school_id, student_id, consent, by.trim(), state.now())
         .await?;
     tracing::info!(student_id = %student_id, consent = ?consent, by = %admin.username, "consent recorded");
     Ok(())

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::session::WebUser;
-use super::{Chrome, WebError, forbidden, rolls, school_of};
+use super::{Chrome, WebError, forbidden, given, rolls, school_of};
 use crate::api::admin::{issue_provisioning_code, revoke};
 use crate::api::attendance::visible_sections;
 use crate::api::{ApiError, AppState};
@@ -161,7 +161,7 @@ pub(super) async fn create_code(
         &state,
         &school_id,
         &user.user,
-        form.device_name,
+        given(form.device_name),
         ttl_minutes,
     )
     .await?;

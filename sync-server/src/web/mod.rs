@@ -139,6 +139,11 @@ impl IntoResponse for WebError {
     }
 }
 
+/// An optional form field: left empty, it was not given.
+fn given(field: Option<String>) -> Option<String> {
+    field.filter(|text| !text.trim().is_empty())
+}
+
 /// `text` as one URL path segment: every byte but the unreserved ones percent-encoded.
 fn segment(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

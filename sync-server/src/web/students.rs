@@ -13,7 +13,7 @@ use serde::Deserialize;
 use shared_proto::sync::Consent;
 
 use super::session::WebUser;
-use super::{Chrome, WebError, forbidden, rolls, school_of, segment};
+use super::{Chrome, WebError, forbidden, given, rolls, school_of, segment};
 use crate::api::admin::record_consent;
 use crate::api::attendance::{is_visible, visible_sections};
 use crate::api::{ApiError, AppState};
@@ -202,7 +202,7 @@ pub(super) async fn set_consent(
         &school_id,
         &student_id,
         consent,
-        form.by,
+        given(form.by),
         &user.user,
     )
     .await?;
