@@ -216,6 +216,13 @@ async fn an_admin_signs_in_reads_the_counts_opens_a_roll_and_signs_out() {
     assert_eq!(code.len(), 14, "{code}");
     screenshots(&browser, "devices-code").await;
 
+    let users = browser.find(Locator::LinkText("Users")).await.unwrap();
+    users.click().await.unwrap();
+    wait_for_path(&browser, "/users").await;
+    let accounts = text_of(&browser, "main tbody").await;
+    assert!(accounts.contains("north-teacher"), "{accounts}");
+    screenshots(&browser, "users").await;
+
     let sign_out = browser
         .find(Locator::Css("header form button"))
         .await

@@ -552,3 +552,97 @@ async fn a_student_page_shows_the_rate_and_admins_record_consent_there() {
         .await;
     assert_eq!(refused.status, 403);
 }
+
+#[tokio::test]
+async fn admins_create_accounts_and_a_new_password_signs_the_user_out() {
+    let server = Server::start().await;
+    server.school("north").await;
+    let mut admin = Browser::new(&server);
+    admin.sign_in("north-admin", PASSWORD).await;
+    let page = admin.get("/users").await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    assert!(
+        page.html.contains("north-teacher") && page.html.contains("north-t1"),
+        "{}",
+        page.html
+    );
+    let csrf = hidden_csrf(&page.html);
+
+    // A teacher needs their roster id: refused with why, the name kept.
+    let refused = admin
+        .post(
+            "/users",
+            &[
+                ("csrf", &csrf),
+                ("username", "ms.lee"),
+                ("password", "long enough pw"),
+                ("role", "teacher"),
+                ("teacher_id", ""),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 200);
+    assert!(
+        refused.html.contains("a teacher needs teacher_id"),
+        "{}",
+        refused.html
+    );
+    assert!(
+        refused.html.contains("value=\"ms.lee\""),
+        "{}",
+        refused.html
+    );
+    let created = admin
+        .post(
+            "/users",
+            &[
+                ("csrf", &csrf),
+                ("username", "ms.lee"),
+                ("password", "long enough pw"),
+                ("role", "teacher"),
+                ("teacher_id", "north-t1"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, 303, "{}", created.html);
+    let listed = admin.get(created.headers[LOCATION].to_str().unwrap()).await;
+    assert!(
+        listed.html.contains("Saved: account ms.lee created."),
+        "{}",
+        listed.html
+    );
+
+    let mut lee = Browser::new(&server);
+    assert_eq!(lee.sign_in("ms.lee", "long enough pw").await.status, 303);
+    assert_eq!(lee.get("/").await.status, 200);
+    assert_eq!(lee.get("/users").await.status, 403);
+
+    // A new password: too short is refused; then the old sessions end and the new one works.
+    let at = listed.html.find("ms.lee").unwrap();
+    let form_at = listed.html[at..].find("action=\"/users/").unwrap() + at + 15;
+    let user_id = listed.html[form_at..].split('/').next().unwrap().to_owned();
+    let short = admin
+        .post(
+            &format!("/users/{user_id}/password"),
+            &[("csrf", &csrf), ("password", "short")],
+        )
+        .await;
+    assert!(short.html.contains("(for ms.lee)"), "{}", short.html);
+    let forged = admin
+        .post(
+            &format!("/users/{user_id}/password"),
+            &[("csrf", "x"), ("password", "another long one")],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    let reset = admin
+        .post(
+            &format!("/users/{user_id}/password"),
+            &[("csrf", &csrf), ("password", "another long one")],
+        )
+        .await;
+    assert_eq!(reset.status, 303, "{}", reset.html);
+    assert_eq!(lee.get("/").await.status, 303, "signed out everywhere");
+    assert_eq!(lee.sign_in("ms.lee", "long enough pw").await.status, 401);
+    assert_eq!(lee.sign_in("ms.lee", "another long one").await.status, 303);
+}

@@ -165,14 +165,47 @@ pub(super) async fn create_user(
     }: SchoolAdmin,
     JsonBody(new): JsonBody<NewUser>,
 ) -> Result<(StatusCode, Json<UserJson>), ApiError> {
-    check_id("username", &new.username)?;
-    let role: Role = new
-        .role
+    let user = create_account(
+        &state,
+        &school_id,
+        &admin,
+        new.username,
+        new.password,
+        &new.role,
+        new.teacher_id,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(UserJson {
+            role: user.role.as_str(),
+            id: user.id,
+            username: user.username,
+            school_id: user.school_id,
+            teacher_id: user.teacher_id,
+        }),
+    ))
+}
+
+/// Creates an account of `school_id`: an admin, or a teacher linked to their roster sourcedId.
+/// For the API and the web pages; the password is hashed on the password workers and must be
+/// long enough (`MIN_PASSWORD_CHARS`).
+pub(crate) async fn create_account(
+    state: &AppState,
+    school_id: &str,
+    admin: &User,
+    username: String,
+    password: String,
+    role: &str,
+    teacher_id: Option<String>,
+) -> Result<User, ApiError> {
+    check_id("username", &username)?;
+    let role: Role = role
         .parse()
         .map_err(|e: shared_proto::vocabulary::UnknownWord| {
             ApiError::InvalidRequest(e.to_string())
         })?;
-    let teacher_id = match (role, new.teacher_id) {
+    let teacher_id = match (role, teacher_id) {
         (Role::Teacher, Some(id)) => {
             check_id("teacher_id", &id)?;
             Some(id)
@@ -184,32 +217,46 @@ pub(super) async fn create_user(
         }
         (Role::Admin, _) => None,
     };
-    let password_hash = state
-        .shared
-        .passwords
-        .hash(new.password)
-        .await?
-        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let password_hash = hash_on_workers(state, password).await?;
     let user = User {
         id: uuid::Uuid::now_v7().to_string(),
-        username: new.username,
+        username,
         password_hash,
         role,
-        school_id: Some(school_id),
+        school_id: Some(school_id.to_owned()),
         teacher_id,
     };
     state.store().create_user(&user).await?;
     tracing::info!(username = %user.username, role = role.as_str(), by = %admin.username, "account created");
-    Ok((
-        StatusCode::CREATED,
-        Json(UserJson {
-            id: user.id,
-            username: user.username,
-            role: role.as_str(),
-            school_id: user.school_id,
-            teacher_id: user.teacher_id,
-        }),
-    ))
+    Ok(user)
+}
+
+/// Gives a user of `school_id` a new password and signs them out everywhere.
+pub(crate) async fn reset_password(
+    state: &AppState,
+    school_id: &str,
+    user_id: &str,
+    password: String,
+    admin: &User,
+) -> Result<(), ApiError> {
+    let password_hash = hash_on_workers(state, password).await?;
+    state
+        .store()
+        .set_password(school_id, user_id, &password_hash)
+        .await?;
+    tracing::info!(user_id = %user_id, by = %admin.username, "password reset");
+    Ok(())
+}
+
+/// An argon2id hash of a new password, made on the password workers; too short a password is
+/// refused with the rule.
+async fn hash_on_workers(state: &AppState, password: String) -> Result<String, ApiError> {
+    state
+        .shared
+        .passwords
+        .hash(password)
+        .await?
+        .map_err(|e| ApiError::InvalidRequest(e.to_string()))
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]

@@ -254,6 +254,17 @@ pub trait Store: Send + Sync + 'static {
     async fn create_user(&self, user: &User) -> Result<(), StoreError>;
     async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError>;
     async fn count_admins(&self) -> Result<u64, StoreError>;
+    /// The accounts of a school, by username.
+    async fn users(&self, school_id: &str) -> Result<Vec<User>, StoreError>;
+    /// Replaces the password of a user of `school_id` and ends every session of theirs, in one
+    /// transaction: whoever held the old password is signed out. `NotFound` for a user of
+    /// another school or none.
+    async fn set_password(
+        &self,
+        school_id: &str,
+        user_id: &str,
+        password_hash: &str,
+    ) -> Result<(), StoreError>;
     async fn create_auth_session(&self, session: &AuthSession) -> Result<(), StoreError>;
     /// The user of an unexpired session.
     async fn user_by_session(

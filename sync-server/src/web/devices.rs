@@ -10,9 +10,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::session::WebUser;
-use super::{Chrome, WebError, forbidden, given, rolls, school_of};
+use super::{Chrome, WebError, admin_school, given, rolls};
 use crate::api::admin::{issue_provisioning_code, revoke};
-use crate::api::attendance::visible_sections;
 use crate::api::{ApiError, AppState};
 use crate::store::{Device, Millis};
 
@@ -24,37 +23,6 @@ pub(super) struct SchoolParam {
     school: Option<String>,
     /// After a revocation: the device just revoked, to say so.
     revoked: Option<String>,
-}
-
-/// The school an admin page is about, checked: admins only, of that school (or district).
-async fn admin_school(
-    state: &AppState,
-    user: &WebUser,
-    asked: Option<String>,
-) -> Result<Option<String>, WebError> {
-    if !user.is_admin() {
-        return Err(forbidden("devices are managed by the school's admins"));
-    }
-    let Some(school_id) = school_of(user, asked)? else {
-        return Ok(None);
-    };
-    visible_sections(state, &user.user, &school_id).await?;
-    Ok(Some(school_id))
-}
-
-/// As `admin_school`, for a posted form, whose CSRF token is checked first.
-async fn posted_school(
-    state: &AppState,
-    user: &WebUser,
-    csrf: &str,
-    asked: Option<String>,
-) -> Result<Option<String>, WebError> {
-    if !user.check_csrf(csrf) {
-        return Err(forbidden(
-            "this form came from another page: open Devices again",
-        ));
-    }
-    admin_school(state, user, asked).await
 }
 
 struct DeviceLine {
@@ -104,7 +72,7 @@ pub(super) async fn page(
     user: WebUser,
     Query(param): Query<SchoolParam>,
 ) -> Result<Response, WebError> {
-    let Some(school_id) = admin_school(&state, &user, param.school).await? else {
+    let Some(school_id) = admin_school(&state, &user, None, param.school, "devices").await? else {
         return Ok(Redirect::to("/").into_response());
     };
     devices_page(&state, &user, school_id, None, param.revoked).await
@@ -153,7 +121,9 @@ pub(super) async fn create_code(
     user: WebUser,
     Form(form): Form<CodeForm>,
 ) -> Result<Response, WebError> {
-    let Some(school_id) = posted_school(&state, &user, &form.csrf, form.school).await? else {
+    let Some(school_id) =
+        admin_school(&state, &user, Some(&form.csrf), form.school, "devices").await?
+    else {
         return Ok(Redirect::to("/").into_response());
     };
     let ttl_minutes = form.valid_hours.map(|h| h.saturating_mul(60));
@@ -192,7 +162,7 @@ pub(super) async fn confirm_revoke(
     Path(device_id): Path<String>,
     Query(param): Query<SchoolParam>,
 ) -> Result<Response, WebError> {
-    let Some(school_id) = admin_school(&state, &user, param.school).await? else {
+    let Some(school_id) = admin_school(&state, &user, None, param.school, "devices").await? else {
         return Ok(Redirect::to("/").into_response());
     };
     let device = device_of(&state, &school_id, &device_id).await?;
@@ -216,7 +186,9 @@ pub(super) async fn revoke_device(
     Path(device_id): Path<String>,
     Form(form): Form<RevokeForm>,
 ) -> Result<Response, WebError> {
-    let Some(school_id) = posted_school(&state, &user, &form.csrf, form.school).await? else {
+    let Some(school_id) =
+        admin_school(&state, &user, Some(&form.csrf), form.school, "devices").await?
+    else {
         return Ok(Redirect::to("/").into_response());
     };
     revoke(&state, &school_id, &device_id, &user.user).await?;

@@ -12,6 +12,7 @@ mod reports;
 mod rolls;
 mod session;
 mod students;
+mod users;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -51,6 +52,8 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/students/{student}", get(students::page))
         .route("/students/{student}/consent", post(students::set_consent))
+        .route("/users", get(users::page).post(users::create))
+        .route("/users/{user}/password", post(users::set_password))
         .route("/reports", get(reports::page))
         .route("/reports/attendance.csv", get(reports::attendance_csv))
         .route("/reports/summary.csv", get(reports::summary_csv))
@@ -278,6 +281,33 @@ fn school_of(user: &WebUser, asked: Option<String>) -> Result<Option<String>, We
     Ok(asked
         .filter(|s| !s.is_empty())
         .or_else(|| user.user.school_id.clone()))
+}
+
+/// The school an admin page (of `what`: accounts, devices) is about, checked: a posted form's
+/// CSRF token first, then admins only, of that school (or district). `None`: a district admin who
+/// has not picked one.
+async fn admin_school(
+    state: &AppState,
+    user: &WebUser,
+    csrf: Option<&str>,
+    asked: Option<String>,
+    what: &str,
+) -> Result<Option<String>, WebError> {
+    if csrf.is_some_and(|csrf| !user.check_csrf(csrf)) {
+        return Err(forbidden(
+            "this form came from another page: open the page again",
+        ));
+    }
+    if !user.is_admin() {
+        return Err(forbidden(&format!(
+            "{what} are managed by the school's admins"
+        )));
+    }
+    let Some(school_id) = school_of(user, asked)? else {
+        return Ok(None);
+    };
+    visible_sections(state, &user.user, &school_id).await?;
+    Ok(Some(school_id))
 }
 
 /// The active sections `user` may see of `school_id`: the API's rule (`visible_sections`).

@@ -53,6 +53,7 @@ macro_rules! contract_tests {
             provisioning_code_expires,
             device_revocation,
             users_and_auth_sessions,
+            password_reset_ends_the_users_sessions,
             full_roster_deactivates_missing,
             roster_cases,
             roster_refusals,
@@ -1395,6 +1396,104 @@ pub async fn users_and_auth_sessions(backend: &impl Backend) {
             .await
             .expect("user"),
         None
+    );
+}
+
+pub async fn password_reset_ends_the_users_sessions(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    let user = |id: &str, name: &str, school: &str| User {
+        id: id.into(),
+        username: name.into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$b2xk".into(),
+        role: Role::Teacher,
+        school_id: Some(school.into()),
+        teacher_id: Some(TEACHER_A.into()),
+    };
+    let (zed, amy, far) = (
+        user("u-zed", "zed", SCHOOL),
+        user("u-amy", "amy", SCHOOL),
+        user("u-far", "far", OTHER_SCHOOL),
+    );
+    for (account, token) in [
+        (&zed, "zed-1"),
+        (&zed, "zed-2"),
+        (&amy, "amy-1"),
+        (&far, "far-1"),
+    ] {
+        if fx
+            .store
+            .user_by_name(&account.username)
+            .await
+            .expect("user")
+            .is_none()
+        {
+            fx.store.create_user(account).await.expect("user");
+        }
+        fx.store
+            .create_auth_session(&AuthSession {
+                token_hash: token.into(),
+                user_id: account.id.clone(),
+                expires_at: T0 + DAY,
+            })
+            .await
+            .expect("session");
+    }
+    let names: Vec<String> = fx
+        .store
+        .users(SCHOOL)
+        .await
+        .expect("users")
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(names, ["amy", "zed"], "the school's accounts, by name");
+
+    fx.store
+        .set_password(SCHOOL, "u-zed", "$argon2id$new")
+        .await
+        .expect("reset");
+    let zed_now = fx
+        .store
+        .user_by_name("zed")
+        .await
+        .expect("user")
+        .expect("zed");
+    assert_eq!(zed_now.password_hash, "$argon2id$new");
+    for token in ["zed-1", "zed-2"] {
+        assert_eq!(
+            fx.store.user_by_session(token, T0).await.expect("user"),
+            None,
+            "every session of the old password ends"
+        );
+    }
+    assert!(
+        fx.store
+            .user_by_session("amy-1", T0)
+            .await
+            .expect("user")
+            .is_some(),
+        "other users stay signed in"
+    );
+    // Only a user of the school named.
+    for (school, id) in [
+        (SCHOOL, "u-far"),
+        (SCHOOL, "u-nobody"),
+        (OTHER_SCHOOL, "u-amy"),
+    ] {
+        assert!(
+            matches!(
+                fx.store.set_password(school, id, "$argon2id$x").await,
+                Err(StoreError::NotFound(_))
+            ),
+            "{school} {id}"
+        );
+    }
+    assert!(
+        fx.store
+            .user_by_session("far-1", T0)
+            .await
+            .expect("user")
+            .is_some()
     );
 }
 

@@ -75,6 +75,44 @@ pub async fn user_by_name(store: &MongoStore, username: &str) -> Result<Option<U
         .map(UserDoc::into_user))
 }
 
+pub async fn users(store: &MongoStore, school_id: &str) -> Result<Vec<User>, DbError> {
+    let cursor = store
+        .coll::<UserDoc>(USERS)
+        .find(doc! { "school_id": school_id })
+        .sort(doc! { "username": 1 })
+        .await?;
+    Ok(collect(cursor)
+        .await?
+        .into_iter()
+        .map(UserDoc::into_user)
+        .collect())
+}
+
+/// In one transaction: the hash replaced and the user's sessions gone together.
+pub async fn set_password(
+    tx: &mut Tx<'_>,
+    school_id: &str,
+    user_id: &str,
+    password_hash: &str,
+) -> Result<(), DbError> {
+    let changed = tx
+        .coll::<Document>(USERS)
+        .update_one(
+            doc! { "_id": user_id, "school_id": school_id },
+            doc! { "$set": { "password_hash": password_hash } },
+        )
+        .session(&mut tx.session)
+        .await?;
+    if changed.matched_count == 0 {
+        return Err(StoreError::NotFound(format!("user {user_id}")).into());
+    }
+    tx.coll::<Document>(AUTH_SESSIONS)
+        .delete_many(doc! { "user_id": user_id })
+        .session(&mut tx.session)
+        .await?;
+    Ok(())
+}
+
 pub async fn count_admins(store: &MongoStore) -> Result<u64, DbError> {
     Ok(store
         .coll::<Document>(USERS)

@@ -158,6 +158,23 @@ impl Store for MongoStore {
         Ok(accounts::count_admins(self).await?)
     }
 
+    async fn users(&self, school_id: &str) -> Result<Vec<User>, StoreError> {
+        Ok(accounts::users(self, school_id).await?)
+    }
+
+    async fn set_password(
+        &self,
+        school_id: &str,
+        user_id: &str,
+        password_hash: &str,
+    ) -> Result<(), StoreError> {
+        let mut ctx = (school_id, user_id, password_hash);
+        tx::run(self, None, &mut ctx, |tx, (school_id, user_id, hash)| {
+            Box::pin(accounts::set_password(tx, school_id, user_id, hash))
+        })
+        .await
+    }
+
     async fn create_auth_session(&self, session: &AuthSession) -> Result<(), StoreError> {
         Ok(accounts::create_auth_session(self, session).await?)
     }

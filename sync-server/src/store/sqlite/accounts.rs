@@ -83,6 +83,32 @@ pub fn user_by_name(conn: &Connection, username: &str) -> Result<Option<User>, S
         .optional()?)
 }
 
+pub fn users(conn: &Connection, school_id: &str) -> Result<Vec<User>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {USER_COLUMNS} FROM users u WHERE u.school_id = ?1 ORDER BY u.username"
+    ))?;
+    let rows = stmt.query_map([school_id], user_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Within the writer's transaction: the hash replaced and the user's sessions gone together.
+pub fn set_password(
+    conn: &Connection,
+    school_id: &str,
+    user_id: &str,
+    password_hash: &str,
+) -> Result<(), StoreError> {
+    let changed = conn
+        .prepare_cached("UPDATE users SET password_hash = ?3 WHERE id = ?2 AND school_id = ?1")?
+        .execute(params![school_id, user_id, password_hash])?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!("user {user_id}")));
+    }
+    conn.prepare_cached("DELETE FROM auth_sessions WHERE user_id = ?1")?
+        .execute([user_id])?;
+    Ok(())
+}
+
 pub fn count_admins(conn: &Connection) -> Result<u64, StoreError> {
     let n: i64 = conn
         .prepare_cached("SELECT COUNT(*) FROM users WHERE role = 'admin'")?

@@ -215,6 +215,29 @@ impl Store for SqliteStore {
         self.readers.run(accounts::count_admins).await
     }
 
+    async fn users(&self, school_id: &str) -> Result<Vec<User>, StoreError> {
+        let school_id = school_id.to_owned();
+        self.readers
+            .run(move |conn| accounts::users(conn, &school_id))
+            .await
+    }
+
+    async fn set_password(
+        &self,
+        school_id: &str,
+        user_id: &str,
+        password_hash: &str,
+    ) -> Result<(), StoreError> {
+        let (school_id, user_id, hash) = (
+            school_id.to_owned(),
+            user_id.to_owned(),
+            password_hash.to_owned(),
+        );
+        self.writer
+            .run(move |conn| accounts::set_password(conn, &school_id, &user_id, &hash))
+            .await
+    }
+
     async fn create_auth_session(&self, session: &AuthSession) -> Result<(), StoreError> {
         let session = session.clone();
         self.writer
