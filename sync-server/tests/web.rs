@@ -646,3 +646,48 @@ async fn admins_create_accounts_and_a_new_password_signs_the_user_out() {
     assert_eq!(lee.sign_in("ms.lee", "long enough pw").await.status, 401);
     assert_eq!(lee.sign_in("ms.lee", "another long one").await.status, 303);
 }
+
+#[tokio::test]
+async fn erasing_a_student_asks_first_then_tells_every_box() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    server.push_two_lessons(&north).await;
+    let mut admin = Browser::new(&server);
+    admin.sign_in("north-admin", PASSWORD).await;
+    let confirm = admin.get("/students/north-s1/erase").await;
+    assert_eq!(confirm.status, 200, "{}", confirm.html);
+    assert!(
+        confirm.html.contains("It cannot be undone"),
+        "{}",
+        confirm.html
+    );
+    let forged = admin
+        .post("/students/north-s1/erase", &[("csrf", "x")])
+        .await;
+    assert_eq!(forged.status, 403);
+    assert_eq!(
+        admin.get("/students/north-s1").await.status,
+        200,
+        "still there"
+    );
+
+    let done = admin
+        .post(
+            "/students/north-s1/erase",
+            &[("csrf", &hidden_csrf(&confirm.html))],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.html);
+    let home = admin.get(done.headers[LOCATION].to_str().unwrap()).await;
+    assert!(home.html.contains("The student is erased"), "{}", home.html);
+    assert_eq!(admin.get("/students/north-s1").await.status, 404);
+    let feed = server.store.pull("north", 0, 1000).await.unwrap();
+    assert!(feed.changes.iter().any(|e| matches!(
+        &e.change,
+        sync_server::domain::feed::Change::StudentErased { student } if student == "north-s1"
+    )));
+
+    let mut teacher = Browser::new(&server);
+    teacher.sign_in("north-teacher", PASSWORD).await;
+    assert_eq!(teacher.get("/students/north-s2/erase").await.status, 403);
+}

@@ -723,9 +723,21 @@ pub(super) async fn erase_student(
     SchoolAdmin { user, school_id }: SchoolAdmin,
     Path((_, student_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    state.store().erase_student(&school_id, &student_id).await?;
-    tracing::info!(student_id = %student_id, by = %user.username, "student erased");
+    erase(&state, &school_id, &student_id, &user).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Erases a student of `school_id` (`domain::erasure` says what goes and what the boxes are told),
+/// for the API and the web pages.
+pub(crate) async fn erase(
+    state: &AppState,
+    school_id: &str,
+    student_id: &str,
+    admin: &User,
+) -> Result<(), ApiError> {
+    state.store().erase_student(school_id, student_id).await?;
+    tracing::info!(student_id = %student_id, by = %admin.username, "student erased");
+    Ok(())
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -52,6 +52,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/students/{student}", get(students::page))
         .route("/students/{student}/consent", post(students::set_consent))
+        .route(
+            "/students/{student}/erase",
+            get(students::confirm_erase).post(students::erase_student),
+        )
         .route("/users", get(users::page).post(users::create))
         .route("/users/{user}/password", post(users::set_password))
         .route("/reports", get(reports::page))
@@ -273,6 +277,9 @@ async fn logout(
 #[derive(Deserialize)]
 struct SchoolParam {
     school: Option<String>,
+    /// After an erasure: to say it is done.
+    #[serde(default)]
+    erased: Option<String>,
 }
 
 /// The school a page is about: the one asked for, else the user's own. `None`: a district admin
@@ -378,6 +385,8 @@ struct HomePage {
     school_name: String,
     lines: Vec<SectionLine>,
     recent_days: i64,
+    /// Right after an erasure.
+    notice: Option<String>,
 }
 
 /// `GET /`: every section the user may see, with its latest roll's counts.
@@ -394,6 +403,7 @@ async fn home(
             school_name: String::new(),
             lines: Vec::new(),
             recent_days: RECENT_DAYS,
+            notice: None,
         };
         return Ok(page.into_response());
     };
@@ -435,6 +445,11 @@ async fn home(
         school_name: school.name,
         lines,
         recent_days: RECENT_DAYS,
+        notice: param.erased.map(|_| {
+            "The student is erased: their record, marks and face templates are gone, and every \
+             box of the school deletes its copy at its next sync."
+                .to_owned()
+        }),
     };
     Ok(page.into_response())
 }

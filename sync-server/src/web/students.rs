@@ -13,8 +13,8 @@ use serde::Deserialize;
 use shared_proto::sync::Consent;
 
 use super::session::WebUser;
-use super::{Chrome, WebError, forbidden, given, rolls, school_of, segment};
-use crate::api::admin::record_consent;
+use super::{Chrome, WebError, admin_school, forbidden, given, rolls, school_of, segment};
+use crate::api::admin::{erase, record_consent};
 use crate::api::attendance::{is_visible, visible_sections};
 use crate::api::{ApiError, AppState};
 use crate::domain::attendance::{CHRONIC_ABSENCE_PERCENT, Counts};
@@ -209,4 +209,60 @@ pub(super) async fn set_consent(
     let query = serde_urlencoded::to_string([("school", &school_id)]).unwrap_or_default();
     let to = format!("/students/{}?{query}", segment(&student_id));
     Ok(Redirect::to(&to).into_response())
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "erase.html")]
+struct ErasePage {
+    chrome: Chrome,
+    id: String,
+    name: String,
+}
+
+/// `GET /students/{student}/erase`: asks first, saying what erasure does.
+pub(super) async fn confirm_erase(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(student_id): Path<String>,
+    Query(params): Query<StudentParams>,
+) -> Result<Response, WebError> {
+    let Some(school_id) = admin_school(&state, &user, None, params.school, "erasures").await?
+    else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    let student = state
+        .store()
+        .student(&school_id, &student_id)
+        .await?
+        .ok_or_else(|| WebError::from(ApiError::NotFound(format!("student {student_id}"))))?;
+    let page = ErasePage {
+        chrome: Chrome::of(&user, Some(school_id)),
+        name: format!("{} {}", student.given_name, student.family_name),
+        id: student.id,
+    };
+    Ok(page.into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct EraseForm {
+    csrf: String,
+    school: Option<String>,
+}
+
+/// `POST /students/{student}/erase`: erases, then back to the sections, which say so.
+pub(super) async fn erase_student(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(student_id): Path<String>,
+    Form(form): Form<EraseForm>,
+) -> Result<Response, WebError> {
+    let Some(school_id) =
+        admin_school(&state, &user, Some(&form.csrf), form.school, "erasures").await?
+    else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    erase(&state, &school_id, &student_id, &user.user).await?;
+    let query = serde_urlencoded::to_string([("school", school_id.as_str()), ("erased", "1")])
+        .unwrap_or_default();
+    Ok(Redirect::to(&format!("/?{query}")).into_response())
 }
