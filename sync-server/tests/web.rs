@@ -319,6 +319,32 @@ async fn reports_summarise_per_section_and_export_rfc_4180_csv() {
         "one present of one: {}",
         page.html
     );
+    assert_eq!(
+        page.html
+            .matches("data-label=\"Attendance %\">100.0</td>")
+            .count(),
+        2,
+        "maths and art, one present of one each: {}",
+        page.html
+    );
+    // One section picked: it stays picked among all the choices, and only it is summarised.
+    let one = admin
+        .get(&format!("/reports?{range}&section=north-math"))
+        .await;
+    assert!(
+        one.html
+            .contains("<option value=\"north-math\" selected>Maths</option>")
+            && one
+                .html
+                .contains("<option value=\"north-art\">Art</option>"),
+        "{}",
+        one.html
+    );
+    assert!(
+        !one.html.contains("<th scope=\"row\">Art</th>"),
+        "{}",
+        one.html
+    );
 
     let csv = admin.get(&format!("/reports/attendance.csv?{range}")).await;
     assert_eq!(csv.status, 200, "{}", csv.html);

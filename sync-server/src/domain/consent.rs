@@ -3,8 +3,6 @@
 
 use shared_proto::sync::Consent;
 
-use super::feed::Change;
-
 use super::Write;
 use crate::store::roster::Stored;
 use crate::store::{Millis, Student};
@@ -48,14 +46,7 @@ pub fn decide(
     }
     let tombstoned = std::mem::take(live_templates);
     for template in &tombstoned {
-        writes.push(Write::Tombstone {
-            template: template.clone(),
-            student: student.clone(),
-        });
-        writes.push(Write::Change(Change::TemplateDeleted {
-            template: template.clone(),
-            student: student.clone(),
-        }));
+        writes.extend(Write::tombstone(template, &student));
     }
     tombstoned
 }

@@ -63,6 +63,23 @@ pub enum Write<'e> {
     Change(Change),
 }
 
+impl Write<'_> {
+    /// A template's tombstone and the feed entry that tells every box to purge it: the two go
+    /// together wherever a template is deleted.
+    pub fn tombstone(template: &str, student: &str) -> [Write<'static>; 2] {
+        [
+            Write::Tombstone {
+                template: template.to_owned(),
+                student: student.to_owned(),
+            },
+            Write::Change(Change::TemplateDeleted {
+                template: template.to_owned(),
+                student: student.to_owned(),
+            }),
+        ]
+    }
+}
+
 /// A mark as it is stored, with the session it is filed under when that has arrived.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MarkWrite<'e> {

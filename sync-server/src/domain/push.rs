@@ -329,14 +329,7 @@ fn decide<'e>(
                 // Live, or not seen yet: the tombstone keeps a late `template_added` out.
                 Some(_) | None => {
                     tombstone(facts, school, template, student);
-                    writes.push(Write::Tombstone {
-                        template: template.clone(),
-                        student: student.clone(),
-                    });
-                    writes.push(Write::Change(Change::TemplateDeleted {
-                        template: template.clone(),
-                        student: student.clone(),
-                    }));
+                    writes.extend(Write::tombstone(template, student));
                     Ok(())
                 }
             }

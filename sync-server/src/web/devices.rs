@@ -88,18 +88,21 @@ async fn devices_page(
     let now = state.now();
     let mut devices = state.store().devices(&school_id).await?;
     devices.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+    let lines: Vec<DeviceLine> = devices
+        .into_iter()
+        .map(|d| DeviceLine::of(d, now))
+        .collect();
     let notice = revoked
-        .and_then(|id| devices.iter().find(|d| d.id == id && d.revoked_at.is_some()))
-        .map(|d| {
-            let name = DeviceLine::of(d.clone(), now).name;
-            format!("Revoked {name}: its next sync is refused. To use it again, provision it with a new code.")
+        .and_then(|id| lines.iter().find(|l| l.id == id && l.revoked.is_some()))
+        .map(|l| {
+            format!(
+                "Revoked {}: its next sync is refused. To use it again, provision it with a new code.",
+                l.name
+            )
         });
     let page = DevicesPage {
         chrome: Chrome::of(user, Some(school_id)),
-        lines: devices
-            .into_iter()
-            .map(|d| DeviceLine::of(d, now))
-            .collect(),
+        lines,
         code,
         notice,
     };

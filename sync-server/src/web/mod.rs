@@ -407,12 +407,13 @@ async fn home(
         };
         return Ok(page.into_response());
     };
+    // Access first: whether another school exists is not for this user to learn.
+    let sections = sections_for(&state, &user, &school_id).await?;
     let school = state
         .store()
         .school(&school_id)
         .await?
         .ok_or_else(|| WebError(ApiError::NotFound(format!("school {school_id}"))))?;
-    let sections = sections_for(&state, &user, &school_id).await?;
     let now = state.now();
     let rows = state
         .store()

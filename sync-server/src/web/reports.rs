@@ -46,8 +46,10 @@ struct Scope {
     to: Millis,
     from_day: String,
     to_day: String,
-    /// `None`: every section of the school.
-    sections: Option<BTreeSet<String>>,
+    /// The sections the user may see (`visible_sections`); `None`: every one.
+    visible: Option<BTreeSet<String>>,
+    /// The one section asked for, if any (one the user may see).
+    section: Option<String>,
     section_titles: HashMap<String, String>,
     student_names: HashMap<String, String>,
 }
@@ -68,14 +70,14 @@ impl Scope {
             from,
             to,
         } = rolls::Days::of(params.from, params.to, 30, now)?;
-        let mut sections = visible_sections(state, &user.user, &school_id).await?;
-        if let Some(one) = params.section.filter(|s| !s.is_empty()) {
-            if sections.as_ref().is_some_and(|own| !own.contains(&one)) {
-                return Err(WebError::from(ApiError::Forbidden(
-                    "you can report on your own sections only".to_owned(),
-                )));
-            }
-            sections = Some(BTreeSet::from([one]));
+        let visible = visible_sections(state, &user.user, &school_id).await?;
+        let section = params.section.filter(|s| !s.is_empty());
+        if let (Some(own), Some(one)) = (&visible, &section)
+            && !own.contains(one)
+        {
+            return Err(WebError::from(ApiError::Forbidden(
+                "you can report on your own sections only".to_owned(),
+            )));
         }
         let section_titles = state
             .store()
@@ -91,7 +93,8 @@ impl Scope {
             to,
             from_day,
             to_day,
-            sections,
+            visible,
+            section,
             section_titles,
             student_names,
         }))
@@ -117,16 +120,13 @@ impl Scope {
     ) -> Result<Vec<AttendanceRow>, WebError> {
         let query = AttendanceQuery {
             school_id: self.school_id.clone(),
-            section_id: match &self.sections {
-                Some(one) if one.len() == 1 => one.iter().next().cloned(),
-                _ => None,
-            },
+            section_id: self.section.clone(),
             student_id: None,
             from,
             to,
         };
         let mut rows = state.store().attendance(&query).await?;
-        rows.retain(|row| is_visible(row, self.sections.as_ref()));
+        rows.retain(|row| is_visible(row, self.visible.as_ref()));
         rows.sort_by(|a, b| {
             (when(a), self.title(a), self.name(a)).cmp(&(when(b), self.title(b), self.name(b)))
         });
@@ -276,49 +276,19 @@ pub(super) async fn page(
     user: WebUser,
     Query(params): Query<ReportParams>,
 ) -> Result<Response, WebError> {
-    let section = params.section.clone().unwrap_or_default();
     let Some(scope) = Scope::of(&state, &user, params).await? else {
         return Ok(axum::response::Redirect::to("/").into_response());
     };
     let lines = summary(&state, &scope).await?;
-    let mut sections: Vec<(String, String)> = match &scope.sections {
-        None => scope
-            .section_titles
-            .iter()
-            .map(|(id, t)| (id.clone(), t.clone()))
-            .collect(),
-        Some(own) if section.is_empty() => own
-            .iter()
-            .map(|id| {
-                (
-                    id.clone(),
-                    scope
-                        .section_titles
-                        .get(id)
-                        .cloned()
-                        .unwrap_or_else(|| id.clone()),
-                )
-            })
-            .collect(),
-        Some(_) => visible_sections(&state, &user.user, &scope.school_id)
-            .await?
-            .map_or_else(Vec::new, |own| {
-                own.into_iter()
-                    .map(|id| {
-                        (
-                            scope
-                                .section_titles
-                                .get(&id)
-                                .cloned()
-                                .unwrap_or_else(|| id.clone()),
-                            id,
-                        )
-                    })
-                    .map(|(title, id)| (id, title))
-                    .collect()
-            }),
-    };
+    // The choices of the form: every section the user may see.
+    let mut sections: Vec<(String, String)> = scope
+        .section_titles
+        .iter()
+        .filter(|(id, _)| scope.visible.as_ref().is_none_or(|own| own.contains(*id)))
+        .map(|(id, title)| (id.clone(), title.clone()))
+        .collect();
     sections.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    let section = scope.section.clone().unwrap_or_default();
     let query = serde_urlencoded::to_string([
         ("school", scope.school_id.as_str()),
         ("from", scope.from_day.as_str()),

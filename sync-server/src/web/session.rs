@@ -62,7 +62,7 @@ impl FromRequestParts<AppState> for WebUser {
                 token_hash,
             }),
             Ok(None) => Err(to_login()),
-            Err(e) => Err(super::WebError::from(crate::api::ApiError::from(e)).into_response()),
+            Err(e) => Err(super::WebError::from(e).into_response()),
         }
     }
 }
