@@ -50,6 +50,7 @@ fn wire_bytes(store: &Store, kind: &str) -> (usize, f64) {
     let body = serde_json::to_vec(&PushRequest {
         protocol: PROTOCOL_VERSION,
         events,
+        report: None,
     })
     .unwrap();
     (n, body.len() as f64 / n as f64)

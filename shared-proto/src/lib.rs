@@ -16,4 +16,12 @@ pub use space::{EmbeddingSpace, EmbeddingSpaceError, MAX_SPACE_LEN};
 
 /// Version of the sync protocol and ML API spoken by this build. A peer sending a newer version is
 /// refused with a machine-readable code rather than half-understood.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// - 1: the first.
+/// - 2: marks decided by the office (`MarkSource::Office`) and the pull feed's `mark` changes, which
+///   carry office corrections to the box of the session; a push may carry the box's `report`.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest version this build still serves: a server is upgraded before its boxes, so it must go
+/// on answering boxes of the version before, in their version (`sync::speaks`).
+pub const OLDEST_PROTOCOL_VERSION: u32 = 1;

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::PROTOCOL_VERSION;
+use crate::{OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 mod embedding;
 
@@ -29,6 +29,19 @@ pub struct PushRequest {
     pub protocol: u32,
     #[cfg_attr(feature = "openapi", schema(max_items = 1000))]
     pub events: Vec<Event>,
+    /// Protocol 2: how the box is doing, for the dashboard's devices page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<BoxReport>,
+}
+
+/// What a box says about itself with each push (protocol 2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BoxReport {
+    /// The box's `edge-agent` version.
+    pub app_version: String,
+    /// Events waiting in its outbox after this push is sent (this push's events included).
+    pub outbox_waiting: u64,
 }
 
 /// Answer to a push: every event id is either acked (applied now or earlier) or rejected.
@@ -147,23 +160,39 @@ crate::vocabulary!(MarkStatus, "mark status", {
     Excused => "excused",
 });
 
-/// Who decided a mark. A teacher's decision beats the machine's whatever their times.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Who decided a mark: the box's recogniser, the teacher at the box, or the school office on the
+/// dashboard (protocol 2). Teacher and office are both people: see [`mark_wins`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MarkSource {
     Machine,
     Teacher,
+    Office,
 }
 
 crate::vocabulary!(MarkSource, "mark source", {
     Machine => "machine",
     Teacher => "teacher",
+    Office => "office",
 });
 
-/// The conflict rule for two decisions on one mark: teacher beats machine, then the later decision
-/// wins; at equal time the event id breaks the tie so every replica picks the same one.
+impl MarkSource {
+    /// A person decided: a teacher or the office.
+    pub fn is_human(self) -> bool {
+        !matches!(self, MarkSource::Machine)
+    }
+}
+
+/// The conflict rule for two decisions on one mark, on the box and on the server alike:
+///
+/// 1. a person's decision (teacher or office) beats the machine's, whatever their times: the machine
+///    guessed, a person looked;
+/// 2. between two people, or between two machine decisions, the later decision wins: a teacher who
+///    re-marks after the office corrected has seen the pupil walk in, and an office correction after
+///    the lesson overrides what the teacher entered (neither role outranks the other);
+/// 3. at equal times the event id breaks the tie, so every replica picks the same one.
 pub fn mark_wins(new: (MarkSource, i64, &str), old: (MarkSource, i64, &str)) -> bool {
-    new > old
+    (new.0.is_human(), new.1, new.2) > (old.0.is_human(), old.1, old.2)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -262,6 +291,21 @@ pub enum ChangeBody {
     /// Tombstone: consent withdrawn or erasure; purge every template and crop of the student.
     StudentErased {
         student: String,
+    },
+    /// Protocol 2: a mark decided on the server (an office correction). The box holding the session
+    /// applies it by [`mark_wins`], so its teacher screen shows the roll the office sees; other boxes
+    /// skip it.
+    Mark {
+        session: String,
+        student: String,
+        status: MarkStatus,
+        source: MarkSource,
+        decided_at: i64,
+        /// Who decided (the office user's name).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// The server's id of the decision, for `mark_wins`'s tie-break.
+        event: String,
     },
 }
 
@@ -381,16 +425,24 @@ impl WireError {
     }
 }
 
-/// Accepts exactly this build's version: v1 is the first, so there is nothing older to accept.
-pub fn check_protocol(found: u32) -> Result<(), WireError> {
+/// Accepts the versions this build serves (`OLDEST_PROTOCOL_VERSION` to `PROTOCOL_VERSION`) and
+/// returns the one the peer speaks: answers must be in it.
+pub fn check_protocol(found: u32) -> Result<u32, WireError> {
     match found {
         v if v > PROTOCOL_VERSION => Err(WireError::NewerProtocol {
             found: v,
             supported: PROTOCOL_VERSION,
         }),
-        v if v < PROTOCOL_VERSION => Err(WireError::StaleProtocol(v)),
-        _ => Ok(()),
+        v if v < OLDEST_PROTOCOL_VERSION => Err(WireError::StaleProtocol(v)),
+        v => Ok(v),
     }
+}
+
+/// Whether a peer speaking `version` can read `change`. Version 1 boxes decode the feed strictly
+/// and know no `mark` changes: the server leaves those out of their pages (the cursor still moves
+/// past them).
+pub fn speaks(version: u32, change: &ChangeBody) -> bool {
+    version >= 2 || !matches!(change, ChangeBody::Mark { .. })
 }
 
 /// Decodes a versioned body (a push, a provisioning request): its `protocol` first, so a newer

@@ -327,6 +327,7 @@ fn batch(section: usize) -> PushRequest {
     PushRequest {
         protocol: PROTOCOL_VERSION,
         events,
+        report: None,
     }
 }
 

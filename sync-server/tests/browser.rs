@@ -166,6 +166,46 @@ async fn an_admin_signs_in_reads_the_counts_opens_a_roll_and_signs_out() {
     );
     screenshots(&browser, "section").await;
 
+    // Correct the mark, with a reason; the roll then says who decided, and the audit log why.
+    let form = browser.form(Locator::Css("form.roll")).await.unwrap();
+    form.set_by_name(&format!("mark:{}", north.s1()), "late")
+        .await
+        .unwrap();
+    form.set_by_name("reason", "Arrived after the dentist")
+        .await
+        .unwrap();
+    form.submit().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !browser
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .contains("notice=")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the correction did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(text_of(&browser, "main .notice").await, "1 mark corrected.");
+    let roll = text_of(&browser, "main tbody").await;
+    assert!(roll.contains("office (north-admin)"), "{roll}");
+    screenshots(&browser, "section-corrected").await;
+    let audit = browser.find(Locator::LinkText("Audit log")).await.unwrap();
+    audit.click().await.unwrap();
+    wait_for_path(&browser, "/audit").await;
+    let lines = text_of(&browser, "main tbody").await;
+    assert!(
+        lines.contains("corrected a mark") && lines.contains("Arrived after the dentist"),
+        "{lines}"
+    );
+    screenshots(&browser, "audit").await;
+    browser.back().await.unwrap();
+    browser.back().await.unwrap();
+    wait_for_path(&browser, &format!("/sections/{}", north.math())).await;
+
     // The first student of the roll, from their name.
     let student = browser.find(Locator::Css("main tbody th a")).await.unwrap();
     student.click().await.unwrap();

@@ -717,3 +717,186 @@ async fn erasing_a_student_asks_first_then_tells_every_box() {
     teacher.sign_in("north-teacher", PASSWORD).await;
     assert_eq!(teacher.get("/students/north-s2/erase").await.status, 403);
 }
+
+/// The hidden value of the input named `name`.
+fn hidden(html: &str, name: &str) -> String {
+    let needle = format!("name=\"{name}\" value=\"");
+    let at = html
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no {name}: {html}"))
+        + needle.len();
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_correction_is_audited_and_reaches_the_box_and_a_trip_excuses_a_group() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    server.push_two_lessons(&north).await;
+    let math = north.math();
+    let s1 = north.s1();
+    let mut admin = Browser::new(&server);
+    admin.sign_in("north-admin", PASSWORD).await;
+    let roll = admin.get(&format!("/sections/{math}")).await;
+    assert_eq!(roll.status, 200, "{}", roll.html);
+    assert!(roll.html.contains("Correct the mark of"), "{}", roll.html);
+    let csrf = hidden_csrf(&roll.html);
+    let session = hidden(&roll.html, "session");
+    let (mark, was) = (format!("mark:{s1}"), format!("was:{s1}"));
+
+    // No reason: refused, nothing changed.
+    let refused = admin
+        .post(
+            &format!("/sections/{math}/marks"),
+            &[
+                ("csrf", &csrf),
+                ("session", &session),
+                ("reason", " "),
+                (&mark, "absent"),
+                (&was, "present"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.html);
+    assert!(refused.html.contains("needs a reason"), "{}", refused.html);
+    // Without the form's token: refused.
+    let forged = admin
+        .post(
+            &format!("/sections/{math}/marks"),
+            &[("session", &session), ("reason", "x"), (&mark, "absent")],
+        )
+        .await;
+    assert_ne!(forged.status, 303);
+
+    let done = admin
+        .post(
+            &format!("/sections/{math}/marks"),
+            &[
+                ("csrf", &csrf),
+                ("session", &session),
+                ("reason", "Arrived after a dentist appointment"),
+                (&mark, "late"),
+                (&was, "present"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.html);
+    let to = done.headers[LOCATION].to_str().unwrap().to_owned();
+    let roll = admin.get(&to).await;
+    assert!(roll.html.contains("1 mark corrected"), "{}", roll.html);
+    assert!(
+        roll.html.contains("mark-late") && roll.html.contains("office (north-admin)"),
+        "{}",
+        roll.html
+    );
+
+    // The audit log has it with its reason, and its CSV too.
+    let audit = admin.get("/audit").await;
+    assert_eq!(audit.status, 200, "{}", audit.html);
+    assert!(
+        audit.html.contains("corrected a mark")
+            && audit.html.contains("Arrived after a dentist appointment")
+            && audit.html.contains("signed in"),
+        "{}",
+        audit.html
+    );
+    let csv = admin.get("/audit.csv?action=mark_corrected").await;
+    assert_eq!(csv.status, 200);
+    assert!(
+        csv.html
+            .starts_with("at_utc,actor,action,subject,detail\r\n")
+    );
+    assert_eq!(csv.html.lines().count(), 2, "{}", csv.html);
+
+    // The box's next pull (protocol 2) carries it; a box of protocol 1 is not sent it.
+    let pull = |version: &'static str| {
+        server
+            .request(reqwest::Method::GET, "/v1/sync/pull", Some(&north.device))
+            .header("x-rollcall-protocol", version)
+    };
+    let v2 = server.send(pull("2")).await;
+    v2.assert_ok();
+    let marks: Vec<_> = v2.body["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "mark")
+        .collect();
+    assert_eq!(marks.len(), 1, "{}", v2.body);
+    assert_eq!(marks[0]["status"], "late");
+    assert_eq!(marks[0]["source"], "office");
+    assert_eq!(marks[0]["session"], session.as_str());
+    let v1 = server.send(pull("1")).await;
+    v1.assert_ok();
+    assert_eq!(v1.body["protocol"], 1);
+    assert!(
+        v1.body["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["kind"] != "mark"),
+        "{}",
+        v1.body
+    );
+    assert_eq!(v1.body["next_cursor"], v2.body["next_cursor"]);
+
+    // A teacher of the section may correct it too (as the teacher); not another section.
+    let mut teacher = Browser::new(&server);
+    teacher.sign_in("north-teacher", PASSWORD).await;
+    let roll = teacher.get(&format!("/sections/{math}")).await;
+    let t_csrf = hidden_csrf(&roll.html);
+    let by_teacher = teacher
+        .post(
+            &format!("/sections/{math}/marks"),
+            &[
+                ("csrf", &t_csrf),
+                ("session", &session),
+                ("reason", "saw her come in"),
+                (&mark, "present"),
+                (&was, "late"),
+            ],
+        )
+        .await;
+    assert_eq!(by_teacher.status, 303, "{}", by_teacher.html);
+    let roll = teacher.get(&format!("/sections/{math}")).await;
+    assert!(
+        roll.html.contains("teacher (north-teacher)"),
+        "{}",
+        roll.html
+    );
+    assert!(!roll.html.contains("Excuse the whole group"), "admins only");
+    let art = north.art();
+    let refused = teacher
+        .post(
+            &format!("/sections/{art}/excuse"),
+            &[
+                ("csrf", &t_csrf),
+                ("from", "2024-09-02"),
+                ("to", "2024-09-02"),
+                ("reason", "trip"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+
+    // A trip: the whole maths group excused over the day, in one action.
+    let trip = admin
+        .post(
+            &format!("/sections/{math}/excuse"),
+            &[
+                ("csrf", &csrf),
+                ("from", "2024-09-01"),
+                ("to", "2024-09-03"),
+                ("reason", "Science museum trip"),
+            ],
+        )
+        .await;
+    assert_eq!(trip.status, 303, "{}", trip.html);
+    let roll = admin.get(trip.headers[LOCATION].to_str().unwrap()).await;
+    assert!(roll.html.contains("1 mark corrected"), "{}", roll.html);
+    assert!(roll.html.contains("mark-excused"), "{}", roll.html);
+    let audit = admin.get("/audit?action=mark_corrected").await;
+    assert!(audit.html.contains("Science museum trip"), "{}", audit.html);
+    // Teachers do not read the audit log.
+    assert_eq!(teacher.get("/audit").await.status, 403);
+}

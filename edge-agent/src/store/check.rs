@@ -22,10 +22,21 @@ latest AS (
         SELECT *, ROW_NUMBER() OVER (PARTITION BY session_id, student_id ORDER BY id DESC) AS newest_first
         FROM events
     ) WHERE newest_first = 1
+),
+-- The latest office correction pulled for the mark (protocol 2), which may be what it holds.
+pulled AS (
+    SELECT * FROM (
+        SELECT session_id, student_id, status, source,
+               ROW_NUMBER() OVER (PARTITION BY session_id, student_id ORDER BY change_seq DESC, rowid DESC) AS newest_first
+        FROM sync_marks
+    ) WHERE newest_first = 1
 )
 SELECT m.session_id, m.student_id, m.status, m.source, l.id, l.status, l.source
-FROM marks m LEFT JOIN latest l ON l.session_id = m.session_id AND l.student_id = m.student_id
-WHERE l.id IS NULL OR l.status IS NOT m.status OR l.source IS NOT m.source
+FROM marks m
+LEFT JOIN latest l ON l.session_id = m.session_id AND l.student_id = m.student_id
+LEFT JOIN pulled p ON p.session_id = m.session_id AND p.student_id = m.student_id
+WHERE (l.id IS NULL OR l.status IS NOT m.status OR l.source IS NOT m.source)
+  AND (p.session_id IS NULL OR p.status IS NOT m.status OR p.source IS NOT m.source)
 ORDER BY m.session_id, m.student_id";
 
 /// `mark_set` events that name a mark that does not exist.
@@ -346,8 +357,9 @@ mod tests {
     use super::*;
     use crate::roster::{Enrolment, EnrolmentRole, Person, RosterImport, Section};
     use crate::store::{
-        Consent, Mark, MarkSource, MarkStatus, NewTemplate, OutboxPayload, SessionRecord,
+        Consent, Mark, MarkSource, MarkStatus, NewTemplate, OutboxPayload, SessionRecord, now_ms,
     };
+    use shared_proto::sync::{Change, ChangeBody};
 
     const SECTION: &str = "class-3m";
     const MODEL: &str = "test-model@000000";
@@ -462,6 +474,74 @@ mod tests {
             session,
             template,
         }
+    }
+
+    fn office(seq: u64, session: &str, student: &str, status: MarkStatus, at: i64) -> Change {
+        Change {
+            seq,
+            body: ChangeBody::Mark {
+                session: session.into(),
+                student: student.into(),
+                status,
+                source: MarkSource::Office,
+                decided_at: at,
+                by: Some("office-ann".into()),
+                event: uuid::Uuid::now_v7().to_string(),
+            },
+        }
+    }
+
+    #[test]
+    fn office_corrections_of_this_boxs_sessions_apply_by_the_human_order() {
+        let Fixture {
+            mut store, session, ..
+        } = fixture();
+        let later = now_ms() + 60_000;
+        let page = vec![
+            // Beats the machine's present whatever its time.
+            office(7, &session, "ada", MarkStatus::Absent, 1),
+            // Loses to the teacher's later "late" here.
+            office(8, &session, "cy", MarkStatus::Excused, 1),
+            // Another box's session: not this box's business.
+            office(9, "someone-elses-session", "bo", MarkStatus::Absent, later),
+        ];
+        let summary = store.apply_changes("school", &page, "9").unwrap();
+        assert_eq!(summary.marks_corrected, 1);
+        // A page applied twice changes nothing more.
+        assert_eq!(
+            store
+                .apply_changes("school", &page, "9")
+                .unwrap()
+                .marks_corrected,
+            0
+        );
+        let marks = store.marks(&session).unwrap();
+        let of = |id: &str| marks.iter().find(|m| m.student_id == id).unwrap().clone();
+        assert_eq!(
+            (of("ada").status, of("ada").source),
+            (MarkStatus::Absent, MarkSource::Office)
+        );
+        assert_eq!(
+            (of("cy").status, of("cy").source),
+            (MarkStatus::Late, MarkSource::Teacher)
+        );
+        // A later office decision beats the teacher's.
+        let summary = store
+            .apply_changes(
+                "school",
+                &[office(10, &session, "cy", MarkStatus::Excused, later)],
+                "10",
+            )
+            .unwrap();
+        assert_eq!(summary.marks_corrected, 1);
+        let marks = store.marks(&session).unwrap();
+        let cy = marks.iter().find(|m| m.student_id == "cy").unwrap();
+        assert_eq!(
+            (cy.status, cy.source),
+            (MarkStatus::Excused, MarkSource::Office)
+        );
+        // Nothing queued for the server, which decided them, and every invariant holds.
+        assert_eq!(store.check_invariants().unwrap(), Vec::<String>::new());
     }
 
     /// Breaks the fixture with `sql` (`{session}` and `{template}` stand for the fixture's ids) and

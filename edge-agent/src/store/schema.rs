@@ -150,6 +150,39 @@ CREATE TABLE sync_purges (
     // 4: sessions close (the teacher left the roll, or its lesson ended), and the server is told
     // once by a `session_closed` event. Sessions from before stay open until the next one opens.
     Migration::Sql("ALTER TABLE capture_sessions ADD COLUMN closed_at INTEGER;"),
+    // 5: office corrections (protocol 2). A mark may be decided by the school office; the server
+    // sends those marks in the pull feed, and `sync_marks` keeps what was applied from it, so
+    // `check_invariants` can tell a pulled correction from a mark changed without its event.
+    // SQLite cannot change a CHECK: the table is rebuilt.
+    Migration::Sql(
+        r#"
+CREATE TABLE marks_v5 (
+    session_id TEXT NOT NULL REFERENCES capture_sessions (id),
+    student_id TEXT NOT NULL REFERENCES students (id),
+    status TEXT NOT NULL CHECK (status IN ('present', 'review', 'absent', 'late', 'excused')),
+    source TEXT NOT NULL CHECK (source IN ('machine', 'teacher', 'office')),
+    score REAL,
+    candidates TEXT,
+    decided_at INTEGER NOT NULL,
+    decided_by TEXT,
+    PRIMARY KEY (session_id, student_id)
+);
+INSERT INTO marks_v5 SELECT session_id, student_id, status, source, score, candidates, decided_at,
+    decided_by FROM marks;
+DROP TABLE marks;
+ALTER TABLE marks_v5 RENAME TO marks;
+CREATE TABLE sync_marks (
+    session_id TEXT NOT NULL,
+    student_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    source TEXT NOT NULL,
+    change_seq INTEGER NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX sync_marks_mark ON sync_marks (session_id, student_id);
+"#,
+    ),
 ];
 
 /// Gives every template the space of the model that made it (`EmbeddingSpace::of_model`, the
@@ -245,10 +278,22 @@ mod tests {
         conn.execute_batch(
             "INSERT INTO sections (id, title, school_id) VALUES ('c1', '7B', 'o1');
              INSERT INTO capture_sessions (id, section_id, started_at, n_frames, unknown_faces, too_small_faces, not_on_roster)
-             VALUES ('s1', 'c1', 5, 0, 0, 0, '[]');",
+             VALUES ('s1', 'c1', 5, 0, 0, 0, '[]');
+             INSERT INTO students (id, given_name, family_name, active) VALUES ('st1', 'A', 'B', 1);
+             INSERT INTO marks (session_id, student_id, status, source, decided_at, decided_by)
+             VALUES ('s1', 'st1', 'late', 'teacher', 7, 'ms-lee');",
         )
         .unwrap();
         migrate(&mut conn, &path).unwrap();
+        // Schema 5 rebuilt `marks` for office decisions: the marks from before are all there.
+        let mark: (String, String, i64, String) = conn
+            .query_row(
+                "SELECT status, source, decided_at, decided_by FROM marks WHERE session_id = 's1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(mark, ("late".into(), "teacher".into(), 7, "ms-lee".into()));
         let (version, closed_at): (i64, Option<i64>) = conn
             .query_row(
                 "SELECT (SELECT user_version FROM pragma_user_version), closed_at FROM capture_sessions",
@@ -256,6 +301,6 @@ mod tests {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
-        assert_eq!((version, closed_at), (4, None));
+        assert_eq!((version, closed_at), (supported_version(), None));
     }
 }

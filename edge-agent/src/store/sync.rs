@@ -3,10 +3,12 @@
 //! page of changes in the same transaction as the cursor that follows it.
 
 use rusqlite::{OptionalExtension, Transaction, params};
-use shared_proto::sync::{Change, ChangeBody, Consent as WireConsent};
+use shared_proto::sync::{
+    Change, ChangeBody, Consent as WireConsent, MarkSource, MarkStatus, mark_wins,
+};
 
 use super::templates::{self, NewTemplate, purge_student, vector_from_bytes};
-use super::{Store, StoreError, now_ms};
+use super::{Store, StoreError, now_ms, word};
 
 /// Who this box is to the server, written by `provision`. The token is not here: it lives in a
 /// file only the agent's user can read.
@@ -83,6 +85,8 @@ pub struct PullSummary {
     pub templates_purged: usize,
     /// Templates this box cannot hold (a vector length other than the store's): logged, skipped.
     pub templates_skipped: usize,
+    /// Office corrections of this box's sessions that won over the mark held here.
+    pub marks_corrected: usize,
 }
 
 /// Dimensions of the `template_vectors` column.
@@ -548,6 +552,108 @@ fn apply_change(
         ChangeBody::StudentErased { student } => {
             summary.templates_purged += purge_all_of(tx, student, change.seq)?;
         }
+        ChangeBody::Mark {
+            session,
+            student,
+            status,
+            source,
+            decided_at,
+            by,
+            event,
+        } => {
+            if apply_mark(
+                tx,
+                change.seq,
+                session,
+                student,
+                *status,
+                *source,
+                *decided_at,
+                by.as_deref(),
+                event,
+            )? {
+                summary.marks_corrected += 1;
+            }
+        }
     }
     Ok(())
+}
+
+/// A mark decided on the server (an office correction), applied when this box holds the session
+/// and the decision wins over the mark held here by the rule the server uses (`mark_wins`): a
+/// teacher's later decision here, not yet pushed, stands, and wins on the server too when it
+/// arrives. Nothing is queued: the server already has it. Returns whether the mark changed.
+#[allow(clippy::too_many_arguments)]
+fn apply_mark(
+    tx: &Transaction<'_>,
+    seq: u64,
+    session: &str,
+    student: &str,
+    status: MarkStatus,
+    source: MarkSource,
+    decided_at: i64,
+    by: Option<&str>,
+    event: &str,
+) -> Result<bool, StoreError> {
+    let ours: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM capture_sessions WHERE id = ?1)",
+        [session],
+        |r| r.get(0),
+    )?;
+    if !ours {
+        return Ok(false);
+    }
+    let held = tx
+        .query_row(
+            "SELECT source, decided_at FROM marks WHERE session_id = ?1 AND student_id = ?2",
+            [session, student],
+            |r| {
+                Ok((
+                    word::<MarkSource>(0, &r.get::<_, String>(0)?)?,
+                    r.get::<_, i64>(1)?,
+                ))
+            },
+        )
+        .optional()?;
+    if let Some((held_source, held_at)) = held {
+        // The id that decided the held mark: its latest event here or the correction pulled.
+        let held_id: String = tx.query_row(
+            "SELECT COALESCE(MAX(id), '') FROM (
+                 SELECT id FROM outbox WHERE kind = 'mark_set'
+                     AND json_extract(payload, '$.session') = ?1
+                     AND json_extract(payload, '$.student') = ?2
+                 UNION ALL
+                 SELECT event_id FROM sync_marks WHERE session_id = ?1 AND student_id = ?2)",
+            [session, student],
+            |r| r.get(0),
+        )?;
+        if !mark_wins(
+            (source, decided_at, event),
+            (held_source, held_at, &held_id),
+        ) {
+            return Ok(false);
+        }
+    }
+    ensure_student(tx, student)?;
+    tx.execute(
+        "INSERT INTO marks (session_id, student_id, status, source, score, candidates, decided_at, decided_by)
+         VALUES (?1, ?2, ?3, ?4, NULL, NULL, ?5, ?6)
+         ON CONFLICT (session_id, student_id) DO UPDATE SET status = ?3, source = ?4, score = NULL,
+             candidates = NULL, decided_at = ?5, decided_by = ?6",
+        params![session, student, status.as_str(), source.as_str(), decided_at, by],
+    )?;
+    tx.execute(
+        "INSERT INTO sync_marks (session_id, student_id, event_id, status, source, change_seq, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            session,
+            student,
+            event,
+            status.as_str(),
+            source.as_str(),
+            seq as i64,
+            now_ms()
+        ],
+    )?;
+    Ok(true)
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use shared_proto::PROTOCOL_VERSION;
 use shared_proto::sync::{
-    ApiError, Event, PROTOCOL_HEADER, ProvisionRequest, ProvisionResponse, PullResponse,
+    ApiError, BoxReport, Event, PROTOCOL_HEADER, ProvisionRequest, ProvisionResponse, PullResponse,
     PushRequest, PushResponse, REQUEST_ID_HEADER,
 };
 
@@ -131,10 +131,16 @@ impl Client {
         )
     }
 
-    pub fn push(&self, events: &[Event], request_id: &str) -> Result<PushResponse, CallError> {
+    pub fn push(
+        &self,
+        events: &[Event],
+        report: &BoxReport,
+        request_id: &str,
+    ) -> Result<PushResponse, CallError> {
         let body = PushRequest {
             protocol: PROTOCOL_VERSION,
             events: events.to_vec(),
+            report: Some(report.clone()),
         };
         self.send(
             self.authorized(self.http.post(format!("{}/v1/sync/push", self.server)))

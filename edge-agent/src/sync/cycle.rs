@@ -7,7 +7,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use serde::Serialize;
-use shared_proto::sync::Event;
+use shared_proto::sync::{BoxReport, Event};
 
 use super::SyncError;
 use super::breaker::{Breaker, BreakerRule};
@@ -229,8 +229,13 @@ impl Syncer {
             let mut rejected = refused_here;
             if !events.is_empty() {
                 let request_id = report.request_id.clone();
-                let answer =
-                    self.call(link, attempts, |client| client.push(&events, &request_id))?;
+                let about_me = BoxReport {
+                    app_version: env!("CARGO_PKG_VERSION").to_owned(),
+                    outbox_waiting: self.store.outbox_counts()?.waiting as u64,
+                };
+                let answer = self.call(link, attempts, |client| {
+                    client.push(&events, &about_me, &request_id)
+                })?;
                 link.last_push_at = Some(now_ms());
                 acked = answer.acked;
                 for r in answer.rejected {

@@ -170,6 +170,7 @@ fn name_of<'a>(app: &'a App, student: &'a str) -> &'a str {
 fn row_item(app: &App, row: &RollRow, name_width: usize) -> ListItem<'static> {
     let by = match row.source {
         Some(MarkSource::Teacher) => "teacher",
+        Some(MarkSource::Office) => "office",
         Some(MarkSource::Machine) => "camera",
         None => "",
     };

@@ -82,6 +82,10 @@ fn every_event_kind_round_trips() {
     let push = PushRequest {
         protocol: PROTOCOL_VERSION,
         events: every_event(),
+        report: Some(BoxReport {
+            app_version: "0.9.0".into(),
+            outbox_waiting: 12,
+        }),
     };
     round_trip(&push);
     let bytes = serde_json::to_vec(&push).unwrap();
@@ -130,6 +134,15 @@ fn every_change_kind_round_trips() {
         },
         ChangeBody::StudentErased {
             student: "s1".into(),
+        },
+        ChangeBody::Mark {
+            session: "sess".into(),
+            student: "s1".into(),
+            status: MarkStatus::Excused,
+            source: MarkSource::Office,
+            decided_at: 1_700_000_000_000,
+            by: Some("office".into()),
+            event: "e1".into(),
         },
     ];
     let page = PullResponse {
@@ -210,8 +223,8 @@ fn broken_embeddings_are_refused() {
 
 #[test]
 fn a_newer_protocol_is_refused_before_its_events_are_read() {
-    // Version 2 may carry kinds this build does not know: the code must say "version", not "JSON".
-    let body = br#"{"protocol": 2, "events": [{"id": "x", "at": 1, "kind": "hologram_seen"}]}"#;
+    // Version 3 may carry kinds this build does not know: the code must say "version", not "JSON".
+    let body = br#"{"protocol": 3, "events": [{"id": "x", "at": 1, "kind": "hologram_seen"}]}"#;
     let err = decode_push(body).unwrap_err();
     assert_eq!(err.code(), ApiErrorCode::UnsupportedProtocol);
     assert!(err.to_string().contains("newer"), "{err}");
@@ -254,6 +267,49 @@ fn teacher_beats_machine_then_later_decision_wins() {
     // Equal times: the id decides, the same way on every replica.
     assert!(mark_wins((Teacher, 5, "b"), (Teacher, 5, "a")));
     assert!(!mark_wins((Teacher, 5, "a"), (Teacher, 5, "a")));
+}
+
+#[test]
+fn office_and_teacher_are_both_people_and_the_later_decides() {
+    use MarkSource::*;
+    // The office beats the machine whatever the times, like a teacher.
+    assert!(mark_wins((Office, 1, "a"), (Machine, 9, "b")));
+    assert!(!mark_wins((Machine, 9, "b"), (Office, 1, "a")));
+    // Among people the later decision wins, whoever made it.
+    assert!(mark_wins((Office, 6, "a"), (Teacher, 5, "b")));
+    assert!(mark_wins((Teacher, 7, "a"), (Office, 6, "b")));
+    assert!(!mark_wins((Teacher, 5, "z"), (Office, 6, "a")));
+    // Equal times: the id, not the role.
+    assert!(mark_wins((Teacher, 5, "b"), (Office, 5, "a")));
+    assert!(!mark_wins((Office, 5, "a"), (Teacher, 5, "b")));
+}
+
+#[test]
+fn a_server_serves_the_version_before_and_leaves_marks_out_of_its_feed() {
+    assert_eq!(check_protocol(1), Ok(1));
+    assert_eq!(check_protocol(2), Ok(2));
+    assert_eq!(check_protocol(0), Err(WireError::StaleProtocol(0)));
+    assert!(matches!(
+        check_protocol(3),
+        Err(WireError::NewerProtocol { found: 3, .. })
+    ));
+    let mark = ChangeBody::Mark {
+        session: "s".into(),
+        student: "st".into(),
+        status: MarkStatus::Excused,
+        source: MarkSource::Office,
+        decided_at: 5,
+        by: Some("office".into()),
+        event: "e".into(),
+    };
+    assert!(!speaks(1, &mark));
+    assert!(speaks(2, &mark));
+    assert!(speaks(
+        1,
+        &ChangeBody::StudentErased {
+            student: "st".into()
+        }
+    ));
 }
 
 #[test]

@@ -11,6 +11,7 @@ use shared_proto::sync::{Consent, EnrolmentRole, ScheduleSlot};
 use super::auth::{AdminAuth, SchoolAdmin, new_provisioning_code, normalize_code, secret_hash};
 use super::{AppState, JsonBody, openapi};
 use crate::api::ApiError;
+use crate::domain::audit::Action;
 use crate::store::{
     Device, Enrolment, Millis, ProvisioningCode, Role, RosterBatch, School, Section, Student, User,
 };
@@ -228,6 +229,15 @@ pub(crate) async fn create_account(
     };
     state.store().create_user(&user).await?;
     tracing::info!(username = %user.username, role = role.as_str(), by = %admin.username, "account created");
+    state
+        .audit(
+            Some(school_id),
+            &admin.username,
+            Action::AccountCreated,
+            &user.username,
+            format!("{} account", role.as_str()),
+        )
+        .await?;
     Ok(user)
 }
 
@@ -245,6 +255,15 @@ pub(crate) async fn reset_password(
         .set_password(school_id, user_id, &password_hash)
         .await?;
     tracing::info!(user_id = %user_id, by = %admin.username, "password reset");
+    state
+        .audit(
+            Some(school_id),
+            &admin.username,
+            Action::PasswordReset,
+            user_id,
+            "signed out everywhere".to_owned(),
+        )
+        .await?;
     Ok(())
 }
 
@@ -343,6 +362,15 @@ pub(crate) async fn issue_provisioning_code(
         })
         .await?;
     tracing::info!(school_id = %school_id, by = %by.username, "provisioning code created");
+    state
+        .audit(
+            Some(school_id),
+            &by.username,
+            Action::ProvisioningCodeIssued,
+            school_id,
+            format!("valid {ttl_minutes} min"),
+        )
+        .await?;
     Ok((code, expires_at))
 }
 
@@ -427,6 +455,15 @@ pub(crate) async fn revoke(
         .revoke_device(school_id, device_id, state.now())
         .await?;
     tracing::info!(device_id = %device_id, by = %by.username, "device revoked");
+    state
+        .audit(
+            Some(school_id),
+            &by.username,
+            Action::DeviceRevoked,
+            device_id,
+            "token revoked".to_owned(),
+        )
+        .await?;
     Ok(())
 }
 
@@ -737,6 +774,15 @@ pub(crate) async fn erase(
 ) -> Result<(), ApiError> {
     state.store().erase_student(school_id, student_id).await?;
     tracing::info!(student_id = %student_id, by = %admin.username, "student erased");
+    state
+        .audit(
+            Some(school_id),
+            &admin.username,
+            Action::StudentErased,
+            student_id,
+            "record, marks and face templates deleted; boxes told to purge".to_owned(),
+        )
+        .await?;
     Ok(())
 }
 

@@ -538,6 +538,15 @@ pub(crate) async fn sign_in(
         })
         .await?;
     tracing::info!(username = %user.username, role = user.role.as_str(), "logged in");
+    state
+        .audit(
+            user.school_id.as_deref(),
+            &user.username,
+            crate::domain::audit::Action::SignIn,
+            &user.username,
+            format!("as {}", user.role.as_str()),
+        )
+        .await?;
     Ok(SignedIn {
         user,
         token,

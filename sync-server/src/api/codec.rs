@@ -154,6 +154,23 @@ impl From<Entry> for wire::Change {
                 Wire::TemplateDeleted { template, student }
             }
             Change::StudentErased { student } => Wire::StudentErased { student },
+            Change::Mark {
+                session,
+                student,
+                status,
+                source,
+                decided_at,
+                by,
+                event,
+            } => Wire::Mark {
+                session,
+                student,
+                status,
+                source,
+                decided_at,
+                by,
+                event,
+            },
         };
         wire::Change {
             seq: entry.seq,

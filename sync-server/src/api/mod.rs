@@ -202,6 +202,28 @@ impl AppState {
         self.store().touch_device(device_id, now).await
     }
 
+    /// Appends a line to `school_id`'s audit log for an action already done (a decision of the
+    /// domain layer writes its own, in its transaction).
+    pub(crate) async fn audit(
+        &self,
+        school_id: Option<&str>,
+        actor: &str,
+        action: crate::domain::audit::Action,
+        subject: &str,
+        detail: String,
+    ) -> Result<(), StoreError> {
+        self.store()
+            .append_audit(&crate::domain::audit::Entry {
+                school_id: school_id.map(str::to_owned),
+                at: self.now(),
+                actor: actor.to_owned(),
+                action,
+                subject: subject.to_owned(),
+                detail,
+            })
+            .await
+    }
+
     pub(crate) fn limits(&self) -> &Limits {
         &self.shared.limits
     }

@@ -136,6 +136,22 @@ pub(super) async fn upload(
     let batch = batch_of(&school_id, import, &held_students)?;
     let summary = state.store().apply_roster(&school_id, &batch, true).await?;
     tracing::info!(school_id = %school_id, by = %user.username, ?summary, n_warnings = warnings.len(), "roster imported");
+    state
+        .audit(
+            Some(&school_id),
+            &user.username,
+            crate::domain::audit::Action::RosterUploaded,
+            &school_id,
+            format!(
+                "{} students, {} sections, {} teachers, {} enrolments changed; {} deactivated",
+                summary.students,
+                summary.sections,
+                summary.teachers,
+                summary.enrolments,
+                summary.deactivated
+            ),
+        )
+        .await?;
     Ok(Json(RosterSummaryJson::new(summary, &warnings)))
 }
 

@@ -7,10 +7,10 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use serde::Deserialize;
-use shared_proto::PROTOCOL_VERSION;
+use shared_proto::OLDEST_PROTOCOL_VERSION;
 use shared_proto::sync::{
     Change, MAX_PULL_LIMIT, MAX_PUSH_EVENTS, PROTOCOL_HEADER, ProvisionRequest, ProvisionResponse,
-    PullResponse, PushRequest, PushResponse, check_protocol, decode_push, decode_versioned,
+    PullResponse, PushRequest, PushResponse, check_protocol, decode_push, decode_versioned, speaks,
 };
 
 use super::auth::{ClientIp, DeviceAuth, new_token, normalize_code, secret_hash};
@@ -25,10 +25,12 @@ const DEFAULT_PULL_LIMIT: usize = 500;
 /// Longest device name, in characters.
 const MAX_DEVICE_NAME_CHARS: usize = 100;
 
-/// Checks `x-rollcall-protocol` when the request has one; the body's `protocol` is checked too.
-fn check_protocol_header(headers: &HeaderMap) -> Result<(), ApiError> {
+/// Checks `x-rollcall-protocol` and returns the version the peer speaks: a request without the
+/// header is answered as the oldest version served, so it is sent nothing it cannot read. A body's
+/// `protocol` is checked too.
+fn check_protocol_header(headers: &HeaderMap) -> Result<u32, ApiError> {
     let Some(value) = headers.get(PROTOCOL_HEADER) else {
-        return Ok(());
+        return Ok(OLDEST_PROTOCOL_VERSION);
     };
     let version: u32 = value
         .to_str()
@@ -37,8 +39,7 @@ fn check_protocol_header(headers: &HeaderMap) -> Result<(), ApiError> {
         .ok_or_else(|| {
             ApiError::InvalidRequest(format!("header {PROTOCOL_HEADER} is not a version number"))
         })?;
-    check_protocol(version)?;
-    Ok(())
+    Ok(check_protocol(version)?)
 }
 
 /// `POST /v1/devices/provision` (public).
@@ -198,7 +199,7 @@ pub(super) async fn pull(
     headers: HeaderMap,
     params: Result<Query<PullParams>, QueryRejection>,
 ) -> Result<Json<PullResponse>, ApiError> {
-    check_protocol_header(&headers)?;
+    let version = check_protocol_header(&headers)?;
     let Query(params) =
         params.map_err(|e| ApiError::InvalidRequest(format!("bad query string: {e}")))?;
     let cursor = match params.cursor.as_deref() {
@@ -225,8 +226,13 @@ pub(super) async fn pull(
     state.device_seen(&device.id).await?;
     state.metrics().count_pull_page();
     Ok(Json(PullResponse {
-        protocol: PROTOCOL_VERSION,
-        changes: page.changes.into_iter().map(Change::from).collect(),
+        protocol: version,
+        changes: page
+            .changes
+            .into_iter()
+            .map(Change::from)
+            .filter(|change| speaks(version, &change.body))
+            .collect(),
         next_cursor: page.next_cursor.to_string(),
         more: page.more,
     }))

@@ -4,6 +4,7 @@
 use shared_proto::sync::Consent;
 
 use super::Write;
+use super::audit::{Action, Entry};
 use crate::store::roster::Stored;
 use crate::store::{Millis, Student};
 
@@ -35,6 +36,14 @@ pub fn decide(
         at,
     });
     let changed = held.consent != consent;
+    writes.push(Write::Audit(Entry {
+        school_id: Some(held.school_id.clone()),
+        at,
+        actor: by.to_owned(),
+        action: Action::ConsentChanged,
+        subject: student.clone(),
+        detail: format!("{} -> {}", held.consent.as_str(), consent.as_str()),
+    }));
     held.consent = consent;
     held.consent_by = Some(by.to_owned());
     held.consent_at = Some(at);

@@ -6,9 +6,10 @@
 //! later protocol changes the codec, and a change of this form needs a migration of stored rows.
 
 use serde::{Deserialize, Serialize};
-use shared_proto::sync::{Consent, EnrolmentRole, ScheduleSlot};
+use shared_proto::sync::{Consent, EnrolmentRole, MarkSource, MarkStatus, ScheduleSlot};
 
 use super::event::Template;
+use crate::store::Millis;
 
 /// One entry of a school's feed: its position and the change.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,6 +63,17 @@ pub enum Change {
     StudentErased {
         student: String,
     },
+    /// A mark decided on the dashboard (`domain::correction`), for the box of its session.
+    Mark {
+        session: String,
+        student: String,
+        status: MarkStatus,
+        source: MarkSource,
+        decided_at: Millis,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        event: String,
+    },
 }
 
 impl Change {
@@ -79,6 +91,9 @@ impl Change {
             Change::Schedule { section, .. } => format!("schedule:{section}"),
             Change::Template { template } => format!("template:{}", template.id),
             Change::TemplateDeleted { template, .. } => format!("template:{template}"),
+            Change::Mark {
+                session, student, ..
+            } => format!("mark:{session}:{student}"),
         }
     }
 }

@@ -14,7 +14,9 @@
 //! own record of it, not the store's.
 
 pub mod attendance;
+pub mod audit;
 pub mod consent;
+pub mod correction;
 pub mod erasure;
 pub mod event;
 pub mod feed;
@@ -61,6 +63,8 @@ pub enum Write<'e> {
     EraseStudent { student: String },
     /// Upserts the row of the change's key in the school's change feed with a new seq.
     Change(Change),
+    /// Appends a line to the audit log.
+    Audit(audit::Entry),
 }
 
 impl Write<'_> {

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use shared_proto::sync::{Consent, MarkSource, RejectCode, mark_wins};
+use shared_proto::sync::{Consent, MarkSource, MarkStatus, RejectCode, mark_wins};
 
 use super::event::{Body, Event, Template};
 use super::feed::Change;
@@ -77,6 +77,8 @@ impl<'e> Wanted<'e> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeldSession {
     pub school_id: String,
+    /// The box that opened it: office corrections are filed under it.
+    pub device_id: String,
     pub section_id: String,
     pub started_at: Millis,
     pub closed_at: Option<Millis>,
@@ -85,6 +87,7 @@ pub struct HeldSession {
 /// The mark a new decision must beat.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeldMark {
+    pub status: MarkStatus,
     pub source: MarkSource,
     pub decided_at: Millis,
     pub event_id: String,
@@ -232,6 +235,7 @@ fn decide<'e>(
                         session.clone(),
                         HeldSession {
                             school_id: school.to_owned(),
+                            device_id: device.to_owned(),
                             section_id: section.clone(),
                             started_at: *started_at,
                             closed_at: None,
@@ -302,6 +306,7 @@ fn decide<'e>(
                 filed_under: held_session.map(|s| (s.section_id.clone(), s.started_at)),
             }));
             let held = HeldMark {
+                status: *status,
                 source: *source,
                 decided_at: *decided_at,
                 event_id: event.id.clone(),
@@ -548,6 +553,7 @@ mod tests {
             "s1".into(),
             HeldSession {
                 school_id: "south".into(),
+                device_id: "box-s".into(),
                 section_id: "art".into(),
                 started_at: 0,
                 closed_at: None,

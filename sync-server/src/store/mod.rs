@@ -9,7 +9,9 @@
 //!   entity key (`domain::feed::Change::key`) with a new `seq`, larger than every `seq` already visible, in
 //!   the same transaction as the write. So a pull that reads `seq > cursor` in order never skips a
 //!   change and never repeats one across pages, even while writes go on.
-//! - Marks: teacher beats machine, then the later decision (`shared_proto::sync::mark_wins`).
+//! - Marks: a person (a teacher at the box, the office on the dashboard) beats the machine, then
+//!   the later decision wins, whoever made it (`shared_proto::sync::mark_wins`). A mark decided on
+//!   the server goes to the boxes as a `mark` change and to the audit log, in its transaction.
 //! - Consent withdrawn or a student erased: every template of theirs becomes a tombstone in the feed.
 //! - A roster batch means what `shared_proto::roster` says, on both backends and on the box.
 //! - Secrets (passwords, session and device tokens, provisioning codes) are stored as hashes only.
@@ -19,6 +21,10 @@ use shared_proto::sync::{
     Consent, EnrolmentRole, MAX_PULL_LIMIT, MarkSource, MarkStatus, ScheduleSlot,
 };
 
+use crate::domain::audit::{Entry as AuditEntry, Query as AuditQuery};
+use crate::domain::correction::{
+    Correction, Decision, Outcome as CorrectionOutcome, Refusal as CorrectionRefusal,
+};
 use crate::domain::event::{Event, Template};
 use crate::domain::feed::Entry;
 use crate::domain::push::Outcome;
@@ -348,6 +354,19 @@ pub trait Store: Send + Sync + 'static {
         by: &str,
         at: Millis,
     ) -> Result<(), StoreError>;
+    /// Sets marks decided on the dashboard (`domain::correction`): each with its feed change and
+    /// audit line, all in one transaction, or nothing when the request is refused.
+    async fn correct_marks(
+        &self,
+        school_id: &str,
+        corrections: &[Correction],
+        decision: &Decision,
+    ) -> Result<Result<CorrectionOutcome, CorrectionRefusal>, StoreError>;
+    /// Appends to the audit log an action that is not a decision of the domain layer (a sign-in,
+    /// a revocation); decisions write their own lines in their transaction.
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// A school's audit log, newest first.
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
     /// Erasure: the student's record, templates and marks are deleted; the feed gets a
     /// `StudentErased` tombstone and one `TemplateDeleted` per template.
     async fn erase_student(&self, school_id: &str, student_id: &str) -> Result<(), StoreError>;

@@ -7,6 +7,8 @@
 //! Who sees what: a district admin every school (picked with `?school=`), a school admin their
 //! school, a teacher their own sections only.
 
+mod audit;
+mod corrections;
 mod devices;
 mod reports;
 mod rolls;
@@ -44,6 +46,8 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/sections/{section}", get(section_page))
+        .route("/sections/{section}/marks", post(corrections::correct))
+        .route("/sections/{section}/excuse", post(corrections::excuse))
         .route("/devices", get(devices::page))
         .route("/devices/codes", post(devices::create_code))
         .route(
@@ -58,6 +62,8 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/users", get(users::page).post(users::create))
         .route("/users/{user}/password", post(users::set_password))
+        .route("/audit", get(audit::page))
+        .route("/audit.csv", get(audit::csv))
         .route("/reports", get(reports::page))
         .route("/reports/attendance.csv", get(reports::attendance_csv))
         .route("/reports/summary.csv", get(reports::summary_csv))
@@ -465,23 +471,45 @@ struct RollLine {
     decided_at: String,
 }
 
+/// A session of the section, as the list of recent rolls shows it.
+struct SessionLink {
+    id: String,
+    started: String,
+    current: bool,
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "section.html")]
 struct SectionPage {
     chrome: Chrome,
+    id: String,
     title: String,
-    started: Option<String>,
+    /// The roll shown: its session and start.
+    session: Option<(String, String)>,
     counts: Counts,
     lines: Vec<RollLine>,
+    sessions: Vec<SessionLink>,
     recent_days: i64,
+    /// The statuses a person may choose when correcting.
+    decisions: Vec<&'static str>,
+    notice: Option<String>,
+    today: String,
 }
 
-/// `GET /sections/{section}`: the roll of the section's latest session.
+#[derive(Deserialize)]
+struct SectionParam {
+    school: Option<String>,
+    session: Option<String>,
+    notice: Option<String>,
+}
+
+/// `GET /sections/{section}`: the roll of one of the section's recent sessions (the latest unless
+/// `?session=` names another), which whoever may see it may correct.
 async fn section_page(
     State(state): State<AppState>,
     user: WebUser,
     Path(section_id): Path<String>,
-    Query(param): Query<SchoolParam>,
+    Query(param): Query<SectionParam>,
 ) -> Result<Response, WebError> {
     let Some(school_id) = school_of(&user, param.school)? else {
         return Ok(Redirect::to("/").into_response());
@@ -505,7 +533,16 @@ async fn section_page(
             ..AttendanceQuery::default()
         })
         .await?;
-    let roll: Option<Roll> = rolls::latest_by_section(rows).remove(&section_id);
+    let rolls = rolls::newest_first(rows);
+    let roll: Option<&Roll> = match given(param.session) {
+        Some(asked) => Some(
+            rolls
+                .iter()
+                .find(|r| r.session_id == asked)
+                .ok_or_else(|| WebError(ApiError::NotFound(format!("session {asked}"))))?,
+        ),
+        None => rolls.first(),
+    };
     let names = student_names(&state, &school_id).await?;
     let mut lines: BTreeMap<(String, String), RollLine> = BTreeMap::new();
     for row in roll.iter().flat_map(|r| &r.rows) {
@@ -525,16 +562,26 @@ async fn section_page(
             },
         );
     }
+    let sessions = rolls
+        .iter()
+        .map(|r| SessionLink {
+            id: r.session_id.clone(),
+            started: rolls::time(r.started_at),
+            current: roll.is_some_and(|shown| shown.session_id == r.session_id),
+        })
+        .collect();
     let page = SectionPage {
         chrome: Chrome::of(&user, Some(school_id)),
+        id: section.id,
         title: section.title,
-        started: roll.as_ref().map(|r| rolls::time(r.started_at)),
-        counts: roll
-            .as_ref()
-            .map(|r| Counts::of(&r.rows))
-            .unwrap_or_default(),
+        session: roll.map(|r| (r.session_id.clone(), rolls::time(r.started_at))),
+        counts: roll.map(|r| Counts::of(&r.rows)).unwrap_or_default(),
         lines: lines.into_values().collect(),
+        sessions,
         recent_days: RECENT_DAYS,
+        decisions: corrections::DECISIONS.iter().map(|s| s.as_str()).collect(),
+        notice: given(param.notice),
+        today: rolls::day(now),
     };
     Ok(page.into_response())
 }

@@ -158,19 +158,22 @@ impl Scope {
     }
 
     fn file_name(&self, what: &str) -> String {
-        let safe: String = self
-            .school_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let safe = file_safe(&self.school_id);
         format!("{what}_{safe}_{}_{}.csv", self.from_day, self.to_day)
     }
+}
+
+/// An id as a file name may carry it: anything but letters, digits, `-` and `_` becomes `_`.
+pub(super) fn file_safe(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// When a mark happened: its session's start, or its decision while the session has not arrived.
@@ -190,7 +193,7 @@ pub(super) fn code(status: MarkStatus) -> &'static str {
 }
 
 /// One CSV record, RFC 4180, with the formula guard.
-fn csv_record(fields: &[&str]) -> String {
+pub(super) fn csv_record(fields: &[&str]) -> String {
     let mut line = String::new();
     for (i, field) in fields.iter().enumerate() {
         if i > 0 {
@@ -414,7 +417,7 @@ pub(super) async fn summary_csv(
     Ok(csv_response(&scope.file_name("summary"), Body::from(text)))
 }
 
-fn csv_response(file_name: &str, body: Body) -> Response {
+pub(super) fn csv_response(file_name: &str, body: Body) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),

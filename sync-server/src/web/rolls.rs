@@ -45,12 +45,37 @@ pub fn latest_by_section(rows: Vec<AttendanceRow>) -> BTreeMap<String, Roll> {
     latest
 }
 
+/// The sessions among `rows` (of one section), newest first; marks whose session has not arrived
+/// are left out.
+pub fn newest_first(rows: Vec<AttendanceRow>) -> Vec<Roll> {
+    let mut sessions: BTreeMap<String, Roll> = BTreeMap::new();
+    for row in rows {
+        let Some(started_at) = row.started_at.filter(|_| row.section_id.is_some()) else {
+            continue;
+        };
+        sessions
+            .entry(row.session_id.clone())
+            .or_insert_with(|| Roll {
+                session_id: row.session_id.clone(),
+                started_at,
+                rows: Vec::new(),
+            })
+            .rows
+            .push(row);
+    }
+    let mut rolls: Vec<Roll> = sessions.into_values().collect();
+    rolls.sort_by(|a, b| (b.started_at, &b.session_id).cmp(&(a.started_at, &a.session_id)));
+    rolls
+}
+
 /// Who decided a mark, as a person reads it.
 pub fn decided_by(row: &AttendanceRow) -> String {
     match (row.source, &row.decided_by) {
         (MarkSource::Machine, _) => "machine".to_owned(),
         (MarkSource::Teacher, Some(by)) => format!("teacher ({by})"),
         (MarkSource::Teacher, None) => "teacher".to_owned(),
+        (MarkSource::Office, Some(by)) => format!("office ({by})"),
+        (MarkSource::Office, None) => "office".to_owned(),
     }
 }
 

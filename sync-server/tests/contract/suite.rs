@@ -15,6 +15,8 @@ use shared_proto::sync::{
     MarkSource, MarkStatus, PushResponse, RejectCode, ScheduleSlot, TemplateData,
 };
 use shared_proto::{EmbeddingSpace, ModelId};
+use sync_server::domain::audit::{Action, Entry as AuditEntry, Query as AuditQuery};
+use sync_server::domain::correction::{Correction, Decision};
 use sync_server::store::{
     AttendanceQuery, AttendanceRow, AuthSession, Device, Enrolment, ProvisioningCode,
     RedeemRefusal, Role, RosterBatch, RosterSummary, School, Section, Store, StoreError, Student,
@@ -61,6 +63,8 @@ macro_rules! contract_tests {
             sections_of_teacher,
             schedule_replaces_timetable,
             school_ids_are_unique,
+            office_corrections_follow_the_human_order,
+            audit_log_per_school,
         );
     };
     (@each $new_backend:expr; $($name:ident),* $(,)?) => {
@@ -2011,4 +2015,279 @@ pub async fn schedule_replaces_timetable(backend: &impl Backend) {
             .expect("schedule"),
         vec![]
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Corrections and the audit log
+
+fn correction(session: &str, student: &str, status: MarkStatus) -> Correction {
+    Correction {
+        session: session.into(),
+        student: student.into(),
+        status,
+        event_id: new_id(),
+    }
+}
+
+fn office(section: &str, at: i64, reason: &str) -> Decision {
+    Decision {
+        section: section.into(),
+        source: MarkSource::Office,
+        by: "office-ann".into(),
+        reason: reason.into(),
+        at,
+    }
+}
+
+async fn audit_lines(store: &dyn Store, action: Option<Action>) -> Vec<AuditEntry> {
+    store
+        .audit(&AuditQuery {
+            school_id: SCHOOL.into(),
+            from: 0,
+            to: i64::MAX,
+            action,
+            actor: None,
+            limit: 1000,
+        })
+        .await
+        .expect("audit")
+}
+
+/// People beat the machine and, among people, the later decision wins, whether the teacher
+/// decided at the box or the office on the dashboard (`mark_wins`). A correction is audited with
+/// its reason and sent to boxes as a `mark` change, in one transaction; a refused request writes
+/// nothing.
+pub async fn office_corrections_follow_the_human_order(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    push_ok(
+        &fx,
+        &[
+            opened("sess-1", SECTION_A, T0),
+            machine_mark("sess-1", STU_1, MarkStatus::Absent, T0 + 10),
+            machine_mark("sess-1", STU_2, MarkStatus::Present, T0 + 10),
+            teacher_mark("sess-1", STU_3, MarkStatus::Absent, T0 + 20),
+        ],
+    )
+    .await;
+    let (_, cursor) = pull_all(&*fx.store, SCHOOL, 0).await;
+
+    // The office beats the machine; a teacher's earlier decision loses to the office's later one.
+    let outcome = fx
+        .store
+        .correct_marks(
+            SCHOOL,
+            &[
+                correction("sess-1", STU_1, MarkStatus::Excused),
+                correction("sess-1", STU_3, MarkStatus::Late),
+            ],
+            &office(SECTION_A, T0 + 100, "note from a parent"),
+        )
+        .await
+        .expect("store")
+        .expect("accepted");
+    assert_eq!((outcome.applied, outcome.unchanged), (2, 0));
+    let row = the_mark(&fx, "sess-1", STU_1).await;
+    assert_eq!(
+        (row.status, row.source, row.decided_by.as_deref()),
+        (MarkStatus::Excused, MarkSource::Office, Some("office-ann"))
+    );
+    assert_eq!(row.section_id.as_deref(), Some(SECTION_A));
+    assert_eq!(row.device_id, fx.device.id, "filed under the session's box");
+    assert_eq!(
+        the_mark(&fx, "sess-1", STU_3).await.status,
+        MarkStatus::Late
+    );
+
+    // Both travel to the boxes as `mark` changes.
+    let (changes, _) = pull_all(&*fx.store, SCHOOL, cursor).await;
+    let marks: Vec<_> = changes
+        .iter()
+        .filter_map(|(_, c)| match c {
+            ChangeBody::Mark {
+                student,
+                status,
+                source,
+                by,
+                ..
+            } => Some((student.as_str(), *status, *source, by.as_deref())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        marks,
+        vec![
+            (
+                STU_1,
+                MarkStatus::Excused,
+                MarkSource::Office,
+                Some("office-ann")
+            ),
+            (
+                STU_3,
+                MarkStatus::Late,
+                MarkSource::Office,
+                Some("office-ann")
+            ),
+        ]
+    );
+
+    // A later teacher decision at the box beats the office; an earlier one, or the machine, not.
+    push_ok(
+        &fx,
+        &[teacher_mark("sess-1", STU_1, MarkStatus::Present, T0 + 50)],
+    )
+    .await;
+    push_ok(
+        &fx,
+        &[machine_mark("sess-1", STU_1, MarkStatus::Absent, T0 + 900)],
+    )
+    .await;
+    assert_eq!(
+        the_mark(&fx, "sess-1", STU_1).await.status,
+        MarkStatus::Excused
+    );
+    push_ok(
+        &fx,
+        &[teacher_mark("sess-1", STU_1, MarkStatus::Present, T0 + 200)],
+    )
+    .await;
+    let row = the_mark(&fx, "sess-1", STU_1).await;
+    assert_eq!(
+        (row.status, row.source),
+        (MarkStatus::Present, MarkSource::Teacher)
+    );
+
+    // ...and a correction older than the held human decision is left alone.
+    let outcome = fx
+        .store
+        .correct_marks(
+            SCHOOL,
+            &[correction("sess-1", STU_1, MarkStatus::Absent)],
+            &office(SECTION_A, T0 + 150, "late paperwork"),
+        )
+        .await
+        .expect("store")
+        .expect("accepted");
+    assert_eq!((outcome.applied, outcome.unchanged), (0, 1));
+    assert_eq!(
+        the_mark(&fx, "sess-1", STU_1).await.status,
+        MarkStatus::Present
+    );
+
+    // The audit log holds each applied correction with its reason, newest first.
+    let lines = audit_lines(&*fx.store, Some(Action::MarkCorrected)).await;
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines.iter().all(|l| l.actor == "office-ann"
+        && l.detail.contains("note from a parent")
+        && l.school_id.as_deref() == Some(SCHOOL)));
+    assert!(lines.iter().any(
+        |l| l.subject == format!("sess-1/{STU_1}") && l.detail.starts_with("absent -> excused")
+    ));
+
+    // Refused as a whole, writing nothing: no reason, another section's session, another
+    // school's student, "review".
+    let before = audit_lines(&*fx.store, None).await.len();
+    for (corrections, decision) in [
+        (
+            vec![correction("sess-1", STU_2, MarkStatus::Absent)],
+            office(SECTION_A, T0 + 300, "  "),
+        ),
+        (
+            vec![correction("sess-1", STU_2, MarkStatus::Absent)],
+            office(SECTION_B, T0 + 300, "wrong section"),
+        ),
+        (
+            vec![
+                correction("sess-1", STU_2, MarkStatus::Absent),
+                correction("sess-1", OTHER_STUDENT, MarkStatus::Absent),
+            ],
+            office(SECTION_A, T0 + 300, "another school's student"),
+        ),
+        (
+            vec![correction("sess-1", STU_2, MarkStatus::Review)],
+            office(SECTION_A, T0 + 300, "review"),
+        ),
+    ] {
+        let answer = fx
+            .store
+            .correct_marks(SCHOOL, &corrections, &decision)
+            .await
+            .expect("store");
+        assert!(answer.is_err(), "{decision:?}: {answer:?}");
+    }
+    assert_eq!(
+        the_mark(&fx, "sess-1", STU_2).await.status,
+        MarkStatus::Present
+    );
+    assert_eq!(audit_lines(&*fx.store, None).await.len(), before);
+}
+
+/// The audit log keeps consent decisions (in their transaction) and the lines appended after an
+/// action, per school, filtered by action and actor, newest first.
+pub async fn audit_log_per_school(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    fx.store
+        .set_consent(SCHOOL, STU_1, Consent::Withdrawn, "office-ann", T0 + 10)
+        .await
+        .expect("consent");
+    for (at, actor, action) in [
+        (T0 + 20, "office-ann", Action::SignIn),
+        (T0 + 30, "office-bob", Action::DeviceRevoked),
+    ] {
+        fx.store
+            .append_audit(&AuditEntry {
+                school_id: Some(SCHOOL.into()),
+                at,
+                actor: actor.into(),
+                action,
+                subject: "x".into(),
+                detail: String::new(),
+            })
+            .await
+            .expect("append");
+    }
+    fx.store
+        .append_audit(&AuditEntry {
+            school_id: Some(OTHER_SCHOOL.into()),
+            at: T0 + 40,
+            actor: "south-admin".into(),
+            action: Action::SignIn,
+            subject: "x".into(),
+            detail: String::new(),
+        })
+        .await
+        .expect("append");
+    let consent = audit_lines(&*fx.store, Some(Action::ConsentChanged)).await;
+    let withdrawal: Vec<_> = consent.iter().filter(|l| l.at == T0 + 10).collect();
+    assert_eq!(withdrawal.len(), 1, "{consent:?}");
+    assert_eq!(withdrawal[0].subject, STU_1);
+    assert_eq!(withdrawal[0].detail, "granted -> withdrawn");
+    let recent = fx
+        .store
+        .audit(&AuditQuery {
+            school_id: SCHOOL.into(),
+            from: T0 + 5,
+            to: T0 + 1000,
+            action: None,
+            actor: None,
+            limit: 2,
+        })
+        .await
+        .expect("audit");
+    let seen: Vec<_> = recent.iter().map(|l| l.at).collect();
+    assert_eq!(seen, vec![T0 + 30, T0 + 20], "newest first, limited");
+    let bob = fx
+        .store
+        .audit(&AuditQuery {
+            school_id: SCHOOL.into(),
+            from: 0,
+            to: i64::MAX,
+            action: None,
+            actor: Some("office-bob".into()),
+            limit: 10,
+        })
+        .await
+        .expect("audit");
+    assert_eq!(bob.len(), 1);
+    assert_eq!(bob[0].action, Action::DeviceRevoked);
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use mongodb::bson::{Document, doc};
 
+use super::audit;
 use super::docs::{MarkDoc, SessionDoc, StudentDoc, TemplateDoc, to_bson};
 use super::error::{DbError, is_duplicate_key};
 use super::names::*;
@@ -115,6 +116,7 @@ pub async fn facts(tx: &mut Tx<'_>, wanted: &Wanted<'_>) -> Result<Facts, DbErro
                 session.id,
                 HeldSession {
                     school_id: session.school_id,
+                    device_id: session.device_id,
                     section_id: session.section_id,
                     started_at: session.started_at,
                     closed_at: session.closed_at,
@@ -143,6 +145,7 @@ pub async fn facts(tx: &mut Tx<'_>, wanted: &Wanted<'_>) -> Result<Facts, DbErro
                 facts.marks.entry(mark.session_id).or_default().insert(
                     mark.student_id,
                     HeldMark {
+                        status: mark.status,
                         source: mark.source,
                         decided_at: mark.decided_at,
                         event_id: mark.event_id,
@@ -329,6 +332,7 @@ pub async fn write(tx: &mut Tx<'_>, school_id: &str, writes: &[Write<'_>]) -> Re
                 }
             }
             Write::Change(body) => tx.feed(body.clone())?,
+            Write::Audit(entry) => audit::append_in(tx, entry).await?,
         }
     }
     Ok(())

@@ -8,6 +8,7 @@
 //! templates, event ids, ...), so the `_id` index is the unique key the invariants need.
 
 mod accounts;
+mod audit;
 mod docs;
 mod error;
 mod events;
@@ -36,6 +37,10 @@ pub use schema::SUPPORTED_SCHEMA;
 use tx::{FeedLocks, Tx};
 
 use crate::domain;
+use crate::domain::audit::{Entry as AuditEntry, Query as AuditQuery};
+use crate::domain::correction::{
+    Correction, Decision, Outcome as CorrectionOutcome, Refusal as CorrectionRefusal,
+};
 use crate::domain::event::{Event, Template};
 use crate::domain::push::Outcome;
 
@@ -58,6 +63,7 @@ mod names {
     pub const CHANGES: &str = "changes";
     pub const FEED_COUNTERS: &str = "feed_counters";
     pub const SERVER_SESSIONS: &str = "server_sessions";
+    pub const AUDIT_LOG: &str = "audit_log";
 }
 
 pub struct MongoStore {
@@ -369,6 +375,45 @@ impl Store for MongoStore {
             },
         )
         .await
+    }
+
+    async fn correct_marks(
+        &self,
+        school_id: &str,
+        corrections: &[Correction],
+        decision: &Decision,
+    ) -> Result<Result<CorrectionOutcome, CorrectionRefusal>, StoreError> {
+        if let Err(refusal) = domain::correction::validate(corrections, decision) {
+            return Ok(Err(refusal));
+        }
+        let mut ctx = (school_id, corrections, decision);
+        tx::run(
+            self,
+            Some(school_id),
+            &mut ctx,
+            |tx, (school_id, corrections, decision)| {
+                Box::pin(async move {
+                    let wanted = domain::correction::wanted(corrections);
+                    let facts = events::facts(tx, &wanted).await?;
+                    match domain::correction::plan(school_id, corrections, decision, &facts) {
+                        Ok((writes, outcome)) => {
+                            events::write(tx, school_id, &writes).await?;
+                            Ok(Ok(outcome))
+                        }
+                        Err(refusal) => Ok(Err(refusal)),
+                    }
+                })
+            },
+        )
+        .await
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        Ok(audit::append(self, entry).await?)
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        Ok(audit::entries(self, query).await?)
     }
 
     async fn erase_student(&self, school_id: &str, student_id: &str) -> Result<(), StoreError> {

@@ -12,7 +12,9 @@ use crate::store::StoreError;
 
 /// Version of the document layout this build writes. Raise it with a migration when the layout
 /// changes incompatibly.
-pub const SUPPORTED_SCHEMA: i64 = 1;
+/// 2: marks decided by the office (a word schema 1 servers cannot read), the audit log, what boxes
+/// report, school settings.
+pub const SUPPORTED_SCHEMA: i64 = 2;
 
 /// MongoDB's code for "collection already exists".
 const NAMESPACE_EXISTS: i32 = 48;
@@ -35,6 +37,7 @@ const COLLECTIONS: &[&str] = &[
     CHANGES,
     FEED_COUNTERS,
     SERVER_SESSIONS,
+    AUDIT_LOG,
 ];
 
 /// The index set. Entities keyed by their own id (schools, sections, students, sessions,
@@ -86,6 +89,12 @@ fn indexes() -> Vec<(&'static str, &'static str, Document, bool)> {
             "school_key_unique",
             doc! { "school_id": 1, "key": 1 },
             true,
+        ),
+        (
+            AUDIT_LOG,
+            "school_at",
+            doc! { "school_id": 1, "at": -1 },
+            false,
         ),
         (
             CHANGES,

@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::feed::Feed;
-use super::{roster, templates, word};
+use super::{audit, roster, templates, word};
 use crate::domain::Write;
 use crate::domain::event::Event;
 use crate::domain::push::{self, Facts, HeldMark, HeldSession, HeldTemplate, Outcome, Wanted};
@@ -59,7 +59,7 @@ pub fn facts(conn: &Connection, wanted: &Wanted<'_>) -> Result<Facts, StoreError
         }
     }
     let mut stmt = conn.prepare_cached(
-        "SELECT school_id, section_id, started_at, closed_at FROM sessions WHERE id = ?1",
+        "SELECT school_id, section_id, started_at, closed_at, device_id FROM sessions WHERE id = ?1",
     )?;
     for id in &wanted.sessions {
         let held = stmt
@@ -69,6 +69,7 @@ pub fn facts(conn: &Connection, wanted: &Wanted<'_>) -> Result<Facts, StoreError
                     section_id: r.get(1)?,
                     started_at: r.get(2)?,
                     closed_at: r.get(3)?,
+                    device_id: r.get(4)?,
                 })
             })
             .optional()?;
@@ -77,7 +78,7 @@ pub fn facts(conn: &Connection, wanted: &Wanted<'_>) -> Result<Facts, StoreError
         }
     }
     let mut stmt = conn.prepare_cached(
-        "SELECT student_id, source, decided_at, event_id FROM marks
+        "SELECT student_id, source, decided_at, event_id, status FROM marks
          WHERE session_id = ?1 AND student_id IN (SELECT value FROM json_each(?2))",
     )?;
     // `marks` is ordered by session: each session's students are one run of it.
@@ -92,6 +93,7 @@ pub fn facts(conn: &Connection, wanted: &Wanted<'_>) -> Result<Facts, StoreError
         while let Some(row) = rows.next()? {
             let student: String = row.get(0)?;
             let held = HeldMark {
+                status: word(4, &row.get::<_, String>(4)?)?,
                 source: word(1, &row.get::<_, String>(1)?)?,
                 decided_at: row.get(2)?,
                 event_id: row.get(3)?,
@@ -214,6 +216,7 @@ pub fn write(conn: &Connection, school_id: &str, writes: &[Write<'_>]) -> Result
                     .execute([student])?;
             }
             Write::Change(body) => feed.write(body)?,
+            Write::Audit(entry) => audit::append(conn, entry)?,
         }
     }
     Ok(())

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod attendance;
+mod audit;
 mod events;
 mod feed;
 mod roster;
@@ -27,6 +28,10 @@ use super::{
     StoreCounts, StoreError, Student, User,
 };
 use crate::domain;
+use crate::domain::audit::{Entry as AuditEntry, Query as AuditQuery};
+use crate::domain::correction::{
+    Correction, Decision, Outcome as CorrectionOutcome, Refusal as CorrectionRefusal,
+};
 use crate::domain::event::{Event, Template};
 use crate::domain::push::Outcome;
 use worker::{Checkpointer, Readers, Writer};
@@ -418,6 +423,45 @@ impl Store for SqliteStore {
                 domain::consent::decide(&mut held, &mut live, consent, &by, at, &mut writes);
                 events::write(conn, &school_id, &writes)
             })
+            .await
+    }
+
+    async fn correct_marks(
+        &self,
+        school_id: &str,
+        corrections: &[Correction],
+        decision: &Decision,
+    ) -> Result<Result<CorrectionOutcome, CorrectionRefusal>, StoreError> {
+        if let Err(refusal) = domain::correction::validate(corrections, decision) {
+            return Ok(Err(refusal));
+        }
+        let (school_id, corrections, decision) =
+            (school_id.to_owned(), corrections.to_vec(), decision.clone());
+        self.writer
+            .run(move |conn| {
+                let facts = events::facts(conn, &domain::correction::wanted(&corrections))?;
+                match domain::correction::plan(&school_id, &corrections, &decision, &facts) {
+                    Ok((writes, outcome)) => {
+                        events::write(conn, &school_id, &writes)?;
+                        Ok(Ok(outcome))
+                    }
+                    Err(refusal) => Ok(Err(refusal)),
+                }
+            })
+            .await
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let entry = entry.clone();
+        self.writer
+            .run(move |conn| audit::append(conn, &entry))
+            .await
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let query = query.clone();
+        self.readers
+            .run(move |conn| audit::entries(conn, &query))
             .await
     }
 

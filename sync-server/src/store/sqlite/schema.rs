@@ -170,6 +170,48 @@ CREATE INDEX marks_pending ON marks (school_id, decided_at) WHERE session_pendin
 -- NULL and are read as `EmbeddingSpace::of_model` of their model id, as an older box's push is.
 ALTER TABLE templates ADD COLUMN space TEXT;
 "#,
+    r#"
+-- Version 4: the dashboard. Marks may be decided by the office (SQLite cannot change a CHECK, so
+-- the table is rebuilt as it was, with the new word); the audit log; what boxes report of
+-- themselves and how far they have applied the feed; the school's own settings.
+CREATE TABLE marks_v4 (
+    session_id TEXT NOT NULL,
+    student_id TEXT NOT NULL,
+    school_id TEXT NOT NULL REFERENCES schools (id),
+    device_id TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('present', 'review', 'absent', 'late', 'excused')),
+    source TEXT NOT NULL CHECK (source IN ('machine', 'teacher', 'office')),
+    score REAL,
+    decided_at INTEGER NOT NULL,
+    decided_by TEXT,
+    event_id TEXT NOT NULL,
+    session_pending INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (session_id, student_id)
+) WITHOUT ROWID;
+INSERT INTO marks_v4 (session_id, student_id, school_id, device_id, status, source, score,
+        decided_at, decided_by, event_id, session_pending)
+    SELECT session_id, student_id, school_id, device_id, status, source, score, decided_at,
+        decided_by, event_id, session_pending FROM marks;
+DROP TABLE marks;
+ALTER TABLE marks_v4 RENAME TO marks;
+CREATE INDEX marks_pending ON marks (school_id, decided_at) WHERE session_pending = 1;
+CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY,
+    school_id TEXT,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX audit_school_at ON audit_log (school_id, at);
+ALTER TABLE devices ADD COLUMN last_push_at INTEGER;
+ALTER TABLE devices ADD COLUMN last_pull_at INTEGER;
+ALTER TABLE devices ADD COLUMN app_version TEXT;
+ALTER TABLE devices ADD COLUMN outbox_waiting INTEGER;
+ALTER TABLE devices ADD COLUMN acked_seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE schools ADD COLUMN settings TEXT;
+"#,
 ];
 
 pub fn supported_version() -> i64 {
