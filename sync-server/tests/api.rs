@@ -343,7 +343,7 @@ async fn provisioning_codes_are_single_use_and_expire() {
         .post(
             "/v1/devices/provision",
             None,
-            json!({"protocol": 2, "code": fresh}),
+            json!({"protocol": 3, "code": fresh}),
         )
         .await
         .assert_error(400, "unsupported_protocol");
@@ -456,7 +456,7 @@ async fn bad_pushes_are_refused_whole() {
         .assert_error(400, "invalid_json");
 
     // Protocol versions: newer and stale in the body, newer in the header.
-    for protocol in [2, 0] {
+    for protocol in [3, 0] {
         let mut body = push_body(&events[..2]);
         body["protocol"] = json!(protocol);
         let reply = push(serde_json::to_vec(&body).unwrap()).await;
@@ -467,7 +467,7 @@ async fn bad_pushes_are_refused_whole() {
         .send(
             server
                 .request(Method::POST, "/v1/sync/push", Some(&north.device))
-                .header("x-rollcall-protocol", "2")
+                .header("x-rollcall-protocol", "3")
                 .header("content-type", "application/json")
                 .body(body.clone()),
         )
