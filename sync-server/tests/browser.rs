@@ -132,6 +132,20 @@ async fn an_admin_signs_in_reads_the_counts_opens_a_roll_and_signs_out() {
     let server = Server::start().await;
     let north = server.school("north").await;
     server.push_two_lessons(&north).await;
+    // START is Monday 08:00 UTC: maths (07:45) has its roll, art (07:00) has none in time.
+    for (section, starts, ends) in [
+        (north.math(), "07:45", "08:30"),
+        (north.art(), "07:00", "07:40"),
+    ] {
+        server
+            .put(
+                &format!("/v1/schools/north/sections/{section}/schedule"),
+                Some(&north.admin),
+                serde_json::json!({ "slots": [{"weekday": 1, "starts": starts, "ends": ends, "room": "R12"}] }),
+            )
+            .await
+            .assert_ok();
+    }
 
     let driver = Driver::start();
     let profile = tempfile::tempdir().unwrap();
@@ -146,6 +160,24 @@ async fn an_admin_signs_in_reads_the_counts_opens_a_roll_and_signs_out() {
     form.submit().await.unwrap();
 
     wait_for_path(&browser, "/").await;
+    assert_eq!(text_of(&browser, "main h1").await, "north school: today");
+    let lessons = text_of(&browser, "main table.lessons tbody").await;
+    assert!(
+        lessons
+            .lines()
+            .any(|l| l.starts_with("Maths") && l.contains("07:45-08:30 taken 1 0 0 0 0")),
+        "the maths lesson, taken: {lessons:?}"
+    );
+    assert!(
+        lessons
+            .lines()
+            .any(|l| l.starts_with("Art") && l.contains("Not registered")),
+        "{lessons:?}"
+    );
+    screenshots(&browser, "today").await;
+    let sections = browser.find(Locator::LinkText("Sections")).await.unwrap();
+    sections.click().await.unwrap();
+    wait_for_path(&browser, "/sections").await;
     assert_eq!(text_of(&browser, "main h1").await, "north school");
     let rows = text_of(&browser, "main tbody").await;
     let maths = rows.lines().find(|line| line.starts_with("Maths"));
@@ -153,7 +185,7 @@ async fn an_admin_signs_in_reads_the_counts_opens_a_roll_and_signs_out() {
         maths.is_some_and(|row| row.ends_with("2024-09-02 08:00 UTC 1 0 0 0 0")),
         "one present in maths: {rows:?}"
     );
-    screenshots(&browser, "home").await;
+    screenshots(&browser, "sections").await;
 
     let link = browser.find(Locator::LinkText("Maths")).await.unwrap();
     link.click().await.unwrap();

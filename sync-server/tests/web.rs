@@ -220,7 +220,7 @@ async fn each_role_sees_its_own_sections_and_rolls() {
         "{}",
         schools.html
     );
-    let north_page = district.get("/?school=north").await;
+    let north_page = district.get("/sections?school=north").await;
     assert_eq!(north_page.status, 200);
     assert!(
         north_page
@@ -899,4 +899,121 @@ async fn a_correction_is_audited_and_reaches_the_box_and_a_trip_excuses_a_group(
     assert!(audit.html.contains("Science museum trip"), "{}", audit.html);
     // Teachers do not read the audit log.
     assert_eq!(teacher.get("/audit").await.status, 403);
+}
+
+#[tokio::test]
+async fn today_shows_the_timetables_lessons_in_the_schools_time_zone() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    server.push_two_lessons(&north).await;
+    // START is Monday 2024-09-02 08:00 UTC, 10:00 in Berlin. Maths at 10:00 Berlin holds the
+    // pushed maths roll; art at 09:00 Berlin has none (the art roll, at 10:00, is outside it);
+    // maths again at 14:00 is still to come.
+    for (section, slots) in [
+        (
+            north.math(),
+            json!([{"weekday": 1, "starts": "10:00", "ends": "10:45", "room": "R12"},
+                   {"weekday": 1, "starts": "14:00", "ends": "14:45"},
+                   {"weekday": 2, "starts": "10:00", "ends": "10:45"}]),
+        ),
+        (
+            north.art(),
+            json!([{"weekday": 1, "starts": "09:00", "ends": "09:45"}]),
+        ),
+    ] {
+        server
+            .put(
+                &format!("/v1/schools/north/sections/{section}/schedule"),
+                Some(&north.admin),
+                json!({ "slots": slots }),
+            )
+            .await
+            .assert_ok();
+    }
+    let mut admin = Browser::new(&server);
+    admin.sign_in("north-admin", PASSWORD).await;
+    // Settings: the school's time zone, checked.
+    let settings = admin.get("/settings").await;
+    assert_eq!(settings.status, 200, "{}", settings.html);
+    let csrf = hidden_csrf(&settings.html);
+    let bad = admin
+        .post(
+            "/settings",
+            &[
+                ("csrf", &csrf),
+                ("time_zone", "Mars/Olympus"),
+                ("chronic_percent", "10"),
+                ("offline_minutes", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.html);
+    assert!(bad.html.contains("not a time zone"), "{}", bad.html);
+    let saved = admin
+        .post(
+            "/settings",
+            &[
+                ("csrf", &csrf),
+                ("time_zone", "Europe/Berlin"),
+                ("chronic_percent", "12"),
+                ("offline_minutes", "45"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.html);
+
+    let today = admin.get("/").await;
+    assert_eq!(today.status, 200, "{}", today.html);
+    let html = &today.html;
+    assert!(
+        html.contains("Monday 2 September 2024 (Europe/Berlin)"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<strong>3</strong> lessons in the timetable"),
+        "{html}"
+    );
+    assert!(html.contains("<strong>1</strong> not registered"), "{html}");
+    let lessons =
+        &html[html.find("id=\"lessons\"").unwrap()..html.find("id=\"absences\"").unwrap()];
+    let rows: Vec<&str> = lessons.split("<tr>").skip(2).collect();
+    assert_eq!(rows.len(), 4, "three lessons and the art roll: {lessons}");
+    assert!(
+        rows[0].contains("09:00-09:45") && rows[0].contains("Not registered"),
+        "{}",
+        rows[0]
+    );
+    assert!(
+        rows[1].contains("10:00-10:45")
+            && rows[1].contains("R12")
+            && rows[1].contains("?session=sess-1"),
+        "{}",
+        rows[1]
+    );
+    assert!(
+        rows[2].contains("14:00-14:45") && rows[2].contains("Not taken yet"),
+        "{}",
+        rows[2]
+    );
+    assert!(
+        rows[3].contains("outside the timetable") && rows[3].contains("north-art"),
+        "{}",
+        rows[3]
+    );
+    assert!(
+        lessons.contains("<svg"),
+        "a bar per taken lesson: {lessons}"
+    );
+    // No box has been heard from within 45 minutes? The fixture's box pushed just now.
+    assert!(html.contains("<strong>0</strong> boxes offline"), "{html}");
+    server.clock.advance_ms(46 * 60_000);
+    let later_page = admin.get("/").await;
+    assert!(
+        later_page.html.contains("box offline"),
+        "{}",
+        later_page.html
+    );
+    // The sections' list moved to /sections.
+    let sections = admin.get("/sections").await;
+    assert!(sections.html.contains("Latest roll"), "{}", sections.html);
 }

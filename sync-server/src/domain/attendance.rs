@@ -50,10 +50,6 @@ impl Counts {
     }
 }
 
-/// Missing this share of sessions or more, for any reason, is chronic absence: the common US
-/// definition. (To become a school setting.)
-pub const CHRONIC_ABSENCE_PERCENT: f64 = 10.0;
-
 impl Counts {
     /// The share of decided sessions missed, excused or not, in percent; `None` when none is
     /// decided. Chronic absence counts every absence: an excused one is still a lesson missed.
@@ -63,7 +59,9 @@ impl Counts {
         (decided > 0).then(|| 100.0 * missed as f64 / decided as f64)
     }
 
-    /// Whether these marks show chronic absence (`missed_percent` at or over `threshold`).
+    /// Whether these marks show chronic absence (`missed_percent` at or over `threshold`, the
+    /// school's setting: `SchoolSettings::chronic_percent`, 10 by default, the common US
+    /// definition).
     pub fn chronically_absent(&self, threshold_percent: f64) -> bool {
         self.missed_percent()
             .is_some_and(|p| p >= threshold_percent)
@@ -106,11 +104,8 @@ mod tests {
             review: 5,
             ..Counts::default()
         };
-        assert!(
-            term(2, 18).chronically_absent(CHRONIC_ABSENCE_PERCENT),
-            "2 of 20 is 10 %"
-        );
-        assert!(!term(1, 18).chronically_absent(CHRONIC_ABSENCE_PERCENT));
-        assert!(!Counts::default().chronically_absent(CHRONIC_ABSENCE_PERCENT));
+        assert!(term(2, 18).chronically_absent(10.0), "2 of 20 is 10 %");
+        assert!(!term(1, 18).chronically_absent(10.0));
+        assert!(!Counts::default().chronically_absent(10.0));
     }
 }

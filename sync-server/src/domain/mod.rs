@@ -20,8 +20,10 @@ pub mod correction;
 pub mod erasure;
 pub mod event;
 pub mod feed;
+pub mod lessons;
 pub mod provisioning;
 pub mod push;
+pub mod settings;
 
 use shared_proto::sync::{Consent, MarkSource, MarkStatus};
 

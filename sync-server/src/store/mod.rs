@@ -28,6 +28,7 @@ use crate::domain::correction::{
 use crate::domain::event::{Event, Template};
 use crate::domain::feed::Entry;
 use crate::domain::push::Outcome;
+use crate::domain::settings::SchoolSettings;
 
 pub mod mongo;
 pub(crate) mod roster;
@@ -260,6 +261,15 @@ pub trait Store: Send + Sync + 'static {
     async fn create_user(&self, user: &User) -> Result<(), StoreError>;
     async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError>;
     async fn count_admins(&self) -> Result<u64, StoreError>;
+    /// A school's settings; the defaults for a school that never saved any. `NotFound` for an
+    /// unknown school.
+    async fn school_settings(&self, school_id: &str) -> Result<SchoolSettings, StoreError>;
+    /// Replaces a school's settings (checked by the caller). `NotFound` for an unknown school.
+    async fn set_school_settings(
+        &self,
+        school_id: &str,
+        settings: &SchoolSettings,
+    ) -> Result<(), StoreError>;
     /// The accounts of a school, by username.
     async fn users(&self, school_id: &str) -> Result<Vec<User>, StoreError>;
     /// Replaces the password of a user of `school_id` and ends every session of theirs, in one
@@ -344,6 +354,12 @@ pub trait Store: Send + Sync + 'static {
         school_id: &str,
         section_id: &str,
     ) -> Result<Vec<ScheduleSlot>, StoreError>;
+    /// Every section's timetable of the school, in one read: (section, slots), sections without
+    /// slots left out.
+    async fn timetable(
+        &self,
+        school_id: &str,
+    ) -> Result<Vec<(String, Vec<ScheduleSlot>)>, StoreError>;
     /// Records consent; a withdrawal tombstones every template of the student. `NotFound` for an
     /// unknown student. A decision older than the one held (`at` < `consent_at`) changes nothing.
     async fn set_consent(
@@ -397,5 +413,14 @@ pub trait Store: Send + Sync + 'static {
 
     // Attendance.
     async fn attendance(&self, query: &AttendanceQuery) -> Result<Vec<AttendanceRow>, StoreError>;
+    /// A school's marks of sessions that started in `[from, to)`, counted per hour of the session's
+    /// start (the hour's first millisecond) and status: what a trend over weeks needs, without
+    /// reading every mark into the server.
+    async fn counts_by_hour(
+        &self,
+        school_id: &str,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<(Millis, MarkStatus, u64)>, StoreError>;
     async fn counts(&self) -> Result<StoreCounts, StoreError>;
 }

@@ -13,7 +13,9 @@ mod devices;
 mod reports;
 mod rolls;
 mod session;
+mod settings;
 mod students;
+mod today;
 mod users;
 
 use std::collections::{BTreeMap, HashMap};
@@ -43,6 +45,7 @@ const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
+        .route("/sections", get(sections_page))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/sections/{section}", get(section_page))
@@ -62,6 +65,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/users", get(users::page).post(users::create))
         .route("/users/{user}/password", post(users::set_password))
+        .route("/settings", get(settings::page).post(settings::save))
         .route("/audit", get(audit::page))
         .route("/audit.csv", get(audit::csv))
         .route("/reports", get(reports::page))
@@ -395,8 +399,21 @@ struct HomePage {
     notice: Option<String>,
 }
 
-/// `GET /`: every section the user may see, with its latest roll's counts.
+/// `GET /`: Today for the user's school; the list of schools for a district admin who has not
+/// picked one.
 async fn home(
+    State(state): State<AppState>,
+    user: WebUser,
+    Query(param): Query<SchoolParam>,
+) -> Result<Response, WebError> {
+    match school_of(&user, param.school.clone())? {
+        Some(school_id) if param.erased.is_none() => today::page(&state, &user, school_id).await,
+        _ => sections_page(State(state), user, Query(param)).await,
+    }
+}
+
+/// `GET /sections`: every section the user may see, with its latest roll's counts.
+async fn sections_page(
     State(state): State<AppState>,
     user: WebUser,
     Query(param): Query<SchoolParam>,

@@ -17,7 +17,7 @@ use super::{Chrome, WebError, admin_school, forbidden, given, rolls, school_of, 
 use crate::api::admin::{erase, record_consent};
 use crate::api::attendance::{is_visible, visible_sections};
 use crate::api::{ApiError, AppState};
-use crate::domain::attendance::{CHRONIC_ABSENCE_PERCENT, Counts};
+use crate::domain::attendance::Counts;
 use crate::store::AttendanceQuery;
 
 /// The history a page opens on.
@@ -120,6 +120,7 @@ pub(super) async fn page(
         .collect();
     rows.sort_by_key(|row| std::cmp::Reverse(row.started_at.unwrap_or(row.decided_at)));
     let counts = Counts::of(&rows);
+    let settings = state.store().school_settings(&school_id).await?;
     let lines = rows
         .iter()
         .map(|row| HistoryLine {
@@ -148,8 +149,8 @@ pub(super) async fn page(
         to: to_day,
         attendance: percent(counts.attendance_percent()),
         missed: percent(counts.missed_percent()),
-        chronic: counts.chronically_absent(CHRONIC_ABSENCE_PERCENT),
-        threshold: CHRONIC_ABSENCE_PERCENT,
+        chronic: counts.chronically_absent(settings.chronic_threshold()),
+        threshold: settings.chronic_threshold(),
         counts,
         lines,
         consent: student.consent.as_str(),

@@ -8,6 +8,7 @@ use super::names::*;
 use super::tx::Tx;
 use super::{MongoStore, collect};
 use crate::domain::provisioning::{self, HeldCode};
+use crate::domain::settings::SchoolSettings;
 use crate::store::{
     AuthSession, Device, Millis, ProvisioningCode, RedeemRefusal, Role, School, StoreError, User,
 };
@@ -16,6 +17,7 @@ pub async fn create_school(store: &MongoStore, school: &School) -> Result<(), Db
     let doc = SchoolDoc {
         id: school.id.clone(),
         name: school.name.clone(),
+        settings: None,
     };
     store
         .coll::<SchoolDoc>(SCHOOLS)
@@ -44,6 +46,35 @@ pub async fn school(store: &MongoStore, id: &str) -> Result<Option<School>, DbEr
         .find_one(doc! { "_id": id })
         .await?
         .map(SchoolDoc::into_school))
+}
+
+pub async fn school_settings(store: &MongoStore, id: &str) -> Result<SchoolSettings, DbError> {
+    let found = store
+        .coll::<SchoolDoc>(SCHOOLS)
+        .find_one(doc! { "_id": id })
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("school {id}")))?;
+    Ok(found.settings.unwrap_or_default())
+}
+
+pub async fn set_school_settings(
+    store: &MongoStore,
+    id: &str,
+    settings: &SchoolSettings,
+) -> Result<(), DbError> {
+    let settings = mongodb::bson::to_bson(settings)
+        .map_err(|e| StoreError::Backend(format!("cannot encode settings: {e}")))?;
+    let result = store
+        .coll::<SchoolDoc>(SCHOOLS)
+        .update_one(
+            doc! { "_id": id },
+            doc! { "$set": { "settings": settings } },
+        )
+        .await?;
+    if result.matched_count == 0 {
+        return Err(StoreError::NotFound(format!("school {id}")).into());
+    }
+    Ok(())
 }
 
 async fn require_school(store: &MongoStore, school_id: &str) -> Result<(), DbError> {

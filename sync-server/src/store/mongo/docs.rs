@@ -1,6 +1,7 @@
 //! The documents of each collection as serde types, and their conversions to and from the store's
 //! types. Enums are stored as the same snake_case words the wire uses; times as Int64 millis.
 
+use crate::domain::settings::SchoolSettings;
 use mongodb::bson::{Binary, spec::BinarySubtype};
 use serde::{Deserialize, Serialize};
 use shared_proto::sync::{Consent, Embedding, EnrolmentRole, MarkSource, MarkStatus, ScheduleSlot};
@@ -17,6 +18,9 @@ pub struct SchoolDoc {
     #[serde(rename = "_id")]
     pub id: String,
     pub name: String,
+    /// Absent until a school saves its settings (schema 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<SchoolSettings>,
 }
 
 impl SchoolDoc {

@@ -24,7 +24,7 @@ use futures_util::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use mongodb::options::{ClientOptions, ReadConcern, WriteConcern};
 use mongodb::{Client, Collection, Database};
-use shared_proto::sync::{Consent, ScheduleSlot};
+use shared_proto::sync::{Consent, MarkStatus, ScheduleSlot};
 
 use super::{
     AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, Millis,
@@ -43,6 +43,7 @@ use crate::domain::correction::{
 };
 use crate::domain::event::{Event, Template};
 use crate::domain::push::Outcome;
+use crate::domain::settings::SchoolSettings;
 
 /// Collection names, in one place so indexes and queries cannot drift apart.
 mod names {
@@ -162,6 +163,18 @@ impl Store for MongoStore {
 
     async fn count_admins(&self) -> Result<u64, StoreError> {
         Ok(accounts::count_admins(self).await?)
+    }
+
+    async fn school_settings(&self, school_id: &str) -> Result<SchoolSettings, StoreError> {
+        Ok(accounts::school_settings(self, school_id).await?)
+    }
+
+    async fn set_school_settings(
+        &self,
+        school_id: &str,
+        settings: &SchoolSettings,
+    ) -> Result<(), StoreError> {
+        Ok(accounts::set_school_settings(self, school_id, settings).await?)
     }
 
     async fn users(&self, school_id: &str) -> Result<Vec<User>, StoreError> {
@@ -343,6 +356,23 @@ impl Store for MongoStore {
         Ok(found.map(|s| s.schedule).unwrap_or_default())
     }
 
+    async fn timetable(
+        &self,
+        school_id: &str,
+    ) -> Result<Vec<(String, Vec<ScheduleSlot>)>, StoreError> {
+        let cursor = self
+            .coll::<SectionDoc>(names::SECTIONS)
+            .find(doc! { "school_id": school_id, "schedule.0": { "$exists": true } })
+            .sort(doc! { "_id": 1 })
+            .await
+            .map_err(DbError::from)?;
+        Ok(collect(cursor)
+            .await?
+            .into_iter()
+            .map(|s| (s.id, s.schedule))
+            .collect())
+    }
+
     async fn set_consent(
         &self,
         school_id: &str,
@@ -502,6 +532,44 @@ impl Store for MongoStore {
             .await?
             .into_iter()
             .map(MarkDoc::into_row)
+            .collect())
+    }
+
+    async fn counts_by_hour(
+        &self,
+        school_id: &str,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<(Millis, MarkStatus, u64)>, StoreError> {
+        // Counted here rather than in an aggregation pipeline, which not every MongoDB-wire
+        // server runs: only the two fields counted cross the wire.
+        #[derive(serde::Deserialize)]
+        struct Placed {
+            started_at: Millis,
+            status: MarkStatus,
+        }
+        let cursor = self
+            .coll::<Placed>(names::MARKS)
+            .find(doc! {
+                "school_id": school_id,
+                "placed_at": { "$gte": from, "$lt": to },
+                "section_id": { "$ne": null },
+            })
+            .projection(doc! { "_id": 0, "started_at": 1, "status": 1 })
+            .await
+            .map_err(DbError::from)?;
+        let mut counts: std::collections::BTreeMap<(Millis, &'static str), (MarkStatus, u64)> =
+            std::collections::BTreeMap::new();
+        for placed in collect(cursor).await? {
+            let hour = placed.started_at.div_euclid(3_600_000) * 3_600_000;
+            counts
+                .entry((hour, placed.status.as_str()))
+                .or_insert((placed.status, 0))
+                .1 += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((hour, _), (status, n))| (hour, status, n))
             .collect())
     }
 

@@ -4,6 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{insert_error, word};
 use crate::domain::provisioning::{self, HeldCode};
+use crate::domain::settings::SchoolSettings;
 use crate::store::{
     AuthSession, Device, Millis, ProvisioningCode, RedeemRefusal, School, StoreError, User,
 };
@@ -36,6 +37,36 @@ pub fn school(conn: &Connection, id: &str) -> Result<Option<School>, StoreError>
             })
         })
         .optional()?)
+}
+
+/// The settings column holds `SchoolSettings`' JSON; NULL (never saved) reads as the defaults.
+pub fn school_settings(conn: &Connection, id: &str) -> Result<SchoolSettings, StoreError> {
+    let stored: Option<Option<String>> = conn
+        .prepare_cached("SELECT settings FROM schools WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    match stored {
+        None => Err(StoreError::NotFound(format!("school {id}"))),
+        Some(None) => Ok(SchoolSettings::default()),
+        Some(Some(json)) => serde_json::from_str(&json)
+            .map_err(|e| StoreError::Backend(format!("settings of school {id}: {e}"))),
+    }
+}
+
+pub fn set_school_settings(
+    conn: &Connection,
+    id: &str,
+    settings: &SchoolSettings,
+) -> Result<(), StoreError> {
+    let json = serde_json::to_string(settings)
+        .map_err(|e| StoreError::Backend(format!("cannot encode settings: {e}")))?;
+    let changed = conn
+        .prepare_cached("UPDATE schools SET settings = ?2 WHERE id = ?1")?
+        .execute([id, &json])?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!("school {id}")));
+    }
+    Ok(())
 }
 
 const USER_COLUMNS: &str = "u.id, u.username, u.password_hash, u.role, u.school_id, u.teacher_id";

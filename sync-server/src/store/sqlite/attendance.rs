@@ -4,7 +4,9 @@
 use rusqlite::{Connection, Row, params};
 
 use super::{feed, word};
-use crate::store::{AttendanceQuery, AttendanceRow, StoreCounts, StoreError};
+use shared_proto::sync::MarkStatus;
+
+use crate::store::{AttendanceQuery, AttendanceRow, Millis, StoreCounts, StoreError};
 
 /// Marks of sessions that started in the range, found through `sessions_school_start` and the
 /// marks' primary key; then the marks whose session has not arrived, placed in time by their
@@ -58,6 +60,30 @@ fn row_from(r: &Row<'_>) -> rusqlite::Result<AttendanceRow> {
         decided_by: r.get(9)?,
         event_id: r.get(10)?,
     })
+}
+
+/// Counted in SQL over `sessions_school_start` and the marks' primary key: weeks of a school's
+/// marks never leave the database, only a row per hour and status.
+pub fn counts_by_hour(
+    conn: &Connection,
+    school_id: &str,
+    from: Millis,
+    to: Millis,
+) -> Result<Vec<(Millis, MarkStatus, u64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT s.started_at / 3600000 AS hour, m.status, COUNT(*)
+         FROM sessions s JOIN marks m ON m.session_id = s.id AND m.school_id = s.school_id
+         WHERE s.school_id = ?1 AND s.started_at >= ?2 AND s.started_at < ?3
+         GROUP BY hour, m.status ORDER BY hour",
+    )?;
+    let rows = stmt.query_map(params![school_id, from, to], |r| {
+        Ok((
+            r.get::<_, i64>(0)? * 3_600_000,
+            word(1, &r.get::<_, String>(1)?)?,
+            r.get::<_, i64>(2)? as u64,
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 pub fn counts(conn: &Connection) -> Result<StoreCounts, StoreError> {

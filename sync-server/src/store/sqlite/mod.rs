@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
-use shared_proto::sync::{Consent, ScheduleSlot};
+use shared_proto::sync::{Consent, MarkStatus, ScheduleSlot};
 
 use super::rules::Owner;
 use super::{
@@ -34,6 +34,7 @@ use crate::domain::correction::{
 };
 use crate::domain::event::{Event, Template};
 use crate::domain::push::Outcome;
+use crate::domain::settings::SchoolSettings;
 use worker::{Checkpointer, Readers, Writer};
 
 /// How long a connection waits for a lock held by another process before giving up.
@@ -220,6 +221,24 @@ impl Store for SqliteStore {
         self.readers.run(accounts::count_admins).await
     }
 
+    async fn school_settings(&self, school_id: &str) -> Result<SchoolSettings, StoreError> {
+        let school_id = school_id.to_owned();
+        self.readers
+            .run(move |conn| accounts::school_settings(conn, &school_id))
+            .await
+    }
+
+    async fn set_school_settings(
+        &self,
+        school_id: &str,
+        settings: &SchoolSettings,
+    ) -> Result<(), StoreError> {
+        let (school_id, settings) = (school_id.to_owned(), settings.clone());
+        self.writer
+            .run(move |conn| accounts::set_school_settings(conn, &school_id, &settings))
+            .await
+    }
+
     async fn users(&self, school_id: &str) -> Result<Vec<User>, StoreError> {
         let school_id = school_id.to_owned();
         self.readers
@@ -403,6 +422,16 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn timetable(
+        &self,
+        school_id: &str,
+    ) -> Result<Vec<(String, Vec<ScheduleSlot>)>, StoreError> {
+        let school_id = school_id.to_owned();
+        self.readers
+            .run(move |conn| roster::timetable(conn, &school_id))
+            .await
+    }
+
     async fn set_consent(
         &self,
         school_id: &str,
@@ -511,6 +540,18 @@ impl Store for SqliteStore {
         let query = query.clone();
         self.readers
             .run(move |conn| attendance::attendance(conn, &query))
+            .await
+    }
+
+    async fn counts_by_hour(
+        &self,
+        school_id: &str,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<(Millis, MarkStatus, u64)>, StoreError> {
+        let school_id = school_id.to_owned();
+        self.readers
+            .run(move |conn| attendance::counts_by_hour(conn, &school_id, from, to))
             .await
     }
 

@@ -305,6 +305,33 @@ pub fn set_schedule(
     })
 }
 
+pub fn timetable(
+    conn: &Connection,
+    school_id: &str,
+) -> Result<Vec<(String, Vec<ScheduleSlot>)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.section_id, c.weekday, c.starts, c.ends, c.room
+         FROM schedule c JOIN sections s ON s.id = c.section_id
+         WHERE s.school_id = ?1 ORDER BY c.section_id, c.position",
+    )?;
+    let mut rows = stmt.query([school_id])?;
+    let mut out: Vec<(String, Vec<ScheduleSlot>)> = Vec::new();
+    while let Some(r) = rows.next()? {
+        let section: String = r.get(0)?;
+        let slot = ScheduleSlot {
+            weekday: r.get(1)?,
+            starts: r.get(2)?,
+            ends: r.get(3)?,
+            room: r.get(4)?,
+        };
+        match out.last_mut() {
+            Some((held, slots)) if *held == section => slots.push(slot),
+            _ => out.push((section, vec![slot])),
+        }
+    }
+    Ok(out)
+}
+
 pub fn schedule(
     conn: &Connection,
     school_id: &str,
