@@ -109,6 +109,7 @@ async fn fixture(store: &MongoStore) -> Device {
         created_at: T0,
         revoked_at: None,
         last_seen_at: None,
+        activity: Default::default(),
     };
     store
         .redeem_provisioning_code("code", &device, T0)

@@ -704,14 +704,68 @@ async fn erasing_a_student_asks_first_then_tells_every_box() {
         )
         .await;
     assert_eq!(done.status, 303, "{}", done.html);
-    let home = admin.get(done.headers[LOCATION].to_str().unwrap()).await;
-    assert!(home.html.contains("The student is erased"), "{}", home.html);
+    let erasure_page = done.headers[LOCATION].to_str().unwrap().to_owned();
+    assert!(
+        erasure_page.starts_with("/erasures/north-s1"),
+        "{erasure_page}"
+    );
+    let erasure = admin.get(&erasure_page).await;
+    assert!(
+        erasure.html.contains("The student is erased"),
+        "{}",
+        erasure.html
+    );
+    assert!(erasure.html.contains("Not purged yet"), "{}", erasure.html);
     assert_eq!(admin.get("/students/north-s1").await.status, 404);
     let feed = server.store.pull("north", 0, 1000).await.unwrap();
     assert!(feed.changes.iter().any(|e| matches!(
         &e.change,
         sync_server::domain::feed::Change::StudentErased { student } if student == "north-s1"
     )));
+    let devices = admin.get("/devices").await;
+    assert!(
+        devices.html.contains("/erasures/north-s1"),
+        "a purge pending: {}",
+        devices.html
+    );
+
+    // The box syncs: it pulls the erasure, then (its cursor stored after applying the page)
+    // pulls from past it, which acknowledges the purge. It reports itself with its push.
+    let pull = |cursor: String| {
+        server
+            .request(
+                reqwest::Method::GET,
+                &format!("/v1/sync/pull?cursor={cursor}"),
+                Some(&north.device),
+            )
+            .header("x-rollcall-protocol", "2")
+    };
+    let first = server.send(pull("0".into())).await;
+    first.assert_ok();
+    let next = first.body["next_cursor"].as_str().unwrap().to_owned();
+    server.send(pull(next)).await.assert_ok();
+    server
+        .post(
+            "/v1/sync/push",
+            Some(&north.device),
+            json!({"protocol": 2, "events": [], "report": {"app_version": "0.9.7", "outbox_waiting": 3}}),
+        )
+        .await
+        .assert_ok();
+    let erasure = admin.get(&erasure_page).await;
+    assert!(erasure.html.contains("Purged"), "{}", erasure.html);
+    assert!(!erasure.html.contains("Not purged yet"), "{}", erasure.html);
+    let devices = admin.get("/devices").await;
+    assert!(
+        !devices.html.contains("/erasures/north-s1"),
+        "{}",
+        devices.html
+    );
+    assert!(
+        devices.html.contains("0.9.7"),
+        "the box's report: {}",
+        devices.html
+    );
 
     let mut teacher = Browser::new(&server);
     teacher.sign_in("north-teacher", PASSWORD).await;

@@ -8,6 +8,7 @@ use shared_proto::sync::{self as wire, EventBody, Rejection};
 use crate::domain::event::{Body, Event, Template};
 use crate::domain::feed::{Change, Entry};
 use crate::domain::push::{Outcome, Refused};
+use crate::store::BoxState;
 
 impl From<wire::Event> for Event {
     fn from(event: wire::Event) -> Event {
@@ -92,6 +93,15 @@ impl From<Outcome> for wire::PushResponse {
         wire::PushResponse {
             acked: outcome.acked,
             rejected: outcome.refused.into_iter().map(Rejection::from).collect(),
+        }
+    }
+}
+
+impl From<wire::BoxReport> for BoxState {
+    fn from(report: wire::BoxReport) -> BoxState {
+        BoxState {
+            app_version: report.app_version,
+            outbox_waiting: report.outbox_waiting,
         }
     }
 }

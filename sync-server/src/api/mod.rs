@@ -37,7 +37,7 @@ pub use error::ApiError;
 pub use ops::Metrics;
 pub use transport::{TlsError, Transport, serve_router};
 
-use crate::store::{Millis, Store, StoreError};
+use crate::store::{Millis, Seen, Store, StoreError};
 
 /// Where "now" comes from, so expiry and rate-limit tests need not sleep.
 pub trait Clock: Send + Sync + 'static {
@@ -143,8 +143,9 @@ struct Shared {
     login_throttle: auth::LoginThrottle,
     code_failures: auth::FailureLimiter,
     passwords: passwords::PasswordWorkers,
-    /// When each device's `last_seen_at` was last written, by this process's clock.
-    last_seen_written: std::sync::Mutex<std::collections::HashMap<String, Millis>>,
+    /// What was last written of each device's pushes and pulls (`device_seen`), and when, by this
+    /// process's clock.
+    last_seen_written: std::sync::Mutex<std::collections::HashMap<(String, bool), (Millis, Seen)>>,
 }
 
 /// A device's "last seen" is for people ("synced 2 minutes ago"): writing it at most this often
@@ -184,22 +185,33 @@ impl AppState {
     }
 
     /// Records that `device_id` synced now, unless that was recorded in the last 30 s.
-    async fn device_seen(&self, device_id: &str) -> Result<(), StoreError> {
+    /// Records a box's push or pull. Written at once when it tells something new (a pull from a
+    /// cursor further on: the box has applied more, perhaps an erasure; another app version), else
+    /// at most every `LAST_SEEN_EVERY_MS`: an outbox depth up to that old is fine for people.
+    async fn device_seen(&self, device_id: &str, seen: Seen) -> Result<(), StoreError> {
         let now = self.now();
+        let news = |held: &Seen| match (held, &seen) {
+            (Seen::Pull(held), Seen::Pull(cursor)) => cursor > held,
+            (Seen::Push(held), Seen::Push(state)) => {
+                held.as_ref().map(|s| &s.app_version) != state.as_ref().map(|s| &s.app_version)
+            }
+            _ => true,
+        };
         {
             let mut written = self
                 .shared
                 .last_seen_written
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            match written.get(device_id) {
-                Some(&at) if now - at < LAST_SEEN_EVERY_MS => return Ok(()),
+            let key = (device_id.to_owned(), matches!(seen, Seen::Pull(_)));
+            match written.get(&key) {
+                Some((at, held)) if now - at < LAST_SEEN_EVERY_MS && !news(held) => return Ok(()),
                 _ => {
-                    written.insert(device_id.to_owned(), now);
+                    written.insert(key, (now, seen.clone()));
                 }
             }
         }
-        self.store().touch_device(device_id, now).await
+        self.store().device_seen(device_id, &seen, now).await
     }
 
     /// Appends a line to `school_id`'s audit log for an action already done (a decision of the

@@ -18,7 +18,7 @@ use super::{AppState, BodyBytes, openapi};
 use crate::api::ApiError;
 use crate::domain::event::Event;
 use crate::domain::push::Refused;
-use crate::store::{Device, rules};
+use crate::store::{BoxState, Device, Seen, rules};
 
 /// Default page size of a pull.
 const DEFAULT_PULL_LIMIT: usize = 500;
@@ -86,6 +86,7 @@ pub(super) async fn provision(
         created_at: now,
         revoked_at: None,
         last_seen_at: Some(now),
+        activity: Default::default(),
     };
     let code_hash = secret_hash(&normalize_code(&request.code));
     // Codes are short enough to type, so guessing them is throttled like passwords are, in a
@@ -139,6 +140,7 @@ pub(super) async fn push(
         });
     }
     let n_events = request.events.len();
+    let report = request.report;
     let now = state.now();
     let max_ahead_ms = state.limits().max_clock_ahead_ms;
     let mut ahead: Vec<Refused> = Vec::new();
@@ -157,7 +159,9 @@ pub(super) async fn push(
     let mut outcome = state.store().apply_events(&device, &events, now).await?;
     outcome.refused.extend(ahead);
     let response = PushResponse::from(outcome);
-    state.device_seen(&device.id).await?;
+    state
+        .device_seen(&device.id, Seen::Push(report.map(BoxState::from)))
+        .await?;
     state
         .metrics()
         .count_events(response.acked.len(), response.rejected.len());
@@ -223,7 +227,7 @@ pub(super) async fn pull(
         },
     };
     let page = state.store().pull(&device.school_id, cursor, limit).await?;
-    state.device_seen(&device.id).await?;
+    state.device_seen(&device.id, Seen::Pull(cursor)).await?;
     state.metrics().count_pull_page();
     Ok(Json(PullResponse {
         protocol: version,

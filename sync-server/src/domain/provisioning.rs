@@ -51,6 +51,7 @@ mod tests {
             created_at: 5,
             revoked_at: Some(1),
             last_seen_at: None,
+            activity: Default::default(),
         }
     }
 

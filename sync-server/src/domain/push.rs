@@ -437,6 +437,7 @@ mod tests {
             created_at: 0,
             revoked_at: None,
             last_seen_at: None,
+            activity: Default::default(),
         }))
     }
 

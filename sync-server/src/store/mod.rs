@@ -104,6 +104,35 @@ pub struct Device {
     pub created_at: Millis,
     pub revoked_at: Option<Millis>,
     pub last_seen_at: Option<Millis>,
+    pub activity: DeviceActivity,
+}
+
+/// What a box's calls have told of it, for the devices page.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceActivity {
+    pub last_push_at: Option<Millis>,
+    pub last_pull_at: Option<Millis>,
+    /// From its latest push's report (protocol 2).
+    pub state: Option<BoxState>,
+    /// How far the box has applied its school's feed. A box stores a pull's cursor only after
+    /// applying the page, so a pull from cursor C proves every change up to C is applied there:
+    /// an erasure at seq S is purged on the box once `acked_seq >= S`.
+    pub acked_seq: u64,
+}
+
+/// What a box says of itself with a push.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoxState {
+    pub app_version: String,
+    pub outbox_waiting: u64,
+}
+
+/// A box's call, as `Store::device_seen` records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Seen {
+    Push(Option<BoxState>),
+    /// A pull from this cursor.
+    Pull(u64),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -316,7 +345,21 @@ pub trait Store: Send + Sync + 'static {
         device_id: &str,
         now: Millis,
     ) -> Result<(), StoreError>;
-    async fn touch_device(&self, device_id: &str, now: Millis) -> Result<(), StoreError>;
+    /// Records a box's call: when it was seen, pushed or pulled, what it reported, and how far it
+    /// has applied the feed (`DeviceActivity::acked_seq` never moves back).
+    async fn device_seen(
+        &self,
+        device_id: &str,
+        seen: &Seen,
+        now: Millis,
+    ) -> Result<(), StoreError>;
+    /// The school's erasures in the feed after `seq` (their seq and student), in order: what a box
+    /// that has applied the feed up to `seq` has yet to purge.
+    async fn erasures_since(
+        &self,
+        school_id: &str,
+        seq: u64,
+    ) -> Result<Vec<(u64, String)>, StoreError>;
 
     // Roster. Every write here also writes the matching change-feed rows.
     /// Applies `batch` as `shared_proto::roster` means it: the last row of an id wins, rows that

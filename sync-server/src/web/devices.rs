@@ -15,9 +15,6 @@ use crate::api::admin::{issue_provisioning_code, revoke};
 use crate::api::{ApiError, AppState};
 use crate::store::{Device, Millis};
 
-/// A box unseen for longer than this is shown as offline.
-const OFFLINE_AFTER_MS: Millis = 24 * 60 * 60 * 1000;
-
 #[derive(Deserialize)]
 pub(super) struct SchoolParam {
     school: Option<String>,
@@ -30,20 +27,42 @@ struct DeviceLine {
     name: String,
     created: String,
     last_seen: String,
+    last_push: String,
+    last_pull: String,
+    /// From the box's last report: (app version, events waiting in its outbox).
+    state: Option<(String, u64)>,
+    /// Erasures the box has not purged yet (it has not pulled past them).
+    purges_pending: Vec<String>,
     offline: bool,
     revoked: Option<String>,
 }
 
 impl DeviceLine {
-    fn of(device: Device, now: Millis) -> DeviceLine {
+    fn of(
+        device: Device,
+        now: Millis,
+        offline_after: Millis,
+        erasures: &[(u64, String)],
+    ) -> DeviceLine {
+        let never = || "never".to_owned();
         DeviceLine {
-            last_seen: device
-                .last_seen_at
-                .map_or_else(|| "never".to_owned(), rolls::time),
+            last_seen: device.last_seen_at.map_or_else(never, rolls::time),
+            last_push: device.activity.last_push_at.map_or_else(never, rolls::time),
+            last_pull: device.activity.last_pull_at.map_or_else(never, rolls::time),
+            state: device
+                .activity
+                .state
+                .as_ref()
+                .map(|s| (s.app_version.clone(), s.outbox_waiting)),
+            purges_pending: erasures
+                .iter()
+                .filter(|(seq, _)| *seq > device.activity.acked_seq)
+                .map(|(_, student)| student.clone())
+                .collect(),
             offline: device.revoked_at.is_none()
                 && device
                     .last_seen_at
-                    .is_none_or(|at| now - at > OFFLINE_AFTER_MS),
+                    .is_none_or(|at| now - at > offline_after),
             revoked: device.revoked_at.map(rolls::time),
             created: rolls::time(device.created_at),
             name: if device.name.is_empty() {
@@ -61,6 +80,7 @@ impl DeviceLine {
 struct DevicesPage {
     chrome: Chrome,
     lines: Vec<DeviceLine>,
+    offline_minutes: u32,
     /// Set right after a code was made: shown this once.
     code: Option<(String, String)>,
     notice: Option<String>,
@@ -86,11 +106,26 @@ async fn devices_page(
     revoked: Option<String>,
 ) -> Result<Response, WebError> {
     let now = state.now();
-    let mut devices = state.store().devices(&school_id).await?;
+    let store = state.store();
+    let settings = store.school_settings(&school_id).await?;
+    let mut devices = store.devices(&school_id).await?;
     devices.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+    // Erasures after the least advanced live box: every box's pending purges are among them.
+    let least = devices
+        .iter()
+        .filter(|d| d.revoked_at.is_none())
+        .map(|d| d.activity.acked_seq)
+        .min()
+        .unwrap_or(u64::MAX);
+    let erasures = if least == u64::MAX {
+        Vec::new()
+    } else {
+        store.erasures_since(&school_id, least).await?
+    };
+    let offline_after = Millis::from(settings.offline_minutes) * 60_000;
     let lines: Vec<DeviceLine> = devices
         .into_iter()
-        .map(|d| DeviceLine::of(d, now))
+        .map(|d| DeviceLine::of(d, now, offline_after, &erasures))
         .collect();
     let notice = revoked
         .and_then(|id| lines.iter().find(|l| l.id == id && l.revoked.is_some()))
@@ -103,6 +138,7 @@ async fn devices_page(
     let page = DevicesPage {
         chrome: Chrome::of(user, Some(school_id)),
         lines,
+        offline_minutes: settings.offline_minutes,
         code,
         notice,
     };
@@ -171,7 +207,7 @@ pub(super) async fn confirm_revoke(
     let device = device_of(&state, &school_id, &device_id).await?;
     let page = RevokePage {
         chrome: Chrome::of(&user, Some(school_id)),
-        device: DeviceLine::of(device, state.now()),
+        device: DeviceLine::of(device, state.now(), Millis::MAX, &[]),
     };
     Ok(page.into_response())
 }
@@ -199,4 +235,59 @@ pub(super) async fn revoke_device(
     let query = serde_urlencoded::to_string([("school", &school_id), ("revoked", &device_id)])
         .unwrap_or_default();
     Ok(Redirect::to(&format!("/devices?{query}")).into_response())
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "erasure.html")]
+struct ErasurePage {
+    chrome: Chrome,
+    student: String,
+    /// Box name, and whether it has purged the student.
+    boxes: Vec<(String, bool)>,
+    /// Not in the feed: never erased here, or superseded by a roster that added them again.
+    unknown: bool,
+}
+
+/// `GET /erasures/{student}`: after an erasure, whether each box of the school has purged the
+/// student's face data. A box has once it pulls past the erasure in the feed (its pull's cursor
+/// proves it applied the page); revoked boxes are left out: they get nothing more.
+pub(super) async fn erasure(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(student): Path<String>,
+    Query(param): Query<SchoolParam>,
+) -> Result<Response, WebError> {
+    let Some(school_id) = admin_school(&state, &user, None, param.school, "erasures").await? else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    let store = state.store();
+    let seq = store
+        .erasures_since(&school_id, 0)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|(_, s)| *s == student)
+        .map(|(seq, _)| seq);
+    let mut boxes: Vec<(String, bool)> = store
+        .devices(&school_id)
+        .await?
+        .into_iter()
+        .filter(|d| d.revoked_at.is_none())
+        .map(|d| {
+            let name = if d.name.is_empty() {
+                d.id.clone()
+            } else {
+                d.name.clone()
+            };
+            (name, seq.is_some_and(|seq| d.activity.acked_seq >= seq))
+        })
+        .collect();
+    boxes.sort();
+    let page = ErasurePage {
+        chrome: Chrome::of(&user, Some(school_id)),
+        student,
+        boxes,
+        unknown: seq.is_none(),
+    };
+    Ok(page.into_response())
 }

@@ -53,6 +53,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sections/{section}/excuse", post(corrections::excuse))
         .route("/devices", get(devices::page))
         .route("/devices/codes", post(devices::create_code))
+        .route("/erasures/{student}", get(devices::erasure))
         .route(
             "/devices/{device}/revoke",
             get(devices::confirm_revoke).post(devices::revoke_device),

@@ -263,7 +263,6 @@ pub(super) async fn erase_student(
         return Ok(Redirect::to("/").into_response());
     };
     erase(&state, &school_id, &student_id, &user.user).await?;
-    let query = serde_urlencoded::to_string([("school", school_id.as_str()), ("erased", "1")])
-        .unwrap_or_default();
-    Ok(Redirect::to(&format!("/?{query}")).into_response())
+    let query = serde_urlencoded::to_string([("school", school_id.as_str())]).unwrap_or_default();
+    Ok(Redirect::to(&format!("/erasures/{}?{query}", segment(&student_id))).into_response())
 }

@@ -18,9 +18,9 @@ use shared_proto::{EmbeddingSpace, ModelId};
 use sync_server::domain::audit::{Action, Entry as AuditEntry, Query as AuditQuery};
 use sync_server::domain::correction::{Correction, Decision};
 use sync_server::store::{
-    AttendanceQuery, AttendanceRow, AuthSession, Device, Enrolment, ProvisioningCode,
-    RedeemRefusal, Role, RosterBatch, RosterSummary, School, Section, Store, StoreError, Student,
-    Teacher, User,
+    AttendanceQuery, AttendanceRow, AuthSession, BoxState, Device, Enrolment, ProvisioningCode,
+    RedeemRefusal, Role, RosterBatch, RosterSummary, School, Section, Seen, Store, StoreError,
+    Student, Teacher, User,
 };
 
 /// One fresh, empty location of a backend (a temp dir, a unique database name). `open` again
@@ -65,6 +65,7 @@ macro_rules! contract_tests {
             school_ids_are_unique,
             office_corrections_follow_the_human_order,
             audit_log_per_school,
+            boxes_report_and_acknowledge_purges,
         );
     };
     (@each $new_backend:expr; $($name:ident),* $(,)?) => {
@@ -180,6 +181,7 @@ fn device_for(n: u32) -> Device {
         created_at: T0,
         revoked_at: None,
         last_seen_at: None,
+        activity: Default::default(),
     }
 }
 
@@ -1289,9 +1291,9 @@ pub async fn device_revocation(backend: &impl Backend) {
     assert_eq!(held.and_then(|d| d.revoked_at), None);
 
     fx.store
-        .touch_device(&fx.device.id, T0 + 5)
+        .device_seen(&fx.device.id, &Seen::Push(None), T0 + 5)
         .await
-        .expect("touch");
+        .expect("seen");
     assert!(matches!(
         fx.store
             .revoke_device(OTHER_SCHOOL, &fx.device.id, T0 + 10)
@@ -2290,4 +2292,63 @@ pub async fn audit_log_per_school(backend: &impl Backend) {
         .expect("audit");
     assert_eq!(bob.len(), 1);
     assert_eq!(bob[0].action, Action::DeviceRevoked);
+}
+
+/// A box's pushes say how it is (version, outbox depth); its pulls how far it has applied the feed,
+/// which never moves back; an erasure is purged on a box once it has pulled past it.
+pub async fn boxes_report_and_acknowledge_purges(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    let state = BoxState {
+        app_version: "0.9.1".into(),
+        outbox_waiting: 42,
+    };
+    let seen = |seen: Seen, at: i64| {
+        let store = fx.store.clone();
+        let id = fx.device.id.clone();
+        async move { store.device_seen(&id, &seen, at).await.expect("seen") }
+    };
+    seen(Seen::Push(Some(state.clone())), T0 + 10).await;
+    seen(Seen::Pull(7), T0 + 20).await;
+    seen(Seen::Pull(3), T0 + 30).await;
+    // A push without a report (a protocol 1 box) keeps the last one.
+    seen(Seen::Push(None), T0 + 40).await;
+    let devices = fx.store.devices(SCHOOL).await.expect("devices");
+    let held = devices
+        .iter()
+        .find(|d| d.id == fx.device.id)
+        .expect("the box");
+    assert_eq!(held.activity.state, Some(state));
+    assert_eq!(held.activity.acked_seq, 7, "a cursor never moves back");
+    assert_eq!(held.activity.last_push_at, Some(T0 + 40));
+    assert_eq!(held.activity.last_pull_at, Some(T0 + 30));
+    assert_eq!(held.last_seen_at, Some(T0 + 40));
+
+    fx.store.erase_student(SCHOOL, STU_2).await.expect("erase");
+    let erasures = fx.store.erasures_since(SCHOOL, 0).await.expect("erasures");
+    assert_eq!(erasures.len(), 1, "{erasures:?}");
+    let (seq, student) = erasures[0].clone();
+    assert_eq!(student, STU_2);
+    let (_, end) = pull_all(&*fx.store, SCHOOL, 0).await;
+    assert!(seq <= end);
+    assert_eq!(
+        fx.store
+            .erasures_since(SCHOOL, seq)
+            .await
+            .expect("erasures"),
+        vec![]
+    );
+    assert!(
+        fx.store
+            .erasures_since(OTHER_SCHOOL, 0)
+            .await
+            .expect("erasures")
+            .is_empty()
+    );
+    seen(Seen::Pull(seq), T0 + 50).await;
+    let devices = fx.store.devices(SCHOOL).await.expect("devices");
+    let held = devices
+        .iter()
+        .find(|d| d.id == fx.device.id)
+        .expect("the box");
+    assert!(held.activity.acked_seq >= seq);
 }

@@ -10,7 +10,8 @@ use super::{MongoStore, collect};
 use crate::domain::provisioning::{self, HeldCode};
 use crate::domain::settings::SchoolSettings;
 use crate::store::{
-    AuthSession, Device, Millis, ProvisioningCode, RedeemRefusal, Role, School, StoreError, User,
+    AuthSession, Device, Millis, ProvisioningCode, RedeemRefusal, Role, School, Seen, StoreError,
+    User,
 };
 
 pub async fn create_school(store: &MongoStore, school: &School) -> Result<(), DbError> {
@@ -309,14 +310,35 @@ pub async fn revoke_device(
     Ok(())
 }
 
-pub async fn touch_device(store: &MongoStore, device_id: &str, now: Millis) -> Result<(), DbError> {
-    // `$max` keeps the latest time when two requests of one box finish out of order.
+pub async fn device_seen(
+    store: &MongoStore,
+    device_id: &str,
+    seen: &Seen,
+    now: Millis,
+) -> Result<(), DbError> {
+    // `$max` keeps the latest time, and the furthest cursor, when two requests of one box
+    // finish out of order.
+    let update = match seen {
+        Seen::Push(state) => {
+            let mut update = doc! { "$max": { "last_seen_at": now, "last_push_at": now } };
+            if let Some(state) = state {
+                update.insert(
+                    "$set",
+                    doc! {
+                        "app_version": &state.app_version,
+                        "outbox_waiting": state.outbox_waiting as i64,
+                    },
+                );
+            }
+            update
+        }
+        Seen::Pull(cursor) => doc! {
+            "$max": { "last_seen_at": now, "last_pull_at": now, "acked_seq": *cursor as i64 },
+        },
+    };
     let touched = store
         .coll::<Document>(DEVICES)
-        .update_one(
-            doc! { "_id": device_id },
-            doc! { "$max": { "last_seen_at": now } },
-        )
+        .update_one(doc! { "_id": device_id }, update)
         .await?;
     if touched.matched_count == 0 {
         return Err(StoreError::NotFound(format!("device {device_id}")).into());

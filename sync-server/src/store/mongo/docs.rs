@@ -9,8 +9,8 @@ use shared_proto::{EmbeddingSpace, ModelId};
 
 use crate::domain::event::Template;
 use crate::store::{
-    AttendanceRow, AuthSession, Device, Enrolment, Millis, Role, School, Section, StoreError,
-    Student, Teacher, User,
+    AttendanceRow, AuthSession, BoxState, Device, DeviceActivity, Enrolment, Millis, Role, School,
+    Section, StoreError, Student, Teacher, User,
 };
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -109,6 +109,16 @@ pub struct DeviceDoc {
     pub created_at: Millis,
     pub revoked_at: Option<Millis>,
     pub last_seen_at: Option<Millis>,
+    #[serde(default)]
+    pub last_push_at: Option<Millis>,
+    #[serde(default)]
+    pub last_pull_at: Option<Millis>,
+    #[serde(default)]
+    pub app_version: Option<String>,
+    #[serde(default)]
+    pub outbox_waiting: Option<i64>,
+    #[serde(default)]
+    pub acked_seq: i64,
 }
 
 impl DeviceDoc {
@@ -121,6 +131,19 @@ impl DeviceDoc {
             created_at: device.created_at,
             revoked_at: device.revoked_at,
             last_seen_at: device.last_seen_at,
+            last_push_at: device.activity.last_push_at,
+            last_pull_at: device.activity.last_pull_at,
+            app_version: device
+                .activity
+                .state
+                .as_ref()
+                .map(|s| s.app_version.clone()),
+            outbox_waiting: device
+                .activity
+                .state
+                .as_ref()
+                .map(|s| s.outbox_waiting as i64),
+            acked_seq: device.activity.acked_seq as i64,
         }
     }
 
@@ -133,6 +156,18 @@ impl DeviceDoc {
             created_at: self.created_at,
             revoked_at: self.revoked_at,
             last_seen_at: self.last_seen_at,
+            activity: DeviceActivity {
+                last_push_at: self.last_push_at,
+                last_pull_at: self.last_pull_at,
+                state: match (self.app_version, self.outbox_waiting) {
+                    (Some(app_version), Some(waiting)) => Some(BoxState {
+                        app_version,
+                        outbox_waiting: waiting.max(0) as u64,
+                    }),
+                    _ => None,
+                },
+                acked_seq: self.acked_seq.max(0) as u64,
+            },
         }
     }
 }

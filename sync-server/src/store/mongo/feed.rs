@@ -113,3 +113,24 @@ pub async fn pull(
     }
     Ok(ChangePage::from_read(cursor, limit, read))
 }
+
+pub async fn erasures_since(
+    store: &MongoStore,
+    school_id: &str,
+    seq: u64,
+) -> Result<Vec<(u64, String)>, DbError> {
+    let cursor = store
+        .coll::<ChangeDoc>(CHANGES)
+        .find(doc! {
+            "school_id": school_id,
+            "seq": { "$gt": seq as i64 },
+            "body.kind": "student_erased",
+        })
+        .sort(doc! { "seq": 1 })
+        .await?;
+    Ok(collect(cursor)
+        .await?
+        .into_iter()
+        .filter_map(|c| Some((c.seq as u64, c.body.get_str("student").ok()?.to_owned())))
+        .collect())
+}

@@ -28,7 +28,7 @@ use shared_proto::sync::{Consent, MarkStatus, ScheduleSlot};
 
 use super::{
     AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, Millis,
-    ProvisioningCode, RedeemRefusal, RosterBatch, RosterSummary, School, Section, Store,
+    ProvisioningCode, RedeemRefusal, RosterBatch, RosterSummary, School, Section, Seen, Store,
     StoreCounts, StoreError, Student, User,
 };
 use docs::{MarkDoc, SectionDoc, StudentDoc, TemplateDoc};
@@ -254,8 +254,21 @@ impl Store for MongoStore {
         Ok(accounts::revoke_device(self, school_id, device_id, now).await?)
     }
 
-    async fn touch_device(&self, device_id: &str, now: Millis) -> Result<(), StoreError> {
-        Ok(accounts::touch_device(self, device_id, now).await?)
+    async fn device_seen(
+        &self,
+        device_id: &str,
+        seen: &Seen,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        Ok(accounts::device_seen(self, device_id, seen, now).await?)
+    }
+
+    async fn erasures_since(
+        &self,
+        school_id: &str,
+        seq: u64,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        Ok(feed::erasures_since(self, school_id, seq).await?)
     }
 
     async fn apply_roster(

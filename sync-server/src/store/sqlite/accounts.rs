@@ -6,7 +6,8 @@ use super::{insert_error, word};
 use crate::domain::provisioning::{self, HeldCode};
 use crate::domain::settings::SchoolSettings;
 use crate::store::{
-    AuthSession, Device, Millis, ProvisioningCode, RedeemRefusal, School, StoreError, User,
+    AuthSession, BoxState, Device, DeviceActivity, Millis, ProvisioningCode, RedeemRefusal, School,
+    Seen, StoreError, User,
 };
 
 pub fn create_school(conn: &Connection, school: &School) -> Result<(), StoreError> {
@@ -251,7 +252,8 @@ pub fn redeem_provisioning_code(
 }
 
 const DEVICE_COLUMNS: &str =
-    "id, school_id, name, token_hash, created_at, revoked_at, last_seen_at";
+    "id, school_id, name, token_hash, created_at, revoked_at, last_seen_at,
+    last_push_at, last_pull_at, app_version, outbox_waiting, acked_seq";
 
 fn device_from_row(r: &Row<'_>) -> rusqlite::Result<Device> {
     Ok(Device {
@@ -262,6 +264,18 @@ fn device_from_row(r: &Row<'_>) -> rusqlite::Result<Device> {
         created_at: r.get(4)?,
         revoked_at: r.get(5)?,
         last_seen_at: r.get(6)?,
+        activity: DeviceActivity {
+            last_push_at: r.get(7)?,
+            last_pull_at: r.get(8)?,
+            state: match (r.get::<_, Option<String>>(9)?, r.get::<_, Option<i64>>(10)?) {
+                (Some(app_version), Some(waiting)) => Some(BoxState {
+                    app_version,
+                    outbox_waiting: waiting.max(0) as u64,
+                }),
+                _ => None,
+            },
+            acked_seq: r.get::<_, i64>(11)?.max(0) as u64,
+        },
     })
 }
 
@@ -301,14 +315,35 @@ pub fn revoke_device(
     Ok(())
 }
 
-pub fn touch_device(conn: &Connection, device_id: &str, now: Millis) -> Result<(), StoreError> {
-    let n = conn
-        .prepare_cached(
-            "UPDATE devices SET last_seen_at = MAX(COALESCE(last_seen_at, 0), ?2) WHERE id = ?1",
-        )?
-        .execute(params![device_id, now])?;
-    if n == 0 {
-        return Err(StoreError::NotFound(format!("device {device_id}")));
+pub fn device_seen(
+    conn: &Connection,
+    device_id: &str,
+    seen: &Seen,
+    now: Millis,
+) -> Result<(), StoreError> {
+    match seen {
+        Seen::Push(state) => {
+            conn.prepare_cached(
+                "UPDATE devices SET last_seen_at = ?2, last_push_at = ?2,
+                     app_version = COALESCE(?3, app_version),
+                     outbox_waiting = COALESCE(?4, outbox_waiting)
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                device_id,
+                now,
+                state.as_ref().map(|s| s.app_version.as_str()),
+                state.as_ref().map(|s| s.outbox_waiting as i64)
+            ])?;
+        }
+        Seen::Pull(cursor) => {
+            conn.prepare_cached(
+                "UPDATE devices SET last_seen_at = ?2, last_pull_at = ?2,
+                     acked_seq = MAX(acked_seq, ?3)
+                 WHERE id = ?1",
+            )?
+            .execute(params![device_id, now, *cursor as i64])?;
+        }
     }
     Ok(())
 }

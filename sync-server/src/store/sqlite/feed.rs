@@ -84,3 +84,19 @@ pub fn count(conn: &Connection) -> Result<u64, StoreError> {
         .query_row([], |r| r.get(0))?;
     Ok(n as u64)
 }
+
+pub fn erasures_since(
+    conn: &Connection,
+    school_id: &str,
+    seq: u64,
+) -> Result<Vec<(u64, String)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, json_extract(body, '$.student') FROM changes
+         WHERE school_id = ?1 AND seq > ?2 AND json_extract(body, '$.kind') = 'student_erased'
+         ORDER BY seq",
+    )?;
+    let rows = stmt.query_map(rusqlite::params![school_id, seq as i64], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

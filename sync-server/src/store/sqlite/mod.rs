@@ -24,7 +24,7 @@ use shared_proto::sync::{Consent, MarkStatus, ScheduleSlot};
 use super::rules::Owner;
 use super::{
     AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, Millis,
-    ProvisioningCode, RedeemRefusal, RosterBatch, RosterSummary, School, Section, Store,
+    ProvisioningCode, RedeemRefusal, RosterBatch, RosterSummary, School, Section, Seen, Store,
     StoreCounts, StoreError, Student, User,
 };
 use crate::domain;
@@ -343,10 +343,26 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn touch_device(&self, device_id: &str, now: Millis) -> Result<(), StoreError> {
-        let device_id = device_id.to_owned();
+    async fn device_seen(
+        &self,
+        device_id: &str,
+        seen: &Seen,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let (device_id, seen) = (device_id.to_owned(), seen.clone());
         self.writer
-            .run(move |conn| accounts::touch_device(conn, &device_id, now))
+            .run(move |conn| accounts::device_seen(conn, &device_id, &seen, now))
+            .await
+    }
+
+    async fn erasures_since(
+        &self,
+        school_id: &str,
+        seq: u64,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        let school_id = school_id.to_owned();
+        self.readers
+            .run(move |conn| feed::erasures_since(conn, &school_id, seq))
             .await
     }
 
