@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod store;
 pub mod web;

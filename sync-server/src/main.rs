@@ -34,6 +34,21 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Fill the configured store with a plausible demo school: sections with a timetable, a box
+    /// each, and school days of rolls (absences with weekday patterns, chronic absentees, late
+    /// arrivals, teacher corrections), through the boxes' own push path.
+    DemoData {
+        /// The new school's id.
+        #[arg(long, default_value = "demo")]
+        school: String,
+        #[arg(long, default_value_t = 1000)]
+        students: usize,
+        /// School days (Monday to Friday) of rolls, ending today.
+        #[arg(long, default_value_t = 180)]
+        days: usize,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Check a configuration file and say which store it selects.
     CheckConfig {
         #[arg(long, default_value = "sync-server.toml")]
@@ -71,6 +86,12 @@ async fn main() -> Result<()> {
                     config,
                 },
         } => create_admin(config.as_deref(), &username, school, password_stdin).await,
+        Command::DemoData {
+            school,
+            students,
+            days,
+            config,
+        } => demo_data(config.as_deref(), school, students, days).await,
         Command::CheckConfig { config } => {
             let config = Config::load_with_env(Some(&config))?;
             let scheme = match &config.tls {
@@ -266,6 +287,54 @@ fn read_password(username: &str, password_stdin: bool) -> Result<String> {
     }
     // Only the line ending goes: spaces inside or around a password are part of it.
     Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+async fn demo_data(
+    config_path: Option<&Path>,
+    school: String,
+    students: usize,
+    days: usize,
+) -> Result<()> {
+    if !(1..=20_000).contains(&students) || !(1..=400).contains(&days) {
+        bail!("--students must be 1-20000 and --days 1-400");
+    }
+    let config = Config::load_with_env(config_path)?;
+    let store = open_store(&config).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the clock is before 1970")?
+        .as_millis() as i64;
+    let spec = sync_server::demo::DemoSpec {
+        school_id: school.clone(),
+        students,
+        days,
+    };
+    eprintln!(
+        "demo-data: school {school}, {students} students, {days} school days, into {}",
+        config.store_description()
+    );
+    let started = std::time::Instant::now();
+    let summary = match sync_server::demo::fill(&*store, &spec, now, |done, all| {
+        if done % 20 == 0 || done == all {
+            eprintln!("demo-data: {done}/{all} days");
+        }
+    })
+    .await
+    {
+        Ok(summary) => summary,
+        Err(StoreError::Conflict(_)) => {
+            bail!("school {school} exists already: pick another --school or a new data directory")
+        }
+        Err(e) => return Err(e).context("cannot fill the demo school"),
+    };
+    println!(
+        "demo school {school}: {} sections, {} rolls, {} marks in {:.1} s. Sign in as an admin of it: sync-server admin create --username {school}-admin --school {school}",
+        summary.sections,
+        summary.sessions,
+        summary.marks,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 async fn create_admin(

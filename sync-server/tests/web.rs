@@ -1071,3 +1071,59 @@ async fn today_shows_the_timetables_lessons_in_the_schools_time_zone() {
     let sections = admin.get("/sections").await;
     assert!(sections.html.contains("Latest roll"), "{}", sections.html);
 }
+
+#[tokio::test]
+async fn demo_data_makes_a_school_the_pages_show() {
+    let server = Server::start().await;
+    // START is Monday 08:00 UTC; at 14:00 the day's five lessons have all been held.
+    let now = common::START + 6 * 3_600_000;
+    let spec = sync_server::demo::DemoSpec {
+        school_id: "demo".into(),
+        students: 60,
+        days: 5,
+    };
+    let summary = sync_server::demo::fill(&*server.store, &spec, now, |_, _| {})
+        .await
+        .expect("demo data");
+    assert_eq!(summary.sections, 3);
+    assert_eq!(summary.sessions, 3 * 5 * 5, "five lessons a day, five days");
+    assert_eq!(summary.marks, 60 * 5 * 5);
+    // The same school again is refused, not doubled.
+    assert!(
+        sync_server::demo::fill(&*server.store, &spec, now, |_, _| {})
+            .await
+            .is_err()
+    );
+    server
+        .store
+        .create_user(&sync_server::store::User {
+            id: "demo-admin".into(),
+            username: "demo-admin".into(),
+            password_hash: sync_server::api::hash_password(PASSWORD).unwrap(),
+            role: sync_server::store::Role::Admin,
+            school_id: Some("demo".into()),
+            teacher_id: None,
+        })
+        .await
+        .unwrap();
+    server.clock.advance_ms(6 * 3_600_000);
+    let mut admin = Browser::new(&server);
+    admin.sign_in("demo-admin", PASSWORD).await;
+    let today = admin.get("/").await;
+    assert_eq!(today.status, 200, "{}", today.html);
+    assert!(today.html.contains("<strong>15</strong> lessons in the timetable"), "{}", today.html);
+    assert!(today.html.contains("<strong>0</strong> not registered"), "{}", today.html);
+    assert!(today.html.contains("school days:"), "the line: {}", today.html);
+    let rows = server
+        .store
+        .attendance(&sync_server::store::AttendanceQuery {
+            school_id: "demo".into(),
+            from: 0,
+            to: now + 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let sources: std::collections::HashSet<_> = rows.iter().map(|r| r.source).collect();
+    assert!(sources.len() == 2, "machine marks and teacher corrections: {sources:?}");
+}

@@ -146,6 +146,8 @@ struct Shared {
     /// What was last written of each device's pushes and pulls (`device_seen`), and when, by this
     /// process's clock.
     last_seen_written: std::sync::Mutex<std::collections::HashMap<(String, bool), (Millis, Seen)>>,
+    /// The web pages' caches (`web::Caches`).
+    web: crate::web::Caches,
 }
 
 /// A device's "last seen" is for people ("synced 2 minutes ago"): writing it at most this often
@@ -168,12 +170,17 @@ impl AppState {
                 limits,
                 metrics: Metrics::default(),
                 last_seen_written: Default::default(),
+                web: Default::default(),
             }),
         }
     }
 
     pub fn store(&self) -> &dyn Store {
         self.shared.store.as_ref()
+    }
+
+    pub(crate) fn web_caches(&self) -> &crate::web::Caches {
+        &self.shared.web
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -456,6 +456,14 @@ pub trait Store: Send + Sync + 'static {
 
     // Attendance.
     async fn attendance(&self, query: &AttendanceQuery) -> Result<Vec<AttendanceRow>, StoreError>;
+    /// The latest session of each section of the school that started in `[from, to)`: (section,
+    /// session, start), by section.
+    async fn latest_sessions(
+        &self,
+        school_id: &str,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<(String, String, Millis)>, StoreError>;
     /// A school's marks of sessions that started in `[from, to)`, counted per hour of the session's
     /// start (the hour's first millisecond) and status: what a trend over weeks needs, without
     /// reading every mark into the server.

@@ -37,6 +37,13 @@ use crate::store::{AttendanceQuery, Role, Section};
 use rolls::Roll;
 use session::{LOGIN_CSRF_COOKIE, SESSION_COOKIE, WebUser, cookie, same_secret, set_cookie};
 
+/// What the pages keep between requests. Only figures that change slowly and are shown as such:
+/// the Today page's line of past school days (`today::PastDays`).
+#[derive(Default)]
+pub struct Caches {
+    past_days: std::sync::Mutex<HashMap<String, today::PastDays>>,
+}
+
 /// How far back the pages look for a section's latest roll.
 const RECENT_DAYS: i64 = 30;
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -439,16 +446,36 @@ async fn sections_page(
         .await?
         .ok_or_else(|| WebError(ApiError::NotFound(format!("school {school_id}"))))?;
     let now = state.now();
-    let rows = state
-        .store()
-        .attendance(&AttendanceQuery {
-            school_id: school_id.clone(),
-            from: now - RECENT_DAYS * DAY_MS,
-            to: now + DAY_MS,
-            ..AttendanceQuery::default()
-        })
-        .await?;
-    let mut latest = rolls::latest_by_section(rows);
+    // Each section's latest session, then only its marks: a month of the school's marks would be
+    // a hundred thousand rows for a 1,000-student school.
+    let store = state.store();
+    let mut latest: BTreeMap<String, Roll> = BTreeMap::new();
+    for (section, session, started_at) in store
+        .latest_sessions(&school_id, now - RECENT_DAYS * DAY_MS, now + DAY_MS)
+        .await?
+    {
+        if !sections.iter().any(|s| s.id == section) {
+            continue;
+        }
+        let mut rows = store
+            .attendance(&AttendanceQuery {
+                school_id: school_id.clone(),
+                section_id: Some(section.clone()),
+                from: started_at,
+                to: started_at + 1,
+                ..AttendanceQuery::default()
+            })
+            .await?;
+        rows.retain(|r| r.session_id == session);
+        latest.insert(
+            section,
+            Roll {
+                session_id: session,
+                started_at,
+                rows,
+            },
+        );
+    }
     let lines = sections
         .into_iter()
         .map(|section| {

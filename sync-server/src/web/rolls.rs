@@ -15,36 +15,6 @@ pub struct Roll {
     pub rows: Vec<AttendanceRow>,
 }
 
-/// The latest session of each section among `rows` (marks whose session has not arrived have no
-/// section, and are left out).
-pub fn latest_by_section(rows: Vec<AttendanceRow>) -> BTreeMap<String, Roll> {
-    let mut sessions: BTreeMap<(String, String), Roll> = BTreeMap::new();
-    for row in rows {
-        let (Some(section), Some(started_at)) = (row.section_id.clone(), row.started_at) else {
-            continue;
-        };
-        sessions
-            .entry((section, row.session_id.clone()))
-            .or_insert_with(|| Roll {
-                session_id: row.session_id.clone(),
-                started_at,
-                rows: Vec::new(),
-            })
-            .rows
-            .push(row);
-    }
-    let mut latest: BTreeMap<String, Roll> = BTreeMap::new();
-    for ((section, _), roll) in sessions {
-        let newer = latest.get(&section).is_none_or(|held| {
-            (roll.started_at, &roll.session_id) > (held.started_at, &held.session_id)
-        });
-        if newer {
-            latest.insert(section, roll);
-        }
-    }
-    latest
-}
-
 /// The sessions among `rows` (of one section), newest first; marks whose session has not arrived
 /// are left out.
 pub fn newest_first(rows: Vec<AttendanceRow>) -> Vec<Roll> {
@@ -155,7 +125,7 @@ mod tests {
     }
 
     #[test]
-    fn the_latest_session_of_each_section_is_counted() {
+    fn rolls_come_newest_first_with_their_marks() {
         let rows = vec![
             row(Some("maths"), "s1", 100, MarkStatus::Present),
             row(Some("maths"), "s2", 200, MarkStatus::Absent),
@@ -163,12 +133,16 @@ mod tests {
             row(Some("art"), "s3", 50, MarkStatus::Late),
             row(None, "s9", 999, MarkStatus::Present),
         ];
-        let latest = latest_by_section(rows);
-        assert_eq!(latest.len(), 2);
-        assert_eq!(latest["maths"].session_id, "s2");
-        let counts = Counts::of(&latest["maths"].rows);
+        let rolls = newest_first(rows);
+        let order: Vec<&str> = rolls.iter().map(|r| r.session_id.as_str()).collect();
+        assert_eq!(
+            order,
+            vec!["s2", "s1", "s3"],
+            "newest first; s9 has no session yet"
+        );
+        let counts = Counts::of(&rolls[0].rows);
         assert_eq!((counts.absent, counts.review, counts.total()), (1, 1, 2));
-        assert_eq!(Counts::of(&latest["art"].rows).late, 1);
+        assert_eq!(Counts::of(&rolls[2].rows).late, 1);
         assert_eq!(time(0), "1970-01-01 00:00 UTC");
     }
 }

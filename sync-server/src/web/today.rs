@@ -93,6 +93,9 @@ pub(super) struct OfflineBox {
 
 /// The trend line: points in a 600 x 120 box, and what it says in words.
 pub(super) struct Trend {
+    /// The scale's bottom and middle, in percent (its top is 100).
+    floor: String,
+    middle: String,
     points: String,
     days: Vec<(String, String)>,
     summary: String,
@@ -163,6 +166,8 @@ pub(super) async fn page(
             ..AttendanceQuery::default()
         })
         .await?;
+    // The line is the school's; the lessons and absences only the sections the user may see.
+    let school_today = Counts::of(&rows);
     let rows: Vec<_> = rows
         .into_iter()
         .filter(|r| {
@@ -285,7 +290,7 @@ pub(super) async fn page(
     } else {
         Vec::new()
     };
-    let trend = trend(state, &school_id, &tz, now).await?;
+    let trend = trend(state, &school_id, &tz, now, school_today).await?;
     let page = TodayPage {
         chrome: Chrome::of(user, Some(school_id)),
         school_name: school.name,
@@ -303,27 +308,81 @@ pub(super) async fn page(
     Ok(page.into_response())
 }
 
-/// The school's attendance rate per school day (a day with any mark), the last `TREND_DAYS`,
-/// from the store's counts per hour, each hour placed on its local day.
+/// The past school days' counts for a school's line, as last read, and when.
+#[derive(Clone)]
+pub(super) struct PastDays {
+    today: Date,
+    read_at: Millis,
+    days: BTreeMap<Date, Counts>,
+}
+
+/// Past days are read again at most this often: a box that syncs late, or a correction of an
+/// earlier day, moves the line within five minutes; today's point is always live.
+const PAST_DAYS_FOR_MS: Millis = 5 * 60 * 1000;
+
+/// The school's attendance rate per school day (a day with any mark), the last `TREND_DAYS`:
+/// today's from `today` (the marks the page read anyway), the days before from the store's counts
+/// per hour, each hour placed on its local day, kept for `PAST_DAYS_FOR_MS` (reading six weeks of
+/// a 1,000-student school's marks takes longer than the whole page may).
 async fn trend(
     state: &AppState,
     school_id: &str,
     tz: &jiff::tz::TimeZone,
     now: Millis,
+    today_counts: Counts,
 ) -> Result<Option<Trend>, WebError> {
-    let hours = state
-        .store()
-        .counts_by_hour(school_id, now - TREND_CALENDAR_DAYS * DAY_MS, now + DAY_MS)
-        .await?;
-    let mut by_day: BTreeMap<Date, Counts> = BTreeMap::new();
-    for (hour, status, n) in hours {
-        let Some(day) = lessons::day_of(hour, tz) else {
-            continue;
-        };
-        let counts = by_day.entry(day).or_default();
-        for _ in 0..n {
-            counts.add(status);
+    let today = lessons::day_of(now, tz)
+        .ok_or_else(|| WebError(ApiError::Internal("the clock is out of range".into())))?;
+    let cached = {
+        let held = state
+            .web_caches()
+            .past_days
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        held.get(school_id)
+            .filter(|p| p.today == today && now - p.read_at < PAST_DAYS_FOR_MS && now >= p.read_at)
+            .cloned()
+    };
+    let past = match cached {
+        Some(past) => past,
+        None => {
+            let (start_of_today, _) = lessons::bounds(today, tz)
+                .ok_or_else(|| WebError(ApiError::Internal("the day is out of range".into())))?;
+            let hours = state
+                .store()
+                .counts_by_hour(
+                    school_id,
+                    now - TREND_CALENDAR_DAYS * DAY_MS,
+                    start_of_today,
+                )
+                .await?;
+            let mut days: BTreeMap<Date, Counts> = BTreeMap::new();
+            for (hour, status, n) in hours {
+                let Some(day) = lessons::day_of(hour, tz) else {
+                    continue;
+                };
+                let counts = days.entry(day).or_default();
+                for _ in 0..n {
+                    counts.add(status);
+                }
+            }
+            let past = PastDays {
+                today,
+                read_at: now,
+                days,
+            };
+            state
+                .web_caches()
+                .past_days
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(school_id.to_owned(), past.clone());
+            past
         }
+    };
+    let mut by_day = past.days;
+    if today_counts.total() > 0 {
+        by_day.insert(today, today_counts);
     }
     let days: Vec<(Date, f64)> = by_day
         .into_iter()
@@ -333,11 +392,16 @@ async fn trend(
     if days.len() < 2 {
         return Ok(None);
     }
+    // The scale runs from 100 % down to a round figure under the lowest day, so a school at
+    // 94-96 % sees its dips rather than a flat line at the top.
+    let lowest = days.iter().map(|(_, r)| *r).fold(100.0_f64, f64::min);
+    let floor = ((lowest - 5.0) / 10.0).floor().clamp(0.0, 9.0) * 10.0;
+    let y = |rate: f64| 10.0 + (100.0 - rate) / (100.0 - floor) * 100.0;
     let step = 600.0 / (days.len() - 1) as f64;
     let points = days
         .iter()
         .enumerate()
-        .map(|(i, (_, rate))| format!("{:.1},{:.1}", i as f64 * step, 110.0 - rate))
+        .map(|(i, (_, rate))| format!("{:.1},{:.1}", i as f64 * step, y(*rate)))
         .collect::<Vec<_>>()
         .join(" ");
     let (low_day, low) = days
@@ -357,6 +421,8 @@ async fn trend(
         low_day
     );
     Ok(Some(Trend {
+        floor: format!("{floor:.0}"),
+        middle: format!("{:.0}", (100.0 + floor) / 2.0),
         points,
         days: days
             .iter()

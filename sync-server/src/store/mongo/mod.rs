@@ -548,6 +548,41 @@ impl Store for MongoStore {
             .collect())
     }
 
+    async fn latest_sessions(
+        &self,
+        school_id: &str,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<(String, String, Millis)>, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Started {
+            #[serde(rename = "_id")]
+            id: String,
+            section_id: String,
+            started_at: Millis,
+        }
+        let cursor = self
+            .coll::<Started>(names::SESSIONS)
+            .find(doc! { "school_id": school_id, "started_at": { "$gte": from, "$lt": to } })
+            .projection(doc! { "_id": 1, "section_id": 1, "started_at": 1 })
+            .await
+            .map_err(DbError::from)?;
+        let mut latest: std::collections::BTreeMap<String, (String, Millis)> =
+            std::collections::BTreeMap::new();
+        for s in collect(cursor).await? {
+            let newer = latest
+                .get(&s.section_id)
+                .is_none_or(|(id, at)| (s.started_at, &s.id) > (*at, id));
+            if newer {
+                latest.insert(s.section_id, (s.id, s.started_at));
+            }
+        }
+        Ok(latest
+            .into_iter()
+            .map(|(section, (session, at))| (section, session, at))
+            .collect())
+    }
+
     async fn counts_by_hour(
         &self,
         school_id: &str,

@@ -91,6 +91,18 @@ fn indexes() -> Vec<(&'static str, &'static str, Document, bool)> {
             true,
         ),
         (
+            SESSIONS,
+            "school_started",
+            doc! { "school_id": 1, "started_at": 1 },
+            false,
+        ),
+        (
+            MARKS,
+            "school_section_placed",
+            doc! { "school_id": 1, "section_id": 1, "placed_at": 1 },
+            false,
+        ),
+        (
             AUDIT_LOG,
             "school_at",
             doc! { "school_id": 1, "at": -1 },

@@ -559,6 +559,18 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn latest_sessions(
+        &self,
+        school_id: &str,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<(String, String, Millis)>, StoreError> {
+        let school_id = school_id.to_owned();
+        self.readers
+            .run(move |conn| attendance::latest_sessions(conn, &school_id, from, to))
+            .await
+    }
+
     async fn counts_by_hour(
         &self,
         school_id: &str,

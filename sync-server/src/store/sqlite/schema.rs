@@ -212,6 +212,11 @@ ALTER TABLE devices ADD COLUMN outbox_waiting INTEGER;
 ALTER TABLE devices ADD COLUMN acked_seq INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE schools ADD COLUMN settings TEXT;
 "#,
+    r#"
+-- Version 5: a section's sessions by start, for its rolls and reports: through the school's index
+-- a section's month read every session of the school in it.
+CREATE INDEX sessions_section_start ON sessions (school_id, section_id, started_at);
+"#,
 ];
 
 pub fn supported_version() -> i64 {

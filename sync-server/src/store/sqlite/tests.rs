@@ -123,11 +123,14 @@ async fn attendance_and_erasure_never_scan_all_marks() {
             let mut plans = Vec::new();
             let by_student: &[&dyn rusqlite::ToSql] =
                 &[&"sch-1", &0, &100, &None::<String>, &"stu-1"];
+            let by_section: &[&dyn rusqlite::ToSql] =
+                &[&"sch-1", &0, &100, &"sec-1", &None::<String>];
             let erase: &[&dyn rusqlite::ToSql] = &[&"stu-1", &"sch-1"];
             for (sql, values) in [
-                (attendance::ATTENDANCE, by_student),
-                (roster::ERASE_MARKS[0], erase),
-                (roster::ERASE_MARKS[1], erase),
+                (attendance::attendance_sql(false, true), by_student),
+                (attendance::attendance_sql(true, false), by_section),
+                (roster::ERASE_MARKS[0].to_owned(), erase),
+                (roster::ERASE_MARKS[1].to_owned(), erase),
             ] {
                 let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
                 let lines: Vec<String> = stmt
@@ -147,6 +150,13 @@ async fn attendance_and_erasure_never_scan_all_marks() {
     }
     assert!(plans[0].contains("sessions_school_start"), "{}", plans[0]);
     assert!(plans[0].contains("marks_pending"), "{}", plans[0]);
+    // A student's marks: one seek per session on (session, student), not the session's roll.
+    assert!(
+        plans[0].contains("PRIMARY KEY (session_id=? AND student_id=?)"),
+        "{}",
+        plans[0]
+    );
+    assert!(plans[1].contains("sessions_section_start"), "{}", plans[1]);
 }
 
 /// Version 1 databases flag the marks whose session has not arrived when they are migrated.
