@@ -197,6 +197,12 @@ async fn an_admin_signs_in_reads_the_counts_opens_a_roll_and_signs_out() {
         "{roll}"
     );
     screenshots(&browser, "section").await;
+    // The grid below the roll: P for the one lesson, and the student's rate.
+    let grid = text_of(&browser, "table.grid tbody").await;
+    assert!(grid.contains('P') && grid.contains("100.0"), "{grid}");
+    let section_url = browser.current_url().await.unwrap();
+    browser.goto(&format!("{section_url}#grid")).await.unwrap();
+    screenshots(&browser, "section-grid").await;
 
     // Correct the mark, with a reason; the roll then says who decided, and the audit log why.
     let form = browser.form(Locator::Css("form.roll")).await.unwrap();

@@ -949,6 +949,14 @@ async fn a_correction_is_audited_and_reaches_the_box_and_a_trip_excuses_a_group(
     let roll = admin.get(trip.headers[LOCATION].to_str().unwrap()).await;
     assert!(roll.html.contains("1 mark corrected"), "{}", roll.html);
     assert!(roll.html.contains("mark-excused"), "{}", roll.html);
+    // The grid shows the excused lesson as E; an excused lesson counts neither way, but it is a
+    // lesson missed, so one of one is over the chronic threshold.
+    assert!(
+        roll.html.contains("class=\"code code-E\">E</td>"),
+        "{}",
+        roll.html
+    );
+    assert!(roll.html.contains("(chronic)"), "{}", roll.html);
     let audit = admin.get("/audit?action=mark_corrected").await;
     assert!(audit.html.contains("Science museum trip"), "{}", audit.html);
     // Teachers do not read the audit log.
@@ -1111,9 +1119,23 @@ async fn demo_data_makes_a_school_the_pages_show() {
     admin.sign_in("demo-admin", PASSWORD).await;
     let today = admin.get("/").await;
     assert_eq!(today.status, 200, "{}", today.html);
-    assert!(today.html.contains("<strong>15</strong> lessons in the timetable"), "{}", today.html);
-    assert!(today.html.contains("<strong>0</strong> not registered"), "{}", today.html);
-    assert!(today.html.contains("school days:"), "the line: {}", today.html);
+    assert!(
+        today
+            .html
+            .contains("<strong>15</strong> lessons in the timetable"),
+        "{}",
+        today.html
+    );
+    assert!(
+        today.html.contains("<strong>0</strong> not registered"),
+        "{}",
+        today.html
+    );
+    assert!(
+        today.html.contains("school days:"),
+        "the line: {}",
+        today.html
+    );
     let rows = server
         .store
         .attendance(&sync_server::store::AttendanceQuery {
@@ -1125,5 +1147,8 @@ async fn demo_data_makes_a_school_the_pages_show() {
         .await
         .unwrap();
     let sources: std::collections::HashSet<_> = rows.iter().map(|r| r.source).collect();
-    assert!(sources.len() == 2, "machine marks and teacher corrections: {sources:?}");
+    assert!(
+        sources.len() == 2,
+        "machine marks and teacher corrections: {sources:?}"
+    );
 }

@@ -539,6 +539,8 @@ struct SectionPage {
     decisions: Vec<&'static str>,
     notice: Option<String>,
     today: String,
+    grid: Grid,
+    chronic_percent: u8,
 }
 
 #[derive(Deserialize)]
@@ -546,6 +548,82 @@ struct SectionParam {
     school: Option<String>,
     session: Option<String>,
     notice: Option<String>,
+    /// The grid's days, `YYYY-MM-DD`; default: the last two weeks.
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// The section's grid: students x sessions of a range, a code per mark, each student's rate.
+struct Grid {
+    from: String,
+    to: String,
+    /// Each session's column: (day and time, `MM-DD HH:MM` shown).
+    columns: Vec<(String, String)>,
+    rows: Vec<GridRow>,
+}
+
+struct GridRow {
+    student_id: String,
+    student: String,
+    /// A code per column; empty where the student has no mark in that session.
+    codes: Vec<&'static str>,
+    percent: String,
+    /// Missed the school's chronic-absence share or more of these lessons.
+    flagged: bool,
+}
+
+/// How many days the grid shows unless asked.
+const GRID_DAYS: i64 = 13;
+
+/// The grid of `rolls` (oldest column first), students by name.
+fn grid_of(
+    rolls: &[Roll],
+    names: &HashMap<String, String>,
+    days: rolls::Days,
+    chronic_percent: f64,
+) -> Grid {
+    let mut ordered: Vec<&Roll> = rolls.iter().collect();
+    ordered.sort_by(|a, b| (a.started_at, &a.session_id).cmp(&(b.started_at, &b.session_id)));
+    let columns = ordered
+        .iter()
+        .map(|r| {
+            let full = rolls::time(r.started_at);
+            let short = full.get(5..16).unwrap_or(&full).to_owned();
+            (full, short)
+        })
+        .collect();
+    let mut students: BTreeMap<(String, String), (Vec<&'static str>, Counts)> = BTreeMap::new();
+    for (column, roll) in ordered.iter().enumerate() {
+        for row in &roll.rows {
+            let name = names
+                .get(&row.student_id)
+                .cloned()
+                .unwrap_or_else(|| row.student_id.clone());
+            let (codes, counts) = students
+                .entry((name, row.student_id.clone()))
+                .or_insert_with(|| (vec![""; ordered.len()], Counts::default()));
+            codes[column] = reports::code(row.status);
+            counts.add(row.status);
+        }
+    }
+    let rows = students
+        .into_iter()
+        .map(|((student, student_id), (codes, counts))| GridRow {
+            student,
+            student_id,
+            codes,
+            percent: counts
+                .attendance_percent()
+                .map_or_else(|| "-".to_owned(), |p| format!("{p:.1}")),
+            flagged: counts.chronically_absent(chronic_percent),
+        })
+        .collect();
+    Grid {
+        from: days.from_day,
+        to: days.to_day,
+        columns,
+        rows,
+    }
 }
 
 /// `GET /sections/{section}`: the roll of one of the section's recent sessions (the latest unless
@@ -607,6 +685,24 @@ async fn section_page(
             },
         );
     }
+    let days = rolls::Days::of(param.from, param.to, GRID_DAYS, now)?;
+    let grid_rows = state
+        .store()
+        .attendance(&AttendanceQuery {
+            school_id: school_id.clone(),
+            section_id: Some(section_id.clone()),
+            from: days.from,
+            to: days.to,
+            ..AttendanceQuery::default()
+        })
+        .await?;
+    let settings = state.store().school_settings(&school_id).await?;
+    let grid = grid_of(
+        &rolls::newest_first(grid_rows),
+        &names,
+        days,
+        settings.chronic_threshold(),
+    );
     let sessions = rolls
         .iter()
         .map(|r| SessionLink {
@@ -627,6 +723,8 @@ async fn section_page(
         decisions: corrections::DECISIONS.iter().map(|s| s.as_str()).collect(),
         notice: given(param.notice),
         today: rolls::day(now),
+        grid,
+        chronic_percent: settings.chronic_percent,
     };
     Ok(page.into_response())
 }
