@@ -327,10 +327,22 @@ async fn reports_summarise_per_section_and_export_rfc_4180_csv() {
         "maths and art, one present of one each: {}",
         page.html
     );
+    // A whole school lists only its chronic absentees: none here.
+    let students = &page.html[page.html.find("id=\"students\"").expect("students")..];
+    assert!(
+        students.contains("Students at or over the chronic-absence threshold")
+            && students.contains("<p>None.</p>"),
+        "{students}"
+    );
     // One section picked: it stays picked among all the choices, and only it is summarised.
     let one = admin
         .get(&format!("/reports?{range}&section=north-math"))
         .await;
+    let students = &one.html[one.html.find("id=\"students\"").expect("students")..];
+    assert!(
+        students.contains("/students/north-s1") && students.contains("Ada Lovelace"),
+        "every student of the section: {students}"
+    );
     assert!(
         one.html
             .contains("<option value=\"north-math\" selected>Maths</option>")

@@ -264,11 +264,61 @@ pub(super) struct SummaryLine {
     percent: String,
 }
 
-/// Per section: sessions and marks counted over the scope, read a chunk at a time.
-async fn summary(state: &AppState, scope: &Scope) -> Result<Vec<SummaryLine>, WebError> {
+/// One student's figures over a report's scope.
+pub(super) struct StudentLine {
+    id: String,
+    name: String,
+    counts: Counts,
+    percent: String,
+    missed: String,
+    /// At or over the school's chronic-absence threshold.
+    flagged: bool,
+}
+
+/// Per student, by name: what the page lists when one section is asked for, and the flagged ones
+/// for a whole school.
+fn student_lines(
+    scope: &Scope,
+    by_student: HashMap<String, Counts>,
+    threshold: f64,
+) -> Vec<StudentLine> {
+    let mut lines: Vec<StudentLine> = by_student
+        .into_iter()
+        .map(|(id, counts)| StudentLine {
+            name: scope
+                .student_names
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| id.clone()),
+            percent: counts
+                .attendance_percent()
+                .map_or_else(|| "-".to_owned(), |p| format!("{p:.1}")),
+            missed: counts
+                .missed_percent()
+                .map_or_else(|| "-".to_owned(), |p| format!("{p:.1}")),
+            flagged: counts.chronically_absent(threshold),
+            counts,
+            id,
+        })
+        .collect();
+    lines.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+    lines
+}
+
+/// Per section: sessions and marks counted over the scope, read a chunk at a time; and per
+/// student.
+async fn summary(
+    state: &AppState,
+    scope: &Scope,
+) -> Result<(Vec<SummaryLine>, HashMap<String, Counts>), WebError> {
     let mut by_section: BTreeMap<String, (BTreeSet<String>, Counts)> = BTreeMap::new();
+    let mut by_student: HashMap<String, Counts> = HashMap::new();
     for (from, to) in scope.chunks() {
         for row in scope.read_unsorted(state, from, to).await? {
+            by_student
+                .entry(row.student_id.clone())
+                .or_default()
+                .add(row.status);
             let Some(section) = row.section_id else {
                 continue;
             };
@@ -294,7 +344,7 @@ async fn summary(state: &AppState, scope: &Scope) -> Result<Vec<SummaryLine>, We
         })
         .collect();
     lines.sort_by(|a, b| (&a.title, &a.id).cmp(&(&b.title, &b.id)));
-    Ok(lines)
+    Ok((lines, by_student))
 }
 
 #[derive(Template, WebTemplate)]
@@ -306,6 +356,9 @@ struct ReportsPage {
     section: String,
     sections: Vec<(String, String)>,
     lines: Vec<SummaryLine>,
+    /// Every student of the section asked for, or the flagged ones of the school.
+    students: Vec<StudentLine>,
+    chronic_percent: u8,
     /// The query string of the CSV links.
     query: String,
 }
@@ -319,7 +372,13 @@ pub(super) async fn page(
     let Some(scope) = Scope::of(&state, &user, params).await? else {
         return Ok(axum::response::Redirect::to("/").into_response());
     };
-    let lines = summary(&state, &scope).await?;
+    let (lines, by_student) = summary(&state, &scope).await?;
+    let settings = state.store().school_settings(&scope.school_id).await?;
+    let mut students = student_lines(&scope, by_student, settings.chronic_threshold());
+    // A whole school lists only the students it should worry about; one section lists all.
+    if scope.section.is_none() {
+        students.retain(|s| s.flagged);
+    }
     // The choices of the form: every section the user may see.
     let mut sections: Vec<(String, String)> = scope
         .section_titles
@@ -343,6 +402,8 @@ pub(super) async fn page(
         section,
         sections,
         lines,
+        students,
+        chronic_percent: settings.chronic_percent,
         query,
     };
     Ok(page.into_response())
@@ -448,7 +509,7 @@ pub(super) async fn summary_csv(
         "review",
         "attendance_percent",
     ]);
-    for line in summary(&state, &scope).await? {
+    for line in summary(&state, &scope).await?.0 {
         let c = line.counts;
         text.push_str(&csv_record(&[
             &line.id,
