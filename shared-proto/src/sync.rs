@@ -336,6 +336,18 @@ pub struct ScheduleSlot {
     pub room: Option<String>,
 }
 
+/// Minutes after midnight of a `ScheduleSlot`'s `HH:MM` (two digits each, 00:00 to 23:59); `None`
+/// for anything else. The one reading of a slot's time: the box, the API's check and the
+/// dashboard's lessons.
+pub fn minutes_of_day(time: &str) -> Option<u16> {
+    let (h, m) = time.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some(h * 60 + m)
+}
+
 /// `POST /v1/devices/provision`: a box trades a one-time code for its device token.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -832,7 +832,12 @@ async fn a_correction_is_audited_and_reaches_the_box_and_a_trip_excuses_a_group(
             &[("session", &session), ("reason", "x"), (&mark, "absent")],
         )
         .await;
-    assert_ne!(forged.status, 303);
+    assert_eq!(forged.status, 403, "{}", forged.html);
+    assert!(
+        forged.html.contains("came from another page"),
+        "{}",
+        forged.html
+    );
 
     let done = admin
         .post(

@@ -28,15 +28,8 @@ pub enum SlotError {
     EndsBeforeStart { starts: String, ends: String },
 }
 
-/// Minutes after midnight of an `HH:MM` time.
-pub fn minutes_of_day(time: &str) -> Option<u16> {
-    let (h, m) = time.split_once(':')?;
-    if h.len() != 2 || m.len() != 2 {
-        return None;
-    }
-    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
-    (h < 24 && m < 60).then_some(h * 60 + m)
-}
+/// Minutes after midnight of an `HH:MM` time: the wire's one reading of it.
+pub use shared_proto::sync::minutes_of_day;
 
 impl Slot {
     pub fn check(&self) -> Result<(), SlotError> {

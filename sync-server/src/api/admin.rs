@@ -931,17 +931,6 @@ pub(super) async fn get_schedule(
     Ok(Json(ScheduleJson { slots }))
 }
 
-/// Minutes after midnight of an `HH:MM` time.
-fn minutes_of(text: &str) -> Option<u32> {
-    let (hours, minutes) = text.split_once(':')?;
-    if hours.len() != 2 || minutes.len() != 2 {
-        return None;
-    }
-    let hours: u32 = hours.parse().ok()?;
-    let minutes: u32 = minutes.parse().ok()?;
-    (hours < 24 && minutes < 60).then_some(hours * 60 + minutes)
-}
-
 fn check_slots(slots: &[ScheduleSlot]) -> Result<(), ApiError> {
     if slots.len() > 100 {
         return Err(ApiError::InvalidRequest(
@@ -956,13 +945,13 @@ fn check_slots(slots: &[ScheduleSlot]) -> Result<(), ApiError> {
                 slot.weekday
             )));
         }
-        let starts = minutes_of(&slot.starts).ok_or_else(|| {
+        let starts = shared_proto::sync::minutes_of_day(&slot.starts).ok_or_else(|| {
             at(format!(
                 "starts \"{}\" is not a time like 08:30",
                 slot.starts
             ))
         })?;
-        let ends = minutes_of(&slot.ends)
+        let ends = shared_proto::sync::minutes_of_day(&slot.ends)
             .ok_or_else(|| at(format!("ends \"{}\" is not a time like 09:15", slot.ends)))?;
         if starts >= ends {
             return Err(at(format!(

@@ -63,8 +63,8 @@ pub struct Outcome {
     pub unchanged: usize,
 }
 
-/// Checks a request before anything is looked up.
-pub fn validate(corrections: &[Correction], decision: &Decision) -> Result<(), Refusal> {
+/// Checks a request before anything is looked up (`plan` starts with it).
+fn validate(corrections: &[Correction], decision: &Decision) -> Result<(), Refusal> {
     let reason = decision.reason.trim();
     if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
         return Err(Refusal::Reason);

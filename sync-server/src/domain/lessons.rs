@@ -42,11 +42,9 @@ pub enum Registration {
     NotRegistered,
 }
 
-/// `HH:MM` as minutes after midnight; `None` for anything else.
+/// `HH:MM` as minutes after midnight (the wire's one reading of a slot's time).
 fn minutes(text: &str) -> Option<i64> {
-    let (h, m) = text.split_once(':')?;
-    let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
-    ((0..24).contains(&h) && (0..60).contains(&m)).then_some(h * 60 + m)
+    shared_proto::sync::minutes_of_day(text).map(i64::from)
 }
 
 /// The local day of `at` in `tz`.

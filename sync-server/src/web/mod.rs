@@ -295,9 +295,6 @@ async fn logout(
 #[derive(Deserialize)]
 struct SchoolParam {
     school: Option<String>,
-    /// After an erasure: to say it is done.
-    #[serde(default)]
-    erased: Option<String>,
 }
 
 /// The school a page is about: the one asked for, else the user's own. `None`: a district admin
@@ -403,8 +400,6 @@ struct HomePage {
     school_name: String,
     lines: Vec<SectionLine>,
     recent_days: i64,
-    /// Right after an erasure.
-    notice: Option<String>,
 }
 
 /// `GET /`: Today for the user's school; the list of schools for a district admin who has not
@@ -415,8 +410,8 @@ async fn home(
     Query(param): Query<SchoolParam>,
 ) -> Result<Response, WebError> {
     match school_of(&user, param.school.clone())? {
-        Some(school_id) if param.erased.is_none() => today::page(&state, &user, school_id).await,
-        _ => sections_page(State(state), user, Query(param)).await,
+        Some(school_id) => today::page(&state, &user, school_id).await,
+        None => sections_page(State(state), user, Query(param)).await,
     }
 }
 
@@ -434,7 +429,6 @@ async fn sections_page(
             school_name: String::new(),
             lines: Vec::new(),
             recent_days: RECENT_DAYS,
-            notice: None,
         };
         return Ok(page.into_response());
     };
@@ -497,11 +491,6 @@ async fn sections_page(
         school_name: school.name,
         lines,
         recent_days: RECENT_DAYS,
-        notice: param.erased.map(|_| {
-            "The student is erased: their record, marks and face templates are gone, and every \
-             box of the school deletes its copy at its next sync."
-                .to_owned()
-        }),
     };
     Ok(page.into_response())
 }

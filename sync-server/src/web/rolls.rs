@@ -49,7 +49,8 @@ pub fn decided_by(row: &AttendanceRow) -> String {
     }
 }
 
-/// A time as the pages show it. The server holds no school time zone yet, so pages say UTC.
+/// A time as the pages show it, in UTC: only Today speaks the school's time zone (see the note on
+/// issue 15; moving rolls and exports to it changes what a CSV's dates mean).
 pub fn time(at: Millis) -> String {
     jiff::Timestamp::from_millisecond(at).map_or_else(
         |_| format!("{at} ms"),

@@ -426,9 +426,6 @@ impl Store for MongoStore {
         corrections: &[Correction],
         decision: &Decision,
     ) -> Result<Result<CorrectionOutcome, CorrectionRefusal>, StoreError> {
-        if let Err(refusal) = domain::correction::validate(corrections, decision) {
-            return Ok(Err(refusal));
-        }
         let mut ctx = (school_id, corrections, decision);
         tx::run(
             self,

@@ -477,9 +477,6 @@ impl Store for SqliteStore {
         corrections: &[Correction],
         decision: &Decision,
     ) -> Result<Result<CorrectionOutcome, CorrectionRefusal>, StoreError> {
-        if let Err(refusal) = domain::correction::validate(corrections, decision) {
-            return Ok(Err(refusal));
-        }
         let (school_id, corrections, decision) =
             (school_id.to_owned(), corrections.to_vec(), decision.clone());
         self.writer
