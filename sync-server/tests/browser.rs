@@ -312,3 +312,198 @@ async fn an_admin_signs_in_reads_the_counts_opens_a_roll_and_signs_out() {
     wait_for_path(&browser, "/login").await;
     browser.close().await.unwrap();
 }
+
+/// Signs `username` in from the sign-in page; waits for Today.
+async fn sign_in(browser: &Client, base: &str, username: &str) {
+    browser.goto(&format!("{base}/login")).await.unwrap();
+    wait_for_path(browser, "/login").await;
+    let form = browser.form(Locator::Css("main form")).await.unwrap();
+    form.set_by_name("username", username).await.unwrap();
+    form.set_by_name("password", PASSWORD).await.unwrap();
+    form.submit().await.unwrap();
+    wait_for_path(browser, "/").await;
+}
+
+/// Waits until the browser's address contains `part`.
+async fn wait_for_url(browser: &Client, part: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !browser.current_url().await.unwrap().as_str().contains(part) {
+        assert!(
+            Instant::now() < deadline,
+            "no {part} in the address after 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = browser.current_url().await.unwrap();
+    wait_for_path(browser, url.path()).await;
+}
+
+/// Chooses the export's files in the roster page's file input and sends the form.
+async fn upload(browser: &Client, dir: &std::path::Path, files: Vec<(String, String)>) {
+    let mut paths = Vec::new();
+    for (name, text) in files {
+        let path = dir.join(&name);
+        std::fs::write(&path, text).unwrap();
+        paths.push(path.display().to_string());
+    }
+    let input = browser.find(Locator::Css("input#files")).await.unwrap();
+    // Chromedriver takes several files for a `multiple` input as one path per line.
+    input.send_keys(&paths.join("\n")).await.unwrap();
+    let form = browser
+        .form(Locator::Css("form[enctype='multipart/form-data']"))
+        .await
+        .unwrap();
+    mark_page(browser).await;
+    form.submit().await.unwrap();
+    wait_for_new_page(browser).await;
+}
+
+/// Marks the page shown now, so that `wait_for_new_page` can tell it from the next one at the
+/// same address.
+async fn mark_page(browser: &Client) {
+    browser
+        .execute("window.rollcallOldPage = true;", vec![])
+        .await
+        .unwrap();
+}
+
+/// Waits until a page other than the marked one has loaded.
+async fn wait_for_new_page(browser: &Client) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let loaded = browser
+            .execute(
+                "return window.rollcallOldPage === undefined && document.readyState === 'complete';",
+                vec![],
+            )
+            .await;
+        if loaded.is_ok_and(|v| v == serde_json::json!(true)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no new page after 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_admin_uploads_a_roster_exports_a_csv_and_erases_a_student() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    server.push_two_lessons(&north).await;
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path()).await;
+    sign_in(&browser, &server.base, "north-admin").await;
+
+    // A roster with a row lacking its id, line 6 of users.csv: the page names the line.
+    let roster = browser.find(Locator::LinkText("Roster")).await.unwrap();
+    roster.click().await.unwrap();
+    wait_for_path(&browser, "/roster").await;
+    let broken = tempfile::tempdir().unwrap();
+    let files = common::roster_files("north", &[",,true,student,No,Id"]);
+    upload(&browser, broken.path(), files).await;
+    screenshots(&browser, "roster-problem").await;
+    let problems = text_of(&browser, "main .problems").await;
+    assert!(problems.contains("users.csv:6:"), "{problems}");
+
+    // The fixed export adds Grace: previewed, then applied.
+    let fixed = tempfile::tempdir().unwrap();
+    let files = common::roster_files("north", &["north-s3,,true,student,Grace,Hopper"]);
+    upload(&browser, fixed.path(), files).await;
+    let preview = text_of(&browser, "main section.card").await;
+    assert!(
+        preview.contains("1 added") && preview.contains("Grace Hopper (north-s3)"),
+        "{preview}"
+    );
+    screenshots(&browser, "roster-preview").await;
+    let apply = browser
+        .find(Locator::Css("form[action='/roster/apply'] button"))
+        .await
+        .unwrap();
+    apply.click().await.unwrap();
+    wait_for_url(&browser, "applied=").await;
+    assert_eq!(
+        text_of(&browser, "main .notice").await,
+        "Roster applied: 1 added, 0 changed, 0 deactivated."
+    );
+    screenshots(&browser, "roster-applied").await;
+
+    // The month's CSV, fetched by the page's own link with the browser's session: a header
+    // and one row per student and session.
+    browser
+        .goto(&format!(
+            "{}/reports?from=2024-09-01&to=2024-09-30",
+            server.base
+        ))
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/reports").await;
+    let link = browser
+        .find(Locator::Css("a[href^='/reports/attendance.csv']"))
+        .await
+        .unwrap();
+    let href = link.attr("href").await.unwrap().unwrap();
+    let csv = browser
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch(arguments[0]).then(r => r.text()).then(done, e => done('failed: ' + e));",
+            vec![serde_json::json!(href)],
+        )
+        .await
+        .unwrap();
+    let csv = csv.as_str().unwrap().to_owned();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert!(rows[0].starts_with("date,start_utc,section_id"), "{csv}");
+    assert_eq!(rows.len(), 3, "two lessons of one student each: {csv}");
+    assert!(
+        rows.iter()
+            .any(|r| r.contains(&north.s1()) && r.contains(",P,present,machine,")),
+        "{csv}"
+    );
+
+    // Erase Ada: asked first, then each box's purge state, which changes once the box syncs.
+    browser
+        .goto(&format!("{}/students/{}", server.base, north.s1()))
+        .await
+        .unwrap();
+    wait_for_path(&browser, &format!("/students/{}", north.s1())).await;
+    let erase = browser
+        .find(Locator::Css("main a[href*='/erase']"))
+        .await
+        .unwrap();
+    erase.click().await.unwrap();
+    wait_for_path(&browser, &format!("/students/{}/erase", north.s1())).await;
+    screenshots(&browser, "erase-confirm").await;
+    let confirm = browser
+        .find(Locator::Css("main form button.danger"))
+        .await
+        .unwrap();
+    confirm.click().await.unwrap();
+    wait_for_path(&browser, &format!("/erasures/{}", north.s1())).await;
+    let boxes = text_of(&browser, "main tbody").await;
+    assert!(boxes.contains("Not purged yet"), "{boxes}");
+    screenshots(&browser, "erasure-pending").await;
+    let pull = |cursor: String| {
+        server
+            .request(
+                reqwest::Method::GET,
+                &format!("/v1/sync/pull?cursor={cursor}"),
+                Some(&north.device),
+            )
+            .header("x-rollcall-protocol", "2")
+    };
+    let first = server.send(pull("0".into())).await;
+    first.assert_ok();
+    let next = first.body["next_cursor"].as_str().unwrap().to_owned();
+    server.send(pull(next)).await.assert_ok();
+    mark_page(&browser).await;
+    browser.refresh().await.unwrap();
+    wait_for_new_page(&browser).await;
+    let boxes = text_of(&browser, "main tbody").await;
+    assert!(
+        boxes.contains("Purged") && !boxes.contains("Not purged yet"),
+        "{boxes}"
+    );
+    screenshots(&browser, "erasure-purged").await;
+    browser.close().await.unwrap();
+}

@@ -51,6 +51,16 @@ impl Browser {
             .await
             .unwrap();
         let headers = response.headers().clone();
+        // A page's refusal is a page a person reads, never the API's JSON error.
+        if response.status().is_client_error() || response.status().is_server_error() {
+            let kind = headers.get(reqwest::header::CONTENT_TYPE);
+            assert!(
+                kind.is_some_and(|k| k.to_str().unwrap().starts_with("text/html")),
+                "{} answered {} as {kind:?}",
+                response.url(),
+                response.status()
+            );
+        }
         for set in headers.get_all(SET_COOKIE) {
             let set = set.to_str().unwrap();
             let (pair, _) = set.split_once(';').unwrap();
@@ -1168,4 +1178,167 @@ async fn demo_data_makes_a_school_the_pages_show() {
         sources.len() == 2,
         "machine marks and teacher corrections: {sources:?}"
     );
+}
+
+impl Browser {
+    /// Posts the roster page's upload form: its CSRF token and the export's files.
+    async fn upload_roster(&mut self, csrf: &str, files: Vec<(String, String)>) -> Page {
+        let mut form = reqwest::multipart::Form::new().text("csrf", csrf.to_owned());
+        for (name, text) in files {
+            let part = reqwest::multipart::Part::text(text).file_name(name);
+            form = form.part("files", part);
+        }
+        let request = self
+            .http
+            .post(format!("{}/roster", self.base))
+            .multipart(form);
+        self.send(request).await
+    }
+}
+
+/// The value of the page's hidden `upload` input: the previewed upload's id.
+fn hidden_upload(html: &str) -> String {
+    let at = html
+        .find("name=\"upload\" value=\"")
+        .expect("an apply form")
+        + 21;
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_roster_upload_lists_its_problems_by_line_and_applies_only_what_was_previewed() {
+    let server = Server::start().await;
+    server.school("north").await;
+    let mut teacher = Browser::new(&server);
+    teacher.sign_in("north-teacher", PASSWORD).await;
+    assert_eq!(teacher.get("/roster").await.status, 403);
+
+    let mut admin = Browser::new(&server);
+    admin.sign_in("north-admin", PASSWORD).await;
+    let page = admin.get("/roster").await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    assert!(page.html.contains("enctype=\"multipart/form-data\""));
+    let csrf = hidden_csrf(&page.html);
+
+    // Without the page's token nothing is read.
+    let forged = admin
+        .upload_roster("x", common::roster_files("north", &[]))
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.html);
+
+    // A row without its sourcedId, on line 6 of users.csv: listed by file and line.
+    let broken = admin
+        .upload_roster(
+            &csrf,
+            common::roster_files("north", &[",,true,student,No,Id"]),
+        )
+        .await;
+    assert_eq!(broken.status, 422, "{}", broken.html);
+    assert!(
+        broken.html.contains("Nothing was applied"),
+        "{}",
+        broken.html
+    );
+    assert!(broken.html.contains("users.csv:6:"), "{}", broken.html);
+
+    // Grace is new, Alan's family name changes: the preview says so and nothing is written yet.
+    let changed = |extra: &[&str]| {
+        let mut files = common::roster_files("north", extra);
+        files[1].1 = files[1].1.replace("Alan,Turing", "Alan,Turing-Smith");
+        files
+    };
+    let preview = admin
+        .upload_roster(&csrf, changed(&["north-s3,,true,student,Grace,Hopper"]))
+        .await;
+    assert_eq!(preview.status, 200, "{}", preview.html);
+    for line in [
+        "1 added",
+        "Grace Hopper (north-s3)",
+        "1 changed",
+        "Alan Turing (north-s2): name",
+    ] {
+        assert!(preview.html.contains(line), "{line}: {}", preview.html);
+    }
+    let held = server.store.students("north").await.unwrap();
+    assert_eq!(held.len(), 2, "a preview writes nothing");
+
+    let upload = hidden_upload(&preview.html);
+    let forged_apply = admin
+        .post(
+            "/roster/apply",
+            &[("csrf", "x"), ("upload", upload.as_str())],
+        )
+        .await;
+    assert_eq!(forged_apply.status, 403);
+    let applied = admin
+        .post(
+            "/roster/apply",
+            &[("csrf", &csrf), ("upload", upload.as_str())],
+        )
+        .await;
+    assert_eq!(applied.status, 303, "{}", applied.html);
+    let done = admin.get(applied.headers[LOCATION].to_str().unwrap()).await;
+    assert!(
+        done.html
+            .contains("Roster applied: 1 added, 1 changed, 0 deactivated."),
+        "{}",
+        done.html
+    );
+    let held = server.store.students("north").await.unwrap();
+    assert_eq!(held.len(), 3);
+    assert!(held.iter().any(|s| s.family_name == "Turing-Smith"));
+    // Consent is not a roster's: Ada's stays granted.
+    let ada = held.iter().find(|s| s.id == "north-s1").unwrap();
+    assert_eq!(ada.consent, shared_proto::sync::Consent::Granted);
+
+    // Applied once only.
+    let again = admin
+        .post(
+            "/roster/apply",
+            &[("csrf", &csrf), ("upload", upload.as_str())],
+        )
+        .await;
+    assert_eq!(again.status, 400, "{}", again.html);
+    assert!(again.html.contains("no longer waiting"), "{}", again.html);
+
+    let audit = admin.get("/audit").await;
+    assert!(
+        audit.html.contains("1 added, 1 changed, 0 deactivated"),
+        "{}",
+        audit.html
+    );
+
+    // Grace left out: previewed as a deactivation. Then the school changes through the API
+    // before the click: the page shows the new preview and applies nothing.
+    let leaving = admin.upload_roster(&csrf, changed(&[])).await;
+    assert!(leaving.html.contains("1 deactivated"), "{}", leaving.html);
+    let district = server.district_admin().await;
+    server
+        .upload_roster(
+            &district,
+            "north",
+            changed(&[
+                "north-s3,,true,student,Grace,Hopper",
+                "north-s4,,true,student,Emmy,Noether",
+            ]),
+        )
+        .await
+        .assert_ok();
+    let stale = admin
+        .post(
+            "/roster/apply",
+            &[
+                ("csrf", &csrf),
+                ("upload", hidden_upload(&leaving.html).as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(stale.status, 409, "{}", stale.html);
+    assert!(
+        stale.html.contains("changed since the preview") && stale.html.contains("2 deactivated"),
+        "{}",
+        stale.html
+    );
+    let held = server.store.students("north").await.unwrap();
+    assert!(held.iter().all(|s| s.active), "nothing applied");
 }

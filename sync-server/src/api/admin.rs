@@ -667,7 +667,7 @@ pub(super) async fn upsert_student(
 }
 
 /// A roster change never changes consent: the held decision rides along in the upsert.
-pub(super) fn keep_consent(student: &mut Student, held: Option<&Student>) {
+fn keep_consent(student: &mut Student, held: Option<&Student>) {
     if let Some(held) = held {
         student.consent = held.consent;
         student.consent_by = held.consent_by.clone();

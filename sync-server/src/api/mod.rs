@@ -15,7 +15,7 @@ mod guard;
 mod openapi;
 mod ops;
 mod passwords;
-mod roster;
+pub(crate) mod roster;
 mod sync;
 mod transport;
 
@@ -344,7 +344,7 @@ pub fn router(state: AppState) -> Router {
     }
     let (router, _) = router.split_for_parts();
     router
-        .merge(crate::web::routes())
+        .merge(crate::web::routes(state.limits().max_roster_bytes))
         .fallback(ops::no_route)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.limits().max_body_bytes))

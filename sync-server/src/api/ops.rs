@@ -244,17 +244,22 @@ pub(super) async fn observe(
 }
 
 /// Puts the request id into an `ApiError` body, and turns a plain-text error that axum made
-/// itself (a path it could not parse, ...) into the same JSON shape.
+/// itself (a path it could not parse, ...) into the same JSON shape. The web pages' HTML error
+/// pages stay pages.
 async fn json_error_with_id(mut response: Response, request_id: &str) -> Response {
     let status = response.status();
     let body = match response.extensions_mut().remove::<ErrorBody>() {
         Some(ErrorBody(body)) => body,
         None if status.is_client_error() || status.is_server_error() => {
-            let is_json = response
+            // JSON is already an error body; HTML is a web page's own error page, for a person.
+            let is_ours = response
                 .headers()
                 .get(header::CONTENT_TYPE)
-                .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
-            if is_json {
+                .is_some_and(|value| {
+                    let value = value.as_bytes();
+                    value.starts_with(b"application/json") || value.starts_with(b"text/html")
+                });
+            if is_ours {
                 return response;
             }
             let text = axum::body::to_bytes(std::mem::take(response.body_mut()), 64 * 1024)

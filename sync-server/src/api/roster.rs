@@ -1,22 +1,19 @@
 //! OneRoster 1.1 uploads: a bulk export as multipart parts, parsed by `shared_proto::oneroster`
-//! with the box's rules (all or nothing, every problem as `file:line`), then applied to the
-//! school as one full roster.
-
-use std::collections::{BTreeSet, HashMap};
+//! with the box's rules (all or nothing, every problem as `file:line`), kept to the school's
+//! records by `domain::roster::batch_of`, then applied to the school as one full roster.
 
 use axum::Json;
 use axum::extract::State;
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::http::StatusCode;
 use serde::Serialize;
-use shared_proto::oneroster::{self, RosterError, RosterFiles, RosterImport, RosterWarning};
-use shared_proto::sync::{Consent, EnrolmentRole};
+use shared_proto::oneroster::{self, RosterError, RosterFiles, RosterWarning};
 
-use super::admin::keep_consent;
 use super::auth::SchoolAdmin;
 use super::{AppState, openapi};
 use crate::api::ApiError;
-use crate::store::{Enrolment, RosterBatch, RosterSummary, Section, Student, Teacher};
+use crate::domain::roster::{self, UploadRefusal};
+use crate::store::RosterSummary;
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = RosterSummary)]
@@ -104,36 +101,22 @@ pub(super) async fn upload(
     SchoolAdmin { user, school_id }: SchoolAdmin,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<RosterSummaryJson>, ApiError> {
-    let mut multipart = multipart.map_err(|e| {
+    let multipart = multipart.map_err(|e| {
         ApiError::InvalidRequest(format!(
             "send the export as multipart/form-data, one part per CSV file: {}",
             e.body_text()
         ))
     })?;
-    let mut files = Vec::new();
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(field)) => field,
-            Ok(None) => break,
-            Err(e) => return Err(multipart_error(&state, &e)),
-        };
-        // The file name is what OneRoster names the file; a part without one goes by its name.
-        let name = field
-            .file_name()
-            .or(field.name())
-            .unwrap_or_default()
-            .to_owned();
-        let bytes = field
-            .bytes()
-            .await
-            .map_err(|e| multipart_error(&state, &e))?;
-        files.push((name, bytes.to_vec()));
-    }
+    // The file name is what OneRoster names the file; a part without one goes by its name.
+    let files: Vec<(String, Vec<u8>)> = parts(&state, multipart)
+        .await?
+        .into_iter()
+        .map(|part| (part.file_name.unwrap_or(part.name), part.bytes))
+        .collect();
     let files = RosterFiles::from_files("the upload", files).map_err(roster_error)?;
     let mut import = oneroster::parse_oneroster(&files).map_err(roster_error)?;
     let warnings = std::mem::take(&mut import.warnings);
-    let held_students = state.store().students(&school_id).await?;
-    let batch = batch_of(&school_id, import, &held_students)?;
+    let batch = roster::batch_of(&school_id, import).map_err(refusal)?;
     let summary = state.store().apply_roster(&school_id, &batch, true).await?;
     tracing::info!(school_id = %school_id, by = %user.username, ?summary, n_warnings = warnings.len(), "roster imported");
     state
@@ -155,6 +138,39 @@ pub(super) async fn upload(
     Ok(Json(RosterSummaryJson::new(summary, &warnings)))
 }
 
+/// One part of a multipart body.
+pub(crate) struct Part {
+    pub name: String,
+    pub file_name: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+/// Every part of a multipart body, read whole: the API's upload and the roster page's form.
+pub(crate) async fn parts(
+    state: &AppState,
+    mut multipart: Multipart,
+) -> Result<Vec<Part>, ApiError> {
+    let mut parts = Vec::new();
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => return Ok(parts),
+            Err(e) => return Err(multipart_error(state, &e)),
+        };
+        let name = field.name().unwrap_or_default().to_owned();
+        let file_name = field.file_name().map(str::to_owned);
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| multipart_error(state, &e))?;
+        parts.push(Part {
+            name,
+            file_name,
+            bytes: bytes.to_vec(),
+        });
+    }
+}
+
 fn multipart_error(state: &AppState, error: &MultipartError) -> ApiError {
     if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge {
@@ -168,108 +184,12 @@ fn multipart_error(state: &AppState, error: &MultipartError) -> ApiError {
 /// The parser's message as the 422's; `RosterError`'s text lists at most
 /// `oneroster::MAX_LISTED_PROBLEMS` problems and counts the rest, so the body stays small.
 fn roster_error(error: RosterError) -> ApiError {
-    match error {
-        RosterError::Read { .. } => ApiError::Internal(error.to_string()),
-        other => ApiError::InvalidRoster(other.to_string()),
-    }
+    refusal(UploadRefusal::Export(error))
 }
 
-/// The storage batch of an export for `school_id`. An export of one school goes in whole,
-/// whatever its org ids are; from a district export only the classes of this school (by the
-/// classes' school sourcedId) and the people enrolled in them are kept.
-fn batch_of(
-    school_id: &str,
-    import: RosterImport,
-    held_students: &[Student],
-) -> Result<RosterBatch, ApiError> {
-    let orgs: BTreeSet<&str> = import
-        .sections
-        .iter()
-        .map(|section| section.school_id.as_str())
-        .collect();
-    let whole_export = orgs.len() <= 1;
-    if !whole_export && !orgs.contains(school_id) {
-        let orgs: Vec<&str> = orgs.into_iter().collect();
-        return Err(ApiError::InvalidRoster(format!(
-            "classes.csv: the classes belong to several schools ({}) and none is {school_id}: upload one school's export, or use its sourcedId as the school id",
-            orgs.join(", ")
-        )));
+pub(crate) fn refusal(refusal: UploadRefusal) -> ApiError {
+    match refusal {
+        UploadRefusal::Export(RosterError::Read { .. }) => ApiError::Internal(refusal.to_string()),
+        other => ApiError::InvalidRoster(other.to_string()),
     }
-    let kept_sections: BTreeSet<String> = import
-        .sections
-        .iter()
-        .filter(|section| whole_export || section.school_id == school_id)
-        .map(|section| section.id.clone())
-        .collect();
-    let enrolments: Vec<Enrolment> = import
-        .enrolments
-        .into_iter()
-        .filter(|enrolment| kept_sections.contains(&enrolment.section_id))
-        .map(|enrolment| Enrolment {
-            section_id: enrolment.section_id,
-            person_id: enrolment.person_id,
-            role: match enrolment.role {
-                oneroster::EnrolmentRole::Student => EnrolmentRole::Student,
-                oneroster::EnrolmentRole::Teacher => EnrolmentRole::Teacher,
-            },
-            active: enrolment.active,
-        })
-        .collect();
-    let enrolled: BTreeSet<&str> = enrolments
-        .iter()
-        .map(|enrolment| enrolment.person_id.as_str())
-        .collect();
-    let keep_person = |id: &str| whole_export || enrolled.contains(id);
-    let held: HashMap<&str, &Student> = held_students
-        .iter()
-        .map(|student| (student.id.as_str(), student))
-        .collect();
-    let students = import
-        .students
-        .iter()
-        .filter(|person| keep_person(&person.id))
-        .map(|person| {
-            let mut student = Student {
-                id: person.id.clone(),
-                school_id: school_id.to_owned(),
-                given_name: person.given_name.clone(),
-                family_name: person.family_name.clone(),
-                active: person.active,
-                consent: Consent::None,
-                consent_by: None,
-                consent_at: None,
-            };
-            keep_consent(&mut student, held.get(person.id.as_str()).copied());
-            student
-        })
-        .collect();
-    let teachers = import
-        .teachers
-        .iter()
-        .filter(|person| keep_person(&person.id))
-        .map(|person| Teacher {
-            id: person.id.clone(),
-            school_id: school_id.to_owned(),
-            given_name: person.given_name.clone(),
-            family_name: person.family_name.clone(),
-            active: person.active,
-        })
-        .collect();
-    let sections = import
-        .sections
-        .into_iter()
-        .filter(|section| kept_sections.contains(&section.id))
-        .map(|section| Section {
-            id: section.id,
-            school_id: school_id.to_owned(),
-            title: section.title,
-            active: section.active,
-        })
-        .collect();
-    Ok(RosterBatch {
-        sections,
-        students,
-        teachers,
-        enrolments,
-    })
 }

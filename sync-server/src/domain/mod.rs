@@ -23,6 +23,7 @@ pub mod feed;
 pub mod lessons;
 pub mod provisioning;
 pub mod push;
+pub mod roster;
 pub mod settings;
 
 use shared_proto::sync::{Consent, MarkSource, MarkStatus};

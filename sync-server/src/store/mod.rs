@@ -373,6 +373,9 @@ pub trait Store: Send + Sync + 'static {
         batch: &RosterBatch,
         full: bool,
     ) -> Result<RosterSummary, StoreError>;
+    /// Every section, student, teacher and enrolment the school holds, inactive ones too: what
+    /// `apply_roster` compares a batch with, so that a page can preview an upload.
+    async fn roster(&self, school_id: &str) -> Result<RosterBatch, StoreError>;
     async fn sections(&self, school_id: &str) -> Result<Vec<Section>, StoreError>;
     async fn students(&self, school_id: &str) -> Result<Vec<Student>, StoreError>;
     async fn student(

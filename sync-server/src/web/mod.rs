@@ -12,6 +12,7 @@ mod corrections;
 mod devices;
 mod reports;
 mod rolls;
+mod roster;
 mod session;
 mod settings;
 mod students;
@@ -37,11 +38,13 @@ use crate::store::{AttendanceQuery, Role, Section};
 use rolls::Roll;
 use session::{LOGIN_CSRF_COOKIE, SESSION_COOKIE, WebUser, cookie, same_secret, set_cookie};
 
-/// What the pages keep between requests. Only figures that change slowly and are shown as such:
-/// the Today page's line of past school days (`today::PastDays`).
+/// What the pages keep between requests: figures that change slowly and are shown as such (the
+/// Today page's line of past school days, `today::PastDays`), and roster uploads waiting for their
+/// "Apply" (`roster::Pending`).
 #[derive(Default)]
 pub struct Caches {
     past_days: std::sync::Mutex<HashMap<String, today::PastDays>>,
+    rosters: std::sync::Mutex<roster::Pending>,
 }
 
 /// How far back the pages look for a section's latest roll.
@@ -49,7 +52,8 @@ const RECENT_DAYS: i64 = 30;
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// The pages, to be merged into the API's router (whose guard and request log they share).
-pub fn routes() -> Router<AppState> {
+/// `max_roster_bytes`: the largest upload the roster page takes, as the API's roster upload.
+pub fn routes(max_roster_bytes: usize) -> Router<AppState> {
     Router::new()
         .route("/", get(home))
         .route("/sections", get(sections_page))
@@ -71,6 +75,13 @@ pub fn routes() -> Router<AppState> {
             "/students/{student}/erase",
             get(students::confirm_erase).post(students::erase_student),
         )
+        .route(
+            "/roster",
+            get(roster::page)
+                .post(roster::upload)
+                .layer(axum::extract::DefaultBodyLimit::max(max_roster_bytes)),
+        )
+        .route("/roster/apply", post(roster::apply))
         .route("/users", get(users::page).post(users::create))
         .route("/users/{user}/password", post(users::set_password))
         .route("/settings", get(settings::page).post(settings::save))

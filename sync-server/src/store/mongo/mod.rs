@@ -289,6 +289,15 @@ impl Store for MongoStore {
         .await
     }
 
+    async fn roster(&self, school_id: &str) -> Result<RosterBatch, StoreError> {
+        // One snapshot, so the four kinds agree with each other.
+        let mut school_id = school_id.to_owned();
+        tx::run(self, None, &mut school_id, |tx, school_id| {
+            Box::pin(roster::held_roster(tx, school_id))
+        })
+        .await
+    }
+
     async fn sections(&self, school_id: &str) -> Result<Vec<Section>, StoreError> {
         let cursor = self
             .coll::<SectionDoc>(names::SECTIONS)

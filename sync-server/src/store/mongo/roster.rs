@@ -171,7 +171,7 @@ async fn write_kind<T: Kind>(
 }
 
 /// Everything the school holds, one query per kind, as the storage types the diff compares.
-async fn held_roster(tx: &mut Tx<'_>, school_id: &str) -> Result<RosterBatch, DbError> {
+pub(super) async fn held_roster(tx: &mut Tx<'_>, school_id: &str) -> Result<RosterBatch, DbError> {
     let of_school = || doc! { "school_id": school_id };
     let by_id = || doc! { "_id": 1 };
     let by_key = doc! { "section_id": 1, "person_id": 1 };

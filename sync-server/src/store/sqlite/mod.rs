@@ -378,6 +378,13 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn roster(&self, school_id: &str) -> Result<RosterBatch, StoreError> {
+        let school_id = school_id.to_owned();
+        self.readers
+            .run(move |conn| roster::held(conn, &school_id))
+            .await
+    }
+
     async fn sections(&self, school_id: &str) -> Result<Vec<Section>, StoreError> {
         let school_id = school_id.to_owned();
         self.readers

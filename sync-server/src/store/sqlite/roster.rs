@@ -25,12 +25,7 @@ pub fn apply_roster(
     if super::accounts::school(conn, school_id)?.is_none() {
         return Err(StoreError::NotFound(format!("school {school_id}")));
     }
-    let held = RosterBatch {
-        sections: sections(conn, school_id)?,
-        students: students(conn, school_id)?,
-        teachers: teachers(conn, school_id)?,
-        enrolments: enrolments_of_school(conn, school_id)?,
-    };
+    let held = held(conn, school_id)?;
     let diff = roster_diff(&held, batch, roster::scope(full))?;
     // Only a new id can be another school's: the school's own are in `held`.
     for section in &diff.sections.inserts {
@@ -61,6 +56,16 @@ pub fn apply_roster(
         feed.write(&enrolment.change())?;
     }
     Ok(diff.counts().into())
+}
+
+/// Everything the school holds, one query per kind.
+pub fn held(conn: &Connection, school_id: &str) -> Result<RosterBatch, StoreError> {
+    Ok(RosterBatch {
+        sections: sections(conn, school_id)?,
+        students: students(conn, school_id)?,
+        teachers: teachers(conn, school_id)?,
+        enrolments: enrolments_of_school(conn, school_id)?,
+    })
 }
 
 /// Ids are global (OneRoster sourcedIds): one that another school holds is refused, never moved.
