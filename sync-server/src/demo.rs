@@ -2,7 +2,8 @@
 //! (and the page benchmarks have a year to read). Sections of 25 with a weekly timetable of five
 //! lessons a day, one box per section, and school days of rolls: most students in nearly every
 //! lesson, some often absent (chronic absentees), Mondays and Fridays a little worse, some late,
-//! some excused, a few faces the camera was unsure of, and teachers correcting a few machine marks.
+//! some excused, a few faces the camera was unsure of, teachers correcting a few machine marks, and
+//! one camera knocked askew a week ago (the recognition self-audit's rising line).
 //! Every roll goes in through `Store::apply_events`, the boxes' own path, so the data obeys every
 //! rule a real one does. Deterministic for a given school id: the same command makes the same school.
 
@@ -298,6 +299,16 @@ pub async fn fill(
                     } else {
                         (MarkStatus::Present, Some(0.6 + 0.35 * rng.unit() as f32))
                     };
+                    // The first section's camera was knocked askew a school week ago: it
+                    // misses one present student in ten, whom the teacher then marks present,
+                    // which is what the recognition self-audit is there to catch.
+                    let askew = s == 0 && d + 6 >= days.len();
+                    let missed = askew && status == MarkStatus::Present && rng.unit() < 0.1;
+                    let (status, score) = if missed {
+                        (MarkStatus::Absent, None)
+                    } else {
+                        (status, score)
+                    };
                     let decided_at = started_at + 60_000;
                     events.push(Event {
                         id: event_id(decided_at, &mut rng),
@@ -316,6 +327,7 @@ pub async fn fill(
                     // The teacher settles every review, excuses a third of absences (a note
                     // came) and corrects one machine mark in a hundred.
                     let corrected = match status {
+                        _ if missed => Some(MarkStatus::Present),
                         MarkStatus::Review => Some(if rng.unit() < 0.8 {
                             MarkStatus::Present
                         } else {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{PASSWORD, Server};
 use fantoccini::{Client, ClientBuilder, Locator};
+use sync_server::store::Store;
 
 /// A chromedriver on a free loopback port, ended when dropped.
 struct Driver {
@@ -505,5 +506,50 @@ async fn an_admin_uploads_a_roster_exports_a_csv_and_erases_a_student() {
         "{boxes}"
     );
     screenshots(&browser, "erasure-purged").await;
+    browser.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_recognition_audit_shows_the_demo_schools_askew_camera() {
+    let server = Server::start().await;
+    // Three weeks of the demo school up to Monday 14:00 (START is Monday 08:00 UTC).
+    let now = common::START + 6 * 3_600_000;
+    let spec = sync_server::demo::DemoSpec {
+        school_id: "demo".into(),
+        students: 75,
+        days: 15,
+    };
+    sync_server::demo::fill(&*server.store, &spec, now, |_, _| {})
+        .await
+        .expect("demo data");
+    server
+        .store
+        .create_user(&sync_server::store::User {
+            id: "demo-admin".into(),
+            username: "demo-admin".into(),
+            password_hash: sync_server::api::hash_password(PASSWORD).unwrap(),
+            role: sync_server::store::Role::Admin,
+            school_id: Some("demo".into()),
+            teacher_id: None,
+        })
+        .await
+        .unwrap();
+    server.clock.advance_ms(6 * 3_600_000);
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path()).await;
+    sign_in(&browser, &server.base, "demo-admin").await;
+    let link = browser
+        .find(Locator::LinkText("Recognition"))
+        .await
+        .unwrap();
+    link.click().await.unwrap();
+    wait_for_path(&browser, "/recognition").await;
+    let rising = browser
+        .find_all(Locator::Css("tr.rising th"))
+        .await
+        .unwrap();
+    assert_eq!(rising.len(), 2, "the askew camera's section and box");
+    screenshots(&browser, "recognition").await;
     browser.close().await.unwrap();
 }

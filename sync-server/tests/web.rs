@@ -1178,6 +1178,15 @@ async fn demo_data_makes_a_school_the_pages_show() {
         sources.len() == 2,
         "machine marks and teacher corrections: {sources:?}"
     );
+    // The demo's askew camera stands out in the recognition self-audit, its section and its box.
+    let audit = admin.get("/recognition").await;
+    assert_eq!(audit.status, 200, "{}", audit.html);
+    assert_eq!(
+        audit.html.matches("<tr class=\"rising\">").count(),
+        2,
+        "{}",
+        audit.html
+    );
 }
 
 impl Browser {
@@ -1341,4 +1350,61 @@ async fn a_roster_upload_lists_its_problems_by_line_and_applies_only_what_was_pr
     );
     let held = server.store.students("north").await.unwrap();
     assert!(held.iter().all(|s| s.active), "nothing applied");
+}
+
+#[tokio::test]
+async fn the_recognition_audit_counts_what_teachers_changed_per_section_and_box() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    server.push_two_lessons(&north).await;
+    // On the box, the teacher marks absent the student the machine saw in maths.
+    let mut override_event = lesson_events(&north.math(), &north.s1(), 1).remove(1);
+    override_event.id = common::event_id(50);
+    if let shared_proto::sync::EventBody::MarkSet {
+        status,
+        source,
+        score,
+        decided_at,
+        by,
+        ..
+    } = &mut override_event.body
+    {
+        *status = shared_proto::sync::MarkStatus::Absent;
+        *source = shared_proto::sync::MarkSource::Teacher;
+        *score = None;
+        *decided_at += 60_000;
+        *by = Some("north-t1".into());
+    }
+    server
+        .post(
+            "/v1/sync/push",
+            Some(&north.device),
+            push_body(std::slice::from_ref(&override_event)),
+        )
+        .await
+        .assert_ok();
+
+    let mut teacher = Browser::new(&server);
+    teacher.sign_in("north-teacher", PASSWORD).await;
+    assert_eq!(teacher.get("/recognition").await.status, 403);
+
+    let mut admin = Browser::new(&server);
+    admin.sign_in("north-admin", PASSWORD).await;
+    let page = admin.get("/recognition").await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    let row_of = |name: &str| {
+        let at = page
+            .html
+            .find(&format!("<th scope=\"row\" class=\"nowrap\">{name}</th>"))
+            .unwrap_or_else(|| panic!("no row {name}: {}", page.html));
+        page.html[at..].split("</tr>").next().unwrap().to_owned()
+    };
+    let maths = row_of("Maths");
+    assert!(maths.contains("100.0 % (1/1)"), "{maths}");
+    assert!(maths.contains("data-label=\"Wrong person\">1<"), "{maths}");
+    let art = row_of("Art");
+    assert!(art.contains("0.0 % (0/1)"), "{art}");
+    // The box made both calls: one changed of two.
+    let boxes = &page.html[page.html.find("By box").unwrap()..];
+    assert!(boxes.contains("50.0 % (1/2)"), "{boxes}");
 }

@@ -141,6 +141,7 @@ pub fn plan<'e>(
             decided_by: Some(&decision.by),
             event_id: &c.event_id,
             filed_under: Some((session.section_id.clone(), session.started_at)),
+            machine: HeldMark::machine_after(decision.source, c.status, held),
         }));
         writes.push(Write::Change(Change::Mark {
             session: c.session.clone(),

@@ -23,6 +23,7 @@ pub mod feed;
 pub mod lessons;
 pub mod provisioning;
 pub mod push;
+pub mod recognition;
 pub mod roster;
 pub mod settings;
 
@@ -103,4 +104,6 @@ pub struct MarkWrite<'e> {
     pub event_id: &'e str,
     /// The session's section and start, `None` while its `session_opened` has not arrived.
     pub filed_under: Option<(String, Millis)>,
+    /// What the machine decided, kept through people's corrections (`HeldMark::machine_after`).
+    pub machine: Option<MarkStatus>,
 }

@@ -91,6 +91,27 @@ pub struct HeldMark {
     pub source: MarkSource,
     pub decided_at: Millis,
     pub event_id: String,
+    /// What the machine decided for this student in this session, kept when a person's decision
+    /// replaces it: the recognition self-audit (`domain::recognition`) compares the two.
+    pub machine: Option<MarkStatus>,
+}
+
+impl HeldMark {
+    /// The machine's decision a new mark of `source` and `status` keeps when it replaces `held`:
+    /// its own when the machine decided it, else the one it replaces. `None` where no machine
+    /// decided (a person marked first, or the mark predates the column).
+    pub fn machine_after(
+        source: MarkSource,
+        status: MarkStatus,
+        held: Option<&HeldMark>,
+    ) -> Option<MarkStatus> {
+        if source.is_human() {
+            // A machine's mark is its own decision, whether or not the store kept it as such.
+            held.and_then(|h| h.machine.or((!h.source.is_human()).then_some(h.status)))
+        } else {
+            Some(status)
+        }
+    }
 }
 
 /// What is held under a template id, in whichever school.
@@ -283,6 +304,7 @@ fn decide<'e>(
                 ));
             }
             let held = facts.marks.get(session).and_then(|m| m.get(student));
+            let machine = HeldMark::machine_after(*source, *status, held);
             if let Some(held) = held {
                 let wins = mark_wins(
                     (*source, *decided_at, &event.id),
@@ -304,12 +326,14 @@ fn decide<'e>(
                 decided_by: by.as_deref(),
                 event_id: &event.id,
                 filed_under: held_session.map(|s| (s.section_id.clone(), s.started_at)),
+                machine,
             }));
             let held = HeldMark {
                 status: *status,
                 source: *source,
                 decided_at: *decided_at,
                 event_id: event.id.clone(),
+                machine,
             };
             match facts.marks.get_mut(session) {
                 Some(marks) => {

@@ -210,6 +210,21 @@ pub struct RosterSummary {
     pub deactivated: usize,
 }
 
+/// How many marks of one day, section and box hold `status` from `source` where the machine had
+/// decided `machine` (`None`: a machine's mark from before the decision was kept apart, whose
+/// decision is its status).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MachineDecisions {
+    /// The first millisecond of the UTC day the sessions started.
+    pub day: Millis,
+    pub section_id: String,
+    pub device_id: String,
+    pub machine: Option<MarkStatus>,
+    pub status: MarkStatus,
+    pub source: MarkSource,
+    pub count: u64,
+}
+
 /// One student's mark in one session, as the server holds it after conflicts are resolved.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttendanceRow {
@@ -476,5 +491,15 @@ pub trait Store: Send + Sync + 'static {
         from: Millis,
         to: Millis,
     ) -> Result<Vec<(Millis, MarkStatus, u64)>, StoreError>;
+    /// A school's marks of sessions that started in `[from, to)` and that the machine decided (a
+    /// machine's mark, or a person's that replaced one), counted per UTC day of the session's
+    /// start, section, box, machine decision, status held and its source: what the recognition
+    /// self-audit (`domain::recognition`) reads.
+    async fn machine_decisions(
+        &self,
+        school_id: &str,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<MachineDecisions>, StoreError>;
     async fn counts(&self) -> Result<StoreCounts, StoreError>;
 }

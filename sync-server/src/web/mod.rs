@@ -10,6 +10,7 @@
 mod audit;
 mod corrections;
 mod devices;
+mod recognition;
 mod reports;
 mod rolls;
 mod roster;
@@ -86,6 +87,7 @@ pub fn routes(max_roster_bytes: usize) -> Router<AppState> {
         .route("/users/{user}/password", post(users::set_password))
         .route("/settings", get(settings::page).post(settings::save))
         .route("/audit", get(audit::page))
+        .route("/recognition", get(recognition::page))
         .route("/audit.csv", get(audit::csv))
         .route("/reports", get(reports::page))
         .route("/reports/attendance.csv", get(reports::attendance_csv))

@@ -66,6 +66,7 @@ macro_rules! contract_tests {
             office_corrections_follow_the_human_order,
             audit_log_per_school,
             boxes_report_and_acknowledge_purges,
+            machine_decisions_survive_corrections,
         );
     };
     (@each $new_backend:expr; $($name:ident),* $(,)?) => {
@@ -2351,4 +2352,79 @@ pub async fn boxes_report_and_acknowledge_purges(backend: &impl Backend) {
         .find(|d| d.id == fx.device.id)
         .expect("the box");
     assert!(held.activity.acked_seq >= seq);
+}
+
+/// What the machine decided stays with a mark that people change, teacher or office, so the
+/// recognition self-audit can count the changes; marks a person made first have none.
+pub async fn machine_decisions_survive_corrections(backend: &impl Backend) {
+    use sync_server::store::MachineDecisions;
+    let fx = fixture(backend).await;
+    push_ok(
+        &fx,
+        &[
+            opened("sess-1", SECTION_A, T0),
+            machine_mark("sess-1", STU_1, MarkStatus::Present, T0 + 10),
+            machine_mark("sess-1", STU_2, MarkStatus::Absent, T0 + 10),
+            machine_mark("sess-1", STU_3, MarkStatus::Review, T0 + 10),
+            teacher_mark("sess-1", STU_NO_CONSENT, MarkStatus::Absent, T0 + 10),
+        ],
+    )
+    .await;
+    // The teacher: the first student was not there, the review was right. Then the office marks
+    // present the one the machine missed.
+    push_ok(
+        &fx,
+        &[
+            teacher_mark("sess-1", STU_1, MarkStatus::Absent, T0 + 20),
+            teacher_mark("sess-1", STU_3, MarkStatus::Present, T0 + 20),
+        ],
+    )
+    .await;
+    fx.store
+        .correct_marks(
+            SCHOOL,
+            &[correction("sess-1", STU_2, MarkStatus::Present)],
+            &office(SECTION_A, T0 + 100, "was in the library, seen by Ms Lee"),
+        )
+        .await
+        .expect("store")
+        .expect("accepted");
+    // A later teacher decision still keeps the machine's, not the office's.
+    push_ok(
+        &fx,
+        &[teacher_mark("sess-1", STU_2, MarkStatus::Late, T0 + 200)],
+    )
+    .await;
+
+    let mut rows = fx
+        .store
+        .machine_decisions(SCHOOL, T0 - DAY, T0 + DAY)
+        .await
+        .unwrap();
+    rows.sort_by_key(|r| (r.machine.map(|m| m.as_str()), r.status.as_str()));
+    let day = T0.div_euclid(DAY) * DAY;
+    let row = |machine, status, source| MachineDecisions {
+        day,
+        section_id: SECTION_A.to_owned(),
+        device_id: fx.device.id.clone(),
+        machine: Some(machine),
+        status,
+        source,
+        count: 1,
+    };
+    assert_eq!(
+        rows,
+        vec![
+            row(MarkStatus::Absent, MarkStatus::Late, MarkSource::Teacher),
+            row(MarkStatus::Present, MarkStatus::Absent, MarkSource::Teacher),
+            row(MarkStatus::Review, MarkStatus::Present, MarkSource::Teacher),
+        ]
+    );
+    assert!(
+        fx.store
+            .machine_decisions(SCHOOL, T0 + DAY, T0 + 2 * DAY)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

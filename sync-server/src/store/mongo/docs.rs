@@ -442,6 +442,10 @@ pub struct MarkDoc {
     pub section_id: Option<String>,
     pub started_at: Option<Millis>,
     pub placed_at: Millis,
+    /// What the machine decided, kept through people's corrections; absent on marks written
+    /// before the self-audit, and where a person marked first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_status: Option<MarkStatus>,
 }
 
 impl MarkDoc {

@@ -149,6 +149,7 @@ pub async fn facts(tx: &mut Tx<'_>, wanted: &Wanted<'_>) -> Result<Facts, DbErro
                         source: mark.source,
                         decided_at: mark.decided_at,
                         event_id: mark.event_id,
+                        machine: mark.machine_status,
                     },
                 );
             }
@@ -267,6 +268,7 @@ pub async fn write(tx: &mut Tx<'_>, school_id: &str, writes: &[Write<'_>]) -> Re
                         .filed_under
                         .as_ref()
                         .map_or(mark.decided_at, |&(_, started)| started),
+                    machine_status: mark.machine,
                 };
                 tx.coll::<MarkDoc>(MARKS)
                     .replace_one(

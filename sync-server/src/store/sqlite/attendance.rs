@@ -6,7 +6,9 @@ use rusqlite::{Connection, Row, params};
 use super::{feed, word};
 use shared_proto::sync::MarkStatus;
 
-use crate::store::{AttendanceQuery, AttendanceRow, Millis, StoreCounts, StoreError};
+use crate::store::{
+    AttendanceQuery, AttendanceRow, MachineDecisions, Millis, StoreCounts, StoreError,
+};
 
 /// Marks of sessions that started in the range, found through the sessions' start index and the
 /// marks' primary key; then the marks whose session has not arrived, placed in time by their
@@ -123,6 +125,38 @@ pub fn counts_by_hour(
             word(1, &r.get::<_, String>(1)?)?,
             r.get::<_, i64>(2)? as u64,
         ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn machine_decisions(
+    conn: &Connection,
+    school_id: &str,
+    from: Millis,
+    to: Millis,
+) -> Result<Vec<MachineDecisions>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT s.started_at / 86400000 AS day, s.section_id, m.device_id, m.machine_status,
+                m.status, m.source, COUNT(*)
+         FROM sessions s JOIN marks m ON m.session_id = s.id AND m.school_id = s.school_id
+         WHERE s.school_id = ?1 AND s.started_at >= ?2 AND s.started_at < ?3
+           AND (m.machine_status IS NOT NULL OR m.source = 'machine')
+         GROUP BY day, s.section_id, m.device_id, m.machine_status, m.status, m.source
+         ORDER BY day",
+    )?;
+    let rows = stmt.query_map(params![school_id, from, to], |r| {
+        Ok(MachineDecisions {
+            day: r.get::<_, i64>(0)? * 86_400_000,
+            section_id: r.get(1)?,
+            device_id: r.get(2)?,
+            machine: match r.get::<_, Option<String>>(3)? {
+                Some(text) => Some(word(3, &text)?),
+                None => None,
+            },
+            status: word(4, &r.get::<_, String>(4)?)?,
+            source: word(5, &r.get::<_, String>(5)?)?,
+            count: r.get::<_, i64>(6)? as u64,
+        })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

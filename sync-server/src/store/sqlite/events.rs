@@ -78,7 +78,7 @@ pub fn facts(conn: &Connection, wanted: &Wanted<'_>) -> Result<Facts, StoreError
         }
     }
     let mut stmt = conn.prepare_cached(
-        "SELECT student_id, source, decided_at, event_id, status FROM marks
+        "SELECT student_id, source, decided_at, event_id, status, machine_status FROM marks
          WHERE session_id = ?1 AND student_id IN (SELECT value FROM json_each(?2))",
     )?;
     // `marks` is ordered by session: each session's students are one run of it.
@@ -97,6 +97,10 @@ pub fn facts(conn: &Connection, wanted: &Wanted<'_>) -> Result<Facts, StoreError
                 source: word(1, &row.get::<_, String>(1)?)?,
                 decided_at: row.get(2)?,
                 event_id: row.get(3)?,
+                machine: match row.get::<_, Option<String>>(5)? {
+                    Some(text) => Some(word(5, &text)?),
+                    None => None,
+                },
             };
             facts
                 .marks
@@ -166,13 +170,15 @@ pub fn write(conn: &Connection, school_id: &str, writes: &[Write<'_>]) -> Result
             Write::SetMark(mark) => {
                 conn.prepare_cached(
                     "INSERT INTO marks (session_id, student_id, school_id, device_id, status,
-                         source, score, decided_at, decided_by, event_id, session_pending)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                         source, score, decided_at, decided_by, event_id, session_pending,
+                         machine_status)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                      ON CONFLICT (session_id, student_id) DO UPDATE SET
                          device_id = excluded.device_id, status = excluded.status,
                          source = excluded.source, score = excluded.score,
                          decided_at = excluded.decided_at, decided_by = excluded.decided_by,
-                         event_id = excluded.event_id, session_pending = excluded.session_pending",
+                         event_id = excluded.event_id, session_pending = excluded.session_pending,
+                         machine_status = excluded.machine_status",
                 )?
                 .execute(params![
                     mark.session,
@@ -185,7 +191,8 @@ pub fn write(conn: &Connection, school_id: &str, writes: &[Write<'_>]) -> Result
                     mark.decided_at,
                     mark.decided_by,
                     mark.event_id,
-                    mark.filed_under.is_none()
+                    mark.filed_under.is_none(),
+                    mark.machine.map(shared_proto::sync::MarkStatus::as_str),
                 ])?;
             }
             Write::AddTemplate(template) => templates::insert(conn, school_id, template)?,

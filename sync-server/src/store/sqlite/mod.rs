@@ -23,9 +23,9 @@ use shared_proto::sync::{Consent, MarkStatus, ScheduleSlot};
 
 use super::rules::Owner;
 use super::{
-    AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, Millis,
-    ProvisioningCode, RedeemRefusal, RosterBatch, RosterSummary, School, Section, Seen, Store,
-    StoreCounts, StoreError, Student, User,
+    AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, MachineDecisions,
+    Millis, ProvisioningCode, RedeemRefusal, RosterBatch, RosterSummary, School, Section, Seen,
+    Store, StoreCounts, StoreError, Student, User,
 };
 use crate::domain;
 use crate::domain::audit::{Entry as AuditEntry, Query as AuditQuery};
@@ -572,6 +572,18 @@ impl Store for SqliteStore {
         let school_id = school_id.to_owned();
         self.readers
             .run(move |conn| attendance::latest_sessions(conn, &school_id, from, to))
+            .await
+    }
+
+    async fn machine_decisions(
+        &self,
+        school_id: &str,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<MachineDecisions>, StoreError> {
+        let school_id = school_id.to_owned();
+        self.readers
+            .run(move |conn| attendance::machine_decisions(conn, &school_id, from, to))
             .await
     }
 

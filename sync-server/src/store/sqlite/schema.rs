@@ -217,6 +217,14 @@ ALTER TABLE schools ADD COLUMN settings TEXT;
 -- a section's month read every session of the school in it.
 CREATE INDEX sessions_section_start ON sessions (school_id, section_id, started_at);
 "#,
+    r#"
+-- Version 6: what the machine decided, kept when a person's decision replaces it, for the
+-- recognition self-audit. A machine's mark is its own decision; a person's mark from before this
+-- version replaced a decision nobody kept, and stays without one.
+ALTER TABLE marks ADD COLUMN machine_status TEXT
+    CHECK (machine_status IN ('present', 'review', 'absent', 'late', 'excused'));
+UPDATE marks SET machine_status = status WHERE source = 'machine';
+"#,
 ];
 
 pub fn supported_version() -> i64 {
