@@ -219,6 +219,8 @@ async fn measure(store: &str, server: &Server, days: usize) {
         ("Audit log", "/audit".to_owned()),
         ("Users", "/users".to_owned()),
         ("Settings", "/settings".to_owned()),
+        ("Recognition (8 weeks)", "/recognition".to_owned()),
+        ("Roster", "/roster".to_owned()),
     ];
     for (name, path) in pages {
         let mut times = Vec::with_capacity(RUNS);

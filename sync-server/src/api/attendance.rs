@@ -269,7 +269,16 @@ fn only_visible(
 /// Whether a mark is in the sections `visible_sections` gave (`None`: all). A mark whose session
 /// has not arrived has no section yet, so only an admin sees it.
 pub(crate) fn is_visible(row: &AttendanceRow, visible: Option<&BTreeSet<String>>) -> bool {
-    match (visible, &row.section_id) {
+    is_visible_section(row.section_id.as_deref(), visible)
+}
+
+/// Whether marks filed under `section` (`None`: their session has not arrived) are visible to
+/// whoever sees `visible` (`None`: every section).
+pub(crate) fn is_visible_section(
+    section: Option<&str>,
+    visible: Option<&BTreeSet<String>>,
+) -> bool {
+    match (visible, section) {
         (None, _) => true,
         (Some(visible), Some(section)) => visible.contains(section),
         (Some(_), None) => false,

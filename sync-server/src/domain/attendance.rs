@@ -25,14 +25,19 @@ impl Counts {
         counts
     }
 
-    pub fn add(&mut self, status: MarkStatus) {
+    /// Adds `n` marks of `status`.
+    pub fn add_n(&mut self, status: MarkStatus, n: usize) {
         match status {
-            MarkStatus::Present => self.present += 1,
-            MarkStatus::Absent => self.absent += 1,
-            MarkStatus::Late => self.late += 1,
-            MarkStatus::Excused => self.excused += 1,
-            MarkStatus::Review => self.review += 1,
+            MarkStatus::Present => self.present += n,
+            MarkStatus::Absent => self.absent += n,
+            MarkStatus::Late => self.late += n,
+            MarkStatus::Excused => self.excused += n,
+            MarkStatus::Review => self.review += n,
         }
+    }
+
+    pub fn add(&mut self, status: MarkStatus) {
+        self.add_n(status, 1);
     }
 
     pub fn total(&self) -> usize {

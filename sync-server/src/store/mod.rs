@@ -210,6 +210,23 @@ pub struct RosterSummary {
     pub deactivated: usize,
 }
 
+/// Marks counted per section, student and status, and sessions per section (`Store::tally`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tally {
+    pub marks: Vec<TallyRow>,
+    /// (section, sessions that started in the range).
+    pub sessions: Vec<(String, u64)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TallyRow {
+    /// `None`: marks whose session has not arrived.
+    pub section_id: Option<String>,
+    pub student_id: String,
+    pub status: MarkStatus,
+    pub count: u64,
+}
+
 /// How many marks of one day, section and box hold `status` from `source` where the machine had
 /// decided `machine` (`None`: a machine's mark from before the decision was kept apart, whose
 /// decision is its status).
@@ -491,6 +508,11 @@ pub trait Store: Send + Sync + 'static {
         from: Millis,
         to: Millis,
     ) -> Result<Vec<(Millis, MarkStatus, u64)>, StoreError>;
+    /// The marks of `query` counted per section, student and status, and the sessions that started
+    /// in its range per section (`query.student_id` is not used): what a report's summary sums,
+    /// without reading every mark into the server. Marks whose session has not arrived count
+    /// under no section, as `attendance` returns them.
+    async fn tally(&self, query: &AttendanceQuery) -> Result<Tally, StoreError>;
     /// A school's marks of sessions that started in `[from, to)` and that the machine decided (a
     /// machine's mark, or a person's that replaced one), counted per UTC day of the session's
     /// start, section, box, machine decision, status held and its source: what the recognition

@@ -19,7 +19,7 @@ use shared_proto::sync::MarkStatus;
 
 use super::session::WebUser;
 use super::{Chrome, WebError, rolls, school_of, student_names};
-use crate::api::attendance::{is_visible, visible_sections};
+use crate::api::attendance::{is_visible, is_visible_section, visible_sections};
 use crate::api::{ApiError, AppState};
 use crate::domain::attendance::Counts;
 use crate::store::{AttendanceQuery, AttendanceRow, Millis};
@@ -232,27 +232,33 @@ pub(super) fn code(status: MarkStatus) -> &'static str {
 /// One CSV record, RFC 4180, with the formula guard.
 pub(super) fn csv_record(fields: &[&str]) -> String {
     let mut line = String::new();
+    push_csv_record(&mut line, fields);
+    line
+}
+
+/// Appends one CSV record to `out`: a year's export writes a million of them into one buffer a
+/// week, with no allocation of its own unless a field needs quoting.
+pub(super) fn push_csv_record(out: &mut String, fields: &[&str]) {
     for (i, field) in fields.iter().enumerate() {
         if i > 0 {
-            line.push(',');
+            out.push(',');
         }
-        let guarded;
-        let field = if field.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-            guarded = format!("'{field}");
-            guarded.as_str()
-        } else {
-            field
-        };
+        let guard = field.starts_with(['=', '+', '-', '@', '\t', '\r']);
         if field.contains([',', '"', '\r', '\n']) {
-            line.push('"');
-            line.push_str(&field.replace('"', "\"\""));
-            line.push('"');
+            out.push('"');
+            if guard {
+                out.push('\'');
+            }
+            out.push_str(&field.replace('"', "\"\""));
+            out.push('"');
         } else {
-            line.push_str(field);
+            if guard {
+                out.push('\'');
+            }
+            out.push_str(field);
         }
     }
-    line.push_str("\r\n");
-    line
+    out.push_str("\r\n");
 }
 
 /// A section's line of the summary.
@@ -305,26 +311,43 @@ fn student_lines(
     lines
 }
 
-/// Per section: sessions and marks counted over the scope, read a chunk at a time; and per
-/// student.
+/// Per section: sessions held and marks counted over the scope (`Store::tally`, counted in the
+/// store); and per student.
 async fn summary(
     state: &AppState,
     scope: &Scope,
 ) -> Result<(Vec<SummaryLine>, HashMap<String, Counts>), WebError> {
-    let mut by_section: BTreeMap<String, (BTreeSet<String>, Counts)> = BTreeMap::new();
+    let query = AttendanceQuery {
+        school_id: scope.school_id.clone(),
+        section_id: scope.section.clone(),
+        student_id: None,
+        from: scope.from,
+        to: scope.to,
+    };
+    let tally = state.store().tally(&query).await?;
+    let visible = |section: Option<&str>| is_visible_section(section, scope.visible.as_ref());
+    let mut by_section: BTreeMap<String, (usize, Counts)> = BTreeMap::new();
+    for (section, sessions) in tally.sessions {
+        if visible(Some(&section)) {
+            by_section.entry(section).or_default().0 = sessions as usize;
+        }
+    }
     let mut by_student: HashMap<String, Counts> = HashMap::new();
-    for (from, to) in scope.chunks() {
-        for row in scope.read_unsorted(state, from, to).await? {
-            by_student
-                .entry(row.student_id.clone())
+    for row in tally.marks {
+        if !visible(row.section_id.as_deref()) {
+            continue;
+        }
+        let n = row.count as usize;
+        by_student
+            .entry(row.student_id)
+            .or_default()
+            .add_n(row.status, n);
+        if let Some(section) = row.section_id {
+            by_section
+                .entry(section)
                 .or_default()
-                .add(row.status);
-            let Some(section) = row.section_id else {
-                continue;
-            };
-            let (sessions, counts) = by_section.entry(section).or_default();
-            sessions.insert(row.session_id);
-            counts.add(row.status);
+                .1
+                .add_n(row.status, n);
         }
     }
     let mut lines: Vec<SummaryLine> = by_section
@@ -336,7 +359,7 @@ async fn summary(
                 .cloned()
                 .unwrap_or_else(|| id.clone()),
             id,
-            sessions: sessions.len(),
+            sessions,
             percent: counts
                 .attendance_percent()
                 .map_or_else(|| "-".to_owned(), |p| format!("{p:.1}")),
@@ -442,7 +465,11 @@ pub(super) async fn attendance_csv(
                 Ok(rows) => {
                     let mut times = Times::default();
                     rows.iter()
-                        .map(|row| attendance_record(&scope, row, &mut times))
+                        .map(|row| {
+                            let mut line = String::new();
+                            attendance_record(&mut line, &scope, row, &mut times);
+                            line
+                        })
                         .collect::<String>()
                 }
                 Err(WebError(e)) => {
@@ -468,7 +495,7 @@ struct Times {
     start: String,
 }
 
-fn attendance_record(scope: &Scope, row: &AttendanceRow, times: &mut Times) -> String {
+fn attendance_record(out: &mut String, scope: &Scope, row: &AttendanceRow, times: &mut Times) {
     let at = when(row);
     if times.at != Some(at) {
         times.at = Some(at);
@@ -476,19 +503,22 @@ fn attendance_record(scope: &Scope, row: &AttendanceRow, times: &mut Times) -> S
         times.start = jiff::Timestamp::from_millisecond(at)
             .map_or_else(|_| String::new(), |t| t.strftime("%H:%M").to_string());
     }
-    csv_record(&[
-        &times.day,
-        &times.start,
-        row.section_id.as_deref().unwrap_or(""),
-        scope.title(row),
-        &row.student_id,
-        scope.name(row),
-        code(row.status),
-        row.status.as_str(),
-        row.source.as_str(),
-        row.decided_by.as_deref().unwrap_or(""),
-        &row.session_id,
-    ])
+    push_csv_record(
+        out,
+        &[
+            &times.day,
+            &times.start,
+            row.section_id.as_deref().unwrap_or(""),
+            scope.title(row),
+            &row.student_id,
+            scope.name(row),
+            code(row.status),
+            row.status.as_str(),
+            row.source.as_str(),
+            row.decided_by.as_deref().unwrap_or(""),
+            &row.session_id,
+        ],
+    );
 }
 
 /// `GET /reports/summary.csv`: the summary page as CSV.

@@ -67,6 +67,7 @@ macro_rules! contract_tests {
             audit_log_per_school,
             boxes_report_and_acknowledge_purges,
             machine_decisions_survive_corrections,
+            tally_counts_what_attendance_lists,
         );
     };
     (@each $new_backend:expr; $($name:ident),* $(,)?) => {
@@ -2426,5 +2427,97 @@ pub async fn machine_decisions_survive_corrections(backend: &impl Backend) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// `tally` counts exactly what `attendance` lists, per section, student and status, with the
+/// sessions held per section; a mark whose session has not arrived counts under no section.
+pub async fn tally_counts_what_attendance_lists(backend: &impl Backend) {
+    use std::collections::BTreeMap;
+    let fx = fixture(backend).await;
+    push_ok(
+        &fx,
+        &[
+            opened("sess-a1", SECTION_A, T0),
+            machine_mark("sess-a1", STU_1, MarkStatus::Present, T0 + 10),
+            machine_mark("sess-a1", STU_2, MarkStatus::Absent, T0 + 10),
+            opened("sess-a2", SECTION_A, T0 + DAY),
+            teacher_mark("sess-a2", STU_1, MarkStatus::Present, T0 + DAY + 10),
+            teacher_mark("sess-a2", STU_2, MarkStatus::Absent, T0 + DAY + 10),
+            opened("sess-b1", SECTION_B, T0),
+            machine_mark("sess-b1", STU_3, MarkStatus::Present, T0 + 10),
+            opened("sess-b2", SECTION_B, T0 + 2 * DAY),
+            machine_mark("sess-later", STU_3, MarkStatus::Late, T0 + 20),
+        ],
+    )
+    .await;
+    type Key = (Option<String>, String, &'static str);
+    for (section, from, to) in [
+        (None, T0, T0 + 3 * DAY),
+        (Some(SECTION_A), T0, T0 + 3 * DAY),
+        (None, T0 + DAY, T0 + 3 * DAY),
+        (None, 0, T0),
+    ] {
+        let query = AttendanceQuery {
+            school_id: SCHOOL.into(),
+            section_id: section.map(str::to_owned),
+            student_id: None,
+            from,
+            to,
+        };
+        let listed = fx.store.attendance(&query).await.expect("attendance");
+        let mut expected: BTreeMap<Key, u64> = BTreeMap::new();
+        for row in &listed {
+            *expected
+                .entry((
+                    row.section_id.clone(),
+                    row.student_id.clone(),
+                    row.status.as_str(),
+                ))
+                .or_default() += 1;
+        }
+        let tally = fx.store.tally(&query).await.expect("tally");
+        let counted: BTreeMap<Key, u64> = tally
+            .marks
+            .iter()
+            .map(|r| {
+                (
+                    (
+                        r.section_id.clone(),
+                        r.student_id.clone(),
+                        r.status.as_str(),
+                    ),
+                    r.count,
+                )
+            })
+            .collect();
+        assert_eq!(counted, expected, "{section:?} {from}..{to}");
+        let mut sessions = tally.sessions.clone();
+        sessions.sort();
+        let want: Vec<(String, u64)> = match (section, from) {
+            (None, T0) => vec![(SECTION_B.into(), 2), (SECTION_A.into(), 2)],
+            (Some(_), _) => vec![(SECTION_A.into(), 2)],
+            (None, 0) => vec![],
+            _ => vec![(SECTION_B.into(), 1), (SECTION_A.into(), 1)],
+        };
+        let mut want = want;
+        want.sort();
+        assert_eq!(sessions, want, "{section:?} {from}..{to}");
+    }
+    // The mark whose session has not arrived is among the whole school's, under no section.
+    let all = fx
+        .store
+        .tally(&AttendanceQuery {
+            school_id: SCHOOL.into(),
+            from: T0,
+            to: T0 + 3 * DAY,
+            ..AttendanceQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        all.marks
+            .iter()
+            .any(|r| r.section_id.is_none() && r.student_id == STU_3 && r.count == 1)
     );
 }

@@ -29,7 +29,7 @@ use shared_proto::sync::{Consent, MarkSource, MarkStatus, ScheduleSlot};
 use super::{
     AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, MachineDecisions,
     Millis, ProvisioningCode, RedeemRefusal, RosterBatch, RosterSummary, School, Section, Seen,
-    Store, StoreCounts, StoreError, Student, User,
+    Store, StoreCounts, StoreError, Student, Tally, TallyRow, User,
 };
 use docs::{MarkDoc, SectionDoc, StudentDoc, TemplateDoc};
 use error::DbError;
@@ -625,6 +625,71 @@ impl Store for MongoStore {
             .into_iter()
             .map(|((hour, _), (status, n))| (hour, status, n))
             .collect())
+    }
+
+    async fn tally(&self, query: &AttendanceQuery) -> Result<Tally, StoreError> {
+        // Counted here, as `counts_by_hour`: only the fields counted cross the wire.
+        #[derive(serde::Deserialize)]
+        struct Placed {
+            section_id: Option<String>,
+            student_id: String,
+            status: MarkStatus,
+        }
+        let mut filter = doc! {
+            "school_id": &query.school_id,
+            "placed_at": { "$gte": query.from, "$lt": query.to },
+        };
+        let mut sessions_filter = doc! {
+            "school_id": &query.school_id,
+            "started_at": { "$gte": query.from, "$lt": query.to },
+        };
+        if let Some(section_id) = &query.section_id {
+            filter.insert("section_id", section_id);
+            sessions_filter.insert("section_id", section_id);
+        }
+        let cursor = self
+            .coll::<Placed>(names::MARKS)
+            .find(filter)
+            .projection(doc! { "_id": 0, "section_id": 1, "student_id": 1, "status": 1 })
+            .await
+            .map_err(DbError::from)?;
+        let mut marks: std::collections::HashMap<(Option<String>, String, &'static str), TallyRow> =
+            std::collections::HashMap::new();
+        for p in collect(cursor).await? {
+            let key = (
+                p.section_id.clone(),
+                p.student_id.clone(),
+                p.status.as_str(),
+            );
+            marks
+                .entry(key)
+                .or_insert(TallyRow {
+                    section_id: p.section_id,
+                    student_id: p.student_id,
+                    status: p.status,
+                    count: 0,
+                })
+                .count += 1;
+        }
+        #[derive(serde::Deserialize)]
+        struct Held {
+            section_id: String,
+        }
+        let cursor = self
+            .coll::<Held>(names::SESSIONS)
+            .find(sessions_filter)
+            .projection(doc! { "_id": 0, "section_id": 1 })
+            .await
+            .map_err(DbError::from)?;
+        let mut sessions: std::collections::BTreeMap<String, u64> =
+            std::collections::BTreeMap::new();
+        for s in collect(cursor).await? {
+            *sessions.entry(s.section_id).or_default() += 1;
+        }
+        Ok(Tally {
+            marks: marks.into_values().collect(),
+            sessions: sessions.into_iter().collect(),
+        })
     }
 
     async fn machine_decisions(

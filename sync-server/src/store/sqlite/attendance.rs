@@ -7,7 +7,8 @@ use super::{feed, word};
 use shared_proto::sync::MarkStatus;
 
 use crate::store::{
-    AttendanceQuery, AttendanceRow, MachineDecisions, Millis, StoreCounts, StoreError,
+    AttendanceQuery, AttendanceRow, MachineDecisions, Millis, StoreCounts, StoreError, Tally,
+    TallyRow,
 };
 
 /// Marks of sessions that started in the range, found through the sessions' start index and the
@@ -127,6 +128,52 @@ pub fn counts_by_hour(
         ))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// `attendance_sql`'s two parts, counted instead of listed.
+pub fn tally(conn: &Connection, query: &AttendanceQuery) -> Result<Tally, StoreError> {
+    let section = query.section_id.is_some();
+    let (by_section, sessions_index) = if section {
+        ("s.section_id = ?4", "sessions_section_start")
+    } else {
+        ("?4 IS NULL", "sessions_school_start")
+    };
+    let sql = format!(
+        "SELECT s.section_id, m.student_id, m.status, COUNT(*)
+        FROM sessions s INDEXED BY {sessions_index}
+        JOIN marks m ON m.session_id = s.id AND m.school_id = s.school_id
+        WHERE s.school_id = ?1 AND s.started_at >= ?2 AND s.started_at < ?3 AND {by_section}
+        GROUP BY s.section_id, m.student_id, m.status
+        UNION ALL
+        SELECT NULL, m.student_id, m.status, COUNT(*)
+        FROM marks m
+        WHERE m.session_pending = 1 AND ?4 IS NULL
+          AND m.school_id = ?1 AND m.decided_at >= ?2 AND m.decided_at < ?3
+        GROUP BY m.student_id, m.status"
+    );
+    let params = params![query.school_id, query.from, query.to, query.section_id];
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let marks = stmt
+        .query_map(params, |r| {
+            Ok(TallyRow {
+                section_id: r.get(0)?,
+                student_id: r.get(1)?,
+                status: word(2, &r.get::<_, String>(2)?)?,
+                count: r.get::<_, i64>(3)? as u64,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let sql = format!(
+        "SELECT s.section_id, COUNT(*) FROM sessions s INDEXED BY {sessions_index}
+        WHERE s.school_id = ?1 AND s.started_at >= ?2 AND s.started_at < ?3 AND {by_section}
+        GROUP BY s.section_id"
+    );
+    let params = params![query.school_id, query.from, query.to, query.section_id];
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let sessions = stmt
+        .query_map(params, |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+        .collect::<Result<_, _>>()?;
+    Ok(Tally { marks, sessions })
 }
 
 pub fn machine_decisions(

@@ -25,7 +25,7 @@ use super::rules::Owner;
 use super::{
     AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, MachineDecisions,
     Millis, ProvisioningCode, RedeemRefusal, RosterBatch, RosterSummary, School, Section, Seen,
-    Store, StoreCounts, StoreError, Student, User,
+    Store, StoreCounts, StoreError, Student, Tally, User,
 };
 use crate::domain;
 use crate::domain::audit::{Entry as AuditEntry, Query as AuditQuery};
@@ -572,6 +572,13 @@ impl Store for SqliteStore {
         let school_id = school_id.to_owned();
         self.readers
             .run(move |conn| attendance::latest_sessions(conn, &school_id, from, to))
+            .await
+    }
+
+    async fn tally(&self, query: &AttendanceQuery) -> Result<Tally, StoreError> {
+        let query = query.clone();
+        self.readers
+            .run(move |conn| attendance::tally(conn, &query))
             .await
     }
 
