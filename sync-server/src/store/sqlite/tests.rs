@@ -197,3 +197,51 @@ async fn migration_2_flags_marks_without_their_session() {
         vec![("sess-here".to_owned(), 0), ("sess-later".to_owned(), 1)]
     );
 }
+
+/// Version 5 databases keep the machine's decision of their machine marks when migrated; a
+/// person's mark from before has none (the decision it replaced was not kept).
+#[tokio::test]
+async fn migration_6_keeps_the_machines_own_marks_as_its_decisions() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("s.sqlite");
+    {
+        let mut conn = Connection::open(&path).expect("create");
+        let tx = conn.transaction().expect("tx");
+        for sql in &schema::MIGRATIONS[..5] {
+            tx.execute_batch(sql).expect("versions 1 to 5");
+        }
+        tx.execute_batch(
+            "PRAGMA user_version = 5;
+             INSERT INTO schools (id, name) VALUES ('sch-1', 'North');
+             INSERT INTO sections (id, school_id, title, active) VALUES ('sec-1', 'sch-1', 'A', 1);
+             INSERT INTO sessions (id, school_id, device_id, section_id, started_at)
+                 VALUES ('sess-1', 'sch-1', 'dev-1', 'sec-1', 10);
+             INSERT INTO marks (session_id, student_id, school_id, device_id, status, source,
+                 decided_at, event_id)
+                 VALUES ('sess-1', 'stu-1', 'sch-1', 'dev-1', 'review', 'machine', 11, 'e1'),
+                        ('sess-1', 'stu-2', 'sch-1', 'dev-1', 'absent', 'teacher', 12, 'e2');",
+        )
+        .expect("version 5 data");
+        tx.commit().expect("commit");
+    }
+    let store = SqliteStore::open(&path).expect("migrate");
+    let kept = store
+        .writer
+        .run(|conn| {
+            let mut stmt =
+                conn.prepare("SELECT student_id, machine_status FROM marks ORDER BY student_id")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+        .expect("machine statuses");
+    assert_eq!(
+        kept,
+        vec![
+            ("stu-1".to_owned(), Some("review".to_owned())),
+            ("stu-2".to_owned(), None)
+        ]
+    );
+}
