@@ -1408,3 +1408,35 @@ async fn the_recognition_audit_counts_what_teachers_changed_per_section_and_box(
     let boxes = &page.html[page.html.find("By box").unwrap()..];
     assert!(boxes.contains("50.0 % (1/2)"), "{boxes}");
 }
+
+#[tokio::test]
+async fn the_devices_page_shows_each_boxs_embedding_space_from_its_templates() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    let mut admin = Browser::new(&server);
+    admin.sign_in("north-admin", PASSWORD).await;
+    let before = admin.get("/devices").await;
+    assert!(before.html.contains("no template yet"), "{}", before.html);
+
+    let template = common::template_event(&north.s1(), 70);
+    let shared_proto::sync::EventBody::TemplateAdded { template: data } = &template.body else {
+        unreachable!("a template event");
+    };
+    let space = data.embedding.space.as_str().to_owned();
+    server
+        .post(
+            "/v1/sync/push",
+            Some(&north.device),
+            push_body(std::slice::from_ref(&template)),
+        )
+        .await
+        .assert_ok();
+    let after = admin.get("/devices").await;
+    assert!(
+        after
+            .html
+            .contains(&format!("data-label=\"Embedding space\">{space}<")),
+        "{space}: {}",
+        after.html
+    );
+}

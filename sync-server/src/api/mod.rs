@@ -199,8 +199,9 @@ impl AppState {
         let now = self.now();
         let news = |held: &Seen| match (held, &seen) {
             (Seen::Pull(held), Seen::Pull(cursor)) => cursor > held,
-            (Seen::Push(held), Seen::Push(state)) => {
+            (Seen::Push(held, held_space), Seen::Push(state, space)) => {
                 held.as_ref().map(|s| &s.app_version) != state.as_ref().map(|s| &s.app_version)
+                    || (space.is_some() && space != held_space)
             }
             _ => true,
         };

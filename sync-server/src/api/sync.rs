@@ -156,11 +156,18 @@ pub(super) async fn push(
             }
         })
         .collect();
+    // The box's model, as its own enrolments show it: the space of the last template it sent.
+    let space = events.iter().rev().find_map(|event| match &event.body {
+        crate::domain::event::Body::TemplateAdded(template) => {
+            Some(template.embedding.space.as_str().to_owned())
+        }
+        _ => None,
+    });
     let mut outcome = state.store().apply_events(&device, &events, now).await?;
     outcome.refused.extend(ahead);
     let response = PushResponse::from(outcome);
     state
-        .device_seen(&device.id, Seen::Push(report.map(BoxState::from)))
+        .device_seen(&device.id, Seen::Push(report.map(BoxState::from), space))
         .await?;
     state
         .metrics()

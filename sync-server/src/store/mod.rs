@@ -114,6 +114,9 @@ pub struct DeviceActivity {
     pub last_pull_at: Option<Millis>,
     /// From its latest push's report (protocol 2).
     pub state: Option<BoxState>,
+    /// The embedding space of the latest template the box pushed: the model it recognises with.
+    /// `None` until it pushes one.
+    pub embedding_space: Option<String>,
     /// How far the box has applied its school's feed. A box stores a pull's cursor only after
     /// applying the page, so a pull from cursor C proves every change up to C is applied there:
     /// an erasure at seq S is purged on the box once `acked_seq >= S`.
@@ -130,7 +133,9 @@ pub struct BoxState {
 /// A box's call, as `Store::device_seen` records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Seen {
-    Push(Option<BoxState>),
+    /// A push: the box's report (protocol 2), and the embedding space of the last template the
+    /// push carried, if it carried one.
+    Push(Option<BoxState>, Option<String>),
     /// A pull from this cursor.
     Pull(u64),
 }

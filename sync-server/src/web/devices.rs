@@ -31,6 +31,8 @@ struct DeviceLine {
     last_pull: String,
     /// From the box's last report: (app version, events waiting in its outbox).
     state: Option<(String, u64)>,
+    /// The embedding space of the last template it pushed: its recognition model.
+    space: Option<String>,
     /// Erasures the box has not purged yet (it has not pulled past them).
     purges_pending: Vec<String>,
     offline: bool,
@@ -54,6 +56,7 @@ impl DeviceLine {
                 .state
                 .as_ref()
                 .map(|s| (s.app_version.clone(), s.outbox_waiting)),
+            space: device.activity.embedding_space.clone(),
             purges_pending: erasures
                 .iter()
                 .filter(|(seq, _)| *seq > device.activity.acked_seq)

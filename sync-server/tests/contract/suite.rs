@@ -1293,7 +1293,7 @@ pub async fn device_revocation(backend: &impl Backend) {
     assert_eq!(held.and_then(|d| d.revoked_at), None);
 
     fx.store
-        .device_seen(&fx.device.id, &Seen::Push(None), T0 + 5)
+        .device_seen(&fx.device.id, &Seen::Push(None, None), T0 + 5)
         .await
         .expect("seen");
     assert!(matches!(
@@ -2309,17 +2309,27 @@ pub async fn boxes_report_and_acknowledge_purges(backend: &impl Backend) {
         let id = fx.device.id.clone();
         async move { store.device_seen(&id, &seen, at).await.expect("seen") }
     };
-    seen(Seen::Push(Some(state.clone())), T0 + 10).await;
+    seen(
+        Seen::Push(Some(state.clone()), Some("fr_feature-v1".into())),
+        T0 + 10,
+    )
+    .await;
     seen(Seen::Pull(7), T0 + 20).await;
     seen(Seen::Pull(3), T0 + 30).await;
-    // A push without a report (a protocol 1 box) keeps the last one.
-    seen(Seen::Push(None), T0 + 40).await;
+    // A push without a report (a protocol 1 box) keeps the last one, and one without a template
+    // the last space.
+    seen(Seen::Push(None, None), T0 + 40).await;
     let devices = fx.store.devices(SCHOOL).await.expect("devices");
     let held = devices
         .iter()
         .find(|d| d.id == fx.device.id)
         .expect("the box");
     assert_eq!(held.activity.state, Some(state));
+    assert_eq!(
+        held.activity.embedding_space.as_deref(),
+        Some("fr_feature-v1"),
+        "a push without a template keeps the box's space"
+    );
     assert_eq!(held.activity.acked_seq, 7, "a cursor never moves back");
     assert_eq!(held.activity.last_push_at, Some(T0 + 40));
     assert_eq!(held.activity.last_pull_at, Some(T0 + 30));

@@ -319,16 +319,18 @@ pub async fn device_seen(
     // `$max` keeps the latest time, and the furthest cursor, when two requests of one box
     // finish out of order.
     let update = match seen {
-        Seen::Push(state) => {
+        Seen::Push(state, space) => {
             let mut update = doc! { "$max": { "last_seen_at": now, "last_push_at": now } };
+            let mut set = Document::new();
             if let Some(state) = state {
-                update.insert(
-                    "$set",
-                    doc! {
-                        "app_version": &state.app_version,
-                        "outbox_waiting": state.outbox_waiting as i64,
-                    },
-                );
+                set.insert("app_version", &state.app_version);
+                set.insert("outbox_waiting", state.outbox_waiting as i64);
+            }
+            if let Some(space) = space {
+                set.insert("embedding_space", space);
+            }
+            if !set.is_empty() {
+                update.insert("$set", set);
             }
             update
         }

@@ -119,6 +119,8 @@ pub struct DeviceDoc {
     pub outbox_waiting: Option<i64>,
     #[serde(default)]
     pub acked_seq: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_space: Option<String>,
 }
 
 impl DeviceDoc {
@@ -144,6 +146,7 @@ impl DeviceDoc {
                 .as_ref()
                 .map(|s| s.outbox_waiting as i64),
             acked_seq: device.activity.acked_seq as i64,
+            embedding_space: device.activity.embedding_space.clone(),
         }
     }
 
@@ -167,6 +170,7 @@ impl DeviceDoc {
                     _ => None,
                 },
                 acked_seq: self.acked_seq.max(0) as u64,
+                embedding_space: self.embedding_space,
             },
         }
     }

@@ -253,7 +253,7 @@ pub fn redeem_provisioning_code(
 
 const DEVICE_COLUMNS: &str =
     "id, school_id, name, token_hash, created_at, revoked_at, last_seen_at,
-    last_push_at, last_pull_at, app_version, outbox_waiting, acked_seq";
+    last_push_at, last_pull_at, app_version, outbox_waiting, acked_seq, embedding_space";
 
 fn device_from_row(r: &Row<'_>) -> rusqlite::Result<Device> {
     Ok(Device {
@@ -275,6 +275,7 @@ fn device_from_row(r: &Row<'_>) -> rusqlite::Result<Device> {
                 _ => None,
             },
             acked_seq: r.get::<_, i64>(11)?.max(0) as u64,
+            embedding_space: r.get(12)?,
         },
     })
 }
@@ -322,18 +323,20 @@ pub fn device_seen(
     now: Millis,
 ) -> Result<(), StoreError> {
     match seen {
-        Seen::Push(state) => {
+        Seen::Push(state, space) => {
             conn.prepare_cached(
                 "UPDATE devices SET last_seen_at = ?2, last_push_at = ?2,
                      app_version = COALESCE(?3, app_version),
-                     outbox_waiting = COALESCE(?4, outbox_waiting)
+                     outbox_waiting = COALESCE(?4, outbox_waiting),
+                     embedding_space = COALESCE(?5, embedding_space)
                  WHERE id = ?1",
             )?
             .execute(params![
                 device_id,
                 now,
                 state.as_ref().map(|s| s.app_version.as_str()),
-                state.as_ref().map(|s| s.outbox_waiting as i64)
+                state.as_ref().map(|s| s.outbox_waiting as i64),
+                space.as_deref()
             ])?;
         }
         Seen::Pull(cursor) => {

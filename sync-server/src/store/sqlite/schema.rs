@@ -225,6 +225,10 @@ ALTER TABLE marks ADD COLUMN machine_status TEXT
     CHECK (machine_status IN ('present', 'review', 'absent', 'late', 'excused'));
 UPDATE marks SET machine_status = status WHERE source = 'machine';
 "#,
+    r#"
+-- Version 7: the embedding space of the last template each box pushed, for the devices page.
+ALTER TABLE devices ADD COLUMN embedding_space TEXT;
+"#,
 ];
 
 pub fn supported_version() -> i64 {
