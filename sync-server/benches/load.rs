@@ -13,14 +13,14 @@
 //! machine's cores, as they would not in production: the figures are a floor.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[path = "../../benches/host.rs"]
 mod host;
+mod support;
 
 use serde_json::{Value, json};
 use shared_proto::PROTOCOL_VERSION;
@@ -28,6 +28,7 @@ use shared_proto::sync::{
     Event, EventBody, MarkSource, MarkStatus, PROTOCOL_HEADER, PullResponse, PushRequest,
     PushResponse,
 };
+use support::{Process, free_port, mongo_uri, wait_for_port};
 
 /// Boxes provisioned, one per section; each concurrency level uses the first N.
 const BOXES: usize = 128;
@@ -49,30 +50,6 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_owned()
-}
-
-/// A child process killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 enum Backend {
     Embedded,
     Mongo(String),
@@ -84,35 +61,6 @@ impl Backend {
             Backend::Embedded => "embedded SQLite",
             Backend::Mongo(_) => "MongoDB wire (SecantusDB)",
         }
-    }
-}
-
-/// A MongoDB-wire server for the run: the test script's, or one started here.
-fn mongo_uri() -> (String, Option<Process>) {
-    if let Ok(uri) = std::env::var("ROLLCALL_TEST_MONGODB_URI") {
-        return (uri, None);
-    }
-    let port = free_port();
-    let bin = repo_root().join(".venv/bin/secantusd-py");
-    let child = Command::new(&bin)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--storage-path", ":memory:"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/setup first", bin.display()));
-    wait_for_port(port, Duration::from_secs(30));
-    (
-        format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
-        Some(Process(child)),
-    )
-}
-
-fn wait_for_port(port: u16, within: Duration) {
-    let deadline = Instant::now() + within;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
