@@ -484,19 +484,7 @@ async fn an_admin_uploads_a_roster_exports_a_csv_and_erases_a_student() {
     let boxes = text_of(&browser, "main tbody").await;
     assert!(boxes.contains("Not purged yet"), "{boxes}");
     screenshots(&browser, "erasure-pending").await;
-    let pull = |cursor: String| {
-        server
-            .request(
-                reqwest::Method::GET,
-                &format!("/v1/sync/pull?cursor={cursor}"),
-                Some(&north.device),
-            )
-            .header("x-rollcall-protocol", "2")
-    };
-    let first = server.send(pull("0".into())).await;
-    first.assert_ok();
-    let next = first.body["next_cursor"].as_str().unwrap().to_owned();
-    server.send(pull(next)).await.assert_ok();
+    server.box_syncs_its_feed(&north.device).await;
     mark_page(&browser).await;
     browser.refresh().await.unwrap();
     wait_for_new_page(&browser).await;

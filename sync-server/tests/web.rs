@@ -753,19 +753,7 @@ async fn erasing_a_student_asks_first_then_tells_every_box() {
 
     // The box syncs: it pulls the erasure, then (its cursor stored after applying the page)
     // pulls from past it, which acknowledges the purge. It reports itself with its push.
-    let pull = |cursor: String| {
-        server
-            .request(
-                reqwest::Method::GET,
-                &format!("/v1/sync/pull?cursor={cursor}"),
-                Some(&north.device),
-            )
-            .header("x-rollcall-protocol", "2")
-    };
-    let first = server.send(pull("0".into())).await;
-    first.assert_ok();
-    let next = first.body["next_cursor"].as_str().unwrap().to_owned();
-    server.send(pull(next)).await.assert_ok();
+    server.box_syncs_its_feed(&north.device).await;
     server
         .post(
             "/v1/sync/push",

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::http::StatusCode;
 use serde::Serialize;
-use shared_proto::oneroster::{self, RosterError, RosterFiles, RosterWarning};
+use shared_proto::oneroster::{RosterError, RosterWarning};
 
 use super::auth::SchoolAdmin;
 use super::{AppState, openapi};
@@ -113,10 +113,7 @@ pub(super) async fn upload(
         .into_iter()
         .map(|part| (part.file_name.unwrap_or(part.name), part.bytes))
         .collect();
-    let files = RosterFiles::from_files("the upload", files).map_err(roster_error)?;
-    let mut import = oneroster::parse_oneroster(&files).map_err(roster_error)?;
-    let warnings = std::mem::take(&mut import.warnings);
-    let batch = roster::batch_of(&school_id, import).map_err(refusal)?;
+    let (batch, warnings) = roster::read(&school_id, files).map_err(refusal)?;
     let summary = state.store().apply_roster(&school_id, &batch, true).await?;
     tracing::info!(school_id = %school_id, by = %user.username, ?summary, n_warnings = warnings.len(), "roster imported");
     state
@@ -181,12 +178,8 @@ fn multipart_error(state: &AppState, error: &MultipartError) -> ApiError {
     }
 }
 
-/// The parser's message as the 422's; `RosterError`'s text lists at most
-/// `oneroster::MAX_LISTED_PROBLEMS` problems and counts the rest, so the body stays small.
-fn roster_error(error: RosterError) -> ApiError {
-    refusal(UploadRefusal::Export(error))
-}
-
+/// A refused upload as the 422 (a file the server could not read: 500). `RosterError`'s text lists
+/// at most `oneroster::MAX_LISTED_PROBLEMS` problems and counts the rest, so the body stays small.
 pub(crate) fn refusal(refusal: UploadRefusal) -> ApiError {
     match refusal {
         UploadRefusal::Export(RosterError::Read { .. }) => ApiError::Internal(refusal.to_string()),

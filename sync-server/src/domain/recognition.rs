@@ -62,7 +62,7 @@ pub fn outcome(machine: MarkStatus, status: MarkStatus, source: MarkSource) -> O
 
 /// The machine decisions of one line (a section or a box) over some time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Tally {
+pub struct Outcomes {
     pub decisions: u64,
     pub missed: u64,
     pub wrong_person: u64,
@@ -71,7 +71,7 @@ pub struct Tally {
     pub review_open: u64,
 }
 
-impl Tally {
+impl Outcomes {
     fn add(&mut self, outcome: Outcome, n: u64) {
         self.decisions += n;
         match outcome {
@@ -84,8 +84,8 @@ impl Tally {
         }
     }
 
-    fn plus(self, other: Tally) -> Tally {
-        Tally {
+    fn plus(self, other: Outcomes) -> Outcomes {
+        Outcomes {
             decisions: self.decisions + other.decisions,
             missed: self.missed + other.missed,
             wrong_person: self.wrong_person + other.wrong_person,
@@ -118,8 +118,8 @@ pub struct Line {
     /// The section's or the box's id.
     pub id: String,
     /// One tally per week of the audit, oldest first.
-    pub weeks: Vec<Tally>,
-    pub total: Tally,
+    pub weeks: Vec<Outcomes>,
+    pub total: Outcomes,
     /// The last weeks' change rate rose: see `RISE_FACTOR`.
     pub rising: bool,
 }
@@ -134,8 +134,8 @@ pub struct Audit {
 
 /// Sorts the store's counts into weeks, per section and per box, lines by id.
 pub fn audit(rows: &[MachineDecisions], from: Millis, weeks: usize) -> Audit {
-    let mut by_section: BTreeMap<&str, Vec<Tally>> = BTreeMap::new();
-    let mut by_box: BTreeMap<&str, Vec<Tally>> = BTreeMap::new();
+    let mut by_section: BTreeMap<&str, Vec<Outcomes>> = BTreeMap::new();
+    let mut by_box: BTreeMap<&str, Vec<Outcomes>> = BTreeMap::new();
     for row in rows {
         let week = (row.day - from).div_euclid(WEEK_MS);
         let Ok(week) = usize::try_from(week) else {
@@ -153,15 +153,15 @@ pub fn audit(rows: &[MachineDecisions], from: Millis, weeks: usize) -> Audit {
             let tallies = lines
                 .0
                 .entry(lines.1.as_str())
-                .or_insert_with(|| vec![Tally::default(); weeks]);
+                .or_insert_with(|| vec![Outcomes::default(); weeks]);
             tallies[week].add(outcome, row.count);
         }
     }
-    let lines = |map: BTreeMap<&str, Vec<Tally>>| {
+    let lines = |map: BTreeMap<&str, Vec<Outcomes>>| {
         map.into_iter()
             .map(|(id, weeks)| Line {
                 id: id.to_owned(),
-                total: weeks.iter().fold(Tally::default(), |a, &b| a.plus(b)),
+                total: weeks.iter().fold(Outcomes::default(), |a, &b| a.plus(b)),
                 rising: rising(&weeks),
                 weeks,
             })
@@ -175,9 +175,9 @@ pub fn audit(rows: &[MachineDecisions], from: Millis, weeks: usize) -> Audit {
 }
 
 /// Whether the last `RECENT_WEEKS` changed markedly more machine calls than the weeks before.
-fn rising(weeks: &[Tally]) -> bool {
+fn rising(weeks: &[Outcomes]) -> bool {
     let split = weeks.len().saturating_sub(RECENT_WEEKS);
-    let sum = |ws: &[Tally]| ws.iter().fold(Tally::default(), |a, &b| a.plus(b));
+    let sum = |ws: &[Outcomes]| ws.iter().fold(Outcomes::default(), |a, &b| a.plus(b));
     let (earlier, recent) = (sum(&weeks[..split]), sum(&weeks[split..]));
     let Some(recent_percent) = recent.change_percent() else {
         return false;

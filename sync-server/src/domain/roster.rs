@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use shared_proto::oneroster::{self, RosterError, RosterImport};
+use shared_proto::oneroster::{self, RosterError, RosterFiles, RosterImport, RosterWarning};
 use shared_proto::roster::{ImportScope, RecordDiff, RosterDiffError, roster_diff};
 use shared_proto::sync::{Consent, EnrolmentRole};
 
@@ -34,6 +34,18 @@ impl UploadRefusal {
     pub fn problems(&self) -> Vec<String> {
         self.to_string().lines().map(str::to_owned).collect()
     }
+}
+
+/// An uploaded export (its files by name) read for `school_id`: the batch `batch_of` keeps, and
+/// what the parser read leniently. The API's upload and the roster page both start here.
+pub fn read(
+    school_id: &str,
+    files: Vec<(String, Vec<u8>)>,
+) -> Result<(RosterBatch, Vec<RosterWarning>), UploadRefusal> {
+    let files = RosterFiles::from_files("the upload", files)?;
+    let mut import = oneroster::parse_oneroster(&files)?;
+    let warnings = std::mem::take(&mut import.warnings);
+    Ok((batch_of(school_id, import)?, warnings))
 }
 
 /// The storage batch of an export for `school_id`. An export of one school goes in whole, whatever

@@ -369,6 +369,20 @@ async fn student_names(
         .collect())
 }
 
+/// Every section of the school by id, as the pages title them.
+async fn section_titles(
+    state: &AppState,
+    school_id: &str,
+) -> Result<HashMap<String, String>, WebError> {
+    let sections = state.store().sections(school_id).await?;
+    Ok(sections.into_iter().map(|s| (s.id, s.title)).collect())
+}
+
+/// A percentage as the pages and CSV files print it, one decimal; "-" when there is none.
+fn one_decimal(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |p| format!("{p:.1}"))
+}
+
 /// What the header of every signed-in page shows.
 struct Chrome {
     username: String,
@@ -614,9 +628,7 @@ fn grid_of(
             student,
             student_id,
             codes,
-            percent: counts
-                .attendance_percent()
-                .map_or_else(|| "-".to_owned(), |p| format!("{p:.1}")),
+            percent: one_decimal(counts.attendance_percent()),
             flagged: counts.chronically_absent(chronic_percent),
         })
         .collect();

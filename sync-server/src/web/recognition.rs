@@ -11,9 +11,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::session::WebUser;
-use super::{Chrome, WebError, admin_school};
+use super::{Chrome, WebError, admin_school, section_titles};
 use crate::api::AppState;
-use crate::domain::recognition::{self, Line, Tally, WEEK_MS};
+use crate::domain::recognition::{self, Line, Outcomes, WEEK_MS};
 use crate::store::Millis;
 
 const DAY_MS: Millis = 24 * 60 * 60 * 1000;
@@ -45,7 +45,7 @@ struct LineView {
     rising: bool,
 }
 
-fn rate(tally: &Tally) -> String {
+fn rate(tally: &Outcomes) -> String {
     match tally.change_percent() {
         Some(percent) => format!("{percent:.1} % ({}/{})", tally.changed(), tally.calls()),
         None => "-".to_owned(),
@@ -105,13 +105,7 @@ pub(super) async fn page(
         .machine_decisions(&school_id, from, to)
         .await?;
     let audit = recognition::audit(&rows, from, weeks);
-    let mut names: HashMap<String, String> = state
-        .store()
-        .sections(&school_id)
-        .await?
-        .into_iter()
-        .map(|s| (s.id, s.title))
-        .collect();
+    let mut names = section_titles(&state, &school_id).await?;
     names.extend(
         state
             .store()

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use shared_proto::sync::MarkStatus;
 
 use super::session::WebUser;
-use super::{Chrome, WebError, rolls, school_of, student_names};
+use super::{Chrome, WebError, one_decimal, rolls, school_of, section_titles, student_names};
 use crate::api::attendance::{is_visible, is_visible_section, visible_sections};
 use crate::api::{ApiError, AppState};
 use crate::domain::attendance::Counts;
@@ -94,13 +94,7 @@ impl Scope {
                 "you can report on your own sections only".to_owned(),
             )));
         }
-        let section_titles = state
-            .store()
-            .sections(&school_id)
-            .await?
-            .into_iter()
-            .map(|s| (s.id, s.title))
-            .collect();
+        let section_titles = section_titles(state, &school_id).await?;
         let student_names = student_names(state, &school_id).await?;
         let title_rank = ranks(&section_titles);
         let name_rank = ranks(&student_names);
@@ -229,16 +223,11 @@ pub(super) fn code(status: MarkStatus) -> &'static str {
     }
 }
 
-/// One CSV record, RFC 4180, with the formula guard.
+/// One CSV record, RFC 4180, with the formula guard (which costs no allocation of its own). A year's
+/// export makes a million of these; writing them all into one buffer per week instead measured
+/// slower (PERFORMANCE.md, issue 15).
 pub(super) fn csv_record(fields: &[&str]) -> String {
-    let mut line = String::new();
-    push_csv_record(&mut line, fields);
-    line
-}
-
-/// Appends one CSV record to `out`: a year's export writes a million of them into one buffer a
-/// week, with no allocation of its own unless a field needs quoting.
-pub(super) fn push_csv_record(out: &mut String, fields: &[&str]) {
+    let mut out = String::new();
     for (i, field) in fields.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -259,6 +248,7 @@ pub(super) fn push_csv_record(out: &mut String, fields: &[&str]) {
         }
     }
     out.push_str("\r\n");
+    out
 }
 
 /// A section's line of the summary.
@@ -296,12 +286,8 @@ fn student_lines(
                 .get(&id)
                 .cloned()
                 .unwrap_or_else(|| id.clone()),
-            percent: counts
-                .attendance_percent()
-                .map_or_else(|| "-".to_owned(), |p| format!("{p:.1}")),
-            missed: counts
-                .missed_percent()
-                .map_or_else(|| "-".to_owned(), |p| format!("{p:.1}")),
+            percent: one_decimal(counts.attendance_percent()),
+            missed: one_decimal(counts.missed_percent()),
             flagged: counts.chronically_absent(threshold),
             counts,
             id,
@@ -360,9 +346,7 @@ async fn summary(
                 .unwrap_or_else(|| id.clone()),
             id,
             sessions,
-            percent: counts
-                .attendance_percent()
-                .map_or_else(|| "-".to_owned(), |p| format!("{p:.1}")),
+            percent: one_decimal(counts.attendance_percent()),
             counts,
         })
         .collect();
@@ -465,11 +449,7 @@ pub(super) async fn attendance_csv(
                 Ok(rows) => {
                     let mut times = Times::default();
                     rows.iter()
-                        .map(|row| {
-                            let mut line = String::new();
-                            attendance_record(&mut line, &scope, row, &mut times);
-                            line
-                        })
+                        .map(|row| attendance_record(&scope, row, &mut times))
                         .collect::<String>()
                 }
                 Err(WebError(e)) => {
@@ -495,7 +475,7 @@ struct Times {
     start: String,
 }
 
-fn attendance_record(out: &mut String, scope: &Scope, row: &AttendanceRow, times: &mut Times) {
+fn attendance_record(scope: &Scope, row: &AttendanceRow, times: &mut Times) -> String {
     let at = when(row);
     if times.at != Some(at) {
         times.at = Some(at);
@@ -503,22 +483,19 @@ fn attendance_record(out: &mut String, scope: &Scope, row: &AttendanceRow, times
         times.start = jiff::Timestamp::from_millisecond(at)
             .map_or_else(|_| String::new(), |t| t.strftime("%H:%M").to_string());
     }
-    push_csv_record(
-        out,
-        &[
-            &times.day,
-            &times.start,
-            row.section_id.as_deref().unwrap_or(""),
-            scope.title(row),
-            &row.student_id,
-            scope.name(row),
-            code(row.status),
-            row.status.as_str(),
-            row.source.as_str(),
-            row.decided_by.as_deref().unwrap_or(""),
-            &row.session_id,
-        ],
-    );
+    csv_record(&[
+        &times.day,
+        &times.start,
+        row.section_id.as_deref().unwrap_or(""),
+        scope.title(row),
+        &row.student_id,
+        scope.name(row),
+        code(row.status),
+        row.status.as_str(),
+        row.source.as_str(),
+        row.decided_by.as_deref().unwrap_or(""),
+        &row.session_id,
+    ])
 }
 
 /// `GET /reports/summary.csv`: the summary page as CSV.

@@ -19,7 +19,6 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use shared_proto::oneroster::{self, RosterFiles};
 
 use super::session::WebUser;
 use super::{Chrome, WebError, admin_school};
@@ -42,6 +41,8 @@ pub struct PendingRoster {
     school_id: String,
     username: String,
     batch: RosterBatch,
+    /// The parser's lenient reads, in words: shown again with a new preview.
+    warnings: Vec<String>,
     preview: Preview,
     at: Millis,
 }
@@ -187,7 +188,7 @@ pub(super) async fn upload(
         }
     };
     let id = new_token();
-    let view = PreviewView::new(id.clone(), warnings, &preview);
+    let view = PreviewView::new(id.clone(), warnings.clone(), &preview);
     keep(
         &state,
         id,
@@ -195,6 +196,7 @@ pub(super) async fn upload(
             school_id,
             username: user.user.username.clone(),
             batch,
+            warnings,
             preview,
             at: state.now(),
         },
@@ -215,17 +217,11 @@ async fn read_upload(
     school_id: &str,
     files: Vec<(String, Vec<u8>)>,
 ) -> Result<Result<(RosterBatch, Vec<String>, Preview), UploadRefusal>, WebError> {
-    let read = RosterFiles::from_files("the upload", files)
-        .and_then(|files| oneroster::parse_oneroster(&files));
-    let import = match read {
-        Ok(import) => import,
-        Err(error) => return Ok(Err(error.into())),
-    };
-    let warnings = import.warnings.iter().map(ToString::to_string).collect();
-    let batch = match roster::batch_of(school_id, import) {
-        Ok(batch) => batch,
+    let (batch, warnings) = match roster::read(school_id, files) {
+        Ok(read) => read,
         Err(refusal) => return Ok(Err(refusal)),
     };
+    let warnings = warnings.iter().map(ToString::to_string).collect();
     let held = state.store().roster(school_id).await?;
     Ok(roster::preview(&held, &batch).map(|preview| (batch, warnings, preview)))
 }
@@ -299,7 +295,7 @@ pub(super) async fn apply(
         .map_err(|refusal| WebError(crate::api::roster::refusal(refusal)))?;
     if preview != pending.preview {
         let id = new_token();
-        let view = PreviewView::new(id.clone(), Vec::new(), &preview);
+        let view = PreviewView::new(id.clone(), pending.warnings.clone(), &preview);
         keep(
             &state,
             id,

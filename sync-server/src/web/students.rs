@@ -13,7 +13,9 @@ use serde::Deserialize;
 use shared_proto::sync::Consent;
 
 use super::session::WebUser;
-use super::{Chrome, WebError, admin_school, forbidden, given, rolls, school_of, segment};
+use super::{
+    Chrome, WebError, admin_school, forbidden, given, rolls, school_of, section_titles, segment,
+};
 use crate::api::admin::{erase, record_consent};
 use crate::api::attendance::{is_visible, visible_sections};
 use crate::api::{ApiError, AppState};
@@ -111,13 +113,7 @@ pub(super) async fn page(
             ));
         }
     }
-    let titles: BTreeMap<String, String> = state
-        .store()
-        .sections(&school_id)
-        .await?
-        .into_iter()
-        .map(|s| (s.id, s.title))
-        .collect();
+    let titles = section_titles(&state, &school_id).await?;
     rows.sort_by_key(|row| std::cmp::Reverse(row.started_at.unwrap_or(row.decided_at)));
     let counts = Counts::of(&rows);
     let settings = state.store().school_settings(&school_id).await?;

@@ -229,6 +229,24 @@ impl Server {
         .await
     }
 
+    /// The box of `device` (its token) syncs its school's feed as a box does (protocol 2): it
+    /// pulls a page from the start, stores the cursor after applying it, then pulls from there,
+    /// which tells the server everything up to that cursor is applied (an erasure purged).
+    pub async fn box_syncs_its_feed(&self, device: &str) {
+        let pull = |cursor: &str| {
+            self.request(
+                Method::GET,
+                &format!("/v1/sync/pull?cursor={cursor}"),
+                Some(device),
+            )
+            .header("x-rollcall-protocol", "2")
+        };
+        let first = self.send(pull("0")).await;
+        first.assert_ok();
+        let next = first.body["next_cursor"].as_str().unwrap().to_owned();
+        self.send(pull(&next)).await.assert_ok();
+    }
+
     /// (device id, device token) of a new box of `school`.
     pub async fn provision(&self, admin: &str, school: &str) -> (String, String) {
         let code = self.provisioning_code(admin, school, 60).await;
