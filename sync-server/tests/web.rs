@@ -1397,6 +1397,144 @@ async fn the_recognition_audit_counts_what_teachers_changed_per_section_and_box(
     assert!(boxes.contains("50.0 % (1/2)"), "{boxes}");
 }
 
+/// Past days are counted again at most every five minutes (as Today's line); today is always live.
+#[tokio::test]
+async fn the_recognition_audit_reads_past_days_again_after_five_minutes() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    server.push_two_lessons(&north).await;
+    server.clock.advance_ms(24 * 60 * 60 * 1000);
+    let mut admin = Browser::new(&server);
+    admin.sign_in("north-admin", PASSWORD).await;
+    let maths_of = |html: &str| {
+        let at = html
+            .find("<th scope=\"row\" class=\"nowrap\">Maths</th>")
+            .unwrap_or_else(|| panic!("no maths row: {html}"));
+        html[at..].split("</tr>").next().unwrap().to_owned()
+    };
+    let before = admin.get("/recognition").await;
+    assert!(
+        maths_of(&before.html).contains("0.0 % (0/1)"),
+        "{}",
+        before.html
+    );
+
+    // Yesterday's maths roll is changed by the teacher's box a day late.
+    let mut late = lesson_events(&north.math(), &north.s1(), 1).remove(1);
+    late.id = common::event_id(51);
+    if let shared_proto::sync::EventBody::MarkSet {
+        status,
+        source,
+        score,
+        decided_at,
+        by,
+        ..
+    } = &mut late.body
+    {
+        *status = shared_proto::sync::MarkStatus::Absent;
+        *source = shared_proto::sync::MarkSource::Teacher;
+        *score = None;
+        *decided_at += 60_000;
+        *by = Some("north-t1".into());
+    }
+    server
+        .post(
+            "/v1/sync/push",
+            Some(&north.device),
+            push_body(std::slice::from_ref(&late)),
+        )
+        .await
+        .assert_ok();
+    let cached = admin.get("/recognition").await;
+    assert!(
+        maths_of(&cached.html).contains("0.0 % (0/1)"),
+        "{}",
+        cached.html
+    );
+    server.clock.advance_ms(5 * 60 * 1000);
+    let after = admin.get("/recognition").await;
+    assert!(
+        maths_of(&after.html).contains("100.0 % (1/1)"),
+        "{}",
+        after.html
+    );
+}
+
+/// A report keeps past days for five minutes: a correction made on the dashboard shows at once, a
+/// box's late sync of a past day within five minutes.
+#[tokio::test]
+async fn reports_show_a_correction_at_once_and_a_late_sync_within_five_minutes() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    server.push_two_lessons(&north).await;
+    server.clock.advance_ms(24 * 60 * 60 * 1000);
+    let report = "/reports?from=2024-09-01&to=2024-09-30";
+    // The per-section summary, above the students.
+    let rates = |html: &str| {
+        let html = &html[..html.find("id=\"students\"").expect("students")];
+        let full = html
+            .matches("data-label=\"Attendance %\">100.0</td>")
+            .count();
+        let none = html.matches("data-label=\"Attendance %\">0.0</td>").count();
+        (full, none)
+    };
+    let mut admin = Browser::new(&server);
+    admin.sign_in("north-admin", PASSWORD).await;
+    let page = admin.get(report).await;
+    assert_eq!(rates(&page.html), (2, 0), "{}", page.html);
+
+    let (math, s1) = (north.math(), north.s1());
+    let roll = admin.get(&format!("/sections/{math}")).await;
+    let (mark, was) = (format!("mark:{s1}"), format!("was:{s1}"));
+    let done = admin
+        .post(
+            &format!("/sections/{math}/marks"),
+            &[
+                ("csrf", &hidden_csrf(&roll.html)),
+                ("session", &hidden(&roll.html, "session")),
+                ("reason", "Was not there"),
+                (&mark, "absent"),
+                (&was, "present"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.html);
+    let page = admin.get(report).await;
+    assert_eq!(rates(&page.html), (1, 1), "{}", page.html);
+
+    // The art teacher's box syncs yesterday's change a day late.
+    let mut late = lesson_events(&north.art(), &north.s2(), 10).remove(1);
+    late.id = common::event_id(52);
+    if let shared_proto::sync::EventBody::MarkSet {
+        status,
+        source,
+        score,
+        decided_at,
+        by,
+        ..
+    } = &mut late.body
+    {
+        *status = shared_proto::sync::MarkStatus::Absent;
+        *source = shared_proto::sync::MarkSource::Teacher;
+        *score = None;
+        *decided_at += 60_000;
+        *by = Some("north-t1".into());
+    }
+    server
+        .post(
+            "/v1/sync/push",
+            Some(&north.device),
+            push_body(std::slice::from_ref(&late)),
+        )
+        .await
+        .assert_ok();
+    let page = admin.get(report).await;
+    assert_eq!(rates(&page.html), (1, 1), "{}", page.html);
+    server.clock.advance_ms(5 * 60 * 1000);
+    let page = admin.get(report).await;
+    assert_eq!(rates(&page.html), (0, 2), "{}", page.html);
+}
+
 #[tokio::test]
 async fn the_devices_page_shows_each_boxs_embedding_space_from_its_templates() {
     let server = Server::start().await;

@@ -773,6 +773,7 @@ pub(crate) async fn erase(
     admin: &User,
 ) -> Result<(), ApiError> {
     state.store().erase_student(school_id, student_id).await?;
+    state.web_caches().forget(school_id);
     tracing::info!(student_id = %student_id, by = %admin.username, "student erased");
     state
         .audit(

@@ -16,6 +16,8 @@
 //! - A roster batch means what `shared_proto::roster` says, on both backends and on the box.
 //! - Secrets (passwords, session and device tokens, provisioning codes) are stored as hashes only.
 
+use std::collections::{BTreeMap, HashMap};
+
 use async_trait::async_trait;
 use shared_proto::sync::{
     Consent, EnrolmentRole, MAX_PULL_LIMIT, MarkSource, MarkStatus, ScheduleSlot,
@@ -221,6 +223,36 @@ pub struct Tally {
     pub marks: Vec<TallyRow>,
     /// (section, sessions that started in the range).
     pub sessions: Vec<(String, u64)>,
+}
+
+impl Tally {
+    /// The tallies of disjoint ranges as one: counts of the same section, student and status added.
+    pub fn merged(parts: Vec<Tally>) -> Tally {
+        let mut marks: HashMap<(Option<String>, String, MarkStatus), u64> = HashMap::new();
+        let mut sessions: BTreeMap<String, u64> = BTreeMap::new();
+        for part in parts {
+            for row in part.marks {
+                *marks
+                    .entry((row.section_id, row.student_id, row.status))
+                    .or_default() += row.count;
+            }
+            for (section, n) in part.sessions {
+                *sessions.entry(section).or_default() += n;
+            }
+        }
+        Tally {
+            marks: marks
+                .into_iter()
+                .map(|((section_id, student_id, status), count)| TallyRow {
+                    section_id,
+                    student_id,
+                    status,
+                    count,
+                })
+                .collect(),
+            sessions: sessions.into_iter().collect(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -153,6 +153,7 @@ pub(super) async fn correct(
         .correct_marks(&school_id, &corrections, &decision)
         .await?
         .map_err(|refusal| WebError(ApiError::InvalidRequest(refusal.to_string())))?;
+    state.web_caches().forget(&school_id);
     Ok(back_to(
         &school_id,
         &section.id,
@@ -225,6 +226,7 @@ pub(super) async fn excuse(
         .correct_marks(&school_id, &corrections, &decision)
         .await?
         .map_err(|refusal| WebError(ApiError::InvalidRequest(refusal.to_string())))?;
+    state.web_caches().forget(&school_id);
     Ok(back_to(
         &school_id,
         &section.id,

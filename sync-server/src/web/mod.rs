@@ -10,6 +10,7 @@
 mod audit;
 mod corrections;
 mod devices;
+mod past;
 mod recognition;
 mod reports;
 mod rolls;
@@ -35,17 +36,31 @@ use crate::api::attendance::visible_sections;
 use crate::api::auth::{ClientIp, new_token, sign_in};
 use crate::api::{ApiError, AppState};
 use crate::domain::attendance::Counts;
-use crate::store::{AttendanceQuery, Role, Section};
+use crate::store::{AttendanceQuery, MachineDecisions, Role, Section, Tally};
 use rolls::Roll;
 use session::{LOGIN_CSRF_COOKIE, SESSION_COOKIE, WebUser, cookie, same_secret, set_cookie};
 
-/// What the pages keep between requests: figures that change slowly and are shown as such (the
-/// Today page's line of past school days, `today::PastDays`), and roster uploads waiting for their
-/// "Apply" (`roster::Pending`).
+/// What the pages keep between requests: figures of past days, which change slowly and are shown
+/// as such (`past::Past`), and roster uploads waiting for their "Apply" (`roster::Pending`).
 #[derive(Default)]
 pub struct Caches {
-    past_days: std::sync::Mutex<HashMap<String, today::PastDays>>,
+    /// Today's line: counts per local school day.
+    past_days: past::Past<BTreeMap<jiff::civil::Date, Counts>>,
+    /// The recognition audit, by first day.
+    past_decisions: past::Past<Vec<MachineDecisions>>,
+    /// Reports, by first day and section.
+    past_tallies: past::Past<Tally>,
     rosters: std::sync::Mutex<roster::Pending>,
+}
+
+impl Caches {
+    /// Forgets a school's figures of past days: its marks changed here (a correction, an
+    /// erasure), and the next page must show it.
+    pub fn forget(&self, school_id: &str) {
+        self.past_days.forget(school_id);
+        self.past_decisions.forget(school_id);
+        self.past_tallies.forget(school_id);
+    }
 }
 
 /// How far back the pages look for a section's latest roll.

@@ -14,7 +14,7 @@ use super::session::WebUser;
 use super::{Chrome, WebError, admin_school, section_titles};
 use crate::api::AppState;
 use crate::domain::recognition::{self, Line, Outcomes, WEEK_MS};
-use crate::store::Millis;
+use crate::store::{MachineDecisions, Millis};
 
 const DAY_MS: Millis = 24 * 60 * 60 * 1000;
 const DEFAULT_WEEKS: usize = 8;
@@ -86,6 +86,36 @@ fn monday_of(at: Millis) -> Millis {
     (day - (day + 3).rem_euclid(7)) * DAY_MS
 }
 
+/// The machine's decisions of `[from, to)`: the days before today (UTC, as the audit counts days)
+/// as `past::Past` holds them, today's from the store.
+async fn decisions(
+    state: &AppState,
+    school_id: &str,
+    from: Millis,
+    to: Millis,
+) -> Result<Vec<MachineDecisions>, WebError> {
+    let now = state.now();
+    let until = (now.div_euclid(DAY_MS) * DAY_MS).clamp(from, to);
+    let past = state
+        .web_caches()
+        .past_decisions
+        .get_or_read(school_id, from.to_string(), until, now, || async {
+            Ok(state
+                .store()
+                .machine_decisions(school_id, from, until)
+                .await?)
+        })
+        .await?;
+    let mut rows = past.as_ref().clone();
+    rows.extend(
+        state
+            .store()
+            .machine_decisions(school_id, until, to)
+            .await?,
+    );
+    Ok(rows)
+}
+
 /// `GET /recognition`: the last `weeks` weeks (this one included), 8 unless asked.
 pub(super) async fn page(
     State(state): State<AppState>,
@@ -100,10 +130,7 @@ pub(super) async fn page(
     let weeks = params.weeks.unwrap_or(DEFAULT_WEEKS).clamp(2, MAX_WEEKS);
     let from = monday_of(state.now()) - (weeks as Millis - 1) * WEEK_MS;
     let to = from + weeks as Millis * WEEK_MS;
-    let rows = state
-        .store()
-        .machine_decisions(&school_id, from, to)
-        .await?;
+    let rows = decisions(&state, &school_id, from, to).await?;
     let audit = recognition::audit(&rows, from, weeks);
     let mut names = section_titles(&state, &school_id).await?;
     names.extend(

@@ -7,6 +7,7 @@
 //! `-`, `@`, a tab or a carriage return) gets a leading `'`: names come from uploaded rosters.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -22,7 +23,7 @@ use super::{Chrome, WebError, one_decimal, rolls, school_of, section_titles, stu
 use crate::api::attendance::{is_visible, is_visible_section, visible_sections};
 use crate::api::{ApiError, AppState};
 use crate::domain::attendance::Counts;
-use crate::store::{AttendanceQuery, AttendanceRow, Millis};
+use crate::store::{AttendanceQuery, AttendanceRow, Millis, Tally};
 
 const DAY_MS: Millis = 24 * 60 * 60 * 1000;
 /// How much of a range one store read covers.
@@ -298,7 +299,7 @@ fn student_lines(
 }
 
 /// Per section: sessions held and marks counted over the scope (`Store::tally`, counted in the
-/// store); and per student.
+/// store; past days kept a few minutes, `past::Past`); and per student.
 async fn summary(
     state: &AppState,
     scope: &Scope,
@@ -310,7 +311,29 @@ async fn summary(
         from: scope.from,
         to: scope.to,
     };
-    let tally = state.store().tally(&query).await?;
+    // Days before today as `past::Past` holds them (a report usually ends today), today live.
+    let now = state.now();
+    let until = (now.div_euclid(DAY_MS) * DAY_MS).clamp(scope.from, scope.to);
+    let key = format!("{}/{}", scope.from, scope.section.as_deref().unwrap_or(""));
+    let past = state
+        .web_caches()
+        .past_tallies
+        .get_or_read(&scope.school_id, key, until, now, || async {
+            let past = AttendanceQuery {
+                to: until,
+                ..query.clone()
+            };
+            Ok(state.store().tally(&past).await?)
+        })
+        .await?;
+    let today = AttendanceQuery {
+        from: until,
+        ..query
+    };
+    let tally = Tally::merged(vec![
+        past.as_ref().clone(),
+        state.store().tally(&today).await?,
+    ]);
     let visible = |section: Option<&str>| is_visible_section(section, scope.visible.as_ref());
     let mut by_section: BTreeMap<String, (usize, Counts)> = BTreeMap::new();
     for (section, sessions) in tally.sessions {
@@ -437,33 +460,56 @@ pub(super) async fn attendance_csv(
         "decided_by",
         "session_id",
     ]);
-    let chunks = scope.chunks();
+    let scope = Arc::new(scope);
+    let mut chunks = scope.chunks().into_iter();
+    let first = read_ahead(&state, &scope, chunks.next());
     let stream = futures_util::stream::unfold(
-        (state, scope, chunks.into_iter(), Some(header_row)),
-        |(state, scope, mut chunks, header_row)| async move {
+        (state, scope, chunks, Some(header_row), first),
+        |(state, scope, mut chunks, header_row, next)| async move {
             if let Some(header_row) = header_row {
-                return Some((Ok(header_row), (state, scope, chunks, None)));
+                return Some((Ok(header_row), (state, scope, chunks, None, next)));
             }
-            let (from, to) = chunks.next()?;
-            let text = match scope.read(&state, from, to).await {
-                Ok(rows) => {
-                    let mut times = Times::default();
-                    rows.iter()
-                        .map(|row| attendance_record(&scope, row, &mut times))
-                        .collect::<String>()
-                }
-                Err(WebError(e)) => {
-                    tracing::error!(error = %e, "attendance export failed part way");
-                    return Some((
-                        Err(std::io::Error::other(e.to_string())),
-                        (state, scope, chunks, None),
-                    ));
+            let reading = next?;
+            // The week after this one is read while this one is written out: the store's reader
+            // and this task run on different cores.
+            let after = read_ahead(&state, &scope, chunks.next());
+            let read = match reading.await {
+                Ok(read) => read.map_err(|WebError(e)| e.to_string()),
+                Err(join) => Err(join.to_string()),
+            };
+            let rows = match read {
+                Ok(rows) => rows,
+                Err(error) => {
+                    tracing::error!(%error, "attendance export failed part way");
+                    // Ends the body: the client sees a cut-off download.
+                    let error = Err(std::io::Error::other(error));
+                    return Some((error, (state, scope, chunks, None, None)));
                 }
             };
-            Some((Ok(text), (state, scope, chunks, None)))
+            let mut times = Times::default();
+            let text = rows
+                .iter()
+                .map(|row| attendance_record(&scope, row, &mut times))
+                .collect::<String>();
+            Some((Ok(text), (state, scope, chunks, None, after)))
         },
     );
     Ok(csv_response(&file_name, Body::from_stream(stream)))
+}
+
+/// A chunk of an export, being read (and sorted) on a task of its own.
+type Reading = tokio::task::JoinHandle<Result<Vec<AttendanceRow>, WebError>>;
+
+fn read_ahead(
+    state: &AppState,
+    scope: &Arc<Scope>,
+    chunk: Option<(Millis, Millis)>,
+) -> Option<Reading> {
+    let (from, to) = chunk?;
+    let (state, scope) = (state.clone(), Arc::clone(scope));
+    Some(tokio::spawn(
+        async move { scope.read(&state, from, to).await },
+    ))
 }
 
 /// The day and time of the last row's session: a session's rows are consecutive, and formatting a

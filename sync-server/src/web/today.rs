@@ -308,22 +308,10 @@ pub(super) async fn page(
     Ok(page.into_response())
 }
 
-/// The past school days' counts for a school's line, as last read, and when.
-#[derive(Clone)]
-pub(super) struct PastDays {
-    today: Date,
-    read_at: Millis,
-    days: BTreeMap<Date, Counts>,
-}
-
-/// Past days are read again at most this often: a box that syncs late, or a correction of an
-/// earlier day, moves the line within five minutes; today's point is always live.
-const PAST_DAYS_FOR_MS: Millis = 5 * 60 * 1000;
-
 /// The school's attendance rate per school day (a day with any mark), the last `TREND_DAYS`:
 /// today's from `today` (the marks the page read anyway), the days before from the store's counts
-/// per hour, each hour placed on its local day, kept for `PAST_DAYS_FOR_MS` (reading six weeks of
-/// a 1,000-student school's marks takes longer than the whole page may).
+/// per hour, each hour placed on its local day, kept for `past::FOR_MS` (reading six weeks of a
+/// 1,000-student school's marks takes longer than the whole page may).
 async fn trend(
     state: &AppState,
     school_id: &str,
@@ -333,21 +321,12 @@ async fn trend(
 ) -> Result<Option<Trend>, WebError> {
     let today = lessons::day_of(now, tz)
         .ok_or_else(|| WebError(ApiError::Internal("the clock is out of range".into())))?;
-    let cached = {
-        let held = state
-            .web_caches()
-            .past_days
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        held.get(school_id)
-            .filter(|p| p.today == today && now - p.read_at < PAST_DAYS_FOR_MS && now >= p.read_at)
-            .cloned()
-    };
-    let past = match cached {
-        Some(past) => past,
-        None => {
-            let (start_of_today, _) = lessons::bounds(today, tz)
-                .ok_or_else(|| WebError(ApiError::Internal("the day is out of range".into())))?;
+    let (start_of_today, _) = lessons::bounds(today, tz)
+        .ok_or_else(|| WebError(ApiError::Internal("the day is out of range".into())))?;
+    let past = state
+        .web_caches()
+        .past_days
+        .get_or_read(school_id, String::new(), start_of_today, now, || async {
             let hours = state
                 .store()
                 .counts_by_hour(
@@ -358,29 +337,14 @@ async fn trend(
                 .await?;
             let mut days: BTreeMap<Date, Counts> = BTreeMap::new();
             for (hour, status, n) in hours {
-                let Some(day) = lessons::day_of(hour, tz) else {
-                    continue;
-                };
-                let counts = days.entry(day).or_default();
-                for _ in 0..n {
-                    counts.add(status);
+                if let Some(day) = lessons::day_of(hour, tz) {
+                    days.entry(day).or_default().add_n(status, n as usize);
                 }
             }
-            let past = PastDays {
-                today,
-                read_at: now,
-                days,
-            };
-            state
-                .web_caches()
-                .past_days
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .insert(school_id.to_owned(), past.clone());
-            past
-        }
-    };
-    let mut by_day = past.days;
+            Ok(days)
+        })
+        .await?;
+    let mut by_day = past.as_ref().clone();
     if today_counts.total() > 0 {
         by_day.insert(today, today_counts);
     }

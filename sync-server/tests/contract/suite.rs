@@ -601,6 +601,10 @@ pub async fn marks_before_their_session(backend: &impl Backend) {
             .len(),
         1
     );
+    // The student's history finds it under its section now, by the session's start.
+    let history = attendance(&fx, None, Some(STU_1), T0, T0 + 1).await;
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].section_id.as_deref(), Some(SECTION_A));
 }
 
 pub async fn template_deleted_before_added_stays_deleted(backend: &impl Backend) {

@@ -162,6 +162,11 @@ pub fn write(conn: &Connection, school_id: &str, writes: &[Write<'_>]) -> Result
                      WHERE session_id = ?1 AND session_pending = 1 AND school_id = ?2",
                 )?
                 .execute([session, school_id])?;
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO student_sections (school_id, student_id, section_id)
+                     SELECT ?2, student_id, ?3 FROM marks WHERE session_id = ?1 AND school_id = ?2",
+                )?
+                .execute([session, school_id, section])?;
             }
             Write::CloseSession { session, at } => {
                 conn.prepare_cached("UPDATE sessions SET closed_at = ?2 WHERE id = ?1")?
@@ -194,6 +199,13 @@ pub fn write(conn: &Connection, school_id: &str, writes: &[Write<'_>]) -> Result
                     mark.filed_under.is_none(),
                     mark.machine.map(shared_proto::sync::MarkStatus::as_str),
                 ])?;
+                if let Some((section, _)) = &mark.filed_under {
+                    conn.prepare_cached(
+                        "INSERT OR IGNORE INTO student_sections (school_id, student_id, section_id)
+                         VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute([school_id, mark.student, section])?;
+                }
             }
             Write::AddTemplate(template) => templates::insert(conn, school_id, template)?,
             Write::Tombstone { template, student } => {
@@ -217,6 +229,10 @@ pub fn write(conn: &Connection, school_id: &str, writes: &[Write<'_>]) -> Result
                 for sql in roster::ERASE_MARKS {
                     conn.prepare_cached(sql)?.execute([student, school_id])?;
                 }
+                conn.prepare_cached(
+                    "DELETE FROM student_sections WHERE school_id = ?2 AND student_id = ?1",
+                )?
+                .execute([student, school_id])?;
                 conn.prepare_cached("DELETE FROM enrolments WHERE person_id = ?1")?
                     .execute([student])?;
                 conn.prepare_cached("DELETE FROM students WHERE id = ?1")?

@@ -40,6 +40,34 @@ use worker::{Checkpointer, Readers, Writer};
 /// How long a connection waits for a lock held by another process before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A report's range cut into one part per core (at most four), each read on a reader of its own
+/// at the same time: SQLite runs a query on one thread, and counting a month of a school's marks was
+/// most of the reports page's time (PERFORMANCE.md, issue 15). Every session and mark falls in
+/// exactly one part, read in one snapshot. Ranges under two days, or over a school year and a bit
+/// (an open-ended query), stay whole.
+fn at_once(from: Millis, to: Millis) -> Vec<(Millis, Millis)> {
+    const DAY: Millis = 86_400_000;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let n = cores.min(4) as Millis;
+    let span = to.saturating_sub(from);
+    if n < 2 || !(2 * DAY..=400 * DAY).contains(&span) {
+        return vec![(from, to)];
+    }
+    // Inner bounds fall on UTC midnights, so a day's rows (the recognition audit groups by day)
+    // come from one part.
+    let step = span / n;
+    let bound = |i: Millis| ((from + i * step) / DAY * DAY).clamp(from, to);
+    let mut parts: Vec<(Millis, Millis)> = (0..n)
+        .map(|i| {
+            let start = if i == 0 { from } else { bound(i) };
+            let end = if i == n - 1 { to } else { bound(i + 1) };
+            (start, end)
+        })
+        .collect();
+    parts.retain(|(start, end)| start < end);
+    parts
+}
+
 pub struct SqliteStore {
     writer: Writer,
     /// Held only to be dropped after the writer (fields drop in order), stopping its thread.
@@ -576,10 +604,17 @@ impl Store for SqliteStore {
     }
 
     async fn tally(&self, query: &AttendanceQuery) -> Result<Tally, StoreError> {
-        let query = query.clone();
-        self.readers
-            .run(move |conn| attendance::tally(conn, &query))
-            .await
+        let parts = at_once(query.from, query.to).into_iter().map(|(from, to)| {
+            let part = AttendanceQuery {
+                from,
+                to,
+                ..query.clone()
+            };
+            self.readers.run(move |conn| attendance::tally(conn, &part))
+        });
+        Ok(Tally::merged(
+            futures_util::future::try_join_all(parts).await?,
+        ))
     }
 
     async fn machine_decisions(
@@ -588,10 +623,14 @@ impl Store for SqliteStore {
         from: Millis,
         to: Millis,
     ) -> Result<Vec<MachineDecisions>, StoreError> {
-        let school_id = school_id.to_owned();
-        self.readers
-            .run(move |conn| attendance::machine_decisions(conn, &school_id, from, to))
-            .await
+        let parts = at_once(from, to).into_iter().map(|(from, to)| {
+            let school_id = school_id.to_owned();
+            self.readers
+                .run(move |conn| attendance::machine_decisions(conn, &school_id, from, to))
+        });
+        let parts = futures_util::future::try_join_all(parts).await?;
+        // The parts are in order of days, each ordered by day.
+        Ok(parts.into_iter().flatten().collect())
     }
 
     async fn counts_by_hour(

@@ -229,6 +229,21 @@ UPDATE marks SET machine_status = status WHERE source = 'machine';
 -- Version 7: the embedding space of the last template each box pushed, for the devices page.
 ALTER TABLE devices ADD COLUMN embedding_space TEXT;
 "#,
+    r#"
+-- Version 8: the sections each student has marks in, for a student's history. Version 2 dropped
+-- the marks' student index for push throughput; this table gains a row only the first time a
+-- student is marked in a section (after that the insert finds its row and writes nothing), and a
+-- student's history reads their sections' sessions instead of every session of the school.
+CREATE TABLE student_sections (
+    school_id TEXT NOT NULL,
+    student_id TEXT NOT NULL,
+    section_id TEXT NOT NULL,
+    PRIMARY KEY (school_id, student_id, section_id)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO student_sections (school_id, student_id, section_id)
+    SELECT m.school_id, m.student_id, s.section_id
+    FROM marks m JOIN sessions s ON s.id = m.session_id AND s.school_id = m.school_id;
+"#,
 ];
 
 pub fn supported_version() -> i64 {

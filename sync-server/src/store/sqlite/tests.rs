@@ -148,9 +148,15 @@ async fn attendance_and_erasure_never_scan_all_marks() {
             "a full scan of marks: {plan}"
         );
     }
-    assert!(plans[0].contains("sessions_school_start"), "{}", plans[0]);
+    // A student's marks: their sections (schema 8), those sections' sessions, then one seek per
+    // session on (session, student), not the session's roll.
+    assert!(
+        plans[0].contains("SEARCH ss USING PRIMARY KEY (school_id=? AND student_id=?)"),
+        "{}",
+        plans[0]
+    );
+    assert!(plans[0].contains("sessions_section_start"), "{}", plans[0]);
     assert!(plans[0].contains("marks_pending"), "{}", plans[0]);
-    // A student's marks: one seek per session on (session, student), not the session's roll.
     assert!(
         plans[0].contains("PRIMARY KEY (session_id=? AND student_id=?)"),
         "{}",
@@ -244,4 +250,91 @@ async fn migration_6_keeps_the_machines_own_marks_as_its_decisions() {
             ("stu-2".to_owned(), None)
         ]
     );
+}
+
+/// Version 7 databases list, once migrated, the sections their students have marks in: a student's
+/// history reads only those (schema 8).
+#[tokio::test]
+async fn migration_8_lists_each_students_sections() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("s.sqlite");
+    {
+        let mut conn = Connection::open(&path).expect("create");
+        let tx = conn.transaction().expect("tx");
+        for sql in &schema::MIGRATIONS[..7] {
+            tx.execute_batch(sql).expect("versions 1 to 7");
+        }
+        tx.execute_batch(
+            "PRAGMA user_version = 7;
+             INSERT INTO schools (id, name) VALUES ('sch-1', 'North');
+             INSERT INTO sections (id, school_id, title, active)
+                 VALUES ('sec-1', 'sch-1', 'A', 1), ('sec-2', 'sch-1', 'B', 1);
+             INSERT INTO sessions (id, school_id, device_id, section_id, started_at)
+                 VALUES ('sess-1', 'sch-1', 'dev-1', 'sec-1', 10),
+                        ('sess-2', 'sch-1', 'dev-1', 'sec-1', 20),
+                        ('sess-3', 'sch-1', 'dev-2', 'sec-2', 30);
+             INSERT INTO marks (session_id, student_id, school_id, device_id, status, source,
+                 decided_at, event_id)
+                 VALUES ('sess-1', 'stu-1', 'sch-1', 'dev-1', 'present', 'machine', 11, 'e1'),
+                        ('sess-2', 'stu-1', 'sch-1', 'dev-1', 'absent', 'machine', 21, 'e2'),
+                        ('sess-3', 'stu-1', 'sch-1', 'dev-2', 'late', 'teacher', 31, 'e3'),
+                        ('sess-3', 'stu-2', 'sch-1', 'dev-2', 'present', 'machine', 31, 'e4');",
+        )
+        .expect("version 7 data");
+        tx.commit().expect("commit");
+    }
+    let store = SqliteStore::open(&path).expect("migrate");
+    let listed = store
+        .writer
+        .run(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT student_id, section_id FROM student_sections ORDER BY student_id, section_id",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+        .expect("student sections");
+    let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    assert_eq!(
+        listed,
+        vec![
+            pair("stu-1", "sec-1"),
+            pair("stu-1", "sec-2"),
+            pair("stu-2", "sec-2")
+        ]
+    );
+    let history = store
+        .attendance(&AttendanceQuery {
+            school_id: "sch-1".into(),
+            student_id: Some("stu-1".into()),
+            from: 0,
+            to: 100,
+            ..AttendanceQuery::default()
+        })
+        .await
+        .expect("history");
+    let sessions: Vec<&str> = history.iter().map(|r| r.session_id.as_str()).collect();
+    assert_eq!(sessions, ["sess-1", "sess-2", "sess-3"]);
+}
+
+/// The parts a range is counted in cover it exactly, one after the other.
+#[test]
+fn a_range_is_cut_into_parts_that_cover_it() {
+    const DAY: Millis = 86_400_000;
+    for (from, to) in [(0, 30 * DAY), (5, 7 * DAY + 3), (0, DAY), (0, i64::MAX)] {
+        let parts = at_once(from, to);
+        assert_eq!(parts.first().map(|p| p.0), Some(from));
+        assert_eq!(parts.last().map(|p| p.1), Some(to));
+        assert!(
+            parts
+                .windows(2)
+                .all(|w| w[0].1 == w[1].0 && w[0].0 < w[0].1)
+        );
+    }
+    assert_eq!(at_once(0, i64::MAX), vec![(0, i64::MAX)]);
+    // Inner bounds on midnights (UTC).
+    for (start, _) in at_once(5, 30 * DAY).iter().skip(1) {
+        assert_eq!(start % DAY, 0);
+    }
 }
