@@ -962,7 +962,13 @@ async fn a_correction_is_audited_and_reaches_the_box_and_a_trip_excuses_a_group(
         .await;
     assert_eq!(trip.status, 303, "{}", trip.html);
     let roll = admin.get(trip.headers[LOCATION].to_str().unwrap()).await;
-    assert!(roll.html.contains("1 mark corrected"), "{}", roll.html);
+    assert!(
+        roll.html.contains(
+            "Trip booked for 2024-09-01 to 2024-09-03: 1 mark of a lesson already held excused now"
+        ),
+        "{}",
+        roll.html
+    );
     assert!(roll.html.contains("mark-excused"), "{}", roll.html);
     // The grid shows the excused lesson as E; an excused lesson counts neither way, but it is a
     // lesson missed, so one of one is over the chronic threshold.
@@ -1533,6 +1539,134 @@ async fn reports_show_a_correction_at_once_and_a_late_sync_within_five_minutes()
     server.clock.advance_ms(5 * 60 * 1000);
     let page = admin.get(report).await;
     assert_eq!(rates(&page.html), (0, 2), "{}", page.html);
+}
+
+/// A trip booked ahead on the section page is listed, excuses the camera's "absent" of a lesson
+/// held on its day when the box pushes the roll, and can be cancelled; both are in the audit log.
+#[tokio::test]
+async fn a_trip_booked_ahead_excuses_the_lessons_held_on_its_days() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    let (math, s1) = (north.math(), north.s1());
+    let mut admin = Browser::new(&server);
+    admin.sign_in("north-admin", PASSWORD).await;
+    let page = admin.get(&format!("/sections/{math}")).await;
+    assert!(
+        page.html.contains("No trip booked from today on."),
+        "{}",
+        page.html
+    );
+    // Today is 2024-09-02: the trip is tomorrow.
+    let booked = admin
+        .post(
+            &format!("/sections/{math}/excuse"),
+            &[
+                ("csrf", &hidden_csrf(&page.html)),
+                ("from", "2024-09-03"),
+                ("to", "2024-09-03"),
+                ("reason", "Trip to the <b>museum</b>"),
+            ],
+        )
+        .await;
+    assert_eq!(booked.status, 303, "{}", booked.html);
+    let page = admin.get(booked.headers[LOCATION].to_str().unwrap()).await;
+    assert!(
+        page.html
+            .contains("Trip booked for 2024-09-03: no lesson held yet to excuse"),
+        "{}",
+        page.html
+    );
+    assert!(
+        page.html
+            .contains("<td data-label=\"Reason\">Trip to the &#60;b&#62;museum&#60;/b&#62;</td>"),
+        "{}",
+        page.html
+    );
+
+    // Tomorrow the camera does not see the student.
+    const DAY: i64 = 24 * 60 * 60 * 1000;
+    let mut events = lesson_events(&math, &s1, 60);
+    for event in &mut events {
+        event.at += DAY;
+        match &mut event.body {
+            shared_proto::sync::EventBody::SessionOpened { started_at, .. } => *started_at += DAY,
+            shared_proto::sync::EventBody::MarkSet {
+                status,
+                score,
+                decided_at,
+                ..
+            } => {
+                *status = shared_proto::sync::MarkStatus::Absent;
+                *score = None;
+                *decided_at += DAY;
+            }
+            _ => {}
+        }
+    }
+    // The next day (a day's sign-in has expired by then).
+    server.clock.advance_ms(DAY);
+    server
+        .post("/v1/sync/push", Some(&north.device), push_body(&events))
+        .await
+        .assert_ok();
+    admin.sign_in("north-admin", PASSWORD).await;
+    let roll = admin
+        .get(&format!("/sections/{math}?session=sess-60"))
+        .await;
+    assert!(
+        roll.html
+            .contains("<span class=\"mark mark-excused\">excused</span>"),
+        "{}",
+        roll.html
+    );
+    assert!(
+        roll.html
+            .contains("<td data-label=\"Decided by\">office (north-admin)</td>"),
+        "{}",
+        roll.html
+    );
+
+    // Cancelled: no longer listed; the mark it excused stays.
+    let action = format!("/sections/{math}/trips/");
+    let at = roll.html.find(&action).expect("a cancel form") + action.len();
+    let trip = roll.html[at..].split('/').next().unwrap().to_owned();
+    let cancelled = admin
+        .post(
+            &format!("/sections/{math}/trips/{trip}/cancel"),
+            &[("csrf", &hidden_csrf(&roll.html))],
+        )
+        .await;
+    assert_eq!(cancelled.status, 303, "{}", cancelled.html);
+    let page = admin
+        .get(cancelled.headers[LOCATION].to_str().unwrap())
+        .await;
+    assert!(page.html.contains("cancelled"), "{}", page.html);
+    assert!(
+        page.html.contains("No trip booked from today on."),
+        "{}",
+        page.html
+    );
+    let audit = admin.get("/audit").await;
+    assert!(audit.html.contains("booked a trip"), "{}", audit.html);
+    assert!(audit.html.contains("cancelled a trip"), "{}", audit.html);
+
+    // A teacher may neither book nor cancel.
+    let mut teacher = Browser::new(&server);
+    teacher.sign_in("north-teacher", PASSWORD).await;
+    let own = teacher.get(&format!("/sections/{math}")).await;
+    assert!(!own.html.contains("Trips booked"), "{}", own.html);
+    let refused = teacher
+        .post(
+            &format!("/sections/{math}/excuse"),
+            &[
+                ("csrf", &hidden_csrf(&own.html)),
+                ("from", "2024-09-04"),
+                ("to", "2024-09-04"),
+                ("reason", "x"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.html);
 }
 
 #[tokio::test]

@@ -16,6 +16,8 @@ pub enum Action {
     RosterUploaded,
     AccountCreated,
     PasswordReset,
+    TripBooked,
+    TripCancelled,
 }
 
 shared_proto::vocabulary!(Action, "audit action", {
@@ -28,6 +30,8 @@ shared_proto::vocabulary!(Action, "audit action", {
     RosterUploaded => "roster_uploaded",
     AccountCreated => "account_created",
     PasswordReset => "password_reset",
+    TripBooked => "trip_booked",
+    TripCancelled => "trip_cancelled",
 });
 
 impl Action {
@@ -43,6 +47,8 @@ impl Action {
             Action::RosterUploaded => "uploaded a roster",
             Action::AccountCreated => "created an account",
             Action::PasswordReset => "reset a password",
+            Action::TripBooked => "booked a trip",
+            Action::TripCancelled => "cancelled a trip",
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod consent;
 pub mod correction;
 pub mod erasure;
 pub mod event;
+pub mod excusal;
 pub mod feed;
 pub mod lessons;
 pub mod provisioning;
@@ -69,6 +70,10 @@ pub enum Write<'e> {
     Change(Change),
     /// Appends a line to the audit log.
     Audit(audit::Entry),
+    /// Stores a trip booked ahead (`excusal`).
+    BookExcusal(&'e excusal::Excusal),
+    /// Deletes a booked trip of the school; the marks it excused stay as they are.
+    CancelExcusal { id: String },
 }
 
 impl Write<'_> {

@@ -3,14 +3,16 @@
 //! here, once, for every backend.
 //!
 //! A backend runs a push in three steps inside one transaction: `Wanted::of` names the records the
-//! push needs, the backend reads them into `Facts`, and `plan` returns the answer for the box and
-//! the writes to make, which the backend carries out in order.
+//! push needs, the backend reads them into `Facts` (and the trips booked for the sections of its
+//! lessons, `Facts::lesson_sections`), and `plan` returns the answer for the box and the writes to
+//! make, which the backend carries out in order.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use shared_proto::sync::{Consent, MarkSource, MarkStatus, RejectCode, mark_wins};
 
 use super::event::{Body, Event, Template};
+use super::excusal::{self, Excusal};
 use super::feed::Change;
 use super::{MarkWrite, Write, consent};
 use crate::store::rules::{self, Owner, Refusal};
@@ -139,6 +141,15 @@ pub struct Facts {
     pub live_templates: HashMap<String, Vec<String>>,
 }
 
+impl Facts {
+    /// The sections of the lessons a push names: those of the sessions held and of the sessions it
+    /// opens. `plan` needs the trips booked for these.
+    pub fn lesson_sections<'a>(&'a self, wanted: &Wanted<'a>) -> BTreeSet<&'a str> {
+        let held = self.sessions.values().map(|s| s.section_id.as_str());
+        wanted.sections.iter().copied().chain(held).collect()
+    }
+}
+
 /// What a push comes to: every event id is either acked (applied now or earlier) or refused.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Outcome {
@@ -167,7 +178,13 @@ pub struct Plan<'e> {
 /// Decides a push from `device` against `facts`. Each event id is answered once (a repeat in the
 /// batch is ignored); an id applied before is acked and looked at no further; a refused event
 /// writes nothing, so a retry after the roster arrives can succeed.
-pub fn plan<'e>(device: &'e Device, events: &'e [Event], mut facts: Facts) -> Plan<'e> {
+/// `excusals`: the trips booked for `Facts::lesson_sections` (others may be among them).
+pub fn plan<'e>(
+    device: &'e Device,
+    events: &'e [Event],
+    mut facts: Facts,
+    excusals: &'e [Excusal],
+) -> Plan<'e> {
     let mut plan = Plan::default();
     let mut answered: HashSet<&str> = HashSet::with_capacity(events.len());
     for event in events {
@@ -183,7 +200,7 @@ pub fn plan<'e>(device: &'e Device, events: &'e [Event], mut facts: Facts) -> Pl
             continue;
         }
         let n_writes = plan.writes.len();
-        match decide(&mut facts, device, event, &mut plan.writes) {
+        match decide(&mut facts, excusals, device, event, &mut plan.writes) {
             Ok(()) => {
                 plan.applied.push((&event.id, event.body.kind()));
                 plan.outcome.acked.push(event.id.clone());
@@ -214,6 +231,7 @@ fn check_student(facts: &Facts, school: &str, student: &str) -> Result<(), Refus
 /// accepted.
 fn decide<'e>(
     facts: &mut Facts,
+    excusals: &'e [Excusal],
     device: &'e Device,
     event: &'e Event,
     writes: &mut Vec<Write<'e>>,
@@ -305,9 +323,30 @@ fn decide<'e>(
             }
             let held = facts.marks.get(session).and_then(|m| m.get(student));
             let machine = HeldMark::machine_after(*source, *status, held);
+            // A trip booked for the lesson: the office's excuse, decided when it was booked.
+            let trip = held_session.and_then(|s| {
+                excusal::excusing(
+                    excusals,
+                    school,
+                    &s.section_id,
+                    s.started_at,
+                    *source,
+                    *status,
+                )
+            });
+            let (status, source, score, decided_at, by) = match trip {
+                Some(trip) => (
+                    MarkStatus::Excused,
+                    MarkSource::Office,
+                    None,
+                    trip.at,
+                    Some(trip.by.as_str()),
+                ),
+                None => (*status, *source, *score, *decided_at, by.as_deref()),
+            };
             if let Some(held) = held {
                 let wins = mark_wins(
-                    (*source, *decided_at, &event.id),
+                    (source, decided_at, &event.id),
                     (held.source, held.decided_at, &held.event_id),
                 );
                 if !wins {
@@ -319,19 +358,32 @@ fn decide<'e>(
                 session,
                 student,
                 device,
-                status: *status,
-                source: *source,
-                score: *score,
-                decided_at: *decided_at,
-                decided_by: by.as_deref(),
+                status,
+                source,
+                score,
+                decided_at,
+                decided_by: by,
                 event_id: &event.id,
                 filed_under: held_session.map(|s| (s.section_id.clone(), s.started_at)),
                 machine,
             }));
+            if trip.is_some() {
+                // The box holds its own "absent": the feed tells it of the excuse, as it tells it
+                // of an office correction.
+                writes.push(Write::Change(Change::Mark {
+                    session: session.clone(),
+                    student: student.clone(),
+                    status,
+                    source,
+                    decided_at,
+                    by: by.map(str::to_owned),
+                    event: event.id.clone(),
+                }));
+            }
             let held = HeldMark {
-                status: *status,
-                source: *source,
-                decided_at: *decided_at,
+                status,
+                source,
+                decided_at,
                 event_id: event.id.clone(),
                 machine,
             };
@@ -559,7 +611,7 @@ mod tests {
             opened(1, "s1", "maths"),
             mark(2, "ada", MarkSource::Machine, 600),
         ];
-        let plan = plan(device(), &events, facts());
+        let plan = plan(device(), &events, facts(), &[]);
         assert_eq!(plan.outcome.acked, vec![id(1), id(2)]);
         let Write::SetMark(mark) = &plan.writes[1] else {
             panic!("{:?}", plan.writes);
@@ -568,9 +620,95 @@ mod tests {
     }
 
     #[test]
+    fn a_trip_booked_ahead_excuses_the_machines_absent_and_tells_the_box() {
+        let trip = Excusal {
+            id: "trip-1".into(),
+            school_id: SCHOOL.into(),
+            section_id: "maths".into(),
+            from: 0,
+            to: 1_000,
+            reason: "Museum".into(),
+            by: "office-ann".into(),
+            at: 10,
+        };
+        let absent = |n, student: &str| {
+            let mut event = mark(n, student, MarkSource::Machine, 600);
+            if let Body::MarkSet { status, score, .. } = &mut event.body {
+                *status = MarkStatus::Absent;
+                *score = Some(0.1);
+            }
+            event
+        };
+        let events = [opened(1, "s1", "maths"), absent(2, "ada")];
+        let decided = super::plan(device(), &events, facts(), std::slice::from_ref(&trip));
+        assert_eq!(decided.outcome.acked.len(), 2);
+        let Write::SetMark(ada) = &decided.writes[1] else {
+            panic!("{:?}", decided.writes);
+        };
+        assert_eq!(
+            (
+                ada.status,
+                ada.source,
+                ada.decided_at,
+                ada.decided_by,
+                ada.score
+            ),
+            (
+                MarkStatus::Excused,
+                MarkSource::Office,
+                10,
+                Some("office-ann"),
+                None
+            )
+        );
+        assert_eq!(ada.machine, Some(MarkStatus::Absent), "kept for the audit");
+        assert!(
+            matches!(
+                &decided.writes[2],
+                Write::Change(Change::Mark {
+                    status: MarkStatus::Excused,
+                    ..
+                })
+            ),
+            "{:?}",
+            decided.writes
+        );
+        assert_eq!(decided.writes.len(), 3);
+
+        // Ada came after all: the camera saw her.
+        let events = [
+            opened(1, "s1", "maths"),
+            mark(3, "ada", MarkSource::Machine, 600),
+        ];
+        let decided = super::plan(device(), &events, facts(), std::slice::from_ref(&trip));
+        let Some(Write::SetMark(seen)) = decided.writes.last() else {
+            panic!("{:?}", decided.writes);
+        };
+        assert_eq!(
+            (seen.status, seen.source),
+            (MarkStatus::Present, MarkSource::Machine)
+        );
+
+        // The teacher's decision after the booking wins over the trip.
+        let mut teacher = mark(4, "ada", MarkSource::Teacher, 700);
+        if let Body::MarkSet { by, .. } = &mut teacher.body {
+            *by = Some("t1".into());
+        }
+        let events = [opened(1, "s1", "maths"), absent(2, "ada"), teacher];
+        let decided = super::plan(device(), &events, facts(), std::slice::from_ref(&trip));
+        let Some(Write::SetMark(last)) = decided.writes.last() else {
+            panic!("{:?}", decided.writes);
+        };
+        assert_eq!(
+            (last.status, last.source),
+            (MarkStatus::Present, MarkSource::Teacher)
+        );
+    }
+
+    #[test]
     fn a_mark_before_its_session_is_kept_unfiled_and_a_foreign_session_is_refused() {
         let events = [mark(1, "ada", MarkSource::Machine, 600)];
-        let plan = plan(device(), &events, facts());
+        let plan = plan(device(), &events, facts(), &[]);
         assert!(matches!(&plan.writes[..], [Write::SetMark(m)] if m.filed_under.is_none()));
 
         let mut foreign = facts();
@@ -584,7 +722,7 @@ mod tests {
                 closed_at: None,
             },
         );
-        let plan = super::plan(device(), &events, foreign);
+        let plan = super::plan(device(), &events, foreign, &[]);
         assert_eq!(codes(&plan), vec![RejectCode::WrongSchool]);
         assert!(plan.writes.is_empty() && plan.applied.is_empty());
     }
@@ -595,7 +733,7 @@ mod tests {
             mark(1, "ada", MarkSource::Teacher, 600),
             mark(2, "ada", MarkSource::Machine, 700),
         ];
-        let plan = plan(device(), &events, facts());
+        let plan = plan(device(), &events, facts(), &[]);
         assert_eq!(plan.outcome.acked.len(), 2);
         assert_eq!(plan.writes.len(), 1, "{:?}", plan.writes);
         assert_eq!(plan.applied.len(), 2, "the losing event is recorded too");
@@ -610,7 +748,7 @@ mod tests {
             mark(2, "ada", MarkSource::Machine, 600),
             mark(2, "ada", MarkSource::Machine, 600),
         ];
-        let plan = plan(device(), &events, held);
+        let plan = plan(device(), &events, held, &[]);
         assert_eq!(plan.outcome.acked, vec![id(1), id(2)]);
         assert_eq!(plan.applied, vec![(id(2).as_str(), "mark_set")]);
     }
@@ -629,7 +767,7 @@ mod tests {
                 },
             ),
         ];
-        let plan = plan(device(), &events, facts());
+        let plan = plan(device(), &events, facts(), &[]);
         assert_eq!(
             codes(&plan),
             vec![
@@ -660,7 +798,7 @@ mod tests {
                 },
             ),
         ];
-        let plan = plan(device(), &events, facts());
+        let plan = plan(device(), &events, facts(), &[]);
         assert_eq!(plan.outcome.acked.len(), 3);
         let closes: Vec<_> = plan
             .writes
@@ -690,7 +828,7 @@ mod tests {
             event(2, Body::TemplateAdded(ada)),
             event(3, Body::TemplateAdded(template(2, "bob"))),
         ];
-        let plan = plan(device(), &events, facts());
+        let plan = plan(device(), &events, facts(), &[]);
         assert_eq!(codes(&plan), vec![RejectCode::NoConsent]);
         assert_eq!(plan.outcome.acked, vec![id(1), id(2)]);
         assert!(
@@ -731,7 +869,7 @@ mod tests {
             withdraw(2, 200),
             event(3, Body::TemplateAdded(template(2, "ada"))),
         ];
-        let plan = plan(device(), &events, held);
+        let plan = plan(device(), &events, held, &[]);
         let tombstoned: Vec<&str> = plan
             .writes
             .iter()
@@ -763,7 +901,7 @@ mod tests {
                 by: "office".into(),
             },
         }];
-        let plan = plan(device(), &events, facts());
+        let plan = plan(device(), &events, facts(), &[]);
         assert_eq!(plan.outcome.acked, vec![id(1)]);
         assert!(plan.writes.is_empty(), "{:?}", plan.writes);
     }

@@ -28,6 +28,7 @@ use crate::domain::correction::{
     Correction, Decision, Outcome as CorrectionOutcome, Refusal as CorrectionRefusal,
 };
 use crate::domain::event::{Event, Template};
+use crate::domain::excusal::{BookingRefusal, Excusal};
 use crate::domain::feed::Entry;
 use crate::domain::push::Outcome;
 use crate::domain::settings::SchoolSettings;
@@ -493,6 +494,26 @@ pub trait Store: Send + Sync + 'static {
         corrections: &[Correction],
         decision: &Decision,
     ) -> Result<Result<CorrectionOutcome, CorrectionRefusal>, StoreError>;
+    /// Books a trip (`domain::excusal::book`) and excuses at once the marks of the lessons it
+    /// covers that were held already (`held`), with its audit line, in one transaction; nothing
+    /// when it is refused.
+    async fn book_excusal(
+        &self,
+        trip: &Excusal,
+        held: &[Correction],
+    ) -> Result<Result<CorrectionOutcome, BookingRefusal>, StoreError>;
+    /// A section's booked trips, by first day.
+    async fn excusals(&self, school_id: &str, section_id: &str)
+    -> Result<Vec<Excusal>, StoreError>;
+    /// Cancels a trip of the school (`domain::excusal::cancel`), with its audit line; `None` when
+    /// the school has none by that id.
+    async fn cancel_excusal(
+        &self,
+        school_id: &str,
+        id: &str,
+        by: &str,
+        at: Millis,
+    ) -> Result<Option<Excusal>, StoreError>;
     /// Appends to the audit log an action that is not a decision of the domain layer (a sign-in,
     /// a revocation); decisions write their own lines in their transaction.
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;

@@ -1,6 +1,7 @@
 //! Correcting marks on the dashboard: a roll's marks changed in one go, with a reason, and a whole
-//! section excused over a date range (a school trip). The rule is `domain::correction`'s; these
-//! handlers check who may, build the request and say what happened.
+//! section excused over a date range (a school trip, booked ahead or not). The rules are
+//! `domain::correction`'s and `domain::excusal`'s; these handlers check who may, build the request
+//! and say what happened.
 
 use axum::Form;
 use axum::extract::{Path, State};
@@ -12,6 +13,7 @@ use super::session::WebUser;
 use super::{WebError, forbidden, given, school_of, sections_for, segment};
 use crate::api::{ApiError, AppState};
 use crate::domain::correction::{Correction, Decision};
+use crate::domain::excusal::Excusal;
 use crate::store::{AttendanceQuery, Section};
 
 /// The statuses a person can choose; "review" is the camera's question, never a decision.
@@ -171,9 +173,10 @@ pub(super) struct ExcuseForm {
     reason: String,
 }
 
-/// `POST /sections/{section}/excuse`: every mark of the section's sessions from `from` to `to`
-/// (days, both included) excused, in one action, for one reason: a school trip. Admins only.
-/// Lessons not held yet have no marks to excuse: the form says so.
+/// `POST /sections/{section}/excuse`: a school trip, booked for the section's lessons from `from`
+/// to `to` (days, both included), for one reason, in one action. Admins only. Lessons already
+/// held have their marks excused now; lessons held later are excused as their boxes send the roll
+/// (`domain::excusal`), so a trip can be booked ahead.
 pub(super) async fn excuse(
     State(state): State<AppState>,
     user: WebUser,
@@ -196,7 +199,7 @@ pub(super) async fn excuse(
             ..AttendanceQuery::default()
         })
         .await?;
-    let corrections: Vec<Correction> = rows
+    let held: Vec<Correction> = rows
         .into_iter()
         .filter(|row| row.status != MarkStatus::Excused)
         .map(|row| Correction {
@@ -206,36 +209,84 @@ pub(super) async fn excuse(
             event_id: uuid::Uuid::now_v7().to_string(),
         })
         .collect();
-    if corrections.is_empty() {
-        return Ok(back_to(
-            &school_id,
-            &section.id,
-            None,
-            "No mark to excuse in those days: every one already is, or no lesson was held.",
-        ));
-    }
-    let decision = Decision {
-        section: section.id.clone(),
-        source: MarkSource::Office,
+    let trip = Excusal {
+        id: uuid::Uuid::now_v7().to_string(),
+        school_id: school_id.clone(),
+        section_id: section.id.clone(),
+        from: days.from,
+        to: days.to,
+        reason: form.reason.trim().to_owned(),
         by: user.user.username.clone(),
-        reason: form.reason,
         at: state.now(),
     };
     let outcome = state
         .store()
-        .correct_marks(&school_id, &corrections, &decision)
+        .book_excusal(&trip, &held)
         .await?
         .map_err(|refusal| WebError(ApiError::InvalidRequest(refusal.to_string())))?;
     state.web_caches().forget(&school_id);
+    let range = if days.from_day == days.to_day {
+        days.from_day.clone()
+    } else {
+        format!("{} to {}", days.from_day, days.to_day)
+    };
+    let now = match outcome.applied {
+        0 => "no lesson held yet to excuse".to_owned(),
+        1 => "1 mark of a lesson already held excused now".to_owned(),
+        n => format!("{n} marks of lessons already held excused now"),
+    };
     Ok(back_to(
         &school_id,
         &section.id,
         None,
         &format!(
-            "{} to {}: {}",
-            days.from_day,
-            days.to_day,
-            said(outcome.applied, outcome.unchanged)
+            "Trip booked for {range}: {now}; the lessons still to come are excused as their box sends the roll."
+        ),
+    ))
+}
+
+#[derive(Deserialize)]
+pub(super) struct CancelForm {
+    csrf: String,
+    school: Option<String>,
+}
+
+/// `POST /sections/{section}/trips/{trip}/cancel`: admins only. Lessons held later are no longer
+/// excused by it; marks it excused stay as they are (a correction changes them).
+pub(super) async fn cancel_trip(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path((section_id, trip_id)): Path<(String, String)>,
+    Form(form): Form<CancelForm>,
+) -> Result<Response, WebError> {
+    let (school_id, section) =
+        section_checked(&state, &user, &form.csrf, form.school, &section_id).await?;
+    if !user.is_admin() {
+        return Err(forbidden(
+            "trips are booked and cancelled by the school office",
+        ));
+    }
+    let not_found = || {
+        WebError(ApiError::NotFound(format!(
+            "trip {trip_id} of this section"
+        )))
+    };
+    let trips = state.store().excusals(&school_id, &section.id).await?;
+    if !trips.iter().any(|trip| trip.id == trip_id) {
+        return Err(not_found());
+    }
+    let cancelled = state
+        .store()
+        .cancel_excusal(&school_id, &trip_id, &user.user.username, state.now())
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(back_to(
+        &school_id,
+        &section.id,
+        None,
+        &format!(
+            "Trip \"{}\" cancelled: lessons from now on are not excused by it; marks it excused stay.",
+            cancelled.reason
         ),
     ))
 }

@@ -78,6 +78,10 @@ pub fn routes(max_roster_bytes: usize) -> Router<AppState> {
         .route("/sections/{section}", get(section_page))
         .route("/sections/{section}/marks", post(corrections::correct))
         .route("/sections/{section}/excuse", post(corrections::excuse))
+        .route(
+            "/sections/{section}/trips/{trip}/cancel",
+            post(corrections::cancel_trip),
+        )
         .route("/devices", get(devices::page))
         .route("/devices/codes", post(devices::create_code))
         .route("/erasures/{student}", get(devices::erasure))
@@ -572,6 +576,15 @@ struct SectionPage {
     today: String,
     grid: Grid,
     chronic_percent: u8,
+    /// Trips booked for the section that have not ended (admins only): id, days, reason, who.
+    trips: Vec<TripLine>,
+}
+
+struct TripLine {
+    id: String,
+    days: String,
+    reason: String,
+    by: String,
 }
 
 #[derive(Deserialize)]
@@ -740,6 +753,28 @@ async fn section_page(
             current: roll.is_some_and(|shown| shown.session_id == r.session_id),
         })
         .collect();
+    let trips = if user.is_admin() {
+        let trips = state.store().excusals(&school_id, &section.id).await?;
+        trips
+            .into_iter()
+            .filter(|trip| trip.to > now)
+            .map(|trip| {
+                let (first, last) = (rolls::day(trip.from), rolls::day(trip.to - 1));
+                TripLine {
+                    id: trip.id,
+                    days: if first == last {
+                        first
+                    } else {
+                        format!("{first} to {last}")
+                    },
+                    reason: trip.reason,
+                    by: trip.by,
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let page = SectionPage {
         chrome: Chrome::of(&user, Some(school_id)),
         id: section.id,
@@ -754,6 +789,7 @@ async fn section_page(
         today: rolls::day(now),
         grid,
         chronic_percent: settings.chronic_percent,
+        trips,
     };
     Ok(page.into_response())
 }

@@ -17,6 +17,7 @@ use shared_proto::sync::{
 use shared_proto::{EmbeddingSpace, ModelId};
 use sync_server::domain::audit::{Action, Entry as AuditEntry, Query as AuditQuery};
 use sync_server::domain::correction::{Correction, Decision};
+use sync_server::domain::excusal::Excusal;
 use sync_server::store::{
     AttendanceQuery, AttendanceRow, AuthSession, BoxState, Device, Enrolment, ProvisioningCode,
     RedeemRefusal, Role, RosterBatch, RosterSummary, School, Section, Seen, Store, StoreError,
@@ -68,6 +69,7 @@ macro_rules! contract_tests {
             boxes_report_and_acknowledge_purges,
             machine_decisions_survive_corrections,
             tally_counts_what_attendance_lists,
+            trips_booked_ahead_excuse_what_the_camera_did_not_see,
         );
     };
     (@each $new_backend:expr; $($name:ident),* $(,)?) => {
@@ -2059,6 +2061,185 @@ async fn audit_lines(store: &dyn Store, action: Option<Action>) -> Vec<AuditEntr
         })
         .await
         .expect("audit")
+}
+
+fn trip(id: &str, section: &str, from: i64, to: i64, at: i64) -> Excusal {
+    Excusal {
+        id: id.into(),
+        school_id: SCHOOL.into(),
+        section_id: section.into(),
+        from,
+        to,
+        reason: "Science museum".into(),
+        by: "office-ann".into(),
+        at,
+    }
+}
+
+/// A trip booked for a section excuses at once the marks of lessons already held, and later the
+/// machine's "absent" of each lesson it covers as the box pushes it (sent back to the box as a
+/// `mark` change); a student the camera saw stays present, a teacher's later decision wins, and a
+/// cancelled trip excuses nothing more. Booking and cancelling are audited.
+pub async fn trips_booked_ahead_excuse_what_the_camera_did_not_see(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    push_ok(
+        &fx,
+        &[
+            opened("sess-1", SECTION_A, T0),
+            machine_mark("sess-1", STU_1, MarkStatus::Absent, T0 + 10),
+        ],
+    )
+    .await;
+    // Booked after the first lesson, for it and the next two days.
+    let booked = trip("trip-1", SECTION_A, T0 - 60_000, T0 + 2 * DAY, T0 + 100);
+    let outcome = fx
+        .store
+        .book_excusal(&booked, &[correction("sess-1", STU_1, MarkStatus::Excused)])
+        .await
+        .expect("store")
+        .expect("booked");
+    assert_eq!(outcome.applied, 1);
+    assert_eq!(
+        the_mark(&fx, "sess-1", STU_1).await.status,
+        MarkStatus::Excused
+    );
+    assert_eq!(
+        fx.store.excusals(SCHOOL, SECTION_A).await.expect("trips"),
+        vec![booked.clone()]
+    );
+    assert_eq!(
+        fx.store.excusals(SCHOOL, SECTION_B).await.expect("trips"),
+        vec![]
+    );
+    // A refused booking writes nothing.
+    let backwards = trip("trip-x", SECTION_A, T0, T0, T0 + 100);
+    assert!(
+        fx.store
+            .book_excusal(&backwards, &[])
+            .await
+            .expect("store")
+            .is_err()
+    );
+
+    let (_, cursor) = pull_all(&*fx.store, SCHOOL, 0).await;
+    // The next day's lesson: the camera does not see Stu 1, sees Stu 2; Stu 3's art is not on it.
+    push_ok(
+        &fx,
+        &[
+            opened("sess-2", SECTION_A, T0 + DAY),
+            machine_mark("sess-2", STU_1, MarkStatus::Absent, T0 + DAY + 10),
+            machine_mark("sess-2", STU_2, MarkStatus::Present, T0 + DAY + 10),
+            opened("sess-art", SECTION_B, T0 + DAY),
+            machine_mark("sess-art", STU_3, MarkStatus::Absent, T0 + DAY + 10),
+        ],
+    )
+    .await;
+    let excused = the_mark(&fx, "sess-2", STU_1).await;
+    assert_eq!(
+        (
+            excused.status,
+            excused.source,
+            excused.decided_by.as_deref(),
+            excused.decided_at
+        ),
+        (
+            MarkStatus::Excused,
+            MarkSource::Office,
+            Some("office-ann"),
+            T0 + 100
+        )
+    );
+    assert_eq!(
+        the_mark(&fx, "sess-2", STU_2).await.status,
+        MarkStatus::Present
+    );
+    assert_eq!(
+        the_mark(&fx, "sess-art", STU_3).await.status,
+        MarkStatus::Absent
+    );
+    let (changes, _) = pull_all(&*fx.store, SCHOOL, cursor).await;
+    let told: Vec<_> = changes
+        .iter()
+        .filter_map(|(_, c)| match c {
+            ChangeBody::Mark {
+                session,
+                student,
+                status,
+                ..
+            } => Some((session.as_str(), student.as_str(), *status)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told, vec![("sess-2", STU_1, MarkStatus::Excused)]);
+    // The machine's own decision is kept for the recognition audit.
+    let kept = fx
+        .store
+        .machine_decisions(SCHOOL, T0 + DAY, T0 + 2 * DAY)
+        .await
+        .expect("machine decisions");
+    assert!(
+        kept.iter().any(|d| d.machine == Some(MarkStatus::Absent)
+            && d.status == MarkStatus::Excused
+            && d.section_id == SECTION_A),
+        "{kept:?}"
+    );
+
+    // The teacher, later, says Stu 1 did come: the later person wins.
+    push_ok(
+        &fx,
+        &[teacher_mark(
+            "sess-2",
+            STU_1,
+            MarkStatus::Present,
+            T0 + DAY + 20,
+        )],
+    )
+    .await;
+    assert_eq!(
+        the_mark(&fx, "sess-2", STU_1).await.status,
+        MarkStatus::Present
+    );
+
+    // Cancelled: the third day's absence stands.
+    let cancelled = fx
+        .store
+        .cancel_excusal(SCHOOL, "trip-1", "office-bob", T0 + DAY + 100)
+        .await
+        .expect("cancel");
+    assert_eq!(cancelled, Some(booked));
+    assert_eq!(
+        fx.store
+            .cancel_excusal(SCHOOL, "trip-1", "office-bob", T0 + DAY + 100)
+            .await
+            .expect("cancel again"),
+        None
+    );
+    push_ok(
+        &fx,
+        &[
+            opened("sess-3", SECTION_A, T0 + DAY + 3_600_000),
+            machine_mark("sess-3", STU_1, MarkStatus::Absent, T0 + DAY + 3_600_010),
+        ],
+    )
+    .await;
+    assert_eq!(
+        the_mark(&fx, "sess-3", STU_1).await.status,
+        MarkStatus::Absent
+    );
+    assert_eq!(
+        fx.store.excusals(SCHOOL, SECTION_A).await.expect("trips"),
+        vec![]
+    );
+
+    let booked_lines = audit_lines(&*fx.store, Some(Action::TripBooked)).await;
+    assert_eq!(booked_lines.len(), 1, "{booked_lines:?}");
+    assert!(
+        booked_lines[0].detail.contains("Science museum"),
+        "{booked_lines:?}"
+    );
+    let cancelled_lines = audit_lines(&*fx.store, Some(Action::TripCancelled)).await;
+    assert_eq!(cancelled_lines.len(), 1);
+    assert_eq!(cancelled_lines[0].actor, "office-bob");
 }
 
 /// People beat the machine and, among people, the later decision wins, whether the teacher

@@ -38,6 +38,10 @@ pub enum DbError {
     /// transaction again, which will see the other one's result.
     #[error("a concurrent write took {0}; retrying")]
     Race(String),
+    /// The transaction writes the feed of this school and holds no feed lock: `tx::run` runs it
+    /// again holding the lock.
+    #[error("the change feed of school {0} needs its lock")]
+    FeedLockNeeded(String),
 }
 
 impl DbError {
@@ -46,7 +50,7 @@ impl DbError {
         match self {
             DbError::Mongo(e) => e.contains_label(TRANSIENT_TRANSACTION_ERROR),
             DbError::Race(_) => true,
-            DbError::Store(_) => false,
+            DbError::Store(_) | DbError::FeedLockNeeded(_) => false,
         }
     }
 
@@ -62,6 +66,11 @@ impl From<DbError> for StoreError {
             DbError::Race(what) => {
                 StoreError::Unavailable(format!("concurrent writes kept taking {what}; retry"))
             }
+            // `tx::run` takes the lock and runs again: reaching here is a bug (a transaction
+            // that already held another school's lock).
+            DbError::FeedLockNeeded(school) => StoreError::Backend(format!(
+                "a change-feed write for school {school} in a transaction without its lock"
+            )),
             DbError::Mongo(e) if is_transient(&e) => StoreError::Unavailable(e.to_string()),
             DbError::Mongo(e) => StoreError::Backend(e.to_string()),
         }

@@ -13,8 +13,9 @@ use super::names::*;
 use super::tx::Tx;
 use crate::domain::Write;
 use crate::domain::event::{Body, Event};
+use crate::domain::excusal::Excusal;
 use crate::domain::push::{self, Facts, HeldMark, HeldSession, HeldTemplate, Outcome, Wanted};
-use crate::store::{Device, Millis};
+use crate::store::{Device, Millis, StoreError};
 
 /// Kinds that can write the school's change feed, so a push holding one takes the feed lock.
 pub fn may_write_feed(body: &Body) -> bool {
@@ -30,8 +31,15 @@ pub async fn apply_events(
     events: &[Event],
     now: Millis,
 ) -> Result<Outcome, DbError> {
-    let facts = facts(tx, &Wanted::of(events)).await?;
-    let plan = push::plan(device, events, facts);
+    let wanted = Wanted::of(events);
+    let facts = facts(tx, &wanted).await?;
+    let sections: Vec<&str> = facts.lesson_sections(&wanted).into_iter().collect();
+    let trips = if sections.is_empty() {
+        Vec::new()
+    } else {
+        excusals_in(tx, doc! { "section_id": { "$in": sections } }).await?
+    };
+    let plan = push::plan(device, events, facts, &trips);
     write(tx, &device.school_id, &plan.writes).await?;
     if !plan.applied.is_empty() {
         let applied = plan.applied.iter().map(|(id, kind)| {
@@ -56,6 +64,49 @@ pub async fn apply_events(
 
 fn ids<'a>(set: &BTreeSet<&'a str>) -> Vec<&'a str> {
     set.iter().copied().collect()
+}
+
+fn excusal_doc(trip: &Excusal) -> Document {
+    doc! {
+        "_id": &trip.id,
+        "school_id": &trip.school_id,
+        "section_id": &trip.section_id,
+        "from_ms": trip.from,
+        "to_ms": trip.to,
+        "reason": &trip.reason,
+        "booked_by": &trip.by,
+        "booked_at": trip.at,
+    }
+}
+
+fn excusal_of(d: &Document) -> Result<Excusal, DbError> {
+    let text = |key: &str| {
+        d.get_str(key)
+            .map(str::to_owned)
+            .map_err(|e| DbError::Store(StoreError::Backend(format!("a trip's {key}: {e}"))))
+    };
+    let number = |key: &str| {
+        d.get_i64(key)
+            .map_err(|e| DbError::Store(StoreError::Backend(format!("a trip's {key}: {e}"))))
+    };
+    Ok(Excusal {
+        id: text("_id")?,
+        school_id: text("school_id")?,
+        section_id: text("section_id")?,
+        from: number("from_ms")?,
+        to: number("to_ms")?,
+        reason: text("reason")?,
+        by: text("booked_by")?,
+        at: number("booked_at")?,
+    })
+}
+
+/// The trips `filter` finds, by first day.
+pub async fn excusals_in(tx: &mut Tx<'_>, filter: Document) -> Result<Vec<Excusal>, DbError> {
+    let found: Vec<Document> = tx
+        .find_all(EXCUSALS, filter, doc! { "from_ms": 1, "_id": 1 })
+        .await?;
+    found.iter().map(excusal_of).collect()
 }
 
 /// Reads what the store holds of `wanted`, one query per kind of record (a round trip each; the
@@ -333,7 +384,19 @@ pub async fn write(tx: &mut Tx<'_>, school_id: &str, writes: &[Write<'_>]) -> Re
                         .await?;
                 }
             }
-            Write::Change(body) => tx.feed(body.clone())?,
+            Write::Change(body) => tx.feed_of(school_id, body.clone())?,
+            Write::BookExcusal(trip) => {
+                tx.coll::<Document>(EXCUSALS)
+                    .insert_one(excusal_doc(trip))
+                    .session(&mut tx.session)
+                    .await?;
+            }
+            Write::CancelExcusal { id } => {
+                tx.coll::<Document>(EXCUSALS)
+                    .delete_one(doc! { "_id": id, "school_id": school_id })
+                    .session(&mut tx.session)
+                    .await?;
+            }
             Write::Audit(entry) => audit::append_in(tx, entry).await?,
         }
     }

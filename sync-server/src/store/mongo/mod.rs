@@ -42,6 +42,7 @@ use crate::domain::correction::{
     Correction, Decision, Outcome as CorrectionOutcome, Refusal as CorrectionRefusal,
 };
 use crate::domain::event::{Event, Template};
+use crate::domain::excusal::{BookingRefusal, Excusal};
 use crate::domain::push::Outcome;
 use crate::domain::settings::SchoolSettings;
 
@@ -65,6 +66,7 @@ mod names {
     pub const FEED_COUNTERS: &str = "feed_counters";
     pub const SERVER_SESSIONS: &str = "server_sessions";
     pub const AUDIT_LOG: &str = "audit_log";
+    pub const EXCUSALS: &str = "excusals";
 }
 
 pub struct MongoStore {
@@ -454,6 +456,69 @@ impl Store for MongoStore {
                 })
             },
         )
+        .await
+    }
+
+    async fn book_excusal(
+        &self,
+        trip: &Excusal,
+        held: &[Correction],
+    ) -> Result<Result<CorrectionOutcome, BookingRefusal>, StoreError> {
+        let mut ctx = (trip, held);
+        tx::run(
+            self,
+            Some(trip.school_id.as_str()),
+            &mut ctx,
+            |tx, (trip, held)| {
+                Box::pin(async move {
+                    let facts = events::facts(tx, &domain::correction::wanted(held)).await?;
+                    let decision = domain::excusal::decision_of(trip);
+                    match domain::excusal::book(trip, held, &decision, &facts) {
+                        Ok((writes, outcome)) => {
+                            events::write(tx, &trip.school_id, &writes).await?;
+                            Ok(Ok(outcome))
+                        }
+                        Err(refusal) => Ok(Err(refusal)),
+                    }
+                })
+            },
+        )
+        .await
+    }
+
+    async fn excusals(
+        &self,
+        school_id: &str,
+        section_id: &str,
+    ) -> Result<Vec<Excusal>, StoreError> {
+        let mut ctx = (school_id, section_id);
+        tx::run(self, None, &mut ctx, |tx, (school_id, section_id)| {
+            Box::pin(async move {
+                let filter = doc! { "section_id": *section_id, "school_id": *school_id };
+                events::excusals_in(tx, filter).await
+            })
+        })
+        .await
+    }
+
+    async fn cancel_excusal(
+        &self,
+        school_id: &str,
+        id: &str,
+        by: &str,
+        at: Millis,
+    ) -> Result<Option<Excusal>, StoreError> {
+        let mut ctx = (school_id, id, by);
+        tx::run(self, None, &mut ctx, |tx, (school_id, id, by)| {
+            Box::pin(async move {
+                let filter = doc! { "_id": *id, "school_id": *school_id };
+                let Some(trip) = events::excusals_in(tx, filter).await?.pop() else {
+                    return Ok(None);
+                };
+                events::write(tx, school_id, &domain::excusal::cancel(&trip, by, at)).await?;
+                Ok(Some(trip))
+            })
+        })
         .await
     }
 

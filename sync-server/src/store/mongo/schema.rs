@@ -79,6 +79,12 @@ fn indexes() -> Vec<(&'static str, &'static str, Document, bool)> {
         ),
         (MARKS, "student", doc! { "student_id": 1 }, false),
         (
+            EXCUSALS,
+            "section_from",
+            doc! { "section_id": 1, "from_ms": 1 },
+            false,
+        ),
+        (
             MARKS,
             "school_placed",
             doc! { "school_id": 1, "placed_at": 1 },

@@ -77,6 +77,16 @@ impl Tx<'_> {
         self.pending.push(body);
         Ok(())
     }
+
+    /// As `feed`, for a transaction that finds out only as it runs that it writes `school_id`'s
+    /// feed (a push of marks that meets a trip booked ahead): without the lock, `run` starts it
+    /// again holding the lock.
+    pub fn feed_of(&mut self, school_id: &str, body: Change) -> Result<(), DbError> {
+        if self.feed_school.is_none() {
+            return Err(DbError::FeedLockNeeded(school_id.to_owned()));
+        }
+        self.feed(body)
+    }
 }
 
 /// Runs `body` in a transaction and commits it, retrying the whole of it on transient errors.
@@ -93,7 +103,7 @@ where
     T: Send,
     F: for<'b> FnMut(&'b mut Tx<'a>, &'b mut C) -> BoxFuture<'b, Result<T, DbError>>,
 {
-    let _feed_guard = match feed_school {
+    let mut _feed_guard = match feed_school {
         Some(school_id) => Some(store.feed_locks.lock(school_id).await),
         None => None,
     };
@@ -129,6 +139,11 @@ where
         };
         match outcome {
             Ok(value) => return Ok(value),
+            Err(DbError::FeedLockNeeded(school_id)) if tx.feed_school.is_none() => {
+                // Not an attempt that failed: the same transaction, now allowed to write the feed.
+                _feed_guard = Some(store.feed_locks.lock(&school_id).await);
+                tx.feed_school = Some(school_id);
+            }
             Err(e) if e.is_transient_transaction_error() && attempt < MAX_ATTEMPTS => {
                 tokio::time::sleep(backoff(attempt)).await;
                 attempt += 1;

@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::feed::Feed;
-use super::{audit, roster, templates, word};
+use super::{audit, excusals, roster, templates, word};
 use crate::domain::Write;
 use crate::domain::event::Event;
 use crate::domain::push::{self, Facts, HeldMark, HeldSession, HeldTemplate, Outcome, Wanted};
@@ -17,8 +17,10 @@ pub fn apply_events(
     events: &[Event],
     now: Millis,
 ) -> Result<Outcome, StoreError> {
-    let facts = facts(conn, &Wanted::of(events))?;
-    let plan = push::plan(device, events, facts);
+    let wanted = Wanted::of(events);
+    let facts = facts(conn, &wanted)?;
+    let trips = excusals::of_sections(conn, facts.lesson_sections(&wanted))?;
+    let plan = push::plan(device, events, facts, &trips);
     write(conn, &device.school_id, &plan.writes)?;
     if !plan.applied.is_empty() {
         let mut record = conn.prepare_cached(
@@ -238,6 +240,8 @@ pub fn write(conn: &Connection, school_id: &str, writes: &[Write<'_>]) -> Result
                 conn.prepare_cached("DELETE FROM students WHERE id = ?1")?
                     .execute([student])?;
             }
+            Write::BookExcusal(trip) => excusals::insert(conn, trip)?,
+            Write::CancelExcusal { id } => excusals::delete(conn, school_id, id)?,
             Write::Change(body) => feed.write(body)?,
             Write::Audit(entry) => audit::append(conn, entry)?,
         }

@@ -7,6 +7,7 @@ mod accounts;
 mod attendance;
 mod audit;
 mod events;
+mod excusals;
 mod feed;
 mod roster;
 mod schema;
@@ -33,6 +34,7 @@ use crate::domain::correction::{
     Correction, Decision, Outcome as CorrectionOutcome, Refusal as CorrectionRefusal,
 };
 use crate::domain::event::{Event, Template};
+use crate::domain::excusal::{BookingRefusal, Excusal};
 use crate::domain::push::Outcome;
 use crate::domain::settings::SchoolSettings;
 use worker::{Checkpointer, Readers, Writer};
@@ -524,6 +526,57 @@ impl Store for SqliteStore {
                     }
                     Err(refusal) => Ok(Err(refusal)),
                 }
+            })
+            .await
+    }
+
+    async fn book_excusal(
+        &self,
+        trip: &Excusal,
+        held: &[Correction],
+    ) -> Result<Result<CorrectionOutcome, BookingRefusal>, StoreError> {
+        let (trip, held) = (trip.clone(), held.to_vec());
+        self.writer
+            .run(move |conn| {
+                let facts = events::facts(conn, &domain::correction::wanted(&held))?;
+                let decision = domain::excusal::decision_of(&trip);
+                match domain::excusal::book(&trip, &held, &decision, &facts) {
+                    Ok((writes, outcome)) => {
+                        events::write(conn, &trip.school_id, &writes)?;
+                        Ok(Ok(outcome))
+                    }
+                    Err(refusal) => Ok(Err(refusal)),
+                }
+            })
+            .await
+    }
+
+    async fn excusals(
+        &self,
+        school_id: &str,
+        section_id: &str,
+    ) -> Result<Vec<Excusal>, StoreError> {
+        let (school_id, section_id) = (school_id.to_owned(), section_id.to_owned());
+        self.readers
+            .run(move |conn| excusals::of_section(conn, &school_id, &section_id))
+            .await
+    }
+
+    async fn cancel_excusal(
+        &self,
+        school_id: &str,
+        id: &str,
+        by: &str,
+        at: Millis,
+    ) -> Result<Option<Excusal>, StoreError> {
+        let (school_id, id, by) = (school_id.to_owned(), id.to_owned(), by.to_owned());
+        self.writer
+            .run(move |conn| {
+                let Some(trip) = excusals::one(conn, &school_id, &id)? else {
+                    return Ok(None);
+                };
+                events::write(conn, &school_id, &domain::excusal::cancel(&trip, &by, at))?;
+                Ok(Some(trip))
             })
             .await
     }

@@ -244,6 +244,21 @@ INSERT OR IGNORE INTO student_sections (school_id, student_id, section_id)
     SELECT m.school_id, m.student_id, s.section_id
     FROM marks m JOIN sessions s ON s.id = m.session_id AND s.school_id = m.school_id;
 "#,
+    r#"
+-- Version 9: trips booked ahead (`domain::excusal`): a section's lessons in [from_ms, to_ms) whose
+-- machine "absent" becomes the office's excuse when the box pushes it.
+CREATE TABLE excusals (
+    id TEXT PRIMARY KEY,
+    school_id TEXT NOT NULL REFERENCES schools (id),
+    section_id TEXT NOT NULL,
+    from_ms INTEGER NOT NULL,
+    to_ms INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    booked_by TEXT NOT NULL,
+    booked_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX excusals_section ON excusals (section_id, from_ms);
+"#,
 ];
 
 pub fn supported_version() -> i64 {
