@@ -1669,6 +1669,122 @@ async fn a_trip_booked_ahead_excuses_the_lessons_held_on_its_days() {
     assert_eq!(refused.status, 403, "{}", refused.html);
 }
 
+/// Posts the student page's "add a guardian" form, with the token of `page`.
+async fn add_guardian(
+    browser: &mut Browser,
+    student: &str,
+    page: &str,
+    given: &str,
+    email: &str,
+) -> Page {
+    browser
+        .post(
+            &format!("/students/{student}/guardians"),
+            &[
+                ("csrf", &hidden_csrf(page)),
+                ("given_name", given),
+                ("family_name", "Hopper"),
+                ("email", email),
+                ("relationship", "parent"),
+            ],
+        )
+        .await
+}
+
+/// Admins add and remove a student's guardians on the student page; an address held already is
+/// the same contact for a second child; a hostile name shows as text and an address with a line
+/// break is refused; a teacher sees the guardians of their own students but cannot change them.
+#[tokio::test]
+async fn admins_keep_a_students_guardians_on_the_student_page() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    let (s1, s2) = (north.s1(), north.s2());
+    let mut admin = Browser::new(&server);
+    admin.sign_in("north-admin", PASSWORD).await;
+    let page = admin.get(&format!("/students/{s1}")).await;
+    assert!(page.html.contains("No guardian on record"), "{}", page.html);
+    let added = add_guardian(
+        &mut admin,
+        &s1,
+        &page.html,
+        "<script>alert(1)</script>",
+        "Grace@Example.org",
+    )
+    .await;
+    assert_eq!(added.status, 303, "{}", added.html);
+    let page = admin.get(added.headers[LOCATION].to_str().unwrap()).await;
+    assert!(page.html.contains("added."), "{}", page.html);
+    assert!(
+        page.html
+            .contains("&#60;script&#62;alert(1)&#60;/script&#62; Hopper"),
+        "{}",
+        page.html
+    );
+    assert!(!page.html.contains("<script>alert(1)"), "{}", page.html);
+    assert!(page.html.contains("grace@example.org"), "{}", page.html);
+    assert!(page.html.contains("receives them"), "{}", page.html);
+
+    // A line break in the address: refused, nothing added.
+    let refused = add_guardian(
+        &mut admin,
+        &s2,
+        &page.html,
+        "Eve",
+        "eve@example.org\r\nBcc: all@example.org",
+    )
+    .await;
+    assert_eq!(refused.status, 400, "{}", refused.html);
+    assert!(
+        refused.html.contains("not an e-mail address"),
+        "{}",
+        refused.html
+    );
+
+    // The same address for another child: one contact, linked to both.
+    let second = add_guardian(&mut admin, &s2, &page.html, "Grace", "grace@example.org").await;
+    assert_eq!(second.status, 303, "{}", second.html);
+    let page2 = admin.get(second.headers[LOCATION].to_str().unwrap()).await;
+    assert!(
+        page2.html.contains("already a guardian at the school"),
+        "{}",
+        page2.html
+    );
+    assert!(
+        page2.html.contains("also guardian of 1 other student"),
+        "{}",
+        page2.html
+    );
+
+    // A teacher sees them on their own student's page, without the forms.
+    let mut teacher = Browser::new(&server);
+    teacher.sign_in("north-teacher", PASSWORD).await;
+    let seen = teacher.get(&format!("/students/{s1}")).await;
+    assert_eq!(seen.status, 200, "{}", seen.html);
+    assert!(seen.html.contains("grace@example.org"), "{}", seen.html);
+    assert!(!seen.html.contains("Add the guardian"), "{}", seen.html);
+    let forbidden = add_guardian(&mut teacher, &s1, &seen.html, "Tom", "tom@example.org").await;
+    assert_eq!(forbidden.status, 403, "{}", forbidden.html);
+
+    // Removed from the first child; still the second's.
+    let action = format!("/students/{s1}/guardians/");
+    let at = page.html.find(&action).expect("a remove form") + action.len();
+    let id = page.html[at..].split('/').next().unwrap().to_owned();
+    let removed = admin
+        .post(
+            &format!("/students/{s1}/guardians/{id}/remove"),
+            &[("csrf", &hidden_csrf(&page.html))],
+        )
+        .await;
+    assert_eq!(removed.status, 303, "{}", removed.html);
+    let page = admin.get(&format!("/students/{s1}")).await;
+    assert!(page.html.contains("No guardian on record"), "{}", page.html);
+    let page2 = admin.get(&format!("/students/{s2}")).await;
+    assert!(page2.html.contains("grace@example.org"), "{}", page2.html);
+    let audit = admin.get("/audit").await;
+    assert!(audit.html.contains("added a guardian"), "{}", audit.html);
+    assert!(audit.html.contains("removed a guardian"), "{}", audit.html);
+}
+
 #[tokio::test]
 async fn the_devices_page_shows_each_boxs_embedding_space_from_its_templates() {
     let server = Server::start().await;

@@ -18,6 +18,8 @@ pub enum Action {
     PasswordReset,
     TripBooked,
     TripCancelled,
+    GuardianLinked,
+    GuardianUnlinked,
 }
 
 shared_proto::vocabulary!(Action, "audit action", {
@@ -32,6 +34,8 @@ shared_proto::vocabulary!(Action, "audit action", {
     PasswordReset => "password_reset",
     TripBooked => "trip_booked",
     TripCancelled => "trip_cancelled",
+    GuardianLinked => "guardian_linked",
+    GuardianUnlinked => "guardian_unlinked",
 });
 
 impl Action {
@@ -49,6 +53,8 @@ impl Action {
             Action::PasswordReset => "reset a password",
             Action::TripBooked => "booked a trip",
             Action::TripCancelled => "cancelled a trip",
+            Action::GuardianLinked => "added a guardian",
+            Action::GuardianUnlinked => "removed a guardian",
         }
     }
 }

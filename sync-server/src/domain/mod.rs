@@ -21,6 +21,7 @@ pub mod erasure;
 pub mod event;
 pub mod excusal;
 pub mod feed;
+pub mod guardian;
 pub mod lessons;
 pub mod provisioning;
 pub mod push;
@@ -49,13 +50,19 @@ pub enum Write<'e> {
         started_at: Millis,
     },
     /// Records the first close of a session; a later close changes nothing.
-    CloseSession { session: String, at: Millis },
+    CloseSession {
+        session: String,
+        at: Millis,
+    },
     /// Inserts or replaces one student's mark in one session.
     SetMark(MarkWrite<'e>),
     /// Stores a new template (never one already held, live or tombstoned).
     AddTemplate(Template),
     /// Turns a template, held or not, into a tombstone: its vector is purged.
-    Tombstone { template: String, student: String },
+    Tombstone {
+        template: String,
+        student: String,
+    },
     /// Records a consent decision on a held student.
     SetConsent {
         student: String,
@@ -65,7 +72,9 @@ pub enum Write<'e> {
     },
     /// Deletes a student of the school with their templates (tombstones too), marks and
     /// enrolments.
-    EraseStudent { student: String },
+    EraseStudent {
+        student: String,
+    },
     /// Upserts the row of the change's key in the school's change feed with a new seq.
     Change(Change),
     /// Appends a line to the audit log.
@@ -73,7 +82,24 @@ pub enum Write<'e> {
     /// Stores a trip booked ahead (`excusal`).
     BookExcusal(&'e excusal::Excusal),
     /// Deletes a booked trip of the school; the marks it excused stay as they are.
-    CancelExcusal { id: String },
+    CancelExcusal {
+        id: String,
+    },
+    /// Stores a new guardian contact (`guardian`), with no child yet.
+    AddGuardian(guardian::Guardian),
+    /// Makes a contact a guardian of a student (of the same school).
+    LinkGuardian {
+        guardian: String,
+        student: String,
+    },
+    UnlinkGuardian {
+        guardian: String,
+        student: String,
+    },
+    /// Deletes a contact of the school (it has no child left).
+    DeleteGuardian {
+        id: String,
+    },
 }
 
 impl Write<'_> {

@@ -30,6 +30,7 @@ use crate::domain::correction::{
 use crate::domain::event::{Event, Template};
 use crate::domain::excusal::{BookingRefusal, Excusal};
 use crate::domain::feed::Entry;
+use crate::domain::guardian::{Contact, Guardian, Linked, Refusal as GuardianRefusal};
 use crate::domain::push::Outcome;
 use crate::domain::settings::SchoolSettings;
 
@@ -514,6 +515,33 @@ pub trait Store: Send + Sync + 'static {
         by: &str,
         at: Millis,
     ) -> Result<Option<Excusal>, StoreError>;
+    /// A student's guardians (`domain::guardian`), by family and given name, each with all their
+    /// children in the school.
+    async fn guardians_of(
+        &self,
+        school_id: &str,
+        student_id: &str,
+    ) -> Result<Vec<Guardian>, StoreError>;
+    /// Links a contact to a student of the school (`domain::guardian::link`: checked first; an
+    /// address the school holds links its contact), with its audit line, in one transaction.
+    async fn link_guardian(
+        &self,
+        school_id: &str,
+        student_id: &str,
+        contact: &Contact,
+        by: &str,
+        at: Millis,
+    ) -> Result<Result<Linked, GuardianRefusal>, StoreError>;
+    /// Unlinks a guardian from a student (`domain::guardian::unlink`: a contact left with no child
+    /// is deleted), with its audit line, in one transaction.
+    async fn unlink_guardian(
+        &self,
+        school_id: &str,
+        student_id: &str,
+        guardian_id: &str,
+        by: &str,
+        at: Millis,
+    ) -> Result<Result<(), GuardianRefusal>, StoreError>;
     /// Appends to the audit log an action that is not a decision of the domain layer (a sign-in,
     /// a revocation); decisions write their own lines in their transaction.
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;

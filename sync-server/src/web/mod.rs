@@ -92,6 +92,14 @@ pub fn routes(max_roster_bytes: usize) -> Router<AppState> {
         .route("/students/{student}", get(students::page))
         .route("/students/{student}/consent", post(students::set_consent))
         .route(
+            "/students/{student}/guardians",
+            post(students::add_guardian),
+        )
+        .route(
+            "/students/{student}/guardians/{guardian}/remove",
+            post(students::remove_guardian),
+        )
+        .route(
             "/students/{student}/erase",
             get(students::confirm_erase).post(students::erase_student),
         )

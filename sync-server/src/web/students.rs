@@ -1,6 +1,7 @@
 //! A student's page: their attendance over a range with its rate and the chronic-absence flag,
-//! their consent (admins grant or withdraw it here), and how many face templates the server holds
-//! per embedding space. A teacher sees the student's marks in their own sections only.
+//! their guardians (admins add and remove them here), their consent (admins grant or withdraw it
+//! here), and how many face templates the server holds per embedding space. A teacher sees the
+//! student's marks in their own sections only.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use shared_proto::sync::Consent;
+use shared_proto::vocabulary::UnknownWord;
 
 use super::session::WebUser;
 use super::{
@@ -20,6 +22,7 @@ use crate::api::admin::{erase, record_consent};
 use crate::api::attendance::{is_visible, visible_sections};
 use crate::api::{ApiError, AppState};
 use crate::domain::attendance::Counts;
+use crate::domain::guardian::{Contact, Relationship};
 use crate::store::AttendanceQuery;
 
 /// The history a page opens on.
@@ -30,6 +33,18 @@ pub(super) struct StudentParams {
     school: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    /// What the last action did.
+    notice: Option<String>,
+}
+
+struct GuardianLine {
+    id: String,
+    name: String,
+    relationship: &'static str,
+    email: String,
+    opted_out: bool,
+    /// Their other children at the school.
+    others: usize,
 }
 
 struct HistoryLine {
@@ -59,6 +74,9 @@ struct StudentPage {
     consent_at: String,
     /// Live templates by embedding space.
     templates: Vec<(String, usize)>,
+    guardians: Vec<GuardianLine>,
+    relationships: &'static [&'static str],
+    notice: Option<String>,
 }
 
 fn percent(value: Option<f64>) -> String {
@@ -136,6 +154,20 @@ pub(super) async fn page(
                 .or_default() += 1;
         }
     }
+    let guardians = state
+        .store()
+        .guardians_of(&school_id, &student_id)
+        .await?
+        .into_iter()
+        .map(|g| GuardianLine {
+            name: format!("{} {}", g.given_name, g.family_name),
+            relationship: g.relationship.as_str(),
+            opted_out: g.opted_out_at.is_some(),
+            others: g.student_ids.len().saturating_sub(1),
+            email: g.email,
+            id: g.id,
+        })
+        .collect();
     let page = StudentPage {
         chrome: Chrome::of(&user, Some(school_id)),
         name: format!("{} {}", student.given_name, student.family_name),
@@ -153,6 +185,9 @@ pub(super) async fn page(
         consent_by: student.consent_by.unwrap_or_default(),
         consent_at: student.consent_at.map_or_else(String::new, rolls::time),
         templates: templates.into_iter().collect(),
+        guardians,
+        relationships: Relationship::WORDS,
+        notice: given(params.notice),
     };
     Ok(page.into_response())
 }
@@ -261,4 +296,104 @@ pub(super) async fn erase_student(
     erase(&state, &school_id, &student_id, &user.user).await?;
     let query = serde_urlencoded::to_string([("school", school_id.as_str())]).unwrap_or_default();
     Ok(Redirect::to(&format!("/erasures/{}?{query}", segment(&student_id))).into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct GuardianForm {
+    csrf: String,
+    school: Option<String>,
+    given_name: String,
+    family_name: String,
+    email: String,
+    relationship: String,
+}
+
+/// Back to the student's page, saying what was done.
+fn back_to_student(school: &str, student: &str, notice: &str) -> Response {
+    let query =
+        serde_urlencoded::to_string([("school", school), ("notice", notice)]).unwrap_or_default();
+    Redirect::to(&format!("/students/{}?{query}", segment(student))).into_response()
+}
+
+/// `POST /students/{student}/guardians`: admins add a guardian (`domain::guardian`: an address
+/// the school holds links its contact).
+pub(super) async fn add_guardian(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(student_id): Path<String>,
+    Form(form): Form<GuardianForm>,
+) -> Result<Response, WebError> {
+    let Some(school_id) =
+        admin_school(&state, &user, Some(&form.csrf), form.school, "guardians").await?
+    else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    let relationship = form
+        .relationship
+        .parse()
+        .map_err(|e: UnknownWord| WebError(ApiError::InvalidRequest(e.to_string())))?;
+    let contact = Contact {
+        given_name: form.given_name,
+        family_name: form.family_name,
+        email: form.email,
+        relationship,
+    };
+    let linked = state
+        .store()
+        .link_guardian(
+            &school_id,
+            &student_id,
+            &contact,
+            &user.user.username,
+            state.now(),
+        )
+        .await?
+        .map_err(|refusal| WebError(ApiError::InvalidRequest(refusal.to_string())))?;
+    let g = &linked.guardian;
+    let notice = if linked.existing {
+        format!(
+            "{} {} <{}> was already a guardian at the school: the same contact is now linked here too.",
+            g.given_name, g.family_name, g.email
+        )
+    } else {
+        format!("{} {} added.", g.given_name, g.family_name)
+    };
+    Ok(back_to_student(&school_id, &student_id, &notice))
+}
+
+#[derive(Deserialize)]
+pub(super) struct RemoveGuardianForm {
+    csrf: String,
+    school: Option<String>,
+}
+
+/// `POST /students/{student}/guardians/{guardian}/remove`: admins only; a contact left with no
+/// child is deleted.
+pub(super) async fn remove_guardian(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path((student_id, guardian_id)): Path<(String, String)>,
+    Form(form): Form<RemoveGuardianForm>,
+) -> Result<Response, WebError> {
+    let Some(school_id) =
+        admin_school(&state, &user, Some(&form.csrf), form.school, "guardians").await?
+    else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    state
+        .store()
+        .unlink_guardian(
+            &school_id,
+            &student_id,
+            &guardian_id,
+            &user.user.username,
+            state.now(),
+        )
+        .await?
+        .map_err(|refusal| WebError(ApiError::NotFound(refusal.to_string())))?;
+    Ok(back_to_student(
+        &school_id,
+        &student_id,
+        "Guardian removed.",
+    ))
 }

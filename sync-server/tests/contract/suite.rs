@@ -18,6 +18,7 @@ use shared_proto::{EmbeddingSpace, ModelId};
 use sync_server::domain::audit::{Action, Entry as AuditEntry, Query as AuditQuery};
 use sync_server::domain::correction::{Correction, Decision};
 use sync_server::domain::excusal::Excusal;
+use sync_server::domain::guardian::{Contact, Refusal as GuardianRefusal, Relationship};
 use sync_server::store::{
     AttendanceQuery, AttendanceRow, AuthSession, BoxState, Device, Enrolment, ProvisioningCode,
     RedeemRefusal, Role, RosterBatch, RosterSummary, School, Section, Seen, Store, StoreError,
@@ -70,6 +71,7 @@ macro_rules! contract_tests {
             machine_decisions_survive_corrections,
             tally_counts_what_attendance_lists,
             trips_booked_ahead_excuse_what_the_camera_did_not_see,
+            guardians_are_one_contact_per_address,
         );
     };
     (@each $new_backend:expr; $($name:ident),* $(,)?) => {
@@ -2061,6 +2063,186 @@ async fn audit_lines(store: &dyn Store, action: Option<Action>) -> Vec<AuditEntr
         })
         .await
         .expect("audit")
+}
+
+fn contact(given: &str, email: &str) -> Contact {
+    Contact {
+        given_name: given.into(),
+        family_name: "Hopper".into(),
+        email: email.into(),
+        relationship: Relationship::Parent,
+    }
+}
+
+/// One contact per address in a school, linked to each child (`domain::guardian`): a second child's
+/// guardian with a known address is the same contact; the last unlink or the erasure of the last
+/// child deletes the contact; refusals write nothing; links and unlinks are audited.
+pub async fn guardians_are_one_contact_per_address(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    let store = &*fx.store;
+    let linked = store
+        .link_guardian(
+            SCHOOL,
+            STU_1,
+            &contact("Grace", " Grace@Example.org"),
+            "office-ann",
+            T0,
+        )
+        .await
+        .expect("store")
+        .expect("linked");
+    assert!(!linked.existing);
+    assert_eq!(linked.guardian.email, "grace@example.org");
+    // Stu 3, another section: the same address is the same contact, its name kept.
+    let second = store
+        .link_guardian(
+            SCHOOL,
+            STU_3,
+            &contact("G.", "grace@example.ORG"),
+            "office-ann",
+            T0 + 1,
+        )
+        .await
+        .expect("store")
+        .expect("linked");
+    assert!(second.existing);
+    assert_eq!(second.guardian.id, linked.guardian.id);
+    assert_eq!(second.guardian.given_name, "Grace");
+    assert_eq!(
+        second.guardian.student_ids,
+        vec![STU_1.to_owned(), STU_3.to_owned()]
+    );
+    // Linking again changes nothing.
+    store
+        .link_guardian(
+            SCHOOL,
+            STU_1,
+            &contact("Grace", "grace@example.org"),
+            "office-ann",
+            T0 + 2,
+        )
+        .await
+        .expect("store")
+        .expect("linked");
+    let other = store
+        .link_guardian(
+            SCHOOL,
+            STU_1,
+            &contact("Alan", "alan@example.org"),
+            "office-ann",
+            T0 + 3,
+        )
+        .await
+        .expect("store")
+        .expect("linked");
+    let of_1 = store.guardians_of(SCHOOL, STU_1).await.expect("guardians");
+    assert_eq!(
+        of_1.iter()
+            .map(|g| g.given_name.as_str())
+            .collect::<Vec<_>>(),
+        ["Alan", "Grace"]
+    );
+    assert_eq!(
+        of_1[1].student_ids,
+        vec![STU_1.to_owned(), STU_3.to_owned()]
+    );
+
+    // Refused: a header in the address, another school's student, a guardian not linked.
+    let hostile = store
+        .link_guardian(
+            SCHOOL,
+            STU_1,
+            &contact("Eve", "eve@example.org\r\nBcc: all@example.org"),
+            "office-ann",
+            T0,
+        )
+        .await
+        .expect("store");
+    assert!(
+        matches!(hostile, Err(GuardianRefusal::Email(_))),
+        "{hostile:?}"
+    );
+    let foreign = store
+        .link_guardian(
+            SCHOOL,
+            OTHER_STUDENT,
+            &contact("Eve", "eve@example.org"),
+            "office-ann",
+            T0,
+        )
+        .await
+        .expect("store");
+    assert!(
+        matches!(foreign, Err(GuardianRefusal::UnknownStudent(_))),
+        "{foreign:?}"
+    );
+    let not_linked = store
+        .unlink_guardian(SCHOOL, STU_3, &other.guardian.id, "office-ann", T0)
+        .await
+        .expect("store");
+    assert!(not_linked.is_err());
+    assert_eq!(
+        store
+            .guardians_of(SCHOOL, STU_1)
+            .await
+            .expect("guardians")
+            .len(),
+        2
+    );
+
+    // Unlinked from Stu 1, Grace stays for Stu 3; Alan, left with no child, is deleted.
+    for id in [&linked.guardian.id, &other.guardian.id] {
+        store
+            .unlink_guardian(SCHOOL, STU_1, id, "office-ann", T0 + 4)
+            .await
+            .expect("store")
+            .expect("unlinked");
+    }
+    assert_eq!(
+        store.guardians_of(SCHOOL, STU_1).await.expect("guardians"),
+        vec![]
+    );
+    let of_3 = store.guardians_of(SCHOOL, STU_3).await.expect("guardians");
+    assert_eq!(of_3.len(), 1);
+    assert_eq!(of_3[0].student_ids, vec![STU_3.to_owned()]);
+    let again = store
+        .link_guardian(
+            SCHOOL,
+            STU_1,
+            &contact("Alan", "alan@example.org"),
+            "office-ann",
+            T0 + 5,
+        )
+        .await
+        .expect("store")
+        .expect("linked");
+    assert!(!again.existing, "Alan was deleted");
+
+    // Erasing Stu 3 deletes Grace, who had no other child.
+    store.erase_student(SCHOOL, STU_3).await.expect("erase");
+    let relinked = store
+        .link_guardian(
+            SCHOOL,
+            STU_2,
+            &contact("Grace", "grace@example.org"),
+            "office-ann",
+            T0 + 6,
+        )
+        .await
+        .expect("store")
+        .expect("linked");
+    assert!(!relinked.existing, "Grace was deleted with her last child");
+
+    assert_eq!(
+        audit_lines(store, Some(Action::GuardianLinked)).await.len(),
+        5
+    );
+    assert_eq!(
+        audit_lines(store, Some(Action::GuardianUnlinked))
+            .await
+            .len(),
+        2
+    );
 }
 
 fn trip(id: &str, section: &str, from: i64, to: i64, at: i64) -> Excusal {

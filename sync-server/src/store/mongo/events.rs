@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 
 use mongodb::bson::{Document, doc};
 
-use super::audit;
 use super::docs::{MarkDoc, SessionDoc, StudentDoc, TemplateDoc, to_bson};
 use super::error::{DbError, is_duplicate_key};
 use super::names::*;
 use super::tx::Tx;
+use super::{audit, guardians};
 use crate::domain::Write;
 use crate::domain::event::{Body, Event};
 use crate::domain::excusal::Excusal;
@@ -383,8 +383,50 @@ pub async fn write(tx: &mut Tx<'_>, school_id: &str, writes: &[Write<'_>]) -> Re
                         .session(&mut tx.session)
                         .await?;
                 }
+                // Their guardians lose them; one left with no child is deleted.
+                tx.coll::<Document>(GUARDIANS)
+                    .update_many(
+                        doc! { "school_id": school_id, "student_ids": student },
+                        doc! { "$pull": { "student_ids": student } },
+                    )
+                    .session(&mut tx.session)
+                    .await?;
+                tx.coll::<Document>(GUARDIANS)
+                    .delete_many(doc! { "school_id": school_id, "student_ids": { "$size": 0 } })
+                    .session(&mut tx.session)
+                    .await?;
             }
             Write::Change(body) => tx.feed_of(school_id, body.clone())?,
+            Write::AddGuardian(guardian) => {
+                tx.coll::<Document>(GUARDIANS)
+                    .insert_one(guardians::doc_of(guardian))
+                    .session(&mut tx.session)
+                    .await?;
+            }
+            Write::LinkGuardian { guardian, student } => {
+                tx.coll::<Document>(GUARDIANS)
+                    .update_one(
+                        doc! { "_id": guardian, "school_id": school_id },
+                        doc! { "$addToSet": { "student_ids": student } },
+                    )
+                    .session(&mut tx.session)
+                    .await?;
+            }
+            Write::UnlinkGuardian { guardian, student } => {
+                tx.coll::<Document>(GUARDIANS)
+                    .update_one(
+                        doc! { "_id": guardian, "school_id": school_id },
+                        doc! { "$pull": { "student_ids": student } },
+                    )
+                    .session(&mut tx.session)
+                    .await?;
+            }
+            Write::DeleteGuardian { id } => {
+                tx.coll::<Document>(GUARDIANS)
+                    .delete_one(doc! { "_id": id, "school_id": school_id })
+                    .session(&mut tx.session)
+                    .await?;
+            }
             Write::BookExcusal(trip) => {
                 tx.coll::<Document>(EXCUSALS)
                     .insert_one(excusal_doc(trip))

@@ -13,6 +13,7 @@ mod docs;
 mod error;
 mod events;
 mod feed;
+mod guardians;
 mod roster;
 mod schema;
 mod sessions;
@@ -43,6 +44,7 @@ use crate::domain::correction::{
 };
 use crate::domain::event::{Event, Template};
 use crate::domain::excusal::{BookingRefusal, Excusal};
+use crate::domain::guardian::{Contact, Guardian, Linked, Refusal as GuardianRefusal};
 use crate::domain::push::Outcome;
 use crate::domain::settings::SchoolSettings;
 
@@ -67,6 +69,7 @@ mod names {
     pub const SERVER_SESSIONS: &str = "server_sessions";
     pub const AUDIT_LOG: &str = "audit_log";
     pub const EXCUSALS: &str = "excusals";
+    pub const GUARDIANS: &str = "guardians";
 }
 
 pub struct MongoStore {
@@ -519,6 +522,103 @@ impl Store for MongoStore {
                 Ok(Some(trip))
             })
         })
+        .await
+    }
+
+    async fn guardians_of(
+        &self,
+        school_id: &str,
+        student_id: &str,
+    ) -> Result<Vec<Guardian>, StoreError> {
+        let mut ctx = (school_id, student_id);
+        tx::run(self, None, &mut ctx, |tx, (school_id, student_id)| {
+            Box::pin(async move {
+                let filter = doc! { "school_id": *school_id, "student_ids": *student_id };
+                guardians::find(tx, filter).await
+            })
+        })
+        .await
+    }
+
+    async fn link_guardian(
+        &self,
+        school_id: &str,
+        student_id: &str,
+        contact: &Contact,
+        by: &str,
+        at: Millis,
+    ) -> Result<Result<Linked, GuardianRefusal>, StoreError> {
+        let contact = match contact.check() {
+            Ok(contact) => contact,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let mut ctx = (school_id, student_id, &contact, by);
+        tx::run(
+            self,
+            None,
+            &mut ctx,
+            |tx, (school_id, student_id, contact, by)| {
+                Box::pin(async move {
+                    let students: Vec<Document> = tx
+                        .find_all(
+                            names::STUDENTS,
+                            doc! { "_id": *student_id, "school_id": *school_id },
+                            doc! {},
+                        )
+                        .await?;
+                    let filter = doc! { "school_id": *school_id, "email": &contact.email };
+                    let held = guardians::find(tx, filter).await?.pop();
+                    let decided = domain::guardian::link(
+                        school_id,
+                        student_id,
+                        !students.is_empty(),
+                        contact,
+                        held,
+                        by,
+                        at,
+                    );
+                    match decided {
+                        Ok((writes, linked)) => {
+                            events::write(tx, school_id, &writes).await?;
+                            Ok(Ok(linked))
+                        }
+                        Err(refusal) => Ok(Err(refusal)),
+                    }
+                })
+            },
+        )
+        .await
+    }
+
+    async fn unlink_guardian(
+        &self,
+        school_id: &str,
+        student_id: &str,
+        guardian_id: &str,
+        by: &str,
+        at: Millis,
+    ) -> Result<Result<(), GuardianRefusal>, StoreError> {
+        let mut ctx = (school_id, student_id, guardian_id, by);
+        tx::run(
+            self,
+            None,
+            &mut ctx,
+            |tx, (school_id, student_id, guardian_id, by)| {
+                Box::pin(async move {
+                    let filter = doc! { "_id": *guardian_id, "school_id": *school_id };
+                    let Some(held) = guardians::find(tx, filter).await?.pop() else {
+                        return Ok(Err(GuardianRefusal::NotLinked((*student_id).to_owned())));
+                    };
+                    match domain::guardian::unlink(&held, student_id, by, at) {
+                        Ok(writes) => {
+                            events::write(tx, school_id, &writes).await?;
+                            Ok(Ok(()))
+                        }
+                        Err(refusal) => Ok(Err(refusal)),
+                    }
+                })
+            },
+        )
         .await
     }
 

@@ -79,6 +79,13 @@ fn indexes() -> Vec<(&'static str, &'static str, Document, bool)> {
         ),
         (MARKS, "student", doc! { "student_id": 1 }, false),
         (
+            GUARDIANS,
+            "school_email_unique",
+            doc! { "school_id": 1, "email": 1 },
+            true,
+        ),
+        (GUARDIANS, "student", doc! { "student_ids": 1 }, false),
+        (
             EXCUSALS,
             "section_from",
             doc! { "section_id": 1, "from_ms": 1 },

@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::feed::Feed;
-use super::{audit, excusals, roster, templates, word};
+use super::{audit, excusals, guardians, roster, templates, word};
 use crate::domain::Write;
 use crate::domain::event::Event;
 use crate::domain::push::{self, Facts, HeldMark, HeldSession, HeldTemplate, Outcome, Wanted};
@@ -235,11 +235,18 @@ pub fn write(conn: &Connection, school_id: &str, writes: &[Write<'_>]) -> Result
                     "DELETE FROM student_sections WHERE school_id = ?2 AND student_id = ?1",
                 )?
                 .execute([student, school_id])?;
+                guardians::erase_student(conn, school_id, student)?;
                 conn.prepare_cached("DELETE FROM enrolments WHERE person_id = ?1")?
                     .execute([student])?;
                 conn.prepare_cached("DELETE FROM students WHERE id = ?1")?
                     .execute([student])?;
             }
+            Write::AddGuardian(guardian) => guardians::insert(conn, guardian)?,
+            Write::LinkGuardian { guardian, student } => guardians::link(conn, guardian, student)?,
+            Write::UnlinkGuardian { guardian, student } => {
+                guardians::unlink(conn, guardian, student)?;
+            }
+            Write::DeleteGuardian { id } => guardians::delete(conn, school_id, id)?,
             Write::BookExcusal(trip) => excusals::insert(conn, trip)?,
             Write::CancelExcusal { id } => excusals::delete(conn, school_id, id)?,
             Write::Change(body) => feed.write(body)?,

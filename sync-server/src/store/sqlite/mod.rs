@@ -9,6 +9,7 @@ mod audit;
 mod events;
 mod excusals;
 mod feed;
+mod guardians;
 mod roster;
 mod schema;
 mod templates;
@@ -35,6 +36,7 @@ use crate::domain::correction::{
 };
 use crate::domain::event::{Event, Template};
 use crate::domain::excusal::{BookingRefusal, Excusal};
+use crate::domain::guardian::{Contact, Guardian, Linked, Refusal as GuardianRefusal};
 use crate::domain::push::Outcome;
 use crate::domain::settings::SchoolSettings;
 use worker::{Checkpointer, Readers, Writer};
@@ -577,6 +579,78 @@ impl Store for SqliteStore {
                 };
                 events::write(conn, &school_id, &domain::excusal::cancel(&trip, &by, at))?;
                 Ok(Some(trip))
+            })
+            .await
+    }
+
+    async fn guardians_of(
+        &self,
+        school_id: &str,
+        student_id: &str,
+    ) -> Result<Vec<Guardian>, StoreError> {
+        let (school_id, student_id) = (school_id.to_owned(), student_id.to_owned());
+        self.readers
+            .run(move |conn| guardians::of_student(conn, &school_id, &student_id))
+            .await
+    }
+
+    async fn link_guardian(
+        &self,
+        school_id: &str,
+        student_id: &str,
+        contact: &Contact,
+        by: &str,
+        at: Millis,
+    ) -> Result<Result<Linked, GuardianRefusal>, StoreError> {
+        let contact = match contact.check() {
+            Ok(contact) => contact,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let (school_id, student_id, by) =
+            (school_id.to_owned(), student_id.to_owned(), by.to_owned());
+        self.writer
+            .run(move |conn| {
+                let known = roster::student(conn, &school_id, &student_id)?.is_some();
+                let held = guardians::by_email(conn, &school_id, &contact.email)?;
+                let decided =
+                    domain::guardian::link(&school_id, &student_id, known, &contact, held, &by, at);
+                match decided {
+                    Ok((writes, linked)) => {
+                        events::write(conn, &school_id, &writes)?;
+                        Ok(Ok(linked))
+                    }
+                    Err(refusal) => Ok(Err(refusal)),
+                }
+            })
+            .await
+    }
+
+    async fn unlink_guardian(
+        &self,
+        school_id: &str,
+        student_id: &str,
+        guardian_id: &str,
+        by: &str,
+        at: Millis,
+    ) -> Result<Result<(), GuardianRefusal>, StoreError> {
+        let (school_id, student_id, guardian_id, by) = (
+            school_id.to_owned(),
+            student_id.to_owned(),
+            guardian_id.to_owned(),
+            by.to_owned(),
+        );
+        self.writer
+            .run(move |conn| {
+                let Some(held) = guardians::one(conn, &school_id, &guardian_id)? else {
+                    return Ok(Err(GuardianRefusal::NotLinked(student_id)));
+                };
+                match domain::guardian::unlink(&held, &student_id, &by, at) {
+                    Ok(writes) => {
+                        events::write(conn, &school_id, &writes)?;
+                        Ok(Ok(()))
+                    }
+                    Err(refusal) => Ok(Err(refusal)),
+                }
             })
             .await
     }

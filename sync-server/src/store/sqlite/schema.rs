@@ -259,6 +259,26 @@ CREATE TABLE excusals (
 ) WITHOUT ROWID;
 CREATE INDEX excusals_section ON excusals (section_id, from_ms);
 "#,
+    r#"
+-- Version 10: guardians (`domain::guardian`), one contact per address in a school, linked to each
+-- of their children there.
+CREATE TABLE guardians (
+    id TEXT PRIMARY KEY,
+    school_id TEXT NOT NULL REFERENCES schools (id),
+    given_name TEXT NOT NULL,
+    family_name TEXT NOT NULL,
+    email TEXT NOT NULL,
+    relationship TEXT NOT NULL CHECK (relationship IN ('parent', 'guardian', 'relative')),
+    opted_out_at INTEGER,
+    UNIQUE (school_id, email)
+) WITHOUT ROWID;
+CREATE TABLE guardian_students (
+    student_id TEXT NOT NULL,
+    guardian_id TEXT NOT NULL,
+    PRIMARY KEY (student_id, guardian_id)
+) WITHOUT ROWID;
+CREATE INDEX guardian_students_guardian ON guardian_students (guardian_id);
+"#,
 ];
 
 pub fn supported_version() -> i64 {
