@@ -541,3 +541,96 @@ async fn the_recognition_audit_shows_the_demo_schools_askew_camera() {
     screenshots(&browser, "recognition").await;
     browser.close().await.unwrap();
 }
+
+/// Waits for the answer to a form: the page it redirects to carries a notice.
+async fn wait_for_notice(browser: &Client) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !browser
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .contains("notice=")
+    {
+        assert!(Instant::now() < deadline, "the form's answer did not come");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    text_of(browser, "main .notice").await
+}
+
+#[tokio::test]
+async fn an_admin_books_a_trip_ahead_and_adds_a_guardian() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    server.push_two_lessons(&north).await;
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path()).await;
+    sign_in(&browser, &server.base, "north-admin").await;
+
+    // Next week's trip, booked on the section page (today is 2024-09-02).
+    let section = format!("/sections/{}", north.math());
+    browser
+        .goto(&format!("{}{section}", server.base))
+        .await
+        .unwrap();
+    wait_for_path(&browser, &section).await;
+    let form = browser
+        .form(Locator::Css("form[action$='/excuse']"))
+        .await
+        .unwrap();
+    form.set_by_name("from", "2024-09-09").await.unwrap();
+    form.set_by_name("to", "2024-09-13").await.unwrap();
+    form.set_by_name("reason", "Field week at the coast")
+        .await
+        .unwrap();
+    form.submit().await.unwrap();
+    let notice = wait_for_notice(&browser).await;
+    assert!(
+        notice.starts_with("Trip booked for 2024-09-09 to 2024-09-13: no lesson held yet"),
+        "{notice}"
+    );
+    let trips = text_of(&browser, "section[aria-labelledby='trips-title'] tbody").await;
+    assert!(
+        trips.contains("2024-09-09 to 2024-09-13") && trips.contains("Field week at the coast"),
+        "{trips}"
+    );
+    let url = browser.current_url().await.unwrap();
+    browser.goto(&format!("{url}#trips-title")).await.unwrap();
+    screenshots(&browser, "section-trips").await;
+
+    // A guardian, added on the student page.
+    let student = format!("/students/{}", north.s1());
+    browser
+        .goto(&format!("{}{student}", server.base))
+        .await
+        .unwrap();
+    wait_for_path(&browser, &student).await;
+    assert!(
+        text_of(&browser, "section[aria-labelledby='guardians-title']")
+            .await
+            .contains("No guardian on record")
+    );
+    let form = browser
+        .form(Locator::Css("form[action$='/guardians']"))
+        .await
+        .unwrap();
+    form.set_by_name("given_name", "Grace").await.unwrap();
+    form.set_by_name("family_name", "Hopper").await.unwrap();
+    form.set_by_name("email", "grace.hopper@example.org")
+        .await
+        .unwrap();
+    form.set_by_name("relationship", "guardian").await.unwrap();
+    form.submit().await.unwrap();
+    assert_eq!(wait_for_notice(&browser).await, "Grace Hopper added.");
+    let guardians = text_of(&browser, "section[aria-labelledby='guardians-title'] tbody").await;
+    assert!(
+        guardians.contains("Grace Hopper")
+            && guardians.contains("guardian")
+            && guardians.contains("grace.hopper@example.org")
+            && guardians.contains("receives them"),
+        "{guardians}"
+    );
+    screenshots(&browser, "student-guardians").await;
+    browser.close().await.unwrap();
+}
