@@ -2,6 +2,8 @@
 //! writes carried out, all inside the writer's transaction (its own savepoint when grouped with
 //! other pushes). Nothing here decides anything.
 
+use std::collections::BTreeMap;
+
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::feed::Feed;
@@ -143,6 +145,10 @@ fn json_array<'a>(ids: impl Iterator<Item = &'a &'a str>) -> Result<String, Stor
 /// Carries out a decision's writes for `school_id`, in order, in the current transaction.
 pub fn write(conn: &Connection, school_id: &str, writes: &[Write<'_>]) -> Result<(), StoreError> {
     let mut feed = Feed::new(conn, school_id);
+    // The students marked per section, for `student_sections`: one statement per section at the
+    // end rather than one per mark (a statement per mark cost the single writer about a fifth of
+    // its flat-out throughput at 128 boxes; PERFORMANCE.md, issue 15).
+    let mut filed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for write in writes {
         match write {
             Write::OpenSession {
@@ -202,11 +208,10 @@ pub fn write(conn: &Connection, school_id: &str, writes: &[Write<'_>]) -> Result
                     mark.machine.map(shared_proto::sync::MarkStatus::as_str),
                 ])?;
                 if let Some((section, _)) = &mark.filed_under {
-                    conn.prepare_cached(
-                        "INSERT OR IGNORE INTO student_sections (school_id, student_id, section_id)
-                         VALUES (?1, ?2, ?3)",
-                    )?
-                    .execute([school_id, mark.student, section])?;
+                    filed
+                        .entry(section.as_str())
+                        .or_default()
+                        .push(mark.student);
                 }
             }
             Write::AddTemplate(template) => templates::insert(conn, school_id, template)?,
@@ -236,6 +241,9 @@ pub fn write(conn: &Connection, school_id: &str, writes: &[Write<'_>]) -> Result
                 )?
                 .execute([student, school_id])?;
                 guardians::erase_student(conn, school_id, student)?;
+                for students in filed.values_mut() {
+                    students.retain(|s| s != student);
+                }
                 conn.prepare_cached("DELETE FROM enrolments WHERE person_id = ?1")?
                     .execute([student])?;
                 conn.prepare_cached("DELETE FROM students WHERE id = ?1")?
@@ -252,6 +260,13 @@ pub fn write(conn: &Connection, school_id: &str, writes: &[Write<'_>]) -> Result
             Write::Change(body) => feed.write(body)?,
             Write::Audit(entry) => audit::append(conn, entry)?,
         }
+    }
+    for (section, students) in filed {
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO student_sections (school_id, student_id, section_id)
+             SELECT ?1, value, ?2 FROM json_each(?3)",
+        )?
+        .execute(params![school_id, section, json_array(students.iter())?])?;
     }
     Ok(())
 }
