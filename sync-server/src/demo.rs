@@ -10,6 +10,8 @@
 use shared_proto::sync::{EnrolmentRole, MarkSource, MarkStatus, ScheduleSlot};
 
 use crate::domain::event::{Body, Event};
+use crate::domain::excusal::Excusal;
+use crate::domain::guardian::{Contact, Relationship};
 use crate::store::{
     Device, Enrolment, Millis, RosterBatch, School, Section, Store, StoreError, Student, Teacher,
 };
@@ -211,6 +213,28 @@ pub async fn fill(
         });
     }
     store.apply_roster(school, &batch, true).await?;
+    // A guardian each; one student in seven is the brother or sister of the one before, and
+    // shares that family's contact (one contact, one notice: `domain::guardian`).
+    let mut family = 0;
+    for (i, student) in batch.students.iter().enumerate() {
+        if i % 7 != 1 {
+            family = i;
+        }
+        let contact = Contact {
+            given_name: GIVEN[(i * 7 + 3) % GIVEN.len()].to_owned(),
+            family_name: batch.students[family].family_name.clone(),
+            email: format!("family{family:05}@example.org"),
+            relationship: if i % 11 == 0 {
+                Relationship::Guardian
+            } else {
+                Relationship::Parent
+            },
+        };
+        store
+            .link_guardian(school, &student.id, &contact, "demo-data", now)
+            .await?
+            .map_err(|refusal| StoreError::Backend(format!("demo guardian: {refusal}")))?;
+    }
     let slots: Vec<ScheduleSlot> = (1..=5u8)
         .flat_map(|weekday| {
             PERIODS.iter().map(move |start| ScheduleSlot {
@@ -254,6 +278,24 @@ pub async fn fill(
             .map_err(|refusal| StoreError::Backend(format!("demo box code: {refusal:?}")))?;
         devices.push(device);
     }
+
+    // The first section's trip next week, booked ahead.
+    let next_monday =
+        (now.div_euclid(DAY_MS) + 7 - (now.div_euclid(DAY_MS) + 3).rem_euclid(7)) * DAY_MS;
+    let trip = Excusal {
+        id: format!("{school}-trip-1"),
+        school_id: school.to_owned(),
+        section_id: batch.sections[0].id.clone(),
+        from: next_monday,
+        to: next_monday + 2 * DAY_MS,
+        reason: "Field trip to the science museum".to_owned(),
+        by: "demo-data".to_owned(),
+        at: now,
+    };
+    store
+        .book_excusal(&trip, &[])
+        .await?
+        .map_err(|refusal| StoreError::Backend(format!("demo trip: {refusal}")))?;
 
     let days = school_days(now, spec.days);
     let mut summary = DemoSummary {

@@ -1181,6 +1181,20 @@ async fn demo_data_makes_a_school_the_pages_show() {
         "{}",
         audit.html
     );
+    // Guardians, brothers and sisters sharing a family's contact, and a trip booked ahead.
+    let sibling = admin.get("/students/demo-s00001").await;
+    assert!(
+        sibling.html.contains("family00000@example.org")
+            && sibling.html.contains("also guardian of 1 other student"),
+        "{}",
+        sibling.html
+    );
+    let first = admin.get("/sections/demo-7A").await;
+    assert!(
+        first.html.contains("Field trip to the science museum"),
+        "{}",
+        first.html
+    );
 }
 
 impl Browser {
