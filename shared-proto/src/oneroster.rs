@@ -49,6 +49,10 @@ pub struct RosterImport {
     pub teachers: Vec<Person>,
     /// Enrolments as student or teacher; administrator and proctor enrolments are not kept.
     pub enrolments: Vec<Enrolment>,
+    /// Parents, guardians and relatives with an `email`, each with the students of the export
+    /// that `agentSourcedIds` links them to (a student's agents, or a guardian's students). The
+    /// server tells them of absences; the box has no use for them.
+    pub guardians: Vec<Guardian>,
     /// What was accepted but read leniently, for the operator to see beside the counts.
     pub warnings: Vec<RosterWarning>,
 }
@@ -70,6 +74,8 @@ pub enum WarningKind {
     /// An enrolment's role differs from the user's role in users.csv: the enrolment decides the
     /// person's part in that class.
     EnrolmentRoleDiffers,
+    /// A parent, guardian or relative with no `email`: not kept, since no notice could reach them.
+    GuardianWithoutEmail,
     /// A `file.*` row of manifest.csv without a value: read as `absent`.
     BlankManifestValue,
 }
@@ -90,6 +96,10 @@ impl fmt::Display for RosterWarning {
             WarningKind::EnrolmentRoleDiffers => write!(
                 f,
                 "{file}: {rows} {enrol} a user in a role other than their role in users.csv; the enrolment's role was kept for that class"
+            ),
+            WarningKind::GuardianWithoutEmail => write!(
+                f,
+                "{file}: {rows} {has} a parent, guardian or relative with no email; not kept, since no notice could reach them"
             ),
             WarningKind::BlankManifestValue => {
                 write!(f, "{file}: {rows} {has} no value; read as absent")
@@ -138,6 +148,21 @@ pub struct Person {
     pub family_name: String,
     /// False when the export marks the user `tobedeleted` or `enabledUser` is false.
     pub active: bool,
+}
+
+/// A parent, guardian or relative (users.csv), as the export gives them: the address is checked
+/// where it is kept, as one typed on the dashboard is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guardian {
+    pub id: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub email: String,
+    /// Their users.csv role: `parent`, `guardian` or `relative`.
+    pub relationship: &'static str,
+    pub active: bool,
+    /// Sorted, each a student of the export.
+    pub student_ids: Vec<String>,
 }
 
 /// A person in a section (enrollments.csv).

@@ -1799,6 +1799,68 @@ async fn admins_keep_a_students_guardians_on_the_student_page() {
     assert!(audit.html.contains("removed a guardian"), "{}", audit.html);
 }
 
+/// A roster's parents, guardians and relatives with an address become the guardians of the
+/// students that `agentSourcedIds` links them to, on the roster page and through the API alike; a
+/// guardian whose address could carry a second recipient is refused and counted.
+#[tokio::test]
+async fn a_roster_upload_brings_the_students_guardians() {
+    let server = Server::start().await;
+    server.school("north").await;
+    let mut files = common::roster_files("north", &[]);
+    files[1].1 = "sourcedId,status,enabledUser,role,givenName,familyName,email,agentSourcedIds\n\
+        north-s1,,true,student,Ada,Lovelace,,north-p1\n\
+        north-s2,,true,student,Alan,Turing,,\n\
+        north-t1,,true,teacher,Mary,Brown,,\n\
+        north-t2,,true,teacher,Tom,Green,,\n\
+        north-p1,,true,parent,Anne,Lovelace,Anne@Example.org,\n\
+        north-p2,,true,guardian,Sara,Turing,sara@example.org,north-s2\n\
+        north-p3,,true,relative,Eve,Two,\"eve@example.org, x@example.org\",north-s2\n"
+        .to_owned();
+    let mut admin = Browser::new(&server);
+    admin.sign_in("north-admin", PASSWORD).await;
+    let form = admin.get("/roster").await;
+    let csrf = hidden_csrf(&form.html);
+    let preview = admin.upload_roster(&csrf, files.clone()).await;
+    assert_eq!(preview.status, 200, "{}", preview.html);
+    let applied = admin
+        .post(
+            "/roster/apply",
+            &[("csrf", &csrf), ("upload", &hidden_upload(&preview.html))],
+        )
+        .await;
+    assert_eq!(applied.status, 303, "{}", applied.html);
+    let done = admin.get(applied.headers[LOCATION].to_str().unwrap()).await;
+    assert!(
+        done.html
+            .contains("2 guardian links (1 guardian refused: address or name)"),
+        "{}",
+        done.html
+    );
+    let ada = admin.get("/students/north-s1").await;
+    assert!(
+        ada.html.contains("Anne Lovelace") && ada.html.contains("anne@example.org"),
+        "{}",
+        ada.html
+    );
+    let alan = admin.get("/students/north-s2").await;
+    assert!(alan.html.contains("sara@example.org"), "{}", alan.html);
+    assert!(!alan.html.contains("eve@example.org"), "{}", alan.html);
+
+    // The API's upload of the same export: the links are in place, nothing doubles.
+    let district = server.district_admin().await;
+    let reply = server.upload_roster(&district, "north", files).await;
+    let body = reply.assert_ok();
+    assert_eq!(body["guardian_links"], 2, "{body}");
+    assert_eq!(body["guardians_refused"], 1, "{body}");
+    let ada = admin.get("/students/north-s1").await;
+    assert_eq!(
+        ada.html.matches("anne@example.org</a>").count(),
+        1,
+        "{}",
+        ada.html
+    );
+}
+
 #[tokio::test]
 async fn the_devices_page_shows_each_boxs_embedding_space_from_its_templates() {
     let server = Server::start().await;

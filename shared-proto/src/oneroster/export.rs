@@ -1,13 +1,15 @@
 //! OneRoster 1.1 CSV bulk exports: the order of checks, the manifest, the columns each file must
 //! have, and orgs, academic sessions and classes; users and enrolments are in `people`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::checks::{Findings, Index, Lookup, RowChecks, check_date};
 use super::files::{
     ACADEMIC_SESSIONS, CLASSES, ENROLLMENTS, FILE_ORDER, MANIFEST, ORGS, RosterFiles, USERS,
 };
-use super::people::{EnrolmentColumns, UserColumns, people_by_part, read_enrolments, read_users};
+use super::people::{
+    EnrolmentColumns, UserColumns, guardians, people_by_part, read_enrolments, read_users,
+};
 use super::table::{Column, Table};
 use super::{
     AcademicSession, Org, Problem, RosterError, RosterImport, RowError, Section, WarningKind,
@@ -88,7 +90,18 @@ pub fn parse_oneroster(files: &RosterFiles) -> Result<RosterImport, RosterError>
         &user_index,
         &mut findings,
     );
+    let guardians = guardians(&users, &mut findings);
     (roster.students, roster.teachers) = people_by_part(users, &roster.enrolments);
+    let students: HashSet<&str> = roster.students.iter().map(|p| p.id.as_str()).collect();
+    roster.guardians = guardians
+        .into_iter()
+        .filter_map(|mut guardian| {
+            guardian
+                .student_ids
+                .retain(|id| students.contains(id.as_str()));
+            (!guardian.student_ids.is_empty()).then_some(guardian)
+        })
+        .collect();
 
     if findings.problems.is_empty() {
         roster.warnings = findings.into_warnings();

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use super::checks::{Findings, Index, Lookup, RowChecks, is_enabled, role_in};
 use super::files::{CLASSES, USERS};
 use super::table::{Column, Table};
-use super::{Enrolment, EnrolmentRole, Person, Problem, RosterError, WarningKind};
+use super::{Enrolment, EnrolmentRole, Guardian, Person, Problem, RosterError, WarningKind};
 
 const USER_ROLES: &[&str] = &[
     "administrator",
@@ -27,6 +27,8 @@ pub(super) struct UserColumns {
     family_name: Column,
     status: Option<Column>,
     enabled_user: Option<Column>,
+    email: Option<Column>,
+    agents: Option<Column>,
 }
 
 impl UserColumns {
@@ -38,6 +40,8 @@ impl UserColumns {
             family_name: table.required("familyName")?,
             status: table.optional("status"),
             enabled_user: table.optional("enabledUser"),
+            email: table.optional("email"),
+            agents: table.optional("agentSourcedIds"),
         })
     }
 }
@@ -47,6 +51,9 @@ pub(super) struct User {
     person: Person,
     /// The users.csv role, in OneRoster's spelling.
     role: &'static str,
+    email: String,
+    /// `agentSourcedIds`: a student's guardians, or a guardian's students.
+    agents: Vec<String>,
 }
 
 /// Reads users; returns every valid user's role (parents too), which enrollments look up, and
@@ -90,7 +97,20 @@ pub(super) fn read_users(
             family_name: row.get(columns.family_name).to_owned(),
             active: status && enabled,
         };
-        users.push(User { person, role });
+        let agents = row
+            .get_optional(columns.agents)
+            .split(',')
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let email = row.get_optional(columns.email).trim().to_owned();
+        users.push(User {
+            person,
+            role,
+            email,
+            agents,
+        });
     }
     (checks.into_index(kept, table, columns.id), users)
 }
@@ -107,7 +127,7 @@ pub(super) fn people_by_part(
         .map(|enrolment| (enrolment.person_id.as_str(), enrolment.role))
         .collect();
     let (mut students, mut teachers) = (Vec::new(), Vec::new());
-    for User { person, role } in users {
+    for User { person, role, .. } in users {
         let id = person.id.as_str();
         let is_student = role == "student" || enrolled_as.contains(&(id, EnrolmentRole::Student));
         let is_teacher = role == "teacher" || enrolled_as.contains(&(id, EnrolmentRole::Teacher));
@@ -122,6 +142,48 @@ pub(super) fn people_by_part(
         }
     }
     (students, teachers)
+}
+
+const GUARDIAN_ROLES: [&str; 3] = ["parent", "guardian", "relative"];
+
+/// Parents, guardians and relatives with an address, each linked to every user whose
+/// `agentSourcedIds` names them and every user their own names (`export` keeps only students).
+/// One without an address is a warning.
+pub(super) fn guardians(users: &[User], findings: &mut Findings) -> Vec<Guardian> {
+    let mut links: HashMap<&str, Vec<String>> = HashMap::new();
+    for user in users {
+        let own = GUARDIAN_ROLES.contains(&user.role);
+        for agent in &user.agents {
+            if own {
+                links
+                    .entry(&user.person.id)
+                    .or_default()
+                    .push(agent.clone());
+            } else {
+                links.entry(agent).or_default().push(user.person.id.clone());
+            }
+        }
+    }
+    let mut kept = Vec::new();
+    for user in users.iter().filter(|u| GUARDIAN_ROLES.contains(&u.role)) {
+        if user.email.is_empty() {
+            findings.warn(USERS, WarningKind::GuardianWithoutEmail);
+            continue;
+        }
+        let mut student_ids = links.remove(user.person.id.as_str()).unwrap_or_default();
+        student_ids.sort();
+        student_ids.dedup();
+        kept.push(Guardian {
+            id: user.person.id.clone(),
+            given_name: user.person.given_name.clone(),
+            family_name: user.person.family_name.clone(),
+            email: user.email.clone(),
+            relationship: user.role,
+            active: user.person.active,
+            student_ids,
+        });
+    }
+    kept
 }
 
 pub(super) struct EnrolmentColumns {

@@ -112,6 +112,7 @@ fn valid_upload_gives_its_records_and_ignores_files_not_read() {
                 active: true,
             },
         ],
+        guardians: vec![],
         warnings: vec![],
     };
     assert_eq!(roster, expected);
@@ -351,4 +352,56 @@ fn the_problem_list_stops_at_200_and_counts_the_rest() {
         lines[0]
     );
     assert_eq!(lines[MAX_LISTED_PROBLEMS], "... and 1034 more problems");
+}
+
+#[test]
+fn guardians_with_an_email_are_linked_to_students_either_way_round() {
+    let roster = parse(|upload| {
+        let (_, users) = upload
+            .iter_mut()
+            .find(|(name, _)| *name == "users.csv")
+            .unwrap();
+        *users = "\
+sourcedId,status,enabledUser,role,givenName,familyName,email,agentSourcedIds
+s1,,true,student,Ada,Lovelace,,\"p1,p2\"
+s2,tobedeleted,true,student,José,\"Martínez, Jr\",,
+t1,,true,teacher,Mary,Brown,mary@school.org,
+p1,,true,parent,Anne,Lovelace,anne@example.org,
+p2,,true,guardian,Byron,Lovelace,,
+p3,,true,relative,Rosa,Martínez,rosa@example.org,\"s2,x9\"
+p4,,true,parent,Nobody,Linked,nobody@example.org,
+"
+        .to_owned();
+    })
+    .unwrap();
+    let linked: Vec<(&str, &str, &str, Vec<String>)> = roster
+        .guardians
+        .iter()
+        .map(|g| {
+            (
+                g.id.as_str(),
+                g.email.as_str(),
+                g.relationship,
+                g.student_ids.clone(),
+            )
+        })
+        .collect();
+    // p2 has no address; p4 no student; x9 is no student of the export.
+    assert_eq!(
+        linked,
+        vec![
+            ("p1", "anne@example.org", "parent", vec!["s1".to_owned()]),
+            ("p3", "rosa@example.org", "relative", vec!["s2".to_owned()]),
+        ]
+    );
+    let warnings: Vec<String> = roster.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "users.csv: 1 row has a parent, guardian or relative with no email; not kept, since no notice could reach them"
+        ]
+    );
+    // Neither a parent nor a teacher's address makes them a student or a guardian.
+    assert_eq!(roster.students.len(), 2);
+    assert_eq!(roster.teachers.len(), 1);
 }

@@ -12,7 +12,8 @@ use shared_proto::oneroster::{RosterError, RosterWarning};
 use super::auth::SchoolAdmin;
 use super::{AppState, openapi};
 use crate::api::ApiError;
-use crate::domain::roster::{self, UploadRefusal};
+use crate::domain::guardian::Contact;
+use crate::domain::roster::{self, GuardiansLinked, UploadRefusal};
 use crate::store::RosterSummary;
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -23,6 +24,10 @@ pub(super) struct RosterSummaryJson {
     teachers: usize,
     enrolments: usize,
     deactivated: usize,
+    /// Guardians linked to a student of the export (made now or already in place).
+    guardian_links: usize,
+    /// Guardians whose address or name could not be kept.
+    guardians_refused: usize,
     /// What the export did that was accepted but read leniently.
     warnings: Vec<RosterWarningJson>,
 }
@@ -60,13 +65,15 @@ impl utoipa::PartialSchema for RosterUpload {
 impl utoipa::ToSchema for RosterUpload {}
 
 impl RosterSummaryJson {
-    fn new(summary: RosterSummary, warnings: &[RosterWarning]) -> Self {
+    fn new(summary: RosterSummary, guardians: GuardiansLinked, warnings: &[RosterWarning]) -> Self {
         RosterSummaryJson {
             sections: summary.sections,
             students: summary.students,
             teachers: summary.teachers,
             enrolments: summary.enrolments,
             deactivated: summary.deactivated,
+            guardian_links: guardians.linked,
+            guardians_refused: guardians.refused,
             warnings: warnings
                 .iter()
                 .map(|warning| RosterWarningJson {
@@ -113,8 +120,10 @@ pub(super) async fn upload(
         .into_iter()
         .map(|part| (part.file_name.unwrap_or(part.name), part.bytes))
         .collect();
-    let (batch, warnings) = roster::read(&school_id, files).map_err(refusal)?;
-    let summary = state.store().apply_roster(&school_id, &batch, true).await?;
+    let upload = roster::read(&school_id, files).map_err(refusal)?;
+    let (batch, warnings) = (&upload.batch, &upload.warnings);
+    let summary = state.store().apply_roster(&school_id, batch, true).await?;
+    let guardians = link_guardians(&state, &school_id, &upload.guardians, &user.username).await?;
     tracing::info!(school_id = %school_id, by = %user.username, ?summary, n_warnings = warnings.len(), "roster imported");
     state
         .audit(
@@ -122,17 +131,48 @@ pub(super) async fn upload(
             &user.username,
             crate::domain::audit::Action::RosterUploaded,
             &school_id,
-            format!(
+            guardians.after(format!(
                 "{} students, {} sections, {} teachers, {} enrolments changed; {} deactivated",
                 summary.students,
                 summary.sections,
                 summary.teachers,
                 summary.enrolments,
                 summary.deactivated
-            ),
+            )),
         )
         .await?;
-    Ok(Json(RosterSummaryJson::new(summary, &warnings)))
+    Ok(Json(RosterSummaryJson::new(summary, guardians, warnings)))
+}
+
+/// Links an upload's guardians to their students once its roster is applied, for the API's upload
+/// and the roster page: one `Store::link_guardian` per link, so each is the domain's rule (an
+/// address the school holds links its contact; a link in place writes nothing). Additive: removing
+/// a guardian is done on the student's page. A contact refused is refused for each of its students
+/// alike, and counted once.
+pub(crate) async fn link_guardians(
+    state: &AppState,
+    school_id: &str,
+    guardians: &[(Contact, Vec<String>)],
+    by: &str,
+) -> Result<GuardiansLinked, ApiError> {
+    let mut done = GuardiansLinked::default();
+    for (contact, students) in guardians {
+        for student in students {
+            let linked = state
+                .store()
+                .link_guardian(school_id, student, contact, by, state.now())
+                .await?;
+            match linked {
+                Ok(_) => done.linked += 1,
+                Err(refused) => {
+                    tracing::warn!(%refused, "a guardian of the roster was not kept");
+                    done.refused += 1;
+                    break;
+                }
+            }
+        }
+    }
+    Ok(done)
 }
 
 /// One part of a multipart body.

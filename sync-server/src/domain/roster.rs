@@ -9,6 +9,7 @@ use shared_proto::oneroster::{self, RosterError, RosterFiles, RosterImport, Rost
 use shared_proto::roster::{ImportScope, RecordDiff, RosterDiffError, roster_diff};
 use shared_proto::sync::{Consent, EnrolmentRole};
 
+use super::guardian::Contact;
 use crate::store::{Enrolment, RosterBatch, Section, Student, Teacher};
 
 /// Why an export cannot be applied to the school; nothing of it is.
@@ -38,14 +39,73 @@ impl UploadRefusal {
 
 /// An uploaded export (its files by name) read for `school_id`: the batch `batch_of` keeps, and
 /// what the parser read leniently. The API's upload and the roster page both start here.
-pub fn read(
-    school_id: &str,
-    files: Vec<(String, Vec<u8>)>,
-) -> Result<(RosterBatch, Vec<RosterWarning>), UploadRefusal> {
+pub fn read(school_id: &str, files: Vec<(String, Vec<u8>)>) -> Result<Upload, UploadRefusal> {
     let files = RosterFiles::from_files("the upload", files)?;
     let mut import = oneroster::parse_oneroster(&files)?;
     let warnings = std::mem::take(&mut import.warnings);
-    Ok((batch_of(school_id, import)?, warnings))
+    let guardians = std::mem::take(&mut import.guardians);
+    let batch = batch_of(school_id, import)?;
+    let students: BTreeSet<&str> = batch.students.iter().map(|s| s.id.as_str()).collect();
+    let guardians = guardians
+        .into_iter()
+        .filter_map(|guardian| {
+            let relationship = guardian.relationship.parse().ok()?;
+            let children: Vec<String> = guardian
+                .student_ids
+                .into_iter()
+                .filter(|id| students.contains(id.as_str()))
+                .collect();
+            let contact = Contact {
+                given_name: guardian.given_name,
+                family_name: guardian.family_name,
+                email: guardian.email,
+                relationship,
+            };
+            (guardian.active && !children.is_empty()).then_some((contact, children))
+        })
+        .collect();
+    Ok(Upload {
+        batch,
+        warnings,
+        guardians,
+    })
+}
+
+/// An upload read for one school.
+#[derive(Clone, Debug)]
+pub struct Upload {
+    pub batch: RosterBatch,
+    /// What the parser read leniently.
+    pub warnings: Vec<RosterWarning>,
+    /// The export's active guardians of the school's students, each with those students, linked
+    /// after the roster is applied (`link_guardians`): an import adds guardians, and removing one
+    /// is done on the dashboard.
+    pub guardians: Vec<(Contact, Vec<String>)>,
+}
+
+/// What linking an upload's guardians came to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuardiansLinked {
+    /// Links to a student made or found in place.
+    pub linked: usize,
+    /// Contacts refused (`guardian::Contact::check`: an address or a name that cannot be kept).
+    pub refused: usize,
+}
+
+impl GuardiansLinked {
+    /// `summary` followed by "; 12 guardian links (2 guardians refused: address or name)", for
+    /// the audit log and the page; `summary` alone for an export without guardians.
+    pub fn after(self, summary: String) -> String {
+        let links = if self.linked == 1 { "link" } else { "links" };
+        match (self.linked, self.refused) {
+            (0, 0) => summary,
+            (linked, 0) => format!("{summary}; {linked} guardian {links}"),
+            (linked, n) => format!(
+                "{summary}; {linked} guardian {links} ({n} guardian{} refused: address or name)",
+                if n == 1 { "" } else { "s" }
+            ),
+        }
+    }
 }
 
 /// The storage batch of an export for `school_id`. An export of one school goes in whole, whatever

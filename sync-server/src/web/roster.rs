@@ -26,7 +26,8 @@ use crate::api::auth::new_token;
 use crate::api::roster::parts;
 use crate::api::{ApiError, AppState};
 use crate::domain::audit::Action;
-use crate::domain::roster::{self, Changes, Preview, UploadRefusal};
+use crate::domain::guardian::Contact;
+use crate::domain::roster::{self, Changes, Preview, Upload, UploadRefusal};
 use crate::store::{Millis, RosterBatch};
 
 /// How long an upload waits for its "Apply".
@@ -41,6 +42,8 @@ pub struct PendingRoster {
     school_id: String,
     username: String,
     batch: RosterBatch,
+    /// Linked once the batch is applied (`api::roster::link_guardians`).
+    guardians: Vec<(Contact, Vec<String>)>,
     /// The parser's lenient reads, in words: shown again with a new preview.
     warnings: Vec<String>,
     preview: Preview,
@@ -68,6 +71,8 @@ struct PreviewView {
     warnings: Vec<String>,
     empty: bool,
     kinds: Vec<KindView>,
+    /// Guardian links in the export (`domain::roster::Upload::guardians`), made on apply.
+    guardian_links: usize,
 }
 
 /// One kind of record in the preview.
@@ -84,7 +89,13 @@ struct ListView {
 }
 
 impl PreviewView {
-    fn new(id: String, warnings: Vec<String>, preview: &Preview) -> PreviewView {
+    fn new(
+        id: String,
+        warnings: Vec<String>,
+        preview: &Preview,
+        guardians: &[(Contact, Vec<String>)],
+    ) -> PreviewView {
+        let guardian_links = guardians.iter().map(|(_, students)| students.len()).sum();
         let kind = |noun, changes: &Changes| KindView {
             noun,
             unchanged: changes.unchanged,
@@ -106,7 +117,8 @@ impl PreviewView {
             id,
             summary: preview.summary(),
             warnings,
-            empty: preview.is_empty(),
+            empty: preview.is_empty() && guardian_links == 0,
+            guardian_links,
             kinds: vec![
                 kind("Sections", &preview.sections),
                 kind("Students", &preview.students),
@@ -175,7 +187,7 @@ pub(super) async fn upload(
     };
     let chrome = Chrome::of(&user, Some(school_id.clone()));
     let read = read_upload(&state, &school_id, files).await?;
-    let (batch, warnings, preview) = match read {
+    let (upload, warnings, preview) = match read {
         Ok(read) => read,
         Err(refusal) => {
             let page = RosterPage {
@@ -188,14 +200,15 @@ pub(super) async fn upload(
         }
     };
     let id = new_token();
-    let view = PreviewView::new(id.clone(), warnings.clone(), &preview);
+    let view = PreviewView::new(id.clone(), warnings.clone(), &preview, &upload.guardians);
     keep(
         &state,
         id,
         PendingRoster {
             school_id,
             username: user.user.username.clone(),
-            batch,
+            batch: upload.batch,
+            guardians: upload.guardians,
             warnings,
             preview,
             at: state.now(),
@@ -216,14 +229,14 @@ async fn read_upload(
     state: &AppState,
     school_id: &str,
     files: Vec<(String, Vec<u8>)>,
-) -> Result<Result<(RosterBatch, Vec<String>, Preview), UploadRefusal>, WebError> {
-    let (batch, warnings) = match roster::read(school_id, files) {
+) -> Result<Result<(Upload, Vec<String>, Preview), UploadRefusal>, WebError> {
+    let upload = match roster::read(school_id, files) {
         Ok(read) => read,
         Err(refusal) => return Ok(Err(refusal)),
     };
-    let warnings = warnings.iter().map(ToString::to_string).collect();
+    let warnings = upload.warnings.iter().map(ToString::to_string).collect();
     let held = state.store().roster(school_id).await?;
-    Ok(roster::preview(&held, &batch).map(|preview| (batch, warnings, preview)))
+    Ok(roster::preview(&held, &upload.batch).map(|preview| (upload, warnings, preview)))
 }
 
 /// Keeps an upload for its "Apply", dropping the expired and, past `MAX_PENDING`, the oldest.
@@ -295,7 +308,12 @@ pub(super) async fn apply(
         .map_err(|refusal| WebError(crate::api::roster::refusal(refusal)))?;
     if preview != pending.preview {
         let id = new_token();
-        let view = PreviewView::new(id.clone(), pending.warnings.clone(), &preview);
+        let view = PreviewView::new(
+            id.clone(),
+            pending.warnings.clone(),
+            &preview,
+            &pending.guardians,
+        );
         keep(
             &state,
             id,
@@ -320,7 +338,14 @@ pub(super) async fn apply(
         .store()
         .apply_roster(&school_id, &pending.batch, true)
         .await?;
-    let what = preview.summary();
+    let guardians = crate::api::roster::link_guardians(
+        &state,
+        &school_id,
+        &pending.guardians,
+        &user.user.username,
+    )
+    .await?;
+    let what = guardians.after(preview.summary());
     tracing::info!(school_id = %school_id, by = %user.user.username, ?summary, "roster imported from the web page");
     state
         .audit(
