@@ -214,21 +214,7 @@ async fn an_admin_signs_in_reads_the_counts_opens_a_roll_and_signs_out() {
         .await
         .unwrap();
     form.submit().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !browser
-        .current_url()
-        .await
-        .unwrap()
-        .as_str()
-        .contains("notice=")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the correction did not come back"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(text_of(&browser, "main .notice").await, "1 mark corrected.");
+    assert_eq!(wait_for_notice(&browser).await, "1 mark corrected.");
     let roll = text_of(&browser, "main tbody").await;
     assert!(roll.contains("office (north-admin)"), "{roll}");
     screenshots(&browser, "section-corrected").await;

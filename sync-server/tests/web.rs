@@ -7,6 +7,7 @@ use common::{DISTRICT_ADMIN, PASSWORD, Server, lesson_events, push_body};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use serde_json::json;
+use shared_proto::sync::Event;
 use sync_server::store::Store;
 
 /// A browser-like client on one server: keeps its cookies by hand and follows no redirect, so a
@@ -1360,14 +1361,11 @@ async fn a_roster_upload_lists_its_problems_by_line_and_applies_only_what_was_pr
     assert!(held.iter().all(|s| s.active), "nothing applied");
 }
 
-#[tokio::test]
-async fn the_recognition_audit_counts_what_teachers_changed_per_section_and_box() {
-    let server = Server::start().await;
-    let north = server.school("north").await;
-    server.push_two_lessons(&north).await;
-    // On the box, the teacher marks absent the student the machine saw in maths.
-    let mut override_event = lesson_events(&north.math(), &north.s1(), 1).remove(1);
-    override_event.id = common::event_id(50);
+/// The machine's "present" of `lesson_events(section, student, first_id)`, changed on the box a
+/// minute later by the teacher to "absent", as event `id`.
+fn teacher_says_absent(section: &str, student: &str, first_id: u64, id: u64) -> Event {
+    let mut event = lesson_events(section, student, first_id).remove(1);
+    event.id = common::event_id(id);
     if let shared_proto::sync::EventBody::MarkSet {
         status,
         source,
@@ -1375,7 +1373,7 @@ async fn the_recognition_audit_counts_what_teachers_changed_per_section_and_box(
         decided_at,
         by,
         ..
-    } = &mut override_event.body
+    } = &mut event.body
     {
         *status = shared_proto::sync::MarkStatus::Absent;
         *source = shared_proto::sync::MarkSource::Teacher;
@@ -1383,6 +1381,16 @@ async fn the_recognition_audit_counts_what_teachers_changed_per_section_and_box(
         *decided_at += 60_000;
         *by = Some("north-t1".into());
     }
+    event
+}
+
+#[tokio::test]
+async fn the_recognition_audit_counts_what_teachers_changed_per_section_and_box() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    server.push_two_lessons(&north).await;
+    // On the box, the teacher marks absent the student the machine saw in maths.
+    let override_event = teacher_says_absent(&north.math(), &north.s1(), 1, 50);
     server
         .post(
             "/v1/sync/push",
@@ -1440,23 +1448,7 @@ async fn the_recognition_audit_reads_past_days_again_after_five_minutes() {
     );
 
     // Yesterday's maths roll is changed by the teacher's box a day late.
-    let mut late = lesson_events(&north.math(), &north.s1(), 1).remove(1);
-    late.id = common::event_id(51);
-    if let shared_proto::sync::EventBody::MarkSet {
-        status,
-        source,
-        score,
-        decided_at,
-        by,
-        ..
-    } = &mut late.body
-    {
-        *status = shared_proto::sync::MarkStatus::Absent;
-        *source = shared_proto::sync::MarkSource::Teacher;
-        *score = None;
-        *decided_at += 60_000;
-        *by = Some("north-t1".into());
-    }
+    let late = teacher_says_absent(&north.math(), &north.s1(), 1, 51);
     server
         .post(
             "/v1/sync/push",
@@ -1523,23 +1515,7 @@ async fn reports_show_a_correction_at_once_and_a_late_sync_within_five_minutes()
     assert_eq!(rates(&page.html), (1, 1), "{}", page.html);
 
     // The art teacher's box syncs yesterday's change a day late.
-    let mut late = lesson_events(&north.art(), &north.s2(), 10).remove(1);
-    late.id = common::event_id(52);
-    if let shared_proto::sync::EventBody::MarkSet {
-        status,
-        source,
-        score,
-        decided_at,
-        by,
-        ..
-    } = &mut late.body
-    {
-        *status = shared_proto::sync::MarkStatus::Absent;
-        *source = shared_proto::sync::MarkSource::Teacher;
-        *score = None;
-        *decided_at += 60_000;
-        *by = Some("north-t1".into());
-    }
+    let late = teacher_says_absent(&north.art(), &north.s2(), 10, 52);
     server
         .post(
             "/v1/sync/push",
