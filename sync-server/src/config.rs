@@ -56,6 +56,76 @@ pub struct Config {
     /// Serve HTTPS with this certificate and key instead of plain HTTP.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Send notices (issue 16) through this SMTP server. Without it none are planned or sent.
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// `[smtp]`: the school's or district's mail relay, and what notices need to name the server.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    /// Default 587 (submission with STARTTLS).
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// `starttls` (default), `tls` (implicit, port 465) or `none` (a relay on this machine only).
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Better given as `ROLLCALL_SMTP_PASSWORD` than written in the file.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The sender, e.g. `Hill School <attendance@hill.example.org>`.
+    pub from: String,
+    /// The dashboard's address as guardians reach it, for unsubscribe links
+    /// (`https://rollcall.hill.example.org`).
+    pub public_url: String,
+    /// Seconds between looks for notices due. Default 60.
+    #[serde(default = "default_plan_every_seconds")]
+    pub plan_every_seconds: u32,
+    /// Seconds one SMTP exchange may take before it counts as a transient failure. Default 30.
+    #[serde(default = "default_smtp_timeout_seconds")]
+    pub timeout_seconds: u32,
+    /// Seconds a sender holds the notices it claimed; one whose sender died is sent again after
+    /// it. A notice is tried only while more than the SMTP timeout of its lease is left, so it
+    /// must be longer than `timeout_seconds` by 10 or more. Default 120.
+    #[serde(default = "default_lease_seconds")]
+    pub lease_seconds: u32,
+    /// Messages sent at once. Default 1: a process killed between the relay's accept and the
+    /// commit sends each message in flight twice (same Message-ID), so N at once may duplicate N.
+    #[serde(default = "default_smtp_concurrency")]
+    pub concurrency: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    #[default]
+    Starttls,
+    Tls,
+    None,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+fn default_plan_every_seconds() -> u32 {
+    60
+}
+
+fn default_smtp_timeout_seconds() -> u32 {
+    30
+}
+
+fn default_lease_seconds() -> u32 {
+    120
+}
+
+fn default_smtp_concurrency() -> usize {
+    1
 }
 
 /// `[tls]`: PEM files, as a school's CA or an ACME client writes them.
@@ -73,6 +143,7 @@ pub const ENV_LISTEN: &str = "ROLLCALL_SERVER_LISTEN";
 pub const ENV_DATA_DIR: &str = "ROLLCALL_SERVER_DATA_DIR";
 pub const ENV_MONGODB_URI: &str = "ROLLCALL_MONGODB_URI";
 pub const ENV_MONGODB_DATABASE: &str = "ROLLCALL_MONGODB_DATABASE";
+pub const ENV_SMTP_PASSWORD: &str = "ROLLCALL_SMTP_PASSWORD";
 
 fn default_listen() -> String {
     "127.0.0.1:8440".to_owned()
@@ -156,6 +227,7 @@ impl Config {
             metrics_listen: None,
             metrics_token: None,
             tls: None,
+            smtp: None,
         }
     }
 
@@ -185,6 +257,9 @@ impl Config {
         }
         if let Some(database) = lookup(ENV_MONGODB_DATABASE) {
             self.mongodb_database = database;
+        }
+        if let (Some(smtp), Some(password)) = (&mut self.smtp, lookup(ENV_SMTP_PASSWORD)) {
+            smtp.password = Some(password);
         }
         self
     }
@@ -248,6 +323,31 @@ impl Config {
             return invalid(
                 "metrics_token is shorter than 16 characters; use a long random one".to_owned(),
             );
+        }
+        if let Some(smtp) = &self.smtp {
+            if smtp.from.parse::<lettre::message::Mailbox>().is_err() {
+                return invalid(format!(
+                    "smtp.from \"{}\" is not a sender like Hill School <attendance@hill.example.org>",
+                    smtp.from
+                ));
+            }
+            if !(smtp.public_url.starts_with("https://") || smtp.public_url.starts_with("http://"))
+            {
+                return invalid(format!(
+                    "smtp.public_url \"{}\" is not an http(s) address guardians can open",
+                    smtp.public_url
+                ));
+            }
+            if smtp.timeout_seconds == 0
+                || smtp.lease_seconds < smtp.timeout_seconds.saturating_add(10)
+                || smtp.concurrency == 0
+                || smtp.plan_every_seconds == 0
+            {
+                return invalid(
+                    "smtp: timeout_seconds, concurrency and plan_every_seconds must be at least 1, and lease_seconds at least timeout_seconds + 10"
+                        .to_owned(),
+                );
+            }
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use sync_server::Config;
 use sync_server::api::{self, AppState, Limits, Transport};
+use sync_server::notify::Notifier;
 use sync_server::store::mongo::MongoStore;
 use sync_server::store::sqlite::SqliteStore;
 use sync_server::store::{Role, Store, StoreError, User};
@@ -193,7 +194,7 @@ async fn serve(config_path: Option<&Path>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let state = AppState::new(store, limits);
+    let state = AppState::new(store.clone(), limits);
     // Both listeners stop on the one signal.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until_stopped = move || {
@@ -223,6 +224,18 @@ async fn serve(config_path: Option<&Path>) -> Result<()> {
         store = %config.store_description(),
         "serving"
     );
+    let notifier = match &config.smtp {
+        Some(smtp) => {
+            let notifier = Notifier::new(store, Arc::new(api::SystemClock), smtp)
+                .context("cannot start sending notices")?;
+            tracing::info!(smtp = %smtp.host, port = smtp.port, "sending notices");
+            Some(tokio::spawn(Arc::new(notifier).run(until_stopped())))
+        }
+        None => {
+            tracing::info!("no [smtp] in the configuration: no notices are sent");
+            None
+        }
+    };
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop.send(true);
@@ -230,6 +243,9 @@ async fn serve(config_path: Option<&Path>) -> Result<()> {
     api::serve_router(listener, api::router(state), transport, until_stopped())
         .await
         .context("server failed")?;
+    if let Some(notifier) = notifier {
+        notifier.await.context("the notice sender panicked")?;
+    }
     if let Some(metrics) = metrics {
         metrics
             .await

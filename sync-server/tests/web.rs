@@ -1868,3 +1868,167 @@ async fn the_devices_page_shows_each_boxs_embedding_space_from_its_templates() {
         after.html
     );
 }
+
+/// The notices page lists the school's outbox with each failure's reason, sends a failed notice
+/// again, and names the guardians who unsubscribed; the settings page saves the notice settings
+/// and refuses an admin address that could carry a second header. Admins only.
+#[tokio::test]
+async fn admins_see_the_notices_resend_a_failed_one_and_set_when_notices_go() {
+    use common::START;
+    use sync_server::domain::guardian::{Contact, Relationship};
+    use sync_server::domain::notice::{self, Claim, Delivery, Kind, Notice, State};
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    let now = START;
+    let failed = Notice {
+        id: "n-1".into(),
+        school_id: "north".into(),
+        kind: Kind::Absence,
+        key: "k-1".into(),
+        recipient: "grace@example.org".into(),
+        guardian_id: None,
+        day: "2024-09-02".into(),
+        subject: "North school: Ada missed lessons on Monday 2 September 2024".into(),
+        text: "Ada was absent in Maths at 08:00.".into(),
+        html: "<p>Ada was absent in Maths at 08:00.</p>".into(),
+        facts: String::new(),
+        message_id: "<n-1@north.example.org>".into(),
+        state: State::Queued,
+        attempts: 0,
+        next_attempt_at: now,
+        lease_owner: None,
+        lease_until: None,
+        last_error: None,
+        created_at: now,
+        sent_at: None,
+    };
+    server.store.enqueue_notices(&[failed]).await.unwrap();
+    let claimed = server
+        .store
+        .claim_notices(&Claim {
+            owner: "test".into(),
+            now,
+            lease_until: now + 60_000,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    let refused = Delivery::Permanent("permanent error (550): 5.1.1 No such mailbox here".into());
+    let finish = notice::after_attempt(&claimed[0], &refused, now);
+    assert!(
+        server
+            .store
+            .finish_notice("n-1", "test", &finish)
+            .await
+            .unwrap()
+    );
+    let contact = Contact {
+        given_name: "Grace".into(),
+        family_name: "Hopper".into(),
+        email: "grace@example.org".into(),
+        relationship: Relationship::Parent,
+    };
+    let linked = server
+        .store
+        .link_guardian("north", &north.s1(), &contact, "test", now)
+        .await
+        .unwrap()
+        .unwrap();
+    server
+        .store
+        .opt_out_guardian("north", &linked.guardian.id, now)
+        .await
+        .unwrap();
+
+    let mut admin = Browser::new(&server);
+    admin.sign_in("north-admin", PASSWORD).await;
+    let page = admin.get("/notices").await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    assert!(page.html.contains("grace@example.org"), "{}", page.html);
+    assert!(page.html.contains("No such mailbox here"), "{}", page.html);
+    assert!(page.html.contains("no mail relay set"), "{}", page.html);
+    assert!(
+        page.html.contains("Grace Hopper"),
+        "the unsubscribed are listed"
+    );
+    let one = admin.get("/notices/n-1").await;
+    assert!(
+        one.html.contains("Ada was absent in Maths at 08:00."),
+        "{}",
+        one.html
+    );
+    assert!(
+        one.html.contains("&#60;n-1@north.example.org&#62;"),
+        "{}",
+        one.html
+    );
+    let resent = admin
+        .post("/notices/n-1/resend", &[("csrf", &hidden_csrf(&page.html))])
+        .await;
+    assert_eq!(resent.status, 303, "{}", resent.html);
+    let page = admin.get(resent.headers[LOCATION].to_str().unwrap()).await;
+    assert!(page.html.contains("Queued again"), "{}", page.html);
+    let queued = server
+        .store
+        .notices(&sync_server::store::NoticeQuery {
+            school_id: "north".into(),
+            day: None,
+            state: Some(State::Queued),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1);
+
+    // Settings: the notice fields are saved; an address with a line break is refused.
+    let settings = admin.get("/settings").await;
+    let csrf = hidden_csrf(&settings.html);
+    let form = |emails: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("time_zone", "Europe/Berlin".to_owned()),
+            ("chronic_percent", "10".to_owned()),
+            ("offline_minutes", "30".to_owned()),
+            ("guardian_notices", "after_each_lesson".to_owned()),
+            ("grace_minutes", "20".to_owned()),
+            ("digest_time", "15:30".to_owned()),
+            ("corrections", "1".to_owned()),
+            ("admin_digest_time", "16:45".to_owned()),
+            ("admin_emails", emails.to_owned()),
+        ]
+    };
+    let bad = form("office@north.example.org\r\nBcc: all@example.org");
+    let refused = admin
+        .post(
+            "/settings",
+            &bad.iter()
+                .map(|(k, v)| (*k, v.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.html);
+    let good = form("Office@North.example.org, head@north.example.org");
+    let saved = admin
+        .post(
+            "/settings",
+            &good
+                .iter()
+                .map(|(k, v)| (*k, v.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.html);
+    let held = server.store.school_settings("north").await.unwrap();
+    assert_eq!(held.grace_minutes, 20);
+    assert_eq!(held.digest_time, "15:30");
+    assert!(held.corrections && !held.admin_digest && !held.offline_alerts);
+    assert_eq!(
+        held.admin_emails,
+        ["office@north.example.org", "head@north.example.org"]
+    );
+
+    // A teacher has no notices page.
+    let mut teacher = Browser::new(&server);
+    teacher.sign_in("north-teacher", PASSWORD).await;
+    assert_eq!(teacher.get("/notices").await.status, 403);
+}

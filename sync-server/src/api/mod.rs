@@ -91,6 +91,8 @@ pub struct Limits {
     pub metrics_on_api: bool,
     /// The web pages' cookies are `Secure`: the server serves TLS.
     pub secure_cookies: bool,
+    /// The server sends notices (`[smtp]` is set): the notices page says so when not.
+    pub sends_notices: bool,
 }
 
 /// The configuration's defaults: one place says what they are (`Config`).
@@ -118,6 +120,7 @@ impl From<&crate::Config> for Limits {
             metrics_token: config.metrics_token.clone(),
             metrics_on_api: config.metrics_listen.is_none(),
             secure_cookies: config.tls.is_some(),
+            sends_notices: config.smtp.is_some(),
         }
     }
 }

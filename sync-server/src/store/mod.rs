@@ -31,6 +31,7 @@ use crate::domain::event::{Event, Template};
 use crate::domain::excusal::{BookingRefusal, Excusal};
 use crate::domain::feed::Entry;
 use crate::domain::guardian::{Contact, Guardian, Linked, Refusal as GuardianRefusal};
+use crate::domain::notice::{Claim, Finish, Notice, State as NoticeState};
 use crate::domain::push::Outcome;
 use crate::domain::settings::SchoolSettings;
 
@@ -310,6 +311,16 @@ pub struct AttendanceQuery {
     pub to: Millis,
 }
 
+/// Which of a school's notices to list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoticeQuery {
+    pub school_id: String,
+    /// Only this school day's (`YYYY-MM-DD`).
+    pub day: Option<String>,
+    pub state: Option<NoticeState>,
+    pub limit: usize,
+}
+
 /// A page of a school's change feed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChangePage {
@@ -542,6 +553,46 @@ pub trait Store: Send + Sync + 'static {
         by: &str,
         at: Millis,
     ) -> Result<Result<(), GuardianRefusal>, StoreError>;
+    /// Every contact of the school, each with their children, by family and given name.
+    async fn guardians(&self, school_id: &str) -> Result<Vec<Guardian>, StoreError>;
+    async fn guardian(&self, school_id: &str, id: &str) -> Result<Option<Guardian>, StoreError>;
+    /// Records that a contact unsubscribed from notices (the first time is kept); `false` for a
+    /// contact the school does not hold.
+    async fn opt_out_guardian(
+        &self,
+        school_id: &str,
+        guardian_id: &str,
+        at: Millis,
+    ) -> Result<bool, StoreError>;
+
+    // Notices (`domain::notice`, `notify`).
+    /// Enqueues notices; one whose `key` is held already is skipped. Returns how many were new.
+    async fn enqueue_notices(&self, notices: &[Notice]) -> Result<usize, StoreError>;
+    /// Leases the notices `claim` may take (`domain::notice::Claim`), each to one claim only,
+    /// counting a try on each; the earliest due first.
+    async fn claim_notices(&self, claim: &Claim) -> Result<Vec<Notice>, StoreError>;
+    /// Sets a try's outcome on a notice still leased to `owner`; `false` when the lease was lost.
+    async fn finish_notice(
+        &self,
+        id: &str,
+        owner: &str,
+        finish: &Finish,
+    ) -> Result<bool, StoreError>;
+    /// Queues a failed notice of the school again (`domain::notice::resend`); `false` when it is
+    /// not a failed notice of the school.
+    async fn resend_notice(
+        &self,
+        school_id: &str,
+        id: &str,
+        finish: &Finish,
+    ) -> Result<bool, StoreError>;
+    /// A school's notices, newest first.
+    async fn notices(&self, query: &NoticeQuery) -> Result<Vec<Notice>, StoreError>;
+    /// How many notices of the school are in each state.
+    async fn notice_counts(&self, school_id: &str) -> Result<Vec<(NoticeState, u64)>, StoreError>;
+    /// The key that signs unsubscribe links: the one held, or `fresh` if none is (then held).
+    /// Every server process on one database signs alike.
+    async fn notice_secret(&self, fresh: &str) -> Result<String, StoreError>;
     /// Appends to the audit log an action that is not a decision of the domain layer (a sign-in,
     /// a revocation); decisions write their own lines in their transaction.
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;

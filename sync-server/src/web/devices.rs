@@ -13,6 +13,7 @@ use super::session::WebUser;
 use super::{Chrome, WebError, admin_school, given, rolls};
 use crate::api::admin::{issue_provisioning_code, revoke};
 use crate::api::{ApiError, AppState};
+use crate::domain::device;
 use crate::store::{Device, Millis};
 
 #[derive(Deserialize)]
@@ -57,15 +58,10 @@ impl DeviceLine {
                 .as_ref()
                 .map(|s| (s.app_version.clone(), s.outbox_waiting)),
             space: device.activity.embedding_space.clone(),
-            purges_pending: erasures
-                .iter()
-                .filter(|(seq, _)| *seq > device.activity.acked_seq)
-                .map(|(_, student)| student.clone())
+            purges_pending: device::purges_pending(&device, erasures)
+                .map(str::to_owned)
                 .collect(),
-            offline: device.revoked_at.is_none()
-                && device
-                    .last_seen_at
-                    .is_none_or(|at| now - at > offline_after),
+            offline: device::offline(&device, now, offline_after),
             revoked: device.revoked_at.map(rolls::time),
             created: rolls::time(device.created_at),
             name: if device.name.is_empty() {
@@ -114,16 +110,9 @@ async fn devices_page(
     let mut devices = store.devices(&school_id).await?;
     devices.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
     // Erasures after the least advanced live box: every box's pending purges are among them.
-    let least = devices
-        .iter()
-        .filter(|d| d.revoked_at.is_none())
-        .map(|d| d.activity.acked_seq)
-        .min()
-        .unwrap_or(u64::MAX);
-    let erasures = if least == u64::MAX {
-        Vec::new()
-    } else {
-        store.erasures_since(&school_id, least).await?
+    let erasures = match device::least_acked(&devices) {
+        Some(least) => store.erasures_since(&school_id, least).await?,
+        None => Vec::new(),
     };
     let offline_after = Millis::from(settings.offline_minutes) * 60_000;
     let lines: Vec<DeviceLine> = devices

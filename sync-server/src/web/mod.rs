@@ -10,6 +10,7 @@
 mod audit;
 mod corrections;
 mod devices;
+mod notices;
 mod past;
 mod recognition;
 mod reports;
@@ -114,6 +115,13 @@ pub fn routes(max_roster_bytes: usize) -> Router<AppState> {
         .route("/users/{user}/password", post(users::set_password))
         .route("/settings", get(settings::page).post(settings::save))
         .route("/audit", get(audit::page))
+        .route("/notices", get(notices::page))
+        .route("/notices/{notice}", get(notices::one))
+        .route("/notices/{notice}/resend", post(notices::resend))
+        .route(
+            "/unsubscribe",
+            get(notices::unsubscribe_page).post(notices::unsubscribe),
+        )
         .route("/recognition", get(recognition::page))
         .route("/audit.csv", get(audit::csv))
         .route("/reports", get(reports::page))

@@ -1,5 +1,5 @@
-//! A school's settings page: its time zone, the chronic-absence threshold and when a box counts as
-//! offline (`domain::settings`). Admins only.
+//! A school's settings page: its time zone, the chronic-absence threshold, when a box counts as
+//! offline, and the notices it sends (`domain::settings`). Admins only.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -11,7 +11,8 @@ use serde::Deserialize;
 use super::session::WebUser;
 use super::{Chrome, WebError, admin_school};
 use crate::api::{ApiError, AppState};
-use crate::domain::settings::SchoolSettings;
+use crate::domain::notice::GuardianTiming;
+use crate::domain::settings::{SchoolSettings, admin_email};
 
 #[derive(Template, WebTemplate)]
 #[template(path = "settings.html")]
@@ -53,6 +54,64 @@ pub(super) struct SettingsForm {
     time_zone: String,
     chronic_percent: String,
     offline_minutes: String,
+    /// The notices part of the form, `None` when it was not sent (a form from before it, or a
+    /// script): the school's notice settings are then kept as they are.
+    #[serde(flatten)]
+    notices: Option<NoticesForm>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct NoticesForm {
+    guardian_notices: String,
+    grace_minutes: String,
+    digest_time: String,
+    /// Checkboxes: present when ticked.
+    corrections: Option<String>,
+    admin_digest: Option<String>,
+    admin_digest_time: String,
+    offline_alerts: Option<String>,
+    /// One address per line (or separated by commas or spaces).
+    admin_emails: String,
+}
+
+fn number(name: &str, text: &str) -> Result<u32, WebError> {
+    text.trim().parse::<u32>().map_err(|_| {
+        WebError(ApiError::InvalidRequest(format!(
+            "{name} \"{text}\" is not a whole number"
+        )))
+    })
+}
+
+impl NoticesForm {
+    /// `held` with this form's notice settings (checked with the rest by `validate`).
+    fn apply(self, held: SchoolSettings) -> Result<SchoolSettings, WebError> {
+        Ok(SchoolSettings {
+            guardian_notices: match self.guardian_notices.as_str() {
+                "digest" => GuardianTiming::Digest,
+                "after_each_lesson" => GuardianTiming::AfterEachLesson,
+                "off" => GuardianTiming::Off,
+                other => {
+                    return Err(WebError(ApiError::InvalidRequest(format!(
+                        "\"{}\" is not a choice for guardians' notices",
+                        other.chars().take(40).collect::<String>()
+                    ))));
+                }
+            },
+            grace_minutes: number("the grace period", &self.grace_minutes)?,
+            digest_time: self.digest_time.trim().to_owned(),
+            corrections: self.corrections.is_some(),
+            admin_digest: self.admin_digest.is_some(),
+            admin_digest_time: self.admin_digest_time.trim().to_owned(),
+            offline_alerts: self.offline_alerts.is_some(),
+            admin_emails: self
+                .admin_emails
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|e| !e.is_empty())
+                .map(|e| admin_email(e).unwrap_or_else(|_| e.to_owned()))
+                .collect(),
+            ..held
+        })
+    }
 }
 
 /// `POST /settings`: checked as a whole, saved as a whole.
@@ -66,19 +125,17 @@ pub(super) async fn save(
     else {
         return Ok(Redirect::to("/").into_response());
     };
-    let number = |name: &str, text: &str| {
-        text.trim().parse::<u32>().map_err(|_| {
-            WebError(ApiError::InvalidRequest(format!(
-                "{name} \"{text}\" is not a whole number"
-            )))
-        })
-    };
-    let settings = SchoolSettings {
+    let held = state.store().school_settings(&school_id).await?;
+    let mut settings = SchoolSettings {
         time_zone: form.time_zone.trim().to_owned(),
         chronic_percent: u8::try_from(number("the threshold", &form.chronic_percent)?)
             .unwrap_or(u8::MAX),
         offline_minutes: number("offline after", &form.offline_minutes)?,
+        ..held
     };
+    if let Some(notices) = form.notices {
+        settings = notices.apply(settings)?;
+    }
     settings
         .validate()
         .map_err(|e| WebError(ApiError::InvalidRequest(e.to_string())))?;

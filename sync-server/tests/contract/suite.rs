@@ -72,6 +72,7 @@ macro_rules! contract_tests {
             tally_counts_what_attendance_lists,
             trips_booked_ahead_excuse_what_the_camera_did_not_see,
             guardians_are_one_contact_per_address,
+            the_notice_outbox_leases_each_notice_to_one_sender,
         );
     };
     (@each $new_backend:expr; $($name:ident),* $(,)?) => {
@@ -2897,4 +2898,227 @@ pub async fn tally_counts_what_attendance_lists(backend: &impl Backend) {
             .iter()
             .any(|r| r.section_id.is_none() && r.student_id == STU_3 && r.count == 1)
     );
+}
+
+fn outbox_notice(n: usize, at: i64) -> sync_server::domain::notice::Notice {
+    use sync_server::domain::notice::{Kind, Notice, State};
+    Notice {
+        id: format!("notice-{n}"),
+        school_id: SCHOOL.into(),
+        kind: Kind::AdminDigest,
+        key: format!("key-{n}"),
+        recipient: format!("office{n}@example.org"),
+        guardian_id: None,
+        day: "2023-11-14".into(),
+        subject: format!("Digest {n}"),
+        text: "text".into(),
+        html: "<p>html</p>".into(),
+        facts: "[]".into(),
+        message_id: format!("<notice-{n}@example.org>"),
+        state: State::Queued,
+        attempts: 0,
+        next_attempt_at: at,
+        lease_owner: None,
+        lease_until: None,
+        last_error: None,
+        created_at: at,
+        sent_at: None,
+    }
+}
+
+/// The notice outbox (`domain::notice`): a key is enqueued once; a claim leases each due notice
+/// to one claim only, counting a try; only the lease holder finishes it; a lease that ran out is
+/// claimable again; only a failed notice is resent; the unsubscribe secret is kept once; a
+/// guardian's opting out keeps its first time.
+pub async fn the_notice_outbox_leases_each_notice_to_one_sender(backend: &impl Backend) {
+    use sync_server::domain::notice::{self, Claim, Delivery, State};
+    let fx = fixture(backend).await;
+    let store = &*fx.store;
+    let notices: Vec<_> = (0..6).map(|n| outbox_notice(n, T0 + n as i64)).collect();
+    assert_eq!(store.enqueue_notices(&notices).await.expect("enqueue"), 6);
+    let mut again = outbox_notice(0, T0);
+    again.id = "another-id".into();
+    assert_eq!(store.enqueue_notices(&[again]).await.expect("enqueue"), 0);
+
+    // Two claims at once: every due notice goes to exactly one; the not-yet-due one to none.
+    let claim = |owner: &str, limit| Claim {
+        owner: owner.into(),
+        now: T0 + 4,
+        lease_until: T0 + 60_000,
+        limit,
+    };
+    let (claim_a, claim_b) = (claim("a", 3), claim("b", 3));
+    let (a, b) = tokio::join!(store.claim_notices(&claim_a), store.claim_notices(&claim_b));
+    let (a, b) = (a.expect("claim a"), b.expect("claim b"));
+    let mut ids: Vec<&str> = a.iter().chain(&b).map(|n| n.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["notice-0", "notice-1", "notice-2", "notice-3", "notice-4"]
+    );
+    assert!(
+        a.iter()
+            .chain(&b)
+            .all(|n| n.attempts == 1 && n.state == State::Sending)
+    );
+    assert!(
+        store
+            .claim_notices(&claim("c", 10))
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+
+    // Only the holder of the lease finishes.
+    let first = &a[0];
+    let sent = notice::after_attempt(first, &Delivery::Accepted, T0 + 5);
+    assert!(
+        !store
+            .finish_notice(&first.id, "b", &sent)
+            .await
+            .expect("finish")
+    );
+    assert!(
+        store
+            .finish_notice(&first.id, "a", &sent)
+            .await
+            .expect("finish")
+    );
+    assert!(
+        !store
+            .finish_notice(&first.id, "a", &sent)
+            .await
+            .expect("finish"),
+        "finished once"
+    );
+    let refused = notice::after_attempt(&a[1], &Delivery::Permanent("550 no".into()), T0 + 5);
+    assert!(
+        store
+            .finish_notice(&a[1].id, "a", &refused)
+            .await
+            .expect("finish")
+    );
+
+    // b's sender died: after its lease, its notices (and the one now due) are claimed again.
+    let late = Claim {
+        owner: "d".into(),
+        now: T0 + 60_000,
+        lease_until: T0 + 120_000,
+        limit: 10,
+    };
+    let reclaimed = store.claim_notices(&late).await.expect("claim");
+    let mut expected: Vec<&str> = b.iter().map(|n| n.id.as_str()).collect();
+    expected.extend(a[2..].iter().map(|n| n.id.as_str()));
+    expected.push("notice-5");
+    expected.sort();
+    let mut got: Vec<&str> = reclaimed.iter().map(|n| n.id.as_str()).collect();
+    got.sort();
+    assert_eq!(got, expected);
+    assert!(
+        reclaimed
+            .iter()
+            .filter(|n| n.id != "notice-5")
+            .all(|n| n.attempts == 2)
+    );
+
+    // Listing, counting, resending.
+    let query = |state| sync_server::store::NoticeQuery {
+        school_id: SCHOOL.into(),
+        day: Some("2023-11-14".into()),
+        state,
+        limit: 100,
+    };
+    let all = store.notices(&query(None)).await.expect("notices");
+    assert_eq!(all.len(), 6);
+    assert_eq!(all[0].id, "notice-5", "newest first");
+    let failed = store
+        .notices(&query(Some(State::Failed)))
+        .await
+        .expect("notices");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].last_error.as_deref(), Some("550 no"));
+    let counts = store.notice_counts(SCHOOL).await.expect("counts");
+    assert!(counts.contains(&(State::Sent, 1)) && counts.contains(&(State::Failed, 1)));
+    assert!(
+        store
+            .notice_counts(OTHER_SCHOOL)
+            .await
+            .expect("counts")
+            .is_empty()
+    );
+    assert!(
+        !store
+            .resend_notice(SCHOOL, &first.id, &notice::resend(T0))
+            .await
+            .expect("resend"),
+        "a sent notice is not resent"
+    );
+    assert!(
+        !store
+            .resend_notice(OTHER_SCHOOL, &failed[0].id, &notice::resend(T0))
+            .await
+            .expect("resend"),
+        "nor another school's"
+    );
+    assert!(
+        store
+            .resend_notice(SCHOOL, &failed[0].id, &notice::resend(T0))
+            .await
+            .expect("resend")
+    );
+    let queued = store
+        .notices(&query(Some(State::Queued)))
+        .await
+        .expect("notices");
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].attempts, 0);
+
+    // The unsubscribe secret: the first one stays.
+    let secret = store.notice_secret("first").await.expect("secret");
+    assert_eq!(secret, "first");
+    assert_eq!(
+        store.notice_secret("second").await.expect("secret"),
+        "first"
+    );
+
+    // Opting out keeps its first time; an unknown contact is `false`.
+    let linked = store
+        .link_guardian(
+            SCHOOL,
+            STU_1,
+            &contact("Grace", "grace@example.org"),
+            "office",
+            T0,
+        )
+        .await
+        .expect("store")
+        .expect("linked");
+    let id = &linked.guardian.id;
+    assert!(
+        store
+            .opt_out_guardian(SCHOOL, id, T0 + 1)
+            .await
+            .expect("opt out")
+    );
+    assert!(
+        store
+            .opt_out_guardian(SCHOOL, id, T0 + 2)
+            .await
+            .expect("opt out")
+    );
+    assert!(
+        !store
+            .opt_out_guardian(OTHER_SCHOOL, id, T0)
+            .await
+            .expect("opt out")
+    );
+    let held = store
+        .guardian(SCHOOL, id)
+        .await
+        .expect("guardian")
+        .expect("held");
+    assert_eq!(held.opted_out_at, Some(T0 + 1));
+    let all = store.guardians(SCHOOL).await.expect("guardians");
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].student_ids, [STU_1]);
 }

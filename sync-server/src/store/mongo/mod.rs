@@ -14,6 +14,7 @@ mod error;
 mod events;
 mod feed;
 mod guardians;
+mod notices;
 mod roster;
 mod schema;
 mod sessions;
@@ -29,8 +30,8 @@ use shared_proto::sync::{Consent, MarkSource, MarkStatus, ScheduleSlot};
 
 use super::{
     AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, MachineDecisions,
-    Millis, ProvisioningCode, RedeemRefusal, RosterBatch, RosterSummary, School, Section, Seen,
-    Store, StoreCounts, StoreError, Student, Tally, TallyRow, User,
+    Millis, NoticeQuery, ProvisioningCode, RedeemRefusal, RosterBatch, RosterSummary, School,
+    Section, Seen, Store, StoreCounts, StoreError, Student, Tally, TallyRow, User,
 };
 use docs::{MarkDoc, SectionDoc, StudentDoc, TemplateDoc};
 use error::DbError;
@@ -45,6 +46,7 @@ use crate::domain::correction::{
 use crate::domain::event::{Event, Template};
 use crate::domain::excusal::{BookingRefusal, Excusal};
 use crate::domain::guardian::{Contact, Guardian, Linked, Refusal as GuardianRefusal};
+use crate::domain::notice::{Claim, Finish, Notice, State as NoticeState};
 use crate::domain::push::Outcome;
 use crate::domain::settings::SchoolSettings;
 
@@ -70,6 +72,7 @@ mod names {
     pub const AUDIT_LOG: &str = "audit_log";
     pub const EXCUSALS: &str = "excusals";
     pub const GUARDIANS: &str = "guardians";
+    pub const NOTICES: &str = "notices";
 }
 
 pub struct MongoStore {
@@ -538,6 +541,72 @@ impl Store for MongoStore {
             })
         })
         .await
+    }
+
+    async fn guardians(&self, school_id: &str) -> Result<Vec<Guardian>, StoreError> {
+        let mut ctx = school_id;
+        tx::run(self, None, &mut ctx, |tx, school_id| {
+            Box::pin(async move { guardians::find(tx, doc! { "school_id": *school_id }).await })
+        })
+        .await
+    }
+
+    async fn guardian(&self, school_id: &str, id: &str) -> Result<Option<Guardian>, StoreError> {
+        let mut ctx = (school_id, id);
+        tx::run(self, None, &mut ctx, |tx, (school_id, id)| {
+            Box::pin(async move {
+                let filter = doc! { "school_id": *school_id, "_id": *id };
+                Ok(guardians::find(tx, filter).await?.pop())
+            })
+        })
+        .await
+    }
+
+    async fn opt_out_guardian(
+        &self,
+        school_id: &str,
+        guardian_id: &str,
+        at: Millis,
+    ) -> Result<bool, StoreError> {
+        Ok(notices::opt_out(self, school_id, guardian_id, at).await?)
+    }
+
+    async fn enqueue_notices(&self, notices: &[Notice]) -> Result<usize, StoreError> {
+        Ok(notices::enqueue(self, notices).await?)
+    }
+
+    async fn claim_notices(&self, claim: &Claim) -> Result<Vec<Notice>, StoreError> {
+        Ok(notices::claim(self, claim).await?)
+    }
+
+    async fn finish_notice(
+        &self,
+        id: &str,
+        owner: &str,
+        finish: &Finish,
+    ) -> Result<bool, StoreError> {
+        Ok(notices::finish(self, id, owner, finish).await?)
+    }
+
+    async fn resend_notice(
+        &self,
+        school_id: &str,
+        id: &str,
+        finish: &Finish,
+    ) -> Result<bool, StoreError> {
+        Ok(notices::resend(self, school_id, id, finish).await?)
+    }
+
+    async fn notices(&self, query: &NoticeQuery) -> Result<Vec<Notice>, StoreError> {
+        Ok(notices::list(self, query).await?)
+    }
+
+    async fn notice_counts(&self, school_id: &str) -> Result<Vec<(NoticeState, u64)>, StoreError> {
+        Ok(notices::counts(self, school_id).await?)
+    }
+
+    async fn notice_secret(&self, fresh: &str) -> Result<String, StoreError> {
+        Ok(notices::secret(self, fresh).await?)
     }
 
     async fn link_guardian(

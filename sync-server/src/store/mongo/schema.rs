@@ -38,6 +38,9 @@ const COLLECTIONS: &[&str] = &[
     FEED_COUNTERS,
     SERVER_SESSIONS,
     AUDIT_LOG,
+    EXCUSALS,
+    GUARDIANS,
+    NOTICES,
 ];
 
 /// The index set. Entities keyed by their own id (schools, sections, students, sessions,
@@ -85,6 +88,26 @@ fn indexes() -> Vec<(&'static str, &'static str, Document, bool)> {
             true,
         ),
         (GUARDIANS, "student", doc! { "student_ids": 1 }, false),
+        (NOTICES, "key_unique", doc! { "key": 1 }, true),
+        (
+            NOTICES,
+            "due",
+            doc! { "state": 1, "next_attempt_at": 1 },
+            false,
+        ),
+        (NOTICES, "lease", doc! { "lease_owner": 1 }, false),
+        (
+            NOTICES,
+            "school_created",
+            doc! { "school_id": 1, "created_at": -1 },
+            false,
+        ),
+        (
+            NOTICES,
+            "school_day",
+            doc! { "school_id": 1, "day": 1 },
+            false,
+        ),
         (
             EXCUSALS,
             "section_from",

@@ -52,6 +52,42 @@ pub fn of_student(
     with_students(conn, found)
 }
 
+/// Every contact of the school with their children, read in two queries however many there are.
+pub fn of_school(conn: &Connection, school_id: &str) -> Result<Vec<Guardian>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM guardians g WHERE g.school_id = ?1
+         ORDER BY g.family_name, g.given_name, g.id"
+    ))?;
+    let mut found: Vec<Guardian> = stmt
+        .query_map([school_id], guardian)?
+        .collect::<Result<_, _>>()?;
+    let mut links = conn.prepare_cached(
+        "SELECT l.guardian_id, l.student_id FROM guardian_students l
+         JOIN guardians g ON g.id = l.guardian_id WHERE g.school_id = ?1
+         ORDER BY l.guardian_id, l.student_id",
+    )?;
+    let mut children: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for link in links.query_map([school_id], |r| Ok((r.get(0)?, r.get(1)?)))? {
+        let (guardian, student): (String, String) = link?;
+        children.entry(guardian).or_default().push(student);
+    }
+    for g in &mut found {
+        g.student_ids = children.remove(&g.id).unwrap_or_default();
+    }
+    Ok(found)
+}
+
+/// Records a contact's unsubscribing, keeping the first time; `false` for an unknown contact.
+pub fn opt_out(conn: &Connection, school_id: &str, id: &str, at: i64) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE guardians SET opted_out_at = COALESCE(opted_out_at, ?3)
+             WHERE id = ?1 AND school_id = ?2",
+        )?
+        .execute(rusqlite::params![id, school_id, at])?;
+    Ok(n > 0)
+}
+
 /// The school's contact of an address (lower case), if any.
 pub fn by_email(
     conn: &Connection,

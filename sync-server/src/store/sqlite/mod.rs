@@ -10,6 +10,7 @@ mod events;
 mod excusals;
 mod feed;
 mod guardians;
+mod notices;
 mod roster;
 mod schema;
 mod templates;
@@ -26,8 +27,8 @@ use shared_proto::sync::{Consent, MarkStatus, ScheduleSlot};
 use super::rules::Owner;
 use super::{
     AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, MachineDecisions,
-    Millis, ProvisioningCode, RedeemRefusal, RosterBatch, RosterSummary, School, Section, Seen,
-    Store, StoreCounts, StoreError, Student, Tally, User,
+    Millis, NoticeQuery, ProvisioningCode, RedeemRefusal, RosterBatch, RosterSummary, School,
+    Section, Seen, Store, StoreCounts, StoreError, Student, Tally, User,
 };
 use crate::domain;
 use crate::domain::audit::{Entry as AuditEntry, Query as AuditQuery};
@@ -37,6 +38,7 @@ use crate::domain::correction::{
 use crate::domain::event::{Event, Template};
 use crate::domain::excusal::{BookingRefusal, Excusal};
 use crate::domain::guardian::{Contact, Guardian, Linked, Refusal as GuardianRefusal};
+use crate::domain::notice::{Claim, Finish, Notice, State as NoticeState};
 use crate::domain::push::Outcome;
 use crate::domain::settings::SchoolSettings;
 use worker::{Checkpointer, Readers, Writer};
@@ -652,6 +654,91 @@ impl Store for SqliteStore {
                     Err(refusal) => Ok(Err(refusal)),
                 }
             })
+            .await
+    }
+
+    async fn guardians(&self, school_id: &str) -> Result<Vec<Guardian>, StoreError> {
+        let school_id = school_id.to_owned();
+        self.readers
+            .run(move |conn| guardians::of_school(conn, &school_id))
+            .await
+    }
+
+    async fn guardian(&self, school_id: &str, id: &str) -> Result<Option<Guardian>, StoreError> {
+        let (school_id, id) = (school_id.to_owned(), id.to_owned());
+        self.readers
+            .run(move |conn| guardians::one(conn, &school_id, &id))
+            .await
+    }
+
+    async fn opt_out_guardian(
+        &self,
+        school_id: &str,
+        guardian_id: &str,
+        at: Millis,
+    ) -> Result<bool, StoreError> {
+        let (school_id, id) = (school_id.to_owned(), guardian_id.to_owned());
+        self.writer
+            .run(move |conn| guardians::opt_out(conn, &school_id, &id, at))
+            .await
+    }
+
+    async fn enqueue_notices(&self, notices: &[Notice]) -> Result<usize, StoreError> {
+        let notices = notices.to_vec();
+        self.writer
+            .run(move |conn| notices::enqueue(conn, &notices))
+            .await
+    }
+
+    async fn claim_notices(&self, claim: &Claim) -> Result<Vec<Notice>, StoreError> {
+        let claim = claim.clone();
+        self.writer
+            .run(move |conn| notices::claim(conn, &claim))
+            .await
+    }
+
+    async fn finish_notice(
+        &self,
+        id: &str,
+        owner: &str,
+        finish: &Finish,
+    ) -> Result<bool, StoreError> {
+        let (id, owner, finish) = (id.to_owned(), owner.to_owned(), finish.clone());
+        self.writer
+            .run(move |conn| notices::finish(conn, &id, &owner, &finish))
+            .await
+    }
+
+    async fn resend_notice(
+        &self,
+        school_id: &str,
+        id: &str,
+        finish: &Finish,
+    ) -> Result<bool, StoreError> {
+        let (school_id, id, finish) = (school_id.to_owned(), id.to_owned(), finish.clone());
+        self.writer
+            .run(move |conn| notices::resend(conn, &school_id, &id, &finish))
+            .await
+    }
+
+    async fn notices(&self, query: &NoticeQuery) -> Result<Vec<Notice>, StoreError> {
+        let query = query.clone();
+        self.readers
+            .run(move |conn| notices::list(conn, &query))
+            .await
+    }
+
+    async fn notice_counts(&self, school_id: &str) -> Result<Vec<(NoticeState, u64)>, StoreError> {
+        let school_id = school_id.to_owned();
+        self.readers
+            .run(move |conn| notices::counts(conn, &school_id))
+            .await
+    }
+
+    async fn notice_secret(&self, fresh: &str) -> Result<String, StoreError> {
+        let fresh = fresh.to_owned();
+        self.writer
+            .run(move |conn| notices::secret(conn, &fresh))
             .await
     }
 

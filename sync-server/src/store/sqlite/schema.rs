@@ -279,6 +279,40 @@ CREATE TABLE guardian_students (
 ) WITHOUT ROWID;
 CREATE INDEX guardian_students_guardian ON guardian_students (guardian_id);
 "#,
+    r#"
+-- Version 11: the notice outbox (`domain::notice`): each notice rendered when enqueued, once per
+-- key, leased to one sender at a time; and the key that signs unsubscribe links.
+CREATE TABLE notices (
+    id TEXT PRIMARY KEY,
+    school_id TEXT NOT NULL REFERENCES schools (id),
+    kind TEXT NOT NULL CHECK (kind IN ('absence', 'correction', 'admin_digest', 'offline_alert')),
+    key TEXT NOT NULL UNIQUE,
+    recipient TEXT NOT NULL,
+    guardian_id TEXT,
+    day TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    text TEXT NOT NULL,
+    html TEXT NOT NULL,
+    facts TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'sending', 'sent', 'failed')),
+    attempts INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    lease_owner TEXT,
+    lease_until INTEGER,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    sent_at INTEGER
+);
+CREATE INDEX notices_due ON notices (next_attempt_at) WHERE state = 'queued';
+CREATE INDEX notices_leased ON notices (lease_until) WHERE state = 'sending';
+CREATE INDEX notices_school ON notices (school_id, created_at);
+CREATE INDEX notices_day ON notices (school_id, day);
+CREATE TABLE server_secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 pub fn supported_version() -> i64 {

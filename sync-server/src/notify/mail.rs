@@ -1,0 +1,313 @@
+//! What a notice says and how it travels: the templates (plain text and HTML, one pair per
+//! audience, autoescaped by extension), the signed unsubscribe link, and the SMTP message.
+//! Names come from people's input: the HTML template escapes them, and a header never carries
+//! one raw (lettre encodes headers; a CR or LF in a subject is replaced first).
+
+use askama::Template;
+use hmac::{Hmac, Mac};
+use lettre::Message;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+use sha2::Sha256;
+
+use crate::domain::notice::Notice;
+
+/// One lesson line of a guardian's notice.
+#[derive(Clone, Debug)]
+pub struct Line {
+    /// The student's given name.
+    pub name: String,
+    /// `absent` or `late`.
+    pub status: String,
+    pub lesson: String,
+    /// `HH:MM`, school time.
+    pub time: String,
+}
+
+#[derive(Template)]
+#[template(path = "mail/guardian.txt")]
+struct GuardianText<'a> {
+    greeting: &'a str,
+    school: &'a str,
+    date: &'a str,
+    correction: bool,
+    lines: &'a [Line],
+    withdrawn: &'a [Line],
+    unsubscribe: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/guardian.html")]
+struct GuardianHtml<'a> {
+    subject: &'a str,
+    greeting: &'a str,
+    school: &'a str,
+    date: &'a str,
+    correction: bool,
+    lines: &'a [Line],
+    withdrawn: &'a [Line],
+    unsubscribe: &'a str,
+}
+
+/// A guardian's notice, before rendering.
+#[derive(Clone, Debug)]
+pub struct GuardianMail {
+    pub school: String,
+    /// The guardian's name.
+    pub greeting: String,
+    /// The school day, for people ("Tuesday 1 December 2026").
+    pub date: String,
+    pub correction: bool,
+    /// What they are told (a first notice) or what is new (a correction).
+    pub lines: Vec<Line>,
+    /// A correction's lessons that no longer count as absent or late.
+    pub withdrawn: Vec<Line>,
+    pub unsubscribe: String,
+}
+
+/// Subject, plain text and HTML.
+pub type Rendered = (String, String, String);
+
+impl GuardianMail {
+    pub fn render(&self) -> Result<Rendered, askama::Error> {
+        let mut names: Vec<&str> = self
+            .lines
+            .iter()
+            .chain(&self.withdrawn)
+            .map(|l| l.name.as_str())
+            .collect();
+        names.dedup();
+        let names = match names.as_slice() {
+            [] => String::new(),
+            [one] => (*one).to_owned(),
+            [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+        };
+        let subject = one_line(&if self.correction {
+            format!("{}: correction for {names}, {}", self.school, self.date)
+        } else {
+            format!("{}: {names} missed lessons on {}", self.school, self.date)
+        });
+        let text = GuardianText {
+            greeting: &self.greeting,
+            school: &self.school,
+            date: &self.date,
+            correction: self.correction,
+            lines: &self.lines,
+            withdrawn: &self.withdrawn,
+            unsubscribe: &self.unsubscribe,
+        }
+        .render()?;
+        let html = GuardianHtml {
+            subject: &subject,
+            greeting: &self.greeting,
+            school: &self.school,
+            date: &self.date,
+            correction: self.correction,
+            lines: &self.lines,
+            withdrawn: &self.withdrawn,
+            unsubscribe: &self.unsubscribe,
+        }
+        .render()?;
+        Ok((subject, text, html))
+    }
+}
+
+/// The admins' daily digest.
+#[derive(Clone, Debug, Default)]
+pub struct Digest {
+    /// "Maths 7B, 09:00-09:45".
+    pub not_registered: Vec<String>,
+    /// (section title, absences today), by title.
+    pub absences: Vec<(String, u64)>,
+    pub chronic_percent: u8,
+    /// Students newly at or over the threshold: "Ann Lee (12 %)".
+    pub newly_chronic: Vec<String>,
+    /// "Room 12 box, last heard 08:10".
+    pub offline: Vec<String>,
+    pub purges_pending: usize,
+    pub failed_notices: usize,
+}
+
+/// A box offline during lessons.
+#[derive(Clone, Debug)]
+pub struct Alert {
+    pub name: String,
+    /// When it was last heard from, for people ("08:10", "never").
+    pub since: String,
+    pub minutes: u32,
+}
+
+#[derive(Template)]
+#[template(path = "mail/admin.txt")]
+struct AdminText<'a> {
+    school: &'a str,
+    date: &'a str,
+    d: &'a Digest,
+    alert: Option<&'a Alert>,
+}
+
+#[derive(Template)]
+#[template(path = "mail/admin.html")]
+struct AdminHtml<'a> {
+    subject: &'a str,
+    school: &'a str,
+    date: &'a str,
+    d: &'a Digest,
+    alert: Option<&'a Alert>,
+}
+
+/// The admins' digest (`alert: None`) or an alert.
+pub fn render_admin(
+    school: &str,
+    date: &str,
+    digest: &Digest,
+    alert: Option<&Alert>,
+) -> Result<Rendered, askama::Error> {
+    let subject = one_line(&match alert {
+        Some(a) => format!("{school}: {} is offline", a.name),
+        None => format!("{school}: attendance digest, {date}"),
+    });
+    let text = AdminText {
+        school,
+        date,
+        d: digest,
+        alert,
+    }
+    .render()?;
+    let html = AdminHtml {
+        subject: &subject,
+        school,
+        date,
+        d: digest,
+        alert,
+    }
+    .render()?;
+    Ok((subject, text, html))
+}
+
+/// A header value from people's input on one line: control characters (CR, LF) become spaces.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn mac(secret: &str, school: &str, guardian: &str) -> HmacSha256 {
+    let mut mac =
+        HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
+    for part in ["unsubscribe", school, guardian] {
+        mac.update(part.as_bytes());
+        mac.update(&[0]);
+    }
+    mac
+}
+
+/// The token of a guardian's unsubscribe link: it names them and cannot be made without the
+/// server's secret.
+pub fn unsubscribe_token(secret: &str, school: &str, guardian: &str) -> String {
+    hex::encode(mac(secret, school, guardian).finalize().into_bytes())
+}
+
+/// Whether `token` is the one `unsubscribe_token` makes (compared in constant time).
+pub fn token_holds(secret: &str, school: &str, guardian: &str, token: &str) -> bool {
+    let Ok(bytes) = hex::decode(token) else {
+        return false;
+    };
+    mac(secret, school, guardian).verify_slice(&bytes).is_ok()
+}
+
+/// The link in a guardian's notice; `List-Unsubscribe` carries the same URL.
+pub fn unsubscribe_url(public_url: &str, secret: &str, school: &str, guardian: &str) -> String {
+    let query = serde_urlencoded::to_string([
+        ("school", school),
+        ("guardian", guardian),
+        ("token", &unsubscribe_token(secret, school, guardian)),
+    ])
+    .unwrap_or_default();
+    format!("{}/unsubscribe?{query}", public_url.trim_end_matches('/'))
+}
+
+/// Why a notice cannot become a message (kept on the notice as its failure).
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("the recipient {0:?} is not an address lettre accepts: {1}")]
+    Recipient(String, String),
+    #[error("cannot build the message: {0}")]
+    Build(String),
+}
+
+/// The SMTP message of `notice`, from `from`, with its Message-ID and, for a guardian's notice,
+/// RFC 8058 one-click unsubscribe headers (`unsubscribe`: the link).
+pub fn message(
+    notice: &Notice,
+    from: &Mailbox,
+    unsubscribe: Option<&str>,
+) -> Result<Message, MessageError> {
+    let to: Mailbox = notice
+        .recipient
+        .parse()
+        .map_err(|e: lettre::address::AddressError| {
+            MessageError::Recipient(notice.recipient.clone(), e.to_string())
+        })?;
+    let mut builder = Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(one_line(&notice.subject))
+        .message_id(Some(notice.message_id.clone()));
+    if let Some(url) = unsubscribe {
+        builder = builder
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                format!("<{url}>"),
+            ))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                "List-Unsubscribe=One-Click".to_owned(),
+            ));
+    }
+    builder
+        .multipart(MultiPart::alternative_plain_html(
+            notice.text.clone(),
+            notice.html.clone(),
+        ))
+        .map_err(|e| MessageError::Build(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsubscribe_tokens_name_one_guardian() {
+        let token = unsubscribe_token("secret", "school", "g1");
+        assert!(token_holds("secret", "school", "g1", &token));
+        assert!(!token_holds("secret", "school", "g2", &token));
+        assert!(!token_holds("other", "school", "g1", &token));
+        assert!(!token_holds("secret", "school", "g1", "zz"));
+    }
+
+    #[test]
+    fn names_cannot_inject_headers_or_markup() {
+        let mail = GuardianMail {
+            school: "Hill\r\nBcc: all@example.org School".into(),
+            greeting: "<script>alert(1)</script> Doe".into(),
+            date: "Tuesday 1 December 2026".into(),
+            correction: false,
+            lines: vec![Line {
+                name: "<b>Ann</b>".into(),
+                status: "absent".into(),
+                lesson: "Maths & <i>Art</i>".into(),
+                time: "08:00".into(),
+            }],
+            withdrawn: Vec::new(),
+            unsubscribe: "https://school.example/unsubscribe?x=1&y=2".into(),
+        };
+        let (subject, text, html) = mail.render().unwrap();
+        assert!(!subject.contains('\n') && !subject.contains('\r'));
+        assert!(text.contains("<b>Ann</b> was absent in Maths & <i>Art</i> at 08:00"));
+        assert!(!html.contains("<script>") && !html.contains("<b>Ann"));
+        assert!(html.contains("&#60;b&#62;Ann&#60;/b&#62;"));
+    }
+}

@@ -1,0 +1,197 @@
+//! The notice outbox (`domain::notice`) on SQLite. One process sends from it (the embedded store
+//! is one server's), but claims still lease, so a notice whose sender died mid-try is taken again
+//! when its lease runs out.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::word;
+use crate::domain::notice::{Claim, Finish, Notice, State};
+use crate::store::{NoticeQuery, StoreError};
+
+const COLUMNS: &str = "id, school_id, kind, key, recipient, guardian_id, day, subject, text, html, \
+                       facts, message_id, state, attempts, next_attempt_at, lease_owner, \
+                       lease_until, last_error, created_at, sent_at";
+
+fn notice(r: &Row<'_>) -> rusqlite::Result<Notice> {
+    Ok(Notice {
+        id: r.get(0)?,
+        school_id: r.get(1)?,
+        kind: word(2, &r.get::<_, String>(2)?)?,
+        key: r.get(3)?,
+        recipient: r.get(4)?,
+        guardian_id: r.get(5)?,
+        day: r.get(6)?,
+        subject: r.get(7)?,
+        text: r.get(8)?,
+        html: r.get(9)?,
+        facts: r.get(10)?,
+        message_id: r.get(11)?,
+        state: word(12, &r.get::<_, String>(12)?)?,
+        attempts: r.get(13)?,
+        next_attempt_at: r.get(14)?,
+        lease_owner: r.get(15)?,
+        lease_until: r.get(16)?,
+        last_error: r.get(17)?,
+        created_at: r.get(18)?,
+        sent_at: r.get(19)?,
+    })
+}
+
+/// Inserts each notice whose key is new; returns how many were.
+pub fn enqueue(conn: &Connection, notices: &[Notice]) -> Result<usize, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "INSERT INTO notices ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
+             ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
+         ON CONFLICT (key) DO NOTHING"
+    ))?;
+    let mut added = 0;
+    for n in notices {
+        added += stmt.execute(params![
+            n.id,
+            n.school_id,
+            n.kind.as_str(),
+            n.key,
+            n.recipient,
+            n.guardian_id,
+            n.day,
+            n.subject,
+            n.text,
+            n.html,
+            n.facts,
+            n.message_id,
+            n.state.as_str(),
+            n.attempts,
+            n.next_attempt_at,
+            n.lease_owner,
+            n.lease_until,
+            n.last_error,
+            n.created_at,
+            n.sent_at,
+        ])?;
+    }
+    Ok(added)
+}
+
+/// Leases what `claim` may take, in one statement on the single writer.
+pub fn claim(conn: &Connection, claim: &Claim) -> Result<Vec<Notice>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE notices SET state = 'sending', lease_owner = ?1, lease_until = ?2,
+             attempts = attempts + 1
+         WHERE id IN (
+             SELECT id FROM (
+                 SELECT id, next_attempt_at AS due FROM notices
+                 WHERE state = 'queued' AND next_attempt_at <= ?3
+                 UNION ALL
+                 SELECT id, lease_until AS due FROM notices
+                 WHERE state = 'sending' AND lease_until <= ?3
+             ) ORDER BY due LIMIT ?4)
+         RETURNING {COLUMNS}"
+    ))?;
+    let mut out: Vec<Notice> = stmt
+        .query_map(
+            params![
+                claim.owner,
+                claim.lease_until,
+                claim.now,
+                claim.limit as i64
+            ],
+            notice,
+        )?
+        .collect::<Result<_, _>>()?;
+    out.sort_by_key(|n| n.next_attempt_at);
+    Ok(out)
+}
+
+pub fn finish(conn: &Connection, id: &str, owner: &str, f: &Finish) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE notices SET state = ?3, attempts = ?4, next_attempt_at = ?5, last_error = ?6,
+                 sent_at = ?7, lease_owner = NULL, lease_until = NULL
+             WHERE id = ?1 AND lease_owner = ?2 AND state = 'sending'",
+        )?
+        .execute(params![
+            id,
+            owner,
+            f.state.as_str(),
+            f.attempts,
+            f.next_attempt_at,
+            f.last_error,
+            f.sent_at
+        ])?;
+    Ok(n > 0)
+}
+
+pub fn resend(
+    conn: &Connection,
+    school_id: &str,
+    id: &str,
+    f: &Finish,
+) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE notices SET state = ?3, attempts = ?4, next_attempt_at = ?5, last_error = ?6,
+                 sent_at = ?7
+             WHERE id = ?1 AND school_id = ?2 AND state = 'failed'",
+        )?
+        .execute(params![
+            id,
+            school_id,
+            f.state.as_str(),
+            f.attempts,
+            f.next_attempt_at,
+            f.last_error,
+            f.sent_at
+        ])?;
+    Ok(n > 0)
+}
+
+pub fn list(conn: &Connection, q: &NoticeQuery) -> Result<Vec<Notice>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM notices
+         WHERE school_id = ?1 AND (?2 IS NULL OR day = ?2) AND (?3 IS NULL OR state = ?3)
+         ORDER BY created_at DESC, id DESC LIMIT ?4"
+    ))?;
+    let found = stmt
+        .query_map(
+            params![
+                q.school_id,
+                q.day,
+                q.state.map(State::as_str),
+                q.limit as i64
+            ],
+            notice,
+        )?
+        .collect::<Result<_, _>>()?;
+    Ok(found)
+}
+
+pub fn counts(conn: &Connection, school_id: &str) -> Result<Vec<(State, u64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT state, COUNT(*) FROM notices WHERE school_id = ?1 GROUP BY state ORDER BY state",
+    )?;
+    let found = stmt
+        .query_map([school_id], |r| {
+            Ok((
+                word(0, &r.get::<_, String>(0)?)?,
+                r.get::<_, i64>(1)? as u64,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(found)
+}
+
+pub fn secret(conn: &Connection, fresh: &str) -> Result<String, StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO server_secrets (name, value) VALUES ('unsubscribe', ?1)
+         ON CONFLICT (name) DO NOTHING",
+    )?
+    .execute([fresh])?;
+    let held: Option<String> = conn
+        .query_row(
+            "SELECT value FROM server_secrets WHERE name = 'unsubscribe'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(held.unwrap_or_else(|| fresh.to_owned()))
+}
