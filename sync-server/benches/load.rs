@@ -4,6 +4,11 @@
 //! `cargo bench -p sync-server --bench load [-- --quick] [-- --backend embedded|mongo]
 //! [-- --baseline PATH]`
 //!
+//! `--notices`: instead, issue 16's row: 16 boxes paced at the target rate before, while and after
+//! the server sends 10,000 notices to a local SMTP sink (`scripts/smtp_sink.py`); prints notices
+//! per second and the push p99 while sending as a share of before and after. `--rate N` sets the
+//! server's `max_per_second`.
+//!
 //! `--baseline PATH`: another build's `sync-server` binary (the code before a change), run with the
 //! same rows just before this build's own, so that the two are compared in one run on one machine;
 //! the closing lines give this build's throughput as a share of the baseline's.
@@ -67,12 +72,20 @@ impl Backend {
 /// A `sync-server serve` process with an admin account, in its own data folder.
 struct Server {
     base: String,
+    /// The MongoDB database it uses, when on MongoDB.
+    database: String,
     _process: Process,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
 }
 
 impl Server {
     fn start(backend: &Backend, bin: &Path) -> Server {
+        Server::start_with(backend, bin, "")
+    }
+
+    /// With `config` as its `sync-server.toml` (listen, data folder and store still from the
+    /// environment).
+    fn start_with(backend: &Backend, bin: &Path, config: &str) -> Server {
         let data = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let database = format!("load_{}", uuid::Uuid::new_v4().simple());
@@ -101,15 +114,22 @@ impl Server {
             .expect("password");
         assert!(child.wait().expect("admin create").success());
 
+        let config_file = data.path().join("sync-server.toml");
+        std::fs::write(&config_file, config).expect("config file");
         let mut serve = Command::new(bin);
-        serve.arg("serve").stdout(Stdio::null());
+        serve
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_file)
+            .stdout(Stdio::null());
         configure(&mut serve);
         let process = Process(serve.spawn().expect("sync-server serve"));
         wait_for_port(port, Duration::from_secs(30));
         Server {
             base: format!("http://127.0.0.1:{port}"),
+            database,
             _process: process,
-            _data: data,
+            data,
         }
     }
 }
@@ -410,10 +430,71 @@ struct Build {
     label: &'static str,
 }
 
-/// Runs every row against `build` on `backend`; returns (boxes, paced, events/s) per row.
-async fn run_backend(backend: &Backend, build: &Build, seconds: u64) -> Vec<(usize, bool, f64)> {
-    let server = Server::start(backend, &build.bin);
-    let mut rows = Vec::new();
+/// One row: the first `boxes` boxes push (paced at `TARGET_EVENTS_PER_S` together, or as fast as
+/// acked) and pull for `seconds`; returns what they saw, latencies sorted, and the wall time.
+async fn row(
+    client: &reqwest::Client,
+    base: &Arc<str>,
+    tokens: &[String],
+    cursors: &mut [String],
+    boxes: usize,
+    paced: bool,
+    seconds: u64,
+) -> (BoxResult, f64) {
+    // Paced: together the boxes offer TARGET_EVENTS_PER_S, each at its own phase.
+    let interval =
+        Duration::from_secs_f64(boxes as f64 * EVENTS_PER_PUSH as f64 / TARGET_EVENTS_PER_S);
+    // Bodies for the whole row, made before it starts: what the pacing offers, or for the
+    // unpaced rows twice the target rate (a box makes more on the spot if it runs out).
+    let rate = if paced {
+        TARGET_EVENTS_PER_S
+    } else {
+        2.0 * TARGET_EVENTS_PER_S
+    };
+    let per_box =
+        (rate * seconds as f64 / EVENTS_PER_PUSH as f64 / boxes as f64).ceil() as usize + 1;
+    let mut bodies: Vec<Vec<Vec<u8>>> = (0..boxes)
+        .map(|b| (0..per_box).map(|_| push_body(b)).collect())
+        .collect();
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..boxes)
+        .map(|b| {
+            let phase = interval.mul_f64(b as f64 / boxes as f64);
+            tokio::spawn(run_box(
+                client.clone(),
+                base.clone(),
+                tokens[b].clone(),
+                b,
+                cursors[b].clone(),
+                Row {
+                    deadline,
+                    pace: paced.then_some((phase, interval)),
+                    bodies: std::mem::take(&mut bodies[b]),
+                },
+            ))
+        })
+        .collect();
+    let mut all = BoxResult::default();
+    for (b, task) in tasks.into_iter().enumerate() {
+        let r = task.await.expect("box task");
+        cursors[b] = r.cursor;
+        all.push.extend(r.push);
+        all.pull.extend(r.pull);
+        all.events += r.events;
+        all.changes += r.changes;
+    }
+    let wall = start.elapsed().as_secs_f64();
+    all.push.sort();
+    all.pull.sort();
+    (all, wall)
+}
+
+/// A client, the school and its boxes on `server`, and each box's cursor after the roster.
+async fn prepare(
+    backend: &Backend,
+    server: &Server,
+) -> (reqwest::Client, Arc<str>, Vec<String>, Vec<String>) {
     // A workspace build gives reqwest edge-agent's `rustls-no-provider`: install one first.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
@@ -435,60 +516,22 @@ async fn run_backend(backend: &Backend, build: &Build, seconds: u64) -> Vec<(usi
     let catch_up = Instant::now();
     let mut roster = BoxResult::default();
     let cursor = pull_all(&client, &base, &tokens[0], "0".to_owned(), &mut roster).await;
-    let mut cursors = vec![cursor; BOXES];
     eprintln!(
         "{}: one box pulled the roster ({} changes) in {:.1} s",
         backend.name(),
         roster.changes,
         catch_up.elapsed().as_secs_f64()
     );
+    (client, base, tokens, vec![cursor; BOXES])
+}
+
+/// Runs every row against `build` on `backend`; returns (boxes, paced, events/s) per row.
+async fn run_backend(backend: &Backend, build: &Build, seconds: u64) -> Vec<(usize, bool, f64)> {
+    let server = Server::start(backend, &build.bin);
+    let mut rows = Vec::new();
+    let (client, base, tokens, mut cursors) = prepare(backend, &server).await;
     for (boxes, paced) in CONCURRENCY.iter().flat_map(|&n| [(n, false), (n, true)]) {
-        // Paced: together the boxes offer TARGET_EVENTS_PER_S, each at its own phase.
-        let interval =
-            Duration::from_secs_f64(boxes as f64 * EVENTS_PER_PUSH as f64 / TARGET_EVENTS_PER_S);
-        // Bodies for the whole row, made before it starts: what the pacing offers, or for the
-        // unpaced rows twice the target rate (a box makes more on the spot if it runs out).
-        let rate = if paced {
-            TARGET_EVENTS_PER_S
-        } else {
-            2.0 * TARGET_EVENTS_PER_S
-        };
-        let per_box =
-            (rate * seconds as f64 / EVENTS_PER_PUSH as f64 / boxes as f64).ceil() as usize + 1;
-        let mut bodies: Vec<Vec<Vec<u8>>> = (0..boxes)
-            .map(|b| (0..per_box).map(|_| push_body(b)).collect())
-            .collect();
-        let start = Instant::now();
-        let deadline = start + Duration::from_secs(seconds);
-        let tasks: Vec<_> = (0..boxes)
-            .map(|b| {
-                let phase = interval.mul_f64(b as f64 / boxes as f64);
-                tokio::spawn(run_box(
-                    client.clone(),
-                    base.clone(),
-                    tokens[b].clone(),
-                    b,
-                    cursors[b].clone(),
-                    Row {
-                        deadline,
-                        pace: paced.then_some((phase, interval)),
-                        bodies: std::mem::take(&mut bodies[b]),
-                    },
-                ))
-            })
-            .collect();
-        let mut all = BoxResult::default();
-        for (b, task) in tasks.into_iter().enumerate() {
-            let r = task.await.expect("box task");
-            cursors[b] = r.cursor;
-            all.push.extend(r.push);
-            all.pull.extend(r.pull);
-            all.events += r.events;
-            all.changes += r.changes;
-        }
-        let wall = start.elapsed().as_secs_f64();
-        all.push.sort();
-        all.pull.sort();
+        let (all, wall) = row(&client, &base, &tokens, &mut cursors, boxes, paced, seconds).await;
         let events_per_s = all.events as f64 / wall;
         let p99 = percentile(&all.push, 0.99);
         let verdict = if boxes == 128 && paced && matches!(backend, Backend::Embedded) {
@@ -548,6 +591,206 @@ async fn compare(backend: &Backend, builds: &[Build], seconds: u64) -> Vec<Strin
     lines
 }
 
+/// Notices the `--notices` run sends, and the boxes pushing meanwhile.
+const NOTICES: usize = 10_000;
+const NOTICE_BOXES: usize = 16;
+
+/// Issue 16: the server sends `NOTICES` notices to a local SMTP sink while `NOTICE_BOXES` boxes push
+/// at the paced rate; the same row before and after is the baseline of the push p99.
+async fn run_notices(backend: &Backend, seconds: u64, rate: Option<u32>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = tempfile::tempdir().expect("sink folder");
+    let port = free_port();
+    let mut sink = Command::new(root.join(".venv/bin/python"));
+    sink.arg(root.join("scripts/smtp_sink.py"))
+        .args(["--port", &port.to_string()])
+        .arg("--out")
+        .arg(out.path())
+        .stdout(Stdio::null());
+    let _sink = Process(
+        sink.spawn()
+            .expect("scripts/smtp_sink.py in .venv (scripts/setup)"),
+    );
+    wait_for_port(port, Duration::from_secs(30));
+    let config = format!(
+        "[smtp]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nfrom = \"Load School <attendance@load.example.org>\"\npublic_url = \"http://127.0.0.1:1\"\nplan_every_seconds = 3600\n{}",
+        rate.map_or_else(String::new, |r| format!("max_per_second = {r}\n"))
+    );
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_sync-server"));
+    let server = Server::start_with(backend, &bin, &config);
+    let (client, base, tokens, mut cursors) = prepare(backend, &server).await;
+    let print = |label: &str, all: &BoxResult, wall: f64| {
+        println!(
+            "| {} | {label} | {NOTICE_BOXES} | {} | {:.0} | {:.1} | {:.1} | {:.1} |",
+            backend.name(),
+            all.push.len(),
+            all.events as f64 / wall,
+            percentile(&all.push, 0.50),
+            percentile(&all.push, 0.95),
+            percentile(&all.push, 0.99),
+        );
+    };
+    // A first row warms the server up (a cold server's first seconds have several times a warm
+    // one's p99).
+    let (warm, wall) = row(
+        &client,
+        &base,
+        &tokens,
+        &mut cursors,
+        NOTICE_BOXES,
+        true,
+        seconds,
+    )
+    .await;
+    print("warm-up", &warm, wall);
+    let (before, wall) = row(
+        &client,
+        &base,
+        &tokens,
+        &mut cursors,
+        NOTICE_BOXES,
+        true,
+        seconds,
+    )
+    .await;
+    print("before sending", &before, wall);
+
+    // The outbox filled from a second connection to the server's database, as another process
+    // (a planner) would.
+    let store: Arc<dyn sync_server::store::Store> = match backend {
+        Backend::Embedded => Arc::new(
+            sync_server::store::sqlite::SqliteStore::open(
+                &server.data.path().join("rollcall-server.sqlite"),
+            )
+            .expect("the server's database"),
+        ),
+        Backend::Mongo(uri) => Arc::new(
+            sync_server::store::mongo::MongoStore::connect(uri, &server.database)
+                .await
+                .expect("the server's database"),
+        ),
+    };
+    let now = now_ms();
+    let notices: Vec<_> = (0..NOTICES)
+        .map(|n| {
+            let id = uuid::Uuid::now_v7().to_string();
+            sync_server::domain::notice::Notice {
+                message_id: format!("<{id}@load.example.org>"),
+                key: format!("bench-{id}"),
+                id,
+                school_id: SCHOOL.into(),
+                kind: sync_server::domain::notice::Kind::Absence,
+                recipient: format!("parent{n}@example.org"),
+                guardian_id: None,
+                day: "2026-12-01".into(),
+                subject: format!("Load School: Student {n} missed lessons on Tuesday 1 December 2026"),
+                text: format!("Dear parent,\n\nLoad School recorded on Tuesday 1 December 2026:\n\n- Student {n} was absent in Class 1 at 08:00.\n"),
+                html: format!("<p>Dear parent,</p><p>Load School recorded on Tuesday 1 December 2026:</p><ul><li>Student {n} was absent in Class 1 at 08:00.</li></ul>"),
+                facts: String::new(),
+                students: Vec::new(),
+                state: sync_server::domain::notice::State::Queued,
+                attempts: 0,
+                next_attempt_at: now,
+                lease_owner: None,
+                lease_until: None,
+                last_error: None,
+                created_at: now,
+                sent_at: None,
+            }
+        })
+        .collect();
+    let enqueue = Instant::now();
+    for chunk in notices.chunks(500) {
+        store.enqueue_notices(chunk).await.expect("enqueue");
+    }
+    let enqueued = enqueue.elapsed().as_secs_f64();
+    let sending = Instant::now();
+    let (during, wall) = row(
+        &client,
+        &base,
+        &tokens,
+        &mut cursors,
+        NOTICE_BOXES,
+        true,
+        seconds,
+    )
+    .await;
+    print("while sending", &during, wall);
+    let count = || {
+        std::fs::read_dir(out.path())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let mut sent_during_row = 0;
+    loop {
+        let n = count();
+        if sent_during_row == 0 {
+            sent_during_row = n;
+        }
+        if n >= NOTICES {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} of {NOTICES} notices after 15 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let all_sent = sending.elapsed().as_secs_f64();
+    let (after, wall) = row(
+        &client,
+        &base,
+        &tokens,
+        &mut cursors,
+        NOTICE_BOXES,
+        true,
+        seconds,
+    )
+    .await;
+    print("after sending", &after, wall);
+    // Each notice once: as many distinct Message-IDs as messages.
+    let mut ids = std::collections::HashSet::new();
+    let mut messages = 0;
+    for entry in std::fs::read_dir(out.path())
+        .expect("sink folder")
+        .filter_map(Result::ok)
+    {
+        if entry.path().extension().is_none_or(|x| x != "eml") {
+            continue;
+        }
+        messages += 1;
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
+        {
+            ids.insert(line.to_owned());
+        }
+    }
+    let p99 = |r: &BoxResult| percentile(&r.push, 0.99);
+    println!(
+        "\n{}: {NOTICES} notices enqueued in {enqueued:.2} s ({:.0}/s); all delivered {all_sent:.1} s after ({:.0} notices/s, one SMTP connection, one at a time, max_per_second {}; {sent_during_row} during the {seconds} s row); {messages} messages, {} distinct Message-IDs.",
+        backend.name(),
+        NOTICES as f64 / enqueued,
+        NOTICES as f64 / all_sent,
+        rate.map_or_else(|| "default".to_owned(), |r| r.to_string()),
+        ids.len(),
+    );
+    println!(
+        "push p99 while sending: {:.1} ms, {:.0} % of before ({:.1} ms) and {:.0} % of after ({:.1} ms); target: within 10 %.",
+        p99(&during),
+        100.0 * p99(&during) / p99(&before),
+        p99(&before),
+        100.0 * p99(&during) / p99(&after),
+        p99(&after),
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -571,6 +814,26 @@ fn main() {
             )
         )
     );
+    if args.iter().any(|a| a == "--notices") {
+        // `--rate N`: the server's max_per_second (default: the server's own default).
+        let rate = args
+            .iter()
+            .position(|a| a == "--rate")
+            .and_then(|i| args.get(i + 1))
+            .map(|r| r.parse::<u32>().expect("--rate takes messages per second"));
+        println!(
+            "| store | row | boxes (paced, {TARGET_EVENTS_PER_S} events/s offered) | pushes | events/s | push p50 ms | push p95 ms | push p99 ms |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+        if only.as_deref() != Some("mongo") {
+            runtime.block_on(run_notices(&Backend::Embedded, seconds, rate));
+        }
+        if only.as_deref() == Some("mongo") {
+            let (uri, _mongo) = mongo_uri();
+            runtime.block_on(run_notices(&Backend::Mongo(uri), seconds, rate));
+        }
+        return;
+    }
     println!(
         "| store | boxes | load | pushes | events/s | push p50 ms | push p95 ms | push p99 ms | pull pages | pull p50 ms | pull p99 ms | note |"
     );

@@ -93,6 +93,12 @@ pub struct SmtpConfig {
     /// must be longer than `timeout_seconds` by 10 or more. Default 120.
     #[serde(default = "default_lease_seconds")]
     pub lease_seconds: u32,
+    /// Most messages sent per second. Default 50: a district's 10,000 in under four minutes,
+    /// while the pushes of the boxes keep their latency (unpaced, sending took a core of a
+    /// two-core server and multiplied the push p99 by nine; PERFORMANCE.md, issue 16). Many relays
+    /// limit senders too.
+    #[serde(default = "default_max_per_second")]
+    pub max_per_second: u32,
     /// Messages sent at once. Default 1: a process killed between the relay's accept and the
     /// commit sends each message in flight twice (same Message-ID), so N at once may duplicate N.
     #[serde(default = "default_smtp_concurrency")]
@@ -122,6 +128,10 @@ fn default_smtp_timeout_seconds() -> u32 {
 
 fn default_lease_seconds() -> u32 {
     120
+}
+
+fn default_max_per_second() -> u32 {
+    50
 }
 
 fn default_smtp_concurrency() -> usize {
@@ -339,12 +349,13 @@ impl Config {
                 ));
             }
             if smtp.timeout_seconds == 0
+                || smtp.max_per_second == 0
                 || smtp.lease_seconds < smtp.timeout_seconds.saturating_add(10)
                 || smtp.concurrency == 0
                 || smtp.plan_every_seconds == 0
             {
                 return invalid(
-                    "smtp: timeout_seconds, concurrency and plan_every_seconds must be at least 1, and lease_seconds at least timeout_seconds + 10"
+                    "smtp: timeout_seconds, max_per_second, concurrency and plan_every_seconds must be at least 1, and lease_seconds at least timeout_seconds + 10"
                         .to_owned(),
                 );
             }

@@ -620,3 +620,171 @@ async fn an_admin_books_a_trip_ahead_and_adds_a_guardian() {
     screenshots(&browser, "student-guardians").await;
     browser.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_admin_reads_the_notices_sent_and_failed_and_a_guardian_unsubscribes() {
+    use common::START;
+    use common::smtp::Sink;
+    use sync_server::config::{SmtpConfig, SmtpSecurity};
+    use sync_server::domain::notice::{Kind, Notice, State};
+    use sync_server::notify::Notifier;
+    use sync_server::notify::mail::{GuardianMail, Line};
+
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    let sink = Sink::start(&[], &["bounce@example.org"]);
+    let config = SmtpConfig {
+        host: "127.0.0.1".into(),
+        port: sink.port,
+        security: SmtpSecurity::None,
+        username: None,
+        password: None,
+        from: "North School <attendance@north.example.org>".into(),
+        public_url: server.base.clone(),
+        plan_every_seconds: 60,
+        timeout_seconds: 5,
+        lease_seconds: 60,
+        max_per_second: 1000,
+        concurrency: 1,
+    };
+    let notifier = Notifier::new(server.store.clone(), server.clock.clone(), &config).unwrap();
+    let contact = sync_server::domain::guardian::Contact {
+        given_name: "Grace".into(),
+        family_name: "Hopper".into(),
+        email: "grace.hopper@example.org".into(),
+        relationship: sync_server::domain::guardian::Relationship::Guardian,
+    };
+    let grace = server
+        .store
+        .link_guardian("north", &north.s1(), &contact, "test", START)
+        .await
+        .unwrap()
+        .unwrap()
+        .guardian;
+    let mail = |to: &str| GuardianMail {
+        school: "North school".into(),
+        greeting: format!("Grace Hopper ({to})"),
+        date: "Monday 2 September 2024".into(),
+        correction: false,
+        lines: vec![
+            Line {
+                name: "Ada".into(),
+                status: "absent".into(),
+                lesson: "Maths".into(),
+                time: "08:00".into(),
+            },
+            Line {
+                name: "Ada".into(),
+                status: "late".into(),
+                lesson: "Art".into(),
+                time: "10:00".into(),
+            },
+        ],
+        withdrawn: Vec::new(),
+        unsubscribe: format!("{}/unsubscribe?...", server.base),
+    };
+    let notices: Vec<Notice> = ["grace.hopper@example.org", "bounce@example.org"]
+        .iter()
+        .enumerate()
+        .map(|(n, to)| {
+            let (subject, text, html) = mail(to).render().unwrap();
+            Notice {
+                id: format!("n-{n}"),
+                school_id: "north".into(),
+                kind: Kind::Absence,
+                key: format!("k-{n}"),
+                recipient: (*to).into(),
+                guardian_id: (n == 0).then(|| grace.id.clone()),
+                day: "2024-09-02".into(),
+                subject,
+                text,
+                html,
+                facts: String::new(),
+                students: vec![north.s1()],
+                message_id: format!("<n-{n}@north.example.org>"),
+                state: State::Queued,
+                attempts: 0,
+                next_attempt_at: START,
+                lease_owner: None,
+                lease_until: None,
+                last_error: None,
+                created_at: START + n as i64,
+                sent_at: None,
+            }
+        })
+        .collect();
+    server.store.enqueue_notices(&notices).await.unwrap();
+    let done = notifier.deliver().await.unwrap();
+    assert_eq!((done.sent, done.failed), (1, 1));
+    let sent = sink.wait_for(1, 10).await;
+    let link = sent[0]
+        .header("list-unsubscribe")
+        .trim_matches(['<', '>'])
+        .to_owned();
+
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path()).await;
+    sign_in(&browser, &server.base, "north-admin").await;
+    browser
+        .goto(&format!("{}/notices", server.base))
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/notices").await;
+    let table = text_of(&browser, "main table tbody").await;
+    assert!(
+        table.contains("bounce@example.org") && table.contains("failed"),
+        "{table}"
+    );
+    assert!(table.contains("550"), "{table}");
+    screenshots(&browser, "notices").await;
+    browser
+        .goto(&format!("{}/notices/n-0", server.base))
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/notices/n-0").await;
+    assert!(
+        text_of(&browser, "pre")
+            .await
+            .contains("Ada was absent in Maths at 08:00.")
+    );
+    screenshots(&browser, "notice").await;
+    browser
+        .goto(&format!("{}/settings", server.base))
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/settings").await;
+    screenshots(&browser, "settings").await;
+
+    // The guardian's link: a page with one button, then done.
+    browser.goto(&link).await.unwrap();
+    wait_for_path(&browser, "/unsubscribe").await;
+    screenshots(&browser, "unsubscribe").await;
+    browser
+        .form(Locator::Css("main form"))
+        .await
+        .unwrap()
+        .submit()
+        .await
+        .unwrap();
+    // The answer is the page itself (no redirect: the link must work without a session).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while browser.find(Locator::Css("main .notice")).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the unsubscribe answer did not come"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let said = text_of(&browser, "main .notice").await;
+    assert!(said.starts_with("Done: you will get no more"), "{said}");
+    screenshots(&browser, "unsubscribed").await;
+    let held = server
+        .store
+        .guardian("north", &grace.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(held.opted_out_at.is_some());
+    browser.close().await.unwrap();
+}

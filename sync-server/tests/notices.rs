@@ -33,6 +33,7 @@ fn smtp(port: u16) -> SmtpConfig {
         plan_every_seconds: 60,
         timeout_seconds: 5,
         lease_seconds: 60,
+        max_per_second: 1000,
         concurrency: 1,
     }
 }
@@ -314,6 +315,7 @@ fn notice(school: &str, n: usize, to: &str, now: Millis) -> Notice {
         text: format!("Notice number {n}."),
         html: format!("<p>Notice number {n}.</p>"),
         facts: String::new(),
+        students: Vec::new(),
         state: State::Queued,
         attempts: 0,
         next_attempt_at: now,
@@ -472,7 +474,7 @@ async fn two_server_processes_on_one_mongodb_send_each_of_500_notices_once() {
     let mongo = Some((mongo_uri(), database.clone()));
     let place_a = common::process::Place::new(dir_a.path(), mongo.clone());
     let place_b = common::process::Place::new(dir_b.path(), mongo);
-    let config = sink.config("timeout_seconds = 5\nlease_seconds = 30");
+    let config = sink.config("timeout_seconds = 5\nlease_seconds = 30\nmax_per_second = 1000");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -503,7 +505,7 @@ async fn a_sender_killed_mid_burst_loses_nothing_and_duplicates_at_most_one() {
     let http = common::http_client();
     let dir = tempfile::tempdir().unwrap();
     let place = common::process::Place::new(dir.path(), Some((mongo_uri(), database.clone())));
-    let config = sink.config("timeout_seconds = 2\nlease_seconds = 12");
+    let config = sink.config("timeout_seconds = 2\nlease_seconds = 12\nmax_per_second = 1000");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -1892,6 +1892,7 @@ async fn admins_see_the_notices_resend_a_failed_one_and_set_when_notices_go() {
         text: "Ada was absent in Maths at 08:00.".into(),
         html: "<p>Ada was absent in Maths at 08:00.</p>".into(),
         facts: String::new(),
+        students: Vec::new(),
         message_id: "<n-1@north.example.org>".into(),
         state: State::Queued,
         attempts: 0,

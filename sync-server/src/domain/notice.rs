@@ -100,6 +100,8 @@ pub struct Notice {
     /// What the recipient knows once it is sent (JSON of `Vec<Told>` for a guardian's notice):
     /// the next notice of the day tells only what changed.
     pub facts: String,
+    /// The students it names: erasing one deletes the notices that name them.
+    pub students: Vec<String>,
     /// `<id@domain>`: the same on every try, so a copy sent twice (a crash between the SMTP
     /// server's accept and the commit) is recognisable as one notice.
     pub message_id: String,
@@ -479,6 +481,7 @@ mod tests {
             text: String::new(),
             html: String::new(),
             facts: serde_json::to_string(&draft.now_told).unwrap(),
+            students: Vec::new(),
             message_id: String::new(),
             state: State::Queued,
             attempts: 0,

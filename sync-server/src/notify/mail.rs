@@ -126,6 +126,8 @@ pub struct Digest {
     pub offline: Vec<String>,
     pub purges_pending: usize,
     pub failed_notices: usize,
+    /// The ids of the students it names.
+    pub named: Vec<String>,
 }
 
 /// A box offline during lessons.

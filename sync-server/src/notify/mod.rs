@@ -10,18 +10,18 @@
 
 pub mod mail;
 mod plan;
+mod relay;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use lettre::message::Mailbox;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use relay::Relay;
 use tokio::sync::OnceCell;
 
 use crate::api::Clock;
-use crate::config::{SmtpConfig, SmtpSecurity};
+use crate::config::SmtpConfig;
 use crate::domain::notice::{self, Claim, Delivery, Notice};
 use crate::store::{Millis, Store, StoreError};
 
@@ -49,13 +49,16 @@ pub struct Delivered {
 pub struct Notifier {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    relay: Relay,
     from: Mailbox,
     public_url: String,
     lease_ms: Millis,
     /// How long one SMTP exchange may take.
     timeout_ms: Millis,
     concurrency: usize,
+    /// The time between two messages' starts (`max_per_second`), and when the next may start.
+    spacing: Duration,
+    next_start: tokio::sync::Mutex<tokio::time::Instant>,
     plan_every: Duration,
     secret: OnceCell<String>,
 }
@@ -70,36 +73,21 @@ impl Notifier {
             .from
             .parse()
             .map_err(|_| NotifyError::From(config.from.clone()))?;
-        let failed = |e: lettre::transport::smtp::Error| NotifyError::Transport {
+        let relay = Relay::new(config).map_err(|e| NotifyError::Transport {
             host: config.host.clone(),
             reason: e.to_string(),
-        };
-        let mut builder = match config.security {
-            SmtpSecurity::None => {
-                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
-            }
-            SmtpSecurity::Starttls => {
-                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&config.host)
-                    .map_err(failed)?
-            }
-            SmtpSecurity::Tls => {
-                AsyncSmtpTransport::<Tokio1Executor>::relay(&config.host).map_err(failed)?
-            }
-        }
-        .port(config.port)
-        .timeout(Some(Duration::from_secs(u64::from(config.timeout_seconds))));
-        if let (Some(user), Some(password)) = (&config.username, &config.password) {
-            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
-        }
+        })?;
         Ok(Notifier {
             store,
             clock,
-            transport: builder.build(),
+            relay,
             from,
             public_url: config.public_url.clone(),
             lease_ms: Millis::from(config.lease_seconds) * 1000,
             timeout_ms: Millis::from(config.timeout_seconds) * 1000,
             concurrency: config.concurrency.max(1),
+            spacing: Duration::from_secs(1) / config.max_per_second.max(1),
+            next_start: tokio::sync::Mutex::new(tokio::time::Instant::now()),
             plan_every: Duration::from_secs(u64::from(config.plan_every_seconds)),
             secret: OnceCell::new(),
         })
@@ -160,6 +148,7 @@ impl Notifier {
                     } else if now + self.timeout_ms >= claim.lease_until {
                         notice::release(&notice, now, "its claim ran short; sent in the next")
                     } else {
+                        self.wait_for_turn().await;
                         let outcome = self.try_once(&notice).await;
                         if let Delivery::Transient(why) = &outcome
                             && let Ok(mut h) = halted.lock()
@@ -187,6 +176,17 @@ impl Notifier {
             }
         }
         Ok(delivered)
+    }
+
+    /// Waits until the next message may start, at most `max_per_second` a second.
+    async fn wait_for_turn(&self) {
+        let start = {
+            let mut next = self.next_start.lock().await;
+            let start = (*next).max(tokio::time::Instant::now());
+            *next = start + self.spacing;
+            start
+        };
+        tokio::time::sleep_until(start).await;
     }
 
     /// One try at sending `notice`.
@@ -221,11 +221,7 @@ impl Notifier {
             Ok(message) => message,
             Err(e) => return Delivery::Permanent(e.to_string()),
         };
-        match self.transport.send(message).await {
-            Ok(_) => Delivery::Accepted,
-            Err(e) if e.is_permanent() => Delivery::Permanent(e.to_string()),
-            Err(e) => Delivery::Transient(e.to_string()),
-        }
+        self.relay.send(&message).await
     }
 
     /// Plans and sends until `stop` resolves: plans every `plan_every`, sends whenever notices are
@@ -272,6 +268,7 @@ impl Notifier {
         day: &str,
         (subject, text, html): mail::Rendered,
         facts: String,
+        students: Vec<String>,
         now: Millis,
     ) -> Notice {
         let id = uuid::Uuid::now_v7().to_string();
@@ -288,6 +285,7 @@ impl Notifier {
             text,
             html,
             facts,
+            students,
             state: notice::State::Queued,
             attempts: 0,
             next_attempt_at: now,

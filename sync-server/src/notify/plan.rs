@@ -224,10 +224,24 @@ async fn guardian_day(
             &day_text,
             rendered,
             serde_json::to_string(&draft.now_told).unwrap_or_default(),
+            named(&draft),
             now,
         ));
     }
     Ok(out)
+}
+
+/// Every student a guardian's notice names.
+fn named(draft: &Draft) -> Vec<String> {
+    let mut ids: Vec<String> = draft
+        .now_told
+        .iter()
+        .chain(&draft.change.withdrawn)
+        .map(|t| t.student_id.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 fn guardian_mail(
@@ -325,6 +339,7 @@ async fn admins(
                         &day_text,
                         rendered,
                         String::new(),
+                        Vec::new(),
                         now,
                     ));
                 }
@@ -359,6 +374,7 @@ async fn admins(
                             &day_text,
                             rendered.clone(),
                             String::new(),
+                            digest.named.clone(),
                             now,
                         ));
                     }
@@ -460,6 +476,7 @@ async fn digest(
         .map(|(id, c)| (id.clone(), c.missed_percent().unwrap_or(0.0)))
         .collect();
     newly.sort_by(|a, b| a.0.cmp(&b.0));
+    let named = newly.iter().map(|(id, _)| id.clone()).collect();
     let newly_chronic = if newly.is_empty() {
         Vec::new()
     } else {
@@ -507,5 +524,6 @@ async fn digest(
             .iter()
             .filter(|t| t.state == notice::State::Failed)
             .count(),
+        named,
     })
 }

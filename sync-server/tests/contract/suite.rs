@@ -2914,6 +2914,7 @@ fn outbox_notice(n: usize, at: i64) -> sync_server::domain::notice::Notice {
         text: "text".into(),
         html: "<p>html</p>".into(),
         facts: "[]".into(),
+        students: Vec::new(),
         message_id: format!("<notice-{n}@example.org>"),
         state: State::Queued,
         attempts: 0,

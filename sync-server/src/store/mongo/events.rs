@@ -395,6 +395,11 @@ pub async fn write(tx: &mut Tx<'_>, school_id: &str, writes: &[Write<'_>]) -> Re
                     .delete_many(doc! { "school_id": school_id, "student_ids": { "$size": 0 } })
                     .session(&mut tx.session)
                     .await?;
+                // The notices that name them, sent or not.
+                tx.coll::<Document>(NOTICES)
+                    .delete_many(doc! { "school_id": school_id, "student_ids": student })
+                    .session(&mut tx.session)
+                    .await?;
             }
             Write::Change(body) => tx.feed_of(school_id, body.clone())?,
             Write::AddGuardian(guardian) => {

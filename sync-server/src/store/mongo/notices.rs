@@ -32,6 +32,7 @@ fn doc_of(n: &Notice) -> Document {
         "text": &n.text,
         "html": &n.html,
         "facts": &n.facts,
+        "student_ids": &n.students,
         "message_id": &n.message_id,
         "state": n.state.as_str(),
         "attempts": i64::from(n.attempts),
@@ -63,6 +64,14 @@ fn notice_of(d: &Document) -> Result<Notice, DbError> {
         text: text("text")?,
         html: text("html")?,
         facts: text("facts")?,
+        students: d
+            .get_array("student_ids")
+            .map(|a| {
+                a.iter()
+                    .filter_map(|b| b.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
         message_id: text("message_id")?,
         state: text("state")?.parse().map_err(|e| bad("state", &e))?,
         attempts: u32::try_from(number("attempts")?).unwrap_or(u32::MAX),

@@ -109,6 +109,12 @@ fn indexes() -> Vec<(&'static str, &'static str, Document, bool)> {
             false,
         ),
         (
+            NOTICES,
+            "school_students",
+            doc! { "school_id": 1, "student_ids": 1 },
+            false,
+        ),
+        (
             EXCUSALS,
             "section_from",
             doc! { "section_id": 1, "from_ms": 1 },

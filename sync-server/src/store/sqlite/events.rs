@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::feed::Feed;
-use super::{audit, excusals, guardians, roster, templates, word};
+use super::{audit, excusals, guardians, notices, roster, templates, word};
 use crate::domain::Write;
 use crate::domain::event::Event;
 use crate::domain::push::{self, Facts, HeldMark, HeldSession, HeldTemplate, Outcome, Wanted};
@@ -241,6 +241,7 @@ pub fn write(conn: &Connection, school_id: &str, writes: &[Write<'_>]) -> Result
                 )?
                 .execute([student, school_id])?;
                 guardians::erase_student(conn, school_id, student)?;
+                notices::erase_student(conn, school_id, student)?;
                 for students in filed.values_mut() {
                     students.retain(|s| s != student);
                 }

@@ -10,7 +10,7 @@ use crate::store::{NoticeQuery, StoreError};
 
 const COLUMNS: &str = "id, school_id, kind, key, recipient, guardian_id, day, subject, text, html, \
                        facts, message_id, state, attempts, next_attempt_at, lease_owner, \
-                       lease_until, last_error, created_at, sent_at";
+                       lease_until, last_error, created_at, sent_at, students";
 
 fn notice(r: &Row<'_>) -> rusqlite::Result<Notice> {
     Ok(Notice {
@@ -34,6 +34,7 @@ fn notice(r: &Row<'_>) -> rusqlite::Result<Notice> {
         last_error: r.get(17)?,
         created_at: r.get(18)?,
         sent_at: r.get(19)?,
+        students: serde_json::from_str(&r.get::<_, String>(20)?).unwrap_or_default(),
     })
 }
 
@@ -41,7 +42,7 @@ fn notice(r: &Row<'_>) -> rusqlite::Result<Notice> {
 pub fn enqueue(conn: &Connection, notices: &[Notice]) -> Result<usize, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "INSERT INTO notices ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
-             ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
+             ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
          ON CONFLICT (key) DO NOTHING"
     ))?;
     let mut added = 0;
@@ -67,23 +68,30 @@ pub fn enqueue(conn: &Connection, notices: &[Notice]) -> Result<usize, StoreErro
             n.last_error,
             n.created_at,
             n.sent_at,
+            serde_json::to_string(&n.students).unwrap_or_else(|_| "[]".into()),
         ])?;
     }
     Ok(added)
 }
 
-/// Leases what `claim` may take, in one statement on the single writer.
+/// Leases what `claim` may take, in one statement on the single writer. Each branch reads at most
+/// `limit` rows along its partial index: sorting a whole backlog here held the writer, and every
+/// push behind it, for a tenth of a second (PERFORMANCE.md, issue 16).
 pub fn claim(conn: &Connection, claim: &Claim) -> Result<Vec<Notice>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "UPDATE notices SET state = 'sending', lease_owner = ?1, lease_until = ?2,
              attempts = attempts + 1
          WHERE id IN (
              SELECT id FROM (
-                 SELECT id, next_attempt_at AS due FROM notices
-                 WHERE state = 'queued' AND next_attempt_at <= ?3
+                 SELECT * FROM (
+                     SELECT id, next_attempt_at AS due FROM notices
+                     WHERE state = 'queued' AND next_attempt_at <= ?3
+                     ORDER BY next_attempt_at LIMIT ?4)
                  UNION ALL
-                 SELECT id, lease_until AS due FROM notices
-                 WHERE state = 'sending' AND lease_until <= ?3
+                 SELECT * FROM (
+                     SELECT id, lease_until AS due FROM notices
+                     WHERE state = 'sending' AND lease_until <= ?3
+                     ORDER BY lease_until LIMIT ?4)
              ) ORDER BY due LIMIT ?4)
          RETURNING {COLUMNS}"
     ))?;
@@ -194,4 +202,14 @@ pub fn secret(conn: &Connection, fresh: &str) -> Result<String, StoreError> {
         )
         .optional()?;
     Ok(held.unwrap_or_else(|| fresh.to_owned()))
+}
+
+/// An erasure's part: the school's notices that name `student` are deleted, sent or not.
+pub fn erase_student(conn: &Connection, school_id: &str, student: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "DELETE FROM notices WHERE school_id = ?1
+             AND EXISTS (SELECT 1 FROM json_each(notices.students) WHERE value = ?2)",
+    )?
+    .execute([school_id, student])?;
+    Ok(())
 }

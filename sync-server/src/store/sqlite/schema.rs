@@ -294,6 +294,8 @@ CREATE TABLE notices (
     text TEXT NOT NULL,
     html TEXT NOT NULL,
     facts TEXT NOT NULL,
+    -- JSON array of the students it names: an erasure deletes the notices naming the student.
+    students TEXT NOT NULL,
     message_id TEXT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('queued', 'sending', 'sent', 'failed')),
     attempts INTEGER NOT NULL,
