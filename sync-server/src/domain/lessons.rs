@@ -47,6 +47,14 @@ fn minutes(text: &str) -> Option<i64> {
     shared_proto::sync::minutes_of_day(text).map(i64::from)
 }
 
+/// `HH:MM` of `at` in `tz`, as pages and notices show a lesson's time; empty when out of range.
+pub fn clock(at: Millis, tz: &TimeZone) -> String {
+    Timestamp::from_millisecond(at).map_or_else(
+        |_| String::new(),
+        |t| t.to_zoned(tz.clone()).strftime("%H:%M").to_string(),
+    )
+}
+
 /// The local day of `at` in `tz`.
 pub fn day_of(at: Millis, tz: &TimeZone) -> Option<Date> {
     Some(

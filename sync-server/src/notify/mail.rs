@@ -194,6 +194,27 @@ fn one_line(text: &str) -> String {
         .collect()
 }
 
+/// The key that signs unsubscribe links, read from the store once per process (and made there by
+/// the first process that needs it): every process on one database signs alike.
+#[derive(Default)]
+pub struct Secret(tokio::sync::OnceCell<String>);
+
+impl Secret {
+    pub async fn get(
+        &self,
+        store: &dyn crate::store::Store,
+    ) -> Result<&str, crate::store::StoreError> {
+        self.0
+            .get_or_try_init(|| async {
+                let fresh = hex::encode(uuid::Uuid::new_v4().as_bytes())
+                    + &hex::encode(uuid::Uuid::new_v4().as_bytes());
+                store.notice_secret(&fresh).await
+            })
+            .await
+            .map(String::as_str)
+    }
+}
+
 type HmacSha256 = Hmac<Sha256>;
 
 fn mac(secret: &str, school: &str, guardian: &str) -> HmacSha256 {

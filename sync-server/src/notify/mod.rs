@@ -18,7 +18,6 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use lettre::message::Mailbox;
 use relay::Relay;
-use tokio::sync::OnceCell;
 
 use crate::api::Clock;
 use crate::config::SmtpConfig;
@@ -60,7 +59,7 @@ pub struct Notifier {
     spacing: Duration,
     next_start: tokio::sync::Mutex<tokio::time::Instant>,
     plan_every: Duration,
-    secret: OnceCell<String>,
+    secret: mail::Secret,
 }
 
 impl Notifier {
@@ -89,20 +88,13 @@ impl Notifier {
             spacing: Duration::from_secs(1) / config.max_per_second.max(1),
             next_start: tokio::sync::Mutex::new(tokio::time::Instant::now()),
             plan_every: Duration::from_secs(u64::from(config.plan_every_seconds)),
-            secret: OnceCell::new(),
+            secret: mail::Secret::default(),
         })
     }
 
-    /// The key that signs unsubscribe links, shared by every process on the database.
+    /// The key that signs unsubscribe links.
     async fn secret(&self) -> Result<&str, StoreError> {
-        self.secret
-            .get_or_try_init(|| async {
-                let fresh = hex::encode(uuid::Uuid::new_v4().as_bytes())
-                    + &hex::encode(uuid::Uuid::new_v4().as_bytes());
-                self.store.notice_secret(&fresh).await
-            })
-            .await
-            .map(String::as_str)
+        self.secret.get(self.store.as_ref()).await
     }
 
     /// Plans every school's notices due now and enqueues them; returns how many were new.

@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use shared_proto::sync::MarkStatus;
@@ -14,7 +13,7 @@ use shared_proto::sync::MarkStatus;
 use super::mail::{self, Alert, Digest, GuardianMail, Line};
 use crate::domain::attendance::Counts;
 use crate::domain::device;
-use crate::domain::lessons::{self, Held, Registration};
+use crate::domain::lessons::{self, Held, Registration, clock};
 use crate::domain::notice::{self, Day, Draft, Kind, Notice, Told};
 use crate::domain::settings::SchoolSettings;
 use crate::store::{AttendanceQuery, AttendanceRow, Millis, NoticeQuery, School, StoreError};
@@ -31,14 +30,6 @@ const DAY_NOTICES: usize = 100_000;
 /// `Tuesday 1 December 2026`.
 pub fn long_date(day: Date) -> String {
     day.strftime("%A %-d %B %Y").to_string()
-}
-
-/// `HH:MM` in the school's time zone; empty for an instant out of range.
-pub fn clock(at: Millis, tz: &TimeZone) -> String {
-    Timestamp::from_millisecond(at).map_or_else(
-        |_| String::new(),
-        |t| t.to_zoned(tz.clone()).strftime("%H:%M").to_string(),
-    )
 }
 
 /// What a day's marks and timetable say: its sessions with their lessons' ends.

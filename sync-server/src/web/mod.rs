@@ -42,7 +42,8 @@ use rolls::Roll;
 use session::{LOGIN_CSRF_COOKIE, SESSION_COOKIE, WebUser, cookie, same_secret, set_cookie};
 
 /// What the pages keep between requests: figures of past days, which change slowly and are shown
-/// as such (`past::Past`), and roster uploads waiting for their "Apply" (`roster::Pending`).
+/// as such (`past::Past`), roster uploads waiting for their "Apply" (`roster::Pending`), and the
+/// key that checks unsubscribe links.
 #[derive(Default)]
 pub struct Caches {
     /// Today's line: counts per local school day.
@@ -52,6 +53,8 @@ pub struct Caches {
     /// Reports, by first day and section.
     past_tallies: past::Past<Tally>,
     rosters: std::sync::Mutex<roster::Pending>,
+    /// The key that checks unsubscribe links, read once.
+    unsubscribe: crate::notify::mail::Secret,
 }
 
 impl Caches {

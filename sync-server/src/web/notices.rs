@@ -242,11 +242,8 @@ struct UnsubscribePage {
 
 /// Checks a link's token; an unknown or forged one is refused with the same answer.
 async fn checked(state: &AppState, p: &UnsubscribeParams) -> Result<String, WebError> {
-    let secret = state
-        .store()
-        .notice_secret(&hex::encode(uuid::Uuid::new_v4().as_bytes()))
-        .await?;
-    if !mail::token_holds(&secret, &p.school, &p.guardian, &p.token) {
+    let secret = state.web_caches().unsubscribe.get(state.store()).await?;
+    if !mail::token_holds(secret, &p.school, &p.guardian, &p.token) {
         return Err(WebError(ApiError::InvalidRequest(
             "this unsubscribe link is not valid: open the link in the latest e-mail".into(),
         )));

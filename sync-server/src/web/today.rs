@@ -120,12 +120,7 @@ struct TodayPage {
     no_timetable: bool,
 }
 
-fn clock(at: Millis, tz: &jiff::tz::TimeZone) -> String {
-    jiff::Timestamp::from_millisecond(at).map_or_else(
-        |_| String::new(),
-        |t| t.to_zoned(tz.clone()).strftime("%H:%M").to_string(),
-    )
-}
+use crate::domain::lessons::clock;
 
 /// `GET /` for a school: Today.
 pub(super) async fn page(
