@@ -750,6 +750,17 @@ async fn an_admin_reads_the_notices_sent_and_failed_and_a_guardian_unsubscribes(
     );
     screenshots(&browser, "notice").await;
     browser
+        .goto(&format!("{}/notices/preview?kind=absence", server.base))
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/notices/preview").await;
+    assert!(
+        text_of(&browser, "pre")
+            .await
+            .contains("Sam was absent in Science 4A at 13:30.")
+    );
+    screenshots(&browser, "notice-preview").await;
+    browser
         .goto(&format!("{}/settings", server.base))
         .await
         .unwrap();

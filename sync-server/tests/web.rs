@@ -2028,8 +2028,65 @@ async fn admins_see_the_notices_resend_a_failed_one_and_set_when_notices_go() {
         ["office@north.example.org", "head@north.example.org"]
     );
 
+    // The preview renders each kind from example people with the school's name, and says when
+    // the settings just saved send it.
+    let preview = admin.get("/notices/preview").await;
+    assert_eq!(preview.status, 200, "{}", preview.html);
+    assert!(
+        preview.html.contains("Alex and Sam missed lessons on"),
+        "{}",
+        preview.html
+    );
+    assert!(
+        preview
+            .html
+            .contains("- Alex was absent in Maths 7B at 09:00."),
+        "{}",
+        preview.html
+    );
+    assert!(
+        preview
+            .html
+            .contains("20 minutes after the end of the first lesson"),
+        "{}",
+        preview.html
+    );
+    let digest = admin.get("/notices/preview?kind=admin_digest").await;
+    assert!(
+        digest
+            .html
+            .contains("Not sent: the admins&#39; digest is off."),
+        "{}",
+        digest.html
+    );
+    let correction = admin.get("/notices/preview?kind=correction").await;
+    assert!(
+        correction
+            .html
+            .contains("Alex was not absent in Maths 7B at 09:00 after all."),
+        "{}",
+        correction.html
+    );
+    assert_eq!(admin.get("/notices/preview?kind=sms").await.status, 400);
+    assert!(
+        server
+            .store
+            .notices(&sync_server::store::NoticeQuery {
+                school_id: "north".into(),
+                day: None,
+                state: None,
+                limit: 10,
+            })
+            .await
+            .unwrap()
+            .len()
+            == 1,
+        "a preview stores nothing"
+    );
+
     // A teacher has no notices page.
     let mut teacher = Browser::new(&server);
     teacher.sign_in("north-teacher", PASSWORD).await;
     assert_eq!(teacher.get("/notices").await.status, 403);
+    assert_eq!(teacher.get("/notices/preview").await.status, 403);
 }

@@ -93,6 +93,8 @@ pub struct Limits {
     pub secure_cookies: bool,
     /// The server sends notices (`[smtp]` is set): the notices page says so when not.
     pub sends_notices: bool,
+    /// `smtp.public_url`: where guardians' unsubscribe links point (the preview shows it).
+    pub public_url: Option<String>,
 }
 
 /// The configuration's defaults: one place says what they are (`Config`).
@@ -121,6 +123,7 @@ impl From<&crate::Config> for Limits {
             metrics_on_api: config.metrics_listen.is_none(),
             secure_cookies: config.tls.is_some(),
             sends_notices: config.smtp.is_some(),
+            public_url: config.smtp.as_ref().map(|s| s.public_url.clone()),
         }
     }
 }

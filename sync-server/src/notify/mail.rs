@@ -10,7 +10,7 @@ use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use sha2::Sha256;
 
-use crate::domain::notice::Notice;
+use crate::domain::notice::{Kind, Notice};
 
 /// One lesson line of a guardian's notice.
 #[derive(Clone, Debug)]
@@ -185,6 +185,76 @@ pub fn render_admin(
     }
     .render()?;
     Ok((subject, text, html))
+}
+
+/// A school day as notices name it: `Tuesday 1 December 2026`.
+pub fn long_date(day: jiff::civil::Date) -> String {
+    day.strftime("%A %-d %B %Y").to_string()
+}
+
+/// What a school's notices of `kind` look like, rendered by the same templates from example
+/// people, lessons and boxes (the dashboard's preview: nothing is stored or sent). `date`: a day
+/// for people, `unsubscribe`: the link a guardian's notice would carry.
+pub fn preview(
+    kind: Kind,
+    school: &str,
+    date: &str,
+    unsubscribe: &str,
+) -> Result<Rendered, askama::Error> {
+    let line = |name: &str, status: &str, lesson: &str, time: &str| Line {
+        name: name.to_owned(),
+        status: status.to_owned(),
+        lesson: lesson.to_owned(),
+        time: time.to_owned(),
+    };
+    let guardian = |correction: bool, lines: Vec<Line>, withdrawn: Vec<Line>| GuardianMail {
+        school: school.to_owned(),
+        greeting: "Jordan Example".to_owned(),
+        date: date.to_owned(),
+        correction,
+        lines,
+        withdrawn,
+        unsubscribe: unsubscribe.to_owned(),
+    };
+    let digest = Digest {
+        not_registered: vec!["Maths 7B, 09:00-09:45".to_owned()],
+        absences: vec![("English 7B".to_owned(), 2), ("Maths 7B".to_owned(), 3)],
+        chronic_percent: 10,
+        newly_chronic: vec!["Alex Example (12 %)".to_owned()],
+        offline: vec!["Room 12 box, last heard 08:10".to_owned()],
+        purges_pending: 0,
+        failed_notices: 1,
+        named: Vec::new(),
+    };
+    match kind {
+        Kind::Absence => guardian(
+            false,
+            vec![
+                line("Alex", "absent", "Maths 7B", "09:00"),
+                line("Alex", "late", "English 7B", "11:15"),
+                line("Sam", "absent", "Science 4A", "13:30"),
+            ],
+            Vec::new(),
+        )
+        .render(),
+        Kind::Correction => guardian(
+            true,
+            vec![line("Alex", "late", "Maths 7B", "09:00")],
+            vec![line("Alex", "absent", "Maths 7B", "09:00")],
+        )
+        .render(),
+        Kind::AdminDigest => render_admin(school, date, &digest, None),
+        Kind::OfflineAlert => render_admin(
+            school,
+            date,
+            &digest,
+            Some(&Alert {
+                name: "Room 12 box".to_owned(),
+                since: "08:10".to_owned(),
+                minutes: 15,
+            }),
+        ),
+    }
 }
 
 /// A header value from people's input on one line: control characters (CR, LF) become spaces.

@@ -10,7 +10,7 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use shared_proto::sync::MarkStatus;
 
-use super::mail::{self, Alert, Digest, GuardianMail, Line};
+use super::mail::{self, Alert, Digest, GuardianMail, Line, long_date};
 use crate::domain::attendance::Counts;
 use crate::domain::device;
 use crate::domain::lessons::{self, Held, Registration, clock};
@@ -26,11 +26,6 @@ const CORRECTION_DAYS: i64 = 6;
 const CHRONIC_DAYS: i64 = 30;
 /// More notices of one school and day than any school sends; the planner reads them all.
 const DAY_NOTICES: usize = 100_000;
-
-/// `Tuesday 1 December 2026`.
-pub fn long_date(day: Date) -> String {
-    day.strftime("%A %-d %B %Y").to_string()
-}
 
 /// What a day's marks and timetable say: its sessions with their lessons' ends.
 fn lesson_ends(

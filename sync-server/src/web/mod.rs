@@ -119,6 +119,7 @@ pub fn routes(max_roster_bytes: usize) -> Router<AppState> {
         .route("/settings", get(settings::page).post(settings::save))
         .route("/audit", get(audit::page))
         .route("/notices", get(notices::page))
+        .route("/notices/preview", get(notices::preview))
         .route("/notices/{notice}", get(notices::one))
         .route("/notices/{notice}/resend", post(notices::resend))
         .route(

@@ -193,6 +193,128 @@ async fn find(state: &AppState, school_id: &str, id: &str) -> Result<Notice, Web
         .ok_or_else(|| WebError(ApiError::NotFound(format!("notice {id}"))))
 }
 
+#[derive(Template, WebTemplate)]
+#[template(path = "notice_preview.html")]
+struct PreviewPage {
+    chrome: Chrome,
+    /// (word, label) of every kind, for the tabs.
+    kinds: Vec<(&'static str, &'static str)>,
+    kind: &'static str,
+    label: &'static str,
+    /// When the school's settings send this kind, or that they do not.
+    when: String,
+    subject: String,
+    text: String,
+    html: String,
+    sending: bool,
+}
+
+#[derive(Deserialize)]
+pub(super) struct PreviewParams {
+    school: Option<String>,
+    kind: Option<String>,
+}
+
+/// `GET /notices/preview`: what each kind of notice looks like with the school's name, from
+/// example people, before anything is sent; and when the school's settings send it.
+pub(super) async fn preview(
+    State(state): State<AppState>,
+    user: WebUser,
+    Query(params): Query<PreviewParams>,
+) -> Result<Response, WebError> {
+    let Some(school_id) = admin_school(&state, &user, None, params.school, "notices").await? else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    let kind = match given(params.kind) {
+        None => notice::Kind::Absence,
+        Some(word) => word
+            .parse::<notice::Kind>()
+            .map_err(|e| WebError(ApiError::InvalidRequest(e.to_string())))?,
+    };
+    let store = state.store();
+    let school = store
+        .school(&school_id)
+        .await?
+        .ok_or_else(|| WebError(ApiError::NotFound(format!("school {school_id}"))))?;
+    let settings = store.school_settings(&school_id).await?;
+    let date = crate::domain::lessons::day_of(state.now(), &settings.tz())
+        .map(mail::long_date)
+        .unwrap_or_default();
+    let unsubscribe = format!(
+        "{}/unsubscribe?school={}&guardian=...&token=...",
+        state
+            .limits()
+            .public_url
+            .as_deref()
+            .unwrap_or("https://rollcall.example"),
+        school_id
+    );
+    let (subject, text, html) =
+        mail::preview(kind, &school.name, &date, &unsubscribe).map_err(|e| {
+            WebError(ApiError::Internal(format!(
+                "cannot render the preview: {e}"
+            )))
+        })?;
+    let page = PreviewPage {
+        chrome: Chrome::of(&user, Some(school_id)),
+        kinds: notice::Kind::ALL
+            .iter()
+            .map(|k| (k.as_str(), k.label()))
+            .collect(),
+        kind: kind.as_str(),
+        label: kind.label(),
+        when: when(kind, &settings),
+        subject,
+        text,
+        html,
+        sending: state.limits().sends_notices,
+    };
+    Ok(page.into_response())
+}
+
+/// When the school's settings send notices of `kind`, for people.
+fn when(kind: notice::Kind, s: &crate::domain::settings::SchoolSettings) -> String {
+    use crate::domain::notice::{GuardianTiming, Kind};
+    let admins = if s.admin_emails.is_empty() {
+        "nobody yet: no admin address is set".to_owned()
+    } else {
+        s.admin_emails.join(", ")
+    };
+    match (kind, s.guardian_notices) {
+        (Kind::Absence | Kind::Correction, GuardianTiming::Off) => {
+            "Not sent: guardians' notices are off.".to_owned()
+        }
+        (Kind::Absence, GuardianTiming::Digest) => format!(
+            "One a day per family at {}, listing each lesson that ended at least {} minutes before with the child absent or late.",
+            s.digest_time, s.grace_minutes
+        ),
+        (Kind::Absence, GuardianTiming::AfterEachLesson) => format!(
+            "To the family {} minutes after the end of the first lesson a child missed or came late to that day; {}",
+            s.grace_minutes,
+            if s.corrections {
+                "lessons missed later that day come as corrections."
+            } else {
+                "lessons missed later that day are not told, since corrections are off."
+            }
+        ),
+        (Kind::Correction, _) if !s.corrections => "Not sent: corrections are off.".to_owned(),
+        (Kind::Correction, _) => {
+            "When a mark a family was told of changes, up to 6 days later.".to_owned()
+        }
+        (Kind::AdminDigest, _) if !s.admin_digest => {
+            "Not sent: the admins' digest is off.".to_owned()
+        }
+        (Kind::AdminDigest, _) => format!("Daily at {}, to {admins}.", s.admin_digest_time),
+        (Kind::OfflineAlert, _) if !s.offline_alerts => {
+            "Not sent: offline alerts are off.".to_owned()
+        }
+        (Kind::OfflineAlert, _) => format!(
+            "At once when a box is not heard from for {} minutes during lessons, once per box and day, to {admins}.",
+            s.offline_minutes
+        ),
+    }
+}
+
 #[derive(Deserialize)]
 pub(super) struct ResendForm {
     csrf: String,
