@@ -78,7 +78,7 @@ fn load(threads: usize) -> Pipeline {
     Pipeline::load(&PipelineOptions {
         runtime: RuntimeOptions {
             intra_threads: threads,
-            models_dir: None,
+            ..RuntimeOptions::default()
         },
         ..PipelineOptions::default()
     })

@@ -18,6 +18,81 @@ pub struct Config {
     pub recognition: bool,
     #[serde(default)]
     pub sync: SyncConfig,
+    #[serde(default)]
+    pub vision: VisionConfig,
+    #[serde(default)]
+    pub serve: ServeConfig,
+}
+
+/// `[vision]`: where inference runs.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VisionConfig {
+    /// `cpu` (default), `cuda` or `tensorrt`; a runtime without it falls back to the CPU with a
+    /// warning (`vision::runtime::resolve`).
+    pub provider: crate::vision::runtime::Provider,
+}
+
+/// `[serve]`: the ML service (`edge-agent serve`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Address to listen on. Loopback by default: the server reaches it through the school's
+    /// network only when IT says so.
+    pub listen: String,
+    /// sha256 (hex) of the API key callers send; the key itself is never stored. Required:
+    /// `edge-agent serve` refuses to start without it. `edge-agent hash-key` makes it.
+    pub api_key_sha256: Option<String>,
+    /// Pipelines working at once, each on its own thread (default: one per two cores).
+    pub pipelines: Option<usize>,
+    /// Requests waiting for a pipeline before more are refused with 503.
+    pub queue: usize,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> ServeConfig {
+        ServeConfig {
+            listen: "127.0.0.1:8700".into(),
+            api_key_sha256: None,
+            pipelines: None,
+            queue: 16,
+            max_body_bytes: 20 * 1024 * 1024,
+        }
+    }
+}
+
+impl ServeConfig {
+    fn check(&self) -> Result<(), String> {
+        if let Some(hash) = &self.api_key_sha256
+            && (hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(
+                "serve.api_key_sha256 must be 64 hex digits (run `edge-agent hash-key`)".into(),
+            );
+        }
+        if self.pipelines == Some(0) || self.pipelines.is_some_and(|n| n > 64) {
+            return Err("serve.pipelines must be between 1 and 64".into());
+        }
+        if !(1..=10_000).contains(&self.queue) {
+            return Err(format!(
+                "serve.queue must be between 1 and 10000, got {}",
+                self.queue
+            ));
+        }
+        if !(1024..=512 * 1024 * 1024).contains(&self.max_body_bytes) {
+            return Err("serve.max_body_bytes must be between 1 KiB and 512 MiB".into());
+        }
+        Ok(())
+    }
+
+    /// Pipelines to load: the setting, else one per two cores (at least one).
+    pub fn pipelines(&self) -> usize {
+        self.pipelines.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+        })
+    }
 }
 
 fn default_true() -> bool {
@@ -29,6 +104,8 @@ impl Default for Config {
         Config {
             recognition: true,
             sync: SyncConfig::default(),
+            vision: VisionConfig::default(),
+            serve: ServeConfig::default(),
         }
     }
 }
@@ -126,6 +203,7 @@ impl Config {
                 };
                 let config: Config = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
                 config.sync.check().map_err(invalid)?;
+                config.serve.check().map_err(invalid)?;
                 Ok(config)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),

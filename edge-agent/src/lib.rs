@@ -1,6 +1,7 @@
 //! Rollcall's classroom box as a library: the binary `edge-agent` is a thin shell over it, and tests
 //! and benchmarks use the same code.
 
+pub mod api;
 pub mod attendance;
 pub mod capture;
 pub mod cli;

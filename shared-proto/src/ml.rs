@@ -84,6 +84,170 @@ pub enum ErrorCode {
     Inference,
 }
 
+/// The ML service's HTTP API (`edge-agent serve`, issue 17): the paths, the requests its JSON
+/// bodies carry (images as base64 JPEG or PNG), and its answers. Multipart bodies carry the same
+/// images as file parts and the rest as JSON parts of the same names.
+pub mod service {
+    use serde::{Deserialize, Serialize};
+
+    use super::{DetectedFace, ErrorCode};
+    use crate::{EmbeddingSpace, ModelId};
+
+    pub const HEALTH: &str = "/health";
+    pub const STATUS: &str = "/v1/ml/status";
+    pub const METRICS: &str = "/metrics";
+    pub const DETECT_FACES: &str = "/v1/ml/detect-faces";
+    pub const ENCODE_FACE: &str = "/v1/ml/encode-face";
+    pub const MATCH_FACES: &str = "/v1/ml/match-faces";
+    pub const BATCH_MATCH: &str = "/v1/ml/batch-match";
+    /// The API key, also accepted as `Authorization: Bearer KEY`.
+    pub const API_KEY_HEADER: &str = "x-api-key";
+
+    /// One image, base64 (standard alphabet, padding optional).
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct ImageRequest {
+        pub image: String,
+    }
+
+    /// `encode-face`: the image's one usable face as a template.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct EncodeResponse {
+        pub model: ModelId,
+        pub space: EmbeddingSpace,
+        /// L2-normalised; similarity is the dot product.
+        pub embedding: Vec<f32>,
+        /// The face the template was made from, with its quality (what an enrolment gate checks).
+        pub face: DetectedFace,
+    }
+
+    /// One side of `match-faces`: an image, or a template already made.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(untagged)]
+    pub enum FaceInput {
+        Image {
+            image: String,
+        },
+        Embedding {
+            embedding: Vec<f32>,
+            /// Checked against the service's: templates compare only within one space.
+            space: EmbeddingSpace,
+        },
+    }
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct MatchRequest {
+        pub a: FaceInput,
+        pub b: FaceInput,
+    }
+
+    /// What a similarity means at the manifest's thresholds.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum MatchVerdict {
+        /// At or above `confident`.
+        Same,
+        /// Between `review` and `confident`: a person decides.
+        Review,
+        Different,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct MatchResponse {
+        pub similarity: f32,
+        pub verdict: MatchVerdict,
+        pub confident: f32,
+        pub review: f32,
+        pub space: EmbeddingSpace,
+    }
+
+    /// A student's template in a gallery sent with `batch-match`.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct GalleryTemplate {
+        pub student: String,
+        pub embedding: Vec<f32>,
+    }
+
+    /// `batch-match`: a frame's faces against a section's templates.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct BatchMatchRequest {
+        pub image: String,
+        /// The templates' space, checked against the service's.
+        pub space: EmbeddingSpace,
+        /// Several templates of one student count as one person, scored by the best.
+        pub gallery: Vec<GalleryTemplate>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct ScoredStudent {
+        pub student: String,
+        pub score: f32,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct ReviewStudent {
+        pub student: String,
+        /// The face's best students, best first.
+        pub candidates: Vec<ScoredStudent>,
+    }
+
+    /// The box's own decision for one frame: faces matched one-to-one, confident ones present,
+    /// those between the thresholds for review, the gallery's other students absent.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct BatchMatchResponse {
+        pub width: u32,
+        pub height: u32,
+        pub present: Vec<ScoredStudent>,
+        pub review: Vec<ReviewStudent>,
+        pub absent: Vec<String>,
+        /// Faces large enough to match that matched nobody of the gallery.
+        pub unknown_faces: usize,
+        /// Faces too small to match (counted, never matched).
+        pub too_small_faces: usize,
+    }
+
+    /// A model file the service verified at start.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct ModelFileStatus {
+        pub name: String,
+        pub file: String,
+        pub sha256: String,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct StatusResponse {
+        /// `edge-agent`'s version.
+        pub version: String,
+        pub model: ModelId,
+        pub space: EmbeddingSpace,
+        pub dimensions: usize,
+        pub confident: f32,
+        pub review: f32,
+        /// The execution provider in use (`cpu`, `cuda`, `tensorrt`) and the one asked for.
+        pub provider: String,
+        pub provider_asked: String,
+        pub runtime: String,
+        pub models: Vec<ModelFileStatus>,
+        pub pipelines: usize,
+        pub queue_capacity: usize,
+    }
+
+    /// Why a call has no answer: an image's `ErrorCode` (`no_face`, `several_faces`, ...) or one of
+    /// `unauthorized`, `busy`, `invalid_request`, `payload_too_large`, `not_found`.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct ErrorBody {
+        pub error: String,
+        pub message: String,
+        pub request_id: String,
+    }
+
+    impl ErrorBody {
+        /// The image error this names, when it is one.
+        pub fn code(&self) -> Option<ErrorCode> {
+            serde_json::from_value(serde_json::Value::String(self.error.clone())).ok()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

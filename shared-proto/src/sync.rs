@@ -17,6 +17,16 @@ pub use embedding::{Embedding, EmbeddingError};
 pub const PROTOCOL_HEADER: &str = "x-rollcall-protocol";
 /// Header carrying the request id; one per box sync cycle, logged on both sides.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Whether a caller's `X-Request-Id` is kept: only a short, plain one, so it is safe in logs and
+/// headers; otherwise the server makes its own.
+pub fn is_sane_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
 /// Most events one push may carry; a box sends more as several pushes.
 pub const MAX_PUSH_EVENTS: usize = 1000;
 /// Most changes one pull page may return.

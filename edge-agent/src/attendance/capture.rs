@@ -172,10 +172,7 @@ fn assess(
     if frames.is_empty() {
         return Err(CaptureError::NoFrames);
     }
-    let thresholds = Thresholds {
-        confident: pipeline.manifest().embedder.confident,
-        review: pipeline.manifest().embedder.review,
-    };
+    let thresholds = Thresholds::of(pipeline);
     let space = pipeline.space().to_string();
     let started = std::time::Instant::now();
     let section = SectionGallery::load(pipeline, store, section_id, &space)?;
@@ -304,35 +301,71 @@ impl FrameContext<'_> {
         frame: &RgbImage,
     ) -> Result<FrameEvidence, CaptureError> {
         let frame_started = std::time::Instant::now();
-        let faces = pipeline.faces(frame)?;
-        let (large, small): (Vec<_>, Vec<_>) = faces
-            .into_iter()
-            .partition(|f| pipeline.gate.large_enough(&f.quality));
-        let embeddings = pipeline.embed(large.iter().map(|f| &f.aligned))?;
-        let vectors: Vec<Vec<f32>> = embeddings.iter().map(|e| e.vector.clone()).collect();
-        let vision_ms = frame_started.elapsed().as_secs_f64() * 1e3;
-        let similarity = self.gallery.best_per_student(&vectors);
-        let (matches, unmatched) =
-            match_faces(self.gallery.students(), &similarity, self.thresholds);
+        let found = match_frame(pipeline, frame, self.gallery, self.thresholds)?;
+        let matching_ms = frame_started.elapsed().as_secs_f64() * 1e3;
         // Faces that match nobody here: perhaps students of another section.
-        let unmatched = school_best(self.store, self.school, self.space, &unmatched, &vectors)?
-            .into_iter()
-            .map(|(nearest, score)| Unmatched { nearest, score })
-            .collect();
+        let everyone: Vec<usize> = (0..found.leftover.len()).collect();
+        let unmatched = school_best(
+            self.store,
+            self.school,
+            self.space,
+            &everyone,
+            &found.leftover,
+        )?
+        .into_iter()
+        .map(|(nearest, score)| Unmatched { nearest, score })
+        .collect();
         tracing::debug!(
             frame = frame_idx,
-            faces = embeddings.len(),
-            too_small = small.len(),
-            vision_ms,
-            matching_ms = frame_started.elapsed().as_secs_f64() * 1e3 - vision_ms,
+            faces = found.matches.len() + found.leftover.len(),
+            too_small = found.too_small,
+            matching_ms,
+            school_ms = frame_started.elapsed().as_secs_f64() * 1e3 - matching_ms,
             "capture: frame done"
         );
         Ok(FrameEvidence {
-            matches,
+            matches: found.matches,
             unmatched,
-            too_small: small.len(),
+            too_small: found.too_small,
         })
     }
+}
+
+/// One frame's faces matched to a gallery, before any school-wide lookup.
+pub struct FrameMatch {
+    /// Faces matched one-to-one to the gallery's students, at or above the review threshold.
+    pub matches: Vec<super::evidence::FaceMatch>,
+    /// The embeddings of the faces large enough to match that matched nobody.
+    pub leftover: Vec<Vec<f32>>,
+    /// Faces too small to match (counted, never matched).
+    pub too_small: usize,
+}
+
+/// Detects the frame's faces, embeds those large enough to match (one batch), and matches them
+/// one-to-one to `gallery`'s students: what the box does with every frame of a capture, and what
+/// the ML service's batch-match does with a gallery it is sent.
+pub fn match_frame(
+    pipeline: &mut Pipeline,
+    frame: &RgbImage,
+    gallery: &Gallery,
+    thresholds: Thresholds,
+) -> Result<FrameMatch, crate::vision::VisionError> {
+    let faces = pipeline.faces(frame)?;
+    let (large, small): (Vec<_>, Vec<_>) = faces
+        .into_iter()
+        .partition(|f| pipeline.gate.large_enough(&f.quality));
+    let vectors: Vec<Vec<f32>> = pipeline
+        .embed(large.iter().map(|f| &f.aligned))?
+        .into_iter()
+        .map(|e| e.vector)
+        .collect();
+    let similarity = gallery.best_per_student(&vectors);
+    let (matches, unmatched) = match_faces(gallery.students(), &similarity, thresholds);
+    Ok(FrameMatch {
+        matches,
+        leftover: unmatched.iter().map(|&i| vectors[i].clone()).collect(),
+        too_small: small.len(),
+    })
 }
 
 /// The best student of the whole school, and the similarity, for each of `faces` (indices into

@@ -28,6 +28,15 @@ pub struct Thresholds {
 }
 
 impl Thresholds {
+    /// The running embedder's thresholds, from its manifest.
+    pub fn of(pipeline: &crate::vision::Pipeline) -> Thresholds {
+        let spec = &pipeline.manifest().embedder;
+        Thresholds {
+            confident: spec.confident,
+            review: spec.review,
+        }
+    }
+
     pub fn verdict(&self, similarity: f32) -> Verdict {
         if similarity >= self.confident {
             Verdict::Confident

@@ -84,12 +84,39 @@ pub fn load_image(path: &Path, limits: &ImageLimits) -> Result<RgbImage, ImageLo
         path: path.to_owned(),
         source,
     };
+    let file = File::open(path).map_err(unreadable)?;
+    let bytes = file.metadata().map_err(unreadable)?.len();
+    decode(BufReader::new(file), bytes, path, limits)
+}
+
+/// [`load_image`] for an image received whole (the ML service's uploads); `name` labels errors.
+pub fn decode_image(
+    bytes: &[u8],
+    name: &str,
+    limits: &ImageLimits,
+) -> Result<RgbImage, ImageLoadError> {
+    decode(
+        std::io::Cursor::new(bytes),
+        bytes.len() as u64,
+        Path::new(name),
+        limits,
+    )
+}
+
+fn decode<R: std::io::BufRead + std::io::Seek>(
+    reader: R,
+    bytes: u64,
+    path: &Path,
+    limits: &ImageLimits,
+) -> Result<RgbImage, ImageLoadError> {
+    let unreadable = |source| ImageLoadError::Unreadable {
+        path: path.to_owned(),
+        source,
+    };
     let undecodable = |e: &dyn std::fmt::Display| ImageLoadError::Undecodable {
         path: path.to_owned(),
         reason: e.to_string(),
     };
-    let file = File::open(path).map_err(unreadable)?;
-    let bytes = file.metadata().map_err(unreadable)?.len();
     if bytes > limits.max_bytes {
         return Err(ImageLoadError::TooManyBytes {
             path: path.to_owned(),
@@ -100,7 +127,7 @@ pub fn load_image(path: &Path, limits: &ImageLimits) -> Result<RgbImage, ImageLo
     if bytes == 0 {
         return Err(undecodable(&"the file is empty"));
     }
-    let reader = ImageReader::new(BufReader::new(file))
+    let reader = ImageReader::new(reader)
         .with_guessed_format()
         .map_err(unreadable)?;
     if reader.format().is_none() {

@@ -13,7 +13,7 @@ use image::RgbImage;
 
 #[cfg(feature = "camera")]
 pub use camera::Camera;
-pub use image_file::{ImageLimits, ImageLoadError, load_image};
+pub use image_file::{ImageLimits, ImageLoadError, decode_image, load_image};
 pub use image_files::ImageFiles;
 
 /// Frames in a capture burst: ~2 s of a camera at the spacing `Camera` keeps between them.

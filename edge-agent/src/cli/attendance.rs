@@ -252,7 +252,9 @@ pub(super) fn run(
         | Command::Identify { .. }
         | Command::Provision { .. }
         | Command::Sync { .. }
-        | Command::Status { .. } => {
+        | Command::Status { .. }
+        | Command::Serve { .. }
+        | Command::HashKey => {
             unreachable!("vision and sync commands are dispatched in cli::run")
         }
     }

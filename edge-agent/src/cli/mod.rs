@@ -2,6 +2,7 @@
 //! Glue only: every decision lives in `vision`, `enrolment`, `attendance` or `store`.
 
 mod attendance;
+mod serve;
 mod sync;
 mod vision;
 
@@ -78,6 +79,7 @@ impl VisionArgs {
             runtime: RuntimeOptions {
                 intra_threads: self.threads,
                 models_dir: self.models.clone(),
+                ..RuntimeOptions::default()
             },
             detect: DetectOptions {
                 upscale: self.detect_upscale,
@@ -227,6 +229,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The ML service: detect, encode and match faces over HTTP for the server's central
+    /// enrolment (`[serve]` in edge-agent.toml; an API key is required).
+    Serve {
+        /// Address to listen on (default: `[serve] listen`, 127.0.0.1:8700).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Print the sha256 of an API key read from standard input, for `[serve] api_key_sha256`.
+    HashKey,
     /// Confirm (present) or reject (absent) a "needs review" item.
     Review {
         session: String,
@@ -382,6 +393,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Identify { enrol, photos } => {
             vision::identify(&mut cli.vision.pipeline()?, &enrol, &photos, &mut out)
         }
+        Command::Serve { listen } => serve::run(&cli.vision, &cli.data_dir, listen),
+        Command::HashKey => serve::hash_key(&mut out),
         command @ (Command::Provision { .. } | Command::Sync { .. } | Command::Status { .. }) => {
             sync::run(command, &cli.data_dir, &mut out)
         }

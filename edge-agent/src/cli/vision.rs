@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use image::RgbImage;
-use shared_proto::ml::{DetectResponse, DetectedFace, EmbedResponse, ErrorCode, ImageError};
+use shared_proto::ml::{DetectResponse, EmbedResponse, ErrorCode, ImageError};
 
 use crate::attendance::{Gallery, Thresholds, Verdict, assign};
 use crate::capture::{ImageLimits, ImageLoadError, load_image};
@@ -37,14 +37,8 @@ impl From<crate::vision::VisionError> for ImageFailure {
 }
 
 fn unusable(image: &Path, reason: Unusable) -> ImageFailure {
-    let code = match reason {
-        Unusable::NoFace => ErrorCode::NoFace,
-        Unusable::SeveralFaces { .. } => ErrorCode::SeveralFaces,
-        Unusable::FaceTooSmall { .. } => ErrorCode::FaceTooSmall,
-        Unusable::FaceTooBlurry { .. } => ErrorCode::FaceTooBlurry,
-    };
     ImageFailure {
-        code,
+        code: reason.code(),
         message: format!("{}: {reason}", image.display()),
     }
 }
@@ -95,7 +89,7 @@ pub(super) fn detect(
             image: image.display().to_string(),
             width: frame.width(),
             height: frame.height(),
-            faces: faces.iter().map(detected_face).collect(),
+            faces: faces.iter().map(Face::detected).collect(),
         };
         if json {
             writeln!(out, "{}", serde_json::to_string(&response)?)?;
@@ -110,19 +104,6 @@ pub(super) fn detect(
         }
     }
     Ok(if n_failed > 0 { 1 } else { 0 })
-}
-
-fn detected_face(face: &Face) -> DetectedFace {
-    DetectedFace {
-        bbox: face.detection.bbox.map(round2),
-        score: face.detection.score,
-        landmarks: face.detection.landmarks.map(|p| p.map(round2)),
-        quality: face.quality.clone(),
-    }
-}
-
-fn round2(v: f32) -> f32 {
-    (v * 100.0).round() / 100.0
 }
 
 fn print_detections(out: &mut impl Write, response: &DetectResponse) -> Result<()> {
@@ -262,11 +243,7 @@ pub(super) fn embed(
 }
 
 fn thresholds(pipeline: &Pipeline) -> Thresholds {
-    let spec = &pipeline.manifest().embedder;
-    Thresholds {
-        confident: spec.confident,
-        review: spec.review,
-    }
+    Thresholds::of(pipeline)
 }
 
 fn verdict_words(verdict: Verdict) -> &'static str {

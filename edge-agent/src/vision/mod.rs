@@ -79,6 +79,19 @@ pub struct Face {
     pub aligned: AlignedFace,
 }
 
+impl Face {
+    /// The face as the wire and `--json` show it (coordinates to 0.01 px).
+    pub fn detected(&self) -> shared_proto::ml::DetectedFace {
+        let round2 = |v: f32| (v * 100.0).round() / 100.0;
+        shared_proto::ml::DetectedFace {
+            bbox: self.detection.bbox.map(round2),
+            score: self.detection.score,
+            landmarks: self.detection.landmarks.map(|p| p.map(round2)),
+            quality: self.quality.clone(),
+        }
+    }
+}
+
 /// Everything the pipeline needs, loaded and verified before the first frame.
 pub struct Pipeline {
     manifest: Manifest,

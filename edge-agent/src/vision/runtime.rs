@@ -29,6 +29,55 @@ pub struct RuntimeOptions {
     pub intra_threads: usize,
     /// Folder holding the model files; found automatically when `None`.
     pub models_dir: Option<PathBuf>,
+    /// The execution provider asked for (`[vision] provider`); see [`resolve`].
+    pub provider: Provider,
+}
+
+/// Where inference runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    #[default]
+    Cpu,
+    /// NVIDIA GPUs through CUDA (ONNX Runtime's GPU build).
+    Cuda,
+    /// NVIDIA TensorRT (Jetson), with CUDA for what TensorRT does not take.
+    Tensorrt,
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Provider::Cpu => "cpu",
+            Provider::Cuda => "cuda",
+            Provider::Tensorrt => "tensorrt",
+        })
+    }
+}
+
+/// The provider sessions get when `asked` is asked for: it, when the loaded runtime was built
+/// with it, else CPU with a warning (a CPU-only `libonnxruntime.so` on a GPU box still works).
+pub fn resolve(asked: Provider) -> Result<Provider, VisionError> {
+    use ort::ep::ExecutionProvider;
+    environment()?;
+    let has = |available: ort::Result<bool>| available.unwrap_or(false);
+    let got = match asked {
+        Provider::Cpu => Provider::Cpu,
+        Provider::Cuda if has(ort::ep::CUDA::is_available()) => Provider::Cuda,
+        Provider::Tensorrt if has(ort::ep::TensorRT::is_available()) => Provider::Tensorrt,
+        Provider::Cuda | Provider::Tensorrt => {
+            static WARNED: OnceLock<()> = OnceLock::new();
+            if WARNED.set(()).is_ok() {
+                tracing::warn!(
+                asked = %asked,
+                library = %library_path().map(|p| p.display().to_string()).unwrap_or_default(),
+                "the loaded ONNX Runtime has no {asked} execution provider: inference runs on the CPU. Install ONNX Runtime's GPU build (or NVIDIA's Jetson build) for {asked}"
+                );
+            }
+            Provider::Cpu
+        }
+    };
+    Ok(got)
 }
 
 static ENVIRONMENT: OnceLock<Result<Arc<Environment>, String>> = OnceLock::new();
@@ -162,10 +211,34 @@ pub fn session(
     }
     builder = builder
         .with_memory_pattern(settings.memory_pattern)
-        .map_err(|e| fail(&e))?
-        .with_execution_providers([ort::ep::CPU::default()
-            .with_arena_allocator(settings.arena)
-            .build()])
+        .map_err(|e| fail(&e))?;
+    let cpu = ort::ep::CPU::default()
+        .with_arena_allocator(settings.arena)
+        .build();
+    // The GPU providers first, each refusing loudly (a missing CUDA library is an error here, not
+    // a silent CPU session); CPU takes what they do not.
+    let providers = match resolve(options.provider)? {
+        Provider::Cpu => vec![cpu],
+        Provider::Cuda => vec![ort::ep::CUDA::default().build().error_on_failure(), cpu],
+        Provider::Tensorrt => vec![
+            ort::ep::TensorRT::default()
+                .with_engine_cache(true)
+                // Engines are built on the device at the first start and kept on the data volume.
+                .with_engine_cache_path(
+                    std::env::var_os("ROLLCALL_TRT_CACHE")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| std::env::temp_dir().join("rollcall-trt-cache"))
+                        .display()
+                        .to_string(),
+                )
+                .build()
+                .error_on_failure(),
+            ort::ep::CUDA::default().build(),
+            cpu,
+        ],
+    };
+    builder = builder
+        .with_execution_providers(providers)
         .map_err(|e| fail(&e))?;
     builder.commit_from_memory(bytes).map_err(|e| fail(&e))
 }

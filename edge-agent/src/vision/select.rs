@@ -4,7 +4,10 @@ use super::Face;
 use super::quality::QualityGate;
 
 /// How to choose when several usable faces are in one photo.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Pick {
     /// The face with the largest box.
     Largest,
@@ -25,6 +28,19 @@ pub enum Unusable {
     FaceTooSmall { eye_distance: f32, min: f32 },
     #[error("the face is too blurry: sharpness {sharpness:.1}, at least {min:.0} needed")]
     FaceTooBlurry { sharpness: f32, min: f32 },
+}
+
+impl Unusable {
+    /// The code callers of `--json` and of the ML service see.
+    pub fn code(&self) -> shared_proto::ml::ErrorCode {
+        use shared_proto::ml::ErrorCode;
+        match self {
+            Unusable::NoFace => ErrorCode::NoFace,
+            Unusable::SeveralFaces { .. } => ErrorCode::SeveralFaces,
+            Unusable::FaceTooSmall { .. } => ErrorCode::FaceTooSmall,
+            Unusable::FaceTooBlurry { .. } => ErrorCode::FaceTooBlurry,
+        }
+    }
 }
 
 /// The index of the one usable face of a photo.

@@ -16,17 +16,13 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use shared_proto::sync::REQUEST_ID_HEADER;
+use shared_proto::metrics::{Histogram, escape_label};
+use shared_proto::sync::{REQUEST_ID_HEADER, is_sane_request_id};
 use tracing::Instrument;
 
 use super::AppState;
 use super::error::ErrorBody;
 use crate::api::ApiError;
-
-/// Upper bounds of the latency histogram buckets, in seconds.
-const LATENCY_BUCKETS_S: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
 
 /// Counters for `/metrics`. Requests are labelled by route template (`/v1/schools/{school}`),
 /// never by the raw path, so the number of series stays fixed.
@@ -47,15 +43,6 @@ struct RequestMetrics {
     latencies: BTreeMap<(String, String), Histogram>,
 }
 
-#[derive(Default)]
-struct Histogram {
-    /// Non-cumulative counts per bucket of `LATENCY_BUCKETS_S`; the overflow is `count` minus
-    /// their sum.
-    buckets: [u64; LATENCY_BUCKETS_S.len()],
-    sum_s: f64,
-    count: u64,
-}
-
 impl Metrics {
     fn record_request(&self, route: &str, method: &Method, status: StatusCode, seconds: f64) {
         let mut requests = self
@@ -67,15 +54,11 @@ impl Metrics {
             .counts
             .entry((route.to_owned(), method.clone(), status.as_u16()))
             .or_default() += 1;
-        let histogram = requests
+        requests
             .latencies
             .entry((route.to_owned(), method))
-            .or_default();
-        if let Some(bucket) = LATENCY_BUCKETS_S.iter().position(|&le| seconds <= le) {
-            histogram.buckets[bucket] += 1;
-        }
-        histogram.sum_s += seconds;
-        histogram.count += 1;
+            .or_default()
+            .record(seconds);
     }
 
     pub(super) fn count_events(&self, applied: usize, rejected: usize) {
@@ -113,29 +96,7 @@ impl Metrics {
         out.push_str("# TYPE rollcall_http_request_duration_seconds histogram\n");
         for ((route, method), histogram) in &requests.latencies {
             let labels = format!("route=\"{}\",method=\"{method}\"", escape_label(route));
-            let mut cumulative = 0;
-            for (le, n) in LATENCY_BUCKETS_S.iter().zip(histogram.buckets) {
-                cumulative += n;
-                let _ = writeln!(
-                    out,
-                    "rollcall_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "rollcall_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                histogram.count
-            );
-            let _ = writeln!(
-                out,
-                "rollcall_http_request_duration_seconds_sum{{{labels}}} {}",
-                histogram.sum_s
-            );
-            let _ = writeln!(
-                out,
-                "rollcall_http_request_duration_seconds_count{{{labels}}} {}",
-                histogram.count
-            );
+            histogram.write(&mut out, "rollcall_http_request_duration_seconds", &labels);
         }
         drop(requests);
         let counters = [
@@ -182,22 +143,6 @@ fn method_label(method: &Method) -> &'static str {
         Method::PATCH => "PATCH",
         _ => "other",
     }
-}
-
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// A caller's id is kept only if it is short and plain, so it is safe in logs and headers.
-fn is_sane_request_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// Wraps every request: request id, tracing span, metrics, and JSON error bodies that carry the

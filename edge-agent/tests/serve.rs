@@ -1,0 +1,444 @@
+//! The ML service (`edge-agent serve`, issue 17) as the server meets it: a real process on a free
+//! port, real models, `../shared/faces` photos; its answers agree with the CLI's.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use common::{faces_dir, png_header_only};
+use reqwest::blocking::{Client, multipart};
+use serde_json::{Value, json};
+
+const KEY: &str = "a-long-random-key-for-the-tests";
+
+struct Service {
+    child: Child,
+    base: String,
+    stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn key_hash() -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .arg("hash-key")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(KEY.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+impl Service {
+    /// Starts `edge-agent serve` with `[serve]` and `[vision]` lines added to its configuration.
+    fn start(serve: &str, vision: &str) -> Service {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("edge-agent.toml"),
+            format!(
+                "[serve]\napi_key_sha256 = \"{}\"\n{serve}\n[vision]\n{vision}\n",
+                key_hash()
+            ),
+        )
+        .unwrap();
+        let stderr = dir.path().join("stderr.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+            .args(["--data-dir", dir.path().to_str().unwrap(), "serve"])
+            .args(["--listen", "127.0.0.1:0"])
+            .env("ROLLCALL_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "no address from serve: {line:?}; {}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                )
+            })
+            .to_owned();
+        Service {
+            child,
+            base: format!("http://{addr}"),
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+fn client() -> Client {
+    // reqwest is built without a crypto provider (rustls with ring, as the box's sync client).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+fn lfw(name: &str) -> PathBuf {
+    let person = name.rsplit_once('_').unwrap().0;
+    faces_dir().join("lfw-dev/images").join(person).join(name)
+}
+
+fn b64(path: &Path) -> String {
+    base64::engine::general_purpose::STANDARD.encode(std::fs::read(path).unwrap())
+}
+
+/// POSTs JSON with the key; (status, body).
+fn post(service: &Service, path: &str, body: &Value) -> (u16, Value) {
+    let response = client()
+        .post(service.url(path))
+        .header("x-api-key", KEY)
+        .json(body)
+        .send()
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().unwrap())
+}
+
+fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+fn vector(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+fn cli(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn every_endpoint_answers_on_real_photos_and_agrees_with_the_cli() {
+    let service = Service::start("pipelines = 1\nqueue = 8", "");
+    let http = client();
+
+    // Health needs no key; everything else does.
+    let health = http.get(service.url("/health")).send().unwrap();
+    assert_eq!(health.status(), 200);
+    let refused = http
+        .get(service.url("/v1/ml/status"))
+        .header("x-api-key", "not-the-key")
+        .header("x-request-id", "probe-1")
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.headers()["x-request-id"], "probe-1");
+    let body: Value = refused.json().unwrap();
+    assert_eq!(body["error"], "unauthorized");
+    assert_eq!(body["request_id"], "probe-1");
+    let status: Value = http
+        .get(service.url("/v1/ml/status"))
+        .bearer_auth(KEY)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["provider"], "cpu");
+    assert_eq!(status["dimensions"], 512);
+    assert_eq!(status["models"].as_array().unwrap().len(), 3);
+    let space = status["space"].clone();
+
+    // Detect, multipart: both faces of the couple.
+    let form = multipart::Form::new()
+        .file("image", faces_dir().join("groups/couple.jpg"))
+        .unwrap();
+    let detected: Value = http
+        .post(service.url("/v1/ml/detect-faces"))
+        .header("x-api-key", KEY)
+        .multipart(form)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(detected["faces"].as_array().unwrap().len(), 2, "{detected}");
+    assert!(detected["faces"][0]["quality"]["liveness"].is_number());
+
+    // Encode, JSON: the CLI's vector for the same photo.
+    let photo = lfw("Abel_Pacheco_0001.jpg");
+    let (code, encoded) = post(
+        &service,
+        "/v1/ml/encode-face",
+        &json!({ "image": b64(&photo) }),
+    );
+    assert_eq!(code, 200, "{encoded}");
+    assert_eq!(encoded["space"], space);
+    let line = cli(&["embed", "--json", photo.to_str().unwrap()]);
+    let from_cli: Value = serde_json::from_str(line.trim()).unwrap();
+    let served = vector(&encoded["embedding"]);
+    assert_eq!(served.len(), 512);
+    assert!(cosine(&served, &vector(&from_cli["embedding"])) >= 0.9999);
+
+    // Match: LFW pairs, the service's verdict and similarity against the CLI's `compare`.
+    let pairs = std::fs::read_to_string(faces_dir().join("lfw-dev/pairs.tsv")).unwrap();
+    let images = faces_dir().join("lfw-dev/images");
+    let chosen: Vec<Vec<&str>> = pairs
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').collect::<Vec<_>>())
+        .filter(|c| c[1] == "1")
+        .take(4)
+        .chain(
+            pairs
+                .lines()
+                .skip(1)
+                .map(|l| l.split('\t').collect::<Vec<_>>())
+                .filter(|c| c[1] == "0")
+                .take(4),
+        )
+        .collect();
+    for pair in &chosen {
+        let (a, b) = (images.join(pair[2]), images.join(pair[3]));
+        let (code, matched) = post(
+            &service,
+            "/v1/ml/match-faces",
+            &json!({ "a": { "image": b64(&a) }, "b": { "image": b64(&b) }, "pick": "central" }),
+        );
+        assert_eq!(code, 200, "{matched}");
+        let said = cli(&[
+            "compare",
+            "--pick",
+            "central",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+        ]);
+        let cli_similarity: f64 = said
+            .trim()
+            .strip_prefix("similarity ")
+            .and_then(|s| s.split(':').next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        let similarity = matched["similarity"].as_f64().unwrap();
+        assert!(
+            (similarity - cli_similarity).abs() < 0.0015,
+            "{pair:?}: {similarity} vs {said}"
+        );
+        let words = match matched["verdict"].as_str().unwrap() {
+            "same" => ": same person",
+            "review" => ": possibly the same person",
+            _ => ": different people",
+        };
+        assert!(said.contains(words), "{pair:?}: {matched} vs {said}");
+        assert_eq!(
+            pair[1] == "1",
+            matched["verdict"] == "same",
+            "LFW says {}: {matched}",
+            pair[1]
+        );
+    }
+
+    // Match against a template already made, and a template of another space refused.
+    let (code, matched) = post(
+        &service,
+        "/v1/ml/match-faces",
+        &json!({ "a": { "embedding": encoded["embedding"], "space": space },
+                 "b": { "image": b64(&lfw("Abel_Pacheco_0004.jpg")) } }),
+    );
+    assert_eq!(
+        (code, matched["verdict"].as_str()),
+        (200, Some("same")),
+        "{matched}"
+    );
+    let (code, refused) = post(
+        &service,
+        "/v1/ml/match-faces",
+        &json!({ "a": { "embedding": encoded["embedding"], "space": "other-model@512" },
+                 "b": { "image": b64(&photo) } }),
+    );
+    assert_eq!(code, 400, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("space"),
+        "{refused}"
+    );
+
+    // Batch-match: a gallery of three people, a frame of one of them: present, two absent.
+    let mut gallery = vec![json!({ "student": "abel", "embedding": encoded["embedding"] })];
+    for (student, file) in [
+        ("adrien", "Adrien_Brody_0002.jpg"),
+        ("al", "Al_Sharpton_0002.jpg"),
+    ] {
+        let (code, other) = post(
+            &service,
+            "/v1/ml/encode-face",
+            &json!({ "image": b64(&lfw(file)), "pick": "central" }),
+        );
+        assert_eq!(code, 200, "{file}: {other}");
+        gallery.push(json!({ "student": student, "embedding": other["embedding"] }));
+    }
+    let (code, decided) = post(
+        &service,
+        "/v1/ml/batch-match",
+        &json!({ "image": b64(&lfw("Abel_Pacheco_0004.jpg")), "space": space, "gallery": gallery }),
+    );
+    assert_eq!(code, 200, "{decided}");
+    assert_eq!(decided["present"][0]["student"], "abel", "{decided}");
+    assert_eq!(decided["absent"], json!(["adrien", "al"]), "{decided}");
+    assert_eq!(decided["review"], json!([]), "{decided}");
+
+    // Bad images: each its own code, never a panic.
+    let blank = {
+        let mut png = Vec::new();
+        image::RgbImage::from_pixel(200, 200, image::Rgb([128, 128, 128]))
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        png
+    };
+    let engine = base64::engine::general_purpose::STANDARD;
+    for (bytes, status, code) in [
+        (b"not an image at all".to_vec(), 422, "undecodable_image"),
+        (png_header_only(20_000, 20_000), 413, "image_too_large"),
+        (blank, 422, "no_face"),
+        (
+            std::fs::read(faces_dir().join("groups/couple.jpg")).unwrap(),
+            422,
+            "several_faces",
+        ),
+    ] {
+        let (got, body) = post(
+            &service,
+            "/v1/ml/encode-face",
+            &json!({ "image": engine.encode(&bytes) }),
+        );
+        assert_eq!(
+            (got, body["error"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
+        assert!(!body["request_id"].as_str().unwrap().is_empty());
+    }
+    let (got, body) = post(&service, "/v1/ml/encode-face", &json!({ "image": "%%%" }));
+    assert_eq!(
+        (got, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+
+    // Metrics: per-stage histograms and request counts.
+    let metrics = http
+        .get(service.url("/metrics"))
+        .header("x-api-key", KEY)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for wanted in [
+        "rollcall_ml_stage_seconds_bucket{route=\"/v1/ml/encode-face\",stage=\"embed\",le=\"0.1\"}",
+        "rollcall_ml_stage_seconds_count{route=\"/v1/ml/batch-match\",stage=\"match_frame\"} 1",
+        "rollcall_ml_requests_total{route=\"/v1/ml/encode-face\",status=\"422\"} 3",
+        "rollcall_ml_queue_capacity 8",
+        "rollcall_ml_rejected_unauthorized_total 1",
+    ] {
+        assert!(metrics.contains(wanted), "{wanted} not in\n{metrics}");
+    }
+}
+
+/// One pipeline, one place in the queue: a burst of calls is answered 503 with Retry-After for
+/// what does not fit, and every call that was taken is answered.
+#[test]
+fn a_full_queue_is_answered_503_at_once() {
+    let service = Service::start("pipelines = 1\nqueue = 1", "");
+    let photo = b64(&faces_dir().join("groups/selfie-many-people.jpg"));
+    let answers: Vec<(u16, Option<String>)> = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..12)
+            .map(|_| {
+                let (service, photo) = (&service, &photo);
+                scope.spawn(move || {
+                    let response = client()
+                        .post(service.url("/v1/ml/detect-faces"))
+                        .header("x-api-key", KEY)
+                        .json(&json!({ "image": photo }))
+                        .send()
+                        .unwrap();
+                    let retry = response
+                        .headers()
+                        .get("retry-after")
+                        .map(|v| v.to_str().unwrap().to_owned());
+                    (response.status().as_u16(), retry)
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let busy = answers.iter().filter(|(s, _)| *s == 503).count();
+    let done = answers.iter().filter(|(s, _)| *s == 200).count();
+    assert!(busy >= 1, "{answers:?}");
+    assert_eq!(busy + done, 12, "{answers:?}");
+    assert!(done >= 2, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .filter(|(s, _)| *s == 503)
+            .all(|(_, r)| r.as_deref() == Some("1")),
+        "{answers:?}"
+    );
+}
+
+#[test]
+fn a_provider_the_runtime_lacks_falls_back_to_the_cpu_with_a_warning() {
+    let service = Service::start("pipelines = 1", "provider = \"cuda\"");
+    let status: Value = client()
+        .get(service.url("/v1/ml/status"))
+        .header("x-api-key", KEY)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["provider_asked"], "cuda");
+    assert_eq!(status["provider"], "cpu");
+    let log = std::fs::read_to_string(&service.stderr).unwrap();
+    assert!(
+        log.contains("has no cuda execution provider: inference runs on the CPU"),
+        "{log}"
+    );
+}
+
+#[test]
+fn the_service_refuses_to_start_without_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .args(["--data-dir", dir.path().to_str().unwrap(), "serve"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("api_key_sha256 is not set"), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
+}
