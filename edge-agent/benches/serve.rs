@@ -254,7 +254,13 @@ fn main() {
             &url("/v1/ml/encode-face"),
             &json!({ "image": base64::engine::general_purpose::STANDARD.encode(&png), "pick": "central" }),
         );
-        real.push(json!({ "student": format!("s{i:02}"), "embedding": encoded["embedding"] }));
+        let v: Vec<f32> = encoded["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        real.push((format!("s{i:02}"), v));
     }
     println!();
     println!(
@@ -269,13 +275,32 @@ fn main() {
         seed ^= seed << 17;
         (seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
     };
-    for total in [1_000usize, 15_000] {
-        let mut gallery = real.clone();
-        for n in real.len()..total {
+    let strangers: Vec<Vec<f32>> = (0..15_000 - real.len())
+        .map(|_| {
             let v: Vec<f64> = (0..512).map(|_| random()).collect();
             let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-            let v: Vec<f32> = v.iter().map(|x| (x / norm) as f32).collect();
-            gallery.push(json!({ "student": format!("r{n:05}"), "embedding": v }));
+            v.iter().map(|x| (x / norm) as f32).collect()
+        })
+        .collect();
+    for (total, f32le) in [
+        (1_000usize, false),
+        (1_000, true),
+        (15_000, false),
+        (15_000, true),
+    ] {
+        let entry = |student: String, v: &[f32]| {
+            if f32le {
+                json!({ "student": student, "f32le": shared_proto::sync::f32le_encode(v) })
+            } else {
+                json!({ "student": student, "embedding": v })
+            }
+        };
+        let mut gallery: Vec<Value> = real
+            .iter()
+            .map(|(student, v)| entry(student.clone(), v))
+            .collect();
+        for (n, v) in strangers.iter().take(total - real.len()).enumerate() {
+            gallery.push(entry(format!("r{n:05}"), v));
         }
         let body = json!({ "image": frame_b64, "space": status["space"], "gallery": gallery });
         let bytes = serde_json::to_vec(&body).unwrap();
@@ -298,7 +323,12 @@ fn main() {
         latencies.remove(0);
         latencies.sort();
         println!(
-            "| | {total} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            "| | {total} | {} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            if f32le {
+                "f32le (base64)"
+            } else {
+                "JSON numbers"
+            },
             bytes.len() as f64 / 1e6,
             percentile(&latencies, 0.5),
             percentile(&latencies, 0.95),

@@ -265,6 +265,23 @@ fn every_endpoint_answers_on_real_photos_and_agrees_with_the_cli() {
         );
     }
 
+    // Match, multipart: two file parts and a plain pick part.
+    let form = multipart::Form::new()
+        .file("a", lfw("Abel_Pacheco_0001.jpg"))
+        .unwrap()
+        .file("b", lfw("Abel_Pacheco_0004.jpg"))
+        .unwrap()
+        .text("pick", "central");
+    let matched: Value = http
+        .post(service.url("/v1/ml/match-faces"))
+        .header("x-api-key", KEY)
+        .multipart(form)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(matched["verdict"], "same", "{matched}");
+
     // Match against a template already made, and a template of another space refused.
     let (code, matched) = post(
         &service,
@@ -301,7 +318,13 @@ fn every_endpoint_answers_on_real_photos_and_agrees_with_the_cli() {
             &json!({ "image": b64(&lfw(file)), "pick": "central" }),
         );
         assert_eq!(code, 200, "{file}: {other}");
-        gallery.push(json!({ "student": student, "embedding": other["embedding"] }));
+        // The sync protocol's encoding (base64 of little-endian f32) is taken too.
+        let numbers: Vec<f32> = vector(&other["embedding"])
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        let f32le = shared_proto::sync::f32le_encode(&numbers);
+        gallery.push(json!({ "student": student, "f32le": f32le }));
     }
     let (code, decided) = post(
         &service,

@@ -103,10 +103,25 @@ pub mod service {
     /// The API key, also accepted as `Authorization: Bearer KEY`.
     pub const API_KEY_HEADER: &str = "x-api-key";
 
-    /// One image, base64 (standard alphabet, padding optional).
+    /// One image, base64 (standard alphabet, padding optional; a data URL's prefix is allowed).
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     pub struct ImageRequest {
         pub image: String,
+    }
+
+    /// Which face to use when a photo holds several usable ones (default: refuse the photo).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum FacePick {
+        Largest,
+        Central,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct EncodeRequest {
+        pub image: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub pick: Option<FacePick>,
     }
 
     /// `encode-face`: the image's one usable face as a template.
@@ -120,10 +135,12 @@ pub mod service {
         pub face: DetectedFace,
     }
 
-    /// One side of `match-faces`: an image, or a template already made.
+    /// One side of `match-faces`: an image (`{"image": base64}`, or the bare base64 string a file
+    /// part becomes), or a template already made.
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     #[serde(untagged)]
     pub enum FaceInput {
+        Bare(String),
         Image {
             image: String,
         },
@@ -138,6 +155,8 @@ pub mod service {
     pub struct MatchRequest {
         pub a: FaceInput,
         pub b: FaceInput,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub pick: Option<FacePick>,
     }
 
     /// What a similarity means at the manifest's thresholds.
@@ -160,11 +179,28 @@ pub mod service {
         pub space: EmbeddingSpace,
     }
 
-    /// A student's template in a gallery sent with `batch-match`.
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    /// A student's template in a gallery sent with `batch-match`: the vector as a list of numbers
+    /// (`embedding`), or as base64 of little-endian f32 (`f32le`, the sync protocol's encoding: a
+    /// third of the bytes, and far quicker to read for a gallery of thousands).
+    #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
     pub struct GalleryTemplate {
         pub student: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pub embedding: Vec<f32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub f32le: Option<String>,
+    }
+
+    impl GalleryTemplate {
+        /// The vector, from whichever form was sent.
+        pub fn vector(self) -> Result<Vec<f32>, String> {
+            match (self.embedding.is_empty(), self.f32le) {
+                (false, None) => Ok(self.embedding),
+                (true, Some(text)) => crate::sync::f32le_decode(&text).map_err(|e| e.to_string()),
+                (false, Some(_)) => Err("send \"embedding\" or \"f32le\", not both".into()),
+                (true, None) => Err("no vector: send \"embedding\" or \"f32le\"".into()),
+            }
+        }
     }
 
     /// `batch-match`: a frame's faces against a section's templates.

@@ -11,7 +11,7 @@ use crate::{OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 mod embedding;
 
-pub use embedding::{Embedding, EmbeddingError};
+pub use embedding::{Embedding, EmbeddingError, f32le_decode, f32le_encode};
 
 /// Header naming the protocol version of a request.
 pub const PROTOCOL_HEADER: &str = "x-rollcall-protocol";

@@ -1,7 +1,6 @@
 //! The service's endpoints. Each reads its body (JSON with base64 images, or multipart with file
 //! parts), then does all its CPU work (decoding included) in one job on the pipeline pool.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,8 +15,8 @@ use serde_json::{Map, Value};
 use shared_proto::EmbeddingSpace;
 use shared_proto::ml::DetectResponse;
 use shared_proto::ml::service::{
-    self as wire, BatchMatchResponse, EncodeResponse, FaceInput, GalleryTemplate, MatchResponse,
-    MatchVerdict, ReviewStudent, ScoredStudent,
+    self as wire, BatchMatchResponse, EncodeResponse, FaceInput, MatchResponse, MatchVerdict,
+    ReviewStudent, ScoredStudent,
 };
 
 use super::{ApiError, AppState, Stage};
@@ -51,109 +50,80 @@ pub(super) async fn metrics(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-/// A request's body: its images by name (file parts, or base64 fields) and its other fields.
-struct Input {
-    files: HashMap<String, Vec<u8>>,
-    fields: Map<String, Value>,
+/// A request's body as it came: JSON, or multipart parts by name. It is parsed in the job, on a
+/// pipeline's thread: a gallery of 15,000 templates is a 40-160 MB document, which would hold an
+/// async thread for a second.
+enum Body {
+    Json(Bytes),
+    /// (name, is a file, bytes).
+    Parts(Vec<(String, bool, Bytes)>),
 }
 
-impl Input {
-    async fn read(request: Request) -> Result<Input, ApiError> {
+impl Body {
+    async fn read(request: Request) -> Result<Body, ApiError> {
         let multipart = request
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("multipart/form-data"));
-        let mut input = Input {
-            files: HashMap::new(),
-            fields: Map::new(),
+        let too_large_or_invalid = |status: StatusCode, text: String| {
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge(text)
+            } else {
+                ApiError::Invalid(text)
+            }
         };
-        if multipart {
-            let mut parts = Multipart::from_request(request, &())
+        if !multipart {
+            return Bytes::from_request(request, &())
                 .await
-                .map_err(|e| ApiError::Invalid(e.body_text()))?;
-            let failed = |e: axum::extract::multipart::MultipartError| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::TooLarge(e.body_text())
-                } else {
-                    ApiError::Invalid(e.body_text())
-                }
-            };
-            while let Some(part) = parts.next_field().await.map_err(failed)? {
-                let name = part.name().unwrap_or_default().to_owned();
-                let is_file = part.file_name().is_some()
-                    || part.content_type().is_some_and(|t| t.starts_with("image/"));
-                let bytes = part.bytes().await.map_err(failed)?;
-                if is_file {
-                    input.files.insert(name, bytes.to_vec());
-                } else {
-                    // A JSON part (the gallery, a pick) or a plain word.
-                    let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                        Value::String(String::from_utf8_lossy(&bytes).into_owned())
-                    });
-                    input.fields.insert(name, value);
-                }
-            }
-        } else {
-            let bytes = Bytes::from_request(request, &()).await.map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::TooLarge(e.body_text())
-                } else {
-                    ApiError::Invalid(e.body_text())
-                }
-            })?;
-            match serde_json::from_slice(&bytes) {
-                Ok(Value::Object(fields)) => input.fields = fields,
-                Ok(_) => return Err(ApiError::Invalid("the body must be a JSON object".into())),
-                Err(e) => {
-                    return Err(ApiError::Invalid(format!(
-                        "the body is neither multipart/form-data nor JSON: {e}"
-                    )));
-                }
-            }
+                .map(Body::Json)
+                .map_err(|e| too_large_or_invalid(e.status(), e.body_text()));
         }
-        Ok(input)
+        let mut form = Multipart::from_request(request, &())
+            .await
+            .map_err(|e| ApiError::Invalid(e.body_text()))?;
+        let mut parts = Vec::new();
+        while let Some(part) = form
+            .next_field()
+            .await
+            .map_err(|e| too_large_or_invalid(e.status(), e.body_text()))?
+        {
+            let name = part.name().unwrap_or_default().to_owned();
+            let is_file = part.file_name().is_some()
+                || part.content_type().is_some_and(|t| t.starts_with("image/"));
+            let bytes = part
+                .bytes()
+                .await
+                .map_err(|e| too_large_or_invalid(e.status(), e.body_text()))?;
+            parts.push((name, is_file, bytes));
+        }
+        Ok(Body::Parts(parts))
     }
 
-    /// The image called `name`: a file part, or a base64 field.
-    fn image(&mut self, name: &str) -> Result<Vec<u8>, ApiError> {
-        if let Some(bytes) = self.files.remove(name) {
-            return Ok(bytes);
-        }
-        match self.fields.remove(name) {
-            Some(Value::String(text)) => base64_image(name, &text),
-            Some(_) => Err(ApiError::Invalid(format!(
-                "\"{name}\" must be a base64 string or a file part"
-            ))),
-            None => Err(ApiError::Invalid(format!(
-                "\"{name}\" is missing: send the image as a file part or as base64 in JSON"
-            ))),
-        }
-    }
-
-    /// The field called `name`, if sent.
-    fn field<T: DeserializeOwned>(&mut self, name: &str) -> Result<Option<T>, ApiError> {
-        self.fields
-            .remove(name)
-            .map(|v| {
-                serde_json::from_value(v).map_err(|e| ApiError::Invalid(format!("\"{name}\": {e}")))
-            })
-            .transpose()
-    }
-
-    /// One side of a match: a file part, or a `FaceInput` field.
-    fn face(&mut self, name: &str) -> Result<Side, ApiError> {
-        if let Some(bytes) = self.files.remove(name) {
-            return Ok(Side::Image(bytes));
-        }
-        match self.field::<FaceInput>(name)? {
-            Some(FaceInput::Image { image }) => Ok(Side::Image(base64_image(name, &image)?)),
-            Some(FaceInput::Embedding { embedding, space }) => {
-                Ok(Side::Embedding(embedding, space))
+    /// The request as `T`: the JSON body, or the parts as its fields (a file part as a base64
+    /// string, a JSON part as its value, any other part as a string).
+    fn parse<T: DeserializeOwned>(self) -> Result<T, ApiError> {
+        let invalid = |e: serde_json::Error| {
+            ApiError::Invalid(format!(
+                "the request does not have the fields this call takes: {e}"
+            ))
+        };
+        match self {
+            Body::Json(bytes) => serde_json::from_slice(&bytes).map_err(invalid),
+            Body::Parts(parts) => {
+                let mut fields = Map::new();
+                for (name, is_file, bytes) in parts {
+                    let value = if is_file {
+                        Value::String(base64::engine::general_purpose::STANDARD.encode(&bytes))
+                    } else {
+                        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                            Value::String(String::from_utf8_lossy(&bytes).into_owned())
+                        })
+                    };
+                    fields.insert(name, value);
+                }
+                serde_json::from_value(Value::Object(fields)).map_err(invalid)
             }
-            None => Err(ApiError::Invalid(format!(
-                "\"{name}\" is missing: an image (file part or {{\"image\": base64}}) or {{\"embedding\", \"space\"}}"
-            ))),
         }
     }
 }
@@ -166,11 +136,6 @@ fn base64_image(name: &str, text: &str) -> Result<Vec<u8>, ApiError> {
         .decode(text)
         .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
         .map_err(|e| ApiError::Invalid(format!("\"{name}\" is not base64: {e}")))
-}
-
-enum Side {
-    Image(Vec<u8>),
-    Embedding(Vec<f32>, EmbeddingSpace),
 }
 
 fn image_error(e: crate::capture::ImageLoadError) -> ApiError {
@@ -287,10 +252,11 @@ pub(super) async fn detect_faces(
     State(s): State<AppState>,
     request: Request,
 ) -> Result<Json<DetectResponse>, ApiError> {
-    let mut input = Input::read(request).await?;
-    let bytes = input.image("image")?;
+    let body = Body::read(request).await?;
     let limits = s.limits.clone();
     let answer = on_pool(&s, wire::DETECT_FACES, move |pipeline, timer| {
+        let asked: wire::ImageRequest = body.parse()?;
+        let bytes = base64_image("image", &asked.image)?;
         let frame = timer.decode(&bytes, "image", &limits)?;
         let mut faces = timer.faces(pipeline, &frame)?;
         timer
@@ -315,11 +281,12 @@ pub(super) async fn encode_face(
     State(s): State<AppState>,
     request: Request,
 ) -> Result<Json<EncodeResponse>, ApiError> {
-    let mut input = Input::read(request).await?;
-    let bytes = input.image("image")?;
-    let pick: Option<Pick> = input.field("pick")?;
+    let body = Body::read(request).await?;
     let limits = s.limits.clone();
     let answer = on_pool(&s, wire::ENCODE_FACE, move |pipeline, timer| {
+        let asked: wire::EncodeRequest = body.parse()?;
+        let bytes = base64_image("image", &asked.image)?;
+        let pick = asked.pick.map(Pick::from);
         let (face, embedding) = timer.usable(pipeline, &bytes, "image", &limits, pick)?;
         Ok(EncodeResponse {
             model: pipeline.model_id().clone(),
@@ -338,23 +305,25 @@ pub(super) async fn match_faces(
     State(s): State<AppState>,
     request: Request,
 ) -> Result<Json<MatchResponse>, ApiError> {
-    let mut input = Input::read(request).await?;
-    let a = input.face("a")?;
-    let b = input.face("b")?;
-    let pick: Option<Pick> = input.field("pick")?;
+    let body = Body::read(request).await?;
     let limits = s.limits.clone();
     let answer = on_pool(&s, wire::MATCH_FACES, move |pipeline, timer| {
-        let mut vector = |side: Side, name: &str| -> Result<Vec<f32>, ApiError> {
+        let asked: wire::MatchRequest = body.parse()?;
+        let pick = asked.pick.map(Pick::from);
+        let mut vector = |side: FaceInput, name: &str| -> Result<Vec<f32>, ApiError> {
             match side {
-                Side::Image(bytes) => Ok(timer.usable(pipeline, &bytes, name, &limits, pick)?.1),
-                Side::Embedding(vector, space) => {
-                    check_template(pipeline, &space, &vector, name)?;
-                    Ok(vector)
+                FaceInput::Bare(image) | FaceInput::Image { image } => {
+                    let bytes = base64_image(name, &image)?;
+                    Ok(timer.usable(pipeline, &bytes, name, &limits, pick)?.1)
+                }
+                FaceInput::Embedding { embedding, space } => {
+                    check_template(pipeline, &space, &embedding, name)?;
+                    Ok(embedding)
                 }
             }
         };
-        let a = vector(a, "a")?;
-        let b = vector(b, "b")?;
+        let a = vector(asked.a, "a")?;
+        let b = vector(asked.b, "b")?;
         let similarity = crate::vision::dot(&a, &b);
         let thresholds = Thresholds::of(pipeline);
         Ok(MatchResponse {
@@ -406,43 +375,33 @@ pub(super) async fn batch_match(
     State(s): State<AppState>,
     request: Request,
 ) -> Result<Json<BatchMatchResponse>, ApiError> {
-    let mut input = Input::read(request).await?;
-    let bytes = input.image("image")?;
-    let space: EmbeddingSpace = input.field("space")?.ok_or_else(|| {
-        ApiError::Invalid("\"space\" is missing: the gallery's embedding space".into())
-    })?;
-    let gallery: Vec<GalleryTemplate> = input.field("gallery")?.ok_or_else(|| {
-        ApiError::Invalid("\"gallery\" is missing: [{\"student\", \"embedding\"}, ...]".into())
-    })?;
-    if gallery.is_empty() {
-        return Err(ApiError::Invalid(
-            "the gallery is empty: send at least one template".into(),
-        ));
-    }
+    let body = Body::read(request).await?;
     let limits = s.limits.clone();
     let answer = on_pool(&s, wire::BATCH_MATCH, move |pipeline, timer| {
-        for (i, t) in gallery.iter().enumerate() {
-            check_template(
-                pipeline,
-                &space,
-                &t.embedding,
-                &format!("gallery[{i}] ({})", t.student),
-            )?;
+        let asked: wire::BatchMatchRequest = body.parse()?;
+        if asked.gallery.is_empty() {
+            return Err(ApiError::Invalid(
+                "the gallery is empty: send at least one template".into(),
+            ));
+        }
+        let mut templates = Vec::with_capacity(asked.gallery.len());
+        for (i, t) in asked.gallery.into_iter().enumerate() {
+            let name = format!("gallery[{i}] ({})", t.student);
+            let student = t.student.clone();
+            let vector = t
+                .vector()
+                .map_err(|why| ApiError::Invalid(format!("{name}: {why}")))?;
+            check_template(pipeline, &asked.space, &vector, &name)?;
+            templates.push(TemplateRecord {
+                uuid: i.to_string(),
+                student_id: student,
+                vector,
+            });
         }
         let thresholds = Thresholds::of(pipeline);
-        let dims = pipeline.manifest().embedder.dimensions;
-        let gallery = Gallery::new(
-            dims,
-            gallery
-                .into_iter()
-                .enumerate()
-                .map(|(i, t)| TemplateRecord {
-                    uuid: i.to_string(),
-                    student_id: t.student,
-                    vector: t.embedding,
-                }),
-        );
+        let gallery = Gallery::new(pipeline.manifest().embedder.dimensions, templates);
         let roster = gallery.students().to_vec();
+        let bytes = base64_image("image", &asked.image)?;
         let frame = timer.decode(&bytes, "image", &limits)?;
         let found = timer
             .time(Stage::MatchFrame, || {

@@ -15,6 +15,15 @@ pub enum Pick {
     Central,
 }
 
+impl From<shared_proto::ml::service::FacePick> for Pick {
+    fn from(pick: shared_proto::ml::service::FacePick) -> Pick {
+        match pick {
+            shared_proto::ml::service::FacePick::Largest => Pick::Largest,
+            shared_proto::ml::service::FacePick::Central => Pick::Central,
+        }
+    }
+}
+
 /// Why a photo has no single usable face.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum Unusable {

@@ -77,8 +77,7 @@ impl utoipa::ToSchema for Embedding {
 
 impl Embedding {
     pub fn to_base64(&self) -> String {
-        let bytes: Vec<u8> = self.vector.iter().flat_map(|v| v.to_le_bytes()).collect();
-        STANDARD.encode(bytes)
+        f32le_encode(&self.vector)
     }
 
     pub fn from_base64(
@@ -86,29 +85,40 @@ impl Embedding {
         space: EmbeddingSpace,
         text: &str,
     ) -> Result<Embedding, EmbeddingError> {
-        let bytes = STANDARD
-            .decode(text)
-            .map_err(|e| EmbeddingError::Base64(e.to_string()))?;
-        if bytes.len() % 4 != 0 {
-            return Err(EmbeddingError::Ragged(bytes.len()));
-        }
-        let dims = bytes.len() / 4;
-        if dims == 0 || dims > MAX_DIMENSIONS {
-            return Err(EmbeddingError::Dimensions(dims));
-        }
-        let vector: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        if !vector.iter().all(|v| v.is_finite()) {
-            return Err(EmbeddingError::NotFinite);
-        }
         Ok(Embedding {
             model,
             space,
-            vector,
+            vector: f32le_decode(text)?,
         })
     }
+}
+
+/// A vector as base64 (standard alphabet, padded) of little-endian f32: how vectors travel.
+pub fn f32le_encode(vector: &[f32]) -> String {
+    let bytes: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
+    STANDARD.encode(bytes)
+}
+
+/// The vector `f32le_encode` made, checked: whole f32 values, 1 to `MAX_DIMENSIONS`, finite.
+pub fn f32le_decode(text: &str) -> Result<Vec<f32>, EmbeddingError> {
+    let bytes = STANDARD
+        .decode(text)
+        .map_err(|e| EmbeddingError::Base64(e.to_string()))?;
+    if bytes.len() % 4 != 0 {
+        return Err(EmbeddingError::Ragged(bytes.len()));
+    }
+    let dims = bytes.len() / 4;
+    if dims == 0 || dims > MAX_DIMENSIONS {
+        return Err(EmbeddingError::Dimensions(dims));
+    }
+    let vector: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    if !vector.iter().all(|v| v.is_finite()) {
+        return Err(EmbeddingError::NotFinite);
+    }
+    Ok(vector)
 }
 
 impl Serialize for Embedding {
