@@ -168,7 +168,6 @@ fn main() {
     }
     local.sort();
     let local_p50 = percentile(&local, 0.5);
-    drop(pipeline);
 
     let service = start(pipelines, threads);
     let url = |path: &str| format!("{}{path}", service.1);
@@ -264,9 +263,9 @@ fn main() {
     }
     println!();
     println!(
-        "| batch-match, 1280x720 frame, 30 faces | templates | body MB | p50 ms | p95 ms | present of 30 | unknown |"
+        "| batch-match, 1280x720 frame, 30 faces | templates | vectors as | body MB | p50 ms | p95 ms | present of 30 | unknown | in-process match_frame p50 ms | p50 / in-process |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     // Random unit vectors: strangers to every face of the frame.
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut random = || {
@@ -322,8 +321,48 @@ fn main() {
         }
         latencies.remove(0);
         latencies.sort();
+        // Baseline: the same frame and gallery in this process (no HTTP, no JSON).
+        let gallery_local = edge_agent::attendance::Gallery::new(
+            512,
+            real.iter()
+                .map(|(student, v)| (student.clone(), v.clone()))
+                .chain(
+                    strangers
+                        .iter()
+                        .take(total - real.len())
+                        .enumerate()
+                        .map(|(n, v)| (format!("r{n:05}"), v.clone())),
+                )
+                .enumerate()
+                .map(
+                    |(i, (student_id, vector))| edge_agent::store::TemplateRecord {
+                        uuid: i.to_string(),
+                        student_id,
+                        vector,
+                    },
+                ),
+        );
+        let thresholds = edge_agent::attendance::Thresholds::of(&pipeline);
+        let mut in_process: Vec<Duration> = (0..runs + 1)
+            .map(|_| {
+                let started = Instant::now();
+                std::hint::black_box(
+                    edge_agent::attendance::capture::match_frame(
+                        &mut pipeline,
+                        &frame,
+                        &gallery_local,
+                        thresholds,
+                    )
+                    .unwrap(),
+                );
+                started.elapsed()
+            })
+            .skip(1)
+            .collect();
+        in_process.sort();
+        let local = percentile(&in_process, 0.5);
         println!(
-            "| | {total} | {} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            "| | {total} | {} | {:.1} | {:.1} | {:.1} | {} | {} | {local:.1} | {:.2} |",
             if f32le {
                 "f32le (base64)"
             } else {
@@ -334,6 +373,7 @@ fn main() {
             percentile(&latencies, 0.95),
             last["present"].as_array().map_or(0, Vec::len),
             last["unknown_faces"],
+            percentile(&latencies, 0.5) / local,
         );
     }
 }
