@@ -386,3 +386,29 @@ fn identify_counts_several_photos_of_a_name_as_one_person() {
     assert!(lines[1].contains("found Akhmed_Zakayev ("), "{text}");
     assert!(lines[2].contains("found Abel_Pacheco ("), "{text}");
 }
+
+/// `[vision] provider` holds for every command that loads models: asking for CUDA on a CPU-only
+/// runtime still detects, on the CPU, and says so.
+#[test]
+fn a_missing_gpu_provider_falls_back_to_the_cpu_for_cli_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("edge-agent.toml"),
+        "[vision]\nprovider = \"cuda\"\n",
+    )
+    .unwrap();
+    let output = run(&mut edge_agent(&[
+        "--data-dir",
+        path_str(dir.path()),
+        "detect",
+        "--json",
+        path_str(&lfw("Abel_Pacheco_0001.jpg")),
+    ]));
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(json_lines(&output)[0]["faces"].as_array().unwrap().len(), 1);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("has no cuda execution provider: inference runs on the CPU"),
+        "{stderr}"
+    );
+}

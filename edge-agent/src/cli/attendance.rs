@@ -95,7 +95,7 @@ pub(super) fn run(
         } => {
             require_recognition(data_dir, "enrolment")?;
             let mut store = open_store(data_dir)?;
-            let mut pipeline = vision.pipeline()?;
+            let mut pipeline = vision.pipeline(data_dir)?;
             let options = EnrolOptions {
                 force,
                 keep_crop,
@@ -130,7 +130,7 @@ pub(super) fn run(
         Command::Reembed { json } => {
             require_recognition(data_dir, "re-embedding")?;
             let mut store = open_store(data_dir)?;
-            let mut pipeline = vision.pipeline()?;
+            let mut pipeline = vision.pipeline(data_dir)?;
             let report = reembed(&mut pipeline, &mut store)?;
             if json {
                 writeln!(out, "{}", serde_json::to_string(&report)?)?;
@@ -153,7 +153,7 @@ pub(super) fn run(
                 None => (Box::new(ImageFiles::new(images.clone())), images.len()),
             };
             let mut store = open_store(data_dir)?;
-            let mut pipeline = vision.pipeline()?;
+            let mut pipeline = vision.pipeline(data_dir)?;
             let frames = source.grab(n_frames)?;
             let outcome = capture(&mut pipeline, &mut store, &section, &frames)?;
             if json {

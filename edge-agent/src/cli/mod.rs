@@ -63,12 +63,14 @@ pub struct VisionArgs {
 }
 
 impl VisionArgs {
-    fn pipeline(&self) -> Result<Pipeline> {
-        Ok(Pipeline::load(&self.pipeline_options()?)?)
+    /// Loads the pipeline with these options and the box's `[vision]` settings in `data_dir`.
+    fn pipeline(&self, data_dir: &std::path::Path) -> Result<Pipeline> {
+        let config = crate::config::Config::load(&data_dir.join(crate::config::CONFIG_FILE))?;
+        Ok(Pipeline::load(&self.pipeline_options(&config.vision)?)?)
     }
 
     /// The options, checked; loading is left to the caller (the teacher screen loads on a worker).
-    fn pipeline_options(&self) -> Result<PipelineOptions> {
+    fn pipeline_options(&self, vision: &crate::config::VisionConfig) -> Result<PipelineOptions> {
         if !(0.25..=4.0).contains(&self.detect_upscale) {
             bail!(
                 "--detect-upscale must be between 0.25 and 4, got {}",
@@ -79,7 +81,7 @@ impl VisionArgs {
             runtime: RuntimeOptions {
                 intra_threads: self.threads,
                 models_dir: self.models.clone(),
-                ..RuntimeOptions::default()
+                provider: vision.provider,
             },
             detect: DetectOptions {
                 upscale: self.detect_upscale,
@@ -362,7 +364,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         tui.run(crate::tui::TuiOptions {
             database,
             recognition: config.recognition,
-            pipeline: cli.vision.pipeline_options()?,
+            pipeline: cli.vision.pipeline_options(&config.vision)?,
             source: args.source.unwrap_or_default(),
             section: args.section,
             sync: Some(sync.nudge()),
@@ -378,21 +380,32 @@ pub fn run(cli: Cli) -> Result<i32> {
             json,
             annotate,
         } => vision::detect(
-            &mut cli.vision.pipeline()?,
+            &mut cli.vision.pipeline(&cli.data_dir)?,
             &images,
             json,
             annotate.as_deref(),
             &mut out,
         ),
-        Command::Embed { images, json, pick } => {
-            vision::embed(&mut cli.vision.pipeline()?, &images, json, pick, &mut out)
-        }
-        Command::Compare { a, b, pick } => {
-            vision::compare(&mut cli.vision.pipeline()?, &a, &b, pick, &mut out)
-        }
-        Command::Identify { enrol, photos } => {
-            vision::identify(&mut cli.vision.pipeline()?, &enrol, &photos, &mut out)
-        }
+        Command::Embed { images, json, pick } => vision::embed(
+            &mut cli.vision.pipeline(&cli.data_dir)?,
+            &images,
+            json,
+            pick,
+            &mut out,
+        ),
+        Command::Compare { a, b, pick } => vision::compare(
+            &mut cli.vision.pipeline(&cli.data_dir)?,
+            &a,
+            &b,
+            pick,
+            &mut out,
+        ),
+        Command::Identify { enrol, photos } => vision::identify(
+            &mut cli.vision.pipeline(&cli.data_dir)?,
+            &enrol,
+            &photos,
+            &mut out,
+        ),
         Command::Serve { listen } => serve::run(&cli.vision, &cli.data_dir, listen),
         Command::HashKey => serve::hash_key(&mut out),
         command @ (Command::Provision { .. } | Command::Sync { .. } | Command::Status { .. }) => {

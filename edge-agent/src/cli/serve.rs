@@ -21,8 +21,7 @@ pub(super) fn run(vision: &VisionArgs, data_dir: &Path, listen: Option<String>) 
             data_dir.join(CONFIG_FILE).display()
         );
     };
-    let mut options = vision.pipeline_options()?;
-    options.runtime.provider = config.vision.provider;
+    let mut options = vision.pipeline_options(&config.vision)?;
     let n = config.serve.pipelines();
     // The cores are shared out between the pipelines unless --threads says otherwise.
     if options.runtime.intra_threads == 0 {
