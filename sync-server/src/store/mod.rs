@@ -588,6 +588,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// A school's notices, newest first.
     async fn notices(&self, query: &NoticeQuery) -> Result<Vec<Notice>, StoreError>;
+    /// One notice of the school, by id; `None` when the school has no such notice.
+    async fn notice(&self, school_id: &str, id: &str) -> Result<Option<Notice>, StoreError>;
     /// How many notices of the school are in each state.
     async fn notice_counts(&self, school_id: &str) -> Result<Vec<(NoticeState, u64)>, StoreError>;
     /// The key that signs unsubscribe links: the one held, or `fresh` if none is (then held).

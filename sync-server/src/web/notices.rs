@@ -178,18 +178,10 @@ pub(super) async fn one(
 }
 
 async fn find(state: &AppState, school_id: &str, id: &str) -> Result<Notice, WebError> {
-    // A notice is found among the school's newest; an older one is not worth an index of its own.
     state
         .store()
-        .notices(&NoticeQuery {
-            school_id: school_id.to_owned(),
-            day: None,
-            state: None,
-            limit: 100_000,
-        })
+        .notice(school_id, id)
         .await?
-        .into_iter()
-        .find(|n| n.id == id)
         .ok_or_else(|| WebError(ApiError::NotFound(format!("notice {id}"))))
 }
 

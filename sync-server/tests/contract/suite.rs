@@ -2940,6 +2940,16 @@ pub async fn the_notice_outbox_leases_each_notice_to_one_sender(backend: &impl B
     let mut again = outbox_notice(0, T0);
     again.id = "another-id".into();
     assert_eq!(store.enqueue_notices(&[again]).await.expect("enqueue"), 0);
+    let one = store.notice(SCHOOL, "notice-1").await.expect("one notice");
+    assert_eq!(one.map(|n| n.recipient), Some("office1@example.org".into()));
+    assert!(
+        store
+            .notice("another-school", "notice-1")
+            .await
+            .expect("another school's")
+            .is_none(),
+        "a notice is found only within its school"
+    );
 
     // Two claims at once: every due notice goes to exactly one; the not-yet-due one to none.
     let claim = |owner: &str, limit| Claim {

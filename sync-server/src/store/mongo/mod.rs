@@ -601,6 +601,10 @@ impl Store for MongoStore {
         Ok(notices::list(self, query).await?)
     }
 
+    async fn notice(&self, school_id: &str, id: &str) -> Result<Option<Notice>, StoreError> {
+        Ok(notices::one(self, school_id, id).await?)
+    }
+
     async fn notice_counts(&self, school_id: &str) -> Result<Vec<(NoticeState, u64)>, StoreError> {
         Ok(notices::counts(self, school_id).await?)
     }

@@ -235,6 +235,16 @@ pub async fn list(store: &MongoStore, q: &NoticeQuery) -> Result<Vec<Notice>, Db
     found.iter().map(notice_of).collect()
 }
 
+pub async fn one(store: &MongoStore, school_id: &str, id: &str) -> Result<Option<Notice>, DbError> {
+    store
+        .coll::<Document>(NOTICES)
+        .find_one(doc! { "_id": id, "school_id": school_id })
+        .await?
+        .as_ref()
+        .map(notice_of)
+        .transpose()
+}
+
 pub async fn counts(store: &MongoStore, school_id: &str) -> Result<Vec<(State, u64)>, DbError> {
     let coll = store.coll::<Document>(NOTICES);
     let mut out = Vec::new();

@@ -728,6 +728,13 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn notice(&self, school_id: &str, id: &str) -> Result<Option<Notice>, StoreError> {
+        let (school_id, id) = (school_id.to_owned(), id.to_owned());
+        self.readers
+            .run(move |conn| notices::one(conn, &school_id, &id))
+            .await
+    }
+
     async fn notice_counts(&self, school_id: &str) -> Result<Vec<(NoticeState, u64)>, StoreError> {
         let school_id = school_id.to_owned();
         self.readers

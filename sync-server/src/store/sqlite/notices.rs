@@ -173,6 +173,15 @@ pub fn list(conn: &Connection, q: &NoticeQuery) -> Result<Vec<Notice>, StoreErro
     Ok(found)
 }
 
+pub fn one(conn: &Connection, school_id: &str, id: &str) -> Result<Option<Notice>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM notices WHERE id = ?1 AND school_id = ?2"
+        ))?
+        .query_row([id, school_id], notice)
+        .optional()?)
+}
+
 pub fn counts(conn: &Connection, school_id: &str) -> Result<Vec<(State, u64)>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT state, COUNT(*) FROM notices WHERE school_id = ?1 GROUP BY state ORDER BY state",
