@@ -12,7 +12,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -62,27 +61,6 @@ fn start(pipelines: usize, threads: usize) -> Service {
     Service(child, format!("http://{addr}"), dir)
 }
 
-fn lfw_photos(n: usize) -> Vec<PathBuf> {
-    let dir = common::faces_dir().join("lfw-dev/images");
-    let mut people: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    people.sort();
-    people
-        .iter()
-        .filter_map(|p| {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
-                .ok()?
-                .map(|e| e.unwrap().path())
-                .collect();
-            files.sort();
-            files.into_iter().next()
-        })
-        .take(n)
-        .collect()
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -125,7 +103,7 @@ fn main() {
             "service: {pipelines} pipeline(s) x {threads} inference threads (the default on this host); callers: threads on the same cores"
         ))
     );
-    let photos = lfw_photos(if quick { 16 } else { 48 });
+    let photos = common::lfw_photos(if quick { 16 } else { 48 });
     let bodies: Vec<Value> = photos
         .iter()
         .map(|p| {
@@ -226,7 +204,7 @@ fn main() {
     }
 
     // Batch-match: 30 faces of a composed frame against 30 real templates plus random ones.
-    let class = lfw_photos(30);
+    let class = common::lfw_photos(30);
     let frame = common::compose_frame(1280, 720, &class, 90);
     let mut png = Vec::new();
     frame

@@ -18,27 +18,6 @@ use edge_agent::vision::{
 };
 
 /// LFW photos, one per person, in a stable order.
-fn lfw_photos(n: usize) -> Vec<PathBuf> {
-    let dir = common::faces_dir().join("lfw-dev/images");
-    let mut people: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    people.sort();
-    people
-        .iter()
-        .filter_map(|p| {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
-                .ok()?
-                .map(|e| e.unwrap().path())
-                .collect();
-            files.sort();
-            files.into_iter().next()
-        })
-        .take(n)
-        .collect()
-}
-
 struct Timing {
     median: Duration,
     p90: Duration,
@@ -88,7 +67,7 @@ fn load(threads: usize) -> Pipeline {
 fn frame_rows(pipelines: &mut [(usize, Pipeline)], runs: usize) {
     for (width, height, face_px) in [(1280u32, 720u32, 90u32), (1920, 1080, 130)] {
         for n_faces in [1usize, 10, 30] {
-            let frame = common::compose_frame(width, height, &lfw_photos(n_faces), face_px);
+            let frame = common::compose_frame(width, height, &common::lfw_photos(n_faces), face_px);
             for (threads, pipeline) in pipelines.iter_mut() {
                 let threads = *threads;
                 let faces = pipeline.faces(&frame).unwrap();
@@ -147,7 +126,7 @@ fn frame_rows(pipelines: &mut [(usize, Pipeline)], runs: usize) {
 }
 
 fn embed_rows(pipelines: &mut [(usize, Pipeline)], runs: usize) {
-    let photos = lfw_photos(32);
+    let photos = common::lfw_photos(32);
     for (threads, pipeline) in pipelines.iter_mut() {
         let aligned = first_faces(pipeline, &photos);
         let n = aligned.len() as u32;
@@ -201,7 +180,7 @@ fn per(t: &Timing, n: u32) -> Timing {
 }
 
 fn liveness_rows(pipelines: &mut [(usize, Pipeline)], runs: usize) {
-    let photo = &lfw_photos(1)[0];
+    let photo = &common::lfw_photos(1)[0];
     let frame = load_image(photo, &ImageLimits::default()).unwrap();
     for (threads, pipeline) in pipelines.iter_mut() {
         let face: Face = pipeline.faces(&frame).unwrap().remove(0);
@@ -221,7 +200,7 @@ fn liveness_rows(pipelines: &mut [(usize, Pipeline)], runs: usize) {
 
 /// One enrolment photo, file to embedding: decode, detect, choose the face, embed.
 fn enrolment_rows(pipelines: &mut [(usize, Pipeline)], runs: usize) {
-    let photo = lfw_photos(1).remove(0);
+    let photo = common::lfw_photos(1).remove(0);
     for (threads, pipeline) in pipelines.iter_mut() {
         let t = time(runs, || enrol_one(pipeline, &photo));
         row(
@@ -249,7 +228,7 @@ fn cold_start_row() {
         );
         return;
     }
-    let photo = lfw_photos(1).remove(0);
+    let photo = common::lfw_photos(1).remove(0);
     let t = time(5, || {
         let status = std::process::Command::new(&binary)
             .args(["embed", photo.to_str().unwrap()])
@@ -413,10 +392,10 @@ fn median_p90(values: &[f64]) -> (f64, f64) {
 /// pool, then the 30-face frame's embeddings (`vectors\tV,V,...`).
 fn daz_child(runs: usize) {
     let mut pipeline = load(2);
-    let aligned = first_faces(&mut pipeline, &lfw_photos(32));
+    let aligned = first_faces(&mut pipeline, &common::lfw_photos(32));
     let n = aligned.len() as f64;
-    let frame = common::compose_frame(1280, 720, &lfw_photos(30), 90);
-    let photo = lfw_photos(1).remove(0);
+    let frame = common::compose_frame(1280, 720, &common::lfw_photos(30), 90);
+    let photo = common::lfw_photos(1).remove(0);
     let sample = |name: &str, per: f64, f: &mut dyn FnMut()| {
         for _ in 0..2 {
             f();

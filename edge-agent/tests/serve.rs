@@ -332,7 +332,9 @@ fn every_endpoint_answers_on_real_photos_and_agrees_with_the_cli() {
         &json!({ "image": b64(&lfw("Abel_Pacheco_0004.jpg")), "space": space, "gallery": gallery }),
     );
     assert_eq!(code, 200, "{decided}");
+    assert_eq!(decided["present"].as_array().unwrap().len(), 1, "{decided}");
     assert_eq!(decided["present"][0]["student"], "abel", "{decided}");
+    assert_eq!(decided["unknown_faces"], 0, "{decided}");
     assert_eq!(decided["absent"], json!(["adrien", "al"]), "{decided}");
     assert_eq!(decided["review"], json!([]), "{decided}");
 

@@ -25,6 +25,28 @@ pub fn faces_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/faces"))
 }
 
+/// The first photo of each of the first `n` LFW people, in name order.
+pub fn lfw_photos(n: usize) -> Vec<PathBuf> {
+    let dir = faces_dir().join("lfw-dev/images");
+    let mut people: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    people.sort();
+    people
+        .iter()
+        .filter_map(|p| {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .ok()?
+                .map(|e| e.unwrap().path())
+                .collect();
+            files.sort();
+            files.into_iter().next()
+        })
+        .take(n)
+        .collect()
+}
+
 /// A classroom-like frame: the central crop of each photo, `face_px` wide, pasted on a grey wall
 /// in a grid.
 pub fn compose_frame(

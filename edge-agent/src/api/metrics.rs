@@ -18,6 +18,8 @@ pub enum Stage {
     Decode,
     /// Detection, alignment and quality of every face.
     Detect,
+    /// The liveness model, one run per face (detect-faces).
+    Liveness,
     /// The embedder, on the faces used.
     Embed,
     /// Detection, embedding and one-to-one matching of a frame (batch-match).
@@ -32,6 +34,7 @@ impl Stage {
             Stage::Queue => "queue",
             Stage::Decode => "decode",
             Stage::Detect => "detect",
+            Stage::Liveness => "liveness",
             Stage::Embed => "embed",
             Stage::MatchFrame => "match_frame",
             Stage::Request => "request",

@@ -260,7 +260,7 @@ pub(super) async fn detect_faces(
         let frame = timer.decode(&bytes, "image", &limits)?;
         let mut faces = timer.faces(pipeline, &frame)?;
         timer
-            .time(Stage::Detect, || {
+            .time(Stage::Liveness, || {
                 pipeline.score_liveness(&frame, &mut faces)
             })
             .map_err(vision_error)?;

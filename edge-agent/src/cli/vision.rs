@@ -242,10 +242,6 @@ pub(super) fn embed(
     Ok(if n_failed > 0 { 1 } else { 0 })
 }
 
-fn thresholds(pipeline: &Pipeline) -> Thresholds {
-    Thresholds::of(pipeline)
-}
-
 fn verdict_words(verdict: Verdict) -> &'static str {
     match verdict {
         Verdict::Confident => "same person",
@@ -275,7 +271,7 @@ pub(super) fn compare(
     let similarity = embeddings[0]
         .similarity(&embeddings[1])
         .expect("both embeddings come from this pipeline's embedder");
-    let t = thresholds(pipeline);
+    let t = Thresholds::of(pipeline);
     writeln!(
         out,
         "similarity {similarity:.3}: {} (confident >= {}, review >= {})",
@@ -325,7 +321,7 @@ pub(super) fn identify(
         gallery.students().join(", ")
     )?;
 
-    let t = thresholds(pipeline);
+    let t = Thresholds::of(pipeline);
     let mut n_failed = 0;
     for photo in photos {
         let found = (|| -> Result<(Vec<Face>, Vec<Embedding>), ImageFailure> {

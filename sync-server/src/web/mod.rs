@@ -360,6 +360,18 @@ fn school_of(user: &WebUser, asked: Option<String>) -> Result<Option<String>, We
 /// The school an admin page (of `what`: accounts, devices) is about, checked: a posted form's
 /// CSRF token first, then admins only, of that school (or district). `None`: a district admin who
 /// has not picked one.
+/// The school `school_id` names, or 404. Callers check the user's access first.
+async fn school_record(
+    state: &AppState,
+    school_id: &str,
+) -> Result<crate::store::School, WebError> {
+    state
+        .store()
+        .school(school_id)
+        .await?
+        .ok_or_else(|| WebError(ApiError::NotFound(format!("school {school_id}"))))
+}
+
 async fn admin_school(
     state: &AppState,
     user: &WebUser,
@@ -500,11 +512,7 @@ async fn sections_page(
     };
     // Access first: whether another school exists is not for this user to learn.
     let sections = sections_for(&state, &user, &school_id).await?;
-    let school = state
-        .store()
-        .school(&school_id)
-        .await?
-        .ok_or_else(|| WebError(ApiError::NotFound(format!("school {school_id}"))))?;
+    let school = school_record(&state, &school_id).await?;
     let now = state.now();
     // Each section's latest session, then only its marks: a month of the school's marks would be
     // a hundred thousand rows for a 1,000-student school.

@@ -224,10 +224,7 @@ pub(super) async fn preview(
             .map_err(|e| WebError(ApiError::InvalidRequest(e.to_string())))?,
     };
     let store = state.store();
-    let school = store
-        .school(&school_id)
-        .await?
-        .ok_or_else(|| WebError(ApiError::NotFound(format!("school {school_id}"))))?;
+    let school = super::school_record(&state, &school_id).await?;
     let settings = store.school_settings(&school_id).await?;
     let date = crate::domain::lessons::day_of(state.now(), &settings.tz())
         .map(mail::long_date)

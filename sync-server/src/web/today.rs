@@ -131,10 +131,7 @@ pub(super) async fn page(
     // Access first: whether another school exists is not for this user to learn.
     let sections = sections_for(state, user, &school_id).await?;
     let store = state.store();
-    let school = store
-        .school(&school_id)
-        .await?
-        .ok_or_else(|| WebError(ApiError::NotFound(format!("school {school_id}"))))?;
+    let school = super::school_record(state, &school_id).await?;
     let settings = store.school_settings(&school_id).await?;
     let tz = settings.tz();
     let now = state.now();
