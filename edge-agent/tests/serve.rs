@@ -3,95 +3,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
-use common::{faces_dir, png_header_only};
+use common::{ML_KEY as KEY, MlService as Service, faces_dir, png_header_only};
 use reqwest::blocking::{Client, multipart};
 use serde_json::{Value, json};
-
-const KEY: &str = "a-long-random-key-for-the-tests";
-
-struct Service {
-    child: Child,
-    base: String,
-    stderr: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn key_hash() -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
-        .arg("hash-key")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(KEY.as_bytes())?;
-            child.wait_with_output()
-        })
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-impl Service {
-    /// Starts `edge-agent serve` with `[serve]` and `[vision]` lines added to its configuration.
-    fn start(serve: &str, vision: &str) -> Service {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("edge-agent.toml"),
-            format!(
-                "[serve]\napi_key_sha256 = \"{}\"\n{serve}\n[vision]\n{vision}\n",
-                key_hash()
-            ),
-        )
-        .unwrap();
-        let stderr = dir.path().join("stderr.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
-            .args(["--data-dir", dir.path().to_str().unwrap(), "serve"])
-            .args(["--listen", "127.0.0.1:0"])
-            .env("ROLLCALL_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| {
-                panic!(
-                    "no address from serve: {line:?}; {}",
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
-                )
-            })
-            .to_owned();
-        Service {
-            child,
-            base: format!("http://{addr}"),
-            stderr,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
 
 fn client() -> Client {
     // reqwest is built without a crypto provider (rustls with ring, as the box's sync client).
@@ -339,7 +258,7 @@ fn every_endpoint_answers_on_real_photos_and_agrees_with_the_cli() {
     assert_eq!(decided["review"], json!([]), "{decided}");
 
     // Bad images: each its own code, never a panic.
-    let blank = {
+    let blank_png = {
         let mut png = Vec::new();
         image::RgbImage::from_pixel(200, 200, image::Rgb([128, 128, 128]))
             .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
@@ -350,7 +269,7 @@ fn every_endpoint_answers_on_real_photos_and_agrees_with_the_cli() {
     for (bytes, status, code) in [
         (b"not an image at all".to_vec(), 422, "undecodable_image"),
         (png_header_only(20_000, 20_000), 413, "image_too_large"),
-        (blank, 422, "no_face"),
+        (blank_png.clone(), 422, "no_face"),
         (
             std::fs::read(faces_dir().join("groups/couple.jpg")).unwrap(),
             422,
@@ -374,6 +293,65 @@ fn every_endpoint_answers_on_real_photos_and_agrees_with_the_cli() {
         (got, body["error"].as_str()),
         (400, Some("invalid_request")),
         "{body}"
+    );
+
+    // Enrol: the box's gate, photo by photo. Abel's first photo is enrolled; his fourth, sent as
+    // someone else's in the same call, looks like him; forced, it is enrolled; a blank image and a
+    // couple are refused with their codes, and the rest of the call still answers.
+    let enrol_gallery = json!([gallery[1].clone()]);
+    let photos = json!([
+        { "student": "abel", "image": b64(&lfw("Abel_Pacheco_0001.jpg")) },
+        { "student": "not-abel", "image": b64(&lfw("Abel_Pacheco_0004.jpg")) },
+        { "student": "blank", "image": engine.encode(&blank_png) },
+        { "student": "couple", "image": b64(&faces_dir().join("groups/couple.jpg")) },
+        { "student": "adrien", "image": b64(&lfw("Adrien_Brody_0002.jpg")), "pick": "central" },
+    ]);
+    let (code, enrolled) = post(
+        &service,
+        "/v1/ml/enrol-faces",
+        &json!({ "photos": photos, "space": space, "gallery": enrol_gallery }),
+    );
+    assert_eq!(code, 200, "{enrolled}");
+    let outcomes = enrolled["photos"].as_array().unwrap();
+    let words: Vec<(&str, &str)> = outcomes
+        .iter()
+        .map(|o| {
+            (
+                o["outcome"].as_str().unwrap(),
+                o["error"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        words,
+        [
+            ("enrolled", ""),
+            ("refused", "looks_like_another"),
+            ("refused", "no_face"),
+            ("refused", "several_faces"),
+            ("enrolled", ""),
+        ],
+        "{enrolled}"
+    );
+    assert!(cosine(&vector(&outcomes[0]["embedding"]), &served) >= 0.9999);
+    assert_eq!(outcomes[1]["other"], "abel", "{enrolled}");
+    assert!(outcomes[1]["similarity"].as_f64().unwrap() >= status["confident"].as_f64().unwrap());
+    let (code, forced) = post(
+        &service,
+        "/v1/ml/enrol-faces",
+        &json!({ "photos": [photos[1].clone()], "space": space, "gallery": [{ "student": "abel", "embedding": outcomes[0]["embedding"] }], "force": true }),
+    );
+    assert_eq!(code, 200, "{forced}");
+    assert_eq!(forced["photos"][0]["outcome"], "enrolled", "{forced}");
+    let (code, too_many) = post(
+        &service,
+        "/v1/ml/enrol-faces",
+        &json!({ "photos": vec![photos[0].clone(); 9], "space": space }),
+    );
+    assert_eq!(
+        (code, too_many["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{too_many}"
     );
 
     // Metrics: per-stage histograms and request counts.

@@ -1,6 +1,7 @@
 //! The wire: serde types that cross a process boundary (the sync protocol, the ML API), their ids and
 //! error codes. No I/O, no tokio, no storage types: both daemons convert to and from their own types.
 
+pub mod breaker;
 pub mod ids;
 pub mod metrics;
 pub mod ml;

@@ -80,8 +80,31 @@ pub enum ErrorCode {
     SeveralFaces,
     FaceTooSmall,
     FaceTooBlurry,
+    /// Enrolment only: the face is turned too far from the camera to make a good template.
+    NotFrontal,
+    /// Enrolment only: the face already matches another student at the confident threshold.
+    LooksLikeAnother,
     /// The inference runtime failed on this input.
     Inference,
+}
+
+impl ErrorCode {
+    /// The code's word on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErrorCode::Unreadable => "unreadable",
+            ErrorCode::UndecodableImage => "undecodable_image",
+            ErrorCode::ImageTooLarge => "image_too_large",
+            ErrorCode::ImageTooSmall => "image_too_small",
+            ErrorCode::NoFace => "no_face",
+            ErrorCode::SeveralFaces => "several_faces",
+            ErrorCode::FaceTooSmall => "face_too_small",
+            ErrorCode::FaceTooBlurry => "face_too_blurry",
+            ErrorCode::NotFrontal => "not_frontal",
+            ErrorCode::LooksLikeAnother => "looks_like_another",
+            ErrorCode::Inference => "inference",
+        }
+    }
 }
 
 /// The ML service's HTTP API (`edge-agent serve`, issue 17): the paths, the requests its JSON
@@ -100,6 +123,7 @@ pub mod service {
     pub const ENCODE_FACE: &str = "/v1/ml/encode-face";
     pub const MATCH_FACES: &str = "/v1/ml/match-faces";
     pub const BATCH_MATCH: &str = "/v1/ml/batch-match";
+    pub const ENROL_FACES: &str = "/v1/ml/enrol-faces";
     /// The API key, also accepted as `Authorization: Bearer KEY`.
     pub const API_KEY_HEADER: &str = "x-api-key";
 
@@ -241,6 +265,64 @@ pub mod service {
         pub too_small_faces: usize,
     }
 
+    /// The most photos one `enrol-faces` call takes: a bulk enrolment sends its photos in calls of
+    /// this many, each with the school's gallery.
+    pub const MAX_ENROL_PHOTOS: usize = 8;
+
+    /// A photo to make a template of, for `student`.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct EnrolPhoto {
+        pub student: String,
+        pub image: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub pick: Option<FacePick>,
+    }
+
+    /// `enrol-faces`: photos through the box's enrolment gate (one usable face, its size and
+    /// sharpness, its pose, and not already another student's face), each decided on its own. The
+    /// gallery is the school's templates, checked for look-alikes (`force` skips that check); a
+    /// photo enrolled earlier in the call counts as part of the gallery for the later ones.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct EnrolRequest {
+        pub photos: Vec<EnrolPhoto>,
+        /// The gallery's space, checked against the service's.
+        pub space: EmbeddingSpace,
+        #[serde(default)]
+        pub gallery: Vec<GalleryTemplate>,
+        #[serde(default)]
+        pub force: bool,
+    }
+
+    /// What became of one photo of an `enrol-faces` call.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "outcome", rename_all = "snake_case")]
+    pub enum EnrolOutcome {
+        Enrolled {
+            /// L2-normalised, in the response's space.
+            embedding: Vec<f32>,
+            face: DetectedFace,
+            /// The template's quality, 0-1, as the box scores its own (sharpness and pose).
+            score: f32,
+        },
+        Refused {
+            error: ErrorCode,
+            message: String,
+            /// For `looks_like_another`: the student the face matches, and how well.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            other: Option<String>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            similarity: Option<f32>,
+        },
+    }
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct EnrolResponse {
+        pub model: ModelId,
+        pub space: EmbeddingSpace,
+        /// One per photo, in the request's order.
+        pub photos: Vec<EnrolOutcome>,
+    }
+
     /// A model file the service verified at start.
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     pub struct ModelFileStatus {
@@ -301,6 +383,28 @@ mod tests {
             r#"{"image":"a.jpg","error":"several_faces","message":"2 usable faces"}"#
         );
         assert_eq!(serde_json::from_str::<ImageError>(&json).unwrap(), e);
+    }
+
+    #[test]
+    fn error_code_words_are_serdes() {
+        for code in [
+            ErrorCode::Unreadable,
+            ErrorCode::UndecodableImage,
+            ErrorCode::ImageTooLarge,
+            ErrorCode::ImageTooSmall,
+            ErrorCode::NoFace,
+            ErrorCode::SeveralFaces,
+            ErrorCode::FaceTooSmall,
+            ErrorCode::FaceTooBlurry,
+            ErrorCode::NotFrontal,
+            ErrorCode::LooksLikeAnother,
+            ErrorCode::Inference,
+        ] {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::Value::String(code.as_str().into())
+            );
+        }
     }
 
     #[test]

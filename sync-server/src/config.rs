@@ -59,6 +59,78 @@ pub struct Config {
     /// Send notices (issue 16) through this SMTP server. Without it none are planned or sent.
     #[serde(default)]
     pub smtp: Option<SmtpConfig>,
+    /// Make templates of uploaded photos through this ML service (`edge-agent serve`, issue 17).
+    /// Without it students are enrolled only in front of a box.
+    #[serde(default)]
+    pub ml: Option<MlConfig>,
+}
+
+/// `[ml]`: the ML service central enrolment calls, how patiently, and the job queue on disk.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MlConfig {
+    /// `http://127.0.0.1:8700`.
+    pub url: String,
+    /// The service's key (it keeps only its sha256). Better given as `ROLLCALL_ML_API_KEY`.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Seconds one call may take before it counts as a failure. Default 30.
+    #[serde(default = "default_ml_timeout_s")]
+    pub timeout_s: f64,
+    /// Failed calls in a row that open the breaker. Default 5.
+    #[serde(default = "default_ml_breaker_failures")]
+    pub breaker_failures: u32,
+    /// Seconds the breaker stays open before one probe call. Default 60.
+    #[serde(default = "default_ml_breaker_reset_s")]
+    pub breaker_reset_s: f64,
+    /// Waits before the retries of a failed call. Default 1, 2 and 4 s.
+    #[serde(default = "default_ml_retry_delays_ms")]
+    pub retry_delays_ms: Vec<u64>,
+    /// Photos waiting on disk, all jobs together; an upload that would pass it is refused.
+    /// Default 5,000.
+    #[serde(default = "default_ml_max_waiting_photos")]
+    pub max_waiting_photos: usize,
+    /// Hours a photo may wait for the service before it is deleted unprocessed. Default 24.
+    #[serde(default = "default_ml_photo_max_age_hours")]
+    pub photo_max_age_hours: u32,
+    /// Largest upload (a ZIP of photos), in bytes. Default 256 MiB.
+    #[serde(default = "default_ml_max_upload_bytes")]
+    pub max_upload_bytes: usize,
+    /// Largest photo, in bytes. Default 10 MiB.
+    #[serde(default = "default_ml_max_photo_bytes")]
+    pub max_photo_bytes: usize,
+}
+
+fn default_ml_timeout_s() -> f64 {
+    30.0
+}
+
+fn default_ml_breaker_failures() -> u32 {
+    5
+}
+
+fn default_ml_breaker_reset_s() -> f64 {
+    60.0
+}
+
+fn default_ml_retry_delays_ms() -> Vec<u64> {
+    vec![1000, 2000, 4000]
+}
+
+fn default_ml_max_waiting_photos() -> usize {
+    5000
+}
+
+fn default_ml_photo_max_age_hours() -> u32 {
+    24
+}
+
+fn default_ml_max_upload_bytes() -> usize {
+    256 * 1024 * 1024
+}
+
+fn default_ml_max_photo_bytes() -> usize {
+    10 * 1024 * 1024
 }
 
 /// `[smtp]`: the school's or district's mail relay, and what notices need to name the server.
@@ -154,6 +226,7 @@ pub const ENV_DATA_DIR: &str = "ROLLCALL_SERVER_DATA_DIR";
 pub const ENV_MONGODB_URI: &str = "ROLLCALL_MONGODB_URI";
 pub const ENV_MONGODB_DATABASE: &str = "ROLLCALL_MONGODB_DATABASE";
 pub const ENV_SMTP_PASSWORD: &str = "ROLLCALL_SMTP_PASSWORD";
+pub const ENV_ML_API_KEY: &str = "ROLLCALL_ML_API_KEY";
 
 fn default_listen() -> String {
     "127.0.0.1:8440".to_owned()
@@ -238,6 +311,7 @@ impl Config {
             metrics_token: None,
             tls: None,
             smtp: None,
+            ml: None,
         }
     }
 
@@ -270,6 +344,9 @@ impl Config {
         }
         if let (Some(smtp), Some(password)) = (&mut self.smtp, lookup(ENV_SMTP_PASSWORD)) {
             smtp.password = Some(password);
+        }
+        if let (Some(ml), Some(key)) = (&mut self.ml, lookup(ENV_ML_API_KEY)) {
+            ml.api_key = Some(key);
         }
         self
     }
@@ -360,7 +437,37 @@ impl Config {
                 );
             }
         }
+        if let Some(ml) = &self.ml {
+            if !(ml.url.starts_with("http://") || ml.url.starts_with("https://")) {
+                return invalid(format!(
+                    "ml.url \"{}\" is not an http(s) address like http://127.0.0.1:8700",
+                    ml.url
+                ));
+            }
+            if ml.api_key.as_deref().is_none_or(|k| k.trim().is_empty()) {
+                return invalid(format!(
+                    "ml: no api_key; set it, or {ENV_ML_API_KEY}, to the key whose sha256 the service has"
+                ));
+            }
+            if !(ml.timeout_s > 0.0 && ml.breaker_reset_s >= 0.0)
+                || ml.breaker_failures == 0
+                || ml.max_waiting_photos == 0
+                || ml.photo_max_age_hours == 0
+                || ml.max_photo_bytes == 0
+                || ml.max_upload_bytes < ml.max_photo_bytes
+            {
+                return invalid(
+                    "ml: timeout_s, breaker_failures, max_waiting_photos, photo_max_age_hours and max_photo_bytes must be above 0, and max_upload_bytes at least max_photo_bytes"
+                        .to_owned(),
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// The folder of central enrolment's waiting photos.
+    pub fn enrol_jobs_dir(&self) -> PathBuf {
+        self.data_dir.join("enrol-jobs")
     }
 
     /// The password workers to run: as configured, else one per CPU, 2 to 4: more would not

@@ -5,6 +5,7 @@ pub mod api;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod ml_client;
 pub mod notify;
 pub mod store;
 pub mod web;

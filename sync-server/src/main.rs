@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+mod enrol_photos;
+
 use sync_server::Config;
 use sync_server::api::{self, AppState, Limits, Transport};
+use sync_server::ml_client::Enroller;
 use sync_server::notify::Notifier;
 use sync_server::store::mongo::MongoStore;
 use sync_server::store::sqlite::SqliteStore;
@@ -49,6 +52,27 @@ enum Command {
         days: usize,
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Enrol a school's photos from a ZIP (photos named by student id: S123.jpg, S123_2.jpg or
+    /// S123/any.jpg) through a running server with `[ml]`, with a progress bar; prints every
+    /// refusal by file name and reason.
+    EnrolPhotos {
+        /// The ZIP file.
+        zip: PathBuf,
+        /// The server's address, e.g. https://rollcall.example.org.
+        #[arg(long, default_value = "http://127.0.0.1:8440")]
+        server: String,
+        #[arg(long)]
+        school: String,
+        /// An admin of the school (or a district admin).
+        #[arg(long)]
+        username: String,
+        /// Read the password from standard input without a prompt (for scripts).
+        #[arg(long)]
+        password_stdin: bool,
+        /// Enrol even faces that already match another student.
+        #[arg(long)]
+        force: bool,
     },
     /// Check a configuration file and say which store it selects.
     CheckConfig {
@@ -93,6 +117,17 @@ async fn main() -> Result<()> {
             days,
             config,
         } => demo_data(config.as_deref(), school, students, days).await,
+        Command::EnrolPhotos {
+            zip,
+            server,
+            school,
+            username,
+            password_stdin,
+            force,
+        } => {
+            let password = read_password(&username, password_stdin)?;
+            enrol_photos::run(&zip, &server, &school, &username, &password, force).await
+        }
         Command::CheckConfig { config } => {
             let config = Config::load_with_env(Some(&config))?;
             let scheme = match &config.tls {
@@ -195,6 +230,26 @@ async fn serve(config_path: Option<&Path>) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let state = AppState::new(store.clone(), limits);
+    let enroller = match &config.ml {
+        Some(ml) => {
+            let jobs = config.enrol_jobs_dir();
+            let enroller = Enroller::open(store.clone(), ml, &jobs, Arc::new(api::SystemClock))
+                .with_context(|| {
+                    format!(
+                        "cannot start central enrolment (jobs in {})",
+                        jobs.display()
+                    )
+                })?;
+            let enroller = Arc::new(enroller);
+            state.set_enroller(enroller.clone());
+            tracing::info!(ml = %ml.url, jobs = %jobs.display(), "central enrolment through the ML service");
+            Some(enroller)
+        }
+        None => {
+            tracing::info!("no [ml] in the configuration: students are enrolled at a box only");
+            None
+        }
+    };
     // Both listeners stop on the one signal.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until_stopped = move || {
@@ -236,6 +291,7 @@ async fn serve(config_path: Option<&Path>) -> Result<()> {
             None
         }
     };
+    let enrolling = enroller.map(|enroller| tokio::spawn(enroller.run(until_stopped())));
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop.send(true);
@@ -245,6 +301,9 @@ async fn serve(config_path: Option<&Path>) -> Result<()> {
         .context("server failed")?;
     if let Some(notifier) = notifier {
         notifier.await.context("the notice sender panicked")?;
+    }
+    if let Some(enrolling) = enrolling {
+        enrolling.await.context("central enrolment panicked")?;
     }
     if let Some(metrics) = metrics {
         metrics

@@ -230,7 +230,7 @@ async fn embeddings_are_stored_as_binary_little_endian_f32() {
         .collect();
     assert_eq!(binary.bytes, expected);
     let read: Vec<TemplateData> = store
-        .templates_of(SCHOOL, STUDENTS[0])
+        .templates_of(SCHOOL, Some(STUDENTS[0]))
         .await
         .expect("templates")
         .into_iter()

@@ -24,6 +24,7 @@ use crate::attendance::capture::match_frame;
 use crate::attendance::evidence::{FrameEvidence, Unmatched, decide, fuse};
 use crate::attendance::{Gallery, Thresholds, Verdict};
 use crate::capture::{ImageLimits, decode_image};
+use crate::enrolment::{self, EnrolError};
 use crate::store::TemplateRecord;
 use crate::vision::{Face, Pick, Pipeline, VisionError, select_face};
 
@@ -297,6 +298,119 @@ pub(super) async fn encode_face(
     })
     .await?;
     Ok(Json(answer))
+}
+
+/// `POST /v1/ml/enrol-faces`: photos through the box's enrolment gate (`enrolment::check_pose`,
+/// `check_unlike_others`), each answered on its own; the school's gallery is sent with them.
+pub(super) async fn enrol_faces(
+    State(s): State<AppState>,
+    request: Request,
+) -> Result<Json<wire::EnrolResponse>, ApiError> {
+    let body = Body::read(request).await?;
+    let limits = s.limits.clone();
+    let answer = on_pool(&s, wire::ENROL_FACES, move |pipeline, timer| {
+        let asked: wire::EnrolRequest = body.parse()?;
+        if asked.photos.is_empty() || asked.photos.len() > wire::MAX_ENROL_PHOTOS {
+            return Err(ApiError::Invalid(format!(
+                "send 1 to {} photos a call, not {}",
+                wire::MAX_ENROL_PHOTOS,
+                asked.photos.len()
+            )));
+        }
+        let mut gallery: Vec<(String, Vec<f32>)> = Vec::with_capacity(asked.gallery.len());
+        for (i, t) in asked.gallery.into_iter().enumerate() {
+            let name = format!("gallery[{i}] ({})", t.student);
+            let student = t.student.clone();
+            let vector = t
+                .vector()
+                .map_err(|why| ApiError::Invalid(format!("{name}: {why}")))?;
+            check_template(pipeline, &asked.space, &vector, &name)?;
+            gallery.push((student, vector));
+        }
+        let confident = Thresholds::of(pipeline).confident;
+        let mut outcomes = Vec::with_capacity(asked.photos.len());
+        for (i, photo) in asked.photos.into_iter().enumerate() {
+            let name = format!("photos[{i}] ({})", photo.student);
+            let outcome = match enrol_one(&timer, pipeline, &photo, &name, &limits) {
+                Ok((face, vector)) => {
+                    let unlike = match asked.force {
+                        true => Ok(()),
+                        false => {
+                            let nearest = gallery
+                                .iter()
+                                .map(|(student, v)| (student, crate::vision::dot(v, &vector)))
+                                .filter(|(_, similarity)| *similarity >= confident)
+                                .map(|(student, similarity)| (student.clone(), similarity));
+                            enrolment::check_unlike_others(&photo.student, nearest, confident)
+                        }
+                    };
+                    match unlike {
+                        Ok(()) => {
+                            // Later photos of the call are checked against this one too, as the
+                            // box checks against what it stored a moment ago.
+                            gallery.push((photo.student.clone(), vector.clone()));
+                            wire::EnrolOutcome::Enrolled {
+                                embedding: vector,
+                                face: face.detected(),
+                                score: crate::vision::template_score(&face.quality),
+                            }
+                        }
+                        Err(e) => {
+                            let (other, similarity) = match &e {
+                                EnrolError::LooksLikeAnother {
+                                    other, similarity, ..
+                                } => (Some(other.clone()), Some(*similarity)),
+                                _ => (None, None),
+                            };
+                            wire::EnrolOutcome::Refused {
+                                error: shared_proto::ml::ErrorCode::LooksLikeAnother,
+                                message: format!("{name}: {e}"),
+                                other,
+                                similarity,
+                            }
+                        }
+                    }
+                }
+                Err(ApiError::Image { code, message }) => wire::EnrolOutcome::Refused {
+                    error: code,
+                    message,
+                    other: None,
+                    similarity: None,
+                },
+                Err(e) => return Err(e),
+            };
+            outcomes.push(outcome);
+        }
+        Ok(wire::EnrolResponse {
+            model: pipeline.model_id().clone(),
+            space: pipeline.space().clone(),
+            photos: outcomes,
+        })
+    })
+    .await?;
+    Ok(Json(answer))
+}
+
+/// One photo's usable face and its vector, or why not (`ApiError::Image`): the box's gate up to
+/// the look-alike check, which needs the gallery.
+fn enrol_one(
+    timer: &Timer<'_>,
+    pipeline: &mut Pipeline,
+    photo: &wire::EnrolPhoto,
+    name: &str,
+    limits: &ImageLimits,
+) -> Result<(Face, Vec<f32>), ApiError> {
+    let bytes = base64_image(name, &photo.image).map_err(|e| ApiError::Image {
+        code: shared_proto::ml::ErrorCode::UndecodableImage,
+        message: e.to_string(),
+    })?;
+    let (face, vector) =
+        timer.usable(pipeline, &bytes, name, limits, photo.pick.map(Pick::from))?;
+    enrolment::check_pose(&face.quality).map_err(|e| ApiError::Image {
+        code: shared_proto::ml::ErrorCode::NotFrontal,
+        message: format!("{name}: {e}"),
+    })?;
+    Ok((face, vector))
 }
 
 /// `POST /v1/ml/match-faces`: two faces (images or templates), their similarity and what it means

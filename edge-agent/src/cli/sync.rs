@@ -156,7 +156,7 @@ fn print_status(out: &mut impl Write, status: &Status) -> Result<()> {
         Breaker::HalfOpen => "half-open (the next cycle probes the server)".to_owned(),
         Breaker::Open { retry_in_ms } => format!(
             "open after {} failures; probing again in {} s",
-            status.link.consecutive_failures,
+            status.link.breaker.consecutive_failures,
             (retry_in_ms + 999) / 1000
         ),
     };

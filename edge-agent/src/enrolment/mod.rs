@@ -90,28 +90,14 @@ pub fn check(
     let mut faces = pipeline.faces(frame)?;
     let idx = select_face(&faces, &pipeline.gate, options.pick, frame.dimensions())?;
     let face = faces.swap_remove(idx);
-    if face.quality.yaw_degrees.abs() > MAX_ENROL_YAW_DEGREES {
-        return Err(EnrolError::NotFrontal {
-            yaw: face.quality.yaw_degrees,
-            max: MAX_ENROL_YAW_DEGREES,
-        });
-    }
+    check_pose(&face.quality)?;
     let embedding = pipeline.embed([&face.aligned])?.remove(0);
     let model_id = embedding.model.to_string();
     let space = embedding.space.to_string();
     if !options.force {
         let confident = pipeline.manifest().embedder.confident;
         let nearest = store.nearest_templates(&embedding.vector, &space, 5)?;
-        if let Some((other, similarity)) = nearest
-            .into_iter()
-            .find(|(other, s)| other != student_id && *s >= confident)
-        {
-            return Err(EnrolError::LooksLikeAnother {
-                student: student_id.to_owned(),
-                other,
-                similarity,
-            });
-        }
+        check_unlike_others(student_id, nearest, confident)?;
     }
     Ok(EnrolCandidate {
         student: student_id.to_owned(),
@@ -121,6 +107,53 @@ pub fn check(
         vector: embedding.vector,
         crop: options.keep_crop.then_some(face.aligned.rgb),
     })
+}
+
+/// The pose an enrolment photo needs (the box's `check` and the ML service's `enrol-faces`).
+pub fn check_pose(quality: &FaceQuality) -> Result<(), EnrolError> {
+    if quality.yaw_degrees.abs() > MAX_ENROL_YAW_DEGREES {
+        return Err(EnrolError::NotFrontal {
+            yaw: quality.yaw_degrees,
+            max: MAX_ENROL_YAW_DEGREES,
+        });
+    }
+    Ok(())
+}
+
+/// A face for `student` must not already be another student's: `nearest` are (student,
+/// similarity) of templates near its vector, in any order; the best other student at or above
+/// `confident` refuses it.
+pub fn check_unlike_others(
+    student: &str,
+    nearest: impl IntoIterator<Item = (String, f32)>,
+    confident: f32,
+) -> Result<(), EnrolError> {
+    let best = nearest
+        .into_iter()
+        .filter(|(other, s)| other != student && *s >= confident)
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    match best {
+        Some((other, similarity)) => Err(EnrolError::LooksLikeAnother {
+            student: student.to_owned(),
+            other,
+            similarity,
+        }),
+        None => Ok(()),
+    }
+}
+
+impl EnrolError {
+    /// The ML API's code of a refusal about the photo; `None` for consent, store and inference
+    /// failures, which are not the photo's.
+    pub fn code(&self) -> Option<shared_proto::ml::ErrorCode> {
+        use shared_proto::ml::ErrorCode;
+        match self {
+            EnrolError::Unusable(u) => Some(u.code()),
+            EnrolError::NotFrontal { .. } => Some(ErrorCode::NotFrontal),
+            EnrolError::LooksLikeAnother { .. } => Some(ErrorCode::LooksLikeAnother),
+            EnrolError::NoConsent { .. } | EnrolError::Store(_) | EnrolError::Vision(_) => None,
+        }
+    }
 }
 
 /// Templates are kept only with recorded consent.

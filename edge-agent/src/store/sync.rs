@@ -60,8 +60,9 @@ pub struct SyncState {
     pub last_pull_at: Option<i64>,
     pub last_attempt_at: Option<i64>,
     pub last_error: Option<String>,
-    pub consecutive_failures: u32,
-    pub breaker_opened_at: Option<i64>,
+    /// What the circuit breaker reads (`consecutive_failures`, `breaker_opened_at` in the JSON).
+    #[serde(flatten)]
+    pub breaker: shared_proto::breaker::Link,
 }
 
 /// A template as the wire needs it (`template_added`).
@@ -266,8 +267,10 @@ impl Store {
                     last_pull_at: r.get(1)?,
                     last_attempt_at: r.get(2)?,
                     last_error: r.get(3)?,
-                    consecutive_failures: r.get::<_, i64>(4)? as u32,
-                    breaker_opened_at: r.get(5)?,
+                    breaker: shared_proto::breaker::Link {
+                        consecutive_failures: r.get::<_, i64>(4)? as u32,
+                        breaker_opened_at: r.get(5)?,
+                    },
                 })
             },
         )?)
@@ -282,8 +285,8 @@ impl Store {
                 state.last_pull_at,
                 state.last_attempt_at,
                 state.last_error,
-                state.consecutive_failures,
-                state.breaker_opened_at
+                state.breaker.consecutive_failures,
+                state.breaker.breaker_opened_at
             ],
         )?;
         Ok(())

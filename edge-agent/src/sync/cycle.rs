@@ -82,7 +82,7 @@ struct Attempts {
 impl Syncer {
     pub fn new(store: Store, client: Client, device: DeviceIdentity, config: SyncConfig) -> Syncer {
         Syncer {
-            rule: BreakerRule::from_config(&config),
+            rule: super::breaker::rule_of(&config),
             store,
             client,
             device,
@@ -103,7 +103,7 @@ impl Syncer {
         };
         let mut link = self.store.sync_state()?;
         let now = now_ms();
-        let probing = match self.rule.state(&link, now) {
+        let probing = match self.rule.state(&link.breaker, now) {
             Breaker::Open { retry_in_ms } => {
                 report.breaker_open_ms = Some(retry_in_ms);
                 return Ok(report);
@@ -162,7 +162,7 @@ impl Syncer {
         loop {
             let wait_ms = match call(&self.client) {
                 Ok(value) => {
-                    self.rule.record_success(link);
+                    self.rule.record_success(&mut link.breaker);
                     attempts.probing = false;
                     return Ok(value);
                 }
@@ -170,7 +170,7 @@ impl Syncer {
                 // up, so the breaker, which is for a server that is down, counts a success.
                 // Retrying would get the same answer; the refusal is the cycle's error.
                 Err(e @ CallError::Refused { .. }) => {
-                    self.rule.record_success(link);
+                    self.rule.record_success(&mut link.breaker);
                     attempts.probing = false;
                     return Err(Stop::Call(e));
                 }
@@ -178,7 +178,7 @@ impl Syncer {
                 // short and a retry is left, else leave it to a later cycle. Either way the
                 // breaker, which is for a server that is down, counts a success.
                 Err(e @ CallError::Busy { retry_after_s, .. }) => {
-                    self.rule.record_success(link);
+                    self.rule.record_success(&mut link.breaker);
                     attempts.probing = false;
                     let wait_ms = retry_after_s.saturating_mul(1000);
                     if attempts.retries_left == 0 || wait_ms > MAX_RETRY_AFTER_WAIT_MS {
@@ -188,7 +188,8 @@ impl Syncer {
                     wait_ms
                 }
                 Err(e) => {
-                    let open = self.rule.record_failure(link, now_ms()) || attempts.probing;
+                    let open =
+                        self.rule.record_failure(&mut link.breaker, now_ms()) || attempts.probing;
                     if open || !e.is_transient() || attempts.retries_left == 0 {
                         return Err(Stop::Call(e));
                     }
@@ -387,8 +388,8 @@ mod tests {
                 )
             );
         }
-        assert_eq!(link.consecutive_failures, 0);
-        assert_eq!(link.breaker_opened_at, None);
+        assert_eq!(link.breaker.consecutive_failures, 0);
+        assert_eq!(link.breaker.breaker_opened_at, None);
     }
 
     /// The breaker still opens for a server that is down (5xx), after `breaker_failures`.
@@ -401,7 +402,7 @@ mod tests {
         let (reports, link) = cycles_against(&server, 4);
         assert!(reports[..3].iter().all(|r| r.breaker_open_ms.is_none()));
         assert!(reports[3].breaker_open_ms.is_some(), "{:?}", reports[3]);
-        assert_eq!(link.consecutive_failures, 3);
+        assert_eq!(link.breaker.consecutive_failures, 3);
     }
 
     #[test]
@@ -437,8 +438,8 @@ mod tests {
             );
         }
         assert!(elapsed >= Duration::from_secs(4), "waited only {elapsed:?}");
-        assert_eq!(link.consecutive_failures, 0);
-        assert_eq!(link.breaker_opened_at, None);
+        assert_eq!(link.breaker.consecutive_failures, 0);
+        assert_eq!(link.breaker.breaker_opened_at, None);
     }
 
     /// A wait longer than a cycle should take ends the cycle at once; the next one tries again.
@@ -456,6 +457,6 @@ mod tests {
             assert_eq!(report.retries, 0, "{report:?}");
             assert_eq!(report.breaker_open_ms, None, "{report:?}");
         }
-        assert_eq!(link.breaker_opened_at, None);
+        assert_eq!(link.breaker.breaker_opened_at, None);
     }
 }

@@ -192,12 +192,12 @@ pub struct Status {
 pub fn status(store: &Store, config: &SyncConfig) -> Result<Status, SyncError> {
     let device = store.device()?;
     let link = store.sync_state()?;
-    let rule = BreakerRule::from_config(config);
+    let rule = breaker::rule_of(config);
     Ok(Status {
         device_id: device.as_ref().map(|d| d.device_id.clone()),
         school_id: device.as_ref().map(|d| d.school_id.clone()),
         server: device.map(|d| d.server),
-        breaker: rule.state(&link, now_ms()),
+        breaker: rule.state(&link.breaker, now_ms()),
         link,
         outbox: store.outbox_counts()?,
         rejected: store.rejected_events()?,
@@ -276,7 +276,7 @@ mod tests {
         let error = syncer(dir.path(), store, &config).err().unwrap();
         assert!(matches!(error, SyncError::CorruptToken { .. }), "{error}");
         let store = Store::open(&dir.path().join("rollcall.sqlite")).unwrap();
-        assert_eq!(store.sync_state().unwrap().consecutive_failures, 0);
+        assert_eq!(store.sync_state().unwrap().breaker.consecutive_failures, 0);
     }
 
     #[test]

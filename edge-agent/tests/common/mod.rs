@@ -206,3 +206,104 @@ pub fn png_header_only(width: u32, height: u32) -> Vec<u8> {
     png.extend(crc32(b"IEND").to_be_bytes());
     png
 }
+
+/// The key the tests' ML services take.
+pub const ML_KEY: &str = "a-long-random-key-for-the-tests";
+
+/// A real `edge-agent serve` (the ML service), stopped when dropped.
+pub struct MlService {
+    child: std::process::Child,
+    pub base: String,
+    pub port: u16,
+    pub stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for MlService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `edge-agent hash-key` of `ML_KEY`.
+pub fn ml_key_hash() -> String {
+    use std::process::{Command, Stdio};
+    let out = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .arg("hash-key")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(ML_KEY.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+impl MlService {
+    /// Starts `edge-agent serve` on a free port with `[serve]` and `[vision]` lines added to its
+    /// configuration.
+    pub fn start(serve: &str, vision: &str) -> MlService {
+        MlService::start_on("127.0.0.1:0", serve, vision)
+    }
+
+    /// `start` on `listen`.
+    pub fn start_on(listen: &str, serve: &str, vision: &str) -> MlService {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("edge-agent.toml"),
+            format!(
+                "[serve]\napi_key_sha256 = \"{}\"\n{serve}\n[vision]\n{vision}\n",
+                ml_key_hash()
+            ),
+        )
+        .unwrap();
+        let stderr = dir.path().join("stderr.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+            .args(["--data-dir", dir.path().to_str().unwrap(), "serve"])
+            .args(["--listen", listen])
+            .env("ROLLCALL_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "no address from serve: {line:?}; {}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                )
+            })
+            .to_owned();
+        let port = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+        MlService {
+            child,
+            base: format!("http://{addr}"),
+            port,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -76,6 +76,23 @@ impl Rng {
 impl FlakyProxy {
     /// Forwards to `127.0.0.1:target`, spoiling `fault_rate` of the connections.
     pub fn start(target: u16, fault_rate: f64, stall: Duration, seed: u64) -> FlakyProxy {
+        FlakyProxy::start_with(target, fault_rate, stall, seed, 0)
+    }
+
+    /// Forwards to `127.0.0.1:target`, stalling the first `first` requests for `stall` (then
+    /// dropping them) and passing the rest.
+    pub fn stalling(target: u16, first: usize, stall: Duration) -> FlakyProxy {
+        FlakyProxy::start_with(target, 0.0, stall, 1, first)
+    }
+
+    fn start_with(
+        target: u16,
+        fault_rate: f64,
+        stall: Duration,
+        seed: u64,
+        stall_first: usize,
+    ) -> FlakyProxy {
+        let stalls_left = Arc::new(AtomicUsize::new(stall_first));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -96,8 +113,17 @@ impl FlakyProxy {
                     };
                     client.set_nonblocking(false).unwrap();
                     let (counts, rng) = (counts.clone(), rng.clone());
+                    let stalls_left = stalls_left.clone();
                     std::thread::spawn(move || {
-                        serve(client, target, fault_rate, stall, &rng, &counts)
+                        serve(
+                            client,
+                            target,
+                            fault_rate,
+                            stall,
+                            &rng,
+                            &counts,
+                            &stalls_left,
+                        )
                     });
                 }
             })
@@ -127,6 +153,7 @@ fn serve(
     stall: Duration,
     rng: &Mutex<Rng>,
     counts: &Counts,
+    stalls_left: &AtomicUsize,
 ) {
     let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
         let _ = client.shutdown(Shutdown::Both);
@@ -176,7 +203,15 @@ fn serve(
             Ok(n) => n,
         };
         if answered.swap(false, Ordering::SeqCst) {
-            match Fate::draw(rng, fault_rate) {
+            let stall_this = stalls_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            let fate = if stall_this {
+                Fate::Stall
+            } else {
+                Fate::draw(rng, fault_rate)
+            };
+            match fate {
                 Fate::Pass => {
                     counts.passed.fetch_add(1, Ordering::Relaxed);
                 }

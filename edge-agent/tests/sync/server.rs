@@ -57,16 +57,21 @@ pub struct Server {
 impl Server {
     /// A fresh server with one district admin, listening on a port it keeps across restarts.
     pub fn start(backend: Backend) -> Server {
-        Server::start_with(backend, None)
+        Server::start_with(backend, None, "")
+    }
+
+    /// `start` with these lines as its configuration file (an `[ml]` section, say).
+    pub fn start_configured(backend: Backend, config: &str) -> Server {
+        Server::start_with(backend, None, config)
     }
 
     /// `start` over HTTPS at `https://localhost:PORT` with this certificate and key (PEM); the
     /// admin client trusts `ca_pem` only.
     pub fn start_https(backend: Backend, cert_pem: &str, key_pem: &str, ca_pem: &str) -> Server {
-        Server::start_with(backend, Some((cert_pem, key_pem, ca_pem)))
+        Server::start_with(backend, Some((cert_pem, key_pem, ca_pem)), "")
     }
 
-    fn start_with(backend: Backend, tls: Option<(&str, &str, &str)>) -> Server {
+    fn start_with(backend: Backend, tls: Option<(&str, &str, &str)>, extra: &str) -> Server {
         let mongo = (backend == Backend::Mongo).then(|| {
             let uri = std::env::var("ROLLCALL_TEST_MONGODB_URI").unwrap_or_else(|_| {
                 panic!(
@@ -101,6 +106,20 @@ impl Server {
                 http = http
                     .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()]);
                 (format!("https://localhost:{port}"), Some(config))
+            }
+        };
+        let config = match (config, extra.is_empty()) {
+            (config, true) => config,
+            (None, false) => {
+                let path = data_dir.path().join("sync-server.toml");
+                std::fs::write(&path, extra).unwrap();
+                Some(path)
+            }
+            (Some(path), false) => {
+                let mut text = std::fs::read_to_string(&path).unwrap();
+                text.insert_str(0, &format!("{extra}\n"));
+                std::fs::write(&path, text).unwrap();
+                Some(path)
             }
         };
         let mut server = Server {
@@ -174,6 +193,16 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The server's data folder (its store, its enrolment jobs).
+    pub fn data_path(&self) -> &std::path::Path {
+        self.data_dir.path()
+    }
+
+    /// The admin's session token.
+    pub fn token(&self) -> &str {
+        self.admin_token.as_deref().expect("log_in first")
     }
 
     fn log_path(&self) -> PathBuf {

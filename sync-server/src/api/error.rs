@@ -73,10 +73,16 @@ pub enum ApiError {
     /// retried what was worth retrying (a write conflict, a primary stepping down) before this.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// 503 `unavailable`, with `Retry-After`: central enrolment's queue of photos is full.
+    #[error("{0}")]
+    QueueFull(String),
     /// 500 `internal`; the detail is logged only.
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// What a 503 for a full photo queue asks clients to wait: photos take a second or so each.
+pub const QUEUE_FULL_RETRY_AFTER_S: u64 = 60;
 
 /// What a 503 asks clients to wait: the store's own retries of a transient failure have taken
 /// about 2.5 s by then, and a MongoDB replica set elects a new primary in about 10 s.
@@ -114,7 +120,9 @@ impl ApiError {
             ApiError::InvalidRoster(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ApiError::Unavailable(_) | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy { .. } | ApiError::QueueFull(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -138,7 +146,9 @@ impl ApiError {
             ApiError::RateLimited { .. } => ApiErrorCode::RateLimited,
             ApiError::ProvisioningCode(_) => ApiErrorCode::ProvisioningCodeInvalid,
             ApiError::InvalidRoster(_) => ApiErrorCode::InvalidRoster,
-            ApiError::Unavailable(_) | ApiError::Busy { .. } => ApiErrorCode::Unavailable,
+            ApiError::Unavailable(_) | ApiError::Busy { .. } | ApiError::QueueFull(_) => {
+                ApiErrorCode::Unavailable
+            }
             ApiError::Internal(_) => ApiErrorCode::Internal,
         }
     }
@@ -181,7 +191,9 @@ impl IntoResponse for ApiError {
         let status = self.status();
         match &self {
             // Load shed on purpose, not a failure: the client is told when to come back.
-            ApiError::Busy { .. } => tracing::debug!(error = %self, "request turned away"),
+            ApiError::Busy { .. } | ApiError::QueueFull(_) => {
+                tracing::debug!(error = %self, "request turned away")
+            }
             // The one place a 5xx detail is logged: it is not returned.
             _ if status.is_server_error() => tracing::error!(error = %self, "request failed"),
             _ => {}
@@ -202,6 +214,12 @@ impl IntoResponse for ApiError {
                 response.headers_mut().insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(UNAVAILABLE_RETRY_AFTER_S),
+                );
+            }
+            ApiError::QueueFull(_) => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(QUEUE_FULL_RETRY_AFTER_S),
                 );
             }
             ApiError::Unauthorized(_) | ApiError::TokenRevoked => {

@@ -10,6 +10,7 @@ pub(crate) mod admin;
 pub(crate) mod attendance;
 pub(crate) mod auth;
 pub mod codec;
+pub(crate) mod enrol;
 mod error;
 mod guard;
 mod openapi;
@@ -95,6 +96,9 @@ pub struct Limits {
     pub sends_notices: bool,
     /// `smtp.public_url`: where guardians' unsubscribe links point (the preview shows it).
     pub public_url: Option<String>,
+    /// Largest upload of photos for central enrolment (`ml.max_upload_bytes`; the roster's limit
+    /// when there is no `[ml]`).
+    pub max_upload_bytes: usize,
 }
 
 /// The configuration's defaults: one place says what they are (`Config`).
@@ -124,6 +128,10 @@ impl From<&crate::Config> for Limits {
             secure_cookies: config.tls.is_some(),
             sends_notices: config.smtp.is_some(),
             public_url: config.smtp.as_ref().map(|s| s.public_url.clone()),
+            max_upload_bytes: config
+                .ml
+                .as_ref()
+                .map_or(config.max_roster_bytes, |ml| ml.max_upload_bytes),
         }
     }
 }
@@ -154,6 +162,8 @@ struct Shared {
     last_seen_written: std::sync::Mutex<std::collections::HashMap<(String, bool), (Millis, Seen)>>,
     /// The web pages' caches (`web::Caches`).
     web: crate::web::Caches,
+    /// Central enrolment, when `[ml]` is configured (`set_enroller`).
+    enroller: std::sync::OnceLock<Arc<crate::ml_client::Enroller>>,
 }
 
 /// A device's "last seen" is for people ("synced 2 minutes ago"): writing it at most this often
@@ -177,12 +187,22 @@ impl AppState {
                 metrics: Metrics::default(),
                 last_seen_written: Default::default(),
                 web: Default::default(),
+                enroller: Default::default(),
             }),
         }
     }
 
     pub fn store(&self) -> &dyn Store {
         self.shared.store.as_ref()
+    }
+
+    /// Turns central enrolment on (once, before serving).
+    pub fn set_enroller(&self, enroller: Arc<crate::ml_client::Enroller>) {
+        let _ = self.shared.enroller.set(enroller);
+    }
+
+    pub(crate) fn enroller(&self) -> Option<&Arc<crate::ml_client::Enroller>> {
+        self.shared.enroller.get()
     }
 
     pub(crate) fn web_caches(&self) -> &crate::web::Caches {
@@ -285,6 +305,10 @@ fn route_table() -> Vec<UtoipaMethodRouter<AppState>> {
         routes!(admin::get_schedule),
         routes!(admin::set_schedule),
         routes!(roster::upload),
+        routes!(enrol::student_photos),
+        routes!(enrol::zip_photos),
+        routes!(enrol::job),
+        routes!(enrol::overview),
         routes!(admin::create_user),
         routes!(attendance::by_section),
         routes!(attendance::by_student),
@@ -296,6 +320,9 @@ fn route_table() -> Vec<UtoipaMethodRouter<AppState>> {
 fn body_limit(path: &str, limits: &Limits) -> usize {
     match path {
         "/v1/schools/{school}/roster" => limits.max_roster_bytes,
+        "/v1/schools/{school}/photos" | "/v1/schools/{school}/students/{student}/photos" => {
+            limits.max_upload_bytes
+        }
         _ => limits.max_body_bytes,
     }
 }
@@ -351,7 +378,10 @@ pub fn router(state: AppState) -> Router {
     }
     let (router, _) = router.split_for_parts();
     router
-        .merge(crate::web::routes(state.limits().max_roster_bytes))
+        .merge(crate::web::routes(
+            state.limits().max_roster_bytes,
+            state.limits().max_upload_bytes,
+        ))
         .fallback(ops::no_route)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.limits().max_body_bytes))

@@ -20,6 +20,7 @@ pub enum Action {
     TripCancelled,
     GuardianLinked,
     GuardianUnlinked,
+    PhotosEnrolled,
 }
 
 shared_proto::vocabulary!(Action, "audit action", {
@@ -36,6 +37,7 @@ shared_proto::vocabulary!(Action, "audit action", {
     TripCancelled => "trip_cancelled",
     GuardianLinked => "guardian_linked",
     GuardianUnlinked => "guardian_unlinked",
+    PhotosEnrolled => "photos_enrolled",
 });
 
 impl Action {
@@ -55,6 +57,7 @@ impl Action {
             Action::TripCancelled => "cancelled a trip",
             Action::GuardianLinked => "added a guardian",
             Action::GuardianUnlinked => "removed a guardian",
+            Action::PhotosEnrolled => "enrolled photos",
         }
     }
 }

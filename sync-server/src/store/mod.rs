@@ -603,11 +603,12 @@ pub trait Store: Send + Sync + 'static {
     /// Erasure: the student's record, templates and marks are deleted; the feed gets a
     /// `StudentErased` tombstone and one `TemplateDeleted` per template.
     async fn erase_student(&self, school_id: &str, student_id: &str) -> Result<(), StoreError>;
-    /// Live (not tombstoned) templates of a student.
+    /// Live (not tombstoned) templates of a student, or with `None` of every student of the
+    /// school (central enrolment's look-alike check sends them to the ML service).
     async fn templates_of(
         &self,
         school_id: &str,
-        student_id: &str,
+        student_id: Option<&str>,
     ) -> Result<Vec<Template>, StoreError>;
 
     // Sync.

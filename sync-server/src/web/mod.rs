@@ -10,6 +10,7 @@
 mod audit;
 mod corrections;
 mod devices;
+mod enrolment;
 mod notices;
 mod past;
 mod recognition;
@@ -73,7 +74,7 @@ const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// The pages, to be merged into the API's router (whose guard and request log they share).
 /// `max_roster_bytes`: the largest upload the roster page takes, as the API's roster upload.
-pub fn routes(max_roster_bytes: usize) -> Router<AppState> {
+pub fn routes(max_roster_bytes: usize, max_upload_bytes: usize) -> Router<AppState> {
     Router::new()
         .route("/", get(home))
         .route("/sections", get(sections_page))
@@ -114,6 +115,18 @@ pub fn routes(max_roster_bytes: usize) -> Router<AppState> {
                 .layer(axum::extract::DefaultBodyLimit::max(max_roster_bytes)),
         )
         .route("/roster/apply", post(roster::apply))
+        .route(
+            "/enrolment",
+            get(enrolment::page)
+                .post(enrolment::upload)
+                .layer(axum::extract::DefaultBodyLimit::max(max_upload_bytes)),
+        )
+        .route("/enrolment/{job}", get(enrolment::job))
+        .route(
+            "/students/{student}/photos",
+            post(enrolment::student_photos)
+                .layer(axum::extract::DefaultBodyLimit::max(max_upload_bytes)),
+        )
         .route("/users", get(users::page).post(users::create))
         .route("/users/{user}/password", post(users::set_password))
         .route("/settings", get(settings::page).post(settings::save))

@@ -77,6 +77,8 @@ struct StudentPage {
     guardians: Vec<GuardianLine>,
     relationships: &'static [&'static str],
     notice: Option<String>,
+    /// Central enrolment is on: the page offers to enrol from photos.
+    enrol: bool,
 }
 
 fn percent(value: Option<f64>) -> String {
@@ -148,7 +150,11 @@ pub(super) async fn page(
         .collect();
     let mut templates: BTreeMap<String, usize> = BTreeMap::new();
     if user.is_admin() {
-        for template in state.store().templates_of(&school_id, &student_id).await? {
+        for template in state
+            .store()
+            .templates_of(&school_id, Some(&student_id))
+            .await?
+        {
             *templates
                 .entry(template.embedding.space.to_string())
                 .or_default() += 1;
@@ -188,6 +194,7 @@ pub(super) async fn page(
         guardians,
         relationships: Relationship::WORDS,
         notice: given(params.notice),
+        enrol: state.enroller().is_some(),
     };
     Ok(page.into_response())
 }

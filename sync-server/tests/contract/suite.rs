@@ -418,7 +418,7 @@ struct WirePage {
 
 /// A student's live templates, as the wire carries them.
 async fn templates_of(store: &dyn Store, school_id: &str, student_id: &str) -> Vec<TemplateData> {
-    let templates = store.templates_of(school_id, student_id).await;
+    let templates = store.templates_of(school_id, Some(student_id)).await;
     templates
         .expect("templates")
         .into_iter()
@@ -841,6 +841,16 @@ async fn two_templates(fx: &Fixture) -> Vec<TemplateData> {
     )
     .await;
     assert_eq!(templates_of(&*fx.store, SCHOOL, STU_1).await.len(), 2);
+    // The whole school's: the same two, and no other school's.
+    let school: Vec<TemplateData> = fx
+        .store
+        .templates_of(SCHOOL, None)
+        .await
+        .expect("templates")
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    assert_eq!(school, templates_of(&*fx.store, SCHOOL, STU_1).await);
     templates
 }
 

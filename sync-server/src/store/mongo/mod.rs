@@ -719,11 +719,15 @@ impl Store for MongoStore {
     async fn templates_of(
         &self,
         school_id: &str,
-        student_id: &str,
+        student_id: Option<&str>,
     ) -> Result<Vec<Template>, StoreError> {
+        let mut filter = doc! { "school_id": school_id, "tombstone": false };
+        if let Some(student_id) = student_id {
+            filter.insert("student_id", student_id);
+        }
         let cursor = self
             .coll::<TemplateDoc>(names::TEMPLATES)
-            .find(doc! { "school_id": school_id, "student_id": student_id, "tombstone": false })
+            .find(filter)
             .sort(doc! { "created_at": 1, "_id": 1 })
             .await
             .map_err(DbError::from)?;

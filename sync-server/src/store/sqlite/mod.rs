@@ -773,11 +773,11 @@ impl Store for SqliteStore {
     async fn templates_of(
         &self,
         school_id: &str,
-        student_id: &str,
+        student_id: Option<&str>,
     ) -> Result<Vec<Template>, StoreError> {
-        let (school_id, student_id) = (school_id.to_owned(), student_id.to_owned());
+        let (school_id, student_id) = (school_id.to_owned(), student_id.map(str::to_owned));
         self.readers
-            .run(move |conn| templates::templates_of(conn, &school_id, &student_id))
+            .run(move |conn| templates::templates_of(conn, &school_id, student_id.as_deref()))
             .await
     }
 

@@ -65,14 +65,14 @@ pub fn live_ids(conn: &Connection, student_id: &str) -> Result<Vec<String>, Stor
 pub fn templates_of(
     conn: &Connection,
     school_id: &str,
-    student_id: &str,
+    student_id: Option<&str>,
 ) -> Result<Vec<Template>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, student_id, model_id, embedding, quality, source, created_at, space FROM templates
-         WHERE school_id = ?1 AND student_id = ?2 AND tombstone = 0
+         WHERE school_id = ?1 AND (?2 IS NULL OR student_id = ?2) AND tombstone = 0
          ORDER BY created_at, id",
     )?;
-    let rows = stmt.query_map([school_id, student_id], template_from_row)?;
+    let rows = stmt.query_map(rusqlite::params![school_id, student_id], template_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

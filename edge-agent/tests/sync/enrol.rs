@@ -1,0 +1,467 @@
+//! Central enrolment (issue 17) end to end: a real `sync-server` with `[ml]` calling a real
+//! `edge-agent serve`; photos uploaded to the server become templates that a box pulls and
+//! recognises; the breaker opens on a service that is down and the queued photos go through once
+//! it is back; a stalling service is timed out and retried on the configured schedule.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::multipart;
+use serde_json::Value;
+
+use super::common::{self, MlService};
+use super::proxy::FlakyProxy;
+use super::server::{Backend, SCHOOL, Server, free_port};
+use super::{capture, joined, names};
+
+/// `[ml]` for a service at `port`, with these breaker and retry settings.
+fn ml_config(port: u16, extra: &str) -> String {
+    format!(
+        "[ml]\nurl = \"http://127.0.0.1:{port}\"\napi_key = \"{}\"\n{extra}\n",
+        common::ML_KEY
+    )
+}
+
+/// The school of `students`, every one consenting, on a server configured with `config`.
+fn school_with(
+    backend: Backend,
+    students: &[common::Student],
+    config: &str,
+) -> (Server, tempfile::TempDir) {
+    let roster = tempfile::tempdir().unwrap();
+    common::write_oneroster(roster.path(), students);
+    let mut server = Server::start_configured(backend, config);
+    let ids: Vec<String> = students.iter().map(|s| s.id.clone()).collect();
+    server.set_up_school(roster.path(), &ids);
+    (server, roster)
+}
+
+/// POSTs one student's photos; (status, job).
+fn upload_photos(
+    server: &Server,
+    student: &str,
+    photos: &[&std::path::Path],
+    query: &str,
+) -> (u16, Value) {
+    let mut form = multipart::Form::new();
+    for photo in photos {
+        form = form.file("photo", photo).unwrap();
+    }
+    let response = server
+        .http
+        .post(format!(
+            "{}/v1/schools/{SCHOOL}/students/{student}/photos?{query}",
+            server.base
+        ))
+        .bearer_auth(server.token())
+        .multipart(form)
+        .send()
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().unwrap())
+}
+
+fn get(server: &Server, path: &str) -> Value {
+    let response = server
+        .http
+        .get(format!("{}{path}", server.base))
+        .bearer_auth(server.token())
+        .send()
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    response.json().unwrap()
+}
+
+/// Polls a job until nothing of it waits.
+fn finished(server: &Server, job: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let job = get(
+            server,
+            &format!("/v1/schools/{SCHOOL}/enrolment-jobs/{job}"),
+        );
+        if job["waiting"] == 0 {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "still waiting: {job}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// (name, state, code) of each photo of a job's report, sorted by name.
+fn report(job: &Value) -> Vec<(String, String, String)> {
+    let mut lines: Vec<(String, String, String)> = job["report"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                p["state"].as_str().unwrap().to_owned(),
+                p["code"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// An admin at the dashboard: signs in through the login form (cookies by hand) and enrols a
+/// student from a photo with the form on the student's page; returns the job page's HTML.
+fn enrol_on_the_dashboard(server: &Server, student: &str, photo: &std::path::Path) -> String {
+    use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+    let http = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut cookies: Vec<(String, String)> = Vec::new();
+    let mut send = |request: reqwest::blocking::RequestBuilder| -> (u16, String, String) {
+        let header = cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let response = request.header(COOKIE, header).send().unwrap();
+        for set in response.headers().get_all(SET_COOKIE) {
+            let (pair, _) = set.to_str().unwrap().split_once(';').unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            cookies.retain(|(k, _)| k != name);
+            cookies.push((name.to_owned(), value.to_owned()));
+        }
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .map_or_else(String::new, |l| l.to_str().unwrap().to_owned());
+        (
+            response.status().as_u16(),
+            location,
+            response.text().unwrap(),
+        )
+    };
+    let csrf = |html: &str| {
+        let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+        html[at..].split('"').next().unwrap().to_owned()
+    };
+    let url = |path: &str| format!("{}{path}", server.base);
+    let (_, _, login) = send(http.get(url("/login")));
+    let form = format!(
+        "username={}&password={}&csrf={}",
+        super::server::ADMIN,
+        super::server::PASSWORD.replace(' ', "+"),
+        csrf(&login)
+    );
+    let (status, _, _) = send(
+        http.post(url("/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form),
+    );
+    assert_eq!(status, 303, "signed in");
+    let (status, _, page) = send(http.get(url(&format!("/students/{student}?school={SCHOOL}"))));
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Enrol from photos"), "{page}");
+    let form = multipart::Form::new()
+        .text("csrf", csrf(&page))
+        .text("school", SCHOOL)
+        .file("photo", photo)
+        .unwrap();
+    let (status, job_page, body) = send(
+        http.post(url(&format!("/students/{student}/photos")))
+            .multipart(form),
+    );
+    assert_eq!(status, 303, "{body}");
+    assert!(job_page.starts_with("/enrolment/"), "{job_page}");
+    let (status, _, html) = send(http.get(url(&job_page)));
+    assert_eq!(status, 200, "{html}");
+    html
+}
+
+fn zip_of(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut buffer = std::io::Cursor::new(Vec::new());
+    {
+        let mut zip = zip::ZipWriter::new(&mut buffer);
+        for (name, bytes) in files {
+            zip.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            zip.write_all(bytes).unwrap();
+        }
+        zip.finish().unwrap();
+    }
+    buffer.into_inner()
+}
+
+/// A student's photos and a school's ZIP, enrolled on the server through the ML service, reach a
+/// box that never saw the students, and it marks them present from class photos; the gate
+/// refuses a look-alike and the ZIP's report names every file that was not enrolled.
+fn photos_enrolled_centrally_are_recognised_by_a_box(backend: Backend) {
+    let students = common::students(3);
+    let service = MlService::start("pipelines = 1", "");
+    let (server, _roster) = school_with(backend, &students, &ml_config(service.port, ""));
+    let classroom = joined(&server, "", "room A");
+
+    // One student's photo on the dashboard: the form waits for the template, then shows the job.
+    let html = enrol_on_the_dashboard(&server, &students[0].id, &students[0].enrol_photo);
+    assert!(html.contains("1 enrolled"), "{html}");
+    assert!(html.contains("Every box of the school receives"), "{html}");
+    // The same face for someone else is a look-alike: refused, naming whom it matches.
+    let (status, job) = upload_photos(
+        &server,
+        &students[1].id,
+        &[&students[0].enrol_photo],
+        "wait_s=60",
+    );
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["report"][0]["code"], "looks_like_another", "{job}");
+    assert!(
+        job["report"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&students[0].id),
+        "{job}"
+    );
+
+    // A ZIP: a student by file name, one by a numbered name, a stranger, a text file.
+    let bytes = zip_of(&[
+        (
+            &format!("{}.jpg", students[1].id),
+            std::fs::read(&students[1].enrol_photo).unwrap(),
+        ),
+        (
+            &format!("year/{}_2.jpg", students[2].id),
+            std::fs::read(&students[2].enrol_photo).unwrap(),
+        ),
+        (
+            "Nobody_Here.jpg",
+            std::fs::read(&students[2].enrol_photo).unwrap(),
+        ),
+        ("readme.txt", b"photos of the year".to_vec()),
+    ]);
+    let response = server
+        .http
+        .post(format!(
+            "{}/v1/schools/{SCHOOL}/photos?name=year.zip",
+            server.base
+        ))
+        .bearer_auth(server.token())
+        .header("content-type", "application/zip")
+        .body(bytes)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let job: Value = response.json().unwrap();
+    let job = finished(
+        &server,
+        job["id"].as_str().unwrap(),
+        Duration::from_secs(120),
+    );
+    let mut expected = vec![
+        (
+            "Nobody_Here.jpg".to_owned(),
+            "refused".to_owned(),
+            "unknown_student".to_owned(),
+        ),
+        (
+            format!("{}.jpg", students[1].id),
+            "enrolled".to_owned(),
+            String::new(),
+        ),
+        (
+            "readme.txt".to_owned(),
+            "refused".to_owned(),
+            "not_an_image".to_owned(),
+        ),
+        (
+            format!("year/{}_2.jpg", students[2].id),
+            "enrolled".to_owned(),
+            String::new(),
+        ),
+    ];
+    expected.sort();
+    assert_eq!(report(&job), expected, "{job}");
+    let overview = get(&server, &format!("/v1/schools/{SCHOOL}/enrolment"));
+    assert_eq!(overview["service"]["breaker"], "closed", "{overview}");
+    assert_eq!(overview["service"]["waiting_photos"], 0, "{overview}");
+    assert_eq!(overview["jobs"].as_array().unwrap().len(), 3, "{overview}");
+    // The photos are gone from the server's disk; only the reports are kept.
+    let jobs_dir = server.data_path().join("enrol-jobs");
+    for entry in std::fs::read_dir(&jobs_dir).unwrap() {
+        let files: Vec<String> = std::fs::read_dir(entry.unwrap().path())
+            .unwrap()
+            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(files, ["job.json"], "{}", jobs_dir.display());
+    }
+
+    // The box pulls the three templates and recognises the three students in class.
+    classroom.sync_until_done();
+    for s in &students {
+        assert_eq!(
+            classroom.store().template_count(&s.id).unwrap(),
+            1,
+            "{}",
+            s.id
+        );
+    }
+    let outcome = capture(
+        &classroom,
+        &[
+            &students[0].class_photo,
+            &students[1].class_photo,
+            &students[2].class_photo,
+        ],
+    );
+    let present = names(&outcome["present"]);
+    let ids: std::collections::BTreeSet<String> = students.iter().map(|s| s.id.clone()).collect();
+    assert!(present.is_subset(&ids), "{outcome}");
+    assert!(present.len() >= 2, "{outcome}");
+    assert_eq!(&present | &names(&outcome["review"]), ids, "{outcome}");
+}
+
+#[test]
+fn photos_enrolled_centrally_are_recognised_by_a_box_on_the_embedded_store() {
+    photos_enrolled_centrally_are_recognised_by_a_box(Backend::Embedded);
+}
+
+#[test]
+fn photos_enrolled_centrally_are_recognised_by_a_box_on_mongodb() {
+    photos_enrolled_centrally_are_recognised_by_a_box(Backend::Mongo);
+}
+
+/// The service down: five failed calls open the breaker and the photos wait on disk; a student
+/// whose consent is withdrawn meanwhile has their photos dropped and deleted; the service back,
+/// a probe after the reset time closes the breaker and the queued photos are enrolled.
+#[test]
+fn queued_photos_wait_for_a_service_that_is_down_and_go_through_once_it_is_back() {
+    let students = common::students(2);
+    let port = free_port();
+    let (server, _roster) = school_with(
+        Backend::Embedded,
+        &students,
+        &ml_config(
+            port,
+            "timeout_s = 5\nretry_delays_ms = [50, 100, 200]\nbreaker_failures = 5\nbreaker_reset_s = 3",
+        ),
+    );
+    let (status, waiting) = upload_photos(
+        &server,
+        &students[0].id,
+        &[&students[0].enrol_photo],
+        "wait_s=0",
+    );
+    assert_eq!(status, 202, "{waiting}");
+    let (status, dropped) = upload_photos(
+        &server,
+        &students[1].id,
+        &[&students[1].enrol_photo],
+        "wait_s=0",
+    );
+    assert_eq!(status, 202, "{dropped}");
+
+    // Nothing listens: 4 tries of one call, then a fifth opens the breaker.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let overview = loop {
+        let overview = get(&server, &format!("/v1/schools/{SCHOOL}/enrolment"));
+        if overview["service"]["breaker"] == "open" {
+            break overview;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the breaker never opened: {overview}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        overview["service"]["failures"].as_u64().unwrap() >= 5,
+        "{overview}"
+    );
+    assert_eq!(overview["service"]["waiting_photos"], 2, "{overview}");
+    assert!(overview["service"]["last_error"].is_string(), "{overview}");
+    // While open, calls fail fast: a new upload is queued, not tried.
+    let failures = overview["service"]["failures"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let still = get(&server, &format!("/v1/schools/{SCHOOL}/enrolment"));
+    assert_eq!(
+        still["service"]["failures"].as_u64().unwrap(),
+        failures,
+        "{still}"
+    );
+
+    // Consent withdrawn while the photo waits.
+    server.set_consent(&students[1].id, "withdrawn");
+
+    // The service comes up on the configured port; the probe closes the breaker.
+    let _service = MlService::start_on(&format!("127.0.0.1:{port}"), "pipelines = 1", "");
+    let job = finished(
+        &server,
+        waiting["id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(job["enrolled"], 1, "{job}");
+    let job = finished(
+        &server,
+        dropped["id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(job["dropped"], 1, "{job}");
+    assert_eq!(job["report"][0]["code"], "no_consent", "{job}");
+    let overview = get(&server, &format!("/v1/schools/{SCHOOL}/enrolment"));
+    assert_eq!(overview["service"]["breaker"], "closed", "{overview}");
+    let dir = server
+        .data_path()
+        .join("enrol-jobs")
+        .join(dropped["id"].as_str().unwrap());
+    let files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, ["job.json"], "the dropped photo was deleted");
+}
+
+/// A service that stalls: each call times out after `timeout_s` and is retried after the
+/// configured delays; the third try gets through.
+#[test]
+fn a_stalling_service_is_timed_out_and_retried_on_schedule() {
+    let students = common::students(1);
+    let service = MlService::start("pipelines = 1", "");
+    let proxy = FlakyProxy::stalling(service.port, 2, Duration::from_secs(5));
+    let (server, _roster) = school_with(
+        Backend::Embedded,
+        &students,
+        &ml_config(
+            proxy.port,
+            "timeout_s = 1\nretry_delays_ms = [300, 600, 1200]\nbreaker_failures = 5",
+        ),
+    );
+    let started = Instant::now();
+    let (status, job) = upload_photos(
+        &server,
+        &students[0].id,
+        &[&students[0].enrol_photo],
+        "wait_s=60",
+    );
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["enrolled"], 1, "{job}");
+    assert_eq!(
+        proxy
+            .counts
+            .stalled
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    // Two timeouts of 1 s and the waits of 300 and 600 ms before the retries.
+    assert!(took >= Duration::from_millis(2900), "{took:?}");
+    let log = server.log();
+    let retries: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ML service call failed; retrying"))
+        .collect();
+    assert_eq!(retries.len(), 2, "{log}");
+    assert!(retries[0].contains("retry_in_ms=300"), "{}", retries[0]);
+    assert!(retries[1].contains("retry_in_ms=600"), "{}", retries[1]);
+    assert!(retries[0].contains("no answer in time"), "{}", retries[0]);
+}

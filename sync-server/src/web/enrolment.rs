@@ -1,0 +1,284 @@
+//! Central enrolment's pages (issue 17): the ML service's state and the photos waiting, a ZIP
+//! upload, each upload's progress and report, and a student's photos from their page. The work is
+//! `ml_client::Enroller`'s, as for the API's uploads.
+
+use std::time::Duration;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::multipart::{Multipart, MultipartRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::session::WebUser;
+use super::{Chrome, WebError, admin_school, given, rolls, segment};
+use crate::api::roster::parts;
+use crate::api::{ApiError, AppState};
+use crate::ml_client::{Job, PhotoState, Upload};
+
+/// How long a student's upload waits for its templates before showing the job in progress.
+const STUDENT_WAIT: Duration = Duration::from_secs(15);
+
+#[derive(Deserialize)]
+pub(super) struct Params {
+    school: Option<String>,
+    notice: Option<String>,
+}
+
+struct ServiceView {
+    breaker: &'static str,
+    failures: u32,
+    retry_in_s: i64,
+    last_error: Option<String>,
+    waiting: usize,
+    max: usize,
+}
+
+struct JobLine {
+    id: String,
+    upload: String,
+    when: String,
+    by: String,
+    photos: usize,
+    done: usize,
+    waiting: usize,
+    enrolled: usize,
+    not_enrolled: usize,
+    force: bool,
+}
+
+impl JobLine {
+    fn of(job: &Job) -> JobLine {
+        JobLine {
+            id: job.id.clone(),
+            upload: job.upload.clone(),
+            when: rolls::time(job.created_at),
+            by: job.actor.clone(),
+            photos: job.photos.len(),
+            done: job.done(),
+            waiting: job.waiting(),
+            enrolled: job.count(PhotoState::Enrolled),
+            not_enrolled: job.done() - job.count(PhotoState::Enrolled),
+            force: job.force,
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "enrolment.html")]
+struct EnrolmentPage {
+    chrome: Chrome,
+    /// `None`: central enrolment is off (no `[ml]`).
+    service: Option<ServiceView>,
+    jobs: Vec<JobLine>,
+    notice: Option<String>,
+}
+
+struct PhotoLine {
+    name: String,
+    student: Option<String>,
+    state: &'static str,
+    class: &'static str,
+    reason: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "enrolment_job.html")]
+struct JobPage {
+    chrome: Chrome,
+    job: JobLine,
+    lines: Vec<PhotoLine>,
+    /// Why photos wait, when the service is not answering.
+    waiting_why: Option<String>,
+}
+
+/// `GET /enrolment`.
+pub(super) async fn page(
+    State(state): State<AppState>,
+    user: WebUser,
+    Query(params): Query<Params>,
+) -> Result<Response, WebError> {
+    let Some(school_id) = admin_school(&state, &user, None, params.school, "enrolment").await?
+    else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    let (service, jobs) = match state.enroller() {
+        Some(enroller) => {
+            let health = enroller.health();
+            let service = ServiceView {
+                breaker: health.breaker.as_str(),
+                failures: health.link.consecutive_failures,
+                retry_in_s: match health.breaker {
+                    shared_proto::breaker::Breaker::Open { retry_in_ms } => {
+                        (retry_in_ms + 999) / 1000
+                    }
+                    _ => 0,
+                },
+                last_error: health.last_error,
+                waiting: health.waiting_photos,
+                max: health.max_waiting_photos,
+            };
+            let jobs = enroller.jobs(&school_id).iter().map(JobLine::of).collect();
+            (Some(service), jobs)
+        }
+        None => (None, Vec::new()),
+    };
+    Ok(EnrolmentPage {
+        chrome: Chrome::of(&user, Some(school_id)),
+        service,
+        jobs,
+        notice: given(params.notice),
+    }
+    .into_response())
+}
+
+/// `GET /enrolment/{job}`.
+pub(super) async fn job(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(job_id): Path<String>,
+    Query(params): Query<Params>,
+) -> Result<Response, WebError> {
+    let Some(school_id) = admin_school(&state, &user, None, params.school, "enrolment").await?
+    else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    let enroller = crate::api::enrol::enroller(&state)?;
+    let job = enroller
+        .job(&school_id, &job_id)
+        .ok_or_else(|| ApiError::NotFound(format!("upload {job_id}")))?;
+    let health = enroller.health();
+    let waiting_why = (job.waiting() > 0 && health.breaker != shared_proto::breaker::Breaker::Closed)
+        .then(|| {
+            format!(
+                "The ML service is not answering{}: the photos wait here and go through once it does.",
+                health
+                    .last_error
+                    .map_or_else(String::new, |e| format!(" ({e})"))
+            )
+        });
+    let lines = job
+        .photos
+        .iter()
+        .map(|p| PhotoLine {
+            name: p.name.clone(),
+            student: p.student.clone(),
+            state: p.state.as_str(),
+            class: p.state.as_str(),
+            reason: p.reason.clone().unwrap_or_default(),
+        })
+        .collect();
+    Ok(JobPage {
+        chrome: Chrome::of(&user, Some(school_id)),
+        job: JobLine::of(&job),
+        lines,
+        waiting_why,
+    }
+    .into_response())
+}
+
+/// The fields of an upload form: its files and the rest.
+struct Form {
+    csrf: String,
+    school: Option<String>,
+    force: bool,
+    files: Vec<(String, Vec<u8>)>,
+}
+
+async fn read_form(
+    state: &AppState,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Form, WebError> {
+    let multipart = multipart.map_err(|e| {
+        WebError(ApiError::InvalidRequest(format!(
+            "the form did not arrive as an upload: {}",
+            e.body_text()
+        )))
+    })?;
+    let mut form = Form {
+        csrf: String::new(),
+        school: None,
+        force: false,
+        files: Vec::new(),
+    };
+    for part in parts(state, multipart).await? {
+        let text = || String::from_utf8_lossy(&part.bytes).into_owned();
+        match (part.name.as_str(), &part.file_name) {
+            // A file input left empty still sends a part, without content.
+            (_, Some(name)) if !part.bytes.is_empty() => {
+                form.files.push((name.clone(), part.bytes.clone()))
+            }
+            (_, Some(_)) => {}
+            ("csrf", None) => form.csrf = text(),
+            ("school", None) => form.school = Some(text()),
+            ("force", None) => form.force = !text().is_empty(),
+            _ => {}
+        }
+    }
+    Ok(form)
+}
+
+fn job_page(school_id: &str, job: &Job) -> Response {
+    let query = serde_urlencoded::to_string([("school", school_id)]).unwrap_or_default();
+    Redirect::to(&format!("/enrolment/{}?{query}", segment(&job.id))).into_response()
+}
+
+/// `POST /enrolment`: a ZIP.
+pub(super) async fn upload(
+    State(state): State<AppState>,
+    user: WebUser,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, WebError> {
+    let form = read_form(&state, multipart).await?;
+    let Some(school_id) =
+        admin_school(&state, &user, Some(&form.csrf), form.school, "enrolment").await?
+    else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    let enroller = crate::api::enrol::enroller(&state)?;
+    let Some((name, bytes)) = form.files.into_iter().next() else {
+        return Err(WebError(ApiError::InvalidRequest(
+            "choose a ZIP file of photos first".into(),
+        )));
+    };
+    let job = enroller
+        .submit(
+            &school_id,
+            &user.user.username,
+            Upload::Zip { name, bytes },
+            form.force,
+        )
+        .await
+        .map_err(ApiError::from)?;
+    Ok(job_page(&school_id, &job))
+}
+
+/// `POST /students/{student}/photos`: one student's photos, from their page.
+pub(super) async fn student_photos(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(student_id): Path<String>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, WebError> {
+    let form = read_form(&state, multipart).await?;
+    let Some(school_id) =
+        admin_school(&state, &user, Some(&form.csrf), form.school, "enrolment").await?
+    else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    let enroller = crate::api::enrol::enroller(&state)?;
+    let upload = Upload::Student {
+        student: student_id,
+        photos: form.files,
+    };
+    let job = enroller
+        .submit(&school_id, &user.user.username, upload, form.force)
+        .await
+        .map_err(ApiError::from)?;
+    let job = enroller
+        .wait(&school_id, &job.id, STUDENT_WAIT)
+        .await
+        .unwrap_or(job);
+    Ok(job_page(&school_id, &job))
+}
