@@ -153,6 +153,7 @@ pub(crate) struct EnrolmentJson {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct UploadQuery {
     /// Enrol even faces that look like another student's.
     #[serde(default)]
