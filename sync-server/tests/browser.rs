@@ -799,3 +799,129 @@ async fn an_admin_reads_the_notices_sent_and_failed_and_a_guardian_unsubscribes(
     assert!(held.opted_out_at.is_some());
     browser.close().await.unwrap();
 }
+
+/// Asserts that nothing of the page's main part is wider than a 390 px phone (a page that scrolls
+/// sideways hides its right edge); the window is back at 1280 after.
+async fn fits_a_phone(browser: &Client) {
+    browser.set_window_size(390, 844).await.unwrap();
+    let wide = browser
+        .execute(
+            "const w = document.documentElement.clientWidth; return Array.from(document.querySelectorAll('main *')).filter(e => e.getBoundingClientRect().right > w + 1).map(e => e.tagName + ' ' + (e.id || e.getAttribute('name') || '') + ' to ' + Math.round(e.getBoundingClientRect().right) + ' px').join('; ');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    browser.set_window_size(1280, 800).await.unwrap();
+    assert_eq!(wide, serde_json::json!(""), "wider than a phone");
+}
+
+/// Central enrolment while the ML service is down: a ZIP uploaded on the Enrolment page gets its
+/// report at once for what cannot be enrolled, its photo waits, the page says why, and the
+/// student page offers its own photo form.
+#[tokio::test]
+async fn an_admin_uploads_a_zip_of_photos_while_the_ml_service_is_down() {
+    use std::io::Write;
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let server = Server::start_enrolling(&dead_url).await;
+    let north = server.school("north").await;
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path()).await;
+    sign_in(&browser, &server.base, "north-admin").await;
+
+    let photo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/faces/lfw-dev/images/Abel_Pacheco/Abel_Pacheco_0001.jpg");
+    let zip_path = profile.path().join("yearbook-2024.zip");
+    {
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+        let options = zip::write::SimpleFileOptions::default();
+        for (name, bytes) in [
+            (
+                format!("{}.jpg", north.s1()),
+                std::fs::read(&photo).unwrap(),
+            ),
+            (
+                "Jordan_Stranger.jpg".to_owned(),
+                std::fs::read(&photo).unwrap(),
+            ),
+            ("notes.txt".to_owned(), b"class of 2024".to_vec()),
+        ] {
+            zip.start_file(name, options).unwrap();
+            zip.write_all(&bytes).unwrap();
+        }
+        zip.finish().unwrap();
+    }
+    browser
+        .goto(&format!("{}/enrolment", server.base))
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/enrolment").await;
+    let input = browser.find(Locator::Css("input#zip")).await.unwrap();
+    input
+        .send_keys(&zip_path.display().to_string())
+        .await
+        .unwrap();
+    let form = browser
+        .form(Locator::Css("form[enctype='multipart/form-data']"))
+        .await
+        .unwrap();
+    form.submit().await.unwrap();
+    wait_for_url(&browser, "/enrolment/").await;
+    let report = text_of(&browser, "main table tbody").await;
+    assert!(
+        report.contains("Jordan_Stranger.jpg")
+            && report.contains("no student of this school")
+            && report.contains("notes.txt")
+            && report.contains("waiting"),
+        "{report}"
+    );
+    // The runner finds nothing listening: the breaker opens, and the page (which refreshes
+    // itself) says the photos wait.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        browser.refresh().await.unwrap();
+        let url = browser.current_url().await.unwrap();
+        wait_for_path(&browser, url.path()).await;
+        let text = text_of(&browser, "main").await;
+        if text.contains("not answering") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    screenshots(&browser, "enrolment-job").await;
+    fits_a_phone(&browser).await;
+
+    browser
+        .goto(&format!("{}/enrolment", server.base))
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/enrolment").await;
+    let service = text_of(&browser, "section[aria-labelledby='service-title']").await;
+    assert!(
+        service.contains("Not answering") && service.contains("Photos waiting: 1 of at most 5000"),
+        "{service}"
+    );
+    let jobs = text_of(&browser, "main table tbody").await;
+    assert!(jobs.contains("yearbook-2024.zip"), "{jobs}");
+    screenshots(&browser, "enrolment").await;
+    fits_a_phone(&browser).await;
+
+    let student = format!("/students/{}", north.s1());
+    browser
+        .goto(&format!("{}{student}", server.base))
+        .await
+        .unwrap();
+    wait_for_path(&browser, &student).await;
+    let consent = text_of(&browser, "section[aria-labelledby='consent-title']").await;
+    assert!(
+        consent.contains("Photos (1 to 5, JPEG or PNG)"),
+        "{consent}"
+    );
+    let url = browser.current_url().await.unwrap();
+    browser.goto(&format!("{url}#consent-title")).await.unwrap();
+    screenshots(&browser, "student-enrol").await;
+    browser.close().await.unwrap();
+}

@@ -123,6 +123,23 @@ impl Server {
     }
 
     pub async fn start_with(limits: Limits) -> Server {
+        Server::start_full(limits, None).await
+    }
+
+    /// A server with central enrolment calling the ML service at `ml_url` (the browser test gives
+    /// an address where nothing answers: its uploads wait, as when the service is down).
+    pub async fn start_enrolling(ml_url: &str) -> Server {
+        let config = sync_server::Config::parse(
+            &format!(
+                "[ml]\nurl = \"{ml_url}\"\napi_key = \"k\"\nretry_delays_ms = [10]\nbreaker_failures = 2\n"
+            ),
+            std::path::Path::new("test.toml"),
+        )
+        .unwrap();
+        Server::start_full(Limits::default(), config.ml).await
+    }
+
+    async fn start_full(limits: Limits, ml: Option<sync_server::config::MlConfig>) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let store =
             Arc::new(SqliteStore::open(&dir.path().join("rollcall-server.sqlite")).unwrap());
@@ -137,6 +154,18 @@ impl Server {
         store.create_user(&admin).await.unwrap();
         let clock = Arc::new(ManualClock(AtomicI64::new(START)));
         let state = AppState::with_clock(store.clone(), limits, clock.clone());
+        if let Some(ml) = ml {
+            let enroller = sync_server::ml_client::Enroller::open(
+                store.clone(),
+                &ml,
+                &dir.path().join("enrol-jobs"),
+                clock.clone(),
+            )
+            .unwrap();
+            let enroller = Arc::new(enroller);
+            state.set_enroller(enroller.clone());
+            tokio::spawn(enroller.run(std::future::pending::<()>()));
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (shutdown, stopped) = tokio::sync::oneshot::channel();
