@@ -319,6 +319,62 @@ fn photos_enrolled_centrally_are_recognised_by_a_box(backend: Backend) {
     assert!(present.is_subset(&ids), "{outcome}");
     assert!(present.len() >= 2, "{outcome}");
     assert_eq!(&present | &names(&outcome["review"]), ids, "{outcome}");
+
+    // IT's way: `sync-server enrol-photos` uploads a ZIP, follows the job, and reports by file.
+    let dir = tempfile::tempdir().unwrap();
+    let zip = dir.path().join("term-2.zip");
+    std::fs::write(
+        &zip,
+        zip_of(&[
+            (
+                &format!("{}_3.jpg", students[0].id),
+                std::fs::read(&students[0].enrol_photo).unwrap(),
+            ),
+            (
+                "Nobody_Else.jpg",
+                std::fs::read(&students[0].enrol_photo).unwrap(),
+            ),
+        ]),
+    )
+    .unwrap();
+    let mut cli = std::process::Command::new(super::server::server_binary())
+        .arg("enrol-photos")
+        .arg(&zip)
+        .args(["--server", &server.base, "--school", SCHOOL])
+        .args(["--username", super::server::ADMIN, "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    cli.stdin
+        .take()
+        .unwrap()
+        .write_all(super::server::PASSWORD.as_bytes())
+        .unwrap();
+    let out = cli.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("Nobody_Else.jpg\trefused\tunknown_student\tno student of this school"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .trim_end()
+            .ends_with("1 of 2 photos enrolled, 1 refused, 0 dropped, 0 expired"),
+        "{stdout}"
+    );
+    // Not a terminal: the progress is a line per tenth, the last one full.
+    assert!(
+        stderr
+            .trim_end()
+            .ends_with("2/2 photos  enrolled 1  refused 1"),
+        "{stderr}"
+    );
 }
 
 #[test]

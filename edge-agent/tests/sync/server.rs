@@ -22,7 +22,7 @@ pub enum Backend {
 }
 
 /// `target/<profile>/sync-server`, built by `cargo test --workspace` before any test runs.
-fn server_binary() -> PathBuf {
+pub fn server_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let bin = dir.join(format!("sync-server{}", std::env::consts::EXE_SUFFIX));
