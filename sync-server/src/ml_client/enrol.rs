@@ -423,21 +423,36 @@ impl Enroller {
         let mut photos = Vec::with_capacity(batch.len());
         {
             let queue = self.queue();
-            for &i in &batch {
-                let photo = &job.photos[i];
-                let file = photo.file.as_deref().unwrap_or_default();
-                let bytes = queue.photo(&job, file).map_err(|e| {
-                    MlError::Unreachable(format!("a waiting photo is unreadable: {e}"))
-                })?;
-                photos.push(EnrolPhoto {
-                    student: photo.student.clone().unwrap_or_default(),
-                    image: base64::Engine::encode(
-                        &base64::engine::general_purpose::STANDARD,
-                        bytes,
-                    ),
-                    pick: None,
-                });
-            }
+            let held = job.clone();
+            batch.retain(|&i| {
+                let photo = &mut job.photos[i];
+                let file = photo.file.clone().unwrap_or_default();
+                match queue.photo(&held, &file) {
+                    Ok(bytes) => {
+                        photos.push(EnrolPhoto {
+                            student: photo.student.clone().unwrap_or_default(),
+                            image: base64::Engine::encode(
+                                &base64::engine::general_purpose::STANDARD,
+                                bytes,
+                            ),
+                            pick: None,
+                        });
+                        true
+                    }
+                    // Lost from the disk (a restore, a hand): reported, and the queue goes on.
+                    Err(e) => {
+                        tracing::warn!(job = %held.id, error = %e, "a waiting photo is unreadable");
+                        photo.state = PhotoState::Refused;
+                        photo.code = Some("unreadable".into());
+                        photo.reason = Some("the photo could not be read back from the server's disk; upload it again".into());
+                        false
+                    }
+                }
+            });
+        }
+        if batch.is_empty() {
+            self.finish(job).await;
+            return Ok(true);
         }
         let request = EnrolRequest {
             photos,
