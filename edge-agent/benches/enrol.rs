@@ -12,14 +12,13 @@ mod common;
 #[path = "../tests/sync/server.rs"]
 mod server;
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use common::{ML_KEY, MlService};
-use server::{Backend, SCHOOL, Server};
+use server::{Backend, Server};
 
 fn main() {
     let photos: usize = std::env::args()
@@ -79,55 +78,18 @@ fn main() {
     let baseline = started.elapsed();
 
     // The bulk enrolment, end to end.
-    let mut buffer = std::io::Cursor::new(Vec::new());
-    {
-        let mut zip = zip::ZipWriter::new(&mut buffer);
-        for s in &students {
-            zip.start_file(
-                format!("{}.jpg", s.id),
-                zip::write::SimpleFileOptions::default(),
-            )
-            .unwrap();
-            zip.write_all(&std::fs::read(&s.enrol_photo).unwrap())
-                .unwrap();
-        }
-        zip.finish().unwrap();
-    }
-    let bytes = buffer.into_inner();
+    let names: Vec<String> = students.iter().map(|s| format!("{}.jpg", s.id)).collect();
+    let files: Vec<(&str, Vec<u8>)> = names
+        .iter()
+        .zip(&students)
+        .map(|(name, s)| (name.as_str(), std::fs::read(&s.enrol_photo).unwrap()))
+        .collect();
+    let bytes = common::zip_of(&files);
     let zip_mib = bytes.len() as f64 / (1 << 20) as f64;
     let started = Instant::now();
-    let answer = server
-        .http
-        .post(format!(
-            "{}/v1/schools/{SCHOOL}/photos?name=bench.zip",
-            server.base
-        ))
-        .bearer_auth(server.token())
-        .header("content-type", "application/zip")
-        .body(bytes)
-        .send()
-        .unwrap();
-    assert_eq!(answer.status().as_u16(), 202);
+    let job = server.upload_zip("bench.zip", bytes);
     let queued = started.elapsed();
-    let job: Value = answer.json().unwrap();
-    let id = job["id"].as_str().unwrap().to_owned();
-    let job = loop {
-        let job: Value = server
-            .http
-            .get(format!(
-                "{}/v1/schools/{SCHOOL}/enrolment-jobs/{id}",
-                server.base
-            ))
-            .bearer_auth(server.token())
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        if job["waiting"] == 0 {
-            break job;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let job = server.enrolment_done(job["id"].as_str().unwrap(), Duration::from_secs(3600));
     let bulk = started.elapsed();
     let mut codes = std::collections::BTreeMap::<String, usize>::new();
     for line in job["report"].as_array().unwrap() {

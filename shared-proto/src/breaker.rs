@@ -36,6 +36,14 @@ impl Breaker {
             Breaker::Open { .. } => "open",
         }
     }
+
+    /// While open: whole seconds until the next probe, rounded up.
+    pub fn retry_in_s(&self) -> Option<i64> {
+        match self {
+            Breaker::Open { retry_in_ms } => Some((retry_in_ms + 999) / 1000),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

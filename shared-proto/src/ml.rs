@@ -88,24 +88,19 @@ pub enum ErrorCode {
     Inference,
 }
 
-impl ErrorCode {
-    /// The code's word on the wire.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ErrorCode::Unreadable => "unreadable",
-            ErrorCode::UndecodableImage => "undecodable_image",
-            ErrorCode::ImageTooLarge => "image_too_large",
-            ErrorCode::ImageTooSmall => "image_too_small",
-            ErrorCode::NoFace => "no_face",
-            ErrorCode::SeveralFaces => "several_faces",
-            ErrorCode::FaceTooSmall => "face_too_small",
-            ErrorCode::FaceTooBlurry => "face_too_blurry",
-            ErrorCode::NotFrontal => "not_frontal",
-            ErrorCode::LooksLikeAnother => "looks_like_another",
-            ErrorCode::Inference => "inference",
-        }
-    }
-}
+crate::vocabulary!(ErrorCode, "ML error code", {
+    Unreadable => "unreadable",
+    UndecodableImage => "undecodable_image",
+    ImageTooLarge => "image_too_large",
+    ImageTooSmall => "image_too_small",
+    NoFace => "no_face",
+    SeveralFaces => "several_faces",
+    FaceTooSmall => "face_too_small",
+    FaceTooBlurry => "face_too_blurry",
+    NotFrontal => "not_frontal",
+    LooksLikeAnother => "looks_like_another",
+    Inference => "inference",
+});
 
 /// The ML service's HTTP API (`edge-agent serve`, issue 17): the paths, the requests its JSON
 /// bodies carry (images as base64 JPEG or PNG), and its answers. Multipart bodies carry the same
@@ -361,7 +356,7 @@ pub mod service {
     impl ErrorBody {
         /// The image error this names, when it is one.
         pub fn code(&self) -> Option<ErrorCode> {
-            serde_json::from_value(serde_json::Value::String(self.error.clone())).ok()
+            self.error.parse().ok()
         }
     }
 }
@@ -387,19 +382,7 @@ mod tests {
 
     #[test]
     fn error_code_words_are_serdes() {
-        for code in [
-            ErrorCode::Unreadable,
-            ErrorCode::UndecodableImage,
-            ErrorCode::ImageTooLarge,
-            ErrorCode::ImageTooSmall,
-            ErrorCode::NoFace,
-            ErrorCode::SeveralFaces,
-            ErrorCode::FaceTooSmall,
-            ErrorCode::FaceTooBlurry,
-            ErrorCode::NotFrontal,
-            ErrorCode::LooksLikeAnother,
-            ErrorCode::Inference,
-        ] {
+        for &code in ErrorCode::ALL {
             assert_eq!(
                 serde_json::to_value(code).unwrap(),
                 serde_json::Value::String(code.as_str().into())

@@ -10,42 +10,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use serde_json::json;
+use sync_server::api::{EnrolmentJson, JobJson, PhotoJson};
+use sync_server::ml_client::PhotoState;
 
 #[derive(Deserialize)]
 struct Login {
     token: String,
-}
-
-#[derive(Deserialize)]
-struct Job {
-    id: String,
-    photos: usize,
-    waiting: usize,
-    enrolled: usize,
-    refused: usize,
-    dropped: usize,
-    expired: usize,
-    report: Vec<Line>,
-}
-
-#[derive(Deserialize)]
-struct Line {
-    name: String,
-    state: String,
-    code: Option<String>,
-    reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Overview {
-    service: Service,
-}
-
-#[derive(Deserialize)]
-struct Service {
-    breaker: String,
-    retry_in_s: Option<i64>,
-    last_error: Option<String>,
 }
 
 pub async fn run(
@@ -85,7 +55,7 @@ pub async fn run(
         .send()
         .await
         .with_context(|| format!("cannot upload {}", zip.display()))?;
-    let mut job: Job = read(answer).await.context("the upload was refused")?;
+    let mut job: JobJson = read(answer).await.context("the upload was refused")?;
     let terminal = std::io::stderr().is_terminal();
     let mut shown = usize::MAX;
     let mut said_waiting = false;
@@ -117,7 +87,7 @@ pub async fn run(
                 .bearer_auth(&login.token)
                 .send()
                 .await?;
-            let overview: Overview = read(answer).await?;
+            let overview: EnrolmentJson = read(answer).await?;
             if overview.service.breaker != "closed" {
                 said_waiting = true;
                 eprintln!(
@@ -138,10 +108,10 @@ pub async fn run(
     if terminal {
         eprintln!();
     }
-    let mut lines: Vec<&Line> = job
+    let mut lines: Vec<&PhotoJson> = job
         .report
         .iter()
-        .filter(|l| l.state != "enrolled")
+        .filter(|l| l.state != PhotoState::Enrolled)
         .collect();
     lines.sort_by(|a, b| a.name.cmp(&b.name));
     for line in &lines {
@@ -160,7 +130,7 @@ pub async fn run(
     Ok(())
 }
 
-fn bar(job: &Job) -> String {
+fn bar(job: &JobJson) -> String {
     const WIDTH: usize = 30;
     let done = job.photos - job.waiting;
     let filled = (done * WIDTH).checked_div(job.photos).unwrap_or(WIDTH);

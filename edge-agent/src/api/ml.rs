@@ -317,69 +317,45 @@ pub(super) async fn enrol_faces(
                 asked.photos.len()
             )));
         }
-        let mut gallery: Vec<(String, Vec<f32>)> = Vec::with_capacity(asked.gallery.len());
-        for (i, t) in asked.gallery.into_iter().enumerate() {
-            let name = format!("gallery[{i}] ({})", t.student);
-            let student = t.student.clone();
-            let vector = t
-                .vector()
-                .map_err(|why| ApiError::Invalid(format!("{name}: {why}")))?;
-            check_template(pipeline, &asked.space, &vector, &name)?;
-            gallery.push((student, vector));
-        }
+        let mut gallery = gallery_of(pipeline, &asked.space, asked.gallery)?;
         let confident = Thresholds::of(pipeline).confident;
         let mut outcomes = Vec::with_capacity(asked.photos.len());
         for (i, photo) in asked.photos.into_iter().enumerate() {
             let name = format!("photos[{i}] ({})", photo.student);
-            let outcome = match enrol_one(&timer, pipeline, &photo, &name, &limits) {
-                Ok((face, vector)) => {
-                    let unlike = match asked.force {
-                        true => Ok(()),
-                        false => {
-                            let nearest = gallery
-                                .iter()
-                                .map(|(student, v)| (student, crate::vision::dot(v, &vector)))
-                                .filter(|(_, similarity)| *similarity >= confident)
-                                .map(|(student, similarity)| (student.clone(), similarity));
-                            enrolment::check_unlike_others(&photo.student, nearest, confident)
-                        }
-                    };
-                    match unlike {
-                        Ok(()) => {
-                            // Later photos of the call are checked against this one too, as the
-                            // box checks against what it stored a moment ago.
-                            gallery.push((photo.student.clone(), vector.clone()));
-                            wire::EnrolOutcome::Enrolled {
-                                embedding: vector,
-                                face: face.detected(),
-                                score: crate::vision::template_score(&face.quality),
-                            }
-                        }
-                        Err(e) => {
-                            let (other, similarity) = match &e {
-                                EnrolError::LooksLikeAnother {
-                                    other, similarity, ..
-                                } => (Some(other.clone()), Some(*similarity)),
-                                _ => (None, None),
-                            };
-                            wire::EnrolOutcome::Refused {
-                                error: shared_proto::ml::ErrorCode::LooksLikeAnother,
-                                message: format!("{name}: {e}"),
-                                other,
-                                similarity,
-                            }
-                        }
-                    }
+            let (face, vector) = match enrol_one(&timer, pipeline, &photo, &name, &limits) {
+                Ok(made) => made,
+                Err(ApiError::Image { code, message }) => {
+                    outcomes.push(refused(code, message, None));
+                    continue;
                 }
-                Err(ApiError::Image { code, message }) => wire::EnrolOutcome::Refused {
-                    error: code,
-                    message,
-                    other: None,
-                    similarity: None,
-                },
                 Err(e) => return Err(e),
             };
-            outcomes.push(outcome);
+            if !asked.force {
+                let nearest = gallery
+                    .iter()
+                    .map(|(student, v)| (student.as_str(), crate::vision::dot(v, &vector)));
+                if let Err(e) = enrolment::check_unlike_others(&photo.student, nearest, confident) {
+                    let matched = match &e {
+                        EnrolError::LooksLikeAnother {
+                            other, similarity, ..
+                        } => Some((other.clone(), *similarity)),
+                        _ => None,
+                    };
+                    let code = e
+                        .code()
+                        .unwrap_or(shared_proto::ml::ErrorCode::LooksLikeAnother);
+                    outcomes.push(refused(code, format!("{name}: {e}"), matched));
+                    continue;
+                }
+            }
+            // Later photos of the call are checked against this one too, as the box checks
+            // against what it stored a moment ago.
+            gallery.push((photo.student, vector.clone()));
+            outcomes.push(wire::EnrolOutcome::Enrolled {
+                embedding: vector,
+                face: face.detected(),
+                score: crate::vision::template_score(&face.quality),
+            });
         }
         Ok(wire::EnrolResponse {
             model: pipeline.model_id().clone(),
@@ -389,6 +365,40 @@ pub(super) async fn enrol_faces(
     })
     .await?;
     Ok(Json(answer))
+}
+
+fn refused(
+    error: shared_proto::ml::ErrorCode,
+    message: String,
+    matched: Option<(String, f32)>,
+) -> wire::EnrolOutcome {
+    let (other, similarity) = matched.unzip();
+    wire::EnrolOutcome::Refused {
+        error,
+        message,
+        other,
+        similarity,
+    }
+}
+
+/// A gallery sent with a call: each template's vector, checked against the service's space and
+/// dimensions, with its student.
+fn gallery_of(
+    pipeline: &Pipeline,
+    space: &EmbeddingSpace,
+    sent: Vec<wire::GalleryTemplate>,
+) -> Result<Vec<(String, Vec<f32>)>, ApiError> {
+    let mut gallery = Vec::with_capacity(sent.len());
+    for (i, t) in sent.into_iter().enumerate() {
+        let name = format!("gallery[{i}] ({})", t.student);
+        let student = t.student.clone();
+        let vector = t
+            .vector()
+            .map_err(|why| ApiError::Invalid(format!("{name}: {why}")))?;
+        check_template(pipeline, space, &vector, &name)?;
+        gallery.push((student, vector));
+    }
+    Ok(gallery)
 }
 
 /// One photo's usable face and its vector, or why not (`ApiError::Image`): the box's gate up to
@@ -407,7 +417,7 @@ fn enrol_one(
     let (face, vector) =
         timer.usable(pipeline, &bytes, name, limits, photo.pick.map(Pick::from))?;
     enrolment::check_pose(&face.quality).map_err(|e| ApiError::Image {
-        code: shared_proto::ml::ErrorCode::NotFrontal,
+        code: e.code().unwrap_or(shared_proto::ml::ErrorCode::NotFrontal),
         message: format!("{name}: {e}"),
     })?;
     Ok((face, vector))
@@ -498,20 +508,15 @@ pub(super) async fn batch_match(
                 "the gallery is empty: send at least one template".into(),
             ));
         }
-        let mut templates = Vec::with_capacity(asked.gallery.len());
-        for (i, t) in asked.gallery.into_iter().enumerate() {
-            let name = format!("gallery[{i}] ({})", t.student);
-            let student = t.student.clone();
-            let vector = t
-                .vector()
-                .map_err(|why| ApiError::Invalid(format!("{name}: {why}")))?;
-            check_template(pipeline, &asked.space, &vector, &name)?;
-            templates.push(TemplateRecord {
+        let templates: Vec<TemplateRecord> = gallery_of(pipeline, &asked.space, asked.gallery)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, (student_id, vector))| TemplateRecord {
                 uuid: i.to_string(),
-                student_id: student,
+                student_id,
                 vector,
-            });
-        }
+            })
+            .collect();
         let thresholds = Thresholds::of(pipeline);
         let gallery = Gallery::new(pipeline.manifest().embedder.dimensions, templates);
         let roster = gallery.students().to_vec();

@@ -260,10 +260,7 @@ impl IntoResponse for ApiError {
                     shared_proto::ml::ErrorCode::Inference => StatusCode::INTERNAL_SERVER_ERROR,
                     _ => StatusCode::UNPROCESSABLE_ENTITY,
                 },
-                serde_json::to_value(code)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                code.as_str().to_owned(),
             ),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal".to_owned()),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found".to_owned()),

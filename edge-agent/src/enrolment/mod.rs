@@ -97,6 +97,7 @@ pub fn check(
     if !options.force {
         let confident = pipeline.manifest().embedder.confident;
         let nearest = store.nearest_templates(&embedding.vector, &space, 5)?;
+        let nearest = nearest.iter().map(|(other, s)| (other.as_str(), *s));
         check_unlike_others(student_id, nearest, confident)?;
     }
     Ok(EnrolCandidate {
@@ -123,19 +124,19 @@ pub fn check_pose(quality: &FaceQuality) -> Result<(), EnrolError> {
 /// A face for `student` must not already be another student's: `nearest` are (student,
 /// similarity) of templates near its vector, in any order; the best other student at or above
 /// `confident` refuses it.
-pub fn check_unlike_others(
+pub fn check_unlike_others<'a>(
     student: &str,
-    nearest: impl IntoIterator<Item = (String, f32)>,
+    nearest: impl IntoIterator<Item = (&'a str, f32)>,
     confident: f32,
 ) -> Result<(), EnrolError> {
     let best = nearest
         .into_iter()
-        .filter(|(other, s)| other != student && *s >= confident)
+        .filter(|&(other, s)| other != student && s >= confident)
         .max_by(|a, b| a.1.total_cmp(&b.1));
     match best {
         Some((other, similarity)) => Err(EnrolError::LooksLikeAnother {
             student: student.to_owned(),
-            other,
+            other: other.to_owned(),
             similarity,
         }),
         None => Ok(()),

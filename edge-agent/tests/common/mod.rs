@@ -307,3 +307,19 @@ impl MlService {
         let _ = self.child.wait();
     }
 }
+
+/// A ZIP of these files, deflated, as schools' tools write them.
+pub fn zip_of(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut buffer = std::io::Cursor::new(Vec::new());
+    {
+        let mut zip = zip::ZipWriter::new(&mut buffer);
+        for (name, bytes) in files {
+            zip.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            zip.write_all(bytes).unwrap();
+        }
+        zip.finish().unwrap();
+    }
+    buffer.into_inner()
+}

@@ -195,6 +195,37 @@ impl Server {
         }
     }
 
+    /// POSTs a ZIP of photos to central enrolment as `name`; the job it answers with (202).
+    pub fn upload_zip(&self, name: &str, zip: Vec<u8>) -> Value {
+        let response = self
+            .http
+            .post(format!(
+                "{}/v1/schools/{SCHOOL}/photos?name={name}",
+                self.base
+            ))
+            .bearer_auth(self.token())
+            .header("content-type", "application/zip")
+            .body(zip)
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 202);
+        response.json().unwrap()
+    }
+
+    /// Polls an enrolment job until nothing of it waits.
+    pub fn enrolment_done(&self, job: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let path = format!("/v1/schools/{SCHOOL}/enrolment-jobs/{job}");
+            let job = self.call(reqwest::Method::GET, &path, None);
+            if job["waiting"] == 0 {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "still waiting: {job}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The server's data folder (its store, its enrolment jobs).
     pub fn data_path(&self) -> &std::path::Path {
         self.data_dir.path()

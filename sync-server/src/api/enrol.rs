@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::SchoolAdmin;
 use super::{AppState, BodyBytes, openapi};
 use crate::api::ApiError;
-use crate::ml_client::{EnrolHealth, Enroller, Job, SubmitError, Upload};
+use crate::ml_client::{EnrolHealth, Enroller, Job, PhotoState, SubmitError, Upload};
 
 /// The photos' body as the document shows it.
 struct PhotoParts;
@@ -42,40 +42,40 @@ impl utoipa::ToSchema for PhotoParts {}
 /// The most a call waits for its job before answering 202 with it as it is.
 const MAX_WAIT_S: u64 = 60;
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 #[schema(as = EnrolmentPhoto)]
-pub(crate) struct PhotoJson {
+pub struct PhotoJson {
     /// As uploaded (a ZIP's entry path).
-    name: String,
-    student: Option<String>,
+    pub name: String,
+    pub student: Option<String>,
     /// `waiting`, `enrolled`, `refused`, `dropped` (consent withdrawn while it waited) or
     /// `expired` (waited longer than `photo_max_age_hours`).
-    state: &'static str,
+    pub state: PhotoState,
     /// `no_face`, `several_faces`, `face_too_small`, `face_too_blurry`, `not_frontal`,
     /// `looks_like_another`, `undecodable_image`, `image_too_large`, `unknown_student`,
     /// `no_consent`, `not_an_image`, `too_large`, ...
-    code: Option<String>,
-    reason: Option<String>,
+    pub code: Option<String>,
+    pub reason: Option<String>,
     /// The template made of it.
-    template: Option<String>,
+    pub template: Option<String>,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 #[schema(as = EnrolmentJob)]
-pub(crate) struct JobJson {
-    id: String,
-    upload: String,
-    by: String,
-    created_at: i64,
-    finished_at: Option<i64>,
-    force: bool,
-    photos: usize,
-    waiting: usize,
-    enrolled: usize,
-    refused: usize,
-    dropped: usize,
-    expired: usize,
-    report: Vec<PhotoJson>,
+pub struct JobJson {
+    pub id: String,
+    pub upload: String,
+    pub by: String,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+    pub force: bool,
+    pub photos: usize,
+    pub waiting: usize,
+    pub enrolled: usize,
+    pub refused: usize,
+    pub dropped: usize,
+    pub expired: usize,
+    pub report: Vec<PhotoJson>,
 }
 
 impl From<&Job> for JobJson {
@@ -100,7 +100,7 @@ impl From<&Job> for JobJson {
                 .map(|p| PhotoJson {
                     name: p.name.clone(),
                     student: p.student.clone(),
-                    state: p.state.as_str(),
+                    state: p.state,
                     code: p.code.clone(),
                     reason: p.reason.clone(),
                     template: p.template.clone(),
@@ -110,33 +110,28 @@ impl From<&Job> for JobJson {
     }
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 #[schema(as = EnrolmentService)]
-pub(crate) struct ServiceJson {
-    url: String,
+pub struct ServiceJson {
+    pub url: String,
     /// `closed`, `half_open` or `open`.
-    breaker: &'static str,
+    pub breaker: String,
     /// Failed calls in a row.
-    failures: u32,
+    pub failures: u32,
     /// While open: seconds until the next probe.
-    retry_in_s: Option<i64>,
-    waiting_photos: usize,
-    max_waiting_photos: usize,
-    last_error: Option<String>,
+    pub retry_in_s: Option<i64>,
+    pub waiting_photos: usize,
+    pub max_waiting_photos: usize,
+    pub last_error: Option<String>,
 }
 
 impl From<EnrolHealth> for ServiceJson {
     fn from(h: EnrolHealth) -> ServiceJson {
         ServiceJson {
             url: h.url,
-            breaker: h.breaker.as_str(),
+            breaker: h.breaker.as_str().to_owned(),
             failures: h.link.consecutive_failures,
-            retry_in_s: match h.breaker {
-                shared_proto::breaker::Breaker::Open { retry_in_ms } => {
-                    Some((retry_in_ms + 999) / 1000)
-                }
-                _ => None,
-            },
+            retry_in_s: h.breaker.retry_in_s(),
             waiting_photos: h.waiting_photos,
             max_waiting_photos: h.max_waiting_photos,
             last_error: h.last_error,
@@ -144,12 +139,12 @@ impl From<EnrolHealth> for ServiceJson {
     }
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 #[schema(as = Enrolment)]
-pub(crate) struct EnrolmentJson {
-    service: ServiceJson,
+pub struct EnrolmentJson {
+    pub service: ServiceJson,
     /// Newest first; finished jobs' reports are kept a week.
-    jobs: Vec<JobJson>,
+    pub jobs: Vec<JobJson>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -34,6 +34,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter, UtoipaMethodRouterE
 use utoipa_axum::routes;
 
 pub use auth::{MIN_PASSWORD_CHARS, PasswordError, hash_password};
+pub use enrol::{EnrolmentJson, JobJson, PhotoJson, ServiceJson};
 pub use error::ApiError;
 pub use ops::Metrics;
 pub use transport::{TlsError, Transport, serve_router};

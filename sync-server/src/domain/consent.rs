@@ -8,6 +8,13 @@ use super::audit::{Action, Entry};
 use crate::store::roster::Stored;
 use crate::store::{Millis, Student};
 
+/// Whether face templates of a student with this consent may be made and kept: only `granted`.
+/// The one rule for a box's `template_added` (`push`), a decision that tombstones (`decide`) and
+/// central enrolment's uploads and queue (`ml_client`).
+pub fn allows_templates(consent: Consent) -> bool {
+    consent == Consent::Granted
+}
+
 /// Records `consent` for the student `held`, whose live templates are `live_templates`.
 ///
 /// - A decision older than the one held (`at` before `consent_at`) changes nothing: boxes push
@@ -50,7 +57,7 @@ pub fn decide(
     if changed {
         writes.push(Write::Change(held.change()));
     }
-    if consent == Consent::Granted {
+    if allows_templates(consent) {
         return Vec::new();
     }
     let tombstoned = std::mem::take(live_templates);

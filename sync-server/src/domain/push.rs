@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use shared_proto::sync::{Consent, MarkSource, MarkStatus, RejectCode, mark_wins};
+use shared_proto::sync::{MarkSource, MarkStatus, RejectCode, mark_wins};
 
 use super::event::{Body, Event, Template};
 use super::excusal::{self, Excusal};
@@ -443,7 +443,7 @@ fn template_added(
 ) -> Result<(), Refusal> {
     check_student(facts, school, &template.student)?;
     let consent = facts.students.get(&template.student).map(|s| s.consent);
-    if consent != Some(Consent::Granted) {
+    if !consent.is_some_and(consent::allows_templates) {
         return Err(Refusal(
             RejectCode::NoConsent,
             format!(
@@ -496,7 +496,7 @@ fn tombstone(facts: &mut Facts, school: &str, template: &str, student: &str) {
 
 #[cfg(test)]
 mod tests {
-    use shared_proto::sync::{Embedding, MarkStatus};
+    use shared_proto::sync::{Consent, Embedding, MarkStatus};
     use shared_proto::{EmbeddingSpace, ModelId};
 
     use super::*;

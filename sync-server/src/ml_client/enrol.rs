@@ -17,6 +17,7 @@ use super::{MlClient, MlError};
 use crate::api::Clock;
 use crate::config::MlConfig;
 use crate::domain::audit::{Action, Entry};
+use crate::domain::consent::allows_templates;
 use crate::domain::event::{Body, Event, Template};
 use crate::store::{Device, DeviceActivity, Millis, Store, StoreError};
 
@@ -199,7 +200,7 @@ impl Enroller {
                     .await?
                     .filter(|s| s.active)
                     .ok_or_else(|| SubmitError::UnknownStudent(student.clone()))?;
-                if held.consent != Consent::Granted {
+                if !allows_templates(held.consent) {
                     return Err(SubmitError::NoConsent {
                         student,
                         state: consent_words(held.consent),
@@ -243,7 +244,7 @@ impl Enroller {
                                 entry.name
                             ),
                         )),
-                        (Some(student), Ok(_)) if consent[student] != Consent::Granted => photos
+                        (Some(student), Ok(_)) if !allows_templates(consent[student]) => photos
                             .push(Photo::refused(
                                 &entry.name,
                                 Some(student.to_owned()),
@@ -384,7 +385,7 @@ impl Enroller {
                 Err(e) => return Err(MlError::Unreachable(format!("the store: {e}"))),
             };
             match held {
-                Some(s) if s.active && s.consent == Consent::Granted => {
+                Some(s) if s.active && allows_templates(s.consent) => {
                     batch.push(i);
                     if batch.len() == wire::MAX_ENROL_PHOTOS {
                         break;
@@ -423,11 +424,10 @@ impl Enroller {
         let mut photos = Vec::with_capacity(batch.len());
         {
             let queue = self.queue();
-            let held = job.clone();
             batch.retain(|&i| {
                 let photo = &mut job.photos[i];
-                let file = photo.file.clone().unwrap_or_default();
-                match queue.photo(&held, &file) {
+                let file = photo.file.as_deref().unwrap_or_default();
+                match queue.photo(&job.id, file) {
                     Ok(bytes) => {
                         photos.push(EnrolPhoto {
                             student: photo.student.clone().unwrap_or_default(),
@@ -441,7 +441,7 @@ impl Enroller {
                     }
                     // Lost from the disk (a restore, a hand): reported, and the queue goes on.
                     Err(e) => {
-                        tracing::warn!(job = %held.id, error = %e, "a waiting photo is unreadable");
+                        tracing::warn!(job = %job.id, error = %e, "a waiting photo is unreadable");
                         photo.state = PhotoState::Refused;
                         photo.code = Some("unreadable".into());
                         photo.reason = Some("the photo could not be read back from the server's disk; upload it again".into());

@@ -29,17 +29,13 @@ pub enum PhotoState {
     Expired,
 }
 
-impl PhotoState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PhotoState::Waiting => "waiting",
-            PhotoState::Enrolled => "enrolled",
-            PhotoState::Refused => "refused",
-            PhotoState::Dropped => "dropped",
-            PhotoState::Expired => "expired",
-        }
-    }
-}
+shared_proto::vocabulary!(PhotoState, "enrolment photo state", {
+    Waiting => "waiting",
+    Enrolled => "enrolled",
+    Refused => "refused",
+    Dropped => "dropped",
+    Expired => "expired",
+});
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Photo {
@@ -197,8 +193,8 @@ impl JobQueue {
     }
 
     /// A waiting photo's bytes.
-    pub fn photo(&self, job: &Job, file: &str) -> Result<Vec<u8>, QueueError> {
-        let path = self.dir.join(&job.id).join(file);
+    pub fn photo(&self, job: &str, file: &str) -> Result<Vec<u8>, QueueError> {
+        let path = self.dir.join(job).join(file);
         std::fs::read(&path).map_err(at(&path))
     }
 
@@ -278,7 +274,7 @@ mod tests {
         assert!(!dir.path().join("j2.tmp").exists());
         let mut held = queue.get("j1").unwrap().clone();
         assert_eq!(queue.waiting_photos(), 1);
-        assert_eq!(queue.photo(&held, "0.jpg").unwrap(), b"jpeg");
+        assert_eq!(queue.photo("j1", "0.jpg").unwrap(), b"jpeg");
         held.photos[0].state = PhotoState::Enrolled;
         held.finished_at = Some(10);
         queue.save(held).unwrap();

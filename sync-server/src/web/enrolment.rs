@@ -109,12 +109,7 @@ pub(super) async fn page(
             let service = ServiceView {
                 breaker: health.breaker.as_str(),
                 failures: health.link.consecutive_failures,
-                retry_in_s: match health.breaker {
-                    shared_proto::breaker::Breaker::Open { retry_in_ms } => {
-                        (retry_in_ms + 999) / 1000
-                    }
-                    _ => 0,
-                },
+                retry_in_s: health.breaker.retry_in_s().unwrap_or(0),
                 last_error: health.last_error,
                 waiting: health.waiting_photos,
                 max: health.max_waiting_photos,
@@ -230,28 +225,15 @@ pub(super) async fn upload(
     user: WebUser,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, WebError> {
-    let form = read_form(&state, multipart).await?;
-    let Some(school_id) =
-        admin_school(&state, &user, Some(&form.csrf), form.school, "enrolment").await?
-    else {
-        return Ok(Redirect::to("/").into_response());
+    let upload = |files: Vec<(String, Vec<u8>)>| {
+        let (name, bytes) = files.into_iter().next().ok_or_else(|| {
+            WebError(ApiError::InvalidRequest(
+                "choose a ZIP file of photos first".into(),
+            ))
+        })?;
+        Ok(Upload::Zip { name, bytes })
     };
-    let enroller = crate::api::enrol::enroller(&state)?;
-    let Some((name, bytes)) = form.files.into_iter().next() else {
-        return Err(WebError(ApiError::InvalidRequest(
-            "choose a ZIP file of photos first".into(),
-        )));
-    };
-    let job = enroller
-        .submit(
-            &school_id,
-            &user.user.username,
-            Upload::Zip { name, bytes },
-            form.force,
-        )
-        .await
-        .map_err(ApiError::from)?;
-    Ok(job_page(&school_id, &job))
+    submit(&state, &user, multipart, upload, Duration::ZERO).await
 }
 
 /// `POST /students/{student}/photos`: one student's photos, from their page.
@@ -261,23 +243,38 @@ pub(super) async fn student_photos(
     Path(student_id): Path<String>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, WebError> {
-    let form = read_form(&state, multipart).await?;
+    let upload = |photos| {
+        Ok(Upload::Student {
+            student: student_id,
+            photos,
+        })
+    };
+    submit(&state, &user, multipart, upload, STUDENT_WAIT).await
+}
+
+/// An upload form's files made into `upload` and queued for the form's school (its CSRF token
+/// checked, admins only); the job's page, after waiting up to `wait` for it to finish.
+async fn submit(
+    state: &AppState,
+    user: &WebUser,
+    multipart: Result<Multipart, MultipartRejection>,
+    upload: impl FnOnce(Vec<(String, Vec<u8>)>) -> Result<Upload, WebError>,
+    wait: Duration,
+) -> Result<Response, WebError> {
+    let form = read_form(state, multipart).await?;
     let Some(school_id) =
-        admin_school(&state, &user, Some(&form.csrf), form.school, "enrolment").await?
+        admin_school(state, user, Some(&form.csrf), form.school, "enrolment").await?
     else {
         return Ok(Redirect::to("/").into_response());
     };
-    let enroller = crate::api::enrol::enroller(&state)?;
-    let upload = Upload::Student {
-        student: student_id,
-        photos: form.files,
-    };
+    let enroller = crate::api::enrol::enroller(state)?;
+    let upload = upload(form.files)?;
     let job = enroller
         .submit(&school_id, &user.user.username, upload, form.force)
         .await
         .map_err(ApiError::from)?;
     let job = enroller
-        .wait(&school_id, &job.id, STUDENT_WAIT)
+        .wait(&school_id, &job.id, wait)
         .await
         .unwrap_or(job);
     Ok(job_page(&school_id, &job))
