@@ -354,6 +354,48 @@ fn every_endpoint_answers_on_real_photos_and_agrees_with_the_cli() {
         "{too_many}"
     );
 
+    // Asked to, the service answers each enrolled photo with its aligned face; embedded again by
+    // embed-crops, the crop gives the same vector (what re-embedding after a model change needs).
+    let (code, kept) = post(
+        &service,
+        "/v1/ml/enrol-faces",
+        &json!({ "photos": [photos[0].clone()], "space": space, "keep_crops": true }),
+    );
+    assert_eq!(code, 200, "{kept}");
+    assert!(outcomes[0].get("crop").is_none(), "no crop unless asked");
+    let crop = kept["photos"][0]["crop"].as_str().unwrap().to_owned();
+    assert_eq!(engine.decode(&crop).unwrap().len(), 112 * 112 * 3);
+    let (code, again) = post(
+        &service,
+        "/v1/ml/embed-crops",
+        &json!({ "size": 112, "crops": [crop.clone(), crop] }),
+    );
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(again["space"], space, "{again}");
+    for made in again["embeddings"].as_array().unwrap() {
+        assert!(cosine(&vector(made), &served) >= 0.9999, "{again}");
+    }
+    for (bad, why) in [
+        (json!({ "size": 112, "crops": ["AAAA"] }), "bytes"),
+        (json!({ "size": 112, "crops": ["not base64!"] }), "base64"),
+        (json!({ "size": 112, "crops": [] }), "1 to 32"),
+        (
+            json!({ "size": 96, "crops": [kept["photos"][0]["crop"]] }),
+            "reads 112x112",
+        ),
+    ] {
+        let (code, refused) = post(&service, "/v1/ml/embed-crops", &bad);
+        assert_eq!(
+            (code, refused["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{refused}"
+        );
+        assert!(
+            refused["message"].as_str().unwrap().contains(why),
+            "{why}: {refused}"
+        );
+    }
+
     // Metrics: per-stage histograms and request counts.
     let metrics = http
         .get(service.url("/metrics"))

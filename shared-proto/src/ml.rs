@@ -119,6 +119,7 @@ pub mod service {
     pub const MATCH_FACES: &str = "/v1/ml/match-faces";
     pub const BATCH_MATCH: &str = "/v1/ml/batch-match";
     pub const ENROL_FACES: &str = "/v1/ml/enrol-faces";
+    pub const EMBED_CROPS: &str = "/v1/ml/embed-crops";
     /// The API key, also accepted as `Authorization: Bearer KEY`.
     pub const API_KEY_HEADER: &str = "x-api-key";
 
@@ -286,6 +287,10 @@ pub mod service {
         pub gallery: Vec<GalleryTemplate>,
         #[serde(default)]
         pub force: bool,
+        /// Answer each enrolled photo with its aligned face (`crop`), for a school that keeps
+        /// crops to re-embed after a model change.
+        #[serde(default)]
+        pub keep_crops: bool,
     }
 
     /// What became of one photo of an `enrol-faces` call.
@@ -298,6 +303,10 @@ pub mod service {
             face: DetectedFace,
             /// The template's quality, 0-1, as the box scores its own (sharpness and pose).
             score: f32,
+            /// With `keep_crops`: the aligned face the template was made from, base64 of RGB
+            /// bytes, `size` x `size` (see [`crate::crop`]).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            crop: Option<String>,
         },
         Refused {
             error: ErrorCode,
@@ -316,6 +325,27 @@ pub mod service {
         pub space: EmbeddingSpace,
         /// One per photo, in the request's order.
         pub photos: Vec<EnrolOutcome>,
+    }
+
+    /// The most crops one `embed-crops` call takes.
+    pub const MAX_EMBED_CROPS: usize = 32;
+
+    /// `embed-crops`: aligned faces kept at enrolment, embedded again by this service's model
+    /// (re-embedding after a model change: no photo, no detection, no gate).
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct EmbedCropsRequest {
+        /// The crops' side in pixels, checked against the service's embedder.
+        pub size: u32,
+        /// Base64 of RGB bytes, `size` x `size` x 3 each.
+        pub crops: Vec<String>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct EmbedCropsResponse {
+        pub model: ModelId,
+        pub space: EmbeddingSpace,
+        /// One per crop, in the request's order; L2-normalised.
+        pub embeddings: Vec<Vec<f32>>,
     }
 
     /// A model file the service verified at start.

@@ -908,6 +908,51 @@ async fn an_admin_uploads_a_zip_of_photos_while_the_ml_service_is_down() {
     assert!(jobs.contains("yearbook-2024.zip"), "{jobs}");
     screenshots(&browser, "enrolment").await;
     fits_a_phone(&browser).await;
+    let crops = text_of(&browser, "section[aria-labelledby='crops-title']").await;
+    assert!(crops.contains("This school keeps no face crops"), "{crops}");
+
+    // The school keeps crops from now on (Settings); the Enrolment page offers re-embedding.
+    browser
+        .goto(&format!("{}/settings", server.base))
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/settings").await;
+    browser
+        .find(Locator::Css("input[name='keep_crops']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .form(Locator::Css("main form"))
+        .await
+        .unwrap()
+        .submit()
+        .await
+        .unwrap();
+    wait_for_url(&browser, "saved=1").await;
+    assert!(
+        server
+            .store
+            .school_settings("north")
+            .await
+            .unwrap()
+            .keep_crops
+    );
+    browser
+        .goto(&format!("{}/enrolment", server.base))
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/enrolment").await;
+    let crops = text_of(&browser, "section[aria-labelledby='crops-title']").await;
+    assert!(
+        crops.contains("0 kept") && crops.contains("Re-embed kept crops"),
+        "{crops}"
+    );
+    let url = browser.current_url().await.unwrap();
+    browser.goto(&format!("{url}#crops-title")).await.unwrap();
+    screenshots(&browser, "enrolment-crops").await;
 
     let student = format!("/students/{}", north.s1());
     browser

@@ -10,6 +10,7 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use shared_proto::EmbeddingSpace;
@@ -26,7 +27,7 @@ use crate::attendance::{Gallery, Thresholds, Verdict};
 use crate::capture::{ImageLimits, decode_image};
 use crate::enrolment::{self, EnrolError};
 use crate::store::TemplateRecord;
-use crate::vision::{Face, Pick, Pipeline, VisionError, select_face};
+use crate::vision::{AlignedFace, Face, Pick, Pipeline, VisionError, select_face};
 
 /// `GET /health`: the process answers (no key needed).
 pub(super) async fn health() -> &'static str {
@@ -355,12 +356,58 @@ pub(super) async fn enrol_faces(
                 embedding: vector,
                 face: face.detected(),
                 score: crate::vision::template_score(&face.quality),
+                crop: asked.keep_crops.then(|| BASE64.encode(&face.aligned.rgb)),
             });
         }
         Ok(wire::EnrolResponse {
             model: pipeline.model_id().clone(),
             space: pipeline.space().clone(),
             photos: outcomes,
+        })
+    })
+    .await?;
+    Ok(Json(answer))
+}
+
+/// `POST /v1/ml/embed-crops`: aligned faces kept at enrolment, embedded by this service's model
+/// (what re-embedding after a model change needs: no detection, no gate, the same face).
+pub(super) async fn embed_crops(
+    State(s): State<AppState>,
+    request: Request,
+) -> Result<Json<wire::EmbedCropsResponse>, ApiError> {
+    let body = Body::read(request).await?;
+    let answer = on_pool(&s, wire::EMBED_CROPS, move |pipeline, timer| {
+        let asked: wire::EmbedCropsRequest = body.parse()?;
+        if asked.crops.is_empty() || asked.crops.len() > wire::MAX_EMBED_CROPS {
+            return Err(ApiError::Invalid(format!(
+                "send 1 to {} crops a call, not {}",
+                wire::MAX_EMBED_CROPS,
+                asked.crops.len()
+            )));
+        }
+        let size = pipeline.embedder.input_size();
+        let mut faces = Vec::with_capacity(asked.crops.len());
+        for (i, crop) in asked.crops.iter().enumerate() {
+            let rgb = BASE64
+                .decode(crop)
+                .map_err(|e| ApiError::Invalid(format!("crops[{i}] is not base64: {e}")))?;
+            shared_proto::crop::check(rgb.len(), size)
+                .map_err(|e| ApiError::Invalid(format!("crops[{i}]: {e}")))?;
+            faces.push(AlignedFace { size, rgb });
+        }
+        if asked.size != size {
+            return Err(ApiError::Invalid(format!(
+                "the crops are {0}x{0}; this service's embedder reads {size}x{size}",
+                asked.size
+            )));
+        }
+        let embeddings = timer
+            .time(Stage::Embed, || pipeline.embed(&faces))
+            .map_err(vision_error)?;
+        Ok(wire::EmbedCropsResponse {
+            model: pipeline.model_id().clone(),
+            space: pipeline.space().clone(),
+            embeddings: embeddings.into_iter().map(|e| e.vector).collect(),
         })
     })
     .await?;

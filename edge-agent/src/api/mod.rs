@@ -112,6 +112,7 @@ fn router(service: AppState, max_body_bytes: usize) -> Router {
         .route(wire::MATCH_FACES, post(ml::match_faces))
         .route(wire::BATCH_MATCH, post(ml::batch_match))
         .route(wire::ENROL_FACES, post(ml::enrol_faces))
+        .route(wire::EMBED_CROPS, post(ml::embed_crops))
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(

@@ -34,22 +34,13 @@ pub fn reembed(pipeline: &mut Pipeline, store: &mut Store) -> Result<Reembedded,
         space: space.clone(),
         ..Reembedded::default()
     };
-    // A crop is the aligned face the old embedder read; a model with another input size or
-    // landmark template needs a new photo.
-    let expected = (size * size * 3) as usize;
     for kept in store.crops_outside(&space)? {
         if store.reembedded_from(&kept.uuid, &space)? {
             report.already += 1;
             continue;
         }
-        if kept.crop.len() != expected {
-            report.skipped.push((
-                kept.uuid,
-                format!(
-                    "the crop has {} bytes; {space} reads {size}x{size} RGB ({expected} bytes)",
-                    kept.crop.len()
-                ),
-            ));
+        if let Err(e) = shared_proto::crop::check(kept.crop.len(), size) {
+            report.skipped.push((kept.uuid, e.to_string()));
             continue;
         }
         if let Err(e) = require_consent(store, &kept.student_id) {
@@ -68,7 +59,7 @@ pub fn reembed(pipeline: &mut Pipeline, store: &mut Store) -> Result<Reembedded,
                 space: &space,
                 vector: &embedding.vector,
                 quality: kept.quality,
-                source: &format!("reembed:{}", kept.uuid),
+                source: &shared_proto::crop::reembed_source(&kept.uuid),
                 crop: None,
             },
             "reembed",

@@ -277,7 +277,7 @@ impl Store {
     pub fn reembedded_from(&self, uuid: &str, space: &str) -> Result<bool, StoreError> {
         Ok(self.conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM face_templates WHERE source = ?1 AND space = ?2)",
-            params![format!("reembed:{uuid}"), space],
+            params![shared_proto::crop::reembed_source(uuid), space],
             |r| r.get(0),
         )?)
     }

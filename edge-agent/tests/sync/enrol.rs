@@ -80,18 +80,43 @@ fn report(job: &Value) -> Vec<(String, String, String)> {
     lines
 }
 
-/// An admin at the dashboard: signs in through the login form (cookies by hand) and enrols a
-/// student from a photo with the form on the student's page; returns the job page's HTML.
-fn enrol_on_the_dashboard(server: &Server, student: &str, photo: &std::path::Path) -> String {
-    use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
-    let http = reqwest::blocking::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(60))
-        .build()
+/// An admin at the dashboard, signed in through the login form (cookies by hand, no redirects
+/// followed).
+struct Dashboard {
+    base: String,
+    http: reqwest::blocking::Client,
+    cookies: Vec<(String, String)>,
+}
+
+impl Dashboard {
+    fn sign_in(server: &Server) -> Dashboard {
+        let http = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap();
+        let mut dashboard = Dashboard {
+            base: server.base.clone(),
+            http,
+            cookies: Vec::new(),
+        };
+        let (_, _, login) = dashboard.get("/login");
+        let form = serde_urlencoded::to_string([
+            ("username", super::server::ADMIN),
+            ("password", super::server::PASSWORD),
+            ("csrf", &csrf(&login)),
+        ])
         .unwrap();
-    let mut cookies: Vec<(String, String)> = Vec::new();
-    let mut send = |request: reqwest::blocking::RequestBuilder| -> (u16, String, String) {
-        let header = cookies
+        let (status, _, _) = dashboard.post_form("/login", form);
+        assert_eq!(status, 303, "signed in");
+        dashboard
+    }
+
+    /// (status, location, body).
+    fn send(&mut self, request: reqwest::blocking::RequestBuilder) -> (u16, String, String) {
+        use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+        let header = self
+            .cookies
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
@@ -100,8 +125,8 @@ fn enrol_on_the_dashboard(server: &Server, student: &str, photo: &std::path::Pat
         for set in response.headers().get_all(SET_COOKIE) {
             let (pair, _) = set.to_str().unwrap().split_once(';').unwrap();
             let (name, value) = pair.split_once('=').unwrap();
-            cookies.retain(|(k, _)| k != name);
-            cookies.push((name.to_owned(), value.to_owned()));
+            self.cookies.retain(|(k, _)| k != name);
+            self.cookies.push((name.to_owned(), value.to_owned()));
         }
         let location = response
             .headers()
@@ -112,42 +137,88 @@ fn enrol_on_the_dashboard(server: &Server, student: &str, photo: &std::path::Pat
             location,
             response.text().unwrap(),
         )
-    };
-    let csrf = |html: &str| {
-        let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
-        html[at..].split('"').next().unwrap().to_owned()
-    };
-    let url = |path: &str| format!("{}{path}", server.base);
-    let (_, _, login) = send(http.get(url("/login")));
-    let form = format!(
-        "username={}&password={}&csrf={}",
-        super::server::ADMIN,
-        super::server::PASSWORD.replace(' ', "+"),
-        csrf(&login)
-    );
-    let (status, _, _) = send(
-        http.post(url("/login"))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn get(&mut self, path: &str) -> (u16, String, String) {
+        let request = self.http.get(self.url(path));
+        self.send(request)
+    }
+
+    fn post_form(&mut self, path: &str, form: String) -> (u16, String, String) {
+        let request = self
+            .http
+            .post(self.url(path))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(form),
-    );
-    assert_eq!(status, 303, "signed in");
-    let (status, _, page) = send(http.get(url(&format!("/students/{student}?school={SCHOOL}"))));
-    assert_eq!(status, 200, "{page}");
-    assert!(page.contains("Enrol from photos"), "{page}");
-    let form = multipart::Form::new()
-        .text("csrf", csrf(&page))
-        .text("school", SCHOOL)
-        .file("photo", photo)
-        .unwrap();
-    let (status, job_page, body) = send(
-        http.post(url(&format!("/students/{student}/photos")))
-            .multipart(form),
-    );
-    assert_eq!(status, 303, "{body}");
-    assert!(job_page.starts_with("/enrolment/"), "{job_page}");
-    let (status, _, html) = send(http.get(url(&job_page)));
-    assert_eq!(status, 200, "{html}");
-    html
+            .body(form);
+        self.send(request)
+    }
+
+    fn post_multipart(&mut self, path: &str, form: multipart::Form) -> (u16, String, String) {
+        let request = self.http.post(self.url(path)).multipart(form);
+        self.send(request)
+    }
+
+    /// Enrols a student from a photo with the form on the student's page; the job page's HTML.
+    fn enrol(&mut self, student: &str, photo: &std::path::Path) -> String {
+        let (status, _, page) = self.get(&format!("/students/{student}?school={SCHOOL}"));
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains("Enrol from photos"), "{page}");
+        let form = multipart::Form::new()
+            .text("csrf", csrf(&page))
+            .text("school", SCHOOL)
+            .file("photo", photo)
+            .unwrap();
+        let (status, job_page, body) =
+            self.post_multipart(&format!("/students/{student}/photos"), form);
+        assert_eq!(status, 303, "{body}");
+        assert!(job_page.starts_with("/enrolment/"), "{job_page}");
+        let (status, _, html) = self.get(&job_page);
+        assert_eq!(status, 200, "{html}");
+        html
+    }
+
+    /// Ticks (or unticks) the settings page's "keep face crops", the rest as it is.
+    fn keep_crops(&mut self, keep: bool) {
+        let (status, _, page) = self.get(&format!("/settings?school={SCHOOL}"));
+        assert_eq!(status, 200, "{page}");
+        let value = |name: &str| {
+            let at = page
+                .find(&format!("name=\"{name}\""))
+                .unwrap_or_else(|| panic!("a {name} field"));
+            let tail = &page[at..];
+            match tail.find("value=\"") {
+                Some(v) if v < tail.find('>').unwrap() => {
+                    tail[v + 7..].split('"').next().unwrap().to_owned()
+                }
+                _ => String::new(),
+            }
+        };
+        let mut fields = vec![
+            ("csrf".to_owned(), csrf(&page)),
+            ("school".to_owned(), SCHOOL.to_owned()),
+            ("crops_shown".to_owned(), "1".to_owned()),
+        ];
+        for name in ["time_zone", "chronic_percent", "offline_minutes"] {
+            fields.push((name.to_owned(), value(name)));
+        }
+        if keep {
+            fields.push(("keep_crops".to_owned(), "1".to_owned()));
+        }
+        let form = serde_urlencoded::to_string(&fields).unwrap();
+        let (status, location, body) = self.post_form("/settings", form);
+        assert_eq!(status, 303, "{body}");
+        assert!(location.contains("saved=1"), "{location}");
+    }
+}
+
+/// The CSRF token of a dashboard page's form.
+fn csrf(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    html[at..].split('"').next().unwrap().to_owned()
 }
 
 /// A student's photos and a school's ZIP, enrolled on the server through the ML service, reach a
@@ -160,7 +231,7 @@ fn photos_enrolled_centrally_are_recognised_by_a_box(backend: Backend) {
     let classroom = joined(&server, "", "room A");
 
     // One student's photo on the dashboard: the form waits for the template, then shows the job.
-    let html = enrol_on_the_dashboard(&server, &students[0].id, &students[0].enrol_photo);
+    let html = Dashboard::sign_in(&server).enrol(&students[0].id, &students[0].enrol_photo);
     assert!(html.contains("1 enrolled"), "{html}");
     assert!(html.contains("Every box of the school receives"), "{html}");
     // The same face for someone else is a look-alike: refused, naming whom it matches.
@@ -467,4 +538,161 @@ fn a_stalling_service_is_timed_out_and_retried_on_schedule() {
     assert!(retries[0].contains("retry_in_ms=300"), "{}", retries[0]);
     assert!(retries[1].contains("retry_in_ms=600"), "{}", retries[1]);
     assert!(retries[0].contains("no answer in time"), "{}", retries[0]);
+}
+
+/// The vectors of the server's live templates, by source, from its embedded database.
+fn server_templates(server: &Server) -> Vec<(String, String, String, Vec<f32>)> {
+    let db = rusqlite::Connection::open(server.data_path().join("rollcall-server.sqlite")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let mut stmt = db
+        .prepare(
+            "SELECT id, student_id, space, embedding FROM templates WHERE tombstone = 0
+             ORDER BY student_id, space",
+        )
+        .unwrap();
+    stmt.query_map([], |r| {
+        let blob: Vec<u8> = r.get(3)?;
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            blob.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        ))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// A school that keeps face crops: central enrolment keeps each template's aligned face, and
+/// after a model change re-embedding makes a template in the new space from each, equal to the
+/// one the photo made, which a box recognises; once per crop and space. Switched off, the crops
+/// are deleted. (No second embedding model ships with this build, so the model change is made
+/// by relabelling the stored templates as an older space, with the server stopped.)
+#[test]
+fn kept_face_crops_are_reembedded_after_a_model_change() {
+    let students = common::students(2);
+    let service = MlService::start("pipelines = 1", "");
+    let (mut server, _roster) =
+        school_with(Backend::Embedded, &students, &ml_config(service.port, ""));
+    let mut dashboard = Dashboard::sign_in(&server);
+    dashboard.keep_crops(true);
+    for s in &students {
+        let (status, job) = upload_photos(&server, &s.id, &[&s.enrol_photo], "wait_s=60");
+        assert_eq!(
+            (status, job["report"][0]["state"].as_str()),
+            (200, Some("enrolled")),
+            "{job}"
+        );
+    }
+    let overview = server.call(
+        Method::GET,
+        &format!("/v1/schools/{SCHOOL}/enrolment"),
+        None,
+    );
+    assert_eq!(
+        (
+            overview["keep_crops"].as_bool(),
+            overview["kept_crops"].as_u64()
+        ),
+        (Some(true), Some(2)),
+        "{overview}"
+    );
+    // Nothing to do in the service's own space.
+    let reembed = format!("/v1/schools/{SCHOOL}/reembed");
+    let report = server.call(Method::POST, &reembed, None);
+    assert_eq!(
+        (report["made"].as_u64(), report["already"].as_u64()),
+        (Some(0), Some(2)),
+        "{report}"
+    );
+
+    // The model changes: the templates held were made by the one before.
+    let made_by_photos = server_templates(&server);
+    assert_eq!(made_by_photos.len(), 2);
+    server.kill();
+    let db = rusqlite::Connection::open(server.data_path().join("rollcall-server.sqlite")).unwrap();
+    db.execute("UPDATE templates SET space = 'fr_feature-v0'", [])
+        .unwrap();
+    drop(db);
+    server.resume();
+
+    // From the dashboard's Enrolment page: two new templates, in the service's space.
+    let (status, _, page) = dashboard.get(&format!("/enrolment?school={SCHOOL}"));
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("2 kept"), "{page}");
+    let (status, location, body) = dashboard.post_form(
+        "/enrolment/reembed",
+        serde_urlencoded::to_string([("csrf", csrf(&page).as_str()), ("school", SCHOOL)]).unwrap(),
+    );
+    assert_eq!(status, 303, "{body}");
+    let (_, _, page) = dashboard.get(&location);
+    assert!(
+        page.contains(
+            "Re-embedded into fr_feature-v1: 2 new templates from kept crops; 0 already there."
+        ),
+        "{page}"
+    );
+    let held = server_templates(&server);
+    assert_eq!(held.len(), 4, "{held:?}");
+    for (old_id, student, _, old) in &made_by_photos {
+        let (_, _, _, new) = held
+            .iter()
+            .find(|(id, s, space, _)| s == student && space == "fr_feature-v1" && id != old_id)
+            .unwrap_or_else(|| panic!("{student}: no template in the new space"));
+        let cosine: f32 = old.iter().zip(new).map(|(a, b)| a * b).sum();
+        assert!(cosine >= 0.9999, "{student}: {cosine}");
+    }
+    // Again: every crop is already there.
+    let report = server.call(Method::POST, &reembed, None);
+    assert_eq!(
+        (report["made"].as_u64(), report["already"].as_u64()),
+        (Some(0), Some(2)),
+        "{report}"
+    );
+    assert_eq!(report["need_photos"], serde_json::json!([]), "{report}");
+
+    // A box on the new model pulls them and marks both students present.
+    let classroom = joined(&server, "", "room A");
+    classroom.sync_until_done();
+    let outcome = capture(
+        &classroom,
+        &[&students[0].class_photo, &students[1].class_photo],
+    );
+    let ids: std::collections::BTreeSet<String> = students.iter().map(|s| s.id.clone()).collect();
+    assert_eq!(names(&outcome["present"]), ids, "{outcome}");
+
+    // The school stops keeping crops: they are deleted, and a student is enrolled without one.
+    dashboard.keep_crops(false);
+    let overview = server.call(
+        Method::GET,
+        &format!("/v1/schools/{SCHOOL}/enrolment"),
+        None,
+    );
+    assert_eq!(
+        (
+            overview["keep_crops"].as_bool(),
+            overview["kept_crops"].as_u64()
+        ),
+        (Some(false), Some(0)),
+        "{overview}"
+    );
+    let (status, job) = upload_photos(
+        &server,
+        &students[0].id,
+        &[&students[0].class_photo],
+        "wait_s=60&force=true",
+    );
+    assert_eq!(status, 200, "{job}");
+    let overview = server.call(
+        Method::GET,
+        &format!("/v1/schools/{SCHOOL}/enrolment"),
+        None,
+    );
+    assert_eq!(overview["kept_crops"].as_u64(), Some(0), "{overview}");
+    let (status, _, audit) = dashboard.get(&format!("/audit?school={SCHOOL}"));
+    assert_eq!(status, 200, "{audit}");
+    assert!(audit.contains("re-embedded kept face crops"), "{audit}");
 }

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::auth::SchoolAdmin;
 use super::{AppState, BodyBytes, openapi};
 use crate::api::ApiError;
-use crate::ml_client::{EnrolHealth, Enroller, Job, PhotoState, SubmitError, Upload};
+use crate::ml_client::{
+    EnrolHealth, Enroller, Job, PhotoState, ReembedError, Reembedded, SubmitError, Upload,
+};
 
 /// The photos' body as the document shows it.
 struct PhotoParts;
@@ -145,6 +147,10 @@ pub struct EnrolmentJson {
     pub service: ServiceJson,
     /// Newest first; finished jobs' reports are kept a week.
     pub jobs: Vec<JobJson>,
+    /// Whether the school keeps each template's 112x112 aligned face (its setting `keep_crops`).
+    pub keep_crops: bool,
+    /// How many crops the school keeps, for re-embedding after a model change.
+    pub kept_crops: usize,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -173,7 +179,7 @@ impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> ApiError {
         match e {
             SubmitError::UnknownStudent(id) => ApiError::NotFound(format!("student {id}")),
-            SubmitError::QueueFull { .. } => ApiError::QueueFull(e.to_string()),
+            SubmitError::QueueFull { .. } => ApiError::EnrolmentBusy(e.to_string()),
             SubmitError::Store(e) => e.into(),
             SubmitError::Disk(e) => ApiError::Internal(e.to_string()),
             other => ApiError::InvalidRequest(other.to_string()),
@@ -340,5 +346,41 @@ pub(super) async fn overview(
             .iter()
             .map(JobJson::from)
             .collect(),
+        keep_crops: state.store().school_settings(&school_id).await?.keep_crops,
+        kept_crops: state.store().kept_crops(&school_id, false).await?.len(),
     }))
+}
+
+impl From<ReembedError> for ApiError {
+    fn from(e: ReembedError) -> ApiError {
+        match e {
+            ReembedError::Service(e) => ApiError::EnrolmentBusy(format!(
+                "the ML service cannot re-embed now ({e}); nothing was changed"
+            )),
+            ReembedError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// `POST /v1/schools/{school}/reembed`.
+#[utoipa::path(
+    post,
+    path = "/v1/schools/{school}/reembed",
+    summary = "After the ML service's model changed (a new embedding space): make a template in its space from each face crop the school kept (setting `keep_crops`), once per crop and space, so that boxes on the new model recognise the students without new photos. Students whose templates are all in another space and who have no usable crop are listed in `need_photos`. Run it again safely: crops already re-embedded are counted in `already`.",
+    responses(
+        (status = 200, description = "done", body = Reembedded),
+        (status = 404, description = openapi::E404, body = openapi::ErrorJson),
+        (status = 503, description = openapi::E503, body = openapi::ErrorJson),
+    ),
+    security(("session" = [])),
+    extensions(("x-rollcall-access" = json!("admin"))),
+)]
+pub(super) async fn reembed(
+    State(state): State<AppState>,
+    SchoolAdmin { user, school_id }: SchoolAdmin,
+) -> Result<Json<Reembedded>, ApiError> {
+    let report = enroller(&state)?
+        .reembed(&school_id, &user.username)
+        .await?;
+    Ok(Json(report))
 }

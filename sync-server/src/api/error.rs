@@ -73,9 +73,10 @@ pub enum ApiError {
     /// retried what was worth retrying (a write conflict, a primary stepping down) before this.
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    /// 503 `unavailable`, with `Retry-After`: central enrolment's queue of photos is full.
+    /// 503 `unavailable`, with `Retry-After`: central enrolment cannot take this now (its queue of
+    /// photos is full, or the ML service does not answer).
     #[error("{0}")]
-    QueueFull(String),
+    EnrolmentBusy(String),
     /// 500 `internal`; the detail is logged only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -120,7 +121,7 @@ impl ApiError {
             ApiError::InvalidRoster(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ApiError::Unavailable(_) | ApiError::Busy { .. } | ApiError::QueueFull(_) => {
+            ApiError::Unavailable(_) | ApiError::Busy { .. } | ApiError::EnrolmentBusy(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -146,7 +147,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => ApiErrorCode::RateLimited,
             ApiError::ProvisioningCode(_) => ApiErrorCode::ProvisioningCodeInvalid,
             ApiError::InvalidRoster(_) => ApiErrorCode::InvalidRoster,
-            ApiError::Unavailable(_) | ApiError::Busy { .. } | ApiError::QueueFull(_) => {
+            ApiError::Unavailable(_) | ApiError::Busy { .. } | ApiError::EnrolmentBusy(_) => {
                 ApiErrorCode::Unavailable
             }
             ApiError::Internal(_) => ApiErrorCode::Internal,
@@ -191,7 +192,7 @@ impl IntoResponse for ApiError {
         let status = self.status();
         match &self {
             // Load shed on purpose, not a failure: the client is told when to come back.
-            ApiError::Busy { .. } | ApiError::QueueFull(_) => {
+            ApiError::Busy { .. } | ApiError::EnrolmentBusy(_) => {
                 tracing::debug!(error = %self, "request turned away")
             }
             // The one place a 5xx detail is logged: it is not returned.
@@ -216,7 +217,7 @@ impl IntoResponse for ApiError {
                     HeaderValue::from(UNAVAILABLE_RETRY_AFTER_S),
                 );
             }
-            ApiError::QueueFull(_) => {
+            ApiError::EnrolmentBusy(_) => {
                 response.headers_mut().insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(QUEUE_FULL_RETRY_AFTER_S),

@@ -310,6 +310,7 @@ fn route_table() -> Vec<UtoipaMethodRouter<AppState>> {
         routes!(enrol::zip_photos),
         routes!(enrol::job),
         routes!(enrol::overview),
+        routes!(enrol::reembed),
         routes!(admin::create_user),
         routes!(attendance::by_section),
         routes!(attendance::by_student),

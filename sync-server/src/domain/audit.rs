@@ -21,6 +21,7 @@ pub enum Action {
     GuardianLinked,
     GuardianUnlinked,
     PhotosEnrolled,
+    TemplatesReembedded,
 }
 
 shared_proto::vocabulary!(Action, "audit action", {
@@ -38,6 +39,7 @@ shared_proto::vocabulary!(Action, "audit action", {
     GuardianLinked => "guardian_linked",
     GuardianUnlinked => "guardian_unlinked",
     PhotosEnrolled => "photos_enrolled",
+    TemplatesReembedded => "templates_reembedded",
 });
 
 impl Action {
@@ -58,6 +60,7 @@ impl Action {
             Action::GuardianLinked => "added a guardian",
             Action::GuardianUnlinked => "removed a guardian",
             Action::PhotosEnrolled => "enrolled photos",
+            Action::TemplatesReembedded => "re-embedded kept face crops",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! A school's own settings: its time zone (what "today" and a lesson's time mean), the share of
 //! missed lessons that makes chronic absence, and how long a box may be silent before the
-//! dashboard calls it offline, and what notices it sends (issue 16). Stored as this type's serde
+//! dashboard calls it offline, what notices it sends (issue 16), and whether central enrolment
+//! keeps face crops (issue 17). Stored as this type's serde
 //! form on both stores; a field missing from stored settings reads as its default.
 
 use jiff::tz::TimeZone;
@@ -35,6 +36,10 @@ pub struct SchoolSettings {
     pub offline_alerts: bool,
     /// Where the admins' digest and alerts go (lower case, checked like a guardian's).
     pub admin_emails: Vec<String>,
+    /// Whether central enrolment keeps each template's 112x112 aligned face (never the photo), so
+    /// that a model change re-embeds them instead of asking for new photos. Off by default;
+    /// switched off, every kept crop is deleted.
+    pub keep_crops: bool,
 }
 
 impl Default for SchoolSettings {
@@ -51,6 +56,7 @@ impl Default for SchoolSettings {
             admin_digest_time: "16:30".to_owned(),
             offline_alerts: true,
             admin_emails: Vec::new(),
+            keep_crops: false,
         }
     }
 }

@@ -89,9 +89,9 @@ pub struct EnrolHealth {
 }
 
 pub struct Enroller {
-    store: Arc<dyn Store>,
-    client: MlClient,
-    clock: Arc<dyn Clock>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) client: MlClient,
+    pub(super) clock: Arc<dyn Clock>,
     config: MlConfig,
     queue: Mutex<JobQueue>,
     wake: tokio::sync::Notify,
@@ -454,11 +454,16 @@ impl Enroller {
             self.finish(job).await;
             return Ok(true);
         }
+        let keep_crops = match self.store.school_settings(&job.school).await {
+            Ok(settings) => settings.keep_crops,
+            Err(e) => return Err(MlError::Unreachable(format!("the store: {e}"))),
+        };
         let request = EnrolRequest {
             photos,
             space: status.space.clone(),
             gallery,
             force: job.force,
+            keep_crops,
         };
         let answer = match self.client.enrol(&request).await {
             Ok(answer) => answer,
@@ -484,11 +489,15 @@ impl Enroller {
             )));
         }
         let mut events = Vec::new();
+        let mut crops = Vec::new();
         for (&i, outcome) in batch.iter().zip(answer.photos) {
             let photo = &mut job.photos[i];
             match outcome {
                 EnrolOutcome::Enrolled {
-                    embedding, score, ..
+                    embedding,
+                    score,
+                    crop,
+                    ..
                 } => {
                     // The same ids for the same photo of the same job: a crash before the job is
                     // saved makes the retry an event already applied, not a second template.
@@ -509,6 +518,9 @@ impl Enroller {
                             created_at: now,
                         }),
                     });
+                    if let Some(crop) = crop.filter(|_| keep_crops) {
+                        crops.push((id.clone(), crop));
+                    }
                     photo.template = Some(id);
                 }
                 EnrolOutcome::Refused { error, message, .. } => {
@@ -546,9 +558,35 @@ impl Enroller {
                     }
                 }
             }
+            self.keep_crops(&job, crops).await;
         }
         self.finish(job).await;
         Ok(true)
+    }
+
+    /// Keeps the crops of the job's templates that were stored (base64 from the service). A crop
+    /// that cannot be kept costs only a later re-embedding: logged, and the job goes on.
+    async fn keep_crops(&self, job: &Job, crops: Vec<(String, String)>) {
+        for (template, crop) in crops {
+            if !job.photos.iter().any(|p| {
+                p.state == PhotoState::Enrolled && p.template.as_deref() == Some(&template)
+            }) {
+                continue;
+            }
+            let kept = match base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                &crop,
+            ) {
+                Ok(bytes) => self.store.keep_crop(&job.school, &template, &bytes).await,
+                Err(e) => {
+                    tracing::warn!(job = %job.id, error = %e, "the service sent a crop that is not base64");
+                    continue;
+                }
+            };
+            if let Err(e) = kept {
+                tracing::warn!(job = %job.id, error = %e, "cannot keep a face crop");
+            }
+        }
     }
 
     /// Saves a job's progress; a job with nothing waiting is finished, with its audit line.
@@ -599,7 +637,7 @@ fn ids_of(job: &str, i: usize) -> (String, String) {
 
 /// Templates made here are filed as a school's own "central" device's: the push rules apply to
 /// them as to a box's (`domain::push`), and nobody can sync as it (it has no token).
-fn central_device(school: &str) -> Device {
+pub(super) fn central_device(school: &str) -> Device {
     Device {
         id: "central".into(),
         school_id: school.to_owned(),
@@ -612,7 +650,7 @@ fn central_device(school: &str) -> Device {
     }
 }
 
-fn consent_words(consent: Consent) -> &'static str {
+pub(super) fn consent_words(consent: Consent) -> &'static str {
     match consent {
         Consent::Granted => "granted",
         Consent::Withdrawn => "withdrawn",

@@ -2,23 +2,29 @@
 //! service under one circuit breaker (`shared_proto::breaker`: the box's rule) with a timeout and
 //! retries; `JobQueue` keeps uploaded photos on disk until the service has made templates of them;
 //! `Enroller` runs the jobs and stores each template as the domain's `template_added`, so every box
-//! of the school pulls it as it pulls a template another box made.
+//! of the school pulls it as it pulls a template another box made. A school that keeps face
+//! crops has them re-embedded after a model change (`reembed`).
 //!
 //! The server compares no vectors: the enrolment gate (one usable face, size, sharpness, pose, not
 //! another student's face) is the box's own code, run by the service.
 
 mod enrol;
 mod jobs;
+mod reembed;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use shared_proto::breaker::{Breaker, BreakerRule, Link};
-use shared_proto::ml::service::{self as wire, EnrolRequest, EnrolResponse, StatusResponse};
+use shared_proto::ml::service::{
+    self as wire, EmbedCropsRequest, EmbedCropsResponse, EnrolRequest, EnrolResponse,
+    StatusResponse,
+};
 
 pub use enrol::{EnrolHealth, Enroller, SubmitError, Upload};
 pub use jobs::{Job, Photo, PhotoState};
+pub use reembed::{ReembedError, Reembedded};
 
 use crate::api::Clock;
 use crate::config::MlConfig;
@@ -126,14 +132,36 @@ impl MlClient {
         Ok(status)
     }
 
+    /// Forgets the status read: the next `status` asks the service (which may have been
+    /// restarted with another model).
+    pub fn forget_status(&self) {
+        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     /// `POST /v1/ml/enrol-faces`.
     pub async fn enrol(&self, request: &EnrolRequest) -> Result<EnrolResponse, MlError> {
+        self.post(wire::ENROL_FACES, request).await
+    }
+
+    /// `POST /v1/ml/embed-crops`.
+    pub async fn embed_crops(
+        &self,
+        request: &EmbedCropsRequest,
+    ) -> Result<EmbedCropsResponse, MlError> {
+        self.post(wire::EMBED_CROPS, request).await
+    }
+
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        request: &impl serde::Serialize,
+    ) -> Result<T, MlError> {
         let body = serde_json::to_vec(request)
             .map_err(|e| MlError::Garbled(format!("cannot encode the request: {e}")))?;
-        let answer = self.call(wire::ENROL_FACES, Some(body)).await;
+        let answer = self.call(path, Some(body)).await;
         if let Err(MlError::Refused { status: 400, .. }) = &answer {
             // Perhaps the service now embeds in another space: read its status again next time.
-            *self.status.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            self.forget_status();
         }
         answer
     }

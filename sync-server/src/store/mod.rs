@@ -352,6 +352,19 @@ impl ChangePage {
     }
 }
 
+/// An aligned face kept with a live template (`SchoolSettings::keep_crops`), for re-embedding
+/// after a model change (`shared_proto::crop`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeptCrop {
+    pub template: String,
+    pub student: String,
+    /// The space of the template the crop was taken for.
+    pub space: shared_proto::EmbeddingSpace,
+    pub quality: f32,
+    /// RGB bytes; empty when read without them.
+    pub crop: Vec<u8>,
+}
+
 /// Counters for `/metrics` and the admin devices page.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreCounts {
@@ -610,6 +623,20 @@ pub trait Store: Send + Sync + 'static {
         school_id: &str,
         student_id: Option<&str>,
     ) -> Result<Vec<Template>, StoreError>;
+
+    /// Keeps `crop` with the school's live template `template_id`; false when it holds no such
+    /// live template (tombstoned or erased meanwhile: the crop is not kept).
+    async fn keep_crop(
+        &self,
+        school_id: &str,
+        template_id: &str,
+        crop: &[u8],
+    ) -> Result<bool, StoreError>;
+    /// The crops kept with the school's live templates, oldest template first; with `bytes`
+    /// false, without the crops' bytes (to count them). A tombstone and an erasure delete them.
+    async fn kept_crops(&self, school_id: &str, bytes: bool) -> Result<Vec<KeptCrop>, StoreError>;
+    /// Deletes every crop the school keeps (the setting switched off); how many.
+    async fn drop_crops(&self, school_id: &str) -> Result<u64, StoreError>;
 
     // Sync.
     /// Applies a push from `device` in one transaction: each event is acked (now or earlier) or

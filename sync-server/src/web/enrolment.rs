@@ -1,6 +1,7 @@
 //! Central enrolment's pages (issue 17): the ML service's state and the photos waiting, a ZIP
-//! upload, each upload's progress and report, and a student's photos from their page. The work is
-//! `ml_client::Enroller`'s, as for the API's uploads.
+//! upload, each upload's progress and report, a student's photos from their page, and the kept
+//! face crops re-embedded after a model change. The work is `ml_client::Enroller`'s, as for the
+//! API's.
 
 use std::time::Duration;
 
@@ -73,6 +74,9 @@ struct EnrolmentPage {
     service: Option<ServiceView>,
     jobs: Vec<JobLine>,
     notice: Option<String>,
+    /// The school's setting `keep_crops`, and how many crops it keeps.
+    keep_crops: bool,
+    kept_crops: usize,
 }
 
 struct PhotoLine {
@@ -119,13 +123,62 @@ pub(super) async fn page(
         }
         None => (None, Vec::new()),
     };
+    let keep_crops = state.store().school_settings(&school_id).await?.keep_crops;
+    let kept_crops = state.store().kept_crops(&school_id, false).await?.len();
     Ok(EnrolmentPage {
         chrome: Chrome::of(&user, Some(school_id)),
         service,
         jobs,
         notice: given(params.notice),
+        keep_crops,
+        kept_crops,
     }
     .into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct ReembedForm {
+    csrf: String,
+    school: Option<String>,
+}
+
+/// `POST /enrolment/reembed`: the school's kept crops into the ML service's space; the Enrolment
+/// page then says what was done.
+pub(super) async fn reembed(
+    State(state): State<AppState>,
+    user: WebUser,
+    axum::Form(form): axum::Form<ReembedForm>,
+) -> Result<Response, WebError> {
+    let Some(school_id) =
+        admin_school(&state, &user, Some(&form.csrf), form.school, "enrolment").await?
+    else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    let report = crate::api::enrol::enroller(&state)?
+        .reembed(&school_id, &user.user.username)
+        .await
+        .map_err(ApiError::from)?;
+    let mut notice = format!(
+        "Re-embedded into {}: {} new templates from kept crops; {} already there.",
+        report.space, report.made, report.already
+    );
+    if !report.skipped.is_empty() {
+        notice += &format!(
+            " {} crops skipped (the first: {}).",
+            report.skipped.len(),
+            report.skipped[0].1
+        );
+    }
+    if !report.need_photos.is_empty() {
+        notice += &format!(
+            " {} students need new photos: {}.",
+            report.need_photos.len(),
+            report.need_photos.join(", ")
+        );
+    }
+    let query = serde_urlencoded::to_string([("school", school_id.as_str()), ("notice", &notice)])
+        .unwrap_or_default();
+    Ok(Redirect::to(&format!("/enrolment?{query}")).into_response())
 }
 
 /// `GET /enrolment/{job}`.

@@ -121,6 +121,7 @@ pub fn routes(max_roster_bytes: usize, max_upload_bytes: usize) -> Router<AppSta
                 .post(enrolment::upload)
                 .layer(axum::extract::DefaultBodyLimit::max(max_upload_bytes)),
         )
+        .route("/enrolment/reembed", post(enrolment::reembed))
         .route("/enrolment/{job}", get(enrolment::job))
         .route(
             "/students/{student}/photos",

@@ -58,6 +58,10 @@ pub(super) struct SettingsForm {
     /// script): the school's notice settings are then kept as they are.
     #[serde(flatten)]
     notices: Option<NoticesForm>,
+    /// `crops_shown` is sent with the crops checkbox, which is absent when not ticked: without it
+    /// (a form from before), the setting is kept as it is.
+    crops_shown: Option<String>,
+    keep_crops: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -136,6 +140,9 @@ pub(super) async fn save(
     if let Some(notices) = form.notices {
         settings = notices.apply(settings)?;
     }
+    if form.crops_shown.is_some() {
+        settings.keep_crops = form.keep_crops.is_some();
+    }
     settings
         .validate()
         .map_err(|e| WebError(ApiError::InvalidRequest(e.to_string())))?;
@@ -143,6 +150,13 @@ pub(super) async fn save(
         .store()
         .set_school_settings(&school_id, &settings)
         .await?;
+    if !settings.keep_crops {
+        // Switched off: what was kept goes too (after the setting, so no crop is kept meanwhile).
+        let dropped = state.store().drop_crops(&school_id).await?;
+        if dropped > 0 {
+            tracing::info!(school = %school_id, dropped, "face crops deleted: the school keeps none");
+        }
+    }
     let query = serde_urlencoded::to_string([("school", school_id.as_str()), ("saved", "1")])
         .unwrap_or_default();
     Ok(Redirect::to(&format!("/settings?{query}")).into_response())

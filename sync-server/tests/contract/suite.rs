@@ -49,6 +49,7 @@ macro_rules! contract_tests {
             consent_withdrawn_tombstones_templates,
             consent_changed_event_tombstones_templates,
             erase_student_leaves_tombstones,
+            kept_crops_go_with_their_templates,
             pull_pages_in_order,
             pull_later_change_supersedes_earlier,
             pull_consistent_under_concurrent_pushes,
@@ -992,6 +993,120 @@ pub async fn erase_student_leaves_tombstones(backend: &impl Backend) {
         fx.store.erase_student(SCHOOL, OTHER_STUDENT).await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+/// A face crop kept with a live template is read back, never kept with a tombstone, and goes
+/// when its template is deleted, its student erased, or the school stops keeping crops.
+pub async fn kept_crops_go_with_their_templates(backend: &impl Backend) {
+    let fx = fixture(backend).await;
+    let templates = two_templates(&fx).await;
+    let crop = |seed: u8| vec![seed; 112 * 112 * 3];
+    for (i, t) in templates.iter().enumerate() {
+        assert!(
+            fx.store
+                .keep_crop(SCHOOL, &t.id, &crop(i as u8 + 1))
+                .await
+                .expect("keep")
+        );
+    }
+    let other = template_data(STU_2, 0.1);
+    push_ok(&fx, std::slice::from_ref(&template_added(&other))).await;
+    assert!(
+        fx.store
+            .keep_crop(SCHOOL, &other.id, &crop(9))
+            .await
+            .expect("keep")
+    );
+    // Another school's template, or none at all: nothing kept.
+    assert!(
+        !fx.store
+            .keep_crop(OTHER_SCHOOL, &other.id, &crop(9))
+            .await
+            .expect("keep")
+    );
+    assert!(
+        !fx.store
+            .keep_crop(SCHOOL, &new_id(), &crop(9))
+            .await
+            .expect("keep")
+    );
+
+    let kept = fx.store.kept_crops(SCHOOL, true).await.expect("crops");
+    let mut held: Vec<(String, String, u8, usize)> = kept
+        .iter()
+        .map(|k| {
+            (
+                k.template.clone(),
+                k.student.clone(),
+                k.crop[0],
+                k.crop.len(),
+            )
+        })
+        .collect();
+    held.sort();
+    let mut expected = vec![
+        (templates[0].id.clone(), STU_1.to_owned(), 1, 112 * 112 * 3),
+        (templates[1].id.clone(), STU_1.to_owned(), 2, 112 * 112 * 3),
+        (other.id.clone(), STU_2.to_owned(), 9, 112 * 112 * 3),
+    ];
+    expected.sort();
+    assert_eq!(held, expected);
+    assert!(
+        kept.iter()
+            .all(|k| k.space.as_str() == "fr_feature-v1" && k.quality == 0.9)
+    );
+    // Without bytes: the same crops, to count.
+    let counted = fx.store.kept_crops(SCHOOL, false).await.expect("crops");
+    assert_eq!(counted.len(), 3);
+    assert!(counted.iter().all(|k| k.crop.is_empty()));
+    assert_eq!(
+        fx.store
+            .kept_crops(OTHER_SCHOOL, true)
+            .await
+            .expect("crops"),
+        vec![]
+    );
+    // The templates of a student still hold no crop bytes in what the look-alike check reads.
+    assert_eq!(templates_of(&*fx.store, SCHOOL, STU_1).await, templates);
+
+    // A template deleted takes its crop; a tombstone keeps none.
+    push_ok(&fx, &[template_deleted(&templates[0].id, STU_1)]).await;
+    assert!(
+        !fx.store
+            .keep_crop(SCHOOL, &templates[0].id, &crop(1))
+            .await
+            .expect("keep")
+    );
+    let left: BTreeSet<String> = fx
+        .store
+        .kept_crops(SCHOOL, false)
+        .await
+        .expect("crops")
+        .into_iter()
+        .map(|k| k.template)
+        .collect();
+    assert_eq!(
+        left,
+        BTreeSet::from([templates[1].id.clone(), other.id.clone()])
+    );
+    // Erasure takes the student's.
+    fx.store.erase_student(SCHOOL, STU_1).await.expect("erase");
+    let left: Vec<String> = fx
+        .store
+        .kept_crops(SCHOOL, false)
+        .await
+        .expect("crops")
+        .into_iter()
+        .map(|k| k.template)
+        .collect();
+    assert_eq!(left, vec![other.id.clone()]);
+    // The setting switched off takes the rest.
+    assert_eq!(fx.store.drop_crops(SCHOOL).await.expect("drop"), 1);
+    assert_eq!(
+        fx.store.kept_crops(SCHOOL, false).await.expect("crops"),
+        vec![]
+    );
+    assert_eq!(fx.store.drop_crops(SCHOOL).await.expect("drop"), 0);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -342,7 +342,7 @@ pub async fn write(tx: &mut Tx<'_>, school_id: &str, writes: &[Write<'_>]) -> Re
                         doc! { "_id": template },
                         doc! {
                             "$set": { "tombstone": true },
-                            "$unset": { "model_id": "", "space": "", "embedding": "" },
+                            "$unset": { "model_id": "", "space": "", "embedding": "", "crop": "" },
                             "$setOnInsert": { "school_id": school_id, "student_id": student },
                         },
                     )

@@ -29,9 +29,10 @@ use mongodb::{Client, Collection, Database};
 use shared_proto::sync::{Consent, MarkSource, MarkStatus, ScheduleSlot};
 
 use super::{
-    AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, MachineDecisions,
-    Millis, NoticeQuery, ProvisioningCode, RedeemRefusal, RosterBatch, RosterSummary, School,
-    Section, Seen, Store, StoreCounts, StoreError, Student, Tally, TallyRow, User,
+    AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, KeptCrop,
+    MachineDecisions, Millis, NoticeQuery, ProvisioningCode, RedeemRefusal, RosterBatch,
+    RosterSummary, School, Section, Seen, Store, StoreCounts, StoreError, Student, Tally, TallyRow,
+    User,
 };
 use docs::{MarkDoc, SectionDoc, StudentDoc, TemplateDoc};
 use error::DbError;
@@ -728,6 +729,7 @@ impl Store for MongoStore {
         let cursor = self
             .coll::<TemplateDoc>(names::TEMPLATES)
             .find(filter)
+            .projection(doc! { "crop": 0 })
             .sort(doc! { "created_at": 1, "_id": 1 })
             .await
             .map_err(DbError::from)?;
@@ -737,6 +739,23 @@ impl Store for MongoStore {
             templates.push(doc.into_template()?);
         }
         Ok(templates)
+    }
+
+    async fn keep_crop(
+        &self,
+        school_id: &str,
+        template_id: &str,
+        crop: &[u8],
+    ) -> Result<bool, StoreError> {
+        Ok(templates::keep_crop(self, school_id, template_id, crop).await?)
+    }
+
+    async fn kept_crops(&self, school_id: &str, bytes: bool) -> Result<Vec<KeptCrop>, StoreError> {
+        Ok(templates::kept_crops(self, school_id, bytes).await?)
+    }
+
+    async fn drop_crops(&self, school_id: &str) -> Result<u64, StoreError> {
+        Ok(templates::drop_crops(self, school_id).await?)
     }
 
     async fn apply_events(

@@ -1,10 +1,16 @@
-//! Face templates and their tombstones, read inside a transaction (writes are `events::write`'s).
+//! Face templates and their tombstones, read inside a transaction (writes are `events::write`'s),
+//! and the aligned face crops a school may keep with its live templates (`crop`, unset by a
+//! tombstone; an erasure deletes the document).
 
-use mongodb::bson::{Document, doc};
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{Binary, Document, doc};
+use shared_proto::EmbeddingSpace;
 
 use super::error::DbError;
 use super::names::TEMPLATES;
 use super::tx::Tx;
+use super::{MongoStore, collect};
+use crate::store::KeptCrop;
 
 /// Ids of a student's live templates.
 pub async fn live_ids(tx: &mut Tx<'_>, student_id: &str) -> Result<Vec<String>, DbError> {
@@ -22,4 +28,72 @@ pub async fn live_ids(tx: &mut Tx<'_>, student_id: &str) -> Result<Vec<String>, 
         }
     }
     Ok(ids)
+}
+
+/// Keeps `crop` with a live template of the school; false when there is none.
+pub async fn keep_crop(
+    store: &MongoStore,
+    school_id: &str,
+    template_id: &str,
+    crop: &[u8],
+) -> Result<bool, DbError> {
+    let crop = Binary {
+        subtype: BinarySubtype::Generic,
+        bytes: crop.to_vec(),
+    };
+    let updated = store
+        .coll::<Document>(TEMPLATES)
+        .update_one(
+            doc! { "_id": template_id, "school_id": school_id, "tombstone": false },
+            doc! { "$set": { "crop": crop } },
+        )
+        .await?;
+    Ok(updated.matched_count == 1)
+}
+
+pub async fn kept_crops(
+    store: &MongoStore,
+    school_id: &str,
+    bytes: bool,
+) -> Result<Vec<KeptCrop>, DbError> {
+    let mut projection = doc! { "student_id": 1, "model_id": 1, "space": 1, "quality": 1 };
+    if bytes {
+        projection.insert("crop", 1);
+    }
+    let cursor = store
+        .coll::<Document>(TEMPLATES)
+        .find(doc! { "school_id": school_id, "tombstone": false, "crop": { "$exists": true } })
+        .projection(projection)
+        .sort(doc! { "created_at": 1, "_id": 1 })
+        .await?;
+    let text = |d: &Document, key: &str| d.get_str(key).unwrap_or_default().to_owned();
+    Ok(collect(cursor)
+        .await?
+        .into_iter()
+        .map(|d| {
+            let space = d
+                .get_str("space")
+                .ok()
+                .and_then(|s| EmbeddingSpace::new(s).ok())
+                .unwrap_or_else(|| EmbeddingSpace::of_model_str(&text(&d, "model_id")));
+            KeptCrop {
+                template: text(&d, "_id"),
+                student: text(&d, "student_id"),
+                space,
+                quality: d.get_f64("quality").unwrap_or_default() as f32,
+                crop: d.get_binary_generic("crop").cloned().unwrap_or_default(),
+            }
+        })
+        .collect())
+}
+
+pub async fn drop_crops(store: &MongoStore, school_id: &str) -> Result<u64, DbError> {
+    let updated = store
+        .coll::<Document>(TEMPLATES)
+        .update_many(
+            doc! { "school_id": school_id, "crop": { "$exists": true } },
+            doc! { "$unset": { "crop": "" } },
+        )
+        .await?;
+    Ok(updated.modified_count)
 }

@@ -26,9 +26,9 @@ use shared_proto::sync::{Consent, MarkStatus, ScheduleSlot};
 
 use super::rules::Owner;
 use super::{
-    AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, MachineDecisions,
-    Millis, NoticeQuery, ProvisioningCode, RedeemRefusal, RosterBatch, RosterSummary, School,
-    Section, Seen, Store, StoreCounts, StoreError, Student, Tally, User,
+    AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, KeptCrop,
+    MachineDecisions, Millis, NoticeQuery, ProvisioningCode, RedeemRefusal, RosterBatch,
+    RosterSummary, School, Section, Seen, Store, StoreCounts, StoreError, Student, Tally, User,
 };
 use crate::domain;
 use crate::domain::audit::{Entry as AuditEntry, Query as AuditQuery};
@@ -778,6 +778,33 @@ impl Store for SqliteStore {
         let (school_id, student_id) = (school_id.to_owned(), student_id.map(str::to_owned));
         self.readers
             .run(move |conn| templates::templates_of(conn, &school_id, student_id.as_deref()))
+            .await
+    }
+
+    async fn keep_crop(
+        &self,
+        school_id: &str,
+        template_id: &str,
+        crop: &[u8],
+    ) -> Result<bool, StoreError> {
+        let (school_id, template_id, crop) =
+            (school_id.to_owned(), template_id.to_owned(), crop.to_vec());
+        self.writer
+            .run(move |conn| templates::keep_crop(conn, &school_id, &template_id, &crop))
+            .await
+    }
+
+    async fn kept_crops(&self, school_id: &str, bytes: bool) -> Result<Vec<KeptCrop>, StoreError> {
+        let school_id = school_id.to_owned();
+        self.readers
+            .run(move |conn| templates::kept_crops(conn, &school_id, bytes))
+            .await
+    }
+
+    async fn drop_crops(&self, school_id: &str) -> Result<u64, StoreError> {
+        let school_id = school_id.to_owned();
+        self.writer
+            .run(move |conn| templates::drop_crops(conn, &school_id))
             .await
     }
 

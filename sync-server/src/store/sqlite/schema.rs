@@ -315,6 +315,8 @@ CREATE TABLE server_secrets (
     value TEXT NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // 13: the aligned face crop a school may keep with a template, for re-embedding (issue 17).
+    "ALTER TABLE templates ADD COLUMN crop BLOB;",
 ];
 
 pub fn supported_version() -> i64 {

@@ -1,5 +1,6 @@
 //! Face templates: the vector as a BLOB of little-endian f32 with its model id and embedding space
-//! (NULL in rows from before spaces: read as the model's space), and tombstones
+//! (NULL in rows from before spaces: read as the model's space), the aligned face crop a school
+//! may keep with it (`SchoolSettings::keep_crops`), and tombstones
 //! that keep a deleted template's id (never its vector) so a late `template_added` cannot bring
 //! it back.
 
@@ -8,7 +9,7 @@ use shared_proto::sync::Embedding;
 use shared_proto::{EmbeddingSpace, ModelId};
 
 use crate::domain::event::Template;
-use crate::store::StoreError;
+use crate::store::{KeptCrop, StoreError};
 
 /// Stores a new template.
 pub fn insert(conn: &Connection, school_id: &str, template: &Template) -> Result<(), StoreError> {
@@ -38,7 +39,7 @@ pub fn insert(conn: &Connection, school_id: &str, template: &Template) -> Result
     Ok(())
 }
 
-/// Turns a template (held or not yet seen) into a tombstone: the vector is purged.
+/// Turns a template (held or not yet seen) into a tombstone: the vector and the crop are purged.
 pub fn tombstone(
     conn: &Connection,
     school_id: &str,
@@ -47,7 +48,8 @@ pub fn tombstone(
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO templates (id, school_id, student_id, tombstone) VALUES (?1, ?2, ?3, 1)
-         ON CONFLICT (id) DO UPDATE SET tombstone = 1, embedding = NULL, model_id = NULL, space = NULL",
+         ON CONFLICT (id) DO UPDATE SET tombstone = 1, embedding = NULL, model_id = NULL, space = NULL,
+           crop = NULL",
     )?
     .execute(params![template_id, school_id, student_id])?;
     Ok(())
@@ -106,4 +108,57 @@ fn template_from_row(r: &Row<'_>) -> rusqlite::Result<Template> {
         source: r.get(5)?,
         created_at: r.get(6)?,
     })
+}
+
+/// Keeps `crop` with a live template of the school; false when there is none.
+pub fn keep_crop(
+    conn: &Connection,
+    school_id: &str,
+    template_id: &str,
+    crop: &[u8],
+) -> Result<bool, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE templates SET crop = ?3 WHERE id = ?2 AND school_id = ?1 AND tombstone = 0",
+        )?
+        .execute(params![school_id, template_id, crop])?;
+    Ok(changed == 1)
+}
+
+pub fn kept_crops(
+    conn: &Connection,
+    school_id: &str,
+    bytes: bool,
+) -> Result<Vec<KeptCrop>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, student_id, model_id, space, quality, CASE WHEN ?2 THEN crop ELSE x'' END
+         FROM templates WHERE school_id = ?1 AND tombstone = 0 AND crop IS NOT NULL
+         ORDER BY created_at, id",
+    )?;
+    let rows = stmt.query_map(params![school_id, bytes], |r| {
+        let model: Option<String> = r.get(2)?;
+        let space = match r.get::<_, Option<String>>(3)? {
+            Some(space) => EmbeddingSpace::new(&space).unwrap_or_else(|_| {
+                EmbeddingSpace::of_model_str(model.as_deref().unwrap_or_default())
+            }),
+            None => EmbeddingSpace::of_model_str(model.as_deref().unwrap_or_default()),
+        };
+        Ok(KeptCrop {
+            template: r.get(0)?,
+            student: r.get(1)?,
+            space,
+            quality: r.get::<_, Option<f32>>(4)?.unwrap_or_default(),
+            crop: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn drop_crops(conn: &Connection, school_id: &str) -> Result<u64, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE templates SET crop = NULL WHERE school_id = ?1 AND crop IS NOT NULL",
+        )?
+        .execute([school_id])?;
+    Ok(changed as u64)
 }
