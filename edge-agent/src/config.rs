@@ -22,6 +22,28 @@ pub struct Config {
     pub vision: VisionConfig,
     #[serde(default)]
     pub serve: ServeConfig,
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+}
+
+/// `[daemon]`: the box as a service (`edge-agent daemon`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Where `/health`, `/metrics`, `/status` and `POST /sync` answer. Loopback: they are for
+    /// the box's own screen, its service manager and a local monitoring agent.
+    pub listen: String,
+    /// Also run the ML service (`[serve]`, as `edge-agent serve` does) in the daemon.
+    pub ml_service: bool,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> DaemonConfig {
+        DaemonConfig {
+            listen: "127.0.0.1:8701".into(),
+            ml_service: false,
+        }
+    }
 }
 
 /// `[vision]`: where inference runs.
@@ -106,6 +128,7 @@ impl Default for Config {
             sync: SyncConfig::default(),
             vision: VisionConfig::default(),
             serve: ServeConfig::default(),
+            daemon: DaemonConfig::default(),
         }
     }
 }

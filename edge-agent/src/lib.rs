@@ -6,6 +6,7 @@ pub mod attendance;
 pub mod capture;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod enrolment;
 pub mod roster;
 pub mod store;

@@ -226,6 +226,7 @@ async fn serve(config_path: Option<&Path>) -> Result<()> {
         "http"
     };
     let store = open_store_to_serve(&config).await?;
+    let watched = store.clone();
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -294,8 +295,15 @@ async fn serve(config_path: Option<&Path>) -> Result<()> {
     let enrolling = enroller.map(|enroller| tokio::spawn(enroller.run(until_stopped())));
     tokio::spawn(async move {
         shutdown_signal().await;
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         let _ = stop.send(true);
     });
+    // Under systemd (`Type=notify`): ready once listening, and alive while the store answers.
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&format!("serving on {}", config.listen)),
+    ]);
+    let watchdog = tokio::spawn(watchdog(watched));
     api::serve_router(listener, api::router(state), transport, until_stopped())
         .await
         .context("server failed")?;
@@ -311,8 +319,31 @@ async fn serve(config_path: Option<&Path>) -> Result<()> {
             .context("the /metrics listener panicked")?
             .context("the /metrics listener failed")?;
     }
+    watchdog.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Pings systemd's watchdog (`WatchdogSec`) at half its period while the store answers a ping
+/// within that half: a server whose database is gone for good is restarted, one that answers is
+/// left alone however busy.
+async fn watchdog(store: Arc<dyn sync_server::store::Store>) {
+    let Some(period) = sd_notify::watchdog_enabled() else {
+        return;
+    };
+    let mut every = tokio::time::interval(period / 2);
+    loop {
+        every.tick().await;
+        match tokio::time::timeout(period / 2, store.ping()).await {
+            Ok(Ok(())) => {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the store does not answer: no watchdog ping")
+            }
+            Err(_) => tracing::error!("the store did not answer in time: no watchdog ping"),
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM (systemd's stop), so requests in flight finish first.

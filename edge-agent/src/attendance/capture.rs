@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::Thresholds;
 use super::evidence::{FrameEvidence, Unmatched, decide, fuse, match_faces};
 use super::gallery::Gallery;
-use crate::store::{Mark, MarkSource, MarkStatus, SessionRecord, Store, StoreError};
+use crate::store::{CaptureStats, Mark, MarkSource, MarkStatus, SessionRecord, Store, StoreError};
 use crate::vision::{Pipeline, VisionError};
 
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +107,7 @@ pub fn capture_with(
     frames: &[RgbImage],
     school: SchoolSearch<'_>,
 ) -> Result<CaptureOutcome, CaptureError> {
-    let (mut outcome, marks) = assess(pipeline, store, section_id, frames, school)?;
+    let (mut outcome, marks, mut stats) = assess(pipeline, store, section_id, frames, school)?;
     let record_started = std::time::Instant::now();
     outcome.session = super::roll::open_session(
         store,
@@ -120,12 +120,27 @@ pub fn capture_with(
             marks: &marks,
         },
     )?;
+    stats.record_ms = ms_since(record_started);
     tracing::debug!(
         marks = marks.len(),
-        record_ms = record_started.elapsed().as_secs_f64() * 1e3,
+        record_ms = stats.record_ms,
         "capture: session stored"
     );
+    keep_stats(store, stats);
     Ok(outcome)
+}
+
+/// Keeps a capture's stats for the daemon's `/metrics`; a capture never fails for them.
+fn keep_stats(store: &Store, mut stats: CaptureStats) {
+    stats.total_ms =
+        stats.gallery_ms + stats.frames_ms + stats.school_ms + stats.decide_ms + stats.record_ms;
+    if let Err(e) = store.record_capture_stats(&stats) {
+        tracing::warn!(error = %e, "cannot keep the capture's timings");
+    }
+}
+
+fn ms_since(started: std::time::Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1e3
 }
 
 /// Another burst for a session that is already open (the teacher took attendance again, e.g.
@@ -140,7 +155,8 @@ pub fn recapture_with(
     school: SchoolSearch<'_>,
 ) -> Result<CaptureOutcome, CaptureError> {
     let section_id = store.session_section(session_id)?;
-    let (mut outcome, marks) = assess(pipeline, store, &section_id, frames, school)?;
+    let (mut outcome, marks, mut stats) = assess(pipeline, store, &section_id, frames, school)?;
+    let record_started = std::time::Instant::now();
     let rank = |status: MarkStatus| match status {
         MarkStatus::Absent => 0,
         MarkStatus::Review => 1,
@@ -157,18 +173,20 @@ pub fn recapture_with(
         )
         .collect();
     store.update_machine_marks(session_id, &raised)?;
+    stats.record_ms = ms_since(record_started);
+    keep_stats(store, stats);
     outcome.session = session_id.to_owned();
     Ok(outcome)
 }
 
-/// Runs the burst and decides every student's machine mark; stores nothing.
+/// Runs the burst and decides every student's machine mark, timing its stages; stores nothing.
 fn assess(
     pipeline: &mut Pipeline,
     store: &mut Store,
     section_id: &str,
     frames: &[RgbImage],
     school: SchoolSearch<'_>,
-) -> Result<(CaptureOutcome, Vec<Mark>), CaptureError> {
+) -> Result<(CaptureOutcome, Vec<Mark>, CaptureStats), CaptureError> {
     if frames.is_empty() {
         return Err(CaptureError::NoFrames);
     }
@@ -176,6 +194,12 @@ fn assess(
     let space = pipeline.space().to_string();
     let started = std::time::Instant::now();
     let section = SectionGallery::load(pipeline, store, section_id, &space)?;
+    let mut stats = CaptureStats {
+        at: crate::store::now_ms(),
+        frames: frames.len(),
+        gallery_ms: ms_since(started),
+        ..CaptureStats::default()
+    };
     let mut evidence = Vec::with_capacity(frames.len());
     for (frame_idx, frame) in frames.iter().enumerate() {
         let gathered = FrameContext {
@@ -185,9 +209,10 @@ fn assess(
             gallery: &section.gallery,
             thresholds,
         }
-        .gather(pipeline, frame_idx, frame)?;
+        .gather(pipeline, frame_idx, frame, &mut stats)?;
         evidence.push(gathered);
     }
+    let decide_started = std::time::Instant::now();
     let fused = fuse(&evidence, &section.roster, thresholds);
     let decisions = decide(
         &fused,
@@ -207,11 +232,9 @@ fn assess(
         need_reenrolment: section.need_reenrolment,
         space,
     };
-    tracing::debug!(
-        total_ms = started.elapsed().as_secs_f64() * 1e3,
-        "capture: burst assessed"
-    );
-    Ok((outcome, decisions.marks))
+    stats.decide_ms = ms_since(decide_started);
+    tracing::debug!(total_ms = ms_since(started), "capture: burst assessed");
+    Ok((outcome, decisions.marks, stats))
 }
 
 /// The section's students and the gallery of their templates in the running space.
@@ -299,10 +322,13 @@ impl FrameContext<'_> {
         pipeline: &mut Pipeline,
         frame_idx: usize,
         frame: &RgbImage,
+        stats: &mut CaptureStats,
     ) -> Result<FrameEvidence, CaptureError> {
         let frame_started = std::time::Instant::now();
         let found = match_frame(pipeline, frame, self.gallery, self.thresholds)?;
-        let matching_ms = frame_started.elapsed().as_secs_f64() * 1e3;
+        let matching_ms = ms_since(frame_started);
+        stats.frames_ms += matching_ms;
+        stats.faces += found.matches.len() + found.leftover.len() + found.too_small;
         // Faces that match nobody here: perhaps students of another section.
         let everyone: Vec<usize> = (0..found.leftover.len()).collect();
         let unmatched = school_best(
@@ -315,12 +341,14 @@ impl FrameContext<'_> {
         .into_iter()
         .map(|(nearest, score)| Unmatched { nearest, score })
         .collect();
+        let school_ms = ms_since(frame_started) - matching_ms;
+        stats.school_ms += school_ms;
         tracing::debug!(
             frame = frame_idx,
             faces = found.matches.len() + found.leftover.len(),
             too_small = found.too_small,
             matching_ms,
-            school_ms = frame_started.elapsed().as_secs_f64() * 1e3 - matching_ms,
+            school_ms,
             "capture: frame done"
         );
         Ok(FrameEvidence {

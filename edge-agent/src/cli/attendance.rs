@@ -254,6 +254,7 @@ pub(super) fn run(
         | Command::Sync { .. }
         | Command::Status { .. }
         | Command::Serve { .. }
+        | Command::Daemon
         | Command::HashKey => {
             unreachable!("vision and sync commands are dispatched in cli::run")
         }

@@ -238,6 +238,10 @@ pub enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// The box as a service: the sync loop, `/health`, `/metrics`, `/status` and `POST /sync` on
+    /// `[daemon] listen` (127.0.0.1:8701), systemd notification and watchdog, and the ML service
+    /// when `[daemon] ml_service`. A teacher screen beside it shows its sync state.
+    Daemon,
     /// Print the sha256 of an API key read from standard input, for `[serve] api_key_sha256`.
     HashKey,
     /// Confirm (present) or reject (absent) a "needs review" item.
@@ -408,6 +412,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         ),
         Command::Serve { listen } => serve::run(&cli.vision, &cli.data_dir, listen),
         Command::HashKey => serve::hash_key(&mut out),
+        Command::Daemon => serve::daemon(&cli.vision, &cli.data_dir),
         command @ (Command::Provision { .. } | Command::Sync { .. } | Command::Status { .. }) => {
             sync::run(command, &cli.data_dir, &mut out)
         }

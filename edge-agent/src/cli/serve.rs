@@ -1,5 +1,5 @@
-//! `edge-agent serve` and `edge-agent hash-key`: glue between the configuration, the pipelines and
-//! the ML service (`api`).
+//! `edge-agent serve`, `edge-agent daemon` and `edge-agent hash-key`: glue between the
+//! configuration, the pipelines, the ML service (`api`) and the daemon (`daemon`).
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -15,6 +15,36 @@ use crate::vision::{Pipeline, runtime};
 
 pub(super) fn run(vision: &VisionArgs, data_dir: &Path, listen: Option<String>) -> Result<i32> {
     let config = Config::load(&data_dir.join(CONFIG_FILE))?;
+    let (serve, pipelines) = prepare(vision, data_dir, &config, listen)?;
+    // Two async threads are plenty: they only parse and answer; inference has its own.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("serve")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(crate::api::serve(serve, pipelines))?;
+    Ok(0)
+}
+
+/// `edge-agent daemon`: the box as a service, with the ML service when `[daemon] ml_service`.
+pub(super) fn daemon(vision: &VisionArgs, data_dir: &Path) -> Result<i32> {
+    let config = Config::load(&data_dir.join(CONFIG_FILE))?;
+    let ml = match config.daemon.ml_service {
+        true => Some(prepare(vision, data_dir, &config, None)?),
+        false => None,
+    };
+    crate::daemon::run(data_dir, config, ml)?;
+    Ok(0)
+}
+
+/// The ML service's options and its pipelines, loaded and checked.
+fn prepare(
+    vision: &VisionArgs,
+    data_dir: &Path,
+    config: &Config,
+    listen: Option<String>,
+) -> Result<crate::daemon::MlService> {
     let Some(key) = config.serve.api_key_sha256.clone() else {
         bail!(
             "{}: [serve] api_key_sha256 is not set, and the service never runs without a key. Choose a key, run `echo KEY | edge-agent hash-key`, and put the result there",
@@ -57,22 +87,14 @@ pub(super) fn run(vision: &VisionArgs, data_dir: &Path, listen: Option<String>) 
         queue_capacity: config.serve.queue,
     };
     let serve = ServeOptions {
-        listen: listen.unwrap_or(config.serve.listen),
+        listen: listen.unwrap_or_else(|| config.serve.listen.clone()),
         api_key_sha256: key,
         queue: config.serve.queue,
         max_body_bytes: config.serve.max_body_bytes,
         image_limits: ImageLimits::default(),
         status,
     };
-    // Two async threads are plenty: they only parse and answer; inference has its own.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("serve")
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(crate::api::serve(serve, pipelines))?;
-    Ok(0)
+    Ok((serve, pipelines))
 }
 
 pub(super) fn hash_key(out: &mut impl Write) -> Result<i32> {

@@ -7,6 +7,7 @@ mod roster;
 mod schedule;
 mod schema;
 mod sessions;
+mod stats;
 mod students;
 mod sync;
 mod templates;
@@ -21,6 +22,7 @@ pub use outbox::{OutboxEvent, OutboxPayload};
 pub use roster::ImportSummary;
 pub use schedule::{Slot, SlotError, minutes_of_day};
 pub use sessions::{Candidates, Mark, MarkSource, MarkStatus, OpenSession, Scored, SessionRecord};
+pub use stats::{CaptureStats, KEPT_CAPTURES};
 pub use students::{Consent, SectionRecord, StudentRecord};
 pub use sync::{
     DeviceIdentity, OutboxCounts, PullSummary, QueuedEvent, RejectedEvent, StoredTemplate,

@@ -183,6 +183,24 @@ CREATE TABLE sync_marks (
 CREATE INDEX sync_marks_mark ON sync_marks (session_id, student_id);
 "#,
     ),
+    // 6: how long each capture's stages took and how many faces it saw, for the daemon's
+    // /metrics (the screen captures, the daemon reports). Only the latest are kept.
+    Migration::Sql(
+        r#"
+CREATE TABLE capture_stats (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    frames INTEGER NOT NULL,
+    faces INTEGER NOT NULL,
+    gallery_ms REAL NOT NULL,
+    frames_ms REAL NOT NULL,
+    school_ms REAL NOT NULL,
+    decide_ms REAL NOT NULL,
+    record_ms REAL NOT NULL,
+    total_ms REAL NOT NULL
+);
+"#,
+    ),
 ];
 
 /// Gives every template the space of the model that made it (`EmbeddingSpace::of_model`, the

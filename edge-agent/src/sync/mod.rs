@@ -8,6 +8,7 @@ mod agent;
 mod breaker;
 mod client;
 mod cycle;
+pub mod lock;
 mod wire;
 
 use std::io::Write;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use agent::{Report, SyncHandle, SyncNudge, spawn};
+pub use agent::{Report, SyncHandle, SyncNudge, spawn, spawn_as};
 pub use breaker::{Breaker, BreakerRule};
 pub use client::{CallError, Client, install_crypto_provider};
 pub use cycle::{CycleReport, Syncer};

@@ -49,11 +49,27 @@ impl SyncIndicator {
                 detail: error.clone(),
                 ..SyncIndicator::default()
             },
-            Ok((None, status)) => SyncIndicator {
+            Ok((None, status)) if status.device_id.is_none() => SyncIndicator {
                 online: None,
                 waiting: status.outbox.waiting,
                 detail: "not provisioned".into(),
                 ..SyncIndicator::default()
+            },
+            // The daemon syncs: what it recorded of its last attempt.
+            Ok((None, status)) => SyncIndicator {
+                online: status
+                    .link
+                    .last_attempt_at
+                    .map(|_| status.link.breaker.consecutive_failures == 0),
+                waiting: status.outbox.waiting,
+                last_sync_ms: status.link.last_push_at.max(status.link.last_pull_at),
+                detail: match (&status.link.last_error, status.outbox.rejected) {
+                    (Some(error), _) if status.link.breaker.consecutive_failures > 0 => {
+                        error.clone()
+                    }
+                    (_, 0) => String::new(),
+                    (_, n) => format!("{n} events rejected: see edge-agent status"),
+                },
             },
             Ok((Some(cycle), status)) => SyncIndicator {
                 online: Some(cycle.succeeded()),

@@ -4,6 +4,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod daemon;
 mod enrol;
 mod fixtures;
 mod proxy;

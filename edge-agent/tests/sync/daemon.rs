@@ -1,0 +1,215 @@
+//! `edge-agent daemon` (issue 18) as systemd runs it: a real process with `NOTIFY_SOCKET` and
+//! `WATCHDOG_USEC`, syncing a provisioned box with a real server while the teacher's screen loop
+//! runs beside it, answering `/health`, `/metrics`, `/status` and `POST /sync`, and handing sync
+//! back to the screen when it stops.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::server::Backend;
+use super::{Classroom, QUICK_SYNC, capture, common, joined, record_sessions, school};
+
+/// A daemon killed when the test ends, however it ends.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The daemon as systemd starts it, on a free local port; its address.
+fn start_daemon(classroom: &Classroom, notify: &std::path::Path) -> (Daemon, String) {
+    let mut child = classroom
+        .command(&["daemon"])
+        .env("NOTIFY_SOCKET", notify)
+        .env("WATCHDOG_USEC", "1000000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_owned();
+    (Daemon(child), format!("http://{addr}"))
+}
+
+/// The next message on the notify socket, within 20 s.
+fn next_notification(socket: &UnixDatagram) -> String {
+    let mut buf = [0u8; 4096];
+    let n = socket.recv(&mut buf).expect("a notification within 20 s");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+fn get(url: &str) -> (u16, String) {
+    let response = reqwest::blocking::Client::new().get(url).send().unwrap();
+    (response.status().as_u16(), response.text().unwrap())
+}
+
+/// A counter or gauge of the daemon's `/metrics`.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn the_daemon_syncs_beside_the_screen_reports_its_health_and_hands_back() {
+    let students = common::students(2);
+    let ids: Vec<String> = students.iter().map(|s| s.id.clone()).collect();
+    let (server, _roster) = school(Backend::Embedded, &students);
+    let config = format!("{QUICK_SYNC}[daemon]\nlisten = \"127.0.0.1:0\"\n");
+    let classroom = joined(&server, &config, "room A");
+    for s in &students {
+        classroom.ok(&[
+            "enroll",
+            "--student",
+            &s.id,
+            s.enrol_photo.to_str().unwrap(),
+        ]);
+    }
+    let notify_dir = tempfile::tempdir().unwrap();
+    let notify_path = notify_dir.path().join("notify");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+
+    let (mut daemon, url) = start_daemon(&classroom, &notify_path);
+    let ready = next_notification(&notify);
+    assert!(ready.contains("READY=1"), "{ready}");
+    assert!(
+        ready.contains(&format!("STATUS=syncing; health at {url}/health")),
+        "{ready}"
+    );
+    // Watchdog pings at half of WATCHDOG_USEC while the loop ticks.
+    let ping = next_notification(&notify);
+    assert_eq!(ping.trim_end(), "WATCHDOG=1");
+    let holder = edge_agent::sync::lock::holder(classroom.data()).expect("a holder");
+    assert_eq!(
+        (holder.by.as_str(), holder.url.as_deref()),
+        ("daemon", Some(url.as_str()))
+    );
+
+    // The teacher's screen starts beside it: its loop does not sync, it follows the daemon.
+    let (reports, inbox) = std::sync::mpsc::channel();
+    let sync_config = edge_agent::config::Config::load(&classroom.data().join("edge-agent.toml"))
+        .unwrap()
+        .sync;
+    let screen = edge_agent::sync::spawn(
+        classroom.data().join("rollcall.sqlite"),
+        classroom.data().to_owned(),
+        sync_config,
+        move |report| {
+            let _ = reports.send(report);
+        },
+    );
+    // The teacher captures and marks; the screen asks the daemon, which syncs them.
+    let outcome = capture(
+        &classroom,
+        &[&students[0].class_photo, &students[1].class_photo],
+    );
+    assert_eq!(outcome["present"].as_array().unwrap().len(), 2, "{outcome}");
+    record_sessions(&classroom, 3, &ids);
+    screen.nudge().sync_now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let health: Value = loop {
+        let (code, body) = get(&format!("{url}/health"));
+        assert_eq!(code, 200, "{body}");
+        let health: Value = serde_json::from_str(&body).unwrap();
+        if health["outbox_waiting"] == 0 && health["status"] == "ok" {
+            break health;
+        }
+        assert!(Instant::now() < deadline, "{health}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(health["syncing"], "daemon", "{health}");
+    assert_eq!(health["provisioned"], true, "{health}");
+    assert_eq!(health["breaker"], "closed", "{health}");
+    assert!(health["sync_lag_s"].as_i64().unwrap() < 30, "{health}");
+    // Every report the screen got came from the daemon's state: no cycle of its own.
+    let seen: Vec<_> = inbox.try_iter().collect();
+    assert!(!seen.is_empty());
+    for report in &seen {
+        let (cycle, status) = report.as_ref().unwrap();
+        assert!(cycle.is_none(), "the screen ran a cycle beside the daemon");
+        assert!(status.device_id.is_some());
+    }
+
+    let (code, metrics) = get(&format!("{url}/metrics"));
+    assert_eq!(code, 200);
+    assert_eq!(metric(&metrics, "rollcall_edge_up"), Some(1.0), "{metrics}");
+    assert_eq!(
+        metric(&metrics, "rollcall_edge_outbox_waiting"),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert!(
+        metric(&metrics, "rollcall_edge_sync_cycles_total").unwrap() >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rollcall_edge_breaker{state=\"closed\"} 1"),
+        "{metrics}"
+    );
+    // The capture the screen's process made, stage by stage.
+    assert_eq!(
+        metric(&metrics, "rollcall_edge_captures_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        metric(&metrics, "rollcall_edge_capture_faces_total").unwrap() >= 2.0,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rollcall_edge_capture_stage_seconds_count{stage=\"frames\"} 1"),
+        "{metrics}"
+    );
+    let (code, status) = get(&format!("{url}/status"));
+    assert_eq!(code, 200, "{status}");
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["outbox"]["waiting"], 0, "{status}");
+    // The server has everything the box recorded.
+    let server_events = server.events_applied();
+    assert!(server_events > 0);
+
+    // systemd stops the daemon: STOPPING, a clean exit, and the screen takes sync over.
+    let pid = daemon.0.id() as i32;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let message = next_notification(&notify);
+        if message.contains("STOPPING=1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no STOPPING=1");
+    }
+    assert!(daemon.0.wait().unwrap().success());
+    record_sessions(&classroom, 1, &ids);
+    screen.nudge().sync_now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while classroom.store().outbox_counts().unwrap().waiting > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the screen did not take sync over"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        edge_agent::sync::lock::holder(classroom.data()).map(|h| h.by),
+        Some("screen".to_owned())
+    );
+    assert!(server.events_applied() > server_events);
+    screen.stop();
+}
