@@ -18,6 +18,10 @@ pub const SETUP_COMMAND: &str = "scripts/setup";
 /// Where a packaged box keeps the library and models (the systemd unit's layout).
 const SYSTEM_LIBRARY: &str = "/usr/lib/rollcall/libonnxruntime.so";
 const SYSTEM_MODELS: &str = "/usr/share/rollcall/models";
+/// The same, under the install prefix above the binary: a package unpacked into another root
+/// (`dpkg-deb -x`, a container layer) finds its own library and models, not the host's.
+const PREFIX_LIBRARY: &str = "lib/rollcall/libonnxruntime.so";
+const PREFIX_MODELS: &str = "share/rollcall/models/manifest.toml";
 
 /// Library file name inside the project-local `runtime/` folder that `scripts/setup` fills.
 const LOCAL_LIBRARY: &str = "runtime/libonnxruntime.so";
@@ -87,7 +91,7 @@ pub fn environment() -> Result<Arc<Environment>, VisionError> {
     ENVIRONMENT
         .get_or_init(|| {
             let path = library_path().ok_or_else(|| {
-                format!("ONNX Runtime library not found (looked for ORT_DYLIB_PATH, {LOCAL_LIBRARY} beside the binary or the working directory, and {SYSTEM_LIBRARY})")
+                format!("ONNX Runtime library not found (looked for ORT_DYLIB_PATH, {LOCAL_LIBRARY} and {PREFIX_LIBRARY} above the binary or the working directory, and {SYSTEM_LIBRARY})")
             })?;
             let builder = ort::init_from(&path).map_err(|e| e.to_string())?;
             builder
@@ -107,10 +111,12 @@ fn library_path() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
         return Some(PathBuf::from(path));
     }
-    find_upwards(Path::new(LOCAL_LIBRARY)).or_else(|| {
-        let system = PathBuf::from(SYSTEM_LIBRARY);
-        system.exists().then_some(system)
-    })
+    find_upwards(Path::new(LOCAL_LIBRARY))
+        .or_else(|| find_upwards(Path::new(PREFIX_LIBRARY)))
+        .or_else(|| {
+            let system = PathBuf::from(SYSTEM_LIBRARY);
+            system.exists().then_some(system)
+        })
 }
 
 /// Looks for `relative` in the folders above the executable, then above the working directory.
@@ -143,6 +149,7 @@ pub fn models_dir(options: &RuntimeOptions) -> Result<PathBuf, VisionError> {
         return Ok(PathBuf::from(dir));
     }
     find_upwards(Path::new("models/manifest.toml"))
+        .or_else(|| find_upwards(Path::new(PREFIX_MODELS)))
         .and_then(|manifest| manifest.parent().map(Path::to_path_buf))
         .or_else(|| {
             let system = PathBuf::from(SYSTEM_MODELS);
