@@ -7,6 +7,7 @@ pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod doctor;
 pub mod enrolment;
 pub mod roster;
 pub mod store;

@@ -255,6 +255,7 @@ pub(super) fn run(
         | Command::Status { .. }
         | Command::Serve { .. }
         | Command::Daemon
+        | Command::Doctor { .. }
         | Command::HashKey => {
             unreachable!("vision and sync commands are dispatched in cli::run")
         }

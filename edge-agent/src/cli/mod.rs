@@ -242,6 +242,15 @@ pub enum Command {
     /// `[daemon] listen` (127.0.0.1:8701), systemd notification and watchdog, and the ML service
     /// when `[daemon] ml_service`. A teacher screen beside it shows its sync state.
     Daemon,
+    /// Check the box: camera, ONNX Runtime, models, free disk, the store, the server with this
+    /// box's token and its clock, recognition, events waiting. Exit status 1 when a check fails.
+    Doctor {
+        /// The camera to read a frame from (default camera:0; images:DIR reads a folder).
+        #[arg(long)]
+        source: Option<crate::capture::SourceSpec>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the sha256 of an API key read from standard input, for `[serve] api_key_sha256`.
     HashKey,
     /// Confirm (present) or reject (absent) a "needs review" item.
@@ -413,6 +422,31 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Serve { listen } => serve::run(&cli.vision, &cli.data_dir, listen),
         Command::HashKey => serve::hash_key(&mut out),
         Command::Daemon => serve::daemon(&cli.vision, &cli.data_dir),
+        Command::Doctor { source, json } => {
+            use std::io::Write as _;
+            let config =
+                crate::config::Config::load(&cli.data_dir.join(crate::config::CONFIG_FILE))?;
+            let options = cli.vision.pipeline_options(&config.vision)?;
+            let checks = crate::doctor::examine(&crate::doctor::Patient {
+                data_dir: &cli.data_dir,
+                config: &config,
+                runtime: &options.runtime,
+                source: &source.unwrap_or_default(),
+            });
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({
+                        "ok": crate::doctor::exit_status(&checks) == 0,
+                        "checks": checks,
+                    })
+                )?;
+            } else {
+                write!(out, "{}", crate::doctor::render(&checks))?;
+            }
+            Ok(crate::doctor::exit_status(&checks))
+        }
         command @ (Command::Provision { .. } | Command::Sync { .. } | Command::Status { .. }) => {
             sync::run(command, &cli.data_dir, &mut out)
         }

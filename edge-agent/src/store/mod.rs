@@ -171,6 +171,14 @@ impl Store {
     }
 
     /// `PRAGMA integrity_check`: `ok` or the problems found.
+    /// `PRAGMA quick_check`: the page structure without the index contents, quick enough to
+    /// run on a box in use (`doctor`).
+    pub fn quick_check(&self) -> Result<String, StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))?)
+    }
+
     pub fn integrity_check(&self) -> Result<String, StoreError> {
         Ok(self
             .conn

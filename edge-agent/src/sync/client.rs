@@ -185,51 +185,92 @@ impl Client {
         let response = request
             .send()
             .map_err(|e| CallError::Unreachable(describe(&e)))?;
-        let status = response.status();
-        // Seconds only: our server sends no HTTP dates, and a date would need the box's clock.
-        let retry_after_s = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|text| text.trim().parse::<u64>().ok());
-        // Reading the whole body is part of the call: a connection cut mid-answer is a failure,
-        // never half an answer.
-        let body = response
-            .bytes()
+        answer(response)
+    }
+
+    /// An authenticated pull of at most one change, applied nowhere: whether the server answers
+    /// this box's token, with the server's clock (its `Date` header) and the round trip.
+    pub fn probe(&self, cursor: Option<&str>) -> Result<Probe, CallError> {
+        let mut url = format!("{}/v1/sync/pull?limit=1", self.server);
+        if let Some(cursor) = cursor {
+            url.push_str("&cursor=");
+            url.push_str(&percent_encode(cursor));
+        }
+        let started = std::time::Instant::now();
+        let response = self
+            .authorized(self.http.get(url))
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+            .send()
             .map_err(|e| CallError::Unreachable(describe(&e)))?;
-        if status.is_success() {
-            return serde_json::from_slice(&body)
-                .map_err(|e| CallError::Unreachable(format!("unreadable answer ({status}): {e}")));
-        }
-        let error: Option<ApiError> = serde_json::from_slice(&body).ok();
-        let (code, message) = match error {
-            Some(e) => (super::wire_name(e.code), e.message),
-            None => (
-                String::new(),
-                String::from_utf8_lossy(&body).chars().take(200).collect(),
-            ),
-        };
-        let busy = status == reqwest::StatusCode::TOO_MANY_REQUESTS
-            || status == reqwest::StatusCode::SERVICE_UNAVAILABLE;
-        if let Some(retry_after_s) = retry_after_s.filter(|_| busy) {
-            return Err(CallError::Busy {
-                status: status.as_u16(),
-                retry_after_s,
-                message,
-            });
-        }
-        if status.is_server_error()
-            || status == reqwest::StatusCode::TOO_MANY_REQUESTS
-            || status == reqwest::StatusCode::REQUEST_TIMEOUT
-        {
-            return Err(CallError::Unreachable(format!("{status}: {message}")));
-        }
-        Err(CallError::Refused {
-            status: status.as_u16(),
-            code,
-            message,
+        let round_trip_ms = started.elapsed().as_millis() as i64;
+        let server_ms = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| jiff::fmt::rfc2822::parse(text).ok())
+            .map(|date| date.timestamp().as_millisecond());
+        let _: PullResponse = answer(response)?;
+        Ok(Probe {
+            server_ms,
+            round_trip_ms,
         })
     }
+}
+
+/// What [`Client::probe`] saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// The server's clock when it answered, to the second; `None` without a `Date` header.
+    pub server_ms: Option<i64>,
+    pub round_trip_ms: i64,
+}
+
+/// A response read whole and sorted: the answer, or why not.
+fn answer<T: DeserializeOwned>(response: reqwest::blocking::Response) -> Result<T, CallError> {
+    let status = response.status();
+    // Seconds only: our server sends no HTTP dates, and a date would need the box's clock.
+    let retry_after_s = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    // Reading the whole body is part of the call: a connection cut mid-answer is a failure,
+    // never half an answer.
+    let body = response
+        .bytes()
+        .map_err(|e| CallError::Unreachable(describe(&e)))?;
+    if status.is_success() {
+        return serde_json::from_slice(&body)
+            .map_err(|e| CallError::Unreachable(format!("unreadable answer ({status}): {e}")));
+    }
+    let error: Option<ApiError> = serde_json::from_slice(&body).ok();
+    let (code, message) = match error {
+        Some(e) => (super::wire_name(e.code), e.message),
+        None => (
+            String::new(),
+            String::from_utf8_lossy(&body).chars().take(200).collect(),
+        ),
+    };
+    let busy = status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status == reqwest::StatusCode::SERVICE_UNAVAILABLE;
+    if let Some(retry_after_s) = retry_after_s.filter(|_| busy) {
+        return Err(CallError::Busy {
+            status: status.as_u16(),
+            retry_after_s,
+            message,
+        });
+    }
+    if status.is_server_error()
+        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status == reqwest::StatusCode::REQUEST_TIMEOUT
+    {
+        return Err(CallError::Unreachable(format!("{status}: {message}")));
+    }
+    Err(CallError::Refused {
+        status: status.as_u16(),
+        code,
+        message,
+    })
 }
 
 /// The error and its causes in one line (reqwest's own message stops at the outermost layer).

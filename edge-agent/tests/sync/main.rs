@@ -132,7 +132,7 @@ fn school(backend: Backend, students: &[common::Student]) -> (Server, tempfile::
     (server, roster)
 }
 
-fn synthetic_students(n: usize) -> Vec<common::Student> {
+pub(crate) fn synthetic_students(n: usize) -> Vec<common::Student> {
     (0..n)
         .map(|i| common::Student {
             id: format!("pupil_{i}"),
