@@ -251,5 +251,110 @@ fn main() {
         cycles.load(Ordering::Relaxed),
         loaded / quiet
     );
+
+    // 4. `edge-agent daemon` (issue 18): idle, at the default 30 s interval; then syncing every
+    // 200 ms while marks keep arriving, beside the same captures in this process.
+    drop(store);
+    let idle_s = if quick { 10 } else { 60 };
+    let daemon = Daemon::start(&a, 30.0);
+    std::thread::sleep(Duration::from_secs(2));
+    let (cpu0, t0) = (daemon.cpu_s(), Instant::now());
+    std::thread::sleep(Duration::from_secs(idle_s));
+    let idle_cpu = (daemon.cpu_s() - cpu0) / t0.elapsed().as_secs_f64();
+    println!(
+        "| daemon idle ({idle_s} s, default 30 s interval): CPU, RSS now, peak RSS | {:.2} % of a core, {:.1} MiB, {:.1} MiB |",
+        idle_cpu * 100.0,
+        daemon.rss_mib("VmRSS"),
+        daemon.rss_mib("VmHWM")
+    );
+    drop(daemon);
+    let daemon = Daemon::start(&a, 0.2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, dir, ids) = (stop.clone(), a.dir.path().to_owned(), ids.clone());
+        std::thread::spawn(move || {
+            let mut store = Store::open(&dir.join("rollcall.sqlite")).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                record_sessions(&mut store, 5, &ids);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let mut store = a.store();
+    let mut beside = Vec::new();
+    for _ in 0..rounds {
+        let started = Instant::now();
+        capture(&mut pipeline, &mut store, SECTION, &frames).unwrap();
+        beside.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let beside = median(beside);
+    println!(
+        "| same capture, the daemon syncing every 200 ms beside it (peak RSS {:.1} MiB) | {beside:.0} ms ({:.2}x) |",
+        daemon.rss_mib("VmHWM"),
+        beside / quiet
+    );
+    drop(daemon);
     server.kill();
+}
+
+/// `edge-agent daemon` over a room's data folder, killed when dropped.
+struct Daemon(std::process::Child);
+
+impl Daemon {
+    fn start(room: &Room, interval_s: f64) -> Daemon {
+        use std::io::BufRead;
+        std::fs::write(
+            room.dir.path().join("edge-agent.toml"),
+            format!("[sync]\ninterval_s = {interval_s}\n[daemon]\nlisten = \"127.0.0.1:0\"\n"),
+        )
+        .unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+            .arg("--data-dir")
+            .arg(room.dir.path())
+            .arg("daemon")
+            .env("ROLLCALL_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("listening on"), "{line}");
+        Daemon(child)
+    }
+
+    /// CPU seconds the process has used (user + system).
+    fn cpu_s(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0.id())).unwrap();
+        // Fields after the command name (which may hold spaces) start at its closing ')'.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+        ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    }
+
+    fn rss_mib(&self, field: &str) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(field)?
+                    .trim_start_matches(':')
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap();
+        kib / 1024.0
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

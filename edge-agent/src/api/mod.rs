@@ -81,7 +81,8 @@ pub async fn serve(options: ServeOptions, pipelines: Vec<Pipeline>) -> Result<()
         .context("the ML service stopped")
 }
 
-async fn shutdown() {
+/// Resolves on Ctrl-C or SIGTERM (systemd's stop): the ML service's and the daemon's.
+pub(crate) async fn shutdown() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

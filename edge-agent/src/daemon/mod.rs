@@ -93,7 +93,7 @@ async fn serve(data_dir: PathBuf, config: Config, ml: Option<MlService>) -> Resu
     ]);
     let watchdog = tokio::spawn(watchdog(Arc::clone(&state)));
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
+        .with_graceful_shutdown(crate::api::shutdown())
         .await
         .context("the daemon's HTTP side stopped");
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
@@ -286,19 +286,4 @@ async fn sync_now(State(state): State<Arc<Daemon>>) -> StatusCode {
         nudge.sync_now();
     }
     StatusCode::ACCEPTED
-}
-
-async fn shutdown() {
-    let interrupt = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => {
-            let _ = interrupt.await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = interrupt => {}
-        _ = term.recv() => {}
-    }
 }

@@ -30,15 +30,15 @@ pub use shared_proto::ml::FaceQuality;
 #[derive(Debug, thiserror::Error)]
 pub enum VisionError {
     #[error(
-        "cannot load ONNX Runtime: {reason}. Run `{fix}` (or set ORT_DYLIB_PATH to libonnxruntime.so)"
+        "cannot load ONNX Runtime: {reason}. Run `{fix}` in a checkout, or reinstall the rollcall-edge package on a box (or set ORT_DYLIB_PATH to libonnxruntime.so)"
     )]
     Runtime { reason: String, fix: &'static str },
     #[error(
-        "model folder not found (no models/manifest.toml above the binary or working directory, ROLLCALL_MODELS unset). Run `{fix}`"
+        "model folder not found (no models/manifest.toml or share/rollcall/models above the binary or working directory, nor /usr/share/rollcall/models; ROLLCALL_MODELS unset). Run `{fix}` in a checkout, or reinstall the rollcall-edge package on a box"
     )]
     ModelsDirNotFound { fix: &'static str },
     #[error(
-        "model file {path} cannot be read ({source}). Run `{fix}` to fetch and verify the models"
+        "model file {path} cannot be read ({source}). Run `{fix}` to fetch and verify the models (on a box: reinstall the rollcall-edge package)"
     )]
     ModelMissing {
         path: PathBuf,
@@ -46,7 +46,7 @@ pub enum VisionError {
         fix: &'static str,
     },
     #[error(
-        "model file {path} has sha256 {actual}, the manifest expects {expected}: refusing to load it. Run `{fix}` to fetch it again"
+        "model file {path} has sha256 {actual}, the manifest expects {expected}: refusing to load it. Run `{fix}` to fetch it again (on a box: reinstall the rollcall-edge package)"
     )]
     ModelChecksum {
         path: PathBuf,

@@ -253,7 +253,6 @@ impl MlService {
 
     /// `start` on `listen`.
     pub fn start_on(listen: &str, serve: &str, vision: &str) -> MlService {
-        use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -273,20 +272,12 @@ impl MlService {
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| {
-                panic!(
-                    "no address from serve: {line:?}; {}",
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
-                )
-            })
-            .to_owned();
+        let addr = listening_address(&mut child).unwrap_or_else(|line| {
+            panic!(
+                "no address from serve: {line:?}; {}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            )
+        });
         let port = addr.rsplit_once(':').unwrap().1.parse().unwrap();
         MlService {
             child,
@@ -322,4 +313,18 @@ pub fn zip_of(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
         zip.finish().unwrap();
     }
     buffer.into_inner()
+}
+
+/// The address a server child (`serve`, `daemon`) prints on its first line of stdout, `listening
+/// on ADDR`; the line it printed instead when it did not.
+pub fn listening_address(child: &mut std::process::Child) -> Result<String, String> {
+    use std::io::{BufRead, BufReader};
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout piped"))
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    line.trim()
+        .strip_prefix("listening on ")
+        .map(str::to_owned)
+        .ok_or(line)
 }

@@ -3,7 +3,6 @@
 //! runs beside it, answering `/health`, `/metrics`, `/status` and `POST /sync`, and handing sync
 //! back to the screen when it stops.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -33,15 +32,7 @@ fn start_daemon(classroom: &Classroom, notify: &std::path::Path) -> (Daemon, Str
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .to_owned();
+    let addr = common::listening_address(&mut child).unwrap_or_else(|line| panic!("{line:?}"));
     (Daemon(child), format!("http://{addr}"))
 }
 
@@ -292,6 +283,20 @@ fn doctor_checks_a_box_and_names_each_fix() {
         "{text}"
     );
     assert!(text.contains("fix: serve the server over HTTPS"), "{text}");
+
+    // A Jetson's setting on a runtime without TensorRT: inference falls back to the CPU, and
+    // doctor warns with the fix.
+    let config = classroom.data().join("edge-agent.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("[vision]\nprovider = \"tensorrt\"\n");
+    std::fs::write(&config, text).unwrap();
+    let (code, verdicts, report) = doctor(&["--source", &source]);
+    assert_eq!(
+        (code, verdicts["runtime"].as_str()),
+        (Some(0), "warn"),
+        "{report}"
+    );
+    assert!(report.to_string().contains("inference on cpu"), "{report}");
 
     // The server down, and a camera that is not there: both fail, with their fixes.
     server.kill();
