@@ -566,6 +566,19 @@ fn server_templates(server: &Server) -> Vec<(String, String, String, Vec<f32>)> 
     .unwrap()
 }
 
+/// The enrolment overview's `keep_crops` and `kept_crops`.
+fn crops_of(server: &Server) -> (Option<bool>, Option<u64>) {
+    let overview = server.call(
+        Method::GET,
+        &format!("/v1/schools/{SCHOOL}/enrolment"),
+        None,
+    );
+    (
+        overview["keep_crops"].as_bool(),
+        overview["kept_crops"].as_u64(),
+    )
+}
+
 /// A school that keeps face crops: central enrolment keeps each template's aligned face, and
 /// after a model change re-embedding makes a template in the new space from each, equal to the
 /// one the photo made, which a box recognises; once per crop and space. Switched off, the crops
@@ -587,19 +600,7 @@ fn kept_face_crops_are_reembedded_after_a_model_change() {
             "{job}"
         );
     }
-    let overview = server.call(
-        Method::GET,
-        &format!("/v1/schools/{SCHOOL}/enrolment"),
-        None,
-    );
-    assert_eq!(
-        (
-            overview["keep_crops"].as_bool(),
-            overview["kept_crops"].as_u64()
-        ),
-        (Some(true), Some(2)),
-        "{overview}"
-    );
+    assert_eq!(crops_of(&server), (Some(true), Some(2)));
     // Nothing to do in the service's own space.
     let reembed = format!("/v1/schools/{SCHOOL}/reembed");
     let report = server.call(Method::POST, &reembed, None);
@@ -666,19 +667,7 @@ fn kept_face_crops_are_reembedded_after_a_model_change() {
 
     // The school stops keeping crops: they are deleted, and a student is enrolled without one.
     dashboard.keep_crops(false);
-    let overview = server.call(
-        Method::GET,
-        &format!("/v1/schools/{SCHOOL}/enrolment"),
-        None,
-    );
-    assert_eq!(
-        (
-            overview["keep_crops"].as_bool(),
-            overview["kept_crops"].as_u64()
-        ),
-        (Some(false), Some(0)),
-        "{overview}"
-    );
+    assert_eq!(crops_of(&server), (Some(false), Some(0)));
     let (status, job) = upload_photos(
         &server,
         &students[0].id,
@@ -686,12 +675,7 @@ fn kept_face_crops_are_reembedded_after_a_model_change() {
         "wait_s=60&force=true",
     );
     assert_eq!(status, 200, "{job}");
-    let overview = server.call(
-        Method::GET,
-        &format!("/v1/schools/{SCHOOL}/enrolment"),
-        None,
-    );
-    assert_eq!(overview["kept_crops"].as_u64(), Some(0), "{overview}");
+    assert_eq!(crops_of(&server), (Some(false), Some(0)));
     let (status, _, audit) = dashboard.get(&format!("/audit?school={SCHOOL}"));
     assert_eq!(status, 200, "{audit}");
     assert!(audit.contains("re-embedded kept face crops"), "{audit}");
