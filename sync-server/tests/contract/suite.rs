@@ -1077,29 +1077,17 @@ pub async fn kept_crops_go_with_their_templates(backend: &impl Backend) {
             .await
             .expect("keep")
     );
-    let left: BTreeSet<String> = fx
-        .store
-        .kept_crops(SCHOOL, false)
-        .await
-        .expect("crops")
-        .into_iter()
-        .map(|k| k.template)
-        .collect();
+    let kept = async || -> BTreeSet<String> {
+        let crops = fx.store.kept_crops(SCHOOL, false).await.expect("crops");
+        crops.into_iter().map(|k| k.template).collect()
+    };
     assert_eq!(
-        left,
+        kept().await,
         BTreeSet::from([templates[1].id.clone(), other.id.clone()])
     );
     // Erasure takes the student's.
     fx.store.erase_student(SCHOOL, STU_1).await.expect("erase");
-    let left: Vec<String> = fx
-        .store
-        .kept_crops(SCHOOL, false)
-        .await
-        .expect("crops")
-        .into_iter()
-        .map(|k| k.template)
-        .collect();
-    assert_eq!(left, vec![other.id.clone()]);
+    assert_eq!(kept().await, BTreeSet::from([other.id.clone()]));
     // The setting switched off takes the rest.
     assert_eq!(fx.store.drop_crops(SCHOOL).await.expect("drop"), 1);
     assert_eq!(
