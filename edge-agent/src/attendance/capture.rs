@@ -131,9 +131,7 @@ pub fn capture_with(
 }
 
 /// Keeps a capture's stats for the daemon's `/metrics`; a capture never fails for them.
-fn keep_stats(store: &Store, mut stats: CaptureStats) {
-    stats.total_ms =
-        stats.gallery_ms + stats.frames_ms + stats.school_ms + stats.decide_ms + stats.record_ms;
+fn keep_stats(store: &Store, stats: CaptureStats) {
     if let Err(e) = store.record_capture_stats(&stats) {
         tracing::warn!(error = %e, "cannot keep the capture's timings");
     }

@@ -43,7 +43,7 @@ impl Captures {
                 stats.school_ms,
                 stats.decide_ms,
                 stats.record_ms,
-                stats.total_ms,
+                stats.total_ms(),
             ];
             for (histogram, ms) in self.stages.iter_mut().zip(ms) {
                 histogram.record(ms / 1e3);
@@ -57,7 +57,7 @@ impl Captures {
 
 /// Seconds since the last successful push or pull; `None` before the first.
 pub fn sync_lag_s(status: &Status) -> Option<i64> {
-    let last = status.link.last_push_at.max(status.link.last_pull_at)?;
+    let last = status.link.last_success_at()?;
     Some(((crate::store::now_ms() - last) / 1000).max(0))
 }
 

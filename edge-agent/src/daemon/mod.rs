@@ -61,7 +61,8 @@ async fn serve(data_dir: PathBuf, config: Config, ml: Option<MlService>) -> Resu
         ticks: Mutex::new(Ticks::default()),
         nudge: Mutex::new(None),
         captures: Mutex::new(metrics::Captures::default()),
-        database: data_dir.join(DATABASE_FILE),
+        stats_store: Mutex::new(None),
+        data_dir: data_dir.clone(),
     });
     let reporter = Arc::clone(&state);
     let handle = crate::sync::spawn_as(
@@ -124,7 +125,9 @@ struct Daemon {
     ticks: Mutex<Ticks>,
     nudge: Mutex<Option<SyncNudge>>,
     captures: Mutex<metrics::Captures>,
-    database: PathBuf,
+    /// The connection `/metrics` reads the captures' timings through, opened at the first scrape.
+    stats_store: Mutex<Option<Store>>,
+    data_dir: PathBuf,
 }
 
 impl Daemon {
@@ -212,11 +215,8 @@ async fn health(State(state): State<Arc<Daemon>>) -> Response {
     let degraded = status
         .as_ref()
         .is_none_or(|s| s.link.breaker.consecutive_failures > 0 || s.outbox.rejected > 0);
-    let holder = state
-        .database
-        .parent()
-        .and_then(crate::sync::lock::holder)
-        .map_or_else(|| "nobody".to_owned(), |h| h.by);
+    let holder =
+        crate::sync::lock::holder(&state.data_dir).map_or_else(|| "nobody".to_owned(), |h| h.by);
     let health = Health {
         status: match (alive, degraded) {
             (false, _) => "stuck",
@@ -241,14 +241,20 @@ async fn health(State(state): State<Arc<Daemon>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<Daemon>>) -> Response {
-    let database = state.database.clone();
     let after = state
         .captures
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .last_id();
+    let reader = Arc::clone(&state);
     let fresh = tokio::task::spawn_blocking(move || {
-        Store::open(&database).and_then(|store| store.capture_stats_after(after))
+        let mut held = reader.stats_store.lock().unwrap_or_else(|p| p.into_inner());
+        if held.is_none() {
+            *held = Some(Store::open(&reader.data_dir.join(DATABASE_FILE))?);
+        }
+        held.as_ref()
+            .expect("opened above")
+            .capture_stats_after(after)
     })
     .await;
     let text = {

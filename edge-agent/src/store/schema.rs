@@ -196,8 +196,7 @@ CREATE TABLE capture_stats (
     frames_ms REAL NOT NULL,
     school_ms REAL NOT NULL,
     decide_ms REAL NOT NULL,
-    record_ms REAL NOT NULL,
-    total_ms REAL NOT NULL
+    record_ms REAL NOT NULL
 );
 "#,
     ),

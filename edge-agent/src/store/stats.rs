@@ -26,7 +26,13 @@ pub struct CaptureStats {
     pub decide_ms: f64,
     /// The session and its marks written (with their outbox events).
     pub record_ms: f64,
-    pub total_ms: f64,
+}
+
+impl CaptureStats {
+    /// The capture from its gallery to its stored marks: the stages' sum.
+    pub fn total_ms(&self) -> f64 {
+        self.gallery_ms + self.frames_ms + self.school_ms + self.decide_ms + self.record_ms
+    }
 }
 
 impl Store {
@@ -35,7 +41,7 @@ impl Store {
         self.conn
             .prepare_cached(
                 "INSERT INTO capture_stats (at, frames, faces, gallery_ms, frames_ms, school_ms,
-                 decide_ms, record_ms, total_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 decide_ms, record_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 stats.at,
@@ -45,8 +51,7 @@ impl Store {
                 stats.frames_ms,
                 stats.school_ms,
                 stats.decide_ms,
-                stats.record_ms,
-                stats.total_ms
+                stats.record_ms
             ])?;
         self.conn
             .prepare_cached(
@@ -59,8 +64,8 @@ impl Store {
     /// The kept captures' stats after row `after` (0: all), oldest first, with their row ids.
     pub fn capture_stats_after(&self, after: i64) -> Result<Vec<(i64, CaptureStats)>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, at, frames, faces, gallery_ms, frames_ms, school_ms, decide_ms, record_ms,
-             total_ms FROM capture_stats WHERE id > ?1 ORDER BY id",
+            "SELECT id, at, frames, faces, gallery_ms, frames_ms, school_ms, decide_ms, record_ms
+             FROM capture_stats WHERE id > ?1 ORDER BY id",
         )?;
         let rows = stmt.query_map([after], |r| {
             Ok((
@@ -74,7 +79,6 @@ impl Store {
                     school_ms: r.get(6)?,
                     decide_ms: r.get(7)?,
                     record_ms: r.get(8)?,
-                    total_ms: r.get(9)?,
                 },
             ))
         })?;

@@ -65,6 +65,13 @@ pub struct SyncState {
     pub breaker: shared_proto::breaker::Link,
 }
 
+impl SyncState {
+    /// When the last push or pull succeeded: what the screen's indicator and the daemon's lag show.
+    pub fn last_success_at(&self) -> Option<i64> {
+        self.last_push_at.max(self.last_pull_at)
+    }
+}
+
 /// A template as the wire needs it (`template_added`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredTemplate {

@@ -87,6 +87,8 @@ pub fn spawn_as(
         .spawn(move || {
             let interval = Duration::from_secs_f64(config.interval_s);
             let mut current: Option<Syncer> = None;
+            // The connection a loop that does not sync reads the holder's state through.
+            let mut watching: Option<Store> = None;
             let mut lock: Option<SyncLock> = None;
             let mut asked = false;
             loop {
@@ -99,9 +101,12 @@ pub fn spawn_as(
                         }
                     };
                 }
+                if lock.is_some() {
+                    watching = None;
+                }
                 let report = match lock {
                     Some(_) => run_once(&mut current, &database, &data_dir, &config),
-                    None => watch_once(&database, &data_dir, &config, asked),
+                    None => watch_once(&mut watching, &database, &data_dir, &config, asked),
                 };
                 on_report(report);
                 // Someone else syncs: look at its state often, so the screen follows it.
@@ -138,6 +143,7 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 /// One tick of a loop that does not sync: asks a daemon holder for a cycle when the teacher did
 /// something, then reads the state the holder records.
 fn watch_once(
+    watching: &mut Option<Store>,
     database: &std::path::Path,
     data_dir: &std::path::Path,
     config: &SyncConfig,
@@ -149,8 +155,11 @@ fn watch_once(
             tracing::debug!(error = %e, "cannot ask the daemon for a cycle");
         }
     }
-    let store = Store::open(database).map_err(|e| e.to_string())?;
-    Ok((None, status(&store, config).map_err(|e| e.to_string())?))
+    if watching.is_none() {
+        *watching = Some(Store::open(database).map_err(|e| e.to_string())?);
+    }
+    let store = watching.as_ref().expect("opened above");
+    Ok((None, status(store, config).map_err(|e| e.to_string())?))
 }
 
 /// `POST {url}/sync` on the daemon's local address.

@@ -155,12 +155,19 @@ impl Client {
         limit: usize,
         request_id: &str,
     ) -> Result<PullResponse, CallError> {
+        self.send(
+            self.authorized(self.http.get(self.pull_url(cursor, limit))),
+            Some(request_id),
+        )
+    }
+
+    fn pull_url(&self, cursor: Option<&str>, limit: usize) -> String {
         let mut url = format!("{}/v1/sync/pull?limit={limit}", self.server);
         if let Some(cursor) = cursor {
             url.push_str("&cursor=");
             url.push_str(&percent_encode(cursor));
         }
-        self.send(self.authorized(self.http.get(url)), Some(request_id))
+        url
     }
 
     fn authorized(
@@ -178,30 +185,32 @@ impl Client {
         request: reqwest::blocking::RequestBuilder,
         request_id: Option<&str>,
     ) -> Result<T, CallError> {
+        answer(self.call(request, request_id)?)
+    }
+
+    /// Sends a request with the protocol's headers; the response as it came.
+    fn call(
+        &self,
+        request: reqwest::blocking::RequestBuilder,
+        request_id: Option<&str>,
+    ) -> Result<reqwest::blocking::Response, CallError> {
         let mut request = request.header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string());
         if let Some(id) = request_id {
             request = request.header(REQUEST_ID_HEADER, id);
         }
-        let response = request
+        request
             .send()
-            .map_err(|e| CallError::Unreachable(describe(&e)))?;
-        answer(response)
+            .map_err(|e| CallError::Unreachable(describe(&e)))
     }
 
     /// An authenticated pull of at most one change, applied nowhere: whether the server answers
     /// this box's token, with the server's clock (its `Date` header) and the round trip.
     pub fn probe(&self, cursor: Option<&str>) -> Result<Probe, CallError> {
-        let mut url = format!("{}/v1/sync/pull?limit=1", self.server);
-        if let Some(cursor) = cursor {
-            url.push_str("&cursor=");
-            url.push_str(&percent_encode(cursor));
-        }
         let started = std::time::Instant::now();
-        let response = self
-            .authorized(self.http.get(url))
-            .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
-            .send()
-            .map_err(|e| CallError::Unreachable(describe(&e)))?;
+        let response = self.call(
+            self.authorized(self.http.get(self.pull_url(cursor, 1))),
+            None,
+        )?;
         let round_trip_ms = started.elapsed().as_millis() as i64;
         let server_ms = response
             .headers()
@@ -228,7 +237,8 @@ pub struct Probe {
 /// A response read whole and sorted: the answer, or why not.
 fn answer<T: DeserializeOwned>(response: reqwest::blocking::Response) -> Result<T, CallError> {
     let status = response.status();
-    // Seconds only: our server sends no HTTP dates, and a date would need the box's clock.
+    // Retry-After in seconds only: our server sends no HTTP date there, and a date would need the
+    // box's clock.
     let retry_after_s = response
         .headers()
         .get(reqwest::header::RETRY_AFTER)

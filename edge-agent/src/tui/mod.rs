@@ -12,62 +12,6 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
-#[cfg(test)]
-mod indicator_tests {
-    use super::SyncIndicator;
-    use crate::sync::{Breaker, Status};
-
-    fn status(device: Option<&str>) -> Status {
-        Status {
-            device_id: device.map(str::to_owned),
-            school_id: None,
-            server: None,
-            link: Default::default(),
-            breaker: Breaker::Closed,
-            outbox: Default::default(),
-            rejected: Vec::new(),
-            cursor: None,
-            templates_by_space: Vec::new(),
-            running_space: String::new(),
-        }
-    }
-
-    /// No cycle of its own: not provisioned without a device; with one, the daemon's state as
-    /// it recorded it in the store.
-    #[test]
-    fn the_screen_shows_the_daemons_state_when_the_daemon_syncs() {
-        let unprovisioned = SyncIndicator::from_report(&Ok((None, status(None))));
-        assert_eq!(
-            (unprovisioned.online, unprovisioned.detail.as_str()),
-            (None, "not provisioned")
-        );
-        let mut held = status(Some("dev-1"));
-        held.outbox.waiting = 3;
-        // The daemon has not tried yet.
-        let quiet = SyncIndicator::from_report(&Ok((None, held.clone())));
-        assert_eq!(
-            (quiet.online, quiet.waiting, quiet.detail.as_str()),
-            (None, 3, "")
-        );
-        // It synced a minute ago.
-        held.link.last_attempt_at = Some(1_000);
-        held.link.last_pull_at = Some(1_000);
-        let online = SyncIndicator::from_report(&Ok((None, held.clone())));
-        assert_eq!(
-            (online.online, online.last_sync_ms),
-            (Some(true), Some(1_000))
-        );
-        // Its last calls failed: offline, with its error.
-        held.link.breaker.consecutive_failures = 2;
-        held.link.last_error = Some("server unreachable: timed out".into());
-        let offline = SyncIndicator::from_report(&Ok((None, held)));
-        assert_eq!(
-            (offline.online, offline.detail.as_str()),
-            (Some(false), "server unreachable: timed out")
-        );
-    }
-}
-
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
@@ -118,7 +62,7 @@ impl SyncIndicator {
                     .last_attempt_at
                     .map(|_| status.link.breaker.consecutive_failures == 0),
                 waiting: status.outbox.waiting,
-                last_sync_ms: status.link.last_push_at.max(status.link.last_pull_at),
+                last_sync_ms: status.link.last_success_at(),
                 detail: match (&status.link.last_error, status.outbox.rejected) {
                     (Some(error), _) if status.link.breaker.consecutive_failures > 0 => {
                         error.clone()
@@ -130,7 +74,7 @@ impl SyncIndicator {
             Ok((Some(cycle), status)) => SyncIndicator {
                 online: Some(cycle.succeeded()),
                 waiting: status.outbox.waiting,
-                last_sync_ms: status.link.last_push_at.max(status.link.last_pull_at),
+                last_sync_ms: status.link.last_success_at(),
                 detail: match (&cycle.error, status.outbox.rejected) {
                     (Some(error), _) => error.clone(),
                     (None, 0) => String::new(),

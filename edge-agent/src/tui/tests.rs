@@ -14,6 +14,7 @@ use super::ui;
 use crate::attendance::capture::Scored;
 use crate::attendance::roll::{ReviewDecision, Roll, RollRow};
 use crate::store::{Consent, MarkSource, MarkStatus, SectionRecord};
+use crate::sync::{Breaker, Status};
 
 const SECTION: &str = "c1";
 
@@ -580,4 +581,54 @@ fn picking_another_section_closes_the_session() {
         ]
     );
     assert_eq!(app.session, SessionState::None);
+}
+
+fn sync_status(device: Option<&str>) -> Status {
+    Status {
+        device_id: device.map(str::to_owned),
+        school_id: None,
+        server: None,
+        link: Default::default(),
+        breaker: Breaker::Closed,
+        outbox: Default::default(),
+        rejected: Vec::new(),
+        cursor: None,
+        templates_by_space: Vec::new(),
+        running_space: String::new(),
+    }
+}
+
+/// No cycle of its own: not provisioned without a device; with one, the daemon's state as
+/// it recorded it in the store.
+#[test]
+fn the_screen_shows_the_daemons_state_when_the_daemon_syncs() {
+    let unprovisioned = SyncIndicator::from_report(&Ok((None, sync_status(None))));
+    assert_eq!(
+        (unprovisioned.online, unprovisioned.detail.as_str()),
+        (None, "not provisioned")
+    );
+    let mut held = sync_status(Some("dev-1"));
+    held.outbox.waiting = 3;
+    // The daemon has not tried yet.
+    let quiet = SyncIndicator::from_report(&Ok((None, held.clone())));
+    assert_eq!(
+        (quiet.online, quiet.waiting, quiet.detail.as_str()),
+        (None, 3, "")
+    );
+    // It synced a minute ago.
+    held.link.last_attempt_at = Some(1_000);
+    held.link.last_pull_at = Some(1_000);
+    let online = SyncIndicator::from_report(&Ok((None, held.clone())));
+    assert_eq!(
+        (online.online, online.last_sync_ms),
+        (Some(true), Some(1_000))
+    );
+    // Its last calls failed: offline, with its error.
+    held.link.breaker.consecutive_failures = 2;
+    held.link.last_error = Some("server unreachable: timed out".into());
+    let offline = SyncIndicator::from_report(&Ok((None, held)));
+    assert_eq!(
+        (offline.online, offline.detail.as_str()),
+        (Some(false), "server unreachable: timed out")
+    );
 }

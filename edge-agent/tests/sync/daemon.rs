@@ -76,6 +76,11 @@ fn the_daemon_syncs_beside_the_screen_reports_its_health_and_hands_back() {
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
 
+    // What the server has of this box before the daemon runs, to count what the daemon sends.
+    let (applied_before, sent_before) = (
+        server.events_applied(),
+        classroom.store().outbox_counts().unwrap().sent,
+    );
     let (mut daemon, url) = start_daemon(&classroom, &notify_path);
     let ready = next_notification(&notify);
     assert!(ready.contains("READY=1"), "{ready}");
@@ -110,7 +115,8 @@ fn the_daemon_syncs_beside_the_screen_reports_its_health_and_hands_back() {
         &classroom,
         &[&students[0].class_photo, &students[1].class_photo],
     );
-    assert_eq!(outcome["present"].as_array().unwrap().len(), 2, "{outcome}");
+    let ids_set: std::collections::BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(super::names(&outcome["present"]), ids_set, "{outcome}");
     record_sessions(&classroom, 3, &ids);
     screen.nudge().sync_now();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -159,8 +165,18 @@ fn the_daemon_syncs_beside_the_screen_reports_its_health_and_hands_back() {
         Some(1.0),
         "{metrics}"
     );
-    assert!(
-        metric(&metrics, "rollcall_edge_capture_faces_total").unwrap() >= 2.0,
+    // Every face the detector finds in the two frames, as `detect` counts them.
+    let detected: usize = [&students[0].class_photo, &students[1].class_photo]
+        .iter()
+        .map(|photo| {
+            let line = classroom.ok(&["detect", "--json", photo.to_str().unwrap()]);
+            let found: Value = serde_json::from_str(&line).unwrap();
+            found["faces"].as_array().unwrap().len()
+        })
+        .sum();
+    assert_eq!(
+        metric(&metrics, "rollcall_edge_capture_faces_total"),
+        Some(detected as f64),
         "{metrics}"
     );
     assert!(
@@ -171,9 +187,11 @@ fn the_daemon_syncs_beside_the_screen_reports_its_health_and_hands_back() {
     assert_eq!(code, 200, "{status}");
     let status: Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["outbox"]["waiting"], 0, "{status}");
-    // The server has everything the box recorded.
+    // The server applied exactly what the box sent through the daemon.
+    let sent = classroom.store().outbox_counts().unwrap().sent;
+    assert!(sent > sent_before);
     let server_events = server.events_applied();
-    assert!(server_events > 0);
+    assert_eq!(server_events - applied_before, (sent - sent_before) as u64);
 
     // systemd stops the daemon: STOPPING, a clean exit, and the screen takes sync over.
     let pid = daemon.0.id() as i32;
@@ -201,7 +219,12 @@ fn the_daemon_syncs_beside_the_screen_reports_its_health_and_hands_back() {
         edge_agent::sync::lock::holder(classroom.data()).map(|h| h.by),
         Some("screen".to_owned())
     );
-    assert!(server.events_applied() > server_events);
+    // And what the screen sent after it took over.
+    let sent_after = classroom.store().outbox_counts().unwrap().sent;
+    assert_eq!(
+        server.events_applied() - server_events,
+        (sent_after - sent) as u64
+    );
     screen.stop();
 }
 

@@ -339,6 +339,7 @@ pub(super) async fn overview(
     SchoolAdmin { school_id, .. }: SchoolAdmin,
 ) -> Result<Json<EnrolmentJson>, ApiError> {
     let enroller = enroller(&state)?;
+    let (keep_crops, kept_crops) = crate::ml_client::kept_crops(state.store(), &school_id).await?;
     Ok(Json(EnrolmentJson {
         service: enroller.health().into(),
         jobs: enroller
@@ -346,8 +347,8 @@ pub(super) async fn overview(
             .iter()
             .map(JobJson::from)
             .collect(),
-        keep_crops: state.store().school_settings(&school_id).await?.keep_crops,
-        kept_crops: state.store().kept_crops(&school_id, false).await?.len(),
+        keep_crops,
+        kept_crops,
     }))
 }
 

@@ -502,22 +502,20 @@ impl Enroller {
                     // The same ids for the same photo of the same job: a crash before the job is
                     // saved makes the retry an event already applied, not a second template.
                     let (event_id, id) = ids_of(&job.id, i);
-                    events.push(Event {
-                        id: event_id,
-                        at: now,
-                        body: Body::TemplateAdded(Template {
-                            id: id.clone(),
-                            student: photo.student.clone().unwrap_or_default(),
-                            embedding: Embedding {
-                                model: answer.model.clone(),
-                                space: answer.space.clone(),
-                                vector: embedding,
-                            },
-                            quality: score,
-                            source: "central".into(),
-                            created_at: now,
-                        }),
-                    });
+                    let embedding = Embedding {
+                        model: answer.model.clone(),
+                        space: answer.space.clone(),
+                        vector: embedding,
+                    };
+                    let student = photo.student.clone().unwrap_or_default();
+                    events.push(template_added(
+                        (event_id, id.clone()),
+                        student,
+                        embedding,
+                        score,
+                        "central".into(),
+                        now,
+                    ));
                     if let Some(crop) = crop.filter(|_| keep_crops) {
                         crops.push((id.clone(), crop));
                     }
@@ -633,6 +631,30 @@ fn ids_of(job: &str, i: usize) -> (String, String) {
         uuid::Uuid::from_u128(base ^ n).to_string(),
         uuid::Uuid::from_u128(base ^ (n << 24)).to_string(),
     )
+}
+
+/// A template made here, as the push rules take it: `template_added` with these (event, template)
+/// ids, made now.
+pub(super) fn template_added(
+    (event_id, id): (String, String),
+    student: String,
+    embedding: Embedding,
+    quality: f32,
+    source: String,
+    now: Millis,
+) -> Event {
+    Event {
+        id: event_id,
+        at: now,
+        body: Body::TemplateAdded(Template {
+            id,
+            student,
+            embedding,
+            quality,
+            source,
+            created_at: now,
+        }),
+    }
 }
 
 /// Templates made here are filed as a school's own "central" device's: the push rules apply to

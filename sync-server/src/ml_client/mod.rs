@@ -24,7 +24,7 @@ use shared_proto::ml::service::{
 
 pub use enrol::{EnrolHealth, Enroller, SubmitError, Upload};
 pub use jobs::{Job, Photo, PhotoState};
-pub use reembed::{ReembedError, Reembedded};
+pub use reembed::{ReembedError, Reembedded, kept_crops};
 
 use crate::api::Clock;
 use crate::config::MlConfig;

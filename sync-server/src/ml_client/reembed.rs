@@ -13,12 +13,12 @@ use shared_proto::crop::{CROP_SIZE, reembed_source};
 use shared_proto::ml::service::{self as wire, EmbedCropsRequest};
 use shared_proto::sync::Embedding;
 
-use super::enrol::{central_device, consent_words};
+use super::enrol::{central_device, consent_words, template_added};
 use super::{Enroller, MlError};
 use crate::domain::audit::{Action, Entry};
 use crate::domain::consent::allows_templates;
-use crate::domain::event::{Body, Event, Template};
-use crate::store::{KeptCrop, StoreError};
+use crate::domain::event::{Event, Template};
+use crate::store::{KeptCrop, Store, StoreError};
 
 /// What one re-embedding did.
 #[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
@@ -42,6 +42,13 @@ pub enum ReembedError {
     Service(#[from] MlError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Whether the school keeps crops (its setting) and how many it holds: what the Enrolment page
+/// and the API's overview show.
+pub async fn kept_crops(store: &dyn Store, school: &str) -> Result<(bool, usize), StoreError> {
+    let keep = store.school_settings(school).await?.keep_crops;
+    Ok((keep, store.kept_crops(school, false).await?.len()))
 }
 
 impl Enroller {
@@ -89,23 +96,19 @@ impl Enroller {
                 .iter()
                 .zip(answer.embeddings)
                 .map(|(kept, vector)| {
-                    let (event_id, id) = ids_of(&kept.template, &space);
-                    Event {
-                        id: event_id,
-                        at: now,
-                        body: Body::TemplateAdded(Template {
-                            id,
-                            student: kept.student.clone(),
-                            embedding: Embedding {
-                                model: answer.model.clone(),
-                                space: space.clone(),
-                                vector,
-                            },
-                            quality: kept.quality,
-                            source: reembed_source(&kept.template),
-                            created_at: now,
-                        }),
-                    }
+                    let embedding = Embedding {
+                        model: answer.model.clone(),
+                        space: space.clone(),
+                        vector,
+                    };
+                    template_added(
+                        ids_of(&kept.template, &space),
+                        kept.student.clone(),
+                        embedding,
+                        kept.quality,
+                        reembed_source(&kept.template),
+                        now,
+                    )
                 })
                 .collect();
             let outcome = self

@@ -123,8 +123,7 @@ pub(super) async fn page(
         }
         None => (None, Vec::new()),
     };
-    let keep_crops = state.store().school_settings(&school_id).await?.keep_crops;
-    let kept_crops = state.store().kept_crops(&school_id, false).await?.len();
+    let (keep_crops, kept_crops) = crate::ml_client::kept_crops(state.store(), &school_id).await?;
     Ok(EnrolmentPage {
         chrome: Chrome::of(&user, Some(school_id)),
         service,
