@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::capture::SourceSpec;
+use crate::capture::{SourceSpec, StreamSpec};
 use crate::config::{Config, DATABASE_FILE};
 use crate::store::Store;
 use crate::sync::Client;
@@ -114,11 +114,25 @@ fn camera(p: &Patient<'_>) -> Check {
         Ok((source.describe(), frame.width(), frame.height()))
     }) {
         Ok((what, w, h)) => Check::ok("camera", format!("{what}: read a {w}x{h} frame")),
-        Err(e) => Check::fail(
-            "camera",
-            e.to_string(),
-            "connect the USB camera (ls /dev/video* lists it), check it is not used by another program, and that the user running edge-agent is in group video",
-        ),
+        Err(e) => Check::fail("camera", e.to_string(), camera_fix(p.source)),
+    }
+}
+
+fn camera_fix(source: &SourceSpec) -> &'static str {
+    match source {
+        SourceSpec::Camera(_) => {
+            "connect the USB camera (ls /dev/video* lists it), check it is not used by another program, and that the user running edge-agent is in group video"
+        }
+        SourceSpec::Images(_) => "pass a folder that holds .jpg or .png photos",
+        SourceSpec::Stream(StreamSpec::Rtsp(_)) => {
+            "open the same address in a video player from this box; check the camera's user, password and path, and that no firewall stands between"
+        }
+        SourceSpec::Stream(StreamSpec::Gst(_)) => {
+            "run the pipeline with gst-launch-1.0 ... ! fakesink to see GStreamer's own error; on a Jetson check nvargus-daemon is running"
+        }
+        SourceSpec::Stream(StreamSpec::Video(_)) => {
+            "check the file's path, and that it plays (ffprobe FILE)"
+        }
     }
 }
 

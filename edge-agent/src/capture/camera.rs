@@ -1,6 +1,6 @@
 //! USB (UVC) cameras through nokhwa (V4L2 on Linux). Behind the cargo feature `camera`.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use image::RgbImage;
 use nokhwa::pixel_format::RgbFormat;
@@ -9,11 +9,7 @@ use nokhwa::utils::{
     Resolution,
 };
 
-use super::{FrameSource, FrameSourceError};
-
-/// Frames of a burst are this far apart, so five of them span ~2 s and catch the faces that a
-/// head or a hand hid in one of them.
-const BURST_SPACING: Duration = Duration::from_millis(400);
+use super::{BURST_SPACING, FrameSource, FrameSourceError};
 
 /// The first frames after a stream opens are often dark while the sensor adjusts its exposure.
 const WARM_UP_FRAMES: usize = 3;

@@ -40,9 +40,14 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct TuiArgs {
-    /// Where frames come from: camera[:INDEX] (default: the first USB camera) or images:DIR, whose
-    /// image files are replayed as camera frames (demos and tests).
-    #[arg(long, value_name = "images:DIR|camera[:INDEX]")]
+    /// Where frames come from: camera[:INDEX] (default: the first USB camera), images:DIR, whose
+    /// image files are replayed as camera frames (demos and tests), or, when built with the
+    /// feature `opencv`, rtsp://URL (an IP camera), gst:PIPELINE (a GStreamer pipeline, e.g. a
+    /// Jetson's CSI camera) or video:FILE.
+    #[arg(
+        long,
+        value_name = "camera[:INDEX]|images:DIR|rtsp://URL|gst:PIPELINE|video:FILE"
+    )]
     pub source: Option<SourceSpec>,
     /// The section to open (default: the lesson under way by the timetable, else a picker).
     #[arg(long)]
@@ -175,10 +180,11 @@ pub enum Command {
         /// Image files, one frame each.
         #[arg(long, num_args = 1.., required_unless_present = "source")]
         images: Vec<PathBuf>,
-        /// Where frames come from: images:DIR (its image files in name order) or camera[:INDEX].
+        /// Where frames come from: images:DIR (its image files in name order), camera[:INDEX], or
+        /// with the feature `opencv` rtsp://URL, gst:PIPELINE or video:FILE.
         #[arg(
             long,
-            value_name = "images:DIR|camera[:INDEX]",
+            value_name = "images:DIR|camera[:INDEX]|rtsp://URL|gst:PIPELINE|video:FILE",
             conflicts_with = "images"
         )]
         source: Option<SourceSpec>,
@@ -245,7 +251,7 @@ pub enum Command {
     /// Check the box: camera, ONNX Runtime, models, free disk, the store, the server with this
     /// box's token and its clock, recognition, events waiting. Exit status 1 when a check fails.
     Doctor {
-        /// The camera to read a frame from (default camera:0; images:DIR reads a folder).
+        /// The camera to read a frame from (default camera:0; any --source of `capture`).
         #[arg(long)]
         source: Option<crate::capture::SourceSpec>,
         #[arg(long)]
