@@ -1,6 +1,6 @@
 //! `sync-server`: serve the API, make the first admin, check a configuration.
 
-use std::io::{BufRead, IsTerminal, Read, Write};
+use std::io::{BufRead, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -381,11 +381,12 @@ fn read_password(username: &str, password_stdin: bool) -> Result<String> {
         std::io::stdin()
             .read_to_string(&mut text)
             .context("cannot read the password from standard input")?;
+    } else if std::io::stdin().is_terminal() {
+        // At a terminal the password is typed unseen (echo off on the terminal itself), so it
+        // never stands on the screen or in a scrollback.
+        text = rpassword::prompt_password(format!("Password for {username}: "))
+            .context("cannot read the password from the terminal")?;
     } else {
-        if std::io::stdin().is_terminal() {
-            eprint!("Password for {username} (shown as typed; use --password-stdin to pipe it): ");
-            std::io::stderr().flush().ok();
-        }
         std::io::stdin()
             .lock()
             .read_line(&mut text)

@@ -947,6 +947,76 @@ fn admin_create_makes_an_admin_who_can_log_in() {
     assert!(user.password_hash.starts_with("$argon2id$"));
 }
 
+/// At a terminal (tmux here) `admin create` asks for the password and never shows it.
+#[test]
+fn admin_create_at_a_terminal_does_not_show_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = format!("rollcall-admin-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        let out = std::process::Command::new("tmux")
+            .args(args)
+            .output()
+            .expect("tmux (scripts/test installs it)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let command = format!(
+        "env -u ROLLCALL_MONGODB_URI ROLLCALL_SERVER_DATA_DIR={} {} admin create --username clerk; echo exit=$?; sleep 30",
+        dir.path().display(),
+        env!("CARGO_BIN_EXE_sync-server")
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "120",
+        "-y",
+        "20",
+        &command,
+    ]);
+    let screen = |wanted: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let text = tmux(&["capture-pane", "-p", "-t", &session]);
+            if text.contains(wanted) || std::time::Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let asked = screen("Password for clerk:");
+    assert!(asked.contains("Password for clerk:"), "{asked}");
+    tmux(&[
+        "send-keys",
+        "-t",
+        &session,
+        "correct horse battery",
+        "Enter",
+    ]);
+    let done = screen("exit=");
+    tmux(&["kill-session", "-t", &session]);
+    assert!(done.contains("exit=0"), "{done}");
+    assert!(!done.contains("correct horse"), "{done}");
+
+    let store =
+        sync_server::store::sqlite::SqliteStore::open(&dir.path().join("rollcall-server.sqlite"))
+            .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let user = runtime
+        .block_on(store.user_by_name("clerk"))
+        .unwrap()
+        .unwrap();
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    let stored = PasswordHash::new(&user.password_hash).unwrap();
+    assert!(
+        argon2::Argon2::default()
+            .verify_password(b"correct horse battery", &stored)
+            .is_ok(),
+        "the password typed unseen is the one stored"
+    );
+}
+
 /// Issue 13: real exports refused before (a student teaching a class, OneRoster 1.0's
 /// `inactive`, a blank manifest value) are applied, with warnings beside the counts; a users.csv
 /// student enrolled as teacher is a teacher of that section.
