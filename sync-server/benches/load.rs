@@ -4,11 +4,10 @@
 //! `cargo bench -p sync-server --bench load [-- --quick] [-- --backend embedded|mongo]
 //! [-- --baseline PATH]`
 //!
-//! `--notices`: instead, issue 16's row: 16 boxes paced at the target rate before, just after
-//! 10,000 notices are enqueued (held for a minute, so nothing is sent yet), while the server sends
-//! them to a local SMTP sink (`scripts/smtp_sink.py`), and after; prints notices per second and
-//! the push p99 while sending as a share of before and after. `--rate N` sets the server's
-//! `max_per_second`.
+//! `--notices`: instead, issue 16's rows: 16 boxes paced at the target rate, in 20 pairs of rows,
+//! one with nothing to send and one while the server sends a batch of notices to a local SMTP sink
+//! (`scripts/smtp_sink.py`); prints the push p99 while sending as a share of the rows without, and
+//! each notice delivered once. `--rate N` sets the server's `max_per_second` (default 50).
 //!
 //! `--baseline PATH`: another build's `sync-server` binary (the code before a change), run with the
 //! same rows just before this build's own, so that the two are compared in one run on one machine;
@@ -592,12 +591,12 @@ async fn compare(backend: &Backend, builds: &[Build], seconds: u64) -> Vec<Strin
     lines
 }
 
-/// Notices the `--notices` run sends, and the boxes pushing meanwhile.
-const NOTICES: usize = 10_000;
+/// Pairs of rows of the `--notices` run: one row with nothing to send, one while the server sends
+/// a batch (as many notices as it sends in a row at its rate), their order alternating.
+const NOTICE_PAIRS: usize = 20;
 const NOTICE_BOXES: usize = 16;
-/// Rows before and after sending: as long together as the sending, so that a stall of the host
-/// (which comes once every minute or two on these shared machines) is as likely in either.
-const BASELINE_ROWS: usize = 10;
+/// The server's `max_per_second` when `--rate` does not set it (its own default).
+const DEFAULT_RATE: u32 = 50;
 
 /// What the host did during a row, from `/proc`: CPU time stolen by the hypervisor, CPU time idle
 /// waiting for I/O, and the time every task was stalled on I/O (pressure stall information). A
@@ -722,8 +721,11 @@ impl Phase {
     }
 }
 
-/// Issue 16: the server sends `NOTICES` notices to a local SMTP sink while `NOTICE_BOXES` boxes push
-/// at the paced rate, in rows back to back; as many rows before and after are the baseline.
+/// Issue 16: does sending notices slow the boxes' pushes? `NOTICE_BOXES` boxes push at the paced
+/// rate in rows back to back; every other row the server sends a batch of notices to a local SMTP
+/// sink, and the rows without are the baseline. Interleaved so that the host's own drift (these
+/// shared machines stall for a fraction of a second every minute or two, and get noisier or quieter
+/// for minutes) weighs on both alike.
 async fn run_notices(backend: &Backend, seconds: u64, rate: Option<u32>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     // In production the relay is another machine: the sink's files are kept off the server's disk
@@ -747,9 +749,9 @@ async fn run_notices(backend: &Backend, seconds: u64, rate: Option<u32>) {
             .expect("scripts/smtp_sink.py in .venv (scripts/setup)"),
     );
     wait_for_port(port, Duration::from_secs(30));
+    let rate = rate.unwrap_or(DEFAULT_RATE);
     let config = format!(
-        "[smtp]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nfrom = \"Load School <attendance@load.example.org>\"\npublic_url = \"http://127.0.0.1:1\"\nplan_every_seconds = 3600\n{}",
-        rate.map_or_else(String::new, |r| format!("max_per_second = {r}\n"))
+        "[smtp]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nfrom = \"Load School <attendance@load.example.org>\"\npublic_url = \"http://127.0.0.1:1\"\nplan_every_seconds = 3600\nmax_per_second = {rate}\n"
     );
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_sync-server"));
     let server = Server::start_with(backend, &bin, &config);
@@ -763,18 +765,15 @@ async fn run_notices(backend: &Backend, seconds: u64, rate: Option<u32>) {
         seconds,
     };
     Rows::header();
-    // A first row warms the server up (a cold server's first seconds have several times a warm
-    // one's p99).
-    rows.run("warm-up", &mut Phase::default()).await;
-    let mut before = Phase::default();
-    for n in 0..BASELINE_ROWS {
-        rows.run(&format!("before sending {}", n + 1), &mut before)
+    // Two rows warm the server up (a cold server's first seconds have several times a warm one's
+    // p99).
+    for n in 1..=2 {
+        rows.run(&format!("warm-up {n}"), &mut Phase::default())
             .await;
     }
 
-    // The outbox filled from a second connection to the server's database, as another process
-    // (a planner) would. The notices are due only after a row of the bulk insert's own aftermath
-    // (its WAL copied and fsynced into the database file).
+    // Each batch is put in the outbox from a second connection to the server's database, as
+    // another process (a planner) would, due at once.
     let store: Arc<dyn sync_server::store::Store> = match backend {
         Backend::Embedded => Arc::new(
             sync_server::store::sqlite::SqliteStore::open(
@@ -788,10 +787,111 @@ async fn run_notices(backend: &Backend, seconds: u64, rate: Option<u32>) {
                 .expect("the server's database"),
         ),
     };
-    let hold_ms = 2 * seconds as i64 * 1000 + 20_000;
+    let count = || {
+        std::fs::read_dir(out.path())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let per_batch = rate as usize * seconds as usize;
+    let mut enqueued = 0;
+    let mut enqueue_s = 0.0;
+    let (mut quiet, mut sending) = (Phase::default(), Phase::default());
+    // Each pair's quiet row and sending row against each other: the sending row's p99 as a share
+    // of its neighbour's.
+    let mut pair_ratios = Vec::new();
+    for pair in 1..=NOTICE_PAIRS {
+        let mut pair_p99 = [0.0; 2];
+        // Odd pairs: quiet first; even pairs: sending first.
+        let order = if pair % 2 == 1 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for sends in order {
+            // A quiet row starts with nothing left to send.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while count() < enqueued {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} of {enqueued} notices sent after 2 minutes",
+                    count()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if !sends {
+                rows.run(&format!("pair {pair}: nothing to send"), &mut quiet)
+                    .await;
+                pair_p99[0] = *quiet.rows.last().unwrap();
+                continue;
+            }
+            let batch = notice_batch(per_batch, enqueued);
+            let started = Instant::now();
+            store.enqueue_notices(&batch).await.expect("enqueue");
+            enqueue_s += started.elapsed().as_secs_f64();
+            enqueued += per_batch;
+            let sent_before = count();
+            rows.run(&format!("pair {pair}: sending {per_batch}"), &mut sending)
+                .await;
+            pair_p99[1] = *sending.rows.last().unwrap();
+            println!(
+                "|  | ({} sent in the row) | | | | | | | | |",
+                count() - sent_before
+            );
+        }
+        pair_ratios.push(100.0 * pair_p99[1] / pair_p99[0]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count() < enqueued && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Each notice once: as many distinct Message-IDs as messages.
+    let mut ids = std::collections::HashSet::new();
+    let mut messages = 0;
+    for entry in std::fs::read_dir(out.path())
+        .expect("sink folder")
+        .filter_map(Result::ok)
+    {
+        if entry.path().extension().is_none_or(|x| x != "eml") {
+            continue;
+        }
+        messages += 1;
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
+        {
+            ids.insert(line.to_owned());
+        }
+    }
+    println!(
+        "\n{}: {enqueued} notices in {NOTICE_PAIRS} batches of {per_batch}, enqueued at {:.0}/s, sent at max_per_second {rate} over one SMTP connection; the sink holds {messages} messages with {} distinct Message-IDs.",
+        backend.name(),
+        enqueued as f64 / enqueue_s,
+        ids.len(),
+    );
+    println!("{}", quiet.line("nothing to send"));
+    println!("{}", sending.line("while sending"));
+    pair_ratios.sort_by(f64::total_cmp);
+    println!(
+        "push p99 while sending: {:.1} ms, {:.0} % of the rows with nothing to send ({:.1} ms); per pair, the sending row's p99 against its neighbour's: median {:.0} %, middle half {:.0}-{:.0} %; target: within 10 %.",
+        sending.p99(),
+        100.0 * sending.p99() / quiet.p99(),
+        quiet.p99(),
+        pair_ratios[pair_ratios.len() / 2],
+        pair_ratios[pair_ratios.len() / 4],
+        pair_ratios[pair_ratios.len() * 3 / 4],
+    );
+}
+
+/// `n` absence notices, due now, numbered from `first`.
+fn notice_batch(n: usize, first: usize) -> Vec<sync_server::domain::notice::Notice> {
     let now = now_ms();
-    let due = now + hold_ms;
-    let notices: Vec<_> = (0..NOTICES)
+    (first..first + n)
         .map(|n| {
             let id = uuid::Uuid::now_v7().to_string();
             sync_server::domain::notice::Notice {
@@ -810,7 +910,7 @@ async fn run_notices(backend: &Backend, seconds: u64, rate: Option<u32>) {
                 students: Vec::new(),
                 state: sync_server::domain::notice::State::Queued,
                 attempts: 0,
-                next_attempt_at: due,
+                next_attempt_at: now,
                 lease_owner: None,
                 lease_until: None,
                 last_error: None,
@@ -818,120 +918,7 @@ async fn run_notices(backend: &Backend, seconds: u64, rate: Option<u32>) {
                 sent_at: None,
             }
         })
-        .collect();
-    let enqueue = Instant::now();
-    for chunk in notices.chunks(500) {
-        store.enqueue_notices(chunk).await.expect("enqueue");
-    }
-    let enqueued = enqueue.elapsed().as_secs_f64();
-    rows.run(
-        "just after the enqueue, nothing due yet",
-        &mut Phase::default(),
-    )
-    .await;
-    let wait = due - now_ms();
-    assert!(
-        wait > 0,
-        "the enqueue and a row took longer than the {hold_ms} ms the notices were held"
-    );
-    // The first second of sending is in the first row.
-    tokio::time::sleep(Duration::from_millis(wait as u64)).await;
-
-    let count = || {
-        std::fs::read_dir(out.path())
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-                    .count()
-            })
-            .unwrap_or(0)
-    };
-    let sending = Instant::now();
-    let deadline = sending + Duration::from_secs(900);
-    let mut during = Phase::default();
-    let mut sent = 0;
-    while sent < NOTICES {
-        assert!(
-            Instant::now() < deadline,
-            "{sent} of {NOTICES} notices after 15 minutes"
-        );
-        let at = sending.elapsed().as_secs();
-        rows.run(&format!("while sending, from {at} s"), &mut during)
-            .await;
-        let now_sent = count();
-        println!(
-            "|  | ({} sent in the row) | | | | | | | | |",
-            now_sent - sent
-        );
-        sent = now_sent;
-    }
-    let mut after = Phase::default();
-    for n in 0..BASELINE_ROWS {
-        rows.run(&format!("after sending {}", n + 1), &mut after)
-            .await;
-    }
-    // Each notice once: as many distinct Message-IDs as messages.
-    let mut ids = std::collections::HashSet::new();
-    let mut messages = 0;
-    // The sink names each file `COUNT-NANOS.eml`: the first and last acceptance time the send.
-    let (mut first_ns, mut last_ns) = (u128::MAX, 0u128);
-    for entry in std::fs::read_dir(out.path())
-        .expect("sink folder")
-        .filter_map(Result::ok)
-    {
-        if entry.path().extension().is_none_or(|x| x != "eml") {
-            continue;
-        }
-        messages += 1;
-        if let Some(ns) = entry
-            .path()
-            .file_stem()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.split_once('-'))
-            .and_then(|(_, ns)| ns.parse::<u128>().ok())
-        {
-            first_ns = first_ns.min(ns);
-            last_ns = last_ns.max(ns);
-        }
-        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        if let Some(line) = text
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
-        {
-            ids.insert(line.to_owned());
-        }
-    }
-    let all_sent = last_ns.saturating_sub(first_ns) as f64 / 1e9;
-    println!(
-        "\n{}: {NOTICES} notices enqueued in {enqueued:.2} s ({:.0}/s); the sink accepted them over {all_sent:.1} s ({:.0} notices/s, one SMTP connection, one at a time, max_per_second {}); {messages} messages, {} distinct Message-IDs.",
-        backend.name(),
-        NOTICES as f64 / enqueued,
-        (messages.max(1) - 1) as f64 / all_sent,
-        rate.map_or_else(|| "default".to_owned(), |r| r.to_string()),
-        ids.len(),
-    );
-    // Before and after together: as many pushes as while sending, half of them earlier and half
-    // later, so a drift of the host's own noise over the run weighs on both sides alike.
-    let mut baseline = Phase::default();
-    for phase in [&before, &after] {
-        baseline.push.extend(phase.push.iter().copied());
-        baseline.rows.extend(phase.rows.iter().copied());
-    }
-    baseline.push.sort();
-    println!("{}", before.line("before sending"));
-    println!("{}", during.line("while sending"));
-    println!("{}", after.line("after sending"));
-    println!("{}", baseline.line("before and after together"));
-    println!(
-        "push p99 while sending: {:.1} ms, {:.0} % of before and after together ({:.1} ms); {:.0} % of before ({:.1} ms) and {:.0} % of after ({:.1} ms); target: within 10 %.",
-        during.p99(),
-        100.0 * during.p99() / baseline.p99(),
-        baseline.p99(),
-        100.0 * during.p99() / before.p99(),
-        before.p99(),
-        100.0 * during.p99() / after.p99(),
-        after.p99(),
-    );
+        .collect()
 }
 
 fn main() {
