@@ -362,6 +362,36 @@ fn packages_run_from_an_empty_root_and_pass_lintian() {
         );
     }
 
+    // The doctor names the packaged runtime's version, which the library reports itself: the
+    // package names the file plain libonnxruntime.so.
+    let linked = fs::read_link(checkout().join("runtime/libonnxruntime.so")).unwrap();
+    let version = linked
+        .file_name()
+        .and_then(|f| f.to_str())
+        .and_then(|f| f.strip_prefix("libonnxruntime.so."))
+        .unwrap_or_else(|| panic!("runtime/libonnxruntime.so links to {}", linked.display()))
+        .to_owned();
+    let output = run(
+        Command::new(&agent)
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("doctor")
+            .current_dir(elsewhere.path())
+            .env_remove("ORT_DYLIB_PATH")
+            .env_remove("ROLLCALL_MODELS"),
+        "rollcall-edge",
+    );
+    let said = text(&output.stdout);
+    let runtime = said
+        .lines()
+        .find(|line| line.split_whitespace().nth(1) == Some("runtime"))
+        .unwrap_or_else(|| panic!("doctor printed no runtime line:\n{said}"));
+    assert!(
+        runtime.starts_with("ok")
+            && runtime.contains(&format!("ONNX Runtime {version} (libonnxruntime.so,")),
+        "{runtime}"
+    );
+
     let output = run(
         Command::new(root.join("usr/bin/sync-server"))
             .arg("check-config")

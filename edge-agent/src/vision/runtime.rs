@@ -286,21 +286,53 @@ impl SessionSettings {
     }
 }
 
+/// `OrtGetApiBase()->GetVersionString()` of the library at `path`, e.g. "1.19.2". ort does not
+/// expose it; opening the library again only takes another reference to the loaded copy.
+fn library_version(path: &Path) -> Option<String> {
+    /// `OrtApiBase` of onnxruntime_c_api.h: two function pointers, stable since 1.0.
+    #[repr(C)]
+    struct ApiBase {
+        _get_api: unsafe extern "C" fn(u32) -> *const std::ffi::c_void,
+        get_version_string: unsafe extern "C" fn() -> *const std::ffi::c_char,
+    }
+    // SAFETY: the file is the ONNX Runtime library ort loads (its path, canonical); the symbol's
+    // type is the C API's, and the version string is static and NUL-terminated.
+    unsafe {
+        let library = libloading::Library::new(path).ok()?;
+        let api_base: libloading::Symbol<unsafe extern "C" fn() -> *const ApiBase> =
+            library.get(b"OrtGetApiBase\0").ok()?;
+        let base = api_base();
+        if base.is_null() {
+            return None;
+        }
+        let version = ((*base).get_version_string)();
+        if version.is_null() {
+            return None;
+        }
+        Some(
+            std::ffi::CStr::from_ptr(version)
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
+}
+
 /// The loaded ONNX Runtime and the session settings that change its speed, in one line, for
 /// benchmark banners: e.g. `ONNX Runtime 1.19.2 (libonnxruntime.so.1.19.2, git-commit-id=...),
 /// CPU execution provider, denormals as zero on, intra-op spinning off`.
 pub fn describe() -> Result<String, VisionError> {
     environment()?;
-    // ort does not expose the library's version string; the file a versioned install names
-    // (`libonnxruntime.so.1.19.2` behind the `runtime/` link) carries it, and the build info
-    // has the commit for a library whose name does not.
-    let file = library_path()
-        .and_then(|p| p.canonicalize().ok())
+    let path = library_path().and_then(|p| p.canonicalize().ok());
+    let file = path
+        .as_ref()
         .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
         .unwrap_or_default();
-    let version = file
-        .strip_prefix("libonnxruntime.so.")
-        .unwrap_or("(version not in the file name)");
+    // The library says its version itself; a packaged copy is named plain `libonnxruntime.so`.
+    let version = path
+        .as_deref()
+        .and_then(library_version)
+        .or_else(|| file.strip_prefix("libonnxruntime.so.").map(str::to_owned))
+        .unwrap_or_else(|| "(version unknown)".to_owned());
     let commit = ort::info()
         .split(", ")
         .find(|part| part.starts_with("git-commit-id="))
