@@ -24,29 +24,19 @@ pub struct Line {
     pub time: String,
 }
 
+/// The plain text and the HTML of a guardian's notice read the same fields; the HTML adds the
+/// subject for its title.
 #[derive(Template)]
 #[template(path = "mail/guardian.txt")]
 struct GuardianText<'a> {
-    greeting: &'a str,
-    school: &'a str,
-    date: &'a str,
-    correction: bool,
-    lines: &'a [Line],
-    withdrawn: &'a [Line],
-    unsubscribe: &'a str,
+    mail: &'a GuardianMail,
 }
 
 #[derive(Template)]
 #[template(path = "mail/guardian.html")]
 struct GuardianHtml<'a> {
     subject: &'a str,
-    greeting: &'a str,
-    school: &'a str,
-    date: &'a str,
-    correction: bool,
-    lines: &'a [Line],
-    withdrawn: &'a [Line],
-    unsubscribe: &'a str,
+    mail: &'a GuardianMail,
 }
 
 /// A guardian's notice, before rendering.
@@ -87,25 +77,10 @@ impl GuardianMail {
         } else {
             format!("{}: {names} missed lessons on {}", self.school, self.date)
         });
-        let text = GuardianText {
-            greeting: &self.greeting,
-            school: &self.school,
-            date: &self.date,
-            correction: self.correction,
-            lines: &self.lines,
-            withdrawn: &self.withdrawn,
-            unsubscribe: &self.unsubscribe,
-        }
-        .render()?;
+        let text = GuardianText { mail: self }.render()?;
         let html = GuardianHtml {
             subject: &subject,
-            greeting: &self.greeting,
-            school: &self.school,
-            date: &self.date,
-            correction: self.correction,
-            lines: &self.lines,
-            withdrawn: &self.withdrawn,
-            unsubscribe: &self.unsubscribe,
+            mail: self,
         }
         .render()?;
         Ok((subject, text, html))
