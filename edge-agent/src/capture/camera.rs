@@ -9,7 +9,7 @@ use nokhwa::utils::{
     Resolution,
 };
 
-use super::{BURST_SPACING, FrameSource, FrameSourceError};
+use super::{BURST_SPACING, FrameSource, FrameSourceError, drain};
 
 /// The first frames after a stream opens are often dark while the sensor adjusts its exposure.
 const WARM_UP_FRAMES: usize = 3;
@@ -64,18 +64,22 @@ fn camera_error(index: u32, e: nokhwa::NokhwaError) -> FrameSourceError {
 
 impl FrameSource for Camera {
     fn grab(&mut self, n_frames: usize) -> Result<Vec<RgbImage>, FrameSourceError> {
-        let mut frames = Vec::with_capacity(n_frames.max(1));
-        let mut last_kept: Option<Instant> = None;
+        let decode = |buffer: nokhwa::Buffer, index| {
+            buffer
+                .decode_image::<RgbFormat>()
+                .map_err(|e| camera_error(index, e))
+        };
+        // The driver kept the frames of the time between two captures in its buffers.
+        let first = drain(|| self.raw_frame())?;
+        let mut frames = vec![decode(first, self.index)?];
+        let mut last_kept = Instant::now();
         while frames.len() < n_frames.max(1) {
             // Keep reading so the driver's queue never holds a stale frame; keep (and decode)
             // one per spacing.
             let buffer = self.raw_frame()?;
-            if last_kept.is_none_or(|t| t.elapsed() >= BURST_SPACING) {
-                last_kept = Some(Instant::now());
-                let frame = buffer
-                    .decode_image::<RgbFormat>()
-                    .map_err(|e| camera_error(self.index, e))?;
-                frames.push(frame);
+            if last_kept.elapsed() >= BURST_SPACING {
+                last_kept = Instant::now();
+                frames.push(decode(buffer, self.index)?);
             }
         }
         Ok(frames)

@@ -11,7 +11,7 @@ mod image_files;
 mod stream;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use image::RgbImage;
 
@@ -29,6 +29,27 @@ pub const BURST_FRAMES: usize = 5;
 /// a head or a hand hid in one of them. A video file is sampled at the same spacing of its own
 /// time.
 pub const BURST_SPACING: Duration = Duration::from_millis(400);
+
+/// A read that returns sooner than this was served from a queue (the driver's buffers, FFmpeg's,
+/// a socket's, an appsink's), not waited for from the camera.
+const QUEUED_READ: Duration = Duration::from_millis(10);
+
+/// The most time spent skipping queued frames before a burst.
+const MAX_DRAIN: Duration = Duration::from_secs(1);
+
+/// Skips the frames a live source queued while nobody read it, so that a burst shows the class as
+/// it is now and not as it was when the last capture ended: reads until one read had to wait for
+/// the camera (or for `MAX_DRAIN`), and returns what that read gave.
+fn drain<T, E>(mut read: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    let start = Instant::now();
+    loop {
+        let one = Instant::now();
+        let frame = read()?;
+        if one.elapsed() >= QUEUED_READ || start.elapsed() >= MAX_DRAIN {
+            return Ok(frame);
+        }
+    }
+}
 
 /// A camera, or something that stands in for one: hands out bursts of frames.
 ///
@@ -225,6 +246,26 @@ mod tests {
         );
         assert_eq!(shown("rtsp://cam/a@b"), "rtsp://cam/a@b");
         assert_eq!(shown("rtsp://viewer@cam/1"), "rtsp://viewer@cam/1");
+    }
+
+    #[test]
+    fn a_burst_starts_after_the_queued_frames() {
+        // Five frames queued, then the camera's pace.
+        let mut n = 0;
+        let first = drain(|| {
+            n += 1;
+            if n > 5 {
+                std::thread::sleep(Duration::from_millis(15));
+            }
+            Ok::<_, ()>(n)
+        });
+        assert_eq!(first, Ok(6));
+        // A source that never waits (a file, a fast queue) is read for at most MAX_DRAIN.
+        let start = Instant::now();
+        assert!(drain(|| Ok::<_, ()>(())).is_ok());
+        assert!(start.elapsed() < MAX_DRAIN + Duration::from_millis(500));
+        // A read that fails ends the drain with its error.
+        assert_eq!(drain(|| Err::<(), _>("gone")), Err("gone"));
     }
 
     #[cfg(not(feature = "opencv"))]

@@ -8,7 +8,7 @@ use opencv::core::{CV_8U, Mat, Vector};
 use opencv::prelude::*;
 use opencv::{imgproc, videoio};
 
-use super::{BURST_SPACING, FrameSource, FrameSourceError, StreamSpec};
+use super::{BURST_SPACING, FrameSource, FrameSourceError, StreamSpec, drain};
 
 /// How long an RTSP camera may take to answer, and then to send each frame, before the capture
 /// says so instead of hanging the teacher's screen.
@@ -18,13 +18,6 @@ const RTSP_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most any stream may take to open. OpenCV 4.6 waits forever for a GStreamer pipeline that
 /// failed to parse, so opening runs on a thread of its own and is given up on after this.
 const OPEN_DEADLINE: Duration = Duration::from_secs(12);
-
-/// A grab that returns sooner than this was served from a queue (FFmpeg's, the socket's, the
-/// appsink's), not waited for from the camera.
-const QUEUED_GRAB: Duration = Duration::from_millis(10);
-
-/// The most time spent skipping queued frames before a burst.
-const MAX_DRAIN: Duration = Duration::from_secs(1);
 
 /// What a GStreamer pipeline without its own sink is given: OpenCV reads BGR from an appsink, and
 /// one buffer that drops the rest keeps the frames fresh.
@@ -70,23 +63,10 @@ impl VideoStream {
         self.capture.grab().map_err(|e| self.fail(e.message))
     }
 
-    /// Skips the frames a live stream queued while nobody read it, so a burst shows the class as
-    /// it is now, not as it was when the last capture ended. Returns with a fresh frame grabbed.
-    fn drain(&mut self) -> Result<(), FrameSourceError> {
-        let start = Instant::now();
-        loop {
-            let grab = Instant::now();
-            self.next_live()?;
-            if grab.elapsed() >= QUEUED_GRAB || start.elapsed() >= MAX_DRAIN {
-                return Ok(());
-            }
-        }
-    }
-
     /// A live burst: frames `BURST_SPACING` apart by the wall clock, read continuously between
     /// them so none is stale.
     fn grab_live(&mut self, n_frames: usize) -> Result<Vec<RgbImage>, FrameSourceError> {
-        self.drain()?;
+        drain(|| self.next_live())?;
         let mut frames = vec![self.retrieve()?];
         let mut last_kept = Instant::now();
         while frames.len() < n_frames {
