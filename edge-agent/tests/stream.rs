@@ -8,9 +8,10 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{edge_agent, names, ok};
 use edge_agent::capture::SourceSpec;
 
 use serde_json::Value;
@@ -18,39 +19,6 @@ use serde_json::Value;
 /// Each student's photo stays on screen this many frames of 10 fps: a burst's 5 frames, 400 ms
 /// apart, then see each of the three.
 const FRAMES_PER_PHOTO: usize = 8;
-
-fn edge_agent(data_dir: &Path, args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    output
-}
-
-fn ok(data_dir: &Path, args: &[&str]) -> String {
-    let output = edge_agent(data_dir, args);
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn ids(list: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.get("student").unwrap_or(x).as_str().unwrap().to_owned())
-        .collect();
-    ids.sort();
-    ids
-}
 
 /// A box with four enrolled students of section c1.
 fn enrolled_box(dir: &Path, students: &[common::Student]) -> PathBuf {
@@ -122,9 +90,9 @@ fn capture(data: &Path, source: &str) -> (Vec<String>, Vec<String>, Value) {
         &["capture", "--section", "c1", "--json", "--source", source],
     );
     let outcome: Value = serde_json::from_str(&out).unwrap();
-    let mut seen = [ids(&outcome["present"]), ids(&outcome["review"])].concat();
+    let mut seen = [names(&outcome["present"]), names(&outcome["review"])].concat();
     seen.sort();
-    (seen, ids(&outcome["absent"]), outcome)
+    (seen, names(&outcome["absent"]), outcome)
 }
 
 struct RtspServer(Child);

@@ -4,45 +4,11 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use common::{edge_agent, names, ok};
 
 use serde_json::Value;
 
 const SECTION: &str = "c1";
-
-fn edge_agent(data_dir: &Path, args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    output
-}
-
-fn ok(data_dir: &Path, args: &[&str]) -> String {
-    let output = edge_agent(data_dir, args);
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn names(list: &Value) -> Vec<String> {
-    let mut v: Vec<String> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.get("student").unwrap_or(x).as_str().unwrap().to_owned())
-        .collect();
-    v.sort();
-    v
-}
 
 #[test]
 fn import_enrol_capture_review_and_mark() {

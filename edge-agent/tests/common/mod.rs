@@ -328,3 +328,39 @@ pub fn listening_address(child: &mut std::process::Child) -> Result<String, Stri
         .map(str::to_owned)
         .ok_or(line)
 }
+
+/// The edge-agent binary on `data_dir`; a panic in it fails the test.
+pub fn edge_agent(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    output
+}
+
+/// The edge-agent binary on `data_dir`, which must succeed; its standard output.
+pub fn ok(data_dir: &Path, args: &[&str]) -> String {
+    let output = edge_agent(data_dir, args);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The students of a `--json` list, whether names or objects with a `student`, sorted.
+pub fn names(list: &serde_json::Value) -> Vec<String> {
+    let mut v: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.get("student").unwrap_or(x).as_str().unwrap().to_owned())
+        .collect();
+    v.sort();
+    v
+}
