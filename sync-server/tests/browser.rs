@@ -831,8 +831,13 @@ async fn an_admin_uploads_a_zip_of_photos_while_the_ml_service_is_down() {
     let browser = driver.browser(profile.path()).await;
     sign_in(&browser, &server.base, "north-admin").await;
 
-    let photo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/faces/lfw-dev/images/Abel_Pacheco/Abel_Pacheco_0001.jpg");
+    // `../shared/faces` beside the checkout, or `ROLLCALL_FACES`, as in edge-agent's tests.
+    let faces = std::env::var_os("ROLLCALL_FACES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/faces")
+        });
+    let photo = faces.join("lfw-dev/images/Abel_Pacheco/Abel_Pacheco_0001.jpg");
     let zip_path = profile.path().join("yearbook-2024.zip");
     {
         let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
