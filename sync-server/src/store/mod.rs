@@ -39,6 +39,7 @@ pub mod mongo;
 pub(crate) mod roster;
 pub mod rules;
 pub mod sqlite;
+pub mod transaction;
 
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;

@@ -7,11 +7,10 @@ use super::error::{DbError, insert_error};
 use super::names::*;
 use super::tx::Tx;
 use super::{MongoStore, collect};
-use crate::domain::provisioning::{self, HeldCode};
+use crate::domain::provisioning::HeldCode;
 use crate::domain::settings::SchoolSettings;
 use crate::store::{
-    AuthSession, Device, Millis, ProvisioningCode, RedeemRefusal, Role, School, Seen, StoreError,
-    User,
+    AuthSession, Device, Millis, ProvisioningCode, Role, School, Seen, StoreError, User,
 };
 
 pub async fn create_school(store: &MongoStore, school: &School) -> Result<(), DbError> {
@@ -217,15 +216,11 @@ pub async fn create_provisioning_code(
     Ok(())
 }
 
-/// The code is claimed by one conditional update: of two boxes racing with one code, the second
-/// one's update conflicts with the first's, its transaction runs again and finds the code used.
-pub async fn redeem_provisioning_code(
+pub async fn provisioning_code(
     tx: &mut Tx<'_>,
     code_hash: &str,
-    device: &Device,
-    now: Millis,
-) -> Result<Result<Device, RedeemRefusal>, DbError> {
-    let code = tx
+) -> Result<Option<HeldCode>, DbError> {
+    Ok(tx
         .coll::<ProvisioningCodeDoc>(PROVISIONING_CODES)
         .find_one(doc! { "_id": code_hash })
         .session(&mut tx.session)
@@ -235,13 +230,18 @@ pub async fn redeem_provisioning_code(
             device_name: code.device_name,
             expires_at: code.expires_at,
             used_at: code.used_at,
-        });
-    let device = match provisioning::redeem(code, device, now) {
-        Ok(device) => device,
-        Err(refusal) => return Ok(Err(refusal)),
-    };
-    // Only an unused code is claimed: of two boxes racing with one code, the second finds it
-    // taken, runs again and is told it is used.
+        }))
+}
+
+/// Marks the code used and adds the device it was redeemed for. The code is claimed by one
+/// conditional update: of two boxes racing with one code, the second one's update conflicts with
+/// the first's, its transaction runs again and finds the code used.
+pub async fn redeem(
+    tx: &mut Tx<'_>,
+    code_hash: &str,
+    device: &Device,
+    now: Millis,
+) -> Result<(), DbError> {
     let claimed = tx
         .coll::<ProvisioningCodeDoc>(PROVISIONING_CODES)
         .update_one(
@@ -254,11 +254,11 @@ pub async fn redeem_provisioning_code(
         return Err(DbError::Race("a provisioning code".to_owned()));
     }
     tx.coll::<DeviceDoc>(DEVICES)
-        .insert_one(DeviceDoc::from_device(&device))
+        .insert_one(DeviceDoc::from_device(device))
         .session(&mut tx.session)
         .await
         .map_err(|e| insert_error(e, &format!("device {}", device.id)))?;
-    Ok(Ok(device))
+    Ok(())
 }
 
 pub async fn device_by_token(

@@ -1,6 +1,6 @@
-//! `apply_events` on MongoDB: the push's records looked up (one query per kind), the push decided
-//! by `domain::push`, its writes carried out, all in one transaction. Nothing here decides
-//! anything.
+//! The primitives of a push on MongoDB (`store::transaction::apply_events`): the records it names
+//! looked up (one query per kind), a decision's writes carried out, the applied ids recorded, all
+//! in one transaction. Nothing here decides anything.
 
 use std::collections::BTreeSet;
 
@@ -12,10 +12,10 @@ use super::names::*;
 use super::tx::Tx;
 use super::{audit, guardians};
 use crate::domain::Write;
-use crate::domain::event::{Body, Event};
+use crate::domain::event::Body;
 use crate::domain::excusal::Excusal;
-use crate::domain::push::{self, Facts, HeldMark, HeldSession, HeldTemplate, Outcome, Wanted};
-use crate::store::{Device, Millis, StoreError};
+use crate::domain::push::{Facts, HeldMark, HeldSession, HeldTemplate, Wanted};
+use crate::store::{Millis, StoreError};
 
 /// Kinds that can write the school's change feed, so a push holding one takes the feed lock.
 pub fn may_write_feed(body: &Body) -> bool {
@@ -25,41 +25,30 @@ pub fn may_write_feed(body: &Body) -> bool {
     )
 }
 
-pub async fn apply_events(
+/// Records a push's applied event ids.
+pub async fn record_applied(
     tx: &mut Tx<'_>,
-    device: &Device,
-    events: &[Event],
+    device_id: &str,
+    applied: &[(&str, &'static str)],
     now: Millis,
-) -> Result<Outcome, DbError> {
-    let wanted = Wanted::of(events);
-    let facts = facts(tx, &wanted).await?;
-    let sections: Vec<&str> = facts.lesson_sections(&wanted).into_iter().collect();
-    let trips = if sections.is_empty() {
-        Vec::new()
-    } else {
-        excusals_in(tx, doc! { "section_id": { "$in": sections } }).await?
-    };
-    let plan = push::plan(device, events, facts, &trips);
-    write(tx, &device.school_id, &plan.writes).await?;
-    if !plan.applied.is_empty() {
-        let applied = plan.applied.iter().map(|(id, kind)| {
-            doc! { "_id": id, "device_id": &device.id, "kind": *kind, "applied_at": now }
-        });
-        tx.coll::<Document>(APPLIED_EVENTS)
-            .insert_many(applied)
-            .session(&mut tx.session)
-            .await
-            .map_err(|e| {
-                // Another push of the same events committed after this one began: running
-                // again finds them applied and acks them.
-                if is_duplicate_key(&e) {
-                    DbError::Race("an event id".to_owned())
-                } else {
-                    DbError::Mongo(e)
-                }
-            })?;
-    }
-    Ok(plan.outcome)
+) -> Result<(), DbError> {
+    let applied = applied.iter().map(|(id, kind)| {
+        doc! { "_id": id, "device_id": device_id, "kind": *kind, "applied_at": now }
+    });
+    tx.coll::<Document>(APPLIED_EVENTS)
+        .insert_many(applied)
+        .session(&mut tx.session)
+        .await
+        .map_err(|e| {
+            // Another push of the same events committed after this one began: running again
+            // finds them applied and acks them.
+            if is_duplicate_key(&e) {
+                DbError::Race("an event id".to_owned())
+            } else {
+                DbError::Mongo(e)
+            }
+        })?;
+    Ok(())
 }
 
 fn ids<'a>(set: &BTreeSet<&'a str>) -> Vec<&'a str> {

@@ -28,6 +28,7 @@ use mongodb::options::{ClientOptions, ReadConcern, WriteConcern};
 use mongodb::{Client, Collection, Database};
 use shared_proto::sync::{Consent, MarkSource, MarkStatus, ScheduleSlot};
 
+use super::transaction as op;
 use super::{
     AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, KeptCrop,
     MachineDecisions, Millis, NoticeQuery, ProvisioningCode, RedeemRefusal, RosterBatch,
@@ -39,7 +40,6 @@ use error::DbError;
 pub use schema::SUPPORTED_SCHEMA;
 use tx::{FeedLocks, Tx};
 
-use crate::domain;
 use crate::domain::audit::{Entry as AuditEntry, Query as AuditQuery};
 use crate::domain::correction::{
     Correction, Decision, Outcome as CorrectionOutcome, Refusal as CorrectionRefusal,
@@ -239,9 +239,7 @@ impl Store for MongoStore {
     ) -> Result<Result<Device, RedeemRefusal>, StoreError> {
         let mut ctx = (code_hash, device, now);
         tx::run(self, None, &mut ctx, |tx, (code_hash, device, now)| {
-            Box::pin(accounts::redeem_provisioning_code(
-                tx, code_hash, device, *now,
-            ))
+            Box::pin(op::redeem_provisioning_code(tx, code_hash, device, *now))
         })
         .await
     }
@@ -418,21 +416,9 @@ impl Store for MongoStore {
             Some(school_id),
             &mut ctx,
             |tx, (school_id, student_id, consent, by, at)| {
-                Box::pin(async move {
-                    let held = tx
-                        .coll::<StudentDoc>(names::STUDENTS)
-                        .find_one(doc! { "_id": *student_id, "school_id": *school_id })
-                        .session(&mut tx.session)
-                        .await?;
-                    let Some(held) = held else {
-                        return Err(StoreError::NotFound(format!("student {student_id}")).into());
-                    };
-                    let mut held = held.into_student();
-                    let mut live = templates::live_ids(tx, student_id).await?;
-                    let mut writes = Vec::new();
-                    domain::consent::decide(&mut held, &mut live, *consent, by, *at, &mut writes);
-                    events::write(tx, school_id, &writes).await
-                })
+                Box::pin(op::set_consent(
+                    tx, school_id, student_id, *consent, by, *at,
+                ))
             },
         )
         .await
@@ -450,17 +436,7 @@ impl Store for MongoStore {
             Some(school_id),
             &mut ctx,
             |tx, (school_id, corrections, decision)| {
-                Box::pin(async move {
-                    let wanted = domain::correction::wanted(corrections);
-                    let facts = events::facts(tx, &wanted).await?;
-                    match domain::correction::plan(school_id, corrections, decision, &facts) {
-                        Ok((writes, outcome)) => {
-                            events::write(tx, school_id, &writes).await?;
-                            Ok(Ok(outcome))
-                        }
-                        Err(refusal) => Ok(Err(refusal)),
-                    }
-                })
+                Box::pin(op::correct_marks(tx, school_id, corrections, decision))
             },
         )
         .await
@@ -476,19 +452,7 @@ impl Store for MongoStore {
             self,
             Some(trip.school_id.as_str()),
             &mut ctx,
-            |tx, (trip, held)| {
-                Box::pin(async move {
-                    let facts = events::facts(tx, &domain::correction::wanted(held)).await?;
-                    let decision = domain::excusal::decision_of(trip);
-                    match domain::excusal::book(trip, held, &decision, &facts) {
-                        Ok((writes, outcome)) => {
-                            events::write(tx, &trip.school_id, &writes).await?;
-                            Ok(Ok(outcome))
-                        }
-                        Err(refusal) => Ok(Err(refusal)),
-                    }
-                })
-            },
+            |tx, (trip, held)| Box::pin(op::book_excusal(tx, trip, held)),
         )
         .await
     }
@@ -517,14 +481,7 @@ impl Store for MongoStore {
     ) -> Result<Option<Excusal>, StoreError> {
         let mut ctx = (school_id, id, by);
         tx::run(self, None, &mut ctx, |tx, (school_id, id, by)| {
-            Box::pin(async move {
-                let filter = doc! { "_id": *id, "school_id": *school_id };
-                let Some(trip) = events::excusals_in(tx, filter).await?.pop() else {
-                    return Ok(None);
-                };
-                events::write(tx, school_id, &domain::excusal::cancel(&trip, by, at)).await?;
-                Ok(Some(trip))
-            })
+            Box::pin(op::cancel_excusal(tx, school_id, id, by, at))
         })
         .await
     }
@@ -622,43 +579,15 @@ impl Store for MongoStore {
         by: &str,
         at: Millis,
     ) -> Result<Result<Linked, GuardianRefusal>, StoreError> {
-        let contact = match contact.check() {
-            Ok(contact) => contact,
-            Err(refusal) => return Ok(Err(refusal)),
-        };
-        let mut ctx = (school_id, student_id, &contact, by);
+        let mut ctx = (school_id, student_id, contact, by);
         tx::run(
             self,
             None,
             &mut ctx,
             |tx, (school_id, student_id, contact, by)| {
-                Box::pin(async move {
-                    let students: Vec<Document> = tx
-                        .find_all(
-                            names::STUDENTS,
-                            doc! { "_id": *student_id, "school_id": *school_id },
-                            doc! {},
-                        )
-                        .await?;
-                    let filter = doc! { "school_id": *school_id, "email": &contact.email };
-                    let held = guardians::find(tx, filter).await?.pop();
-                    let decided = domain::guardian::link(
-                        school_id,
-                        student_id,
-                        !students.is_empty(),
-                        contact,
-                        held,
-                        by,
-                        at,
-                    );
-                    match decided {
-                        Ok((writes, linked)) => {
-                            events::write(tx, school_id, &writes).await?;
-                            Ok(Ok(linked))
-                        }
-                        Err(refusal) => Ok(Err(refusal)),
-                    }
-                })
+                Box::pin(op::link_guardian(
+                    tx, school_id, student_id, contact, by, at,
+                ))
             },
         )
         .await
@@ -678,19 +607,14 @@ impl Store for MongoStore {
             None,
             &mut ctx,
             |tx, (school_id, student_id, guardian_id, by)| {
-                Box::pin(async move {
-                    let filter = doc! { "_id": *guardian_id, "school_id": *school_id };
-                    let Some(held) = guardians::find(tx, filter).await?.pop() else {
-                        return Ok(Err(GuardianRefusal::NotLinked((*student_id).to_owned())));
-                    };
-                    match domain::guardian::unlink(&held, student_id, by, at) {
-                        Ok(writes) => {
-                            events::write(tx, school_id, &writes).await?;
-                            Ok(Ok(()))
-                        }
-                        Err(refusal) => Ok(Err(refusal)),
-                    }
-                })
+                Box::pin(op::unlink_guardian(
+                    tx,
+                    school_id,
+                    student_id,
+                    guardian_id,
+                    by,
+                    at,
+                ))
             },
         )
         .await
@@ -710,9 +634,7 @@ impl Store for MongoStore {
             self,
             Some(school_id),
             &mut ctx,
-            |tx, (school_id, student_id)| {
-                Box::pin(roster::erase_student(tx, school_id, student_id))
-            },
+            |tx, (school_id, student_id)| Box::pin(op::erase_student(tx, school_id, student_id)),
         )
         .await
     }
@@ -777,7 +699,7 @@ impl Store for MongoStore {
             .then_some(device.school_id.as_str());
         let mut ctx = (device, events, now);
         tx::run(self, feed_school, &mut ctx, |tx, (device, events, now)| {
-            Box::pin(events::apply_events(tx, device, events, *now))
+            Box::pin(op::apply_events(tx, device, events, *now))
         })
         .await
     }

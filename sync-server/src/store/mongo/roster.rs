@@ -3,15 +3,13 @@
 
 use mongodb::bson::{Document, doc};
 use shared_proto::roster::{RecordDiff, RecordKey, RosterDiff, RosterRecord, Update, roster_diff};
-use shared_proto::sync::ScheduleSlot;
+use shared_proto::sync::{EnrolmentRole, ScheduleSlot};
 
 use super::docs::{EnrolmentDoc, SectionDoc, StudentDoc, TeacherDoc, to_document};
 use super::error::DbError;
 use super::names::*;
-use super::templates;
 use super::tx::Tx;
 use super::{MongoStore, collect};
-use crate::domain::erasure;
 use crate::domain::feed::Change;
 use crate::store::roster::{self, Stored};
 use crate::store::rules;
@@ -292,29 +290,11 @@ pub async fn set_schedule(
     })
 }
 
-pub async fn is_our_student(
+/// The sections a student is actively enrolled in, with the role (erasure ends each).
+pub async fn enrolled_in(
     tx: &mut Tx<'_>,
-    school_id: &str,
     student_id: &str,
-) -> Result<bool, DbError> {
-    Ok(tx
-        .coll::<Document>(STUDENTS)
-        .find_one(doc! { "_id": student_id, "school_id": school_id })
-        .projection(doc! { "_id": 1 })
-        .session(&mut tx.session)
-        .await?
-        .is_some())
-}
-
-/// Erasure, as `domain::erasure` decides it.
-pub async fn erase_student(
-    tx: &mut Tx<'_>,
-    school_id: &str,
-    student_id: &str,
-) -> Result<(), DbError> {
-    if !is_our_student(tx, school_id, student_id).await? {
-        return Err(StoreError::NotFound(format!("student {student_id}")).into());
-    }
+) -> Result<Vec<(String, EnrolmentRole)>, DbError> {
     let held: Vec<EnrolmentDoc> = tx
         .find_all(
             ENROLMENTS,
@@ -322,8 +302,5 @@ pub async fn erase_student(
             doc! { "section_id": 1 },
         )
         .await?;
-    let enrolments = held.into_iter().map(|e| (e.section_id, e.role)).collect();
-    let live = templates::live_ids(tx, student_id).await?;
-    let writes = erasure::decide(student_id, live, enrolments);
-    super::events::write(tx, school_id, &writes).await
+    Ok(held.into_iter().map(|e| (e.section_id, e.role)).collect())
 }

@@ -20,11 +20,21 @@ use mongodb::ClientSession;
 use mongodb::options::{ReadConcern, WriteConcern};
 use tokio::sync::OwnedMutexGuard;
 
-use super::MongoStore;
+use mongodb::bson::doc;
+use shared_proto::sync::EnrolmentRole;
+
+use super::docs::StudentDoc;
 use super::error::DbError;
-use super::feed;
+use super::names::STUDENTS;
+use super::{MongoStore, accounts, events, feed, guardians, roster, templates};
+use crate::domain::Write;
+use crate::domain::excusal::Excusal;
 use crate::domain::feed::Change;
-use crate::store::StoreError;
+use crate::domain::guardian::Guardian;
+use crate::domain::provisioning::HeldCode;
+use crate::domain::push::{Facts, Wanted};
+use crate::store::transaction::Transaction;
+use crate::store::{Device, Millis, StoreError, Student};
 
 /// Runs of one transaction before a transient error is handed to the caller as `Unavailable`.
 const MAX_ATTEMPTS: u32 = 12;
@@ -182,4 +192,82 @@ fn backoff(attempt: u32) -> Duration {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::from(d.subsec_nanos()));
     Duration::from_millis(base_ms + nanos % (base_ms / 2 + 1))
+}
+
+/// `store::transaction`'s primitives, each a query or a write in this transaction's session.
+impl Transaction for Tx<'_> {
+    type Error = DbError;
+
+    async fn facts(&mut self, wanted: &Wanted<'_>) -> Result<Facts, DbError> {
+        events::facts(self, wanted).await
+    }
+
+    async fn trips_of(&mut self, sections: &[&str]) -> Result<Vec<Excusal>, DbError> {
+        events::excusals_in(self, doc! { "section_id": { "$in": sections } }).await
+    }
+
+    async fn trip(&mut self, school_id: &str, id: &str) -> Result<Option<Excusal>, DbError> {
+        let filter = doc! { "_id": id, "school_id": school_id };
+        Ok(events::excusals_in(self, filter).await?.pop())
+    }
+
+    async fn student(&mut self, school_id: &str, id: &str) -> Result<Option<Student>, DbError> {
+        let held = self
+            .coll::<StudentDoc>(STUDENTS)
+            .find_one(doc! { "_id": id, "school_id": school_id })
+            .session(&mut self.session)
+            .await?;
+        Ok(held.map(StudentDoc::into_student))
+    }
+
+    async fn live_templates(&mut self, student_id: &str) -> Result<Vec<String>, DbError> {
+        templates::live_ids(self, student_id).await
+    }
+
+    async fn enrolled_in(
+        &mut self,
+        student_id: &str,
+    ) -> Result<Vec<(String, EnrolmentRole)>, DbError> {
+        roster::enrolled_in(self, student_id).await
+    }
+
+    async fn guardian(&mut self, school_id: &str, id: &str) -> Result<Option<Guardian>, DbError> {
+        let filter = doc! { "_id": id, "school_id": school_id };
+        Ok(guardians::find(self, filter).await?.pop())
+    }
+
+    async fn guardian_by_email(
+        &mut self,
+        school_id: &str,
+        email: &str,
+    ) -> Result<Option<Guardian>, DbError> {
+        let filter = doc! { "school_id": school_id, "email": email };
+        Ok(guardians::find(self, filter).await?.pop())
+    }
+
+    async fn provisioning_code(&mut self, code_hash: &str) -> Result<Option<HeldCode>, DbError> {
+        accounts::provisioning_code(self, code_hash).await
+    }
+
+    async fn write(&mut self, school_id: &str, writes: &[Write<'_>]) -> Result<(), DbError> {
+        events::write(self, school_id, writes).await
+    }
+
+    async fn record_applied(
+        &mut self,
+        device_id: &str,
+        applied: &[(&str, &'static str)],
+        now: Millis,
+    ) -> Result<(), DbError> {
+        events::record_applied(self, device_id, applied, now).await
+    }
+
+    async fn redeem(
+        &mut self,
+        code_hash: &str,
+        device: &Device,
+        now: Millis,
+    ) -> Result<(), DbError> {
+        accounts::redeem(self, code_hash, device, now).await
+    }
 }

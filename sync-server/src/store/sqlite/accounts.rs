@@ -3,11 +3,11 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{insert_error, word};
-use crate::domain::provisioning::{self, HeldCode};
+use crate::domain::provisioning::HeldCode;
 use crate::domain::settings::SchoolSettings;
 use crate::store::{
-    AuthSession, BoxState, Device, DeviceActivity, Millis, ProvisioningCode, RedeemRefusal, School,
-    Seen, StoreError, User,
+    AuthSession, BoxState, Device, DeviceActivity, Millis, ProvisioningCode, School, Seen,
+    StoreError, User,
 };
 
 pub fn create_school(conn: &Connection, school: &School) -> Result<(), StoreError> {
@@ -206,15 +206,11 @@ pub fn create_provisioning_code(
     Ok(())
 }
 
-/// Runs in the writer's transaction, so the check and the use of the code cannot interleave with
-/// another redeem.
-pub fn redeem_provisioning_code(
+pub fn provisioning_code(
     conn: &Connection,
     code_hash: &str,
-    device: &Device,
-    now: Millis,
-) -> Result<Result<Device, RedeemRefusal>, StoreError> {
-    let code = conn
+) -> Result<Option<HeldCode>, StoreError> {
+    Ok(conn
         .prepare_cached(
             "SELECT school_id, used_at, expires_at, device_name FROM provisioning_codes WHERE code_hash = ?1",
         )?
@@ -226,11 +222,17 @@ pub fn redeem_provisioning_code(
                 device_name: r.get(3)?,
             })
         })
-        .optional()?;
-    let device = match provisioning::redeem(code, device, now) {
-        Ok(device) => device,
-        Err(refusal) => return Ok(Err(refusal)),
-    };
+        .optional()?)
+}
+
+/// Adds the device a code was redeemed for and marks the code used (the single writer: no other
+/// redemption can come between the read and this).
+pub fn redeem(
+    conn: &Connection,
+    code_hash: &str,
+    device: &Device,
+    now: Millis,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO devices (id, school_id, name, token_hash, created_at, revoked_at, last_seen_at)
          VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)",
@@ -248,7 +250,7 @@ pub fn redeem_provisioning_code(
         "UPDATE provisioning_codes SET used_at = ?2, device_id = ?3 WHERE code_hash = ?1",
     )?
     .execute(params![code_hash, now, device.id])?;
-    Ok(Ok(device))
+    Ok(())
 }
 
 const DEVICE_COLUMNS: &str =

@@ -1,6 +1,6 @@
-//! `apply_events` on SQLite: the push's records looked up, the push decided by `domain::push`, its
-//! writes carried out, all inside the writer's transaction (its own savepoint when grouped with
-//! other pushes). Nothing here decides anything.
+//! The primitives of a push on SQLite (`store::transaction::apply_events`): the records it names
+//! looked up, a decision's writes carried out, the applied ids recorded, all inside the writer's
+//! transaction (its own savepoint when grouped with other pushes). Nothing here decides anything.
 
 use std::collections::BTreeMap;
 
@@ -9,34 +9,25 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::feed::Feed;
 use super::{audit, excusals, guardians, notices, roster, templates, word};
 use crate::domain::Write;
-use crate::domain::event::Event;
-use crate::domain::push::{self, Facts, HeldMark, HeldSession, HeldTemplate, Outcome, Wanted};
-use crate::store::{Device, Millis, StoreError};
+use crate::domain::push::{Facts, HeldMark, HeldSession, HeldTemplate, Wanted};
+use crate::store::{Millis, StoreError};
 
-pub fn apply_events(
+/// Records a push's applied event ids, and counts them.
+pub fn record_applied(
     conn: &Connection,
-    device: &Device,
-    events: &[Event],
+    device_id: &str,
+    applied: &[(&str, &'static str)],
     now: Millis,
-) -> Result<Outcome, StoreError> {
-    let wanted = Wanted::of(events);
-    let facts = facts(conn, &wanted)?;
-    let trips = excusals::of_sections(conn, facts.lesson_sections(&wanted))?;
-    let plan = push::plan(device, events, facts, &trips);
-    write(conn, &device.school_id, &plan.writes)?;
-    if !plan.applied.is_empty() {
-        let mut record = conn.prepare_cached(
-            "INSERT INTO applied_events (id, device_id, kind, applied_at) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for (id, kind) in &plan.applied {
-            record.execute(params![id, device.id, kind, now])?;
-        }
-        conn.prepare_cached(
-            "UPDATE counters SET value = value + ?1 WHERE name = 'events_applied'",
-        )?
-        .execute([plan.applied.len() as i64])?;
+) -> Result<(), StoreError> {
+    let mut record = conn.prepare_cached(
+        "INSERT INTO applied_events (id, device_id, kind, applied_at) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (id, kind) in applied {
+        record.execute(params![id, device_id, kind, now])?;
     }
-    Ok(plan.outcome)
+    conn.prepare_cached("UPDATE counters SET value = value + ?1 WHERE name = 'events_applied'")?
+        .execute([applied.len() as i64])?;
+    Ok(())
 }
 
 /// Reads what the store holds of `wanted`: a primary-key look-up per record, each a cached

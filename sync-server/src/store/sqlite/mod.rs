@@ -14,6 +14,7 @@ mod notices;
 mod roster;
 mod schema;
 mod templates;
+mod tx;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -25,12 +26,12 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension};
 use shared_proto::sync::{Consent, MarkStatus, ScheduleSlot};
 
 use super::rules::Owner;
+use super::transaction as op;
 use super::{
     AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, KeptCrop,
     MachineDecisions, Millis, NoticeQuery, ProvisioningCode, RedeemRefusal, RosterBatch,
     RosterSummary, School, Section, Seen, Store, StoreCounts, StoreError, Student, Tally, User,
 };
-use crate::domain;
 use crate::domain::audit::{Entry as AuditEntry, Query as AuditQuery};
 use crate::domain::correction::{
     Correction, Decision, Outcome as CorrectionOutcome, Refusal as CorrectionRefusal,
@@ -41,6 +42,7 @@ use crate::domain::guardian::{Contact, Guardian, Linked, Refusal as GuardianRefu
 use crate::domain::notice::{Claim, Finish, Notice, State as NoticeState};
 use crate::domain::push::Outcome;
 use crate::domain::settings::SchoolSettings;
+use tx::{Tx, finish};
 use worker::{Checkpointer, Readers, Writer};
 
 /// How long a connection waits for a lock held by another process before giving up.
@@ -347,7 +349,14 @@ impl Store for SqliteStore {
     ) -> Result<Result<Device, RedeemRefusal>, StoreError> {
         let (code_hash, device) = (code_hash.to_owned(), device.clone());
         self.writer
-            .run(move |conn| accounts::redeem_provisioning_code(conn, &code_hash, &device, now))
+            .run(move |conn| {
+                finish(op::redeem_provisioning_code(
+                    &mut Tx(conn),
+                    &code_hash,
+                    &device,
+                    now,
+                ))
+            })
             .await
     }
 
@@ -501,13 +510,14 @@ impl Store for SqliteStore {
             (school_id.to_owned(), student_id.to_owned(), by.to_owned());
         self.writer
             .run(move |conn| {
-                let Some(mut held) = roster::student(conn, &school_id, &student_id)? else {
-                    return Err(StoreError::NotFound(format!("student {student_id}")));
-                };
-                let mut live = templates::live_ids(conn, &student_id)?;
-                let mut writes = Vec::new();
-                domain::consent::decide(&mut held, &mut live, consent, &by, at, &mut writes);
-                events::write(conn, &school_id, &writes)
+                finish(op::set_consent(
+                    &mut Tx(conn),
+                    &school_id,
+                    &student_id,
+                    consent,
+                    &by,
+                    at,
+                ))
             })
             .await
     }
@@ -522,14 +532,12 @@ impl Store for SqliteStore {
             (school_id.to_owned(), corrections.to_vec(), decision.clone());
         self.writer
             .run(move |conn| {
-                let facts = events::facts(conn, &domain::correction::wanted(&corrections))?;
-                match domain::correction::plan(&school_id, &corrections, &decision, &facts) {
-                    Ok((writes, outcome)) => {
-                        events::write(conn, &school_id, &writes)?;
-                        Ok(Ok(outcome))
-                    }
-                    Err(refusal) => Ok(Err(refusal)),
-                }
+                finish(op::correct_marks(
+                    &mut Tx(conn),
+                    &school_id,
+                    &corrections,
+                    &decision,
+                ))
             })
             .await
     }
@@ -541,17 +549,7 @@ impl Store for SqliteStore {
     ) -> Result<Result<CorrectionOutcome, BookingRefusal>, StoreError> {
         let (trip, held) = (trip.clone(), held.to_vec());
         self.writer
-            .run(move |conn| {
-                let facts = events::facts(conn, &domain::correction::wanted(&held))?;
-                let decision = domain::excusal::decision_of(&trip);
-                match domain::excusal::book(&trip, &held, &decision, &facts) {
-                    Ok((writes, outcome)) => {
-                        events::write(conn, &trip.school_id, &writes)?;
-                        Ok(Ok(outcome))
-                    }
-                    Err(refusal) => Ok(Err(refusal)),
-                }
-            })
+            .run(move |conn| finish(op::book_excusal(&mut Tx(conn), &trip, &held)))
             .await
     }
 
@@ -575,13 +573,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<Excusal>, StoreError> {
         let (school_id, id, by) = (school_id.to_owned(), id.to_owned(), by.to_owned());
         self.writer
-            .run(move |conn| {
-                let Some(trip) = excusals::one(conn, &school_id, &id)? else {
-                    return Ok(None);
-                };
-                events::write(conn, &school_id, &domain::excusal::cancel(&trip, &by, at))?;
-                Ok(Some(trip))
-            })
+            .run(move |conn| finish(op::cancel_excusal(&mut Tx(conn), &school_id, &id, &by, at)))
             .await
     }
 
@@ -604,25 +596,22 @@ impl Store for SqliteStore {
         by: &str,
         at: Millis,
     ) -> Result<Result<Linked, GuardianRefusal>, StoreError> {
-        let contact = match contact.check() {
-            Ok(contact) => contact,
-            Err(refusal) => return Ok(Err(refusal)),
-        };
-        let (school_id, student_id, by) =
-            (school_id.to_owned(), student_id.to_owned(), by.to_owned());
+        let (school_id, student_id, contact, by) = (
+            school_id.to_owned(),
+            student_id.to_owned(),
+            contact.clone(),
+            by.to_owned(),
+        );
         self.writer
             .run(move |conn| {
-                let known = roster::student(conn, &school_id, &student_id)?.is_some();
-                let held = guardians::by_email(conn, &school_id, &contact.email)?;
-                let decided =
-                    domain::guardian::link(&school_id, &student_id, known, &contact, held, &by, at);
-                match decided {
-                    Ok((writes, linked)) => {
-                        events::write(conn, &school_id, &writes)?;
-                        Ok(Ok(linked))
-                    }
-                    Err(refusal) => Ok(Err(refusal)),
-                }
+                finish(op::link_guardian(
+                    &mut Tx(conn),
+                    &school_id,
+                    &student_id,
+                    &contact,
+                    &by,
+                    at,
+                ))
             })
             .await
     }
@@ -643,16 +632,15 @@ impl Store for SqliteStore {
         );
         self.writer
             .run(move |conn| {
-                let Some(held) = guardians::one(conn, &school_id, &guardian_id)? else {
-                    return Ok(Err(GuardianRefusal::NotLinked(student_id)));
-                };
-                match domain::guardian::unlink(&held, &student_id, &by, at) {
-                    Ok(writes) => {
-                        events::write(conn, &school_id, &writes)?;
-                        Ok(Ok(()))
-                    }
-                    Err(refusal) => Ok(Err(refusal)),
-                }
+                let (student, guardian) = (&student_id, &guardian_id);
+                finish(op::unlink_guardian(
+                    &mut Tx(conn),
+                    &school_id,
+                    student,
+                    guardian,
+                    &by,
+                    at,
+                ))
             })
             .await
     }
@@ -766,7 +754,7 @@ impl Store for SqliteStore {
     async fn erase_student(&self, school_id: &str, student_id: &str) -> Result<(), StoreError> {
         let (school_id, student_id) = (school_id.to_owned(), student_id.to_owned());
         self.writer
-            .run(move |conn| roster::erase_student(conn, &school_id, &student_id))
+            .run(move |conn| finish(op::erase_student(&mut Tx(conn), &school_id, &student_id)))
             .await
     }
 
@@ -816,7 +804,7 @@ impl Store for SqliteStore {
     ) -> Result<Outcome, StoreError> {
         let (device, events) = (device.clone(), events.to_vec());
         self.writer
-            .run(move |conn| events::apply_events(conn, &device, &events, now))
+            .run(move |conn| finish(op::apply_events(&mut Tx(conn), &device, &events, now)))
             .await
     }
 

@@ -3,11 +3,10 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use shared_proto::roster::roster_diff;
-use shared_proto::sync::ScheduleSlot;
+use shared_proto::sync::{EnrolmentRole, ScheduleSlot};
 
 use super::feed::Feed;
-use super::{Table, owner, templates, word};
-use crate::domain::erasure;
+use super::{Table, owner, word};
 use crate::domain::feed::Change;
 use crate::store::roster::{self, Stored};
 use crate::store::rules::{self, Owner};
@@ -367,28 +366,19 @@ pub(super) const ERASE_MARKS: [&str; 2] = [
     "DELETE FROM marks WHERE session_pending = 1 AND school_id = ?2 AND student_id = ?1",
 ];
 
-/// Erasure, as `domain::erasure` decides it.
-pub fn erase_student(
+/// The sections a student is actively enrolled in, with the role (erasure ends each).
+pub fn enrolled_in(
     conn: &Connection,
-    school_id: &str,
     student_id: &str,
-) -> Result<(), StoreError> {
-    if owner(conn, Table::Students, student_id, school_id)? != Owner::Ours {
-        return Err(StoreError::NotFound(format!("student {student_id}")));
+) -> Result<Vec<(String, EnrolmentRole)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT section_id, role FROM enrolments WHERE person_id = ?1 AND active = 1",
+    )?;
+    let rows = stmt.query_map([student_id], |r| Ok((r.get(0)?, r.get::<_, String>(1)?)))?;
+    let mut enrolments = Vec::new();
+    for row in rows {
+        let (section, role) = row?;
+        enrolments.push((section, word(1, &role)?));
     }
-    let enrolments = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT section_id, role FROM enrolments WHERE person_id = ?1 AND active = 1",
-        )?;
-        let rows = stmt.query_map([student_id], |r| Ok((r.get(0)?, r.get::<_, String>(1)?)))?;
-        let mut enrolments = Vec::new();
-        for row in rows {
-            let (section, role) = row?;
-            enrolments.push((section, word(1, &role)?));
-        }
-        enrolments
-    };
-    let live = templates::live_ids(conn, student_id)?;
-    let writes = erasure::decide(student_id, live, enrolments);
-    super::events::write(conn, school_id, &writes)
+    Ok(enrolments)
 }

@@ -1,0 +1,242 @@
+//! The store's writes that read what is held, ask `domain` what to do and carry out what it says,
+//! each written once over `Transaction`: the narrow set of reads and writes a backend offers inside
+//! one of its transactions. A backend runs each of these in one transaction of its own (SQLite: a
+//! savepoint on the group-commit writer thread; MongoDB: a multi-document transaction, run again
+//! on a transient error) and implements only the primitives, never the order of the steps.
+//!
+//! Why async: MongoDB's primitives wait on the network. SQLite's never wait, so on the writer
+//! thread one poll runs a whole operation (`sqlite::now`): no thread hop per primitive, and group
+//! commit keeps batching pushes as before.
+
+use shared_proto::sync::{Consent, EnrolmentRole};
+
+use super::{Device, Millis, RedeemRefusal, StoreError, Student};
+use crate::domain;
+use crate::domain::Write;
+use crate::domain::correction::{Correction, Decision, Outcome as CorrectionOutcome, Refusal};
+use crate::domain::event::Event;
+use crate::domain::excusal::{BookingRefusal, Excusal};
+use crate::domain::guardian::{Contact, Guardian, Linked, Refusal as GuardianRefusal};
+use crate::domain::provisioning::{self, HeldCode};
+use crate::domain::push::{self, Facts, Outcome, Wanted};
+
+/// What a backend reads and writes inside one transaction. Reads see the transaction's snapshot
+/// and its own writes.
+// Static dispatch only (each backend calls the operations with its own type), so no `Send` bound
+// is promised here: MongoDB's futures are `Send` because its type's are, which the compiler sees.
+#[allow(async_fn_in_trait)]
+pub trait Transaction {
+    /// The backend's error. MongoDB's keeps the driver's labels until its transaction loop has
+    /// decided whether to run the transaction again.
+    type Error: From<StoreError>;
+
+    /// What the store holds of the records a push names.
+    async fn facts(&mut self, wanted: &Wanted<'_>) -> Result<Facts, Self::Error>;
+    /// Trips booked for any of `sections`, whichever school.
+    async fn trips_of(&mut self, sections: &[&str]) -> Result<Vec<Excusal>, Self::Error>;
+    async fn trip(&mut self, school_id: &str, id: &str) -> Result<Option<Excusal>, Self::Error>;
+    async fn student(&mut self, school_id: &str, id: &str) -> Result<Option<Student>, Self::Error>;
+    /// Ids of the student's templates that are not tombstones.
+    async fn live_templates(&mut self, student_id: &str) -> Result<Vec<String>, Self::Error>;
+    /// The sections the student is actively enrolled in, with the role.
+    async fn enrolled_in(
+        &mut self,
+        student_id: &str,
+    ) -> Result<Vec<(String, EnrolmentRole)>, Self::Error>;
+    async fn guardian(
+        &mut self,
+        school_id: &str,
+        id: &str,
+    ) -> Result<Option<Guardian>, Self::Error>;
+    async fn guardian_by_email(
+        &mut self,
+        school_id: &str,
+        email: &str,
+    ) -> Result<Option<Guardian>, Self::Error>;
+    async fn provisioning_code(&mut self, code_hash: &str)
+    -> Result<Option<HeldCode>, Self::Error>;
+
+    /// Carries out a decision's writes for `school_id`, in order.
+    async fn write(&mut self, school_id: &str, writes: &[Write<'_>]) -> Result<(), Self::Error>;
+    /// Records a push's applied event ids (id, kind), so a repeat is acked and changes nothing.
+    async fn record_applied(
+        &mut self,
+        device_id: &str,
+        applied: &[(&str, &'static str)],
+        now: Millis,
+    ) -> Result<(), Self::Error>;
+    /// Marks the code used by `device` and adds the device; a code another redemption took first
+    /// is an error the backend reports (MongoDB: a race, run again).
+    async fn redeem(
+        &mut self,
+        code_hash: &str,
+        device: &Device,
+        now: Millis,
+    ) -> Result<(), Self::Error>;
+}
+
+/// A push from a box, decided by `domain::push`.
+pub async fn apply_events<T: Transaction>(
+    tx: &mut T,
+    device: &Device,
+    events: &[Event],
+    now: Millis,
+) -> Result<Outcome, T::Error> {
+    let wanted = Wanted::of(events);
+    let facts = tx.facts(&wanted).await?;
+    let sections: Vec<&str> = facts.lesson_sections(&wanted).into_iter().collect();
+    let trips = if sections.is_empty() {
+        Vec::new()
+    } else {
+        tx.trips_of(&sections).await?
+    };
+    let plan = push::plan(device, events, facts, &trips);
+    tx.write(&device.school_id, &plan.writes).await?;
+    if !plan.applied.is_empty() {
+        tx.record_applied(&device.id, &plan.applied, now).await?;
+    }
+    Ok(plan.outcome)
+}
+
+/// The office sets a student's consent (`domain::consent`).
+pub async fn set_consent<T: Transaction>(
+    tx: &mut T,
+    school_id: &str,
+    student_id: &str,
+    consent: Consent,
+    by: &str,
+    at: Millis,
+) -> Result<(), T::Error> {
+    let Some(mut held) = tx.student(school_id, student_id).await? else {
+        return Err(StoreError::NotFound(format!("student {student_id}")).into());
+    };
+    let mut live = tx.live_templates(student_id).await?;
+    let mut writes = Vec::new();
+    domain::consent::decide(&mut held, &mut live, consent, by, at, &mut writes);
+    tx.write(school_id, &writes).await
+}
+
+/// Marks decided on the server (`domain::correction`).
+pub async fn correct_marks<T: Transaction>(
+    tx: &mut T,
+    school_id: &str,
+    corrections: &[Correction],
+    decision: &Decision,
+) -> Result<Result<CorrectionOutcome, Refusal>, T::Error> {
+    let facts = tx.facts(&domain::correction::wanted(corrections)).await?;
+    match domain::correction::plan(school_id, corrections, decision, &facts) {
+        Ok((writes, outcome)) => {
+            tx.write(school_id, &writes).await?;
+            Ok(Ok(outcome))
+        }
+        Err(refusal) => Ok(Err(refusal)),
+    }
+}
+
+/// A trip booked ahead, and the marks of its lessons already held (`domain::excusal`).
+pub async fn book_excusal<T: Transaction>(
+    tx: &mut T,
+    trip: &Excusal,
+    held: &[Correction],
+) -> Result<Result<CorrectionOutcome, BookingRefusal>, T::Error> {
+    let facts = tx.facts(&domain::correction::wanted(held)).await?;
+    let decision = domain::excusal::decision_of(trip);
+    match domain::excusal::book(trip, held, &decision, &facts) {
+        Ok((writes, outcome)) => {
+            tx.write(&trip.school_id, &writes).await?;
+            Ok(Ok(outcome))
+        }
+        Err(refusal) => Ok(Err(refusal)),
+    }
+}
+
+/// Returns the trip cancelled, `None` if the school holds no trip `id`.
+pub async fn cancel_excusal<T: Transaction>(
+    tx: &mut T,
+    school_id: &str,
+    id: &str,
+    by: &str,
+    at: Millis,
+) -> Result<Option<Excusal>, T::Error> {
+    let Some(trip) = tx.trip(school_id, id).await? else {
+        return Ok(None);
+    };
+    tx.write(school_id, &domain::excusal::cancel(&trip, by, at))
+        .await?;
+    Ok(Some(trip))
+}
+
+/// A guardian's contact linked to a student (`domain::guardian`).
+pub async fn link_guardian<T: Transaction>(
+    tx: &mut T,
+    school_id: &str,
+    student_id: &str,
+    contact: &Contact,
+    by: &str,
+    at: Millis,
+) -> Result<Result<Linked, GuardianRefusal>, T::Error> {
+    let contact = match contact.check() {
+        Ok(contact) => contact,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let known = tx.student(school_id, student_id).await?.is_some();
+    let held = tx.guardian_by_email(school_id, &contact.email).await?;
+    match domain::guardian::link(school_id, student_id, known, &contact, held, by, at) {
+        Ok((writes, linked)) => {
+            tx.write(school_id, &writes).await?;
+            Ok(Ok(linked))
+        }
+        Err(refusal) => Ok(Err(refusal)),
+    }
+}
+
+pub async fn unlink_guardian<T: Transaction>(
+    tx: &mut T,
+    school_id: &str,
+    student_id: &str,
+    guardian_id: &str,
+    by: &str,
+    at: Millis,
+) -> Result<Result<(), GuardianRefusal>, T::Error> {
+    let Some(held) = tx.guardian(school_id, guardian_id).await? else {
+        return Ok(Err(GuardianRefusal::NotLinked(student_id.to_owned())));
+    };
+    match domain::guardian::unlink(&held, student_id, by, at) {
+        Ok(writes) => {
+            tx.write(school_id, &writes).await?;
+            Ok(Ok(()))
+        }
+        Err(refusal) => Ok(Err(refusal)),
+    }
+}
+
+/// Erasure, as `domain::erasure` decides it.
+pub async fn erase_student<T: Transaction>(
+    tx: &mut T,
+    school_id: &str,
+    student_id: &str,
+) -> Result<(), T::Error> {
+    if tx.student(school_id, student_id).await?.is_none() {
+        return Err(StoreError::NotFound(format!("student {student_id}")).into());
+    }
+    let enrolments = tx.enrolled_in(student_id).await?;
+    let live = tx.live_templates(student_id).await?;
+    let writes = domain::erasure::decide(student_id, live, enrolments);
+    tx.write(school_id, &writes).await
+}
+
+/// A box provisioned with a one-time code (`domain::provisioning`).
+pub async fn redeem_provisioning_code<T: Transaction>(
+    tx: &mut T,
+    code_hash: &str,
+    device: &Device,
+    now: Millis,
+) -> Result<Result<Device, RedeemRefusal>, T::Error> {
+    let code = tx.provisioning_code(code_hash).await?;
+    let device = match provisioning::redeem(code, device, now) {
+        Ok(device) => device,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    tx.redeem(code_hash, &device, now).await?;
+    Ok(Ok(device))
+}
