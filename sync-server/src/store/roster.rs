@@ -4,11 +4,12 @@
 //! says.
 
 use shared_proto::roster::{
-    EnrolmentRecord, ImportScope, RecordDiff, RecordKey, RosterCounts, RosterDiffError,
+    EnrolmentRecord, ImportScope, RecordDiff, RecordKey, RosterCounts, RosterDiff, RosterDiffError,
     RosterRecord, RosterRecords,
 };
 
 use super::{Enrolment, RosterBatch, RosterSummary, Section, StoreError, Student, Teacher};
+use crate::domain::Write;
 use crate::domain::feed::Change;
 
 /// `Store::apply_roster`'s `full` as the diff's scope.
@@ -137,6 +138,32 @@ pub trait Stored: Clone {
     fn updated(_held: &Self, wanted: &Self) -> Self {
         wanted.clone()
     }
+}
+
+/// The change of every record a batch writes, kind by kind, as writes for the feed.
+pub fn changes(diff: &RosterDiff<'_, RosterBatch>) -> Vec<Write<'static>> {
+    let mut changes = Vec::new();
+    changes.extend(
+        written(&diff.sections)
+            .iter()
+            .map(|r| Write::Change(r.change())),
+    );
+    changes.extend(
+        written(&diff.students)
+            .iter()
+            .map(|r| Write::Change(r.change())),
+    );
+    changes.extend(
+        written(&diff.teachers)
+            .iter()
+            .map(|r| Write::Change(r.change())),
+    );
+    changes.extend(
+        written(&diff.enrolments)
+            .iter()
+            .map(|r| Write::Change(r.change())),
+    );
+    changes
 }
 
 /// Every record one kind's diff writes, as it is stored afterwards: inserts, updates, then

@@ -10,7 +10,11 @@
 
 use shared_proto::sync::{Consent, EnrolmentRole};
 
-use super::{Device, Millis, RedeemRefusal, StoreError, Student};
+use shared_proto::roster::{RosterDiff, roster_diff};
+
+use super::{
+    Device, Millis, RedeemRefusal, RosterBatch, RosterSummary, StoreError, Student, roster, rules,
+};
 use crate::domain;
 use crate::domain::Write;
 use crate::domain::correction::{Correction, Decision, Outcome as CorrectionOutcome, Refusal};
@@ -55,9 +59,25 @@ pub trait Transaction {
     ) -> Result<Option<Guardian>, Self::Error>;
     async fn provisioning_code(&mut self, code_hash: &str)
     -> Result<Option<HeldCode>, Self::Error>;
+    async fn school_exists(&mut self, school_id: &str) -> Result<bool, Self::Error>;
+    /// Everything the school holds of its roster.
+    async fn roster(&mut self, school_id: &str) -> Result<RosterBatch, Self::Error>;
+    /// One of `ids` of `kind` that a school other than `school_id` holds, if any.
+    async fn held_elsewhere(
+        &mut self,
+        kind: Kind,
+        school_id: &str,
+        ids: &[&str],
+    ) -> Result<Option<String>, Self::Error>;
 
     /// Carries out a decision's writes for `school_id`, in order.
     async fn write(&mut self, school_id: &str, writes: &[Write<'_>]) -> Result<(), Self::Error>;
+    /// Writes the records a roster diff names (their changes are `write`'s).
+    async fn write_roster(
+        &mut self,
+        school_id: &str,
+        diff: &RosterDiff<'_, RosterBatch>,
+    ) -> Result<(), Self::Error>;
     /// Records a push's applied event ids (id, kind), so a repeat is acked and changes nothing.
     async fn record_applied(
         &mut self,
@@ -73,6 +93,80 @@ pub trait Transaction {
         device: &Device,
         now: Millis,
     ) -> Result<(), Self::Error>;
+}
+
+/// The roster kinds whose ids are global (OneRoster sourcedIds), so one school's id can be
+/// another's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Section,
+    Student,
+    Teacher,
+}
+
+impl Kind {
+    pub fn noun(self) -> &'static str {
+        match self {
+            Kind::Section => "section",
+            Kind::Student => "student",
+            Kind::Teacher => "teacher",
+        }
+    }
+}
+
+/// A roster batch as `shared_proto::roster` decides: what the school holds is read, an id another
+/// school holds is refused (never moved), and each record the diff names is written with its
+/// change.
+pub async fn apply_roster<T: Transaction>(
+    tx: &mut T,
+    school_id: &str,
+    batch: &RosterBatch,
+    full: bool,
+) -> Result<RosterSummary, T::Error> {
+    if !tx.school_exists(school_id).await? {
+        return Err(StoreError::NotFound(format!("school {school_id}")).into());
+    }
+    let held = tx.roster(school_id).await?;
+    let diff = roster_diff(&held, batch, roster::scope(full)).map_err(StoreError::from)?;
+    // Only a new id can be another school's: the school's own are in `held`.
+    let new = [
+        (
+            Kind::Section,
+            diff.sections
+                .inserts
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect(),
+        ),
+        (
+            Kind::Student,
+            diff.students
+                .inserts
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect(),
+        ),
+        (
+            Kind::Teacher,
+            diff.teachers
+                .inserts
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect(),
+        ),
+    ];
+    for (kind, ids) in new {
+        let ids: Vec<&str> = ids;
+        if ids.is_empty() {
+            continue;
+        }
+        if let Some(id) = tx.held_elsewhere(kind, school_id, &ids).await? {
+            return Err(rules::id_taken(kind.noun(), &id).into());
+        }
+    }
+    tx.write_roster(school_id, &diff).await?;
+    tx.write(school_id, &roster::changes(&diff)).await?;
+    Ok(diff.counts().into())
 }
 
 /// A push from a box, decided by `domain::push`.

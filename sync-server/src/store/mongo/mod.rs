@@ -289,9 +289,7 @@ impl Store for MongoStore {
             self,
             Some(school_id),
             &mut ctx,
-            |tx, (school_id, batch, full)| {
-                Box::pin(roster::apply_roster(tx, school_id, batch, *full))
-            },
+            |tx, (school_id, batch, full)| Box::pin(op::apply_roster(tx, school_id, batch, *full)),
         )
         .await
     }

@@ -2,7 +2,7 @@
 //! box of the school mirrors. Each write here writes its changes in the same transaction.
 
 use mongodb::bson::{Document, doc};
-use shared_proto::roster::{RecordDiff, RecordKey, RosterDiff, RosterRecord, Update, roster_diff};
+use shared_proto::roster::{RecordDiff, RecordKey, RosterDiff, RosterRecord, Update};
 use shared_proto::sync::{EnrolmentRole, ScheduleSlot};
 
 use super::docs::{EnrolmentDoc, SectionDoc, StudentDoc, TeacherDoc, to_document};
@@ -11,15 +11,13 @@ use super::names::*;
 use super::tx::Tx;
 use super::{MongoStore, collect};
 use crate::domain::feed::Change;
-use crate::store::roster::{self, Stored};
-use crate::store::rules;
-use crate::store::{Enrolment, RosterBatch, RosterSummary, Section, StoreError, Student, Teacher};
+use crate::store::roster::Stored;
+use crate::store::transaction;
+use crate::store::{Enrolment, RosterBatch, Section, StoreError, Student, Teacher};
 
 /// A roster kind as its collection stores it.
 trait Kind: Stored + RosterRecord + Send + Sync {
     const COLLECTION: &'static str;
-    /// What an id names, in a refusal.
-    const NOUN: &'static str;
     type Doc: serde::Serialize + Send + Sync;
     fn to_doc(&self, school_id: &str) -> Self::Doc;
     /// What an update writes: the roster's fields (a student keeps their consent).
@@ -28,7 +26,6 @@ trait Kind: Stored + RosterRecord + Send + Sync {
 
 impl Kind for Section {
     const COLLECTION: &'static str = SECTIONS;
-    const NOUN: &'static str = "section";
     type Doc = SectionDoc;
     fn to_doc(&self, school_id: &str) -> SectionDoc {
         SectionDoc::from_section(school_id, self)
@@ -40,7 +37,6 @@ impl Kind for Section {
 
 impl Kind for Student {
     const COLLECTION: &'static str = STUDENTS;
-    const NOUN: &'static str = "student";
     type Doc = StudentDoc;
     fn to_doc(&self, school_id: &str) -> StudentDoc {
         StudentDoc::from_student(school_id, self)
@@ -56,7 +52,6 @@ impl Kind for Student {
 
 impl Kind for Teacher {
     const COLLECTION: &'static str = TEACHERS;
-    const NOUN: &'static str = "teacher";
     type Doc = TeacherDoc;
     fn to_doc(&self, school_id: &str) -> TeacherDoc {
         TeacherDoc::from_teacher(school_id, self)
@@ -72,7 +67,6 @@ impl Kind for Teacher {
 
 impl Kind for Enrolment {
     const COLLECTION: &'static str = ENROLMENTS;
-    const NOUN: &'static str = "enrolment";
     type Doc = EnrolmentDoc;
     fn to_doc(&self, school_id: &str) -> EnrolmentDoc {
         EnrolmentDoc::from_enrolment(school_id, self)
@@ -108,33 +102,28 @@ fn any_of<T: RosterRecord>(records: &[&T]) -> Document {
     }
 }
 
-/// Ids are global (OneRoster sourcedIds): a new record whose id another school holds is
-/// refused, never moved.
-async fn refuse_other_schools<T: Kind>(
+/// The first of `ids` another school holds, if any: one query.
+pub async fn held_elsewhere(
     tx: &mut Tx<'_>,
+    kind: transaction::Kind,
     school_id: &str,
-    inserts: &[&T],
-) -> Result<(), DbError> {
-    if inserts.is_empty() {
-        return Ok(());
-    }
-    let mut filter = any_of(inserts);
-    filter.insert("school_id", doc! { "$ne": school_id });
+    ids: &[&str],
+) -> Result<Option<String>, DbError> {
+    let collection = match kind {
+        transaction::Kind::Section => SECTIONS,
+        transaction::Kind::Student => STUDENTS,
+        transaction::Kind::Teacher => TEACHERS,
+    };
     let taken = tx
-        .coll::<Document>(T::COLLECTION)
-        .find_one(filter)
+        .coll::<Document>(collection)
+        .find_one(doc! { "_id": { "$in": ids }, "school_id": { "$ne": school_id } })
         .projection(doc! { "_id": 1 })
         .session(&mut tx.session)
         .await?;
-    if let Some(taken) = taken {
-        let id = taken.get_str("_id").unwrap_or_default();
-        return Err(rules::id_taken(T::NOUN, id).into());
-    }
-    Ok(())
+    Ok(taken.map(|d| d.get_str("_id").unwrap_or_default().to_owned()))
 }
 
-/// Writes one kind's diff: new records in one insert, each update, the left out in one update,
-/// and a change per record written.
+/// Writes one kind's diff: new records in one insert, each update, the left out in one update.
 async fn write_kind<T: Kind>(
     tx: &mut Tx<'_>,
     school_id: &str,
@@ -162,9 +151,6 @@ async fn write_kind<T: Kind>(
             .session(&mut tx.session)
             .await?;
     }
-    for record in roster::written(diff) {
-        tx.feed(record.change())?;
-    }
     Ok(())
 }
 
@@ -188,40 +174,17 @@ pub(super) async fn held_roster(tx: &mut Tx<'_>, school_id: &str) -> Result<Rost
     })
 }
 
-/// Applies `batch` as `shared_proto::roster` decides: reads what the school holds, refuses ids
-/// another school holds, and writes each record the diff names (new ones in one insert, the left
-/// out in one update per kind) with its change.
-pub async fn apply_roster(
+/// Writes each record a roster diff names (`store::transaction::apply_roster`): new ones in one
+/// insert and the left out in one update per kind.
+pub async fn write_roster(
     tx: &mut Tx<'_>,
     school_id: &str,
-    batch: &RosterBatch,
-    full: bool,
-) -> Result<RosterSummary, DbError> {
-    let school = tx
-        .coll::<Document>(SCHOOLS)
-        .find_one(doc! { "_id": school_id })
-        .session(&mut tx.session)
-        .await?;
-    if school.is_none() {
-        return Err(StoreError::NotFound(format!("school {school_id}")).into());
-    }
-    let held = held_roster(tx, school_id).await?;
-    let diff = roster_diff(&held, batch, roster::scope(full)).map_err(StoreError::from)?;
-    let RosterDiff {
-        sections,
-        students,
-        teachers,
-        enrolments,
-    } = &diff;
-    // Only a new id can be another school's: the school's own are in `held`.
-    refuse_other_schools(tx, school_id, &sections.inserts).await?;
-    refuse_other_schools(tx, school_id, &students.inserts).await?;
-    refuse_other_schools(tx, school_id, &teachers.inserts).await?;
-    write_kind(tx, school_id, sections).await?;
-    write_kind(tx, school_id, students).await?;
-    write_kind(tx, school_id, teachers).await?;
-    write_kind(tx, school_id, enrolments).await?;
-    Ok(diff.counts().into())
+    diff: &RosterDiff<'_, RosterBatch>,
+) -> Result<(), DbError> {
+    write_kind(tx, school_id, &diff.sections).await?;
+    write_kind(tx, school_id, &diff.students).await?;
+    write_kind(tx, school_id, &diff.teachers).await?;
+    write_kind(tx, school_id, &diff.enrolments).await
 }
 
 pub async fn enrolments(

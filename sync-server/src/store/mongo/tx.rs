@@ -20,12 +20,13 @@ use mongodb::ClientSession;
 use mongodb::options::{ReadConcern, WriteConcern};
 use tokio::sync::OwnedMutexGuard;
 
-use mongodb::bson::doc;
+use mongodb::bson::{Document, doc};
+use shared_proto::roster::RosterDiff;
 use shared_proto::sync::EnrolmentRole;
 
 use super::docs::StudentDoc;
 use super::error::DbError;
-use super::names::STUDENTS;
+use super::names::{SCHOOLS, STUDENTS};
 use super::{MongoStore, accounts, events, feed, guardians, roster, templates};
 use crate::domain::Write;
 use crate::domain::excusal::Excusal;
@@ -33,8 +34,8 @@ use crate::domain::feed::Change;
 use crate::domain::guardian::Guardian;
 use crate::domain::provisioning::HeldCode;
 use crate::domain::push::{Facts, Wanted};
-use crate::store::transaction::Transaction;
-use crate::store::{Device, Millis, StoreError, Student};
+use crate::store::transaction::{Kind, Transaction};
+use crate::store::{Device, Millis, RosterBatch, StoreError, Student};
 
 /// Runs of one transaction before a transient error is handed to the caller as `Unavailable`.
 const MAX_ATTEMPTS: u32 = 12;
@@ -247,6 +248,37 @@ impl Transaction for Tx<'_> {
 
     async fn provisioning_code(&mut self, code_hash: &str) -> Result<Option<HeldCode>, DbError> {
         accounts::provisioning_code(self, code_hash).await
+    }
+
+    async fn school_exists(&mut self, school_id: &str) -> Result<bool, DbError> {
+        let school = self
+            .coll::<Document>(SCHOOLS)
+            .find_one(doc! { "_id": school_id })
+            .projection(doc! { "_id": 1 })
+            .session(&mut self.session)
+            .await?;
+        Ok(school.is_some())
+    }
+
+    async fn roster(&mut self, school_id: &str) -> Result<RosterBatch, DbError> {
+        roster::held_roster(self, school_id).await
+    }
+
+    async fn held_elsewhere(
+        &mut self,
+        kind: Kind,
+        school_id: &str,
+        ids: &[&str],
+    ) -> Result<Option<String>, DbError> {
+        roster::held_elsewhere(self, kind, school_id, ids).await
+    }
+
+    async fn write_roster(
+        &mut self,
+        school_id: &str,
+        diff: &RosterDiff<'_, RosterBatch>,
+    ) -> Result<(), DbError> {
+        roster::write_roster(self, school_id, diff).await
     }
 
     async fn write(&mut self, school_id: &str, writes: &[Write<'_>]) -> Result<(), DbError> {

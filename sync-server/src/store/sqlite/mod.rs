@@ -417,7 +417,7 @@ impl Store for SqliteStore {
     ) -> Result<RosterSummary, StoreError> {
         let (school_id, batch) = (school_id.to_owned(), batch.clone());
         self.writer
-            .run(move |conn| roster::apply_roster(conn, &school_id, &batch, full))
+            .run(move |conn| finish(op::apply_roster(&mut Tx(conn), &school_id, &batch, full)))
             .await
     }
 

@@ -2,59 +2,36 @@
 //! box of the school mirrors. Each write here writes its change rows in the same transaction.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use shared_proto::roster::roster_diff;
+use shared_proto::roster::RosterDiff;
 use shared_proto::sync::{EnrolmentRole, ScheduleSlot};
 
 use super::feed::Feed;
 use super::{Table, owner, word};
 use crate::domain::feed::Change;
-use crate::store::roster::{self, Stored};
-use crate::store::rules::{self, Owner};
-use crate::store::{Enrolment, RosterBatch, RosterSummary, Section, StoreError, Student, Teacher};
+use crate::store::roster;
+use crate::store::rules::Owner;
+use crate::store::transaction::Kind;
+use crate::store::{Enrolment, RosterBatch, Section, StoreError, Student, Teacher};
 
-/// Applies `batch` as `shared_proto::roster` decides: reads what the school holds (one query
-/// per kind), refuses ids another school holds, and writes each record the diff names with its
-/// change.
-pub fn apply_roster(
+/// Writes each record a roster diff names, kind by kind (`store::transaction::apply_roster`).
+pub fn write_roster(
     conn: &Connection,
     school_id: &str,
-    batch: &RosterBatch,
-    full: bool,
-) -> Result<RosterSummary, StoreError> {
-    if super::accounts::school(conn, school_id)?.is_none() {
-        return Err(StoreError::NotFound(format!("school {school_id}")));
-    }
-    let held = held(conn, school_id)?;
-    let diff = roster_diff(&held, batch, roster::scope(full))?;
-    // Only a new id can be another school's: the school's own are in `held`.
-    for section in &diff.sections.inserts {
-        claim(conn, Table::Sections, &section.id, school_id, "section")?;
-    }
-    for student in &diff.students.inserts {
-        claim(conn, Table::Students, &student.id, school_id, "student")?;
-    }
-    for teacher in &diff.teachers.inserts {
-        claim(conn, Table::Teachers, &teacher.id, school_id, "teacher")?;
-    }
-
-    let mut feed = Feed::new(conn, school_id);
+    diff: &RosterDiff<'_, RosterBatch>,
+) -> Result<(), StoreError> {
     for section in roster::written(&diff.sections) {
         write_section(conn, school_id, &section)?;
-        feed.write(&section.change())?;
     }
     for student in roster::written(&diff.students) {
         write_student(conn, school_id, &student)?;
-        feed.write(&student.change())?;
     }
     for teacher in roster::written(&diff.teachers) {
         write_teacher(conn, school_id, &teacher)?;
-        feed.write(&teacher.change())?;
     }
     for enrolment in roster::written(&diff.enrolments) {
         write_enrolment(conn, &enrolment)?;
-        feed.write(&enrolment.change())?;
     }
-    Ok(diff.counts().into())
+    Ok(())
 }
 
 /// Everything the school holds, one query per kind.
@@ -67,18 +44,24 @@ pub fn held(conn: &Connection, school_id: &str) -> Result<RosterBatch, StoreErro
     })
 }
 
-/// Ids are global (OneRoster sourcedIds): one that another school holds is refused, never moved.
-fn claim(
+/// The first of `ids` another school holds, if any.
+pub fn held_elsewhere(
     conn: &Connection,
-    table: Table,
-    id: &str,
+    kind: Kind,
     school_id: &str,
-    noun: &str,
-) -> Result<(), StoreError> {
-    match owner(conn, table, id, school_id)? {
-        Owner::OtherSchool => Err(rules::id_taken(noun, id)),
-        Owner::Ours | Owner::Missing => Ok(()),
+    ids: &[&str],
+) -> Result<Option<String>, StoreError> {
+    let table = match kind {
+        Kind::Section => Table::Sections,
+        Kind::Student => Table::Students,
+        Kind::Teacher => Table::Teachers,
+    };
+    for id in ids {
+        if owner(conn, table, id, school_id)? == Owner::OtherSchool {
+            return Ok(Some((*id).to_owned()));
+        }
     }
+    Ok(None)
 }
 
 fn write_section(conn: &Connection, school_id: &str, section: &Section) -> Result<(), StoreError> {

@@ -5,6 +5,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use rusqlite::Connection;
+use shared_proto::roster::RosterDiff;
 use shared_proto::sync::EnrolmentRole;
 
 use super::{accounts, events, excusals, guardians, roster, templates};
@@ -13,8 +14,8 @@ use crate::domain::excusal::Excusal;
 use crate::domain::guardian::Guardian;
 use crate::domain::provisioning::HeldCode;
 use crate::domain::push::{Facts, Wanted};
-use crate::store::transaction::Transaction;
-use crate::store::{Device, Millis, StoreError, Student};
+use crate::store::transaction::{Kind, Transaction};
+use crate::store::{Device, Millis, RosterBatch, StoreError, Student};
 
 pub struct Tx<'c>(pub &'c Connection);
 
@@ -79,6 +80,31 @@ impl Transaction for Tx<'_> {
 
     async fn provisioning_code(&mut self, code_hash: &str) -> Result<Option<HeldCode>, StoreError> {
         accounts::provisioning_code(self.0, code_hash)
+    }
+
+    async fn school_exists(&mut self, school_id: &str) -> Result<bool, StoreError> {
+        Ok(accounts::school(self.0, school_id)?.is_some())
+    }
+
+    async fn roster(&mut self, school_id: &str) -> Result<RosterBatch, StoreError> {
+        roster::held(self.0, school_id)
+    }
+
+    async fn held_elsewhere(
+        &mut self,
+        kind: Kind,
+        school_id: &str,
+        ids: &[&str],
+    ) -> Result<Option<String>, StoreError> {
+        roster::held_elsewhere(self.0, kind, school_id, ids)
+    }
+
+    async fn write_roster(
+        &mut self,
+        school_id: &str,
+        diff: &RosterDiff<'_, RosterBatch>,
+    ) -> Result<(), StoreError> {
+        roster::write_roster(self.0, school_id, diff)
     }
 
     async fn write(&mut self, school_id: &str, writes: &[Write<'_>]) -> Result<(), StoreError> {
