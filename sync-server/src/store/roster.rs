@@ -142,28 +142,14 @@ pub trait Stored: Clone {
 
 /// The change of every record a batch writes, kind by kind, as writes for the feed.
 pub fn changes(diff: &RosterDiff<'_, RosterBatch>) -> Vec<Write<'static>> {
-    let mut changes = Vec::new();
-    changes.extend(
-        written(&diff.sections)
-            .iter()
-            .map(|r| Write::Change(r.change())),
-    );
-    changes.extend(
-        written(&diff.students)
-            .iter()
-            .map(|r| Write::Change(r.change())),
-    );
-    changes.extend(
-        written(&diff.teachers)
-            .iter()
-            .map(|r| Write::Change(r.change())),
-    );
-    changes.extend(
-        written(&diff.enrolments)
-            .iter()
-            .map(|r| Write::Change(r.change())),
-    );
-    changes
+    fn of<T: Stored>(diff: &RecordDiff<'_, T>) -> impl Iterator<Item = Write<'static>> {
+        written(diff).into_iter().map(|r| Write::Change(r.change()))
+    }
+    of(&diff.sections)
+        .chain(of(&diff.students))
+        .chain(of(&diff.teachers))
+        .chain(of(&diff.enrolments))
+        .collect()
 }
 
 /// Every record one kind's diff writes, as it is stored afterwards: inserts, updates, then

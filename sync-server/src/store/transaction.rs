@@ -10,7 +10,7 @@
 
 use shared_proto::sync::{Consent, EnrolmentRole};
 
-use shared_proto::roster::{RosterDiff, roster_diff};
+use shared_proto::roster::{RecordDiff, RecordKey, RosterDiff, RosterRecord, roster_diff};
 
 use super::{
     Device, Millis, RedeemRefusal, RosterBatch, RosterSummary, StoreError, Student, roster, rules,
@@ -130,33 +130,11 @@ pub async fn apply_roster<T: Transaction>(
     let diff = roster_diff(&held, batch, roster::scope(full)).map_err(StoreError::from)?;
     // Only a new id can be another school's: the school's own are in `held`.
     let new = [
-        (
-            Kind::Section,
-            diff.sections
-                .inserts
-                .iter()
-                .map(|r| r.id.as_str())
-                .collect(),
-        ),
-        (
-            Kind::Student,
-            diff.students
-                .inserts
-                .iter()
-                .map(|r| r.id.as_str())
-                .collect(),
-        ),
-        (
-            Kind::Teacher,
-            diff.teachers
-                .inserts
-                .iter()
-                .map(|r| r.id.as_str())
-                .collect(),
-        ),
+        (Kind::Section, new_ids(&diff.sections)),
+        (Kind::Student, new_ids(&diff.students)),
+        (Kind::Teacher, new_ids(&diff.teachers)),
     ];
     for (kind, ids) in new {
-        let ids: Vec<&str> = ids;
         if ids.is_empty() {
             continue;
         }
@@ -167,6 +145,16 @@ pub async fn apply_roster<T: Transaction>(
     tx.write_roster(school_id, &diff).await?;
     tx.write(school_id, &roster::changes(&diff)).await?;
     Ok(diff.counts().into())
+}
+
+/// The ids of one kind's new records.
+fn new_ids<'a, T: RosterRecord>(diff: &RecordDiff<'a, T>) -> Vec<&'a str> {
+    let ids = diff.inserts.iter().map(|r| r.key());
+    ids.filter_map(|key| match key {
+        RecordKey::Id(id) => Some(id),
+        RecordKey::Enrolment { .. } => None,
+    })
+    .collect()
 }
 
 /// A push from a box, decided by `domain::push`.

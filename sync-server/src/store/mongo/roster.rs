@@ -11,12 +11,11 @@ use super::names::*;
 use super::tx::Tx;
 use super::{MongoStore, collect};
 use crate::domain::feed::Change;
-use crate::store::roster::Stored;
 use crate::store::transaction;
 use crate::store::{Enrolment, RosterBatch, Section, StoreError, Student, Teacher};
 
 /// A roster kind as its collection stores it.
-trait Kind: Stored + RosterRecord + Send + Sync {
+trait Kind: RosterRecord + Send + Sync {
     const COLLECTION: &'static str;
     type Doc: serde::Serialize + Send + Sync;
     fn to_doc(&self, school_id: &str) -> Self::Doc;

@@ -17,12 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mongodb::ClientSession;
-use mongodb::options::{ReadConcern, WriteConcern};
-use tokio::sync::OwnedMutexGuard;
-
 use mongodb::bson::{Document, doc};
+use mongodb::options::{ReadConcern, WriteConcern};
 use shared_proto::roster::RosterDiff;
 use shared_proto::sync::EnrolmentRole;
+use tokio::sync::OwnedMutexGuard;
 
 use super::docs::StudentDoc;
 use super::error::DbError;

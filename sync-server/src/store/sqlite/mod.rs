@@ -26,7 +26,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension};
 use shared_proto::sync::{Consent, MarkStatus, ScheduleSlot};
 
 use super::rules::Owner;
-use super::transaction as op;
+use super::transaction::{self as op, Kind};
 use super::{
     AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, KeptCrop,
     MachineDecisions, Millis, NoticeQuery, ProvisioningCode, RedeemRefusal, RosterBatch,
@@ -172,19 +172,12 @@ fn insert_error(e: rusqlite::Error, what: &str, missing: &str) -> StoreError {
     StoreError::from(e)
 }
 
-/// Tables whose rows belong to one school.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Table {
-    Sections,
-    Students,
-    Teachers,
-}
-
-fn owner(conn: &Connection, table: Table, id: &str, school_id: &str) -> Result<Owner, StoreError> {
-    let sql = match table {
-        Table::Sections => "SELECT school_id FROM sections WHERE id = ?1",
-        Table::Students => "SELECT school_id FROM students WHERE id = ?1",
-        Table::Teachers => "SELECT school_id FROM teachers WHERE id = ?1",
+/// Whose the record of `kind` with `id` is (the kinds whose rows belong to one school).
+fn owner(conn: &Connection, kind: Kind, id: &str, school_id: &str) -> Result<Owner, StoreError> {
+    let sql = match kind {
+        Kind::Section => "SELECT school_id FROM sections WHERE id = ?1",
+        Kind::Student => "SELECT school_id FROM students WHERE id = ?1",
+        Kind::Teacher => "SELECT school_id FROM teachers WHERE id = ?1",
     };
     let school: Option<String> = conn
         .prepare_cached(sql)?

@@ -6,7 +6,7 @@ use shared_proto::roster::RosterDiff;
 use shared_proto::sync::{EnrolmentRole, ScheduleSlot};
 
 use super::feed::Feed;
-use super::{Table, owner, word};
+use super::{owner, word};
 use crate::domain::feed::Change;
 use crate::store::roster;
 use crate::store::rules::Owner;
@@ -51,13 +51,8 @@ pub fn held_elsewhere(
     school_id: &str,
     ids: &[&str],
 ) -> Result<Option<String>, StoreError> {
-    let table = match kind {
-        Kind::Section => Table::Sections,
-        Kind::Student => Table::Students,
-        Kind::Teacher => Table::Teachers,
-    };
     for id in ids {
-        if owner(conn, table, id, school_id)? == Owner::OtherSchool {
+        if owner(conn, kind, id, school_id)? == Owner::OtherSchool {
             return Ok(Some((*id).to_owned()));
         }
     }
@@ -267,7 +262,7 @@ pub fn set_schedule(
     section_id: &str,
     slots: &[ScheduleSlot],
 ) -> Result<(), StoreError> {
-    if owner(conn, Table::Sections, section_id, school_id)? != Owner::Ours {
+    if owner(conn, Kind::Section, section_id, school_id)? != Owner::Ours {
         return Err(StoreError::NotFound(format!("section {section_id}")));
     }
     conn.prepare_cached("DELETE FROM schedule WHERE section_id = ?1")?
