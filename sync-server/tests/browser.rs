@@ -626,7 +626,7 @@ async fn an_admin_reads_the_notices_sent_and_failed_and_a_guardian_unsubscribes(
     use common::START;
     use common::smtp::Sink;
     use sync_server::config::{SmtpConfig, SmtpSecurity};
-    use sync_server::domain::notice::{Kind, Notice, State};
+    use sync_server::domain::notice::{Kind, Letter, Notice};
     use sync_server::notify::Notifier;
     use sync_server::notify::mail::{GuardianMail, Line};
 
@@ -688,7 +688,7 @@ async fn an_admin_reads_the_notices_sent_and_failed_and_a_guardian_unsubscribes(
         .enumerate()
         .map(|(n, to)| {
             let (subject, text, html) = mail(to).render().unwrap();
-            Notice {
+            let letter = Letter {
                 id: format!("n-{n}"),
                 school_id: "north".into(),
                 kind: Kind::Absence,
@@ -702,15 +702,10 @@ async fn an_admin_reads_the_notices_sent_and_failed_and_a_guardian_unsubscribes(
                 facts: String::new(),
                 students: vec![north.s1()],
                 message_id: format!("<n-{n}@north.example.org>"),
-                state: State::Queued,
-                attempts: 0,
-                next_attempt_at: START,
-                lease_owner: None,
-                lease_until: None,
-                last_error: None,
-                created_at: START + n as i64,
-                sent_at: None,
-            }
+            };
+            let mut notice = Notice::queued(letter, START);
+            notice.created_at = START + n as i64;
+            notice
         })
         .collect();
     server.store.enqueue_notices(&notices).await.unwrap();

@@ -14,7 +14,7 @@ use shared_proto::sync::{Event, EventBody, MarkSource, MarkStatus};
 use sync_server::api::Clock;
 use sync_server::config::{SmtpConfig, SmtpSecurity};
 use sync_server::domain::guardian::{Contact, Relationship};
-use sync_server::domain::notice::{Kind, Notice, State};
+use sync_server::domain::notice::{Kind, Letter, Notice, State};
 use sync_server::notify::Notifier;
 use sync_server::store::{Millis, NoticeQuery, Store};
 
@@ -302,7 +302,7 @@ async fn a_school_day_tells_each_family_once_then_corrects_and_honours_unsubscri
 /// A notice to `to`, as the planner would enqueue it.
 fn notice(school: &str, n: usize, to: &str, now: Millis) -> Notice {
     let id = uuid::Uuid::now_v7().to_string();
-    Notice {
+    let letter = Letter {
         message_id: format!("<{id}@hill.example.org>"),
         key: format!("test-{school}-{n}-{id}"),
         id,
@@ -316,15 +316,8 @@ fn notice(school: &str, n: usize, to: &str, now: Millis) -> Notice {
         html: format!("<p>Notice number {n}.</p>"),
         facts: String::new(),
         students: Vec::new(),
-        state: State::Queued,
-        attempts: 0,
-        next_attempt_at: now,
-        lease_owner: None,
-        lease_until: None,
-        last_error: None,
-        created_at: now,
-        sent_at: None,
-    }
+    };
+    Notice::queued(letter, now)
 }
 
 fn unique_ids(mails: &[Mail]) -> HashSet<String> {

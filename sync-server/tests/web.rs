@@ -1876,33 +1876,28 @@ async fn the_devices_page_shows_each_boxs_embedding_space_from_its_templates() {
 async fn admins_see_the_notices_resend_a_failed_one_and_set_when_notices_go() {
     use common::START;
     use sync_server::domain::guardian::{Contact, Relationship};
-    use sync_server::domain::notice::{self, Claim, Delivery, Kind, Notice, State};
+    use sync_server::domain::notice::{self, Claim, Delivery, Kind, Letter, Notice, State};
     let server = Server::start().await;
     let north = server.school("north").await;
     let now = START;
-    let failed = Notice {
-        id: "n-1".into(),
-        school_id: "north".into(),
-        kind: Kind::Absence,
-        key: "k-1".into(),
-        recipient: "grace@example.org".into(),
-        guardian_id: None,
-        day: "2024-09-02".into(),
-        subject: "North school: Ada missed lessons on Monday 2 September 2024".into(),
-        text: "Ada was absent in Maths at 08:00.".into(),
-        html: "<p>Ada was absent in Maths at 08:00.</p>".into(),
-        facts: String::new(),
-        students: Vec::new(),
-        message_id: "<n-1@north.example.org>".into(),
-        state: State::Queued,
-        attempts: 0,
-        next_attempt_at: now,
-        lease_owner: None,
-        lease_until: None,
-        last_error: None,
-        created_at: now,
-        sent_at: None,
-    };
+    let failed = Notice::queued(
+        Letter {
+            id: "n-1".into(),
+            school_id: "north".into(),
+            kind: Kind::Absence,
+            key: "k-1".into(),
+            recipient: "grace@example.org".into(),
+            guardian_id: None,
+            day: "2024-09-02".into(),
+            subject: "North school: Ada missed lessons on Monday 2 September 2024".into(),
+            text: "Ada was absent in Maths at 08:00.".into(),
+            html: "<p>Ada was absent in Maths at 08:00.</p>".into(),
+            facts: String::new(),
+            students: Vec::new(),
+            message_id: "<n-1@north.example.org>".into(),
+        },
+        now,
+    );
     server.store.enqueue_notices(&[failed]).await.unwrap();
     let claimed = server
         .store

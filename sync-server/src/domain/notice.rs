@@ -117,6 +117,68 @@ pub struct Notice {
     pub sent_at: Option<Millis>,
 }
 
+/// What a notice says and to whom: everything a new notice holds but its delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Letter {
+    pub id: String,
+    pub message_id: String,
+    pub school_id: String,
+    pub kind: Kind,
+    pub key: String,
+    pub recipient: String,
+    pub guardian_id: Option<String>,
+    pub day: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub facts: String,
+    pub students: Vec<String>,
+}
+
+impl Notice {
+    /// `letter` as it is enqueued at `now`: due at once, untried, leased to nobody.
+    pub fn queued(letter: Letter, now: Millis) -> Notice {
+        let Letter {
+            id,
+            message_id,
+            school_id,
+            kind,
+            key,
+            recipient,
+            guardian_id,
+            day,
+            subject,
+            text,
+            html,
+            facts,
+            students,
+        } = letter;
+        Notice {
+            id,
+            school_id,
+            kind,
+            key,
+            recipient,
+            guardian_id,
+            day,
+            subject,
+            text,
+            html,
+            facts,
+            students,
+            message_id,
+            state: State::Queued,
+            attempts: 0,
+            next_attempt_at: now,
+            lease_owner: None,
+            lease_until: None,
+            last_error: None,
+            created_at: now,
+            sent_at: None,
+        }
+    }
+}
+
 /// The idempotency key of a notice: its school, kind, recipient, day, how many notices of the day
 /// that recipient had been sent before it, and its content (the facts it tells). Two processes
 /// planning from the same facts enqueue one notice; the count lets a day that changes back and
@@ -469,7 +531,7 @@ mod tests {
     }
 
     fn notice(draft: &Draft) -> Notice {
-        Notice {
+        let letter = Letter {
             id: draft.key.clone(),
             school_id: "s".into(),
             kind: draft.kind,
@@ -483,15 +545,8 @@ mod tests {
             facts: serde_json::to_string(&draft.now_told).unwrap(),
             students: Vec::new(),
             message_id: String::new(),
-            state: State::Queued,
-            attempts: 0,
-            next_attempt_at: 0,
-            lease_owner: None,
-            lease_until: None,
-            last_error: None,
-            created_at: 0,
-            sent_at: None,
-        }
+        };
+        Notice::queued(letter, 0)
     }
 
     fn plan(

@@ -21,7 +21,7 @@ use relay::Relay;
 
 use crate::api::Clock;
 use crate::config::SmtpConfig;
-use crate::domain::notice::{self, Claim, Delivery, Notice};
+use crate::domain::notice::{self, Claim, Delivery, Letter, Notice};
 use crate::store::{Millis, Store, StoreError};
 
 /// Notices claimed at once.
@@ -264,28 +264,23 @@ impl Notifier {
         now: Millis,
     ) -> Notice {
         let id = uuid::Uuid::now_v7().to_string();
-        Notice {
-            message_id: format!("<{id}@{}>", self.from.email.domain()),
-            id,
-            school_id: school_id.to_owned(),
-            kind,
-            key,
-            recipient: recipient.to_owned(),
-            guardian_id: guardian_id.map(str::to_owned),
-            day: day.to_owned(),
-            subject,
-            text,
-            html,
-            facts,
-            students,
-            state: notice::State::Queued,
-            attempts: 0,
-            next_attempt_at: now,
-            lease_owner: None,
-            lease_until: None,
-            last_error: None,
-            created_at: now,
-            sent_at: None,
-        }
+        Notice::queued(
+            Letter {
+                message_id: format!("<{id}@{}>", self.from.email.domain()),
+                id,
+                school_id: school_id.to_owned(),
+                kind,
+                key,
+                recipient: recipient.to_owned(),
+                guardian_id: guardian_id.map(str::to_owned),
+                day: day.to_owned(),
+                subject,
+                text,
+                html,
+                facts,
+                students,
+            },
+            now,
+        )
     }
 }

@@ -3014,8 +3014,8 @@ pub async fn tally_counts_what_attendance_lists(backend: &impl Backend) {
 }
 
 fn outbox_notice(n: usize, at: i64) -> sync_server::domain::notice::Notice {
-    use sync_server::domain::notice::{Kind, Notice, State};
-    Notice {
+    use sync_server::domain::notice::{Kind, Letter, Notice};
+    let letter = Letter {
         id: format!("notice-{n}"),
         school_id: SCHOOL.into(),
         kind: Kind::AdminDigest,
@@ -3029,15 +3029,8 @@ fn outbox_notice(n: usize, at: i64) -> sync_server::domain::notice::Notice {
         facts: "[]".into(),
         students: Vec::new(),
         message_id: format!("<notice-{n}@example.org>"),
-        state: State::Queued,
-        attempts: 0,
-        next_attempt_at: at,
-        lease_owner: None,
-        lease_until: None,
-        last_error: None,
-        created_at: at,
-        sent_at: None,
-    }
+    };
+    Notice::queued(letter, at)
 }
 
 /// The notice outbox (`domain::notice`): a key is enqueued once; a claim leases each due notice
