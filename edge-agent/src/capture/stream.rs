@@ -28,6 +28,8 @@ pub struct VideoStream {
     capture: videoio::VideoCapture,
     /// Reused between grabs: a frame's pixels as OpenCV delivers them.
     frame: Mat,
+    /// Times the stream stopped and was opened again.
+    reopened: u32,
 }
 
 impl VideoStream {
@@ -37,7 +39,13 @@ impl VideoStream {
             spec: spec.clone(),
             capture: open_capture(spec)?,
             frame: Mat::default(),
+            reopened: 0,
         })
+    }
+
+    /// How many times the stream stopped and was opened again since it was first opened.
+    pub fn reopened(&self) -> u32 {
+        self.reopened
     }
 
     fn fail(&self, reason: impl Into<String>) -> FrameSourceError {
@@ -53,6 +61,7 @@ impl VideoStream {
         }
         tracing::warn!(source = %self.spec, "the stream stopped; opening it again");
         self.capture = open_capture(&self.spec)?;
+        self.reopened += 1;
         if self.grab_once()? {
             return Ok(());
         }
