@@ -2,16 +2,18 @@
 //! `sync-server serve` process on loopback, on the embedded store and on a MongoDB-wire server.
 //!
 //! `cargo bench -p sync-server --bench load [-- --quick] [-- --backend embedded|mongo]
-//! [-- --baseline PATH]`
+//! [-- --baseline PATH [--rounds N]] [-- --boxes 1,16,128]`
 //!
 //! `--notices`: instead, issue 16's rows: 16 boxes paced at the target rate, in 20 pairs of rows,
 //! one with nothing to send and one while the server sends a batch of notices to a local SMTP sink
 //! (`scripts/smtp_sink.py`); prints the push p99 while sending as a share of the rows without, and
 //! each notice delivered once. `--rate N` sets the server's `max_per_second` (default 50).
 //!
-//! `--baseline PATH`: another build's `sync-server` binary (the code before a change), run with the
-//! same rows just before this build's own, so that the two are compared in one run on one machine;
-//! the closing lines give this build's throughput as a share of the baseline's.
+//! `--baseline PATH`: another build's `sync-server` binary (the code before a change). Both servers
+//! run side by side and take each row in turn, so that the two are compared in one run on one
+//! machine; the closing lines give this build's throughput as a share of the baseline's.
+//! `--rounds N` runs every row N times (default 1), the builds' order alternating, and gives the
+//! median share with each round's.
 //!
 //! For MongoDB it uses `ROLLCALL_TEST_MONGODB_URI` when set, else starts `.venv/bin/secantusd-py`
 //! (made by scripts/setup) in memory on a free port. The generator and the server share the
@@ -525,68 +527,131 @@ async fn prepare(
     (client, base, tokens, vec![cursor; BOXES])
 }
 
-/// Runs every row against `build` on `backend`; returns (boxes, paced, events/s) per row.
-async fn run_backend(backend: &Backend, build: &Build, seconds: u64) -> Vec<(usize, bool, f64)> {
-    let server = Server::start(backend, &build.bin);
-    let mut rows = Vec::new();
-    let (client, base, tokens, mut cursors) = prepare(backend, &server).await;
-    for (boxes, paced) in CONCURRENCY.iter().flat_map(|&n| [(n, false), (n, true)]) {
-        let (all, wall) = row(&client, &base, &tokens, &mut cursors, boxes, paced, seconds).await;
-        let events_per_s = all.events as f64 / wall;
-        let p99 = percentile(&all.push, 0.99);
-        let verdict = if boxes == 128 && paced && matches!(backend, Backend::Embedded) {
-            if events_per_s >= 20_000.0 && p99 <= 50.0 {
-                "; target >= 20,000 events/s and p99 <= 50 ms: met"
-            } else {
-                "; target >= 20,000 events/s and p99 <= 50 ms: NOT met"
-            }
+/// One row's figures, printed as a table line; returns its events/s.
+fn print_row(
+    backend: &Backend,
+    build: &Build,
+    (boxes, paced): (usize, bool),
+    all: &BoxResult,
+    wall: f64,
+) -> f64 {
+    let events_per_s = all.events as f64 / wall;
+    let p99 = percentile(&all.push, 0.99);
+    let verdict = if boxes == 128 && paced && matches!(backend, Backend::Embedded) {
+        if events_per_s >= 20_000.0 && p99 <= 50.0 {
+            "; target >= 20,000 events/s and p99 <= 50 ms: met"
         } else {
-            ""
-        };
-        let mode = if paced {
-            format!("paced, {TARGET_EVENTS_PER_S} offered")
-        } else {
-            "as fast as acked".to_owned()
-        };
-        rows.push((boxes, paced, events_per_s));
-        println!(
-            "| {}{} | {boxes} | {mode} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {} changes pulled{verdict} |",
-            backend.name(),
-            build.label,
-            all.push.len(),
-            events_per_s,
-            percentile(&all.push, 0.50),
-            percentile(&all.push, 0.95),
-            p99,
-            all.pull.len(),
-            percentile(&all.pull, 0.50),
-            percentile(&all.pull, 0.99),
-            all.changes,
-        );
-    }
-    rows
+            "; target >= 20,000 events/s and p99 <= 50 ms: NOT met"
+        }
+    } else {
+        ""
+    };
+    let mode = if paced {
+        format!("paced, {TARGET_EVENTS_PER_S} offered")
+    } else {
+        "as fast as acked".to_owned()
+    };
+    println!(
+        "| {}{} | {boxes} | {mode} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {} changes pulled{verdict} |",
+        backend.name(),
+        build.label,
+        all.push.len(),
+        events_per_s,
+        percentile(&all.push, 0.50),
+        percentile(&all.push, 0.95),
+        p99,
+        all.pull.len(),
+        percentile(&all.pull, 0.50),
+        percentile(&all.pull, 0.99),
+        all.changes,
+    );
+    events_per_s
 }
 
-/// Runs `builds` one after the other on `backend`, and with a baseline prints each unpaced row's
-/// throughput as a share of the baseline's.
-async fn compare(backend: &Backend, builds: &[Build], seconds: u64) -> Vec<String> {
-    let mut results = Vec::new();
+/// A build's server, set up and caught up, ready for rows.
+struct Running {
+    _server: Server,
+    client: reqwest::Client,
+    base: Arc<str>,
+    tokens: Vec<String>,
+    cursors: Vec<String>,
+}
+
+/// Runs every row against each of `builds` on `backend`, `rounds` times. With two builds (a
+/// baseline and this one) both servers run side by side and each row is run on one just after the
+/// other, the order alternating from row to row and round to round: a drift of the host (another
+/// tenant, the disk's write cache) then falls on both alike. Prints each unpaced row's throughput
+/// as a share of the baseline's: the median of the rounds' shares, and each round's.
+async fn compare(
+    backend: &Backend,
+    builds: &[Build],
+    levels: &[usize],
+    seconds: u64,
+    rounds: usize,
+) -> Vec<String> {
+    let mut running = Vec::new();
     for build in builds {
-        results.push(run_backend(backend, build, seconds).await);
+        let server = Server::start(backend, &build.bin);
+        let (client, base, tokens, cursors) = prepare(backend, &server).await;
+        running.push(Running {
+            _server: server,
+            client,
+            base,
+            tokens,
+            cursors,
+        });
     }
-    let mut lines = Vec::new();
-    if let [before, after] = &results[..] {
-        for (&(boxes, paced, was), &(_, _, is)) in before.iter().zip(after) {
-            if !paced {
-                lines.push(format!(
-                    "{}, {boxes} boxes as fast as acked: {:.0} -> {:.0} events/s, {:.1} % of the baseline",
-                    backend.name(),
-                    was,
-                    is,
-                    100.0 * is / was
-                ));
+    let rows: Vec<(usize, bool)> = levels
+        .iter()
+        .flat_map(|&n| [(n, false), (n, true)])
+        .collect();
+    // events_per_s[row][build][round]
+    let mut events_per_s = vec![vec![Vec::new(); builds.len()]; rows.len()];
+    for round in 0..rounds {
+        for (r, &(boxes, paced)) in rows.iter().enumerate() {
+            let mut order: Vec<usize> = (0..builds.len()).collect();
+            if (round + r) % 2 == 1 {
+                order.reverse();
+            }
+            for b in order {
+                let run = &mut running[b];
+                let (all, wall) = row(
+                    &run.client,
+                    &run.base,
+                    &run.tokens,
+                    &mut run.cursors,
+                    boxes,
+                    paced,
+                    seconds,
+                )
+                .await;
+                let rate = print_row(backend, &builds[b], (boxes, paced), &all, wall);
+                events_per_s[r][b].push(rate);
             }
         }
+    }
+    let mut lines = Vec::new();
+    for (&(boxes, paced), per_build) in rows.iter().zip(&events_per_s) {
+        let [was, is] = &per_build[..] else { break };
+        if paced {
+            continue;
+        }
+        let mut shares: Vec<f64> = was.iter().zip(is).map(|(w, i)| 100.0 * i / w).collect();
+        let each = shares
+            .iter()
+            .map(|s| format!("{s:.1} %"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        shares.sort_by(f64::total_cmp);
+        let median = if shares.len() % 2 == 1 {
+            shares[shares.len() / 2]
+        } else {
+            (shares[shares.len() / 2 - 1] + shares[shares.len() / 2]) / 2.0
+        };
+        lines.push(format!(
+            "{}, {boxes} boxes as fast as acked: {median:.1} % of the baseline (median of {rounds} rounds: {each})",
+            backend.name(),
+        ));
     }
     lines
 }
@@ -890,16 +955,17 @@ async fn run_notices(backend: &Backend, seconds: u64, rate: Option<u32>) {
 
 /// `n` absence notices, due now, numbered from `first`.
 fn notice_batch(n: usize, first: usize) -> Vec<sync_server::domain::notice::Notice> {
+    use sync_server::domain::notice::{Kind, Letter, Notice};
     let now = now_ms();
     (first..first + n)
         .map(|n| {
             let id = uuid::Uuid::now_v7().to_string();
-            sync_server::domain::notice::Notice {
+            let letter = Letter {
                 message_id: format!("<{id}@load.example.org>"),
                 key: format!("bench-{id}"),
                 id,
                 school_id: SCHOOL.into(),
-                kind: sync_server::domain::notice::Kind::Absence,
+                kind: Kind::Absence,
                 recipient: format!("parent{n}@example.org"),
                 guardian_id: None,
                 day: "2026-12-01".into(),
@@ -908,15 +974,8 @@ fn notice_batch(n: usize, first: usize) -> Vec<sync_server::domain::notice::Noti
                 html: format!("<p>Dear parent,</p><p>Load School recorded on Tuesday 1 December 2026:</p><ul><li>Student {n} was absent in Class 1 at 08:00.</li></ul>"),
                 facts: String::new(),
                 students: Vec::new(),
-                state: sync_server::domain::notice::State::Queued,
-                attempts: 0,
-                next_attempt_at: now,
-                lease_owner: None,
-                lease_until: None,
-                last_error: None,
-                created_at: now,
-                sent_at: None,
-            }
+            };
+            Notice::queued(letter, now)
         })
         .collect()
 }
@@ -930,6 +989,22 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .cloned();
     let seconds = if quick { 3 } else { 10 };
+    let rounds = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1))
+        .map_or(1, |n| n.parse::<usize>().expect("--rounds takes a number"));
+    // `--boxes 1,128`: only these of the concurrency levels.
+    let levels: Vec<usize> = args
+        .iter()
+        .position(|a| a == "--boxes")
+        .and_then(|i| args.get(i + 1))
+        .map_or(CONCURRENCY.to_vec(), |list| {
+            list.split(',')
+                .map(|n| n.trim().parse().expect("--boxes takes numbers, e.g. 1,128"))
+                .filter(|n| CONCURRENCY.contains(n))
+                .collect()
+        });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -991,11 +1066,23 @@ fn main() {
     };
     let mut ratios = Vec::new();
     if only.as_deref() != Some("mongo") {
-        ratios.extend(runtime.block_on(compare(&Backend::Embedded, &builds, seconds)));
+        ratios.extend(runtime.block_on(compare(
+            &Backend::Embedded,
+            &builds,
+            &levels,
+            seconds,
+            rounds,
+        )));
     }
     if only.as_deref() != Some("embedded") {
         let (uri, _mongo) = mongo_uri();
-        ratios.extend(runtime.block_on(compare(&Backend::Mongo(uri), &builds, seconds)));
+        ratios.extend(runtime.block_on(compare(
+            &Backend::Mongo(uri),
+            &builds,
+            &levels,
+            seconds,
+            rounds,
+        )));
     }
     for line in ratios {
         println!("{line}");
