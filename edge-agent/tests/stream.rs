@@ -16,7 +16,9 @@ use edge_agent::capture::{FrameSource, StreamSpec, VideoStream};
 
 use serde_json::Value;
 
-/// Each student's photo stays on screen this many frames of 10 fps: a burst's 5 frames, 400 ms
+/// The test videos' frame rate.
+const FPS: u64 = 10;
+/// Each student's photo stays on screen this many frames of `FPS`: a burst's 5 frames, 400 ms
 /// apart, then see each of the three.
 const FRAMES_PER_PHOTO: usize = 8;
 
@@ -41,22 +43,26 @@ fn enrolled_box(dir: &Path, students: &[common::Student]) -> PathBuf {
     data
 }
 
-/// An MJPEG AVI at 10 fps, 640x480, showing each photo in turn for `FRAMES_PER_PHOTO` frames,
+/// An MJPEG AVI at `FPS`, 640x480, showing each photo in turn for `FRAMES_PER_PHOTO` frames,
 /// `rounds` times over, made by GStreamer from frames composed here.
 fn make_video(dir: &Path, photos: &[&Path], rounds: usize) -> PathBuf {
     let frames = dir.join(format!("frames-{rounds}"));
     std::fs::create_dir_all(&frames).unwrap();
-    let mut n = 0;
-    for _ in 0..rounds {
-        for photo in photos {
+    let canvases: Vec<image::RgbImage> = photos
+        .iter()
+        .map(|photo| {
             let face = image::open(photo).unwrap().to_rgb8();
             let mut canvas = image::RgbImage::from_pixel(640, 480, image::Rgb([90, 90, 90]));
             let (x, y) = ((640 - face.width()) / 2, (480 - face.height()) / 2);
             image::imageops::overlay(&mut canvas, &face, x.into(), y.into());
-            for _ in 0..FRAMES_PER_PHOTO {
-                canvas.save(frames.join(format!("{n:03}.jpg"))).unwrap();
-                n += 1;
-            }
+            canvas
+        })
+        .collect();
+    let mut n = 0;
+    for canvas in canvases.iter().cycle().take(rounds * canvases.len()) {
+        for _ in 0..FRAMES_PER_PHOTO {
+            canvas.save(frames.join(format!("{n:03}.jpg"))).unwrap();
+            n += 1;
         }
     }
     let video = dir.join(format!("class-{rounds}.avi"));
@@ -67,7 +73,7 @@ fn make_video(dir: &Path, photos: &[&Path], rounds: usize) -> PathBuf {
             &format!("location={}/%03d.jpg", frames.display()),
         ])
         .args(["index=0", &format!("stop-index={}", n - 1)])
-        .arg("caps=image/jpeg,framerate=10/1")
+        .arg(format!("caps=image/jpeg,framerate={FPS}/1"))
         .args([
             "!",
             "jpegdec",
@@ -106,17 +112,13 @@ impl Drop for RtspServer {
     }
 }
 
-/// GStreamer's RTSP server (Debian gir1.2-gst-rtsp-server-1.0 and python3-gi) serving each
-/// `(path, video)` at `rtsp://127.0.0.1:PORT/path`.
-fn rtsp_server(videos: &[(&str, &Path)]) -> (RtspServer, u16) {
+/// GStreamer's RTSP server (Debian gir1.2-gst-rtsp-server-1.0 and python3-gi) serving `video` at
+/// `rtsp://127.0.0.1:PORT/path`.
+fn rtsp_server(path: &str, video: &Path) -> (RtspServer, u16) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rtsp_server.py");
     let mut child = Command::new("/usr/bin/python3")
         .arg(script)
-        .args(
-            videos
-                .iter()
-                .map(|(path, video)| format!("/{path}={}", video.display())),
-        )
+        .arg(format!("/{path}={}", video.display()))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -160,8 +162,9 @@ fn students_in_a_video_file_a_gstreamer_pipeline_and_an_rtsp_stream_are_marked()
     // burst's 1.6 s, frames 0.4 s apart, span all three 0.8 s turns wherever it starts.
     const ROUNDS: usize = 4;
     let lesson = make_video(dir.path(), &photos, ROUNDS);
-    let lasts = Duration::from_millis(100 * (ROUNDS * photos.len() * FRAMES_PER_PHOTO) as u64);
-    let (_server, port) = rtsp_server(&[("lesson", &lesson)]);
+    let lasts =
+        Duration::from_millis(1000 * (ROUNDS * photos.len() * FRAMES_PER_PHOTO) as u64 / FPS);
+    let (_server, port) = rtsp_server("lesson", &lesson);
     let url = format!("rtsp://127.0.0.1:{port}/lesson");
     let (seen, absent, outcome) = capture(&data, &url);
     assert_eq!((&seen, &absent), (&in_class, &home), "{outcome}");

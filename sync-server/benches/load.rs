@@ -994,16 +994,18 @@ fn main() {
         .position(|a| a == "--rounds")
         .and_then(|i| args.get(i + 1))
         .map_or(1, |n| n.parse::<usize>().expect("--rounds takes a number"));
-    // `--boxes 1,128`: only these of the concurrency levels.
+    // `--boxes 1,128`: these levels instead of `CONCURRENCY`, each 1 to `BOXES`.
     let levels: Vec<usize> = args
         .iter()
         .position(|a| a == "--boxes")
         .and_then(|i| args.get(i + 1))
         .map_or(CONCURRENCY.to_vec(), |list| {
-            list.split(',')
-                .map(|n| n.trim().parse().expect("--boxes takes numbers, e.g. 1,128"))
-                .filter(|n| CONCURRENCY.contains(n))
-                .collect()
+            let level = |n: &str| n.trim().parse().ok().filter(|n| (1..=BOXES).contains(n));
+            let each = |n: &str| {
+                level(n)
+                    .unwrap_or_else(|| panic!("--boxes takes 1 to {BOXES}, e.g. 1,128; not {n:?}"))
+            };
+            list.split(',').map(each).collect()
         });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
