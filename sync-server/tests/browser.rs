@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{PASSWORD, Server};
+use common::{DISTRICT_ADMIN, PASSWORD, Server};
 use fantoccini::{Client, ClientBuilder, Locator};
 use sync_server::store::Store;
 
@@ -792,6 +792,53 @@ async fn an_admin_reads_the_notices_sent_and_failed_and_a_guardian_unsubscribes(
         .unwrap()
         .unwrap();
     assert!(held.opted_out_at.is_some());
+    browser.close().await.unwrap();
+}
+
+/// The district admin's first visit: the schools list, a new school refused for an id taken, then
+/// created, landing on its settings.
+#[tokio::test]
+async fn the_district_admin_creates_a_school() {
+    let server = Server::start().await;
+    server.school("north").await;
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path()).await;
+    sign_in(&browser, &server.base, DISTRICT_ADMIN).await;
+    assert_eq!(text_of(&browser, "main h1").await, "Schools");
+
+    let form = browser
+        .form(Locator::Css("form[action='/schools']"))
+        .await
+        .unwrap();
+    form.set_by_name("name", "North Again").await.unwrap();
+    form.set_by_name("id", "north").await.unwrap();
+    mark_page(&browser).await;
+    form.submit().await.unwrap();
+    wait_for_new_page(&browser).await;
+    assert_eq!(
+        text_of(&browser, "main [role=alert]").await,
+        "school north already exists"
+    );
+    fits_a_phone(&browser).await;
+    screenshots(&browser, "schools-refused").await;
+
+    let form = browser
+        .form(Locator::Css("form[action='/schools']"))
+        .await
+        .unwrap();
+    form.set_by_name("name", "West High School").await.unwrap();
+    form.set_by_name("id", "west-high").await.unwrap();
+    form.submit().await.unwrap();
+    wait_for_path(&browser, "/settings").await;
+    assert!(
+        text_of(&browser, "main [role=status]")
+            .await
+            .starts_with("School created."),
+    );
+    fits_a_phone(&browser).await;
+    screenshots(&browser, "school-created").await;
+    assert!(server.store.school("west-high").await.unwrap().is_some());
     browser.close().await.unwrap();
 }
 

@@ -697,6 +697,106 @@ async fn admins_create_accounts_and_a_new_password_signs_the_user_out() {
 }
 
 #[tokio::test]
+async fn the_district_admin_creates_a_school_from_the_schools_page() {
+    let server = Server::start().await;
+    server.school("north").await;
+    let mut district = Browser::new(&server);
+    district.sign_in(DISTRICT_ADMIN, PASSWORD).await;
+    let schools = district.get("/").await;
+    assert!(
+        schools.html.contains("action=\"/schools\""),
+        "{}",
+        schools.html
+    );
+    let csrf = hidden_csrf(&schools.html);
+
+    // Refused with why, what was typed kept: an id with a space, then an id taken.
+    let bad = district
+        .post(
+            "/schools",
+            &[("csrf", &csrf), ("id", "west high"), ("name", "West High")],
+        )
+        .await;
+    assert_eq!(bad.status, 200, "{}", bad.html);
+    assert!(bad.html.contains("role=\"alert\""), "{}", bad.html);
+    assert!(bad.html.contains("school id"), "{}", bad.html);
+    assert!(bad.html.contains("value=\"West High\""), "{}", bad.html);
+    let taken = district
+        .post(
+            "/schools",
+            &[("csrf", &csrf), ("id", "north"), ("name", "Another North")],
+        )
+        .await;
+    assert_eq!(taken.status, 200, "{}", taken.html);
+    assert!(
+        taken.html.contains("school north already exists"),
+        "{}",
+        taken.html
+    );
+    assert!(
+        taken.html.contains("value=\"Another North\""),
+        "{}",
+        taken.html
+    );
+
+    // Created: its settings page, with what to do next; the list shows it.
+    let created = district
+        .post(
+            "/schools",
+            &[("csrf", &csrf), ("id", " west "), ("name", " West High ")],
+        )
+        .await;
+    assert_eq!(created.status, 303, "{}", created.html);
+    let location = created.headers[LOCATION].to_str().unwrap().to_owned();
+    assert_eq!(location, "/settings?school=west&created=1");
+    let settings = district.get(&location).await;
+    assert_eq!(settings.status, 200, "{}", settings.html);
+    assert!(
+        settings.html.contains("School created.")
+            && settings.html.contains("href=\"/users?school=west\""),
+        "{}",
+        settings.html
+    );
+    let school = server.store.school("west").await.unwrap().unwrap();
+    assert_eq!(school.name, "West High");
+    let listed = district.get("/").await;
+    assert!(
+        listed.html.contains("href=\"/?school=west\""),
+        "{}",
+        listed.html
+    );
+
+    // Without the form's token, or by a school's admin: refused, nothing created.
+    let forged = district
+        .post(
+            "/schools",
+            &[("csrf", "guess"), ("id", "east"), ("name", "East")],
+        )
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.html);
+    let mut admin = Browser::new(&server);
+    admin.sign_in("north-admin", PASSWORD).await;
+    let own = admin.get("/").await;
+    assert!(!own.html.contains("action=\"/schools\""), "{}", own.html);
+    let admin_csrf = hidden_csrf(&own.html);
+    let refused = admin
+        .post(
+            "/schools",
+            &[("csrf", &admin_csrf), ("id", "east"), ("name", "East")],
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.html);
+    assert!(
+        refused
+            .html
+            .contains("only a district admin creates schools"),
+        "{}",
+        refused.html
+    );
+    assert!(server.store.school("east").await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn erasing_a_student_asks_first_then_tells_every_box() {
     let server = Server::start().await;
     let north = server.school("north").await;

@@ -104,20 +104,32 @@ pub(super) async fn create_school(
     admin: AdminAuth,
     JsonBody(new): JsonBody<NewSchool>,
 ) -> Result<(StatusCode, Json<SchoolJson>), ApiError> {
+    let school = add_school(&state, &admin.user, new.id, &new.name).await?;
+    Ok((StatusCode::CREATED, Json(school.into())))
+}
+
+/// Creates a school: for the API and the schools page. Only a district admin creates schools;
+/// the id is an id's characters, the name at most 200 characters, and an id taken is a conflict.
+pub(crate) async fn add_school(
+    state: &AppState,
+    admin: &User,
+    id: String,
+    name: &str,
+) -> Result<School, ApiError> {
     if !admin.is_district_admin() {
         return Err(ApiError::Forbidden(
             "only a district admin creates schools".to_owned(),
         ));
     }
-    check_id("school id", &new.id)?;
-    check_text("name", &new.name, 200)?;
+    check_id("school id", &id)?;
+    check_text("name", name, 200)?;
     let school = School {
-        id: new.id,
-        name: new.name.trim().to_owned(),
+        id,
+        name: name.trim().to_owned(),
     };
     state.store().create_school(&school).await?;
-    tracing::info!(school_id = %school.id, by = %admin.user.username, "school created");
-    Ok((StatusCode::CREATED, Json(school.into())))
+    tracing::info!(school_id = %school.id, by = %admin.username, "school created");
+    Ok(school)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

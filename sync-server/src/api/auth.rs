@@ -381,10 +381,6 @@ impl AdminAuth {
             _ => Ok(()),
         }
     }
-
-    pub(super) fn is_district_admin(&self) -> bool {
-        self.user.school_id.is_none()
-    }
 }
 
 /// An admin acting on the school named by the path's `{school}`: checked to be theirs (else

@@ -92,6 +92,13 @@ pub struct User {
     pub teacher_id: Option<String>,
 }
 
+impl User {
+    /// An admin of no one school: the only one who sees every school and creates schools.
+    pub fn is_district_admin(&self) -> bool {
+        self.role == Role::Admin && self.school_id.is_none()
+    }
+}
+
 /// A login session; only the sha256 of its token is stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthSession {

@@ -78,6 +78,7 @@ pub fn routes(max_roster_bytes: usize, max_upload_bytes: usize) -> Router<AppSta
     Router::new()
         .route("/", get(home))
         .route("/sections", get(sections_page))
+        .route("/schools", post(new_school))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/sections/{section}", get(section_page))
@@ -489,6 +490,8 @@ struct HomePage {
     chrome: Chrome,
     /// For a district admin who has not picked a school.
     schools: Vec<(String, String)>,
+    /// The district admin's new-school form: what was typed, and why it was refused.
+    new_school: NewSchoolEntry,
     school_name: String,
     lines: Vec<SectionLine>,
     recent_days: i64,
@@ -507,6 +510,70 @@ async fn home(
     }
 }
 
+#[derive(Default)]
+struct NewSchoolEntry {
+    id: String,
+    name: String,
+    error: Option<String>,
+}
+
+/// Every school, for a district admin who has not picked one, and the form for a new one.
+async fn schools_page(
+    state: &AppState,
+    user: &WebUser,
+    new_school: NewSchoolEntry,
+) -> Result<Response, WebError> {
+    let schools = state.store().schools().await?;
+    let page = HomePage {
+        chrome: Chrome::of(user, None),
+        schools: schools.into_iter().map(|s| (s.id, s.name)).collect(),
+        new_school,
+        school_name: String::new(),
+        lines: Vec::new(),
+        recent_days: RECENT_DAYS,
+    };
+    Ok(page.into_response())
+}
+
+#[derive(Deserialize)]
+struct NewSchoolForm {
+    csrf: String,
+    id: String,
+    name: String,
+}
+
+/// `POST /schools`: a district admin's new school (`api::admin::add_school`, the API's rule),
+/// then its page; a refusal shows the list again with why, what was typed kept.
+async fn new_school(
+    State(state): State<AppState>,
+    user: WebUser,
+    Form(form): Form<NewSchoolForm>,
+) -> Result<Response, WebError> {
+    if !user.check_csrf(&form.csrf) {
+        return Err(forbidden(
+            "this form came from another page: open the page again",
+        ));
+    }
+    let id = form.id.trim().to_owned();
+    match crate::api::admin::add_school(&state, &user.user, id.clone(), &form.name).await {
+        Ok(school) => {
+            let query =
+                serde_urlencoded::to_string([("school", school.id.as_str()), ("created", "1")])
+                    .unwrap_or_default();
+            Ok(Redirect::to(&format!("/settings?{query}")).into_response())
+        }
+        Err(refused @ (ApiError::InvalidRequest(_) | ApiError::Conflict(_))) => {
+            let entry = NewSchoolEntry {
+                id,
+                name: form.name,
+                error: Some(refused.to_string()),
+            };
+            schools_page(&state, &user, entry).await
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
 /// `GET /sections`: every section the user may see, with its latest roll's counts.
 async fn sections_page(
     State(state): State<AppState>,
@@ -514,15 +581,7 @@ async fn sections_page(
     Query(param): Query<SchoolParam>,
 ) -> Result<Response, WebError> {
     let Some(school_id) = school_of(&user, param.school)? else {
-        let schools = state.store().schools().await?;
-        let page = HomePage {
-            chrome: Chrome::of(&user, None),
-            schools: schools.into_iter().map(|s| (s.id, s.name)).collect(),
-            school_name: String::new(),
-            lines: Vec::new(),
-            recent_days: RECENT_DAYS,
-        };
-        return Ok(page.into_response());
+        return schools_page(&state, &user, NewSchoolEntry::default()).await;
     };
     // Access first: whether another school exists is not for this user to learn.
     let sections = sections_for(&state, &user, &school_id).await?;
@@ -576,6 +635,7 @@ async fn sections_page(
     let page = HomePage {
         chrome: Chrome::of(&user, Some(school_id)),
         schools: Vec::new(),
+        new_school: NewSchoolEntry::default(),
         school_name: school.name,
         lines,
         recent_days: RECENT_DAYS,

@@ -20,12 +20,15 @@ struct SettingsPage {
     chrome: Chrome,
     settings: SchoolSettings,
     saved: bool,
+    /// Just created from the schools page: what to do next.
+    created: bool,
 }
 
 #[derive(Deserialize)]
 pub(super) struct SettingsParams {
     school: Option<String>,
     saved: Option<String>,
+    created: Option<String>,
 }
 
 /// `GET /settings`.
@@ -43,6 +46,7 @@ pub(super) async fn page(
         chrome: Chrome::of(&user, Some(school_id)),
         settings,
         saved: params.saved.is_some(),
+        created: params.created.is_some(),
     };
     Ok(page.into_response())
 }
