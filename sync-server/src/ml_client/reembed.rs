@@ -18,7 +18,7 @@ use super::{Enroller, MlError};
 use crate::domain::audit::{Action, Entry};
 use crate::domain::consent::allows_templates;
 use crate::domain::event::{Event, Template};
-use crate::store::{KeptCrop, Store, StoreError};
+use crate::store::{CropRead, KeptCrop, Store, StoreError};
 
 /// What one re-embedding did.
 #[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
@@ -48,7 +48,10 @@ pub enum ReembedError {
 /// and the API's overview show.
 pub async fn kept_crops(store: &dyn Store, school: &str) -> Result<(bool, usize), StoreError> {
     let keep = store.school_settings(school).await?.keep_crops;
-    Ok((keep, store.kept_crops(school, false).await?.len()))
+    Ok((
+        keep,
+        store.kept_crops(school, CropRead::Listed).await?.len(),
+    ))
 }
 
 impl Enroller {
@@ -60,7 +63,7 @@ impl Enroller {
         let status = self.client.status().await?;
         let space = status.space.clone();
         let templates = self.store.templates_of(school, None).await?;
-        let crops = self.store.kept_crops(school, true).await?;
+        let crops = self.store.kept_crops(school, CropRead::Listed).await?;
         let mut report = Reembedded {
             space: space.clone(),
             made: 0,
@@ -72,7 +75,11 @@ impl Enroller {
             .to_reembed(school, &space, &templates, crops, &mut report)
             .await?;
         let now = self.clock.now();
-        for batch in todo.chunks(wire::MAX_EMBED_CROPS) {
+        for chosen in todo.chunks(wire::MAX_EMBED_CROPS) {
+            let batch = self.bytes_of(school, chosen, &mut report).await?;
+            if batch.is_empty() {
+                continue;
+            }
             let request = EmbedCropsRequest {
                 size: CROP_SIZE,
                 crops: batch
@@ -161,8 +168,8 @@ impl Enroller {
         Ok(report)
     }
 
-    /// The kept crops to embed into `space`: outside it, not re-embedded into it before, of the
-    /// embedder's size, of a student who consents; the others are counted or skipped with why.
+    /// The kept crops to embed into `space`: outside it, not re-embedded into it before, of a
+    /// student who consents; the others are counted or skipped with why.
     async fn to_reembed(
         &self,
         school: &str,
@@ -182,10 +189,6 @@ impl Enroller {
                 report.already += 1;
                 continue;
             }
-            if let Err(e) = shared_proto::crop::check(kept.crop.len(), CROP_SIZE) {
-                report.skipped.push((kept.template, e.to_string()));
-                continue;
-            }
             match self.store.student(school, &kept.student).await? {
                 Some(s) if s.active && allows_templates(s.consent) => todo.push(kept),
                 Some(s) if s.active => report.skipped.push((
@@ -198,6 +201,33 @@ impl Enroller {
             }
         }
         Ok(todo)
+    }
+
+    /// One batch of `chosen` crops with their bytes (read a batch at a time, so a school's crops
+    /// are never all in memory), those of the embedder's size; the others are skipped with why.
+    async fn bytes_of(
+        &self,
+        school: &str,
+        chosen: &[KeptCrop],
+        report: &mut Reembedded,
+    ) -> Result<Vec<KeptCrop>, StoreError> {
+        let ids: Vec<String> = chosen.iter().map(|c| c.template.clone()).collect();
+        let mut read = self.store.kept_crops(school, CropRead::Bytes(&ids)).await?;
+        let mut batch = Vec::with_capacity(chosen.len());
+        for kept in chosen {
+            // Deleted since it was listed: with its template, or the setting switched off.
+            let Some(at) = read.iter().position(|c| c.template == kept.template) else {
+                let why = "the crop is no longer kept".to_owned();
+                report.skipped.push((kept.template.clone(), why));
+                continue;
+            };
+            let crop = read.swap_remove(at);
+            match shared_proto::crop::check(crop.crop.len(), CROP_SIZE) {
+                Ok(()) => batch.push(crop),
+                Err(e) => report.skipped.push((crop.template, e.to_string())),
+            }
+        }
+        Ok(batch)
     }
 }
 

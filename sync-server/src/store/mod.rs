@@ -369,8 +369,19 @@ pub struct KeptCrop {
     /// The space of the template the crop was taken for.
     pub space: shared_proto::EmbeddingSpace,
     pub quality: f32,
-    /// RGB bytes; empty when read without them.
+    /// RGB bytes; empty when listed (`CropRead::Listed`).
     pub crop: Vec<u8>,
+}
+
+/// Which of a school's kept crops `Store::kept_crops` reads. Bytes come only for the templates
+/// named, a batch at a time, so a school's crops (~37 KB each, thousands of them) are never all
+/// in memory at once.
+#[derive(Clone, Copy, Debug)]
+pub enum CropRead<'a> {
+    /// Every one, without bytes: to count them and pick which to use.
+    Listed,
+    /// These templates' crops, with bytes; a template that no longer keeps one is left out.
+    Bytes(&'a [String]),
 }
 
 /// Counters for `/metrics` and the admin devices page.
@@ -640,9 +651,13 @@ pub trait Store: Send + Sync + 'static {
         template_id: &str,
         crop: &[u8],
     ) -> Result<bool, StoreError>;
-    /// The crops kept with the school's live templates, oldest template first; with `bytes`
-    /// false, without the crops' bytes (to count them). A tombstone and an erasure delete them.
-    async fn kept_crops(&self, school_id: &str, bytes: bool) -> Result<Vec<KeptCrop>, StoreError>;
+    /// The crops kept with the school's live templates, oldest template first, as `read` says.
+    /// A tombstone and an erasure delete them.
+    async fn kept_crops(
+        &self,
+        school_id: &str,
+        read: CropRead<'_>,
+    ) -> Result<Vec<KeptCrop>, StoreError>;
     /// Deletes every crop the school keeps (the setting switched off); how many.
     async fn drop_crops(&self, school_id: &str) -> Result<u64, StoreError>;
 

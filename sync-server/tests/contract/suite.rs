@@ -998,6 +998,8 @@ pub async fn erase_student_leaves_tombstones(backend: &impl Backend) {
 /// A face crop kept with a live template is read back, never kept with a tombstone, and goes
 /// when its template is deleted, its student erased, or the school stops keeping crops.
 pub async fn kept_crops_go_with_their_templates(backend: &impl Backend) {
+    use sync_server::store::CropRead::{Bytes, Listed};
+    use sync_server::store::KeptCrop;
     let fx = fixture(backend).await;
     let templates = two_templates(&fx).await;
     let crop = |seed: u8| vec![seed; 112 * 112 * 3];
@@ -1031,7 +1033,18 @@ pub async fn kept_crops_go_with_their_templates(backend: &impl Backend) {
             .expect("keep")
     );
 
-    let kept = fx.store.kept_crops(SCHOOL, true).await.expect("crops");
+    // Listed: every crop, without bytes; with bytes: those named (an unknown id left out).
+    let listed = fx.store.kept_crops(SCHOOL, Listed).await.expect("crops");
+    assert_eq!(listed.len(), 3);
+    assert!(listed.iter().all(|k| k.crop.is_empty()));
+    let mut ids: Vec<String> = listed.iter().map(|k| k.template.clone()).collect();
+    ids.push(new_id());
+    let kept = fx
+        .store
+        .kept_crops(SCHOOL, Bytes(&ids))
+        .await
+        .expect("crops");
+    assert_eq!(kept.len(), 3);
     let mut held: Vec<(String, String, u8, usize)> = kept
         .iter()
         .map(|k| {
@@ -1055,13 +1068,22 @@ pub async fn kept_crops_go_with_their_templates(backend: &impl Backend) {
         kept.iter()
             .all(|k| k.space.as_str() == "fr_feature-v1" && k.quality == 0.9)
     );
-    // Without bytes: the same crops, to count.
-    let counted = fx.store.kept_crops(SCHOOL, false).await.expect("crops");
-    assert_eq!(counted.len(), 3);
-    assert!(counted.iter().all(|k| k.crop.is_empty()));
+    // Listed without bytes: the same crops, in the same order.
+    let same = |a: &KeptCrop, b: &KeptCrop| {
+        (&a.template, &a.student, a.quality) == (&b.template, &b.student, b.quality)
+    };
+    assert!(listed.iter().zip(&kept).all(|(a, b)| same(a, b)));
+    // Another school's crops, by list or by id: none.
     assert_eq!(
         fx.store
-            .kept_crops(OTHER_SCHOOL, true)
+            .kept_crops(OTHER_SCHOOL, Bytes(&ids))
+            .await
+            .expect("crops"),
+        vec![]
+    );
+    assert_eq!(
+        fx.store
+            .kept_crops(OTHER_SCHOOL, Listed)
             .await
             .expect("crops"),
         vec![]
@@ -1078,7 +1100,7 @@ pub async fn kept_crops_go_with_their_templates(backend: &impl Backend) {
             .expect("keep")
     );
     let kept = async || -> BTreeSet<String> {
-        let crops = fx.store.kept_crops(SCHOOL, false).await.expect("crops");
+        let crops = fx.store.kept_crops(SCHOOL, Listed).await.expect("crops");
         crops.into_iter().map(|k| k.template).collect()
     };
     assert_eq!(
@@ -1091,7 +1113,7 @@ pub async fn kept_crops_go_with_their_templates(backend: &impl Backend) {
     // The setting switched off takes the rest.
     assert_eq!(fx.store.drop_crops(SCHOOL).await.expect("drop"), 1);
     assert_eq!(
-        fx.store.kept_crops(SCHOOL, false).await.expect("crops"),
+        fx.store.kept_crops(SCHOOL, Listed).await.expect("crops"),
         vec![]
     );
     assert_eq!(fx.store.drop_crops(SCHOOL).await.expect("drop"), 0);

@@ -30,7 +30,7 @@ use shared_proto::sync::{Consent, MarkSource, MarkStatus, ScheduleSlot};
 
 use super::transaction as op;
 use super::{
-    AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, KeptCrop,
+    AttendanceQuery, AttendanceRow, AuthSession, ChangePage, CropRead, Device, Enrolment, KeptCrop,
     MachineDecisions, Millis, NoticeQuery, ProvisioningCode, RedeemRefusal, RosterBatch,
     RosterSummary, School, Section, Seen, Store, StoreCounts, StoreError, Student, Tally, TallyRow,
     User,
@@ -670,8 +670,12 @@ impl Store for MongoStore {
         Ok(templates::keep_crop(self, school_id, template_id, crop).await?)
     }
 
-    async fn kept_crops(&self, school_id: &str, bytes: bool) -> Result<Vec<KeptCrop>, StoreError> {
-        Ok(templates::kept_crops(self, school_id, bytes).await?)
+    async fn kept_crops(
+        &self,
+        school_id: &str,
+        read: CropRead<'_>,
+    ) -> Result<Vec<KeptCrop>, StoreError> {
+        Ok(templates::kept_crops(self, school_id, read).await?)
     }
 
     async fn drop_crops(&self, school_id: &str) -> Result<u64, StoreError> {

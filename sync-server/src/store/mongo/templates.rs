@@ -10,7 +10,7 @@ use super::error::DbError;
 use super::names::TEMPLATES;
 use super::tx::Tx;
 use super::{MongoStore, collect};
-use crate::store::KeptCrop;
+use crate::store::{CropRead, KeptCrop};
 
 /// Ids of a student's live templates.
 pub async fn live_ids(tx: &mut Tx<'_>, student_id: &str) -> Result<Vec<String>, DbError> {
@@ -54,15 +54,18 @@ pub async fn keep_crop(
 pub async fn kept_crops(
     store: &MongoStore,
     school_id: &str,
-    bytes: bool,
+    read: CropRead<'_>,
 ) -> Result<Vec<KeptCrop>, DbError> {
     let mut projection = doc! { "student_id": 1, "model_id": 1, "space": 1, "quality": 1 };
-    if bytes {
+    let mut filter =
+        doc! { "school_id": school_id, "tombstone": false, "crop": { "$exists": true } };
+    if let CropRead::Bytes(ids) = read {
         projection.insert("crop", 1);
+        filter.insert("_id", doc! { "$in": ids });
     }
     let cursor = store
         .coll::<Document>(TEMPLATES)
-        .find(doc! { "school_id": school_id, "tombstone": false, "crop": { "$exists": true } })
+        .find(filter)
         .projection(projection)
         .sort(doc! { "created_at": 1, "_id": 1 })
         .await?;

@@ -28,7 +28,7 @@ use shared_proto::sync::{Consent, MarkStatus, ScheduleSlot};
 use super::rules::Owner;
 use super::transaction::{self as op, Kind};
 use super::{
-    AttendanceQuery, AttendanceRow, AuthSession, ChangePage, Device, Enrolment, KeptCrop,
+    AttendanceQuery, AttendanceRow, AuthSession, ChangePage, CropRead, Device, Enrolment, KeptCrop,
     MachineDecisions, Millis, NoticeQuery, ProvisioningCode, RedeemRefusal, RosterBatch,
     RosterSummary, School, Section, Seen, Store, StoreCounts, StoreError, Student, Tally, User,
 };
@@ -775,10 +775,18 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn kept_crops(&self, school_id: &str, bytes: bool) -> Result<Vec<KeptCrop>, StoreError> {
+    async fn kept_crops(
+        &self,
+        school_id: &str,
+        read: CropRead<'_>,
+    ) -> Result<Vec<KeptCrop>, StoreError> {
         let school_id = school_id.to_owned();
+        let ids = match read {
+            CropRead::Listed => None,
+            CropRead::Bytes(ids) => Some(ids.to_vec()),
+        };
         self.readers
-            .run(move |conn| templates::kept_crops(conn, &school_id, bytes))
+            .run(move |conn| templates::kept_crops(conn, &school_id, ids.as_deref()))
             .await
     }
 

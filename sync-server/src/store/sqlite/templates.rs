@@ -4,7 +4,7 @@
 //! that keep a deleted template's id (never its vector) so a late `template_added` cannot bring
 //! it back.
 
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use shared_proto::sync::Embedding;
 use shared_proto::{EmbeddingSpace, ModelId};
 
@@ -125,17 +125,36 @@ pub fn keep_crop(
     Ok(changed == 1)
 }
 
+/// Every kept crop without its bytes (`ids` `None`), or those of `ids` with theirs.
 pub fn kept_crops(
     conn: &Connection,
     school_id: &str,
-    bytes: bool,
+    ids: Option<&[String]>,
 ) -> Result<Vec<KeptCrop>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, student_id, model_id, space, quality, CASE WHEN ?2 THEN crop ELSE x'' END
-         FROM templates WHERE school_id = ?1 AND tombstone = 0 AND crop IS NOT NULL
-         ORDER BY created_at, id",
-    )?;
-    let rows = stmt.query_map(params![school_id, bytes], |r| {
+    let kept = |crop: &str| {
+        format!(
+            "SELECT id, student_id, model_id, space, quality, {crop} FROM templates
+             WHERE school_id = ?1 AND tombstone = 0 AND crop IS NOT NULL"
+        )
+    };
+    let Some(ids) = ids else {
+        let mut stmt = conn.prepare_cached(&format!("{} ORDER BY created_at, id", kept("x''")))?;
+        let rows = stmt.query_map([school_id], kept_crop)?;
+        return Ok(rows.collect::<Result<_, _>>()?);
+    };
+    let mut stmt = conn.prepare_cached(&format!("{} AND id = ?2", kept("crop")))?;
+    let mut crops = Vec::with_capacity(ids.len());
+    for id in ids {
+        crops.extend(
+            stmt.query_row(params![school_id, id], kept_crop)
+                .optional()?,
+        );
+    }
+    Ok(crops)
+}
+
+fn kept_crop(r: &Row<'_>) -> rusqlite::Result<KeptCrop> {
+    {
         let model: Option<String> = r.get(2)?;
         let space = match r.get::<_, Option<String>>(3)? {
             Some(space) => EmbeddingSpace::new(&space).unwrap_or_else(|_| {
@@ -150,8 +169,7 @@ pub fn kept_crops(
             quality: r.get::<_, Option<f32>>(4)?.unwrap_or_default(),
             crop: r.get(5)?,
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    }
 }
 
 pub fn drop_crops(conn: &Connection, school_id: &str) -> Result<u64, StoreError> {
