@@ -391,7 +391,7 @@ async fn a_busy_relay_is_retried_and_a_refused_address_fails_without_holding_the
         .await
         .unwrap();
     assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0].recipient, "bad@example.org");
+    assert_eq!(failed[0].letter.recipient, "bad@example.org");
     assert!(
         failed[0]
             .last_error
@@ -421,7 +421,7 @@ async fn a_busy_relay_is_retried_and_a_refused_address_fails_without_holding_the
         .store
         .resend_notice(
             "hill",
-            &failed[0].id,
+            &failed[0].letter.id,
             &sync_server::domain::notice::resend(now),
         )
         .await

@@ -82,7 +82,27 @@ shared_proto::vocabulary!(State, "notice state", {
 /// A notice, rendered when it was enqueued: what is sent is what was decided then.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notice {
+    /// What it says and to whom.
+    pub letter: Letter,
+    pub state: State,
+    /// Tries so far, counting one that is under way.
+    pub attempts: u32,
+    pub next_attempt_at: Millis,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<Millis>,
+    /// The last failure, as the SMTP server (or the connection) said it.
+    pub last_error: Option<String>,
+    pub created_at: Millis,
+    pub sent_at: Option<Millis>,
+}
+
+/// What a notice says and to whom: everything a new notice holds but its delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Letter {
     pub id: String,
+    /// `<id@domain>`: the same on every try, so a copy sent twice (a crash between the SMTP
+    /// server's accept and the commit) is recognisable as one notice.
+    pub message_id: String,
     pub school_id: String,
     pub kind: Kind,
     /// `key`: the same notice planned twice is enqueued once.
@@ -102,71 +122,13 @@ pub struct Notice {
     pub facts: String,
     /// The students it names: erasing one deletes the notices that name them.
     pub students: Vec<String>,
-    /// `<id@domain>`: the same on every try, so a copy sent twice (a crash between the SMTP
-    /// server's accept and the commit) is recognisable as one notice.
-    pub message_id: String,
-    pub state: State,
-    /// Tries so far, counting one that is under way.
-    pub attempts: u32,
-    pub next_attempt_at: Millis,
-    pub lease_owner: Option<String>,
-    pub lease_until: Option<Millis>,
-    /// The last failure, as the SMTP server (or the connection) said it.
-    pub last_error: Option<String>,
-    pub created_at: Millis,
-    pub sent_at: Option<Millis>,
-}
-
-/// What a notice says and to whom: everything a new notice holds but its delivery.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Letter {
-    pub id: String,
-    pub message_id: String,
-    pub school_id: String,
-    pub kind: Kind,
-    pub key: String,
-    pub recipient: String,
-    pub guardian_id: Option<String>,
-    pub day: String,
-    pub subject: String,
-    pub text: String,
-    pub html: String,
-    pub facts: String,
-    pub students: Vec<String>,
 }
 
 impl Notice {
     /// `letter` as it is enqueued at `now`: due at once, untried, leased to nobody.
     pub fn queued(letter: Letter, now: Millis) -> Notice {
-        let Letter {
-            id,
-            message_id,
-            school_id,
-            kind,
-            key,
-            recipient,
-            guardian_id,
-            day,
-            subject,
-            text,
-            html,
-            facts,
-            students,
-        } = letter;
         Notice {
-            id,
-            school_id,
-            kind,
-            key,
-            recipient,
-            guardian_id,
-            day,
-            subject,
-            text,
-            html,
-            facts,
-            students,
-            message_id,
+            letter,
             state: State::Queued,
             attempts: 0,
             next_attempt_at: now,
@@ -405,10 +367,10 @@ pub fn plan_guardians(rules: &GuardianRules, day: &Day<'_>) -> Vec<Draft> {
         });
     }
     let mut sent_before: HashMap<&str, (usize, Vec<Told>)> = HashMap::new();
-    for notice in day.told.iter().filter(|n| n.kind.to_guardian()) {
-        let entry = sent_before.entry(&notice.recipient).or_default();
+    for notice in day.told.iter().filter(|n| n.letter.kind.to_guardian()) {
+        let entry = sent_before.entry(&notice.letter.recipient).or_default();
         entry.0 += 1;
-        entry.1 = serde_json::from_str(&notice.facts).unwrap_or_default();
+        entry.1 = serde_json::from_str(&notice.letter.facts).unwrap_or_default();
     }
     let mut out = Vec::new();
     for guardian in day.guardians.iter().filter(|g| g.opted_out_at.is_none()) {

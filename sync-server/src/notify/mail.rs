@@ -10,7 +10,7 @@ use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use sha2::Sha256;
 
-use crate::domain::notice::{Kind, Notice};
+use crate::domain::notice::{Kind, Letter};
 
 /// One lesson line of a guardian's notice.
 #[derive(Clone, Debug)]
@@ -306,24 +306,24 @@ pub enum MessageError {
     Build(String),
 }
 
-/// The SMTP message of `notice`, from `from`, with its Message-ID and, for a guardian's notice,
+/// The SMTP message of `letter`, from `from`, with its Message-ID and, for a guardian's notice,
 /// RFC 8058 one-click unsubscribe headers (`unsubscribe`: the link).
 pub fn message(
-    notice: &Notice,
+    letter: &Letter,
     from: &Mailbox,
     unsubscribe: Option<&str>,
 ) -> Result<Message, MessageError> {
-    let to: Mailbox = notice
+    let to: Mailbox = letter
         .recipient
         .parse()
         .map_err(|e: lettre::address::AddressError| {
-            MessageError::Recipient(notice.recipient.clone(), e.to_string())
+            MessageError::Recipient(letter.recipient.clone(), e.to_string())
         })?;
     let mut builder = Message::builder()
         .from(from.clone())
         .to(to)
-        .subject(one_line(&notice.subject))
-        .message_id(Some(notice.message_id.clone()));
+        .subject(one_line(&letter.subject))
+        .message_id(Some(letter.message_id.clone()));
     if let Some(url) = unsubscribe {
         builder = builder
             .raw_header(HeaderValue::new(
@@ -337,8 +337,8 @@ pub fn message(
     }
     builder
         .multipart(MultiPart::alternative_plain_html(
-            notice.text.clone(),
-            notice.html.clone(),
+            letter.text.clone(),
+            letter.html.clone(),
         ))
         .map_err(|e| MessageError::Build(e.to_string()))
 }

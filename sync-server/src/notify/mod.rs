@@ -149,12 +149,12 @@ impl Notifier {
                         }
                         notice::after_attempt(&notice, &outcome, self.clock.now())
                     };
-                    let kept = self.store.finish_notice(&notice.id, owner, &finish).await?;
+                    let kept = self.store.finish_notice(&notice.letter.id, owner, &finish).await?;
                     if !kept {
-                        tracing::warn!(notice = %notice.id, "a notice's lease ran out while it was sent");
+                        tracing::warn!(notice = %notice.letter.id, "a notice's lease ran out while it was sent");
                     }
                     if let Some(error) = &finish.last_error {
-                        tracing::info!(notice = %notice.id, to = %notice.recipient, state = %finish.state, error, "notice not sent");
+                        tracing::info!(notice = %notice.letter.id, to = %notice.letter.recipient, state = %finish.state, error, "notice not sent");
                     }
                     Ok::<_, StoreError>(finish.state)
                 }
@@ -184,9 +184,13 @@ impl Notifier {
     /// One try at sending `notice`.
     async fn try_once(&self, notice: &Notice) -> Delivery {
         let mut unsubscribe = None;
-        if let Some(guardian_id) = &notice.guardian_id {
+        if let Some(guardian_id) = &notice.letter.guardian_id {
             // Unsubscribing is honoured at once: a notice queued before it is not sent.
-            match self.store.guardian(&notice.school_id, guardian_id).await {
+            match self
+                .store
+                .guardian(&notice.letter.school_id, guardian_id)
+                .await
+            {
                 Ok(Some(g)) if g.opted_out_at.is_none() => {}
                 Ok(Some(_)) => {
                     return Delivery::Dropped("not sent: the guardian unsubscribed".into());
@@ -205,11 +209,11 @@ impl Notifier {
             unsubscribe = Some(mail::unsubscribe_url(
                 &self.public_url,
                 secret,
-                &notice.school_id,
+                &notice.letter.school_id,
                 guardian_id,
             ));
         }
-        let message = match mail::message(notice, &self.from, unsubscribe.as_deref()) {
+        let message = match mail::message(&notice.letter, &self.from, unsubscribe.as_deref()) {
             Ok(message) => message,
             Err(e) => return Delivery::Permanent(e.to_string()),
         };

@@ -152,7 +152,7 @@ async fn guardian_day(
 ) -> Result<Vec<Notice>, StoreError> {
     let day_text = day.to_string();
     let told = told(n, &s.school.id, &day_text).await?;
-    if !today && !told.iter().any(|t| t.kind.to_guardian()) {
+    if !today && !told.iter().any(|t| t.letter.kind.to_guardian()) {
         // Only corrections are sent for an earlier day, and nobody was told anything of it.
         return Ok(Vec::new());
     }
@@ -291,7 +291,8 @@ async fn admins(
         return Ok(Vec::new());
     }
     let told = told(n, school_id, &day_text).await?;
-    let held: std::collections::HashSet<&str> = told.iter().map(|t| t.key.as_str()).collect();
+    let held: std::collections::HashSet<&str> =
+        told.iter().map(|t| t.letter.key.as_str()).collect();
     let devices = n.store.devices(school_id).await?;
     let offline_after = Millis::from(s.settings.offline_minutes) * 60_000;
     let mut out = Vec::new();

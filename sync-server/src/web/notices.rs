@@ -49,14 +49,14 @@ impl Line {
         };
         Line {
             created: rolls::time(n.created_at),
-            kind: n.kind.label(),
-            recipient: n.recipient,
-            subject: n.subject,
+            kind: n.letter.kind.label(),
+            recipient: n.letter.recipient,
+            subject: n.letter.subject,
             state: n.state.as_str(),
             attempts: n.attempts,
             failed: n.state == NoticeState::Failed,
             detail,
-            id: n.id,
+            id: n.letter.id,
         }
     }
 }
@@ -168,10 +168,10 @@ pub(super) async fn one(
     let found = find(&state, &school_id, &id).await?;
     let page = NoticePage {
         chrome: Chrome::of(&user, Some(school_id)),
-        message_id: found.message_id.clone(),
-        day: found.day.clone(),
-        text: found.text.clone(),
-        html: found.html.clone(),
+        message_id: found.letter.message_id.clone(),
+        day: found.letter.day.clone(),
+        text: found.letter.text.clone(),
+        html: found.letter.html.clone(),
         line: Line::of(found),
     };
     Ok(page.into_response())

@@ -3066,10 +3066,13 @@ pub async fn the_notice_outbox_leases_each_notice_to_one_sender(backend: &impl B
     let notices: Vec<_> = (0..6).map(|n| outbox_notice(n, T0 + n as i64)).collect();
     assert_eq!(store.enqueue_notices(&notices).await.expect("enqueue"), 6);
     let mut again = outbox_notice(0, T0);
-    again.id = "another-id".into();
+    again.letter.id = "another-id".into();
     assert_eq!(store.enqueue_notices(&[again]).await.expect("enqueue"), 0);
     let one = store.notice(SCHOOL, "notice-1").await.expect("one notice");
-    assert_eq!(one.map(|n| n.recipient), Some("office1@example.org".into()));
+    assert_eq!(
+        one.map(|n| n.letter.recipient),
+        Some("office1@example.org".into())
+    );
     assert!(
         store
             .notice("another-school", "notice-1")
@@ -3089,7 +3092,7 @@ pub async fn the_notice_outbox_leases_each_notice_to_one_sender(backend: &impl B
     let (claim_a, claim_b) = (claim("a", 3), claim("b", 3));
     let (a, b) = tokio::join!(store.claim_notices(&claim_a), store.claim_notices(&claim_b));
     let (a, b) = (a.expect("claim a"), b.expect("claim b"));
-    let mut ids: Vec<&str> = a.iter().chain(&b).map(|n| n.id.as_str()).collect();
+    let mut ids: Vec<&str> = a.iter().chain(&b).map(|n| n.letter.id.as_str()).collect();
     ids.sort();
     assert_eq!(
         ids,
@@ -3113,19 +3116,19 @@ pub async fn the_notice_outbox_leases_each_notice_to_one_sender(backend: &impl B
     let sent = notice::after_attempt(first, &Delivery::Accepted, T0 + 5);
     assert!(
         !store
-            .finish_notice(&first.id, "b", &sent)
+            .finish_notice(&first.letter.id, "b", &sent)
             .await
             .expect("finish")
     );
     assert!(
         store
-            .finish_notice(&first.id, "a", &sent)
+            .finish_notice(&first.letter.id, "a", &sent)
             .await
             .expect("finish")
     );
     assert!(
         !store
-            .finish_notice(&first.id, "a", &sent)
+            .finish_notice(&first.letter.id, "a", &sent)
             .await
             .expect("finish"),
         "finished once"
@@ -3133,7 +3136,7 @@ pub async fn the_notice_outbox_leases_each_notice_to_one_sender(backend: &impl B
     let refused = notice::after_attempt(&a[1], &Delivery::Permanent("550 no".into()), T0 + 5);
     assert!(
         store
-            .finish_notice(&a[1].id, "a", &refused)
+            .finish_notice(&a[1].letter.id, "a", &refused)
             .await
             .expect("finish")
     );
@@ -3146,17 +3149,17 @@ pub async fn the_notice_outbox_leases_each_notice_to_one_sender(backend: &impl B
         limit: 10,
     };
     let reclaimed = store.claim_notices(&late).await.expect("claim");
-    let mut expected: Vec<&str> = b.iter().map(|n| n.id.as_str()).collect();
-    expected.extend(a[2..].iter().map(|n| n.id.as_str()));
+    let mut expected: Vec<&str> = b.iter().map(|n| n.letter.id.as_str()).collect();
+    expected.extend(a[2..].iter().map(|n| n.letter.id.as_str()));
     expected.push("notice-5");
     expected.sort();
-    let mut got: Vec<&str> = reclaimed.iter().map(|n| n.id.as_str()).collect();
+    let mut got: Vec<&str> = reclaimed.iter().map(|n| n.letter.id.as_str()).collect();
     got.sort();
     assert_eq!(got, expected);
     assert!(
         reclaimed
             .iter()
-            .filter(|n| n.id != "notice-5")
+            .filter(|n| n.letter.id != "notice-5")
             .all(|n| n.attempts == 2)
     );
 
@@ -3169,7 +3172,7 @@ pub async fn the_notice_outbox_leases_each_notice_to_one_sender(backend: &impl B
     };
     let all = store.notices(&query(None)).await.expect("notices");
     assert_eq!(all.len(), 6);
-    assert_eq!(all[0].id, "notice-5", "newest first");
+    assert_eq!(all[0].letter.id, "notice-5", "newest first");
     let failed = store
         .notices(&query(Some(State::Failed)))
         .await
@@ -3187,21 +3190,21 @@ pub async fn the_notice_outbox_leases_each_notice_to_one_sender(backend: &impl B
     );
     assert!(
         !store
-            .resend_notice(SCHOOL, &first.id, &notice::resend(T0))
+            .resend_notice(SCHOOL, &first.letter.id, &notice::resend(T0))
             .await
             .expect("resend"),
         "a sent notice is not resent"
     );
     assert!(
         !store
-            .resend_notice(OTHER_SCHOOL, &failed[0].id, &notice::resend(T0))
+            .resend_notice(OTHER_SCHOOL, &failed[0].letter.id, &notice::resend(T0))
             .await
             .expect("resend"),
         "nor another school's"
     );
     assert!(
         store
-            .resend_notice(SCHOOL, &failed[0].id, &notice::resend(T0))
+            .resend_notice(SCHOOL, &failed[0].letter.id, &notice::resend(T0))
             .await
             .expect("resend")
     );

@@ -8,7 +8,7 @@ use mongodb::bson::{Bson, Document, doc};
 use super::MongoStore;
 use super::error::{DbError, is_duplicate_key};
 use super::names::{META, NOTICES};
-use crate::domain::notice::{Claim, Finish, Notice, State};
+use crate::domain::notice::{Claim, Finish, Letter, Notice, State};
 use crate::store::{NoticeQuery, StoreError};
 
 fn opt_i64(v: Option<i64>) -> Bson {
@@ -21,19 +21,19 @@ fn opt_str(v: Option<&str>) -> Bson {
 
 fn doc_of(n: &Notice) -> Document {
     doc! {
-        "_id": &n.id,
-        "school_id": &n.school_id,
-        "kind": n.kind.as_str(),
-        "key": &n.key,
-        "recipient": &n.recipient,
-        "guardian_id": opt_str(n.guardian_id.as_deref()),
-        "day": &n.day,
-        "subject": &n.subject,
-        "text": &n.text,
-        "html": &n.html,
-        "facts": &n.facts,
-        "student_ids": &n.students,
-        "message_id": &n.message_id,
+        "_id": &n.letter.id,
+        "school_id": &n.letter.school_id,
+        "kind": n.letter.kind.as_str(),
+        "key": &n.letter.key,
+        "recipient": &n.letter.recipient,
+        "guardian_id": opt_str(n.letter.guardian_id.as_deref()),
+        "day": &n.letter.day,
+        "subject": &n.letter.subject,
+        "text": &n.letter.text,
+        "html": &n.letter.html,
+        "facts": &n.letter.facts,
+        "student_ids": &n.letter.students,
+        "message_id": &n.letter.message_id,
         "state": n.state.as_str(),
         "attempts": i64::from(n.attempts),
         "next_attempt_at": n.next_attempt_at,
@@ -53,26 +53,28 @@ fn notice_of(d: &Document) -> Result<Notice, DbError> {
     let opt_text = |key: &str| d.get_str(key).ok().map(str::to_owned);
     let number = |key: &str| d.get_i64(key).map_err(|e| bad(key, &e));
     Ok(Notice {
-        id: text("_id")?,
-        school_id: text("school_id")?,
-        kind: text("kind")?.parse().map_err(|e| bad("kind", &e))?,
-        key: text("key")?,
-        recipient: text("recipient")?,
-        guardian_id: opt_text("guardian_id"),
-        day: text("day")?,
-        subject: text("subject")?,
-        text: text("text")?,
-        html: text("html")?,
-        facts: text("facts")?,
-        students: d
-            .get_array("student_ids")
-            .map(|a| {
-                a.iter()
-                    .filter_map(|b| b.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        message_id: text("message_id")?,
+        letter: Letter {
+            id: text("_id")?,
+            school_id: text("school_id")?,
+            kind: text("kind")?.parse().map_err(|e| bad("kind", &e))?,
+            key: text("key")?,
+            recipient: text("recipient")?,
+            guardian_id: opt_text("guardian_id"),
+            day: text("day")?,
+            subject: text("subject")?,
+            text: text("text")?,
+            html: text("html")?,
+            facts: text("facts")?,
+            students: d
+                .get_array("student_ids")
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|b| b.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            message_id: text("message_id")?,
+        },
         state: text("state")?.parse().map_err(|e| bad("state", &e))?,
         attempts: u32::try_from(number("attempts")?).unwrap_or(u32::MAX),
         next_attempt_at: number("next_attempt_at")?,
@@ -91,7 +93,10 @@ pub async fn enqueue(store: &MongoStore, notices: &[Notice]) -> Result<usize, Db
     let mut added = 0;
     for n in notices {
         let result = coll
-            .update_one(doc! { "key": &n.key }, doc! { "$setOnInsert": doc_of(n) })
+            .update_one(
+                doc! { "key": &n.letter.key },
+                doc! { "$setOnInsert": doc_of(n) },
+            )
             .upsert(true)
             .await;
         match result {

@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::word;
-use crate::domain::notice::{Claim, Finish, Notice, State};
+use crate::domain::notice::{Claim, Finish, Letter, Notice, State};
 use crate::store::{NoticeQuery, StoreError};
 
 const COLUMNS: &str = "id, school_id, kind, key, recipient, guardian_id, day, subject, text, html, \
@@ -14,18 +14,21 @@ const COLUMNS: &str = "id, school_id, kind, key, recipient, guardian_id, day, su
 
 fn notice(r: &Row<'_>) -> rusqlite::Result<Notice> {
     Ok(Notice {
-        id: r.get(0)?,
-        school_id: r.get(1)?,
-        kind: word(2, &r.get::<_, String>(2)?)?,
-        key: r.get(3)?,
-        recipient: r.get(4)?,
-        guardian_id: r.get(5)?,
-        day: r.get(6)?,
-        subject: r.get(7)?,
-        text: r.get(8)?,
-        html: r.get(9)?,
-        facts: r.get(10)?,
-        message_id: r.get(11)?,
+        letter: Letter {
+            id: r.get(0)?,
+            school_id: r.get(1)?,
+            kind: word(2, &r.get::<_, String>(2)?)?,
+            key: r.get(3)?,
+            recipient: r.get(4)?,
+            guardian_id: r.get(5)?,
+            day: r.get(6)?,
+            subject: r.get(7)?,
+            text: r.get(8)?,
+            html: r.get(9)?,
+            facts: r.get(10)?,
+            message_id: r.get(11)?,
+            students: serde_json::from_str(&r.get::<_, String>(20)?).unwrap_or_default(),
+        },
         state: word(12, &r.get::<_, String>(12)?)?,
         attempts: r.get(13)?,
         next_attempt_at: r.get(14)?,
@@ -34,7 +37,6 @@ fn notice(r: &Row<'_>) -> rusqlite::Result<Notice> {
         last_error: r.get(17)?,
         created_at: r.get(18)?,
         sent_at: r.get(19)?,
-        students: serde_json::from_str(&r.get::<_, String>(20)?).unwrap_or_default(),
     })
 }
 
@@ -48,18 +50,18 @@ pub fn enqueue(conn: &Connection, notices: &[Notice]) -> Result<usize, StoreErro
     let mut added = 0;
     for n in notices {
         added += stmt.execute(params![
-            n.id,
-            n.school_id,
-            n.kind.as_str(),
-            n.key,
-            n.recipient,
-            n.guardian_id,
-            n.day,
-            n.subject,
-            n.text,
-            n.html,
-            n.facts,
-            n.message_id,
+            n.letter.id,
+            n.letter.school_id,
+            n.letter.kind.as_str(),
+            n.letter.key,
+            n.letter.recipient,
+            n.letter.guardian_id,
+            n.letter.day,
+            n.letter.subject,
+            n.letter.text,
+            n.letter.html,
+            n.letter.facts,
+            n.letter.message_id,
             n.state.as_str(),
             n.attempts,
             n.next_attempt_at,
@@ -68,7 +70,7 @@ pub fn enqueue(conn: &Connection, notices: &[Notice]) -> Result<usize, StoreErro
             n.last_error,
             n.created_at,
             n.sent_at,
-            serde_json::to_string(&n.students).unwrap_or_else(|_| "[]".into()),
+            serde_json::to_string(&n.letter.students).unwrap_or_else(|_| "[]".into()),
         ])?;
     }
     Ok(added)
