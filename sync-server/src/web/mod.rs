@@ -372,9 +372,6 @@ fn school_of(user: &WebUser, asked: Option<String>) -> Result<Option<String>, We
         .or_else(|| user.user.school_id.clone()))
 }
 
-/// The school an admin page (of `what`: accounts, devices) is about, checked: a posted form's
-/// CSRF token first, then admins only, of that school (or district). `None`: a district admin who
-/// has not picked one.
 /// The school `school_id` names, or 404. Callers check the user's access first.
 async fn school_record(
     state: &AppState,
@@ -387,6 +384,20 @@ async fn school_record(
         .ok_or_else(|| WebError(ApiError::NotFound(format!("school {school_id}"))))
 }
 
+/// A posted form's CSRF token, checked against the session's.
+fn form_of_this_session(user: &WebUser, csrf: &str) -> Result<(), WebError> {
+    if user.check_csrf(csrf) {
+        Ok(())
+    } else {
+        Err(forbidden(
+            "this form came from another page: open the page again",
+        ))
+    }
+}
+
+/// The school an admin page (of `what`: accounts, devices) is about, checked: a posted form's
+/// CSRF token first, then admins only, of that school (or district). `None`: a district admin who
+/// has not picked one.
 async fn admin_school(
     state: &AppState,
     user: &WebUser,
@@ -394,10 +405,8 @@ async fn admin_school(
     asked: Option<String>,
     what: &str,
 ) -> Result<Option<String>, WebError> {
-    if csrf.is_some_and(|csrf| !user.check_csrf(csrf)) {
-        return Err(forbidden(
-            "this form came from another page: open the page again",
-        ));
+    if let Some(csrf) = csrf {
+        form_of_this_session(user, csrf)?;
     }
     if !user.is_admin() {
         return Err(forbidden(&format!(
@@ -549,11 +558,7 @@ async fn new_school(
     user: WebUser,
     Form(form): Form<NewSchoolForm>,
 ) -> Result<Response, WebError> {
-    if !user.check_csrf(&form.csrf) {
-        return Err(forbidden(
-            "this form came from another page: open the page again",
-        ));
-    }
+    form_of_this_session(&user, &form.csrf)?;
     let id = form.id.trim().to_owned();
     match crate::api::admin::add_school(&state, &user.user, id.clone(), &form.name).await {
         Ok(school) => {
