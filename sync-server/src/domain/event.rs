@@ -63,6 +63,16 @@ impl Body {
             Body::ConsentChanged { .. } => "consent_changed",
         }
     }
+
+    /// Whether applying the event may write the school's change feed. A mark may too, when it
+    /// meets a trip booked ahead, but that is rare enough to be found out as the push runs
+    /// (MongoDB then runs it again holding the feed lock, `store::mongo::tx`).
+    pub fn may_write_feed(&self) -> bool {
+        matches!(
+            self,
+            Body::TemplateAdded(_) | Body::TemplateDeleted { .. } | Body::ConsentChanged { .. }
+        )
+    }
 }
 
 /// A face template as the server keeps it. Its serde form is the change feed's storage form

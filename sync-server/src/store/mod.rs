@@ -41,6 +41,8 @@ pub mod rules;
 pub mod sqlite;
 pub mod transaction;
 
+use transaction::{Done, Operation};
+
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
 
@@ -393,6 +395,11 @@ pub struct StoreCounts {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Runs one of `transaction`'s operations in one transaction of this backend. The writes
+    /// below that read what is held and decide (a push, a roster batch, consent, ...) are
+    /// written once, as such operations, on top of it.
+    async fn transact(&self, operation: Operation) -> Result<Done, StoreError>;
+
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -448,7 +455,18 @@ pub trait Store: Send + Sync + 'static {
         code_hash: &str,
         device: &Device,
         now: Millis,
-    ) -> Result<Result<Device, RedeemRefusal>, StoreError>;
+    ) -> Result<Result<Device, RedeemRefusal>, StoreError> {
+        let operation = Operation::Redeem {
+            code_hash: code_hash.to_owned(),
+            device: device.clone(),
+            now,
+        };
+        match self.transact(operation).await? {
+            Done::Redeem(done) => Ok(done),
+            _ => Err(Done::mismatch("a redemption")),
+        }
+    }
+
     /// The device holding this token, revoked or not (the caller tells the two apart).
     async fn device_by_token(&self, token_hash: &str) -> Result<Option<Device>, StoreError>;
     async fn devices(&self, school_id: &str) -> Result<Vec<Device>, StoreError>;
@@ -486,7 +504,18 @@ pub trait Store: Send + Sync + 'static {
         school_id: &str,
         batch: &RosterBatch,
         full: bool,
-    ) -> Result<RosterSummary, StoreError>;
+    ) -> Result<RosterSummary, StoreError> {
+        let operation = Operation::Roster {
+            school_id: school_id.to_owned(),
+            batch: batch.clone(),
+            full,
+        };
+        match self.transact(operation).await? {
+            Done::Roster(summary) => Ok(summary),
+            _ => Err(Done::mismatch("a roster batch")),
+        }
+    }
+
     /// Every section, student, teacher and enrolment the school holds, inactive ones too: what
     /// `apply_roster` compares a batch with, so that a page can preview an upload.
     async fn roster(&self, school_id: &str) -> Result<RosterBatch, StoreError>;
@@ -529,7 +558,20 @@ pub trait Store: Send + Sync + 'static {
         consent: Consent,
         by: &str,
         at: Millis,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        let operation = Operation::Consent {
+            school_id: school_id.to_owned(),
+            student_id: student_id.to_owned(),
+            consent,
+            by: by.to_owned(),
+            at,
+        };
+        match self.transact(operation).await? {
+            Done::Consent => Ok(()),
+            _ => Err(Done::mismatch("a consent")),
+        }
+    }
+
     /// Sets marks decided on the dashboard (`domain::correction`): each with its feed change and
     /// audit line, all in one transaction, or nothing when the request is refused.
     async fn correct_marks(
@@ -537,7 +579,18 @@ pub trait Store: Send + Sync + 'static {
         school_id: &str,
         corrections: &[Correction],
         decision: &Decision,
-    ) -> Result<Result<CorrectionOutcome, CorrectionRefusal>, StoreError>;
+    ) -> Result<Result<CorrectionOutcome, CorrectionRefusal>, StoreError> {
+        let operation = Operation::Correct {
+            school_id: school_id.to_owned(),
+            corrections: corrections.to_vec(),
+            decision: decision.clone(),
+        };
+        match self.transact(operation).await? {
+            Done::Correct(done) => Ok(done),
+            _ => Err(Done::mismatch("a correction")),
+        }
+    }
+
     /// Books a trip (`domain::excusal::book`) and excuses at once the marks of the lessons it
     /// covers that were held already (`held`), with its audit line, in one transaction; nothing
     /// when it is refused.
@@ -545,7 +598,17 @@ pub trait Store: Send + Sync + 'static {
         &self,
         trip: &Excusal,
         held: &[Correction],
-    ) -> Result<Result<CorrectionOutcome, BookingRefusal>, StoreError>;
+    ) -> Result<Result<CorrectionOutcome, BookingRefusal>, StoreError> {
+        let operation = Operation::BookTrip {
+            trip: trip.clone(),
+            held: held.to_vec(),
+        };
+        match self.transact(operation).await? {
+            Done::BookTrip(done) => Ok(done),
+            _ => Err(Done::mismatch("a booking")),
+        }
+    }
+
     /// A section's booked trips, by first day.
     async fn excusals(&self, school_id: &str, section_id: &str)
     -> Result<Vec<Excusal>, StoreError>;
@@ -557,7 +620,19 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         by: &str,
         at: Millis,
-    ) -> Result<Option<Excusal>, StoreError>;
+    ) -> Result<Option<Excusal>, StoreError> {
+        let operation = Operation::CancelTrip {
+            school_id: school_id.to_owned(),
+            id: id.to_owned(),
+            by: by.to_owned(),
+            at,
+        };
+        match self.transact(operation).await? {
+            Done::CancelTrip(trip) => Ok(trip),
+            _ => Err(Done::mismatch("a cancellation")),
+        }
+    }
+
     /// A student's guardians (`domain::guardian`), by family and given name, each with all their
     /// children in the school.
     async fn guardians_of(
@@ -574,7 +649,20 @@ pub trait Store: Send + Sync + 'static {
         contact: &Contact,
         by: &str,
         at: Millis,
-    ) -> Result<Result<Linked, GuardianRefusal>, StoreError>;
+    ) -> Result<Result<Linked, GuardianRefusal>, StoreError> {
+        let operation = Operation::LinkGuardian {
+            school_id: school_id.to_owned(),
+            student_id: student_id.to_owned(),
+            contact: contact.clone(),
+            by: by.to_owned(),
+            at,
+        };
+        match self.transact(operation).await? {
+            Done::LinkGuardian(done) => Ok(done),
+            _ => Err(Done::mismatch("a link")),
+        }
+    }
+
     /// Unlinks a guardian from a student (`domain::guardian::unlink`: a contact left with no child
     /// is deleted), with its audit line, in one transaction.
     async fn unlink_guardian(
@@ -584,7 +672,20 @@ pub trait Store: Send + Sync + 'static {
         guardian_id: &str,
         by: &str,
         at: Millis,
-    ) -> Result<Result<(), GuardianRefusal>, StoreError>;
+    ) -> Result<Result<(), GuardianRefusal>, StoreError> {
+        let operation = Operation::UnlinkGuardian {
+            school_id: school_id.to_owned(),
+            student_id: student_id.to_owned(),
+            guardian_id: guardian_id.to_owned(),
+            by: by.to_owned(),
+            at,
+        };
+        match self.transact(operation).await? {
+            Done::UnlinkGuardian(done) => Ok(done),
+            _ => Err(Done::mismatch("an unlink")),
+        }
+    }
+
     /// Every contact of the school, each with their children, by family and given name.
     async fn guardians(&self, school_id: &str) -> Result<Vec<Guardian>, StoreError>;
     async fn guardian(&self, school_id: &str, id: &str) -> Result<Option<Guardian>, StoreError>;
@@ -634,7 +735,17 @@ pub trait Store: Send + Sync + 'static {
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
     /// Erasure: the student's record, templates and marks are deleted; the feed gets a
     /// `StudentErased` tombstone and one `TemplateDeleted` per template.
-    async fn erase_student(&self, school_id: &str, student_id: &str) -> Result<(), StoreError>;
+    async fn erase_student(&self, school_id: &str, student_id: &str) -> Result<(), StoreError> {
+        let operation = Operation::Erase {
+            school_id: school_id.to_owned(),
+            student_id: student_id.to_owned(),
+        };
+        match self.transact(operation).await? {
+            Done::Erase => Ok(()),
+            _ => Err(Done::mismatch("an erasure")),
+        }
+    }
+
     /// Live (not tombstoned) templates of a student, or with `None` of every student of the
     /// school (central enrolment's look-alike check sends them to the ML service).
     async fn templates_of(
@@ -670,7 +781,18 @@ pub trait Store: Send + Sync + 'static {
         device: &Device,
         events: &[Event],
         now: Millis,
-    ) -> Result<Outcome, StoreError>;
+    ) -> Result<Outcome, StoreError> {
+        let operation = Operation::Push {
+            device: device.clone(),
+            events: events.to_vec(),
+            now,
+        };
+        match self.transact(operation).await? {
+            Done::Push(outcome) => Ok(outcome),
+            _ => Err(Done::mismatch("a push")),
+        }
+    }
+
     /// Changes of `school_id` with `seq > cursor`, in `seq` order, at most `limit`.
     async fn pull(
         &self,

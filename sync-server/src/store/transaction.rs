@@ -4,8 +4,13 @@
 //! savepoint on the group-commit writer thread; MongoDB: a multi-document transaction, run again
 //! on a transient error) and implements only the primitives, never the order of the steps.
 //!
+//! Each is also an `Operation`, a value holding what it needs: `Store`'s methods for these writes
+//! build one and hand it to `Store::transact`, the one method a backend writes for all of them.
+//! So which operation runs with which arguments, and which school's change feed it may write, is
+//! decided here and nowhere in a backend.
+//!
 //! Why async: MongoDB's primitives wait on the network. SQLite's never wait, so on the writer
-//! thread one poll runs a whole operation (`sqlite::now`): no thread hop per primitive, and group
+//! thread one poll runs a whole operation (`sqlite::tx::finish`): no thread hop per primitive, and group
 //! commit keeps batching pushes as before.
 
 use shared_proto::sync::{Consent, EnrolmentRole};
@@ -95,6 +100,184 @@ pub trait Transaction {
     ) -> Result<(), Self::Error>;
 }
 
+/// One of this module's operations with what it needs, owned: SQLite sends it to its writer
+/// thread, MongoDB runs it again after a transient error.
+pub enum Operation {
+    Push {
+        device: Device,
+        events: Vec<Event>,
+        now: Millis,
+    },
+    Roster {
+        school_id: String,
+        batch: RosterBatch,
+        full: bool,
+    },
+    Consent {
+        school_id: String,
+        student_id: String,
+        consent: Consent,
+        by: String,
+        at: Millis,
+    },
+    Correct {
+        school_id: String,
+        corrections: Vec<Correction>,
+        decision: Decision,
+    },
+    BookTrip {
+        trip: Excusal,
+        held: Vec<Correction>,
+    },
+    CancelTrip {
+        school_id: String,
+        id: String,
+        by: String,
+        at: Millis,
+    },
+    LinkGuardian {
+        school_id: String,
+        student_id: String,
+        contact: Contact,
+        by: String,
+        at: Millis,
+    },
+    UnlinkGuardian {
+        school_id: String,
+        student_id: String,
+        guardian_id: String,
+        by: String,
+        at: Millis,
+    },
+    Erase {
+        school_id: String,
+        student_id: String,
+    },
+    Redeem {
+        code_hash: String,
+        device: Device,
+        now: Millis,
+    },
+}
+
+/// What an `Operation` gives back: the variant of the same name.
+pub enum Done {
+    Push(Outcome),
+    Roster(RosterSummary),
+    Consent,
+    Correct(Result<CorrectionOutcome, Refusal>),
+    BookTrip(Result<CorrectionOutcome, BookingRefusal>),
+    CancelTrip(Option<Excusal>),
+    LinkGuardian(Result<Linked, GuardianRefusal>),
+    UnlinkGuardian(Result<(), GuardianRefusal>),
+    Erase,
+    Redeem(Result<Device, RedeemRefusal>),
+}
+
+impl Done {
+    /// A backend answered an operation with another's result: a bug in the backend, reported
+    /// rather than panicked on.
+    pub fn mismatch(operation: &str) -> StoreError {
+        StoreError::Backend(format!(
+            "the store answered {operation} with another operation's result"
+        ))
+    }
+}
+
+impl Operation {
+    /// The school whose change feed the operation may write, if any (MongoDB holds that school's
+    /// feed lock until the commit). A push of marks and sessions only, the bulk of the traffic,
+    /// names none, so such pushes never wait for one another on the lock.
+    pub fn feed_school(&self) -> Option<&str> {
+        match self {
+            Operation::Push { device, events, .. } => events
+                .iter()
+                .any(|e| e.body.may_write_feed())
+                .then_some(device.school_id.as_str()),
+            Operation::Roster { school_id, .. }
+            | Operation::Consent { school_id, .. }
+            | Operation::Correct { school_id, .. }
+            | Operation::Erase { school_id, .. } => Some(school_id),
+            Operation::BookTrip { trip, .. } => Some(&trip.school_id),
+            Operation::CancelTrip { .. }
+            | Operation::LinkGuardian { .. }
+            | Operation::UnlinkGuardian { .. }
+            | Operation::Redeem { .. } => None,
+        }
+    }
+
+    /// Runs the operation in `tx`. A free function of `T`, not a trait's, so a backend's future
+    /// is `Send` exactly when its transaction's is.
+    pub async fn run<T: Transaction>(&self, tx: &mut T) -> Result<Done, T::Error> {
+        Ok(match self {
+            Operation::Push {
+                device,
+                events,
+                now,
+            } => Done::Push(apply_events(tx, device, events, *now).await?),
+            Operation::Roster {
+                school_id,
+                batch,
+                full,
+            } => Done::Roster(apply_roster(tx, school_id, batch, *full).await?),
+            Operation::Consent {
+                school_id,
+                student_id,
+                consent,
+                by,
+                at,
+            } => {
+                set_consent(tx, school_id, student_id, *consent, by, *at).await?;
+                Done::Consent
+            }
+            Operation::Correct {
+                school_id,
+                corrections,
+                decision,
+            } => Done::Correct(correct_marks(tx, school_id, corrections, decision).await?),
+            Operation::BookTrip { trip, held } => {
+                Done::BookTrip(book_excusal(tx, trip, held).await?)
+            }
+            Operation::CancelTrip {
+                school_id,
+                id,
+                by,
+                at,
+            } => Done::CancelTrip(cancel_excusal(tx, school_id, id, by, *at).await?),
+            Operation::LinkGuardian {
+                school_id,
+                student_id,
+                contact,
+                by,
+                at,
+            } => Done::LinkGuardian(
+                link_guardian(tx, school_id, student_id, contact, by, *at).await?,
+            ),
+            Operation::UnlinkGuardian {
+                school_id,
+                student_id,
+                guardian_id,
+                by,
+                at,
+            } => Done::UnlinkGuardian(
+                unlink_guardian(tx, school_id, student_id, guardian_id, by, *at).await?,
+            ),
+            Operation::Erase {
+                school_id,
+                student_id,
+            } => {
+                erase_student(tx, school_id, student_id).await?;
+                Done::Erase
+            }
+            Operation::Redeem {
+                code_hash,
+                device,
+                now,
+            } => Done::Redeem(redeem_provisioning_code(tx, code_hash, device, *now).await?),
+        })
+    }
+}
+
 /// The roster kinds whose ids are global (OneRoster sourcedIds), so one school's id can be
 /// another's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,7 +300,7 @@ impl Kind {
 /// A roster batch as `shared_proto::roster` decides: what the school holds is read, an id another
 /// school holds is refused (never moved), and each record the diff names is written with its
 /// change.
-pub async fn apply_roster<T: Transaction>(
+async fn apply_roster<T: Transaction>(
     tx: &mut T,
     school_id: &str,
     batch: &RosterBatch,
@@ -158,7 +341,7 @@ fn new_ids<'a, T: RosterRecord>(diff: &RecordDiff<'a, T>) -> Vec<&'a str> {
 }
 
 /// A push from a box, decided by `domain::push`.
-pub async fn apply_events<T: Transaction>(
+async fn apply_events<T: Transaction>(
     tx: &mut T,
     device: &Device,
     events: &[Event],
@@ -181,7 +364,7 @@ pub async fn apply_events<T: Transaction>(
 }
 
 /// The office sets a student's consent (`domain::consent`).
-pub async fn set_consent<T: Transaction>(
+async fn set_consent<T: Transaction>(
     tx: &mut T,
     school_id: &str,
     student_id: &str,
@@ -199,7 +382,7 @@ pub async fn set_consent<T: Transaction>(
 }
 
 /// Marks decided on the server (`domain::correction`).
-pub async fn correct_marks<T: Transaction>(
+async fn correct_marks<T: Transaction>(
     tx: &mut T,
     school_id: &str,
     corrections: &[Correction],
@@ -216,7 +399,7 @@ pub async fn correct_marks<T: Transaction>(
 }
 
 /// A trip booked ahead, and the marks of its lessons already held (`domain::excusal`).
-pub async fn book_excusal<T: Transaction>(
+async fn book_excusal<T: Transaction>(
     tx: &mut T,
     trip: &Excusal,
     held: &[Correction],
@@ -233,7 +416,7 @@ pub async fn book_excusal<T: Transaction>(
 }
 
 /// Returns the trip cancelled, `None` if the school holds no trip `id`.
-pub async fn cancel_excusal<T: Transaction>(
+async fn cancel_excusal<T: Transaction>(
     tx: &mut T,
     school_id: &str,
     id: &str,
@@ -249,7 +432,7 @@ pub async fn cancel_excusal<T: Transaction>(
 }
 
 /// A guardian's contact linked to a student (`domain::guardian`).
-pub async fn link_guardian<T: Transaction>(
+async fn link_guardian<T: Transaction>(
     tx: &mut T,
     school_id: &str,
     student_id: &str,
@@ -272,7 +455,7 @@ pub async fn link_guardian<T: Transaction>(
     }
 }
 
-pub async fn unlink_guardian<T: Transaction>(
+async fn unlink_guardian<T: Transaction>(
     tx: &mut T,
     school_id: &str,
     student_id: &str,
@@ -293,7 +476,7 @@ pub async fn unlink_guardian<T: Transaction>(
 }
 
 /// Erasure, as `domain::erasure` decides it.
-pub async fn erase_student<T: Transaction>(
+async fn erase_student<T: Transaction>(
     tx: &mut T,
     school_id: &str,
     student_id: &str,
@@ -308,7 +491,7 @@ pub async fn erase_student<T: Transaction>(
 }
 
 /// A box provisioned with a one-time code (`domain::provisioning`).
-pub async fn redeem_provisioning_code<T: Transaction>(
+async fn redeem_provisioning_code<T: Transaction>(
     tx: &mut T,
     code_hash: &str,
     device: &Device,

@@ -12,18 +12,9 @@ use super::names::*;
 use super::tx::Tx;
 use super::{audit, guardians};
 use crate::domain::Write;
-use crate::domain::event::Body;
 use crate::domain::excusal::Excusal;
 use crate::domain::push::{Facts, HeldMark, HeldSession, HeldTemplate, Wanted};
 use crate::store::{Millis, StoreError};
-
-/// Kinds that can write the school's change feed, so a push holding one takes the feed lock.
-pub fn may_write_feed(body: &Body) -> bool {
-    matches!(
-        body,
-        Body::TemplateAdded(_) | Body::TemplateDeleted { .. } | Body::ConsentChanged { .. }
-    )
-}
 
 /// Records a push's applied event ids.
 pub async fn record_applied(

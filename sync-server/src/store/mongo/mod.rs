@@ -26,14 +26,13 @@ use futures_util::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use mongodb::options::{ClientOptions, ReadConcern, WriteConcern};
 use mongodb::{Client, Collection, Database};
-use shared_proto::sync::{Consent, MarkSource, MarkStatus, ScheduleSlot};
+use shared_proto::sync::{MarkSource, MarkStatus, ScheduleSlot};
 
-use super::transaction as op;
+use super::transaction::{Done, Operation};
 use super::{
     AttendanceQuery, AttendanceRow, AuthSession, ChangePage, CropRead, Device, Enrolment, KeptCrop,
-    MachineDecisions, Millis, NoticeQuery, ProvisioningCode, RedeemRefusal, RosterBatch,
-    RosterSummary, School, Section, Seen, Store, StoreCounts, StoreError, Student, Tally, TallyRow,
-    User,
+    MachineDecisions, Millis, NoticeQuery, ProvisioningCode, RosterBatch, School, Section, Seen,
+    Store, StoreCounts, StoreError, Student, Tally, TallyRow, User,
 };
 use docs::{MarkDoc, SectionDoc, StudentDoc, TemplateDoc};
 use error::DbError;
@@ -41,14 +40,10 @@ pub use schema::SUPPORTED_SCHEMA;
 use tx::{FeedLocks, Tx};
 
 use crate::domain::audit::{Entry as AuditEntry, Query as AuditQuery};
-use crate::domain::correction::{
-    Correction, Decision, Outcome as CorrectionOutcome, Refusal as CorrectionRefusal,
-};
-use crate::domain::event::{Event, Template};
-use crate::domain::excusal::{BookingRefusal, Excusal};
-use crate::domain::guardian::{Contact, Guardian, Linked, Refusal as GuardianRefusal};
+use crate::domain::event::Template;
+use crate::domain::excusal::Excusal;
+use crate::domain::guardian::Guardian;
 use crate::domain::notice::{Claim, Finish, Notice, State as NoticeState};
-use crate::domain::push::Outcome;
 use crate::domain::settings::SchoolSettings;
 
 /// Collection names, in one place so indexes and queries cannot drift apart.
@@ -142,6 +137,25 @@ where
 
 #[async_trait]
 impl Store for MongoStore {
+    async fn transact(&self, mut operation: Operation) -> Result<Done, StoreError> {
+        let _permit = match operation {
+            Operation::Push { .. } => {
+                Some(self.push_permits.acquire().await.map_err(|_| {
+                    StoreError::Unavailable("the store is shutting down".to_owned())
+                })?)
+            }
+            _ => None,
+        };
+        let feed_school = operation.feed_school().map(str::to_owned);
+        tx::run(
+            self,
+            feed_school.as_deref(),
+            &mut operation,
+            |tx, operation| Box::pin(operation.run(tx)),
+        )
+        .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.db
             .run_command(doc! { "ping": 1 })
@@ -231,19 +245,6 @@ impl Store for MongoStore {
         Ok(accounts::create_provisioning_code(self, code).await?)
     }
 
-    async fn redeem_provisioning_code(
-        &self,
-        code_hash: &str,
-        device: &Device,
-        now: Millis,
-    ) -> Result<Result<Device, RedeemRefusal>, StoreError> {
-        let mut ctx = (code_hash, device, now);
-        tx::run(self, None, &mut ctx, |tx, (code_hash, device, now)| {
-            Box::pin(op::redeem_provisioning_code(tx, code_hash, device, *now))
-        })
-        .await
-    }
-
     async fn device_by_token(&self, token_hash: &str) -> Result<Option<Device>, StoreError> {
         Ok(accounts::device_by_token(self, token_hash).await?)
     }
@@ -276,22 +277,6 @@ impl Store for MongoStore {
         seq: u64,
     ) -> Result<Vec<(u64, String)>, StoreError> {
         Ok(feed::erasures_since(self, school_id, seq).await?)
-    }
-
-    async fn apply_roster(
-        &self,
-        school_id: &str,
-        batch: &RosterBatch,
-        full: bool,
-    ) -> Result<RosterSummary, StoreError> {
-        let mut ctx = (school_id, batch, full);
-        tx::run(
-            self,
-            Some(school_id),
-            &mut ctx,
-            |tx, (school_id, batch, full)| Box::pin(op::apply_roster(tx, school_id, batch, *full)),
-        )
-        .await
     }
 
     async fn roster(&self, school_id: &str) -> Result<RosterBatch, StoreError> {
@@ -400,61 +385,6 @@ impl Store for MongoStore {
             .collect())
     }
 
-    async fn set_consent(
-        &self,
-        school_id: &str,
-        student_id: &str,
-        consent: Consent,
-        by: &str,
-        at: Millis,
-    ) -> Result<(), StoreError> {
-        let mut ctx = (school_id, student_id, consent, by, at);
-        tx::run(
-            self,
-            Some(school_id),
-            &mut ctx,
-            |tx, (school_id, student_id, consent, by, at)| {
-                Box::pin(op::set_consent(
-                    tx, school_id, student_id, *consent, by, *at,
-                ))
-            },
-        )
-        .await
-    }
-
-    async fn correct_marks(
-        &self,
-        school_id: &str,
-        corrections: &[Correction],
-        decision: &Decision,
-    ) -> Result<Result<CorrectionOutcome, CorrectionRefusal>, StoreError> {
-        let mut ctx = (school_id, corrections, decision);
-        tx::run(
-            self,
-            Some(school_id),
-            &mut ctx,
-            |tx, (school_id, corrections, decision)| {
-                Box::pin(op::correct_marks(tx, school_id, corrections, decision))
-            },
-        )
-        .await
-    }
-
-    async fn book_excusal(
-        &self,
-        trip: &Excusal,
-        held: &[Correction],
-    ) -> Result<Result<CorrectionOutcome, BookingRefusal>, StoreError> {
-        let mut ctx = (trip, held);
-        tx::run(
-            self,
-            Some(trip.school_id.as_str()),
-            &mut ctx,
-            |tx, (trip, held)| Box::pin(op::book_excusal(tx, trip, held)),
-        )
-        .await
-    }
-
     async fn excusals(
         &self,
         school_id: &str,
@@ -466,20 +396,6 @@ impl Store for MongoStore {
                 let filter = doc! { "section_id": *section_id, "school_id": *school_id };
                 events::excusals_in(tx, filter).await
             })
-        })
-        .await
-    }
-
-    async fn cancel_excusal(
-        &self,
-        school_id: &str,
-        id: &str,
-        by: &str,
-        at: Millis,
-    ) -> Result<Option<Excusal>, StoreError> {
-        let mut ctx = (school_id, id, by);
-        tx::run(self, None, &mut ctx, |tx, (school_id, id, by)| {
-            Box::pin(op::cancel_excusal(tx, school_id, id, by, at))
         })
         .await
     }
@@ -569,72 +485,12 @@ impl Store for MongoStore {
         Ok(notices::secret(self, fresh).await?)
     }
 
-    async fn link_guardian(
-        &self,
-        school_id: &str,
-        student_id: &str,
-        contact: &Contact,
-        by: &str,
-        at: Millis,
-    ) -> Result<Result<Linked, GuardianRefusal>, StoreError> {
-        let mut ctx = (school_id, student_id, contact, by);
-        tx::run(
-            self,
-            None,
-            &mut ctx,
-            |tx, (school_id, student_id, contact, by)| {
-                Box::pin(op::link_guardian(
-                    tx, school_id, student_id, contact, by, at,
-                ))
-            },
-        )
-        .await
-    }
-
-    async fn unlink_guardian(
-        &self,
-        school_id: &str,
-        student_id: &str,
-        guardian_id: &str,
-        by: &str,
-        at: Millis,
-    ) -> Result<Result<(), GuardianRefusal>, StoreError> {
-        let mut ctx = (school_id, student_id, guardian_id, by);
-        tx::run(
-            self,
-            None,
-            &mut ctx,
-            |tx, (school_id, student_id, guardian_id, by)| {
-                Box::pin(op::unlink_guardian(
-                    tx,
-                    school_id,
-                    student_id,
-                    guardian_id,
-                    by,
-                    at,
-                ))
-            },
-        )
-        .await
-    }
-
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         Ok(audit::append(self, entry).await?)
     }
 
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         Ok(audit::entries(self, query).await?)
-    }
-
-    async fn erase_student(&self, school_id: &str, student_id: &str) -> Result<(), StoreError> {
-        let mut ctx = (school_id, student_id);
-        tx::run(
-            self,
-            Some(school_id),
-            &mut ctx,
-            |tx, (school_id, student_id)| Box::pin(op::erase_student(tx, school_id, student_id)),
-        )
-        .await
     }
 
     async fn templates_of(
@@ -680,30 +536,6 @@ impl Store for MongoStore {
 
     async fn drop_crops(&self, school_id: &str) -> Result<u64, StoreError> {
         Ok(templates::drop_crops(self, school_id).await?)
-    }
-
-    async fn apply_events(
-        &self,
-        device: &Device,
-        events: &[Event],
-        now: Millis,
-    ) -> Result<Outcome, StoreError> {
-        let _permit = self
-            .push_permits
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Unavailable("the store is shutting down".to_owned()))?;
-        // Only pushes that can write the change feed take the school's feed lock (see `tx`):
-        // marks and sessions, the bulk of the traffic, never wait for one another on it.
-        let feed_school = events
-            .iter()
-            .any(|e| events::may_write_feed(&e.body))
-            .then_some(device.school_id.as_str());
-        let mut ctx = (device, events, now);
-        tx::run(self, feed_school, &mut ctx, |tx, (device, events, now)| {
-            Box::pin(op::apply_events(tx, device, events, *now))
-        })
-        .await
     }
 
     async fn pull(

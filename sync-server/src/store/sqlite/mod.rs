@@ -23,24 +23,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
-use shared_proto::sync::{Consent, MarkStatus, ScheduleSlot};
+use shared_proto::sync::{MarkStatus, ScheduleSlot};
 
 use super::rules::Owner;
-use super::transaction::{self as op, Kind};
+use super::transaction::{Done, Kind, Operation};
 use super::{
     AttendanceQuery, AttendanceRow, AuthSession, ChangePage, CropRead, Device, Enrolment, KeptCrop,
-    MachineDecisions, Millis, NoticeQuery, ProvisioningCode, RedeemRefusal, RosterBatch,
-    RosterSummary, School, Section, Seen, Store, StoreCounts, StoreError, Student, Tally, User,
+    MachineDecisions, Millis, NoticeQuery, ProvisioningCode, RosterBatch, School, Section, Seen,
+    Store, StoreCounts, StoreError, Student, Tally, User,
 };
 use crate::domain::audit::{Entry as AuditEntry, Query as AuditQuery};
-use crate::domain::correction::{
-    Correction, Decision, Outcome as CorrectionOutcome, Refusal as CorrectionRefusal,
-};
-use crate::domain::event::{Event, Template};
-use crate::domain::excusal::{BookingRefusal, Excusal};
-use crate::domain::guardian::{Contact, Guardian, Linked, Refusal as GuardianRefusal};
+use crate::domain::event::Template;
+use crate::domain::excusal::Excusal;
+use crate::domain::guardian::Guardian;
 use crate::domain::notice::{Claim, Finish, Notice, State as NoticeState};
-use crate::domain::push::Outcome;
 use crate::domain::settings::SchoolSettings;
 use tx::{Tx, finish};
 use worker::{Checkpointer, Readers, Writer};
@@ -208,6 +204,12 @@ where
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn transact(&self, operation: Operation) -> Result<Done, StoreError> {
+        self.writer
+            .run(move |conn| finish(operation.run(&mut Tx(conn))))
+            .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.readers
             .run(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
@@ -334,25 +336,6 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn redeem_provisioning_code(
-        &self,
-        code_hash: &str,
-        device: &Device,
-        now: Millis,
-    ) -> Result<Result<Device, RedeemRefusal>, StoreError> {
-        let (code_hash, device) = (code_hash.to_owned(), device.clone());
-        self.writer
-            .run(move |conn| {
-                finish(op::redeem_provisioning_code(
-                    &mut Tx(conn),
-                    &code_hash,
-                    &device,
-                    now,
-                ))
-            })
-            .await
-    }
-
     async fn device_by_token(&self, token_hash: &str) -> Result<Option<Device>, StoreError> {
         let token_hash = token_hash.to_owned();
         self.readers
@@ -399,18 +382,6 @@ impl Store for SqliteStore {
         let school_id = school_id.to_owned();
         self.readers
             .run(move |conn| feed::erasures_since(conn, &school_id, seq))
-            .await
-    }
-
-    async fn apply_roster(
-        &self,
-        school_id: &str,
-        batch: &RosterBatch,
-        full: bool,
-    ) -> Result<RosterSummary, StoreError> {
-        let (school_id, batch) = (school_id.to_owned(), batch.clone());
-        self.writer
-            .run(move |conn| finish(op::apply_roster(&mut Tx(conn), &school_id, &batch, full)))
             .await
     }
 
@@ -491,61 +462,6 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn set_consent(
-        &self,
-        school_id: &str,
-        student_id: &str,
-        consent: Consent,
-        by: &str,
-        at: Millis,
-    ) -> Result<(), StoreError> {
-        let (school_id, student_id, by) =
-            (school_id.to_owned(), student_id.to_owned(), by.to_owned());
-        self.writer
-            .run(move |conn| {
-                finish(op::set_consent(
-                    &mut Tx(conn),
-                    &school_id,
-                    &student_id,
-                    consent,
-                    &by,
-                    at,
-                ))
-            })
-            .await
-    }
-
-    async fn correct_marks(
-        &self,
-        school_id: &str,
-        corrections: &[Correction],
-        decision: &Decision,
-    ) -> Result<Result<CorrectionOutcome, CorrectionRefusal>, StoreError> {
-        let (school_id, corrections, decision) =
-            (school_id.to_owned(), corrections.to_vec(), decision.clone());
-        self.writer
-            .run(move |conn| {
-                finish(op::correct_marks(
-                    &mut Tx(conn),
-                    &school_id,
-                    &corrections,
-                    &decision,
-                ))
-            })
-            .await
-    }
-
-    async fn book_excusal(
-        &self,
-        trip: &Excusal,
-        held: &[Correction],
-    ) -> Result<Result<CorrectionOutcome, BookingRefusal>, StoreError> {
-        let (trip, held) = (trip.clone(), held.to_vec());
-        self.writer
-            .run(move |conn| finish(op::book_excusal(&mut Tx(conn), &trip, &held)))
-            .await
-    }
-
     async fn excusals(
         &self,
         school_id: &str,
@@ -557,19 +473,6 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn cancel_excusal(
-        &self,
-        school_id: &str,
-        id: &str,
-        by: &str,
-        at: Millis,
-    ) -> Result<Option<Excusal>, StoreError> {
-        let (school_id, id, by) = (school_id.to_owned(), id.to_owned(), by.to_owned());
-        self.writer
-            .run(move |conn| finish(op::cancel_excusal(&mut Tx(conn), &school_id, &id, &by, at)))
-            .await
-    }
-
     async fn guardians_of(
         &self,
         school_id: &str,
@@ -578,63 +481,6 @@ impl Store for SqliteStore {
         let (school_id, student_id) = (school_id.to_owned(), student_id.to_owned());
         self.readers
             .run(move |conn| guardians::of_student(conn, &school_id, &student_id))
-            .await
-    }
-
-    async fn link_guardian(
-        &self,
-        school_id: &str,
-        student_id: &str,
-        contact: &Contact,
-        by: &str,
-        at: Millis,
-    ) -> Result<Result<Linked, GuardianRefusal>, StoreError> {
-        let (school_id, student_id, contact, by) = (
-            school_id.to_owned(),
-            student_id.to_owned(),
-            contact.clone(),
-            by.to_owned(),
-        );
-        self.writer
-            .run(move |conn| {
-                finish(op::link_guardian(
-                    &mut Tx(conn),
-                    &school_id,
-                    &student_id,
-                    &contact,
-                    &by,
-                    at,
-                ))
-            })
-            .await
-    }
-
-    async fn unlink_guardian(
-        &self,
-        school_id: &str,
-        student_id: &str,
-        guardian_id: &str,
-        by: &str,
-        at: Millis,
-    ) -> Result<Result<(), GuardianRefusal>, StoreError> {
-        let (school_id, student_id, guardian_id, by) = (
-            school_id.to_owned(),
-            student_id.to_owned(),
-            guardian_id.to_owned(),
-            by.to_owned(),
-        );
-        self.writer
-            .run(move |conn| {
-                let (student, guardian) = (&student_id, &guardian_id);
-                finish(op::unlink_guardian(
-                    &mut Tx(conn),
-                    &school_id,
-                    student,
-                    guardian,
-                    &by,
-                    at,
-                ))
-            })
             .await
     }
 
@@ -744,13 +590,6 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn erase_student(&self, school_id: &str, student_id: &str) -> Result<(), StoreError> {
-        let (school_id, student_id) = (school_id.to_owned(), student_id.to_owned());
-        self.writer
-            .run(move |conn| finish(op::erase_student(&mut Tx(conn), &school_id, &student_id)))
-            .await
-    }
-
     async fn templates_of(
         &self,
         school_id: &str,
@@ -794,18 +633,6 @@ impl Store for SqliteStore {
         let school_id = school_id.to_owned();
         self.writer
             .run(move |conn| templates::drop_crops(conn, &school_id))
-            .await
-    }
-
-    async fn apply_events(
-        &self,
-        device: &Device,
-        events: &[Event],
-        now: Millis,
-    ) -> Result<Outcome, StoreError> {
-        let (device, events) = (device.clone(), events.to_vec());
-        self.writer
-            .run(move |conn| finish(op::apply_events(&mut Tx(conn), &device, &events, now)))
             .await
     }
 

@@ -154,22 +154,19 @@ pub fn kept_crops(
 }
 
 fn kept_crop(r: &Row<'_>) -> rusqlite::Result<KeptCrop> {
-    {
-        let model: Option<String> = r.get(2)?;
-        let space = match r.get::<_, Option<String>>(3)? {
-            Some(space) => EmbeddingSpace::new(&space).unwrap_or_else(|_| {
-                EmbeddingSpace::of_model_str(model.as_deref().unwrap_or_default())
-            }),
-            None => EmbeddingSpace::of_model_str(model.as_deref().unwrap_or_default()),
-        };
-        Ok(KeptCrop {
-            template: r.get(0)?,
-            student: r.get(1)?,
-            space,
-            quality: r.get::<_, Option<f32>>(4)?.unwrap_or_default(),
-            crop: r.get(5)?,
-        })
-    }
+    let model: Option<String> = r.get(2)?;
+    let space = match r.get::<_, Option<String>>(3)? {
+        Some(space) => EmbeddingSpace::new(&space)
+            .unwrap_or_else(|_| EmbeddingSpace::of_model_str(model.as_deref().unwrap_or_default())),
+        None => EmbeddingSpace::of_model_str(model.as_deref().unwrap_or_default()),
+    };
+    Ok(KeptCrop {
+        template: r.get(0)?,
+        student: r.get(1)?,
+        space,
+        quality: r.get::<_, Option<f32>>(4)?.unwrap_or_default(),
+        crop: r.get(5)?,
+    })
 }
 
 pub fn drop_crops(conn: &Connection, school_id: &str) -> Result<u64, StoreError> {
