@@ -3,7 +3,14 @@
 //! job's last photo decided and stored. The baseline, in the same run and on the same service: the
 //! same photos through `encode-face`, one call at a time (what the service alone takes per photo).
 //!
-//! `cargo build --release -p sync-server && cargo bench -p edge-agent --bench enrol [-- --photos N]`.
+//! The school already holds a gallery (`--gallery N` templates, 6,000 by default: 2,000 students
+//! with three each), pushed by a box of the school before the upload: pseudo-random unit vectors in
+//! the service's space, like no real face. The bulk runs twice, each on a fresh server and service:
+//! once with a service that keeps no galleries (`kept_galleries = 0`: every call of 8 photos sends
+//! the whole gallery, as before galleries were kept) and once with the default, where later calls
+//! name the kept gallery and send only the templates added since.
+//!
+//! `cargo build --release -p sync-server && cargo bench -p edge-agent --bench enrol [-- --photos N] [--gallery N]`.
 
 #[path = "common/mod.rs"]
 mod bench_common;
@@ -12,19 +19,123 @@ mod common;
 #[path = "../tests/sync/server.rs"]
 mod server;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use serde_json::json;
+use edge_agent::config::SyncConfig;
+use edge_agent::store::{NewTemplate, Store};
+use edge_agent::sync::{provision, syncer};
+use serde_json::{Value, json};
 
 use common::{ML_KEY, MlService};
 use server::{Backend, Server};
 
-fn main() {
-    let photos: usize = std::env::args()
-        .skip_while(|a| a != "--photos")
+fn arg(name: &str, default: usize) -> usize {
+    std::env::args()
+        .skip_while(|a| a != name)
         .nth(1)
-        .map_or(500, |n| n.parse().expect("--photos N"));
+        .map_or(default, |n| n.parse().expect("a number"))
+}
+
+/// Syncs the box in `dir` until nothing waits in its outbox.
+fn sync_all(dir: &Path, config: &SyncConfig) {
+    let open = || Store::open(&dir.join("rollcall.sqlite")).unwrap();
+    let mut syncer = syncer(dir, open(), config).unwrap();
+    loop {
+        let report = syncer.cycle().unwrap();
+        assert!(report.error.is_none(), "{report:?}");
+        if open().outbox_counts().unwrap().waiting == 0 {
+            return;
+        }
+    }
+}
+
+/// `n` templates over `students`, in the service's model and space, made on a box of the school
+/// and pushed: pseudo-random unit vectors, like no real face (their similarity to one is ~0).
+fn seed_gallery(server: &Server, students: &[String], n: usize, status: &Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SyncConfig::default();
+    let mut store = Store::open(&dir.path().join("rollcall.sqlite")).unwrap();
+    let code = server.provisioning_code("gallery seeder");
+    provision(&mut store, dir.path(), &server.base, &code, None, &config).unwrap();
+    sync_all(dir.path(), &config);
+    let (model, space) = (
+        status["model"].as_str().unwrap(),
+        status["space"].as_str().unwrap(),
+    );
+    let dimensions = status["dimensions"].as_u64().unwrap() as usize;
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut store = Store::open(&dir.path().join("rollcall.sqlite")).unwrap();
+    for i in 0..n {
+        let mut vector: Vec<f32> = (0..dimensions)
+            .map(|_| {
+                // xorshift64: reproducible, and no dependency for it.
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect();
+        let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+        vector.iter_mut().for_each(|x| *x /= norm);
+        let template = NewTemplate {
+            student_id: &students[i % students.len()],
+            model_id: model,
+            space,
+            vector: &vector,
+            quality: 0.8,
+            source: "enrol-photo",
+            crop: None,
+        };
+        store.add_template(&template, "bench").unwrap();
+    }
+    drop(store);
+    sync_all(dir.path(), &config);
+}
+
+/// One bulk enrolment on a fresh server and service (`serve`: the service's `[serve]` lines).
+struct Bulk {
+    time: Duration,
+    queued: Duration,
+    job: Value,
+    sent: u64,
+    reused: u64,
+}
+
+fn bulk(serve: &str, roster: &Path, ids: &[String], gallery: usize, zip: &[u8]) -> Bulk {
+    let service = MlService::start(serve, "");
+    let mut server = Server::start_configured(
+        Backend::Embedded,
+        &format!(
+            "[ml]\nurl = \"{}\"\napi_key = \"{ML_KEY}\"\nmax_waiting_photos = 100000\n",
+            service.base
+        ),
+    );
+    server.set_up_school(roster, ids);
+    let status: Value = reqwest::blocking::Client::new()
+        .get(service.url("/v1/ml/status"))
+        .header("x-api-key", ML_KEY)
+        .send()
+        .and_then(|r| r.json())
+        .unwrap();
+    seed_gallery(&server, ids, gallery, &status);
+    let started = Instant::now();
+    let job = server.upload_zip("bench.zip", zip.to_vec());
+    let queued = started.elapsed();
+    let job = server.enrolment_done(job["id"].as_str().unwrap(), Duration::from_secs(3600));
+    Bulk {
+        time: started.elapsed(),
+        queued,
+        job,
+        sent: service.metric("rollcall_ml_gallery_templates_sent_total"),
+        reused: service.metric("rollcall_ml_gallery_templates_reused_total"),
+    }
+}
+
+fn main() {
+    let photos = arg("--photos", 500);
+    let gallery = arg("--gallery", 6_000);
     let pipelines = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
     println!(
         "{}",
@@ -47,77 +158,93 @@ fn main() {
         .collect();
     let roster = tempfile::tempdir().unwrap();
     common::write_oneroster(roster.path(), &students);
-    let service = MlService::start("", "");
-    let mut server = Server::start_configured(
-        Backend::Embedded,
-        &format!(
-            "[ml]\nurl = \"{}\"\napi_key = \"{ML_KEY}\"\nmax_waiting_photos = 100000\n",
-            service.base
-        ),
-    );
     let ids: Vec<String> = students.iter().map(|s| s.id.clone()).collect();
-    server.set_up_school(roster.path(), &ids);
 
     // Baseline: the service alone, one encode-face at a time.
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap();
-    let started = Instant::now();
-    let mut encoded = 0;
-    for path in &paths {
-        let image = base64::engine::general_purpose::STANDARD.encode(std::fs::read(path).unwrap());
-        let answer = http
-            .post(service.url("/v1/ml/encode-face"))
-            .header("x-api-key", ML_KEY)
-            .json(&json!({ "image": image }))
-            .send()
+    let baseline = {
+        let service = MlService::start("", "");
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
             .unwrap();
-        encoded += usize::from(answer.status().is_success());
-    }
-    let baseline = started.elapsed();
+        let started = Instant::now();
+        let mut encoded = 0;
+        for path in &paths {
+            let image =
+                base64::engine::general_purpose::STANDARD.encode(std::fs::read(path).unwrap());
+            let answer = http
+                .post(service.url("/v1/ml/encode-face"))
+                .header("x-api-key", ML_KEY)
+                .json(&json!({ "image": image }))
+                .send()
+                .unwrap();
+            encoded += usize::from(answer.status().is_success());
+        }
+        (started.elapsed(), encoded)
+    };
 
-    // The bulk enrolment, end to end.
+    // The bulk enrolment, end to end, without and with kept galleries.
     let names: Vec<String> = students.iter().map(|s| format!("{}.jpg", s.id)).collect();
     let files: Vec<(&str, Vec<u8>)> = names
         .iter()
         .zip(&students)
         .map(|(name, s)| (name.as_str(), std::fs::read(&s.enrol_photo).unwrap()))
         .collect();
-    let bytes = common::zip_of(&files);
-    let zip_mib = bytes.len() as f64 / (1 << 20) as f64;
-    let started = Instant::now();
-    let job = server.upload_zip("bench.zip", bytes);
-    let queued = started.elapsed();
-    let job = server.enrolment_done(job["id"].as_str().unwrap(), Duration::from_secs(3600));
-    let bulk = started.elapsed();
-    let mut codes = std::collections::BTreeMap::<String, usize>::new();
-    for line in job["report"].as_array().unwrap() {
-        if let Some(code) = line["code"].as_str() {
-            *codes.entry(code.to_owned()).or_default() += 1;
-        }
-    }
+    let zip = common::zip_of(&files);
+    let zip_mib = zip.len() as f64 / (1 << 20) as f64;
+    let runs = [
+        (
+            "bulk ZIP, whole gallery every call (kept_galleries = 0)",
+            bulk("kept_galleries = 0", roster.path(), &ids, gallery, &zip),
+        ),
+        (
+            "bulk ZIP, gallery kept, new templates only (default)",
+            bulk("", roster.path(), &ids, gallery, &zip),
+        ),
+    ];
+
     let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
-    println!("\n{photos} photos of {photos} students, ZIP of {zip_mib:.1} MiB");
-    println!("| path | photos | time | photos/s | per photo | vs baseline |");
-    println!("|---|---:|---:|---:|---:|---:|");
     println!(
-        "| encode-face, one call at a time (baseline) | {encoded} | {:.1} s | {:.1} | {:.0} ms | 1.00 |",
-        baseline.as_secs_f64(),
-        rate(photos, baseline),
-        baseline.as_secs_f64() * 1000.0 / photos as f64
+        "\n{photos} photos of {photos} students, ZIP of {zip_mib:.1} MiB; the school holds {gallery} templates before the upload"
     );
     println!(
-        "| bulk ZIP: upload to every template stored | {} enrolled | {:.1} s | {:.1} | {:.0} ms | {:.2} |",
-        job["enrolled"],
-        bulk.as_secs_f64(),
-        rate(photos, bulk),
-        bulk.as_secs_f64() * 1000.0 / photos as f64,
-        bulk.as_secs_f64() / baseline.as_secs_f64()
+        "| path | photos | time | photos/s | per photo | vs baseline | gallery templates sent | named, not sent |"
     );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let (took, encoded) = baseline;
     println!(
-        "\nupload answered (job queued) in {:.0} ms",
-        queued.as_secs_f64() * 1000.0
+        "| encode-face, one call at a time (baseline) | {encoded} | {:.1} s | {:.1} | {:.0} ms | 1.00 | | |",
+        took.as_secs_f64(),
+        rate(photos, took),
+        took.as_secs_f64() * 1000.0 / photos as f64
     );
-    println!("refused by code: {codes:?}");
+    for (label, run) in &runs {
+        println!(
+            "| {label}: upload to every template stored | {} enrolled | {:.1} s | {:.1} | {:.0} ms | {:.2} | {} | {} |",
+            run.job["enrolled"],
+            run.time.as_secs_f64(),
+            rate(photos, run.time),
+            run.time.as_secs_f64() * 1000.0 / photos as f64,
+            run.time.as_secs_f64() / took.as_secs_f64(),
+            run.sent,
+            run.reused
+        );
+    }
+    println!(
+        "\nkept / whole gallery: {:.2} of the time, {:.3} of the gallery templates sent",
+        runs[1].1.time.as_secs_f64() / runs[0].1.time.as_secs_f64(),
+        runs[1].1.sent as f64 / runs[0].1.sent.max(1) as f64
+    );
+    for (label, run) in &runs {
+        let mut codes = std::collections::BTreeMap::<String, usize>::new();
+        for line in run.job["report"].as_array().unwrap() {
+            if let Some(code) = line["code"].as_str() {
+                *codes.entry(code.to_owned()).or_default() += 1;
+            }
+        }
+        println!(
+            "{label}: upload answered (job queued) in {:.0} ms; refused by code: {codes:?}",
+            run.queued.as_secs_f64() * 1000.0
+        );
+    }
 }

@@ -71,6 +71,9 @@ pub struct ServeConfig {
     pub queue: usize,
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
+    /// Galleries sent with `enrol-faces` kept for later calls to name instead of sending them
+    /// again (`api::galleries`); 0 keeps none, and every call sends its whole gallery.
+    pub kept_galleries: usize,
 }
 
 impl Default for ServeConfig {
@@ -81,6 +84,7 @@ impl Default for ServeConfig {
             pipelines: None,
             queue: 16,
             max_body_bytes: 20 * 1024 * 1024,
+            kept_galleries: 4,
         }
     }
 }
@@ -105,6 +109,9 @@ impl ServeConfig {
         }
         if !(1024..=512 * 1024 * 1024).contains(&self.max_body_bytes) {
             return Err("serve.max_body_bytes must be between 1 KiB and 512 MiB".into());
+        }
+        if self.kept_galleries > 64 {
+            return Err("serve.kept_galleries must be between 0 and 64".into());
         }
         Ok(())
     }

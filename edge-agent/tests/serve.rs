@@ -343,6 +343,29 @@ fn every_endpoint_answers_on_real_photos_and_agrees_with_the_cli() {
     );
     assert_eq!(code, 200, "{forced}");
     assert_eq!(forced["photos"][0]["outcome"], "enrolled", "{forced}");
+    // The gallery of a call is kept under the id answered: a later call names it and sends only
+    // what was added since (none here), and the look-alike is still found in it.
+    let kept = forced["gallery_id"].as_str().unwrap();
+    let (code, named) = post(
+        &service,
+        "/v1/ml/enrol-faces",
+        &json!({ "photos": [photos[1].clone()], "space": space, "gallery_base": kept }),
+    );
+    assert_eq!(code, 200, "{named}");
+    assert_eq!(named["photos"][0]["error"], "looks_like_another", "{named}");
+    assert_eq!(named["photos"][0]["other"], "abel", "{named}");
+    assert_ne!(named["gallery_id"], forced["gallery_id"], "{named}");
+    // A gallery the service does not keep: 409, and the caller sends the whole gallery again.
+    let (code, lost) = post(
+        &service,
+        "/v1/ml/enrol-faces",
+        &json!({ "photos": [photos[1].clone()], "space": space, "gallery_base": "not-kept" }),
+    );
+    assert_eq!(
+        (code, lost["error"].as_str()),
+        (409, Some("gallery_unknown")),
+        "{lost}"
+    );
     let (code, too_many) = post(
         &service,
         "/v1/ml/enrol-faces",
@@ -410,6 +433,9 @@ fn every_endpoint_answers_on_real_photos_and_agrees_with_the_cli() {
         "rollcall_ml_requests_total{route=\"/v1/ml/encode-face\",status=\"422\"} 3",
         "rollcall_ml_queue_capacity 8",
         "rollcall_ml_rejected_unauthorized_total 1",
+        // Enrol calls sent one template each twice, then named the second's gallery once.
+        "rollcall_ml_gallery_templates_sent_total 2",
+        "rollcall_ml_gallery_templates_reused_total 1",
     ] {
         assert!(metrics.contains(wanted), "{wanted} not in\n{metrics}");
     }

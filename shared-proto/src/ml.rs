@@ -278,11 +278,21 @@ pub mod service {
     /// sharpness, its pose, and not already another student's face), each decided on its own. The
     /// gallery is the school's templates, checked for look-alikes (`force` skips that check); a
     /// photo enrolled earlier in the call counts as part of the gallery for the later ones.
+    ///
+    /// The service keeps the last few galleries it was sent, each under the id it answered with
+    /// (`EnrolResponse::gallery_id`). A later call may name one as `gallery_base` and send in
+    /// `gallery` only the templates added since: a bulk enrolment of a large school then sends
+    /// its gallery once, not with every call of 8 photos. A base the service no longer keeps (it
+    /// restarted, or let it go for newer ones) is refused with 409 [`GALLERY_UNKNOWN`]: send the
+    /// whole gallery again.
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     pub struct EnrolRequest {
         pub photos: Vec<EnrolPhoto>,
         /// The gallery's space, checked against the service's.
         pub space: EmbeddingSpace,
+        /// A gallery this service answered with, kept: this call's gallery is it plus `gallery`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub gallery_base: Option<String>,
         #[serde(default)]
         pub gallery: Vec<GalleryTemplate>,
         #[serde(default)]
@@ -325,7 +335,14 @@ pub mod service {
         pub space: EmbeddingSpace,
         /// One per photo, in the request's order.
         pub photos: Vec<EnrolOutcome>,
+        /// The id under which the service keeps this call's gallery as it was sent (base and
+        /// `gallery`, not the photos enrolled in the call), for the next call's `gallery_base`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub gallery_id: Option<String>,
     }
+
+    /// The error code of an `enrol-faces` call whose `gallery_base` the service does not keep.
+    pub const GALLERY_UNKNOWN: &str = "gallery_unknown";
 
     /// The most crops one `embed-crops` call takes.
     pub const MAX_EMBED_CROPS: usize = 32;

@@ -49,6 +49,8 @@ pub struct Metrics {
     stages: Mutex<BTreeMap<(String, Stage), Histogram>>,
     rejected_busy: AtomicU64,
     rejected_unauthorized: AtomicU64,
+    gallery_sent: AtomicU64,
+    gallery_reused: AtomicU64,
 }
 
 impl Metrics {
@@ -67,6 +69,14 @@ impl Metrics {
 
     pub fn count_busy(&self) {
         self.rejected_busy.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An `enrol-faces` call's gallery: `sent` templates in the call, `reused` from the kept
+    /// gallery it named.
+    pub fn count_gallery(&self, sent: usize, reused: usize) {
+        self.gallery_sent.fetch_add(sent as u64, Ordering::Relaxed);
+        self.gallery_reused
+            .fetch_add(reused as u64, Ordering::Relaxed);
     }
 
     pub fn count_unauthorized(&self) {
@@ -136,6 +146,16 @@ impl Metrics {
                 "rollcall_ml_rejected_unauthorized_total",
                 "Requests refused with 401 (no or a wrong API key).",
                 &self.rejected_unauthorized,
+            ),
+            (
+                "rollcall_ml_gallery_templates_sent_total",
+                "Gallery templates sent with enrol-faces calls.",
+                &self.gallery_sent,
+            ),
+            (
+                "rollcall_ml_gallery_templates_reused_total",
+                "Gallery templates enrol-faces calls named by a kept gallery instead of sending them.",
+                &self.gallery_reused,
             ),
         ];
         for (name, help, counter) in counters {

@@ -302,13 +302,15 @@ pub(super) async fn encode_face(
 }
 
 /// `POST /v1/ml/enrol-faces`: photos through the box's enrolment gate (`enrolment::check_pose`,
-/// `check_unlike_others`), each answered on its own; the school's gallery is sent with them.
+/// `check_unlike_others`), each answered on its own; the school's gallery is sent with them, or
+/// named (`gallery_base`, `galleries`) with only the templates added since.
 pub(super) async fn enrol_faces(
     State(s): State<AppState>,
     request: Request,
 ) -> Result<Json<wire::EnrolResponse>, ApiError> {
     let body = Body::read(request).await?;
     let limits = s.limits.clone();
+    let service = Arc::clone(&s);
     let answer = on_pool(&s, wire::ENROL_FACES, move |pipeline, timer| {
         let asked: wire::EnrolRequest = body.parse()?;
         if asked.photos.is_empty() || asked.photos.len() > wire::MAX_ENROL_PHOTOS {
@@ -318,7 +320,28 @@ pub(super) async fn enrol_faces(
                 asked.photos.len()
             )));
         }
-        let mut gallery = gallery_of(pipeline, &asked.space, asked.gallery)?;
+        let base = match &asked.gallery_base {
+            Some(id) => Some(service.galleries.get(id, &asked.space).ok_or_else(|| {
+                ApiError::GalleryUnknown(format!(
+                    "gallery {id} is not kept here (the service restarted or let it go): send the whole gallery"
+                ))
+            })?),
+            None => None,
+        };
+        let added = gallery_of(pipeline, &asked.space, asked.gallery)?;
+        service
+            .metrics
+            .count_gallery(added.len(), base.as_ref().map_or(0, |b| b.len()));
+        let sent = Arc::new(match base {
+            Some(base) => base.iter().cloned().chain(added).collect(),
+            None => added,
+        });
+        let gallery_id = service
+            .galleries
+            .keep(asked.space.clone(), Arc::clone(&sent));
+        // Photos enrolled earlier in this call: checked against like the gallery, kept apart
+        // from it (the caller sends them as templates next time).
+        let mut enrolled: Vec<(String, Vec<f32>)> = Vec::new();
         let confident = Thresholds::of(pipeline).confident;
         let mut outcomes = Vec::with_capacity(asked.photos.len());
         for (i, photo) in asked.photos.into_iter().enumerate() {
@@ -332,8 +355,9 @@ pub(super) async fn enrol_faces(
                 Err(e) => return Err(e),
             };
             if !asked.force {
-                let nearest = gallery
+                let nearest = sent
                     .iter()
+                    .chain(&enrolled)
                     .map(|(student, v)| (student.as_str(), crate::vision::dot(v, &vector)));
                 if let Err(e) = enrolment::check_unlike_others(&photo.student, nearest, confident) {
                     let matched = match &e {
@@ -351,7 +375,7 @@ pub(super) async fn enrol_faces(
             }
             // Later photos of the call are checked against this one too, as the box checks
             // against what it stored a moment ago.
-            gallery.push((photo.student, vector.clone()));
+            enrolled.push((photo.student, vector.clone()));
             outcomes.push(wire::EnrolOutcome::Enrolled {
                 embedding: vector,
                 face: face.detected(),
@@ -363,6 +387,7 @@ pub(super) async fn enrol_faces(
             model: pipeline.model_id().clone(),
             space: pipeline.space().clone(),
             photos: outcomes,
+            gallery_id,
         })
     })
     .await?;

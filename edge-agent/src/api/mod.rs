@@ -8,6 +8,7 @@
 //! sha256 is configured. Each request has an id (`X-Request-Id`, kept when sane, else made), in
 //! its log line, its response header and any error body. Wire types: `shared_proto::ml::service`.
 
+mod galleries;
 mod metrics;
 mod ml;
 pub mod pool;
@@ -39,6 +40,8 @@ pub struct ServeOptions {
     pub api_key_sha256: String,
     pub queue: usize,
     pub max_body_bytes: usize,
+    /// `enrol-faces` galleries kept for later calls (0: none).
+    pub kept_galleries: usize,
     pub image_limits: ImageLimits,
     /// What `/v1/ml/status` says (filled from the first pipeline and the runtime).
     pub status: StatusResponse,
@@ -50,6 +53,8 @@ pub(crate) struct Service {
     limits: ImageLimits,
     status: StatusResponse,
     metrics: Metrics,
+    /// Galleries sent with `enrol-faces`, for later calls to name.
+    galleries: galleries::Galleries,
 }
 
 type AppState = Arc<Service>;
@@ -67,6 +72,7 @@ pub async fn serve(options: ServeOptions, pipelines: Vec<Pipeline>) -> Result<()
         limits: options.image_limits,
         status: options.status,
         metrics: Metrics::default(),
+        galleries: galleries::Galleries::new(options.kept_galleries),
     });
     let app = router(Arc::clone(&service), options.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(&options.listen)
@@ -231,6 +237,9 @@ pub(crate) enum ApiError {
         code: shared_proto::ml::ErrorCode,
         message: String,
     },
+    /// An `enrol-faces` call names a gallery this service does not keep (any more).
+    #[error("{0}")]
+    GalleryUnknown(String),
     #[error("{0}")]
     Internal(String),
     #[error("no such endpoint")]
@@ -264,6 +273,7 @@ impl IntoResponse for ApiError {
                 },
                 code.as_str().to_owned(),
             ),
+            ApiError::GalleryUnknown(_) => (StatusCode::CONFLICT, wire::GALLERY_UNKNOWN.to_owned()),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal".to_owned()),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found".to_owned()),
         };

@@ -91,6 +91,7 @@ fn prepare(
         api_key_sha256: key,
         queue: config.serve.queue,
         max_body_bytes: config.serve.max_body_bytes,
+        kept_galleries: config.serve.kept_galleries,
         image_limits: ImageLimits::default(),
         status,
     };

@@ -297,6 +297,19 @@ impl MlService {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// A counter or gauge of the service's `/metrics` (0 when absent).
+    pub fn metric(&self, name: &str) -> u64 {
+        let text = reqwest::blocking::Client::new()
+            .get(self.url("/metrics"))
+            .header("x-api-key", ML_KEY)
+            .send()
+            .and_then(|r| r.text())
+            .unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .map_or(0, |value| value.trim().parse().unwrap())
+    }
 }
 
 /// A ZIP of these files, deflated, as schools' tools write them.

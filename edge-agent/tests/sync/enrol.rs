@@ -293,6 +293,16 @@ fn photos_enrolled_centrally_are_recognised_by_a_box(backend: Backend) {
     ];
     expected.sort();
     assert_eq!(report(&job), expected, "{job}");
+    // The service kept each call's gallery: the look-alike's call named the first call's (empty)
+    // and sent the one template added since; the ZIP's named that one and sent none.
+    assert_eq!(
+        service.metric("rollcall_ml_gallery_templates_sent_total"),
+        1
+    );
+    assert_eq!(
+        service.metric("rollcall_ml_gallery_templates_reused_total"),
+        1
+    );
     let overview = server.call(
         Method::GET,
         &format!("/v1/schools/{SCHOOL}/enrolment"),
@@ -472,7 +482,7 @@ fn queued_photos_wait_for_a_service_that_is_down_and_go_through_once_it_is_back(
     server.set_consent(&students[1].id, "withdrawn");
 
     // The service comes up on the configured port; the probe closes the breaker.
-    let _service = MlService::start_on(&format!("127.0.0.1:{port}"), "pipelines = 1", "");
+    let mut service = MlService::start_on(&format!("127.0.0.1:{port}"), "pipelines = 1", "");
     let job = server.enrolment_done(waiting["id"].as_str().unwrap(), Duration::from_secs(60));
     assert_eq!(job["enrolled"], 1, "{job}");
     let job = server.enrolment_done(dropped["id"].as_str().unwrap(), Duration::from_secs(60));
@@ -493,6 +503,27 @@ fn queued_photos_wait_for_a_service_that_is_down_and_go_through_once_it_is_back(
         .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(files, ["job.json"], "the dropped photo was deleted");
+
+    // A restarted service keeps no gallery: the call naming the one kept before is refused as
+    // `gallery_unknown`, and the server sends the whole gallery at once.
+    service.kill();
+    let service = MlService::start_on(&format!("127.0.0.1:{port}"), "pipelines = 1", "");
+    let (status, again) = upload_photos(
+        &server,
+        &students[0].id,
+        &[&students[0].enrol_photo],
+        "wait_s=60",
+    );
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["enrolled"], 1, "{again}");
+    assert_eq!(
+        service.metric("rollcall_ml_requests_total{route=\"/v1/ml/enrol-faces\",status=\"409\"}"),
+        1
+    );
+    assert_eq!(
+        service.metric("rollcall_ml_gallery_templates_sent_total"),
+        1
+    );
 }
 
 /// A service that stalls: each call times out after `timeout_s` and is retried after the

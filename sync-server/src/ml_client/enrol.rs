@@ -12,6 +12,7 @@ use shared_proto::breaker::{Breaker, Link};
 use shared_proto::ml::service::{self as wire, EnrolOutcome, EnrolPhoto, EnrolRequest};
 use shared_proto::sync::{Consent, Embedding};
 
+use super::gallery::SentGalleries;
 use super::jobs::{Job, JobQueue, Photo, PhotoState, QueueError};
 use super::{MlClient, MlError};
 use crate::api::Clock;
@@ -98,6 +99,8 @@ pub struct Enroller {
     /// Bumped whenever a job changes, for requests that wait on one.
     changed: tokio::sync::watch::Sender<u64>,
     last_error: Mutex<Option<String>>,
+    /// What the service keeps of each school's gallery: later calls send only what is new.
+    galleries: SentGalleries,
 }
 
 impl Enroller {
@@ -118,6 +121,7 @@ impl Enroller {
             wake: tokio::sync::Notify::new(),
             changed: tokio::sync::watch::channel(0).0,
             last_error: Mutex::new(None),
+            galleries: SentGalleries::default(),
         })
     }
 
@@ -409,18 +413,11 @@ impl Enroller {
             return Ok(true);
         }
         let status = self.client.status().await?;
-        let gallery = match self.store.templates_of(&job.school, None).await {
-            Ok(templates) => templates
-                .into_iter()
-                .filter(|t| t.embedding.space == status.space)
-                .map(|t| wire::GalleryTemplate {
-                    student: t.student,
-                    embedding: Vec::new(),
-                    f32le: Some(shared_proto::sync::f32le_encode(&t.embedding.vector)),
-                })
-                .collect(),
+        let mut templates = match self.store.templates_of(&job.school, None).await {
+            Ok(templates) => templates,
             Err(e) => return Err(MlError::Unreachable(format!("the store: {e}"))),
         };
+        templates.retain(|t| t.embedding.space == status.space);
         let mut photos = Vec::with_capacity(batch.len());
         {
             let queue = self.queue();
@@ -458,15 +455,33 @@ impl Enroller {
             Ok(settings) => settings.keep_crops,
             Err(e) => return Err(MlError::Unreachable(format!("the store: {e}"))),
         };
-        let request = EnrolRequest {
+        let mut request = EnrolRequest {
             photos,
             space: status.space.clone(),
-            gallery,
+            gallery_base: None,
+            gallery: Vec::new(),
             force: job.force,
             keep_crops,
         };
-        let answer = match self.client.enrol(&request).await {
-            Ok(answer) => answer,
+        self.galleries.fill(&job.school, &templates, &mut request);
+        let mut answer = self.client.enrol(&request).await;
+        if let Err(MlError::Refused {
+            status: 409, error, ..
+        }) = &answer
+            && error == wire::GALLERY_UNKNOWN
+        {
+            // The service restarted, or let the school's gallery go for newer ones.
+            self.galleries.forget(&job.school);
+            self.galleries.fill(&job.school, &templates, &mut request);
+            answer = self.client.enrol(&request).await;
+        }
+        let answer = match answer {
+            Ok(answer) => {
+                let id = answer.gallery_id.clone();
+                self.galleries
+                    .answered(&job.school, &status.space, &templates, id);
+                answer
+            }
             Err(e) if e.is_down() => return Err(e),
             Err(e) => {
                 // The service read the call and refused it: these photos will not do better.

@@ -9,6 +9,7 @@
 //! another student's face) is the box's own code, run by the service.
 
 mod enrol;
+mod gallery;
 mod jobs;
 mod reembed;
 
