@@ -134,6 +134,8 @@ fn bulk(serve: &str, roster: &Path, ids: &[String], gallery: usize, zip: &[u8]) 
 }
 
 fn main() {
+    // reqwest is built without a crypto provider of its own.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let photos = arg("--photos", 500);
     let gallery = arg("--gallery", 6_000);
     let pipelines = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));

@@ -3,7 +3,8 @@
 //! of 2,000 students with three templates each would otherwise send ~16 MB of JSON with every
 //! call of 8 photos, and the service would decode it on an inference thread each time.
 //!
-//! A kept gallery is never changed: a call that adds templates keeps a new one. The oldest are let
+//! A kept gallery is never changed: a call that adds templates keeps a new one, and a call that
+//! adds none is answered with the id it named. The oldest are let
 //! go first; a caller naming one that is gone is told to send the whole gallery again.
 
 use std::collections::VecDeque;

@@ -20,6 +20,7 @@ use shared_proto::ml::service::{
     ReviewStudent, ScoredStudent,
 };
 
+use super::galleries::Templates;
 use super::{ApiError, AppState, Stage};
 use crate::attendance::capture::match_frame;
 use crate::attendance::evidence::{FrameEvidence, Unmatched, decide, fuse};
@@ -320,25 +321,33 @@ pub(super) async fn enrol_faces(
                 asked.photos.len()
             )));
         }
-        let base = match &asked.gallery_base {
-            Some(id) => Some(service.galleries.get(id, &asked.space).ok_or_else(|| {
-                ApiError::GalleryUnknown(format!(
-                    "gallery {id} is not kept here (the service restarted or let it go): send the whole gallery"
-                ))
-            })?),
+        let base = match asked.gallery_base {
+            Some(id) => match service.galleries.get(&id, &asked.space) {
+                Some(base) => Some((id, base)),
+                None => {
+                    return Err(ApiError::GalleryUnknown(format!(
+                        "gallery {id} is not kept here (the service restarted or let it go): send the whole gallery"
+                    )));
+                }
+            },
             None => None,
         };
         let added = gallery_of(pipeline, &asked.space, asked.gallery)?;
         service
             .metrics
-            .count_gallery(added.len(), base.as_ref().map_or(0, |b| b.len()));
-        let sent = Arc::new(match base {
-            Some(base) => base.iter().cloned().chain(added).collect(),
-            None => added,
-        });
-        let gallery_id = service
-            .galleries
-            .keep(asked.space.clone(), Arc::clone(&sent));
+            .count_gallery(added.len(), base.as_ref().map_or(0, |(_, b)| b.len()));
+        let (sent, gallery_id) = match base {
+            // Nothing new: the kept gallery is this call's, under its own id.
+            Some((id, base)) if added.is_empty() => (base, Some(id)),
+            base => {
+                let sent: Arc<Templates> = Arc::new(match base {
+                    Some((_, base)) => base.iter().cloned().chain(added).collect(),
+                    None => added,
+                });
+                let id = service.galleries.keep(asked.space.clone(), Arc::clone(&sent));
+                (sent, id)
+            }
+        };
         // Photos enrolled earlier in this call: checked against like the gallery, kept apart
         // from it (the caller sends them as templates next time).
         let mut enrolled: Vec<(String, Vec<f32>)> = Vec::new();

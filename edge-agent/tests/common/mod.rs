@@ -300,6 +300,7 @@ impl MlService {
 
     /// A counter or gauge of the service's `/metrics` (0 when absent).
     pub fn metric(&self, name: &str) -> u64 {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let text = reqwest::blocking::Client::new()
             .get(self.url("/metrics"))
             .header("x-api-key", ML_KEY)
