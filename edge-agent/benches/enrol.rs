@@ -16,6 +16,8 @@
 mod bench_common;
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../tests/sync/fixtures.rs"]
+mod fixtures;
 #[path = "../tests/sync/server.rs"]
 mod server;
 
@@ -23,12 +25,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use edge_agent::config::SyncConfig;
-use edge_agent::store::{NewTemplate, Store};
-use edge_agent::sync::{provision, syncer};
+use edge_agent::store::NewTemplate;
 use serde_json::{Value, json};
 
 use common::{ML_KEY, MlService};
+use fixtures::Room;
 use server::{Backend, Server};
 
 fn arg(name: &str, default: usize) -> usize {
@@ -38,35 +39,17 @@ fn arg(name: &str, default: usize) -> usize {
         .map_or(default, |n| n.parse().expect("a number"))
 }
 
-/// Syncs the box in `dir` until nothing waits in its outbox.
-fn sync_all(dir: &Path, config: &SyncConfig) {
-    let open = || Store::open(&dir.join("rollcall.sqlite")).unwrap();
-    let mut syncer = syncer(dir, open(), config).unwrap();
-    loop {
-        let report = syncer.cycle().unwrap();
-        assert!(report.error.is_none(), "{report:?}");
-        if open().outbox_counts().unwrap().waiting == 0 {
-            return;
-        }
-    }
-}
-
 /// `n` templates over `students`, in the service's model and space, made on a box of the school
 /// and pushed: pseudo-random unit vectors, like no real face (their similarity to one is ~0).
 fn seed_gallery(server: &Server, students: &[String], n: usize, status: &Value) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = SyncConfig::default();
-    let mut store = Store::open(&dir.path().join("rollcall.sqlite")).unwrap();
-    let code = server.provisioning_code("gallery seeder");
-    provision(&mut store, dir.path(), &server.base, &code, None, &config).unwrap();
-    sync_all(dir.path(), &config);
+    let room = Room::join(server, "gallery seeder");
     let (model, space) = (
         status["model"].as_str().unwrap(),
         status["space"].as_str().unwrap(),
     );
     let dimensions = status["dimensions"].as_u64().unwrap() as usize;
     let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-    let mut store = Store::open(&dir.path().join("rollcall.sqlite")).unwrap();
+    let mut store = room.store();
     for i in 0..n {
         let mut vector: Vec<f32> = (0..dimensions)
             .map(|_| {
@@ -91,7 +74,7 @@ fn seed_gallery(server: &Server, students: &[String], n: usize, status: &Value) 
         store.add_template(&template, "bench").unwrap();
     }
     drop(store);
-    sync_all(dir.path(), &config);
+    room.sync_all();
 }
 
 /// One bulk enrolment on a fresh server and service (`serve`: the service's `[serve]` lines).

@@ -21,14 +21,13 @@ use std::time::{Duration, Instant};
 
 use edge_agent::attendance::capture::capture;
 use edge_agent::capture::{ImageLimits, load_image};
-use edge_agent::config::SyncConfig;
 use edge_agent::enrolment::{EnrolOptions, enrol};
 use edge_agent::store::Store;
-use edge_agent::sync::{Outgoing, provision, syncer, to_wire};
+use edge_agent::sync::{Outgoing, syncer, to_wire};
 use shared_proto::PROTOCOL_VERSION;
 use shared_proto::sync::PushRequest;
 
-use fixtures::{SECTION, SYNTHETIC_MODEL as MODEL, add_synthetic_templates, record_sessions};
+use fixtures::{Room, SECTION, SYNTHETIC_MODEL as MODEL, add_synthetic_templates, record_sessions};
 use server::{Backend, Server};
 
 /// JSON bytes per event of a full push of `kind`, the way the client sends it.
@@ -54,48 +53,6 @@ fn wire_bytes(store: &Store, kind: &str) -> (usize, f64) {
     })
     .unwrap();
     (n, body.len() as f64 / n as f64)
-}
-
-struct Room {
-    dir: tempfile::TempDir,
-    config: SyncConfig,
-}
-
-impl Room {
-    fn join(server: &Server, name: &str) -> Room {
-        let dir = tempfile::tempdir().unwrap();
-        let config = SyncConfig::default();
-        let mut store = Store::open(&dir.path().join("rollcall.sqlite")).unwrap();
-        provision(
-            &mut store,
-            dir.path(),
-            &server.base,
-            &server.provisioning_code(name),
-            None,
-            &config,
-        )
-        .unwrap();
-        let b = Room { dir, config };
-        b.sync_all();
-        b
-    }
-
-    fn store(&self) -> Store {
-        Store::open(&self.dir.path().join("rollcall.sqlite")).unwrap()
-    }
-
-    /// Cycles until nothing waits and a cycle succeeded; returns the time taken.
-    fn sync_all(&self) -> Duration {
-        let mut syncer = syncer(self.dir.path(), self.store(), &self.config).unwrap();
-        let started = Instant::now();
-        loop {
-            let report = syncer.cycle().unwrap();
-            assert!(report.error.is_none(), "{report:?}");
-            if self.store().outbox_counts().unwrap().waiting == 0 {
-                return started.elapsed();
-            }
-        }
-    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

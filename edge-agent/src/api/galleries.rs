@@ -4,8 +4,8 @@
 //! call of 8 photos, and the service would decode it on an inference thread each time.
 //!
 //! A kept gallery is never changed: a call that adds templates keeps a new one, and a call that
-//! adds none is answered with the id it named. The oldest are let
-//! go first; a caller naming one that is gone is told to send the whole gallery again.
+//! adds none is answered with the id it named. The least recently used are let go first; a
+//! caller naming one that is gone is told to send the whole gallery again.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

@@ -298,7 +298,8 @@ impl MlService {
         let _ = self.child.wait();
     }
 
-    /// A counter or gauge of the service's `/metrics` (0 when absent).
+    /// A counter or gauge of the service's `/metrics`; panics when the service has none by
+    /// that name.
     pub fn metric(&self, name: &str) -> u64 {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let text = reqwest::blocking::Client::new()
@@ -307,10 +308,15 @@ impl MlService {
             .send()
             .and_then(|r| r.text())
             .unwrap();
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-            .map_or(0, |value| value.trim().parse().unwrap())
+        let value = metric(&text, name).unwrap_or_else(|| panic!("no {name} in\n{text}"));
+        value as u64
     }
+}
+
+/// A counter or gauge (its line, labels included, is `name value`) of a Prometheus text page.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// A ZIP of these files, deflated, as schools' tools write them.

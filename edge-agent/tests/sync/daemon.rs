@@ -48,12 +48,6 @@ fn get(url: &str) -> (u16, String) {
     (response.status().as_u16(), response.text().unwrap())
 }
 
-/// A counter or gauge of the daemon's `/metrics`.
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
 #[test]
 fn the_daemon_syncs_beside_the_screen_reports_its_health_and_hands_back() {
     let students = common::students(2);
@@ -145,14 +139,18 @@ fn the_daemon_syncs_beside_the_screen_reports_its_health_and_hands_back() {
 
     let (code, metrics) = get(&format!("{url}/metrics"));
     assert_eq!(code, 200);
-    assert_eq!(metric(&metrics, "rollcall_edge_up"), Some(1.0), "{metrics}");
     assert_eq!(
-        metric(&metrics, "rollcall_edge_outbox_waiting"),
+        common::metric(&metrics, "rollcall_edge_up"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        common::metric(&metrics, "rollcall_edge_outbox_waiting"),
         Some(0.0),
         "{metrics}"
     );
     assert!(
-        metric(&metrics, "rollcall_edge_sync_cycles_total").unwrap() >= 1.0,
+        common::metric(&metrics, "rollcall_edge_sync_cycles_total").unwrap() >= 1.0,
         "{metrics}"
     );
     assert!(
@@ -161,7 +159,7 @@ fn the_daemon_syncs_beside_the_screen_reports_its_health_and_hands_back() {
     );
     // The capture the screen's process made, stage by stage.
     assert_eq!(
-        metric(&metrics, "rollcall_edge_captures_total"),
+        common::metric(&metrics, "rollcall_edge_captures_total"),
         Some(1.0),
         "{metrics}"
     );
@@ -175,7 +173,7 @@ fn the_daemon_syncs_beside_the_screen_reports_its_health_and_hands_back() {
         })
         .sum();
     assert_eq!(
-        metric(&metrics, "rollcall_edge_capture_faces_total"),
+        common::metric(&metrics, "rollcall_edge_capture_faces_total"),
         Some(detected as f64),
         "{metrics}"
     );

@@ -2,7 +2,13 @@
 //! into a store, for the sync tests and benches/sync.rs.
 #![allow(dead_code)]
 
+use std::time::{Duration, Instant};
+
+use edge_agent::config::SyncConfig;
 use edge_agent::store::{Mark, MarkSource, MarkStatus, NewTemplate, SessionRecord, Store};
+use edge_agent::sync::{provision, syncer};
+
+use crate::server::Server;
 
 /// The section of `common::write_oneroster`.
 pub const SECTION: &str = "c1";
@@ -66,6 +72,49 @@ pub fn add_synthetic_templates(store: &mut Store, students: &[String], per_stude
                     "test",
                 )
                 .unwrap();
+        }
+    }
+}
+
+/// A provisioned box of the school, in a folder of its own, synced by hand (for the benches).
+pub struct Room {
+    pub dir: tempfile::TempDir,
+    pub config: SyncConfig,
+}
+
+impl Room {
+    pub fn join(server: &Server, name: &str) -> Room {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SyncConfig::default();
+        let mut store = Store::open(&dir.path().join("rollcall.sqlite")).unwrap();
+        provision(
+            &mut store,
+            dir.path(),
+            &server.base,
+            &server.provisioning_code(name),
+            None,
+            &config,
+        )
+        .unwrap();
+        let b = Room { dir, config };
+        b.sync_all();
+        b
+    }
+
+    pub fn store(&self) -> Store {
+        Store::open(&self.dir.path().join("rollcall.sqlite")).unwrap()
+    }
+
+    /// Cycles until nothing waits and a cycle succeeded; returns the time taken.
+    pub fn sync_all(&self) -> Duration {
+        let mut syncer = syncer(self.dir.path(), self.store(), &self.config).unwrap();
+        let started = Instant::now();
+        loop {
+            let report = syncer.cycle().unwrap();
+            assert!(report.error.is_none(), "{report:?}");
+            if self.store().outbox_counts().unwrap().waiting == 0 {
+                return started.elapsed();
+            }
         }
     }
 }

@@ -374,12 +374,9 @@ impl Server {
             .unwrap()
             .text()
             .unwrap();
-        text.lines()
-            .find_map(|line| line.strip_prefix("rollcall_store_events_applied "))
-            .unwrap_or_else(|| panic!("no rollcall_store_events_applied in /metrics:\n{text}"))
-            .trim()
-            .parse()
-            .unwrap()
+        let applied = crate::common::metric(&text, "rollcall_store_events_applied")
+            .unwrap_or_else(|| panic!("no rollcall_store_events_applied in /metrics:\n{text}"));
+        applied as u64
     }
 }
 

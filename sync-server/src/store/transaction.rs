@@ -10,8 +10,8 @@
 //! decided here and nowhere in a backend.
 //!
 //! Why async: MongoDB's primitives wait on the network. SQLite's never wait, so on the writer
-//! thread one poll runs a whole operation (`sqlite::tx::finish`): no thread hop per primitive, and group
-//! commit keeps batching pushes as before.
+//! thread one poll runs a whole operation (`sqlite::tx::finish`): no thread hop per primitive,
+//! and group commit keeps batching pushes as before.
 
 use shared_proto::sync::{Consent, EnrolmentRole};
 
