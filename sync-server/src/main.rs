@@ -226,6 +226,19 @@ async fn serve(config_path: Option<&Path>) -> Result<()> {
         "http"
     };
     let store = open_store_to_serve(&config).await?;
+    let served = serve_store(store.clone(), &config, limits, transport, scheme).await;
+    store.close().await;
+    served
+}
+
+async fn serve_store(
+    store: Arc<dyn Store>,
+    config: &Config,
+    limits: Limits,
+    transport: Transport,
+    scheme: &str,
+) -> Result<()> {
+    let header_timeout = limits.header_timeout();
     let watched = store.clone();
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
@@ -407,6 +420,18 @@ async fn demo_data(
     }
     let config = Config::load_with_env(config_path)?;
     let store = open_store(&config).await?;
+    let filled = fill_demo(&*store, &config, school, students, days).await;
+    store.close().await;
+    filled
+}
+
+async fn fill_demo(
+    store: &dyn Store,
+    config: &Config,
+    school: String,
+    students: usize,
+    days: usize,
+) -> Result<()> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .context("the clock is before 1970")?
@@ -421,7 +446,7 @@ async fn demo_data(
         config.store_description()
     );
     let started = std::time::Instant::now();
-    let summary = match sync_server::demo::fill(&*store, &spec, now, |done, all| {
+    let summary = match sync_server::demo::fill(store, &spec, now, |done, all| {
         if done % 20 == 0 || done == all {
             eprintln!("demo-data: {done}/{all} days");
         }
@@ -459,6 +484,17 @@ async fn create_admin(
     }
     let config = Config::load_with_env(config_path)?;
     let store = open_store(&config).await?;
+    let created = create_admin_in(&*store, username, school, password).await;
+    store.close().await;
+    created
+}
+
+async fn create_admin_in(
+    store: &dyn Store,
+    username: &str,
+    school: Option<String>,
+    password: String,
+) -> Result<()> {
     if let Some(school_id) = &school
         && store.school(school_id).await?.is_none()
     {

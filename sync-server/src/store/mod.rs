@@ -403,6 +403,10 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Ends the store's background work while the runtime still runs: for a process that is
+    /// about to exit, after its last call. Nothing to do for most backends.
+    async fn close(&self) {}
+
     // Schools and accounts.
     async fn create_school(&self, school: &School) -> Result<(), StoreError>;
     async fn schools(&self) -> Result<Vec<School>, StoreError>;

@@ -84,6 +84,10 @@ pub struct MongoStore {
 
 const CONCURRENT_PUSHES: usize = 8;
 
+/// How long `close` waits for the driver to end its sessions and close its connections: it
+/// waits for operations still running, and a process told to stop should not hang on one.
+const CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl MongoStore {
     /// Connects to `uri`, refuses a database written by a newer server, and creates every
     /// collection and index that is missing. A server that cannot be reached is `Unavailable`.
@@ -154,6 +158,21 @@ impl Store for MongoStore {
             |tx, operation| Box::pin(operation.run(tx)),
         )
         .await
+    }
+
+    async fn close(&self) {
+        // The driver ends its sessions on the server when its last handle is dropped, in a task
+        // it spawns then. A process that exits at once can stop the runtime under that task,
+        // which then panics inside the driver (mongodb 3.9, `connection_requester.rs`: a send
+        // to the connection pool's worker, gone, unwrapped). Shutting down here, while the
+        // runtime runs, leaves the drop nothing to do (the driver's "clean shutdown").
+        let shutdown = self.client.clone().shutdown();
+        if tokio::time::timeout(CLOSE_WITHIN, shutdown).await.is_err() {
+            tracing::warn!(
+                within = ?CLOSE_WITHIN,
+                "the MongoDB client did not shut down in time; exiting anyway"
+            );
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
