@@ -21,6 +21,7 @@ use sync_server::domain::feed::Change;
 use sync_server::store::mongo::MongoStore;
 use sync_server::store::{
     Device, ProvisioningCode, RosterBatch, School, Section, Store, StoreError, Student,
+    TemplateRead,
 };
 
 const URI_VAR: &str = "ROLLCALL_TEST_MONGODB_URI";
@@ -230,7 +231,7 @@ async fn embeddings_are_stored_as_binary_little_endian_f32() {
         .collect();
     assert_eq!(binary.bytes, expected);
     let read: Vec<TemplateData> = store
-        .templates_of(SCHOOL, Some(STUDENTS[0]))
+        .templates_of(SCHOOL, TemplateRead::Student(STUDENTS[0].to_owned()))
         .await
         .expect("templates")
         .into_iter()

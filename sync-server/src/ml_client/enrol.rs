@@ -8,11 +8,12 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use shared_proto::EmbeddingSpace;
 use shared_proto::breaker::{Breaker, Link};
 use shared_proto::ml::service::{self as wire, EnrolOutcome, EnrolPhoto, EnrolRequest};
 use shared_proto::sync::{Consent, Embedding};
 
-use super::gallery::SentGalleries;
+use super::gallery::{Delta, SentGalleries, gallery_template};
 use super::jobs::{Job, JobQueue, Photo, PhotoState, QueueError};
 use super::{MlClient, MlError};
 use crate::api::Clock;
@@ -20,7 +21,7 @@ use crate::config::MlConfig;
 use crate::domain::audit::{Action, Entry};
 use crate::domain::consent::allows_templates;
 use crate::domain::event::{Body, Event, Template};
-use crate::store::{Device, DeviceActivity, Millis, Store, StoreError};
+use crate::store::{Device, DeviceActivity, Millis, Store, StoreError, TemplateRead};
 
 /// A student's photos at one upload, as the dashboard and the API take them.
 pub const MAX_STUDENT_PHOTOS: usize = 5;
@@ -349,6 +350,28 @@ impl Enroller {
         }
     }
 
+    /// The templates a call of `delta` sends: those it adds to the kept gallery, or without one
+    /// every live template of the school in `space`.
+    async fn gallery(
+        &self,
+        school: &str,
+        space: &EmbeddingSpace,
+        delta: &Delta,
+    ) -> Result<Vec<Template>, MlError> {
+        let read = match delta.base {
+            Some(_) if delta.added.is_empty() => return Ok(Vec::new()),
+            Some(_) => TemplateRead::Ids(delta.added.clone()),
+            None => TemplateRead::School,
+        };
+        let mut templates = self
+            .store
+            .templates_of(school, read)
+            .await
+            .map_err(|e| MlError::Unreachable(format!("the store: {e}")))?;
+        templates.retain(|t| &t.embedding.space == space);
+        Ok(templates)
+    }
+
     /// One batch of one job: `Ok(true)` when it did something, `Ok(false)` when nothing waits,
     /// `Err` when the service cannot take it now (the photos stay waiting).
     async fn step(&self) -> Result<bool, MlError> {
@@ -413,11 +436,16 @@ impl Enroller {
             return Ok(true);
         }
         let status = self.client.status().await?;
-        let mut templates = match self.store.templates_of(&job.school, None).await {
-            Ok(templates) => templates,
+        let live: Vec<String> = match self.store.live_template_ids(&job.school).await {
+            Ok(live) => live
+                .into_iter()
+                .filter(|(_, space)| space == &status.space)
+                .map(|(id, _)| id)
+                .collect(),
             Err(e) => return Err(MlError::Unreachable(format!("the store: {e}"))),
         };
-        templates.retain(|t| t.embedding.space == status.space);
+        let mut delta = self.galleries.delta(&job.school, &status.space, &live);
+        let mut sent = self.gallery(&job.school, &status.space, &delta).await?;
         let mut photos = Vec::with_capacity(batch.len());
         {
             let queue = self.queue();
@@ -458,12 +486,11 @@ impl Enroller {
         let mut request = EnrolRequest {
             photos,
             space: status.space.clone(),
-            gallery_base: None,
-            gallery: Vec::new(),
+            gallery_base: delta.base.clone(),
+            gallery: sent.iter().map(gallery_template).collect(),
             force: job.force,
             keep_crops,
         };
-        self.galleries.fill(&job.school, &templates, &mut request);
         let mut answer = self.client.enrol(&request).await;
         if let Err(MlError::Refused {
             status: 409, error, ..
@@ -472,14 +499,17 @@ impl Enroller {
         {
             // The service restarted, or let the school's gallery go for newer ones.
             self.galleries.forget(&job.school);
-            self.galleries.fill(&job.school, &templates, &mut request);
+            delta = self.galleries.delta(&job.school, &status.space, &live);
+            sent = self.gallery(&job.school, &status.space, &delta).await?;
+            request.gallery_base = None;
+            request.gallery = sent.iter().map(gallery_template).collect();
             answer = self.client.enrol(&request).await;
         }
         let answer = match answer {
             Ok(answer) => {
                 let id = answer.gallery_id.clone();
                 self.galleries
-                    .answered(&job.school, &status.space, &templates, id);
+                    .answered(&job.school, &status.space, delta, &sent, id);
                 answer
             }
             Err(e) if e.is_down() => return Err(e),

@@ -3,12 +3,15 @@
 //! held is still live, the next call names it (`gallery_base`) and sends only the templates added
 //! since. A removed template (consent withdrawn, an erasure, a re-enrolment) or a service that
 //! lost the gallery (`GALLERY_UNKNOWN`) means the whole gallery once more.
+//!
+//! Which templates are live is read from the store on every call, as ids only
+//! (`Store::live_template_ids`); vectors are read only for the templates a call sends.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use shared_proto::EmbeddingSpace;
-use shared_proto::ml::service::{EnrolRequest, GalleryTemplate};
+use shared_proto::ml::service::GalleryTemplate;
 use shared_proto::sync::f32le_encode;
 
 use crate::domain::event::Template;
@@ -27,34 +30,62 @@ pub(super) struct SentGalleries {
     by_school: Mutex<HashMap<String, Kept>>,
 }
 
+/// What one call sends: a kept gallery and the live templates it lacks, or (no `base`) the
+/// whole gallery.
+#[derive(Debug, PartialEq)]
+pub(super) struct Delta {
+    /// The kept gallery to name.
+    pub base: Option<String>,
+    /// With a base, the ids of the templates to send with it; unused without one.
+    pub added: Vec<String>,
+    /// The templates the base holds.
+    held: HashSet<String>,
+}
+
 impl SentGalleries {
-    /// Sets `request`'s gallery from `templates`, the school's in the request's space: those
-    /// added since the gallery the service keeps, or all of them.
-    pub fn fill(&self, school: &str, templates: &[Template], request: &mut EnrolRequest) {
+    /// What a call in `space` sends, `live` being the ids of the school's live templates in it.
+    pub fn delta(&self, school: &str, space: &EmbeddingSpace, live: &[String]) -> Delta {
         let by_school = self.by_school.lock().unwrap_or_else(|p| p.into_inner());
-        let kept = by_school
-            .get(school)
-            .filter(|kept| kept.space == request.space);
-        let (base, sent) = delta(kept, templates);
-        request.gallery_base = base;
-        request.gallery = sent.into_iter().map(gallery_template).collect();
+        let kept = by_school.get(school).filter(|kept| &kept.space == space);
+        if let Some(kept) = kept {
+            let alive: HashSet<&str> = live.iter().map(String::as_str).collect();
+            if kept.templates.iter().all(|id| alive.contains(id.as_str())) {
+                return Delta {
+                    base: Some(kept.id.clone()),
+                    added: live
+                        .iter()
+                        .filter(|id| !kept.templates.contains(*id))
+                        .cloned()
+                        .collect(),
+                    held: kept.templates.clone(),
+                };
+            }
+        }
+        Delta {
+            base: None,
+            added: Vec::new(),
+            held: HashSet::new(),
+        }
     }
 
-    /// The service answered a call whose gallery was `templates`: keeps `id` for the next.
+    /// The service answered a call of `delta` that sent `sent`: keeps `id` for the next.
     pub fn answered(
         &self,
         school: &str,
         space: &EmbeddingSpace,
-        templates: &[Template],
+        delta: Delta,
+        sent: &[Template],
         id: Option<String>,
     ) {
         let mut by_school = self.by_school.lock().unwrap_or_else(|p| p.into_inner());
         match id {
             Some(id) => {
+                let mut templates = delta.held;
+                templates.extend(sent.iter().map(|t| t.id.clone()));
                 let kept = Kept {
                     id,
                     space: space.clone(),
-                    templates: templates.iter().map(|t| t.id.clone()).collect(),
+                    templates,
                 };
                 by_school.insert(school.to_owned(), kept);
             }
@@ -72,26 +103,7 @@ impl SentGalleries {
     }
 }
 
-/// The kept gallery's id and the templates to send with it when it still holds only live
-/// templates, else no id and every template.
-fn delta<'t>(
-    kept: Option<&Kept>,
-    templates: &'t [Template],
-) -> (Option<String>, Vec<&'t Template>) {
-    if let Some(kept) = kept {
-        let live: HashSet<&str> = templates.iter().map(|t| t.id.as_str()).collect();
-        if kept.templates.iter().all(|id| live.contains(id.as_str())) {
-            let added = templates
-                .iter()
-                .filter(|t| !kept.templates.contains(&t.id))
-                .collect();
-            return (Some(kept.id.clone()), added);
-        }
-    }
-    (None, templates.iter().collect())
-}
-
-fn gallery_template(t: &Template) -> GalleryTemplate {
+pub(super) fn gallery_template(t: &Template) -> GalleryTemplate {
     GalleryTemplate {
         student: t.student.clone(),
         embedding: Vec::new(),
@@ -124,68 +136,78 @@ mod tests {
         }
     }
 
-    fn request() -> EnrolRequest {
-        EnrolRequest {
-            photos: Vec::new(),
-            space: space(),
-            gallery_base: None,
-            gallery: Vec::new(),
-            force: false,
-            keep_crops: false,
-        }
+    fn ids(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|id| (*id).to_owned()).collect()
     }
 
-    fn sent(request: &EnrolRequest) -> Vec<&str> {
-        request.gallery.iter().map(|t| t.student.as_str()).collect()
+    fn templates(ids: &[&str]) -> Vec<Template> {
+        ids.iter().map(|id| template(id)).collect()
     }
 
     #[test]
     fn after_an_answer_only_the_templates_added_since_are_sent() {
         let galleries = SentGalleries::default();
-        let first = [template("a"), template("b")];
-        let mut asked = request();
-        galleries.fill("north", &first, &mut asked);
-        assert_eq!(asked.gallery_base, None);
-        assert_eq!(sent(&asked), ["student-of-a", "student-of-b"]);
+        let first = galleries.delta("north", &space(), &ids(&["a", "b"]));
+        assert_eq!(first.base, None);
 
-        galleries.answered("north", &space(), &first, Some("g1".to_owned()));
-        let second = [template("a"), template("b"), template("c")];
-        galleries.fill("north", &second, &mut asked);
-        assert_eq!(asked.gallery_base.as_deref(), Some("g1"));
-        assert_eq!(sent(&asked), ["student-of-c"]);
+        galleries.answered(
+            "north",
+            &space(),
+            first,
+            &templates(&["a", "b"]),
+            Some("g1".into()),
+        );
+        let second = galleries.delta("north", &space(), &ids(&["a", "b", "c"]));
+        assert_eq!(second.base.as_deref(), Some("g1"));
+        assert_eq!(second.added, ["c"]);
+
+        // The next call builds on what the second one left: a, b and c.
+        galleries.answered(
+            "north",
+            &space(),
+            second,
+            &templates(&["c"]),
+            Some("g2".into()),
+        );
+        let third = galleries.delta("north", &space(), &ids(&["a", "b", "c", "d"]));
+        assert_eq!(third.base.as_deref(), Some("g2"));
+        assert_eq!(third.added, ["d"]);
 
         // Another school has its own gallery.
-        galleries.fill("south", &second, &mut asked);
-        assert_eq!(asked.gallery_base, None);
-        assert_eq!(sent(&asked).len(), 3);
+        assert_eq!(galleries.delta("south", &space(), &ids(&["a"])).base, None);
     }
 
     #[test]
     fn a_removed_template_a_lost_gallery_or_another_space_sends_the_whole_gallery() {
         let galleries = SentGalleries::default();
-        let held = [template("a"), template("b")];
-        galleries.answered("north", &space(), &held, Some("g1".to_owned()));
-        let mut asked = request();
+        let held = ids(&["a", "b"]);
+        let kept = |galleries: &SentGalleries, id: &str| {
+            let whole = galleries.delta("north", &space(), &held);
+            galleries.answered(
+                "north",
+                &space(),
+                whole,
+                &templates(&["a", "b"]),
+                Some(id.into()),
+            );
+        };
+        kept(&galleries, "g1");
 
         // b was deleted (consent withdrawn): the kept gallery would still hold it.
-        galleries.fill("north", &[template("a"), template("c")], &mut asked);
-        assert_eq!(asked.gallery_base, None);
-        assert_eq!(sent(&asked), ["student-of-a", "student-of-c"]);
+        let delta = galleries.delta("north", &space(), &ids(&["a", "c"]));
+        assert_eq!(delta.base, None);
 
-        asked.space = EmbeddingSpace::new("another-space").unwrap();
-        galleries.fill("north", &held, &mut asked);
-        assert_eq!(asked.gallery_base, None);
+        let another = EmbeddingSpace::new("another-space").unwrap();
+        assert_eq!(galleries.delta("north", &another, &held).base, None);
 
-        asked.space = space();
         galleries.forget("north");
-        galleries.fill("north", &held, &mut asked);
-        assert_eq!(asked.gallery_base, None);
-        assert_eq!(sent(&asked).len(), 2);
+        assert_eq!(galleries.delta("north", &space(), &held).base, None);
 
         // A service that answers no id keeps nothing.
-        galleries.answered("north", &space(), &held, Some("g2".to_owned()));
-        galleries.answered("north", &space(), &held, None);
-        galleries.fill("north", &held, &mut asked);
-        assert_eq!(asked.gallery_base, None);
+        kept(&galleries, "g2");
+        let delta = galleries.delta("north", &space(), &held);
+        assert_eq!(delta.base.as_deref(), Some("g2"));
+        galleries.answered("north", &space(), delta, &[], None);
+        assert_eq!(galleries.delta("north", &space(), &held).base, None);
     }
 }

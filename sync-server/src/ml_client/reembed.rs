@@ -18,7 +18,7 @@ use super::{Enroller, MlError};
 use crate::domain::audit::{Action, Entry};
 use crate::domain::consent::allows_templates;
 use crate::domain::event::{Event, Template};
-use crate::store::{CropRead, KeptCrop, Store, StoreError};
+use crate::store::{CropRead, KeptCrop, Store, StoreError, TemplateRead};
 
 /// What one re-embedding did.
 #[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
@@ -62,7 +62,10 @@ impl Enroller {
         self.client.forget_status();
         let status = self.client.status().await?;
         let space = status.space.clone();
-        let templates = self.store.templates_of(school, None).await?;
+        let templates = self
+            .store
+            .templates_of(school, TemplateRead::School)
+            .await?;
         let crops = self.store.kept_crops(school, CropRead::Listed).await?;
         let mut report = Reembedded {
             space: space.clone(),

@@ -375,6 +375,17 @@ pub struct KeptCrop {
     pub crop: Vec<u8>,
 }
 
+/// Which of a school's live templates `Store::templates_of` reads.
+#[derive(Clone, Debug)]
+pub enum TemplateRead {
+    /// Every one: central enrolment's first call sends them to the ML service.
+    School,
+    /// One student's.
+    Student(String),
+    /// These; an id no longer live is left out.
+    Ids(Vec<String>),
+}
+
 /// Which of a school's kept crops `Store::kept_crops` reads. Bytes come only for the templates
 /// named, a batch at a time, so a school's crops (~37 KB each, thousands of them) are never all
 /// in memory at once.
@@ -750,13 +761,18 @@ pub trait Store: Send + Sync + 'static {
         }
     }
 
-    /// Live (not tombstoned) templates of a student, or with `None` of every student of the
-    /// school (central enrolment's look-alike check sends them to the ML service).
+    /// Live (not tombstoned) templates of the school, as `read` says, oldest first.
     async fn templates_of(
         &self,
         school_id: &str,
-        student_id: Option<&str>,
+        read: TemplateRead,
     ) -> Result<Vec<Template>, StoreError>;
+    /// The id and embedding space of each of the school's live templates, without vectors: what
+    /// a bulk enrolment checks the gallery the ML service keeps against, on every call.
+    async fn live_template_ids(
+        &self,
+        school_id: &str,
+    ) -> Result<Vec<(String, shared_proto::EmbeddingSpace)>, StoreError>;
 
     /// Keeps `crop` with the school's live template `template_id`; false when it holds no such
     /// live template (tombstoned or erased meanwhile: the crop is not kept).

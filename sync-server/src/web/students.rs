@@ -23,7 +23,7 @@ use crate::api::attendance::{is_visible, visible_sections};
 use crate::api::{ApiError, AppState};
 use crate::domain::attendance::Counts;
 use crate::domain::guardian::{Contact, Relationship};
-use crate::store::AttendanceQuery;
+use crate::store::{AttendanceQuery, TemplateRead};
 
 /// The history a page opens on.
 const DEFAULT_DAYS: i64 = 180;
@@ -152,7 +152,7 @@ pub(super) async fn page(
     if user.is_admin() {
         for template in state
             .store()
-            .templates_of(&school_id, Some(&student_id))
+            .templates_of(&school_id, TemplateRead::Student(student_id.clone()))
             .await?
         {
             *templates

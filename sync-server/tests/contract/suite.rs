@@ -22,7 +22,7 @@ use sync_server::domain::guardian::{Contact, Refusal as GuardianRefusal, Relatio
 use sync_server::store::{
     AttendanceQuery, AttendanceRow, AuthSession, BoxState, Device, Enrolment, ProvisioningCode,
     RedeemRefusal, Role, RosterBatch, RosterSummary, School, Section, Seen, Store, StoreError,
-    Student, Teacher, User,
+    Student, Teacher, TemplateRead, User,
 };
 
 /// One fresh, empty location of a backend (a temp dir, a unique database name). `open` again
@@ -419,7 +419,9 @@ struct WirePage {
 
 /// A student's live templates, as the wire carries them.
 async fn templates_of(store: &dyn Store, school_id: &str, student_id: &str) -> Vec<TemplateData> {
-    let templates = store.templates_of(school_id, Some(student_id)).await;
+    let templates = store
+        .templates_of(school_id, TemplateRead::Student(student_id.to_owned()))
+        .await;
     templates
         .expect("templates")
         .into_iter()
@@ -845,18 +847,44 @@ async fn two_templates(fx: &Fixture) -> Vec<TemplateData> {
     // The whole school's: the same two, and no other school's.
     let school: Vec<TemplateData> = fx
         .store
-        .templates_of(SCHOOL, None)
+        .templates_of(SCHOOL, TemplateRead::School)
         .await
         .expect("templates")
         .into_iter()
         .map(Into::into)
         .collect();
     assert_eq!(school, templates_of(&*fx.store, SCHOOL, STU_1).await);
+    // Their ids and spaces alone, in no given order.
+    let mut live = fx.store.live_template_ids(SCHOOL).await.expect("ids");
+    live.sort();
+    let mut want: Vec<_> = templates
+        .iter()
+        .map(|t| (t.id.clone(), t.embedding.space.clone()))
+        .collect();
+    want.sort();
+    assert_eq!(live, want);
+    // By id: a live one, an unknown one left out.
+    let by_id = TemplateRead::Ids(vec![templates[1].id.clone(), "no-such-template".into()]);
+    let read = fx.store.templates_of(SCHOOL, by_id).await.expect("by id");
+    assert_eq!(
+        read.into_iter()
+            .map(Into::into)
+            .collect::<Vec<TemplateData>>(),
+        [templates[1].clone()]
+    );
     templates
 }
 
 async fn assert_tombstoned(fx: &Fixture, templates: &[TemplateData]) {
     assert_eq!(templates_of(&*fx.store, SCHOOL, STU_1).await, vec![]);
+    let live = fx.store.live_template_ids(SCHOOL).await.expect("ids");
+    assert!(
+        live.iter()
+            .all(|(id, _)| templates.iter().all(|t| &t.id != id))
+    );
+    let ids = templates.iter().map(|t| t.id.clone()).collect();
+    let read = fx.store.templates_of(SCHOOL, TemplateRead::Ids(ids)).await;
+    assert!(read.expect("by id").is_empty());
     let feed = feed(&*fx.store, SCHOOL).await;
     for template in templates {
         assert_eq!(

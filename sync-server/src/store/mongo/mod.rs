@@ -26,13 +26,14 @@ use futures_util::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use mongodb::options::{ClientOptions, ReadConcern, WriteConcern};
 use mongodb::{Client, Collection, Database};
+use shared_proto::EmbeddingSpace;
 use shared_proto::sync::{MarkSource, MarkStatus, ScheduleSlot};
 
 use super::transaction::{Done, Operation};
 use super::{
     AttendanceQuery, AttendanceRow, AuthSession, ChangePage, CropRead, Device, Enrolment, KeptCrop,
     MachineDecisions, Millis, NoticeQuery, ProvisioningCode, RosterBatch, School, Section, Seen,
-    Store, StoreCounts, StoreError, Student, Tally, TallyRow, User,
+    Store, StoreCounts, StoreError, Student, Tally, TallyRow, TemplateRead, User,
 };
 use docs::{MarkDoc, SectionDoc, StudentDoc, TemplateDoc};
 use error::DbError;
@@ -515,11 +516,17 @@ impl Store for MongoStore {
     async fn templates_of(
         &self,
         school_id: &str,
-        student_id: Option<&str>,
+        read: TemplateRead,
     ) -> Result<Vec<Template>, StoreError> {
         let mut filter = doc! { "school_id": school_id, "tombstone": false };
-        if let Some(student_id) = student_id {
-            filter.insert("student_id", student_id);
+        match read {
+            TemplateRead::School => {}
+            TemplateRead::Student(student_id) => {
+                filter.insert("student_id", student_id);
+            }
+            TemplateRead::Ids(ids) => {
+                filter.insert("_id", doc! { "$in": ids });
+            }
         }
         let cursor = self
             .coll::<TemplateDoc>(names::TEMPLATES)
@@ -534,6 +541,40 @@ impl Store for MongoStore {
             templates.push(doc.into_template()?);
         }
         Ok(templates)
+    }
+
+    async fn live_template_ids(
+        &self,
+        school_id: &str,
+    ) -> Result<Vec<(String, EmbeddingSpace)>, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Live {
+            #[serde(rename = "_id")]
+            id: String,
+            #[serde(default)]
+            model_id: Option<String>,
+            #[serde(default)]
+            space: Option<String>,
+        }
+        let cursor = self
+            .coll::<Live>(names::TEMPLATES)
+            .find(doc! { "school_id": school_id, "tombstone": false })
+            .projection(doc! { "_id": 1, "model_id": 1, "space": 1 })
+            .await
+            .map_err(DbError::from)?;
+        collect(cursor)
+            .await?
+            .into_iter()
+            .map(|live| {
+                let space = match live.space {
+                    Some(space) => space
+                        .parse()
+                        .map_err(|e| StoreError::Backend(format!("template {}: {e}", live.id)))?,
+                    None => EmbeddingSpace::of_model_str(live.model_id.as_deref().unwrap_or("")),
+                };
+                Ok((live.id, space))
+            })
+            .collect()
     }
 
     async fn keep_crop(

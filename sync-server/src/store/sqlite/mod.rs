@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
+use shared_proto::EmbeddingSpace;
 use shared_proto::sync::{MarkStatus, ScheduleSlot};
 
 use super::rules::Owner;
@@ -30,7 +31,7 @@ use super::transaction::{Done, Kind, Operation};
 use super::{
     AttendanceQuery, AttendanceRow, AuthSession, ChangePage, CropRead, Device, Enrolment, KeptCrop,
     MachineDecisions, Millis, NoticeQuery, ProvisioningCode, RosterBatch, School, Section, Seen,
-    Store, StoreCounts, StoreError, Student, Tally, User,
+    Store, StoreCounts, StoreError, Student, Tally, TemplateRead, User,
 };
 use crate::domain::audit::{Entry as AuditEntry, Query as AuditQuery};
 use crate::domain::event::Template;
@@ -593,11 +594,21 @@ impl Store for SqliteStore {
     async fn templates_of(
         &self,
         school_id: &str,
-        student_id: Option<&str>,
+        read: TemplateRead,
     ) -> Result<Vec<Template>, StoreError> {
-        let (school_id, student_id) = (school_id.to_owned(), student_id.map(str::to_owned));
+        let school_id = school_id.to_owned();
         self.readers
-            .run(move |conn| templates::templates_of(conn, &school_id, student_id.as_deref()))
+            .run(move |conn| templates::templates_of(conn, &school_id, &read))
+            .await
+    }
+
+    async fn live_template_ids(
+        &self,
+        school_id: &str,
+    ) -> Result<Vec<(String, EmbeddingSpace)>, StoreError> {
+        let school_id = school_id.to_owned();
+        self.readers
+            .run(move |conn| templates::live_ids_of_school(conn, &school_id))
             .await
     }
 

@@ -9,7 +9,7 @@ use shared_proto::sync::Embedding;
 use shared_proto::{EmbeddingSpace, ModelId};
 
 use crate::domain::event::Template;
-use crate::store::{KeptCrop, StoreError};
+use crate::store::{KeptCrop, StoreError, TemplateRead};
 
 /// Stores a new template.
 pub fn insert(conn: &Connection, school_id: &str, template: &Template) -> Result<(), StoreError> {
@@ -67,21 +67,63 @@ pub fn live_ids(conn: &Connection, student_id: &str) -> Result<Vec<String>, Stor
 pub fn templates_of(
     conn: &Connection,
     school_id: &str,
-    student_id: Option<&str>,
+    read: &TemplateRead,
 ) -> Result<Vec<Template>, StoreError> {
+    const LIVE: &str = "SELECT id, student_id, model_id, embedding, quality, source, created_at,
+        space FROM templates WHERE school_id = ?1 AND tombstone = 0";
+    let oldest_first = " ORDER BY created_at, id";
+    match read {
+        TemplateRead::School => {
+            let mut stmt = conn.prepare_cached(&format!("{LIVE}{oldest_first}"))?;
+            let rows = stmt.query_map([school_id], template_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        }
+        TemplateRead::Student(student_id) => {
+            let sql = format!("{LIVE} AND student_id = ?2{oldest_first}");
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map([school_id, student_id], template_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        }
+        TemplateRead::Ids(ids) => {
+            let mut stmt = conn.prepare_cached(&format!("{LIVE} AND id = ?2"))?;
+            let mut templates = Vec::with_capacity(ids.len());
+            for id in ids {
+                templates.extend(
+                    stmt.query_row([school_id, id], template_from_row)
+                        .optional()?,
+                );
+            }
+            templates.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            Ok(templates)
+        }
+    }
+}
+
+/// The id and space of each of the school's live templates, from the `templates_school` index
+/// alone: no vector is read.
+pub fn live_ids_of_school(
+    conn: &Connection,
+    school_id: &str,
+) -> Result<Vec<(String, EmbeddingSpace)>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, student_id, model_id, embedding, quality, source, created_at, space FROM templates
-         WHERE school_id = ?1 AND (?2 IS NULL OR student_id = ?2) AND tombstone = 0
-         ORDER BY created_at, id",
+        "SELECT id, model_id, space FROM templates INDEXED BY templates_school
+         WHERE school_id = ?1 AND tombstone = 0",
     )?;
-    let rows = stmt.query_map(rusqlite::params![school_id, student_id], template_from_row)?;
+    let rows = stmt.query_map([school_id], |r| {
+        let space = match r.get::<_, Option<String>>(2)? {
+            Some(space) => space.parse().map_err(|e| corrupt(2, format!("{e}")))?,
+            None => EmbeddingSpace::of_model_str(&r.get::<_, String>(1)?),
+        };
+        Ok((r.get(0)?, space))
+    })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+fn corrupt(column: usize, why: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Blob, why.into())
+}
+
 fn template_from_row(r: &Row<'_>) -> rusqlite::Result<Template> {
-    let corrupt = |column: usize, why: String| {
-        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Blob, why.into())
-    };
     let model: String = r.get(2)?;
     let model: ModelId = model.parse().map_err(|e| corrupt(2, format!("{e}")))?;
     let space = match r.get::<_, Option<String>>(7)? {
