@@ -132,7 +132,7 @@ impl Gallery {
             return self.score_rows_half(half, faces, rows, best);
         }
         let row = |r: usize| &self.vectors[r * dims..(r + 1) * dims];
-        let (block, dot) = (block_kernel(), dot_kernel());
+        let (block, dot) = (block_kernel(), crate::vision::dot);
         self.score_with(
             faces,
             rows,
@@ -242,23 +242,8 @@ impl Gallery {
     }
 }
 
-type DotFn = fn(&[f32], &[f32]) -> f32;
 /// Four faces against two templates: `result[face][template]`.
 type BlockFn = fn(&[&[f32]; 4], &[&[f32]; 2]) -> [[f32; 2]; 4];
-
-/// The fastest dot product this CPU runs: AVX2+FMA where present, else portable code.
-fn dot_kernel() -> DotFn {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            return |a, b| {
-                // SAFETY: the features it was compiled for were detected on this CPU just above.
-                unsafe { dot_avx2(a, b) }
-            };
-        }
-    }
-    dot_portable
-}
 
 fn block_kernel() -> BlockFn {
     #[cfg(target_arch = "x86_64")]
@@ -273,43 +258,14 @@ fn block_kernel() -> BlockFn {
     block_portable
 }
 
-/// Sixteen independent lanes let the compiler keep the sum in vector registers.
-#[inline(always)]
-fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 16];
-    let (a_chunks, b_chunks) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a_chunks.zip(b_chunks) {
-        for i in 0..16 {
-            lanes[i] += x[i] * y[i];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
-}
-
-fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
-    dot_lanes(a, b)
-}
-
 fn block_portable(f: &[&[f32]; 4], t: &[&[f32]; 2]) -> [[f32; 2]; 4] {
     let mut out = [[0.0; 2]; 4];
     for (i, face) in f.iter().enumerate() {
         for (j, template) in t.iter().enumerate() {
-            out[i][j] = dot_lanes(face, template);
+            out[i][j] = crate::vision::dot_lanes(face, template);
         }
     }
     out
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    dot_lanes(a, b)
 }
 
 /// Eight accumulators (4 faces x 2 templates) of eight lanes each: per step of eight dimensions,
@@ -476,8 +432,8 @@ mod tests {
             .map(|i| ((i * 104_729) % 97) as f32 / 97.0 - 0.5)
             .collect();
         let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot_kernel()(&a, &b) - plain).abs() < 1e-4);
-        assert!((dot_portable(&a, &b) - plain).abs() < 1e-4);
+        assert!((crate::vision::dot(&a, &b) - plain).abs() < 1e-4);
+        assert!((crate::vision::dot_lanes(&a, &b) - plain).abs() < 1e-4);
         // Lengths that are not a multiple of eight exercise the tails.
         let faces: Vec<&[f32]> = (0..4).map(|i| &a[i..i + 509]).collect();
         let templates = [&b[..509], &b[3..512]];

@@ -30,8 +30,54 @@ impl Embedding {
     }
 }
 
+/// The dot product of two vectors, with the fastest kernel this CPU runs (AVX2+FMA where present,
+/// else portable code): a matcher's and the ML service's look-alike check's inner loop.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    static KERNEL: std::sync::LazyLock<DotFn> = std::sync::LazyLock::new(dot_kernel);
+    KERNEL(a, b)
+}
+
+type DotFn = fn(&[f32], &[f32]) -> f32;
+
+fn dot_kernel() -> DotFn {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return |a, b| {
+                // SAFETY: the features it was compiled for were detected on this CPU just above.
+                unsafe { dot_avx2(a, b) }
+            };
+        }
+    }
+    dot_lanes
+}
+
+/// Sixteen independent lanes let the compiler keep the sum in vector registers. A plain
+/// `zip().map().sum()` adds one product at a time (float addition is not reassociated): at 512
+/// dimensions the look-alike check over a 6,000-template gallery spent ~1.3 s of a 500-photo
+/// bulk enrolment in it.
+#[inline(always)]
+pub(crate) fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    let (a_chunks, b_chunks) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for i in 0..16 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    dot_lanes(a, b)
 }
 
 pub struct Embedder {

@@ -19,6 +19,7 @@ use shared_proto::{EmbeddingSpace, ModelId};
 
 pub use align::{AlignedFace, align_face};
 pub use detect::{DetectOptions, Detection, Detector};
+pub(crate) use embed::dot_lanes;
 pub use embed::{DEFAULT_BATCH, Embedder, Embedding, dot};
 pub use liveness::Liveness;
 pub use manifest::Manifest;
