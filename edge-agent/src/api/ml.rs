@@ -337,15 +337,14 @@ pub(super) async fn enrol_faces(
             .metrics
             .count_gallery(added.len(), base.as_ref().map_or(0, |(_, b)| b.len()));
         let keep = |sent: Templates| {
-            let sent = Arc::new(sent);
-            let id = service.galleries.keep(asked.space.clone(), Arc::clone(&sent));
+            let id = service.galleries.keep(asked.space.clone(), sent.clone());
             (sent, id)
         };
         let (sent, gallery_id) = match base {
             // Nothing new: the kept gallery is this call's, under its own id.
             Some((id, base)) if added.is_empty() => (base, Some(id)),
-            Some((_, base)) => keep(base.iter().cloned().chain(added).collect()),
-            None => keep(added),
+            Some((_, base)) => keep(base.and(added)),
+            None => keep(Templates::new(added)),
         };
         // Photos enrolled earlier in this call: checked against like the gallery, kept apart
         // from it (the caller sends them as templates next time).
