@@ -356,6 +356,33 @@ fn every_endpoint_answers_on_real_photos_and_agrees_with_the_cli() {
     assert_eq!(named["photos"][0]["other"], "abel", "{named}");
     // Nothing was added: the same gallery, under the same id.
     assert_eq!(named["gallery_id"], forced["gallery_id"], "{named}");
+    // A call with no photo keeps its gallery only (a part of one too large for a call); the next
+    // names it, and the look-alike is found in it.
+    let (code, part) = post(
+        &service,
+        "/v1/ml/enrol-faces",
+        &json!({ "photos": [], "space": space, "gallery": [{ "student": "abel", "embedding": outcomes[0]["embedding"] }] }),
+    );
+    assert_eq!(code, 200, "{part}");
+    assert_eq!(part["photos"], json!([]), "{part}");
+    let (code, on_part) = post(
+        &service,
+        "/v1/ml/enrol-faces",
+        &json!({ "photos": [photos[1].clone()], "space": space, "gallery_base": part["gallery_id"] }),
+    );
+    assert_eq!(code, 200, "{on_part}");
+    assert_eq!(on_part["photos"][0]["other"], "abel", "{on_part}");
+    // Neither a photo nor a gallery: nothing to do, refused.
+    let (code, empty) = post(
+        &service,
+        "/v1/ml/enrol-faces",
+        &json!({ "photos": [], "space": space }),
+    );
+    assert_eq!(
+        (code, empty["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{empty}"
+    );
     // A gallery the service does not keep: 409, and the caller sends the whole gallery again.
     let (code, lost) = post(
         &service,
@@ -434,9 +461,10 @@ fn every_endpoint_answers_on_real_photos_and_agrees_with_the_cli() {
         "rollcall_ml_requests_total{route=\"/v1/ml/encode-face\",status=\"422\"} 3",
         "rollcall_ml_queue_capacity 8",
         "rollcall_ml_rejected_unauthorized_total 1",
-        // Enrol calls sent one template each twice, then named the second's gallery once.
-        "rollcall_ml_gallery_templates_sent_total 2",
-        "rollcall_ml_gallery_templates_reused_total 1",
+        // Enrol calls sent one template each three times (the third a part alone), and named a
+        // kept gallery of one template twice.
+        "rollcall_ml_gallery_templates_sent_total 3",
+        "rollcall_ml_gallery_templates_reused_total 2",
     ] {
         assert!(metrics.contains(wanted), "{wanted} not in\n{metrics}");
     }

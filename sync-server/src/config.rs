@@ -99,6 +99,15 @@ pub struct MlConfig {
     /// Largest photo, in bytes. Default 10 MiB.
     #[serde(default = "default_ml_max_photo_bytes")]
     pub max_photo_bytes: usize,
+    /// Most templates one call to the service carries. A larger gallery goes first in calls
+    /// without photos, each this many (~2.8 KB of JSON a template), so that no call passes the
+    /// service's `max_body_bytes`. Default 2,000 (~5.6 MB).
+    #[serde(default = "default_ml_gallery_part")]
+    pub gallery_part: usize,
+}
+
+fn default_ml_gallery_part() -> usize {
+    2_000
 }
 
 fn default_ml_timeout_s() -> f64 {
@@ -454,10 +463,11 @@ impl Config {
                 || ml.max_waiting_photos == 0
                 || ml.photo_max_age_hours == 0
                 || ml.max_photo_bytes == 0
+                || ml.gallery_part == 0
                 || ml.max_upload_bytes < ml.max_photo_bytes
             {
                 return invalid(
-                    "ml: timeout_s, breaker_failures, max_waiting_photos, photo_max_age_hours and max_photo_bytes must be above 0, and max_upload_bytes at least max_photo_bytes"
+                    "ml: timeout_s, breaker_failures, max_waiting_photos, photo_max_age_hours, max_photo_bytes and gallery_part must be above 0, and max_upload_bytes at least max_photo_bytes"
                         .to_owned(),
                 );
             }

@@ -304,7 +304,9 @@ pub(super) async fn encode_face(
 
 /// `POST /v1/ml/enrol-faces`: photos through the box's enrolment gate (`enrolment::check_pose`,
 /// `check_unlike_others`), each answered on its own; the school's gallery is sent with them, or
-/// named (`gallery_base`, `galleries`) with only the templates added since.
+/// named (`gallery_base`, `galleries`) with only the templates added since. A call with no photo
+/// and a gallery only keeps it: a gallery too large for one call's body goes in parts, each
+/// naming the one before.
 pub(super) async fn enrol_faces(
     State(s): State<AppState>,
     request: Request,
@@ -314,11 +316,15 @@ pub(super) async fn enrol_faces(
     let service = Arc::clone(&s);
     let answer = on_pool(&s, wire::ENROL_FACES, move |pipeline, timer| {
         let asked: wire::EnrolRequest = body.parse()?;
-        if asked.photos.is_empty() || asked.photos.len() > wire::MAX_ENROL_PHOTOS {
+        // No photos: a part of a gallery too large for one call, kept for the calls after it.
+        if asked.photos.len() > wire::MAX_ENROL_PHOTOS
+            || (asked.photos.is_empty() && asked.gallery.is_empty())
+        {
             return Err(ApiError::Invalid(format!(
-                "send 1 to {} photos a call, not {}",
+                "send 1 to {} photos a call, or no photo and a part of a gallery; not {} photos and {} templates",
                 wire::MAX_ENROL_PHOTOS,
-                asked.photos.len()
+                asked.photos.len(),
+                asked.gallery.len()
             )));
         }
         let base = match asked.gallery_base {

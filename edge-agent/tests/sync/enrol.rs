@@ -10,7 +10,10 @@ use reqwest::Method;
 use reqwest::blocking::multipart;
 use serde_json::Value;
 
+use edge_agent::store::NewTemplate;
+
 use super::common::{self, MlService};
+use super::fixtures::Room;
 use super::proxy::FlakyProxy;
 use super::server::{Backend, SCHOOL, Server, free_port};
 use super::{capture, joined, names};
@@ -414,6 +417,115 @@ fn photos_enrolled_centrally_are_recognised_by_a_box_on_mongodb() {
 /// The service down: five failed calls open the breaker and the photos wait on disk; a student
 /// whose consent is withdrawn meanwhile has their photos dropped and deleted; the service back,
 /// a probe after the reset time closes the breaker and the queued photos are enrolled.
+/// `n` templates of the school in the service's model and space, made on a box of the school and
+/// pushed: unit vectors unlike any face.
+fn add_templates(server: &Server, service: &MlService, student: &str, n: usize) {
+    let status: Value = reqwest::blocking::Client::new()
+        .get(service.url("/v1/ml/status"))
+        .header("x-api-key", common::ML_KEY)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let (model, space) = (
+        status["model"].as_str().unwrap(),
+        status["space"].as_str().unwrap(),
+    );
+    let dimensions = status["dimensions"].as_u64().unwrap() as usize;
+    let room = Room::join(server, "gallery maker");
+    let mut store = room.store();
+    for i in 0..n {
+        let mut vector = vec![0.0f32; dimensions];
+        vector[i % dimensions] = 1.0;
+        let template = NewTemplate {
+            student_id: student,
+            model_id: model,
+            space,
+            vector: &vector,
+            quality: 0.8,
+            source: "enrol-photo",
+            crop: None,
+        };
+        store.add_template(&template, "test").unwrap();
+    }
+    drop(store);
+    room.sync_all();
+}
+
+/// A gallery larger than one call to the service may carry goes in parts: calls without photos,
+/// each naming the gallery the service kept from the one before. The photo's call after them is
+/// checked against all of it.
+#[test]
+fn a_gallery_past_the_services_body_limit_goes_in_parts() {
+    let students = common::students(3);
+    // A call of one photo (at most ~18 KB of base64) and 4 templates (~2.8 KB each) fits in
+    // 64 KiB; one with the 41 templates below (~115 KB) would be refused with 413.
+    let service = MlService::start("pipelines = 1\nmax_body_bytes = 65536", "");
+    let (server, _roster) = school_with(
+        Backend::Embedded,
+        &students,
+        &ml_config(service.port, "gallery_part = 4"),
+    );
+    let (status, job) = upload_photos(
+        &server,
+        &students[0].id,
+        &[&students[0].enrol_photo],
+        "wait_s=60",
+    );
+    assert_eq!(
+        (status, &job["report"][0]["state"]),
+        (200, &"enrolled".into()),
+        "{job}"
+    );
+    // 40 more templates, pushed by a box: 41 new to the gallery the service keeps.
+    add_templates(&server, &service, &students[2].id, 40);
+
+    // The same face for someone else: found among the parts, a look-alike.
+    let (status, job) = upload_photos(
+        &server,
+        &students[1].id,
+        &[&students[0].enrol_photo],
+        "wait_s=60",
+    );
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["report"][0]["code"], "looks_like_another", "{job}");
+    assert!(
+        job["report"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&students[0].id),
+        "{job}"
+    );
+    // Each of the 41 went once: 10 parts of 4, then 1 with the photo.
+    assert_eq!(
+        service.metric("rollcall_ml_gallery_templates_sent_total"),
+        41
+    );
+    let calls = |status: u16| {
+        service.metric(&format!(
+            "rollcall_ml_requests_total{{route=\"/v1/ml/enrol-faces\",status=\"{status}\"}}"
+        ))
+    };
+    assert_eq!(calls(200), 1 + 10 + 1);
+
+    // The student's own face: enrolled, on the gallery built (nothing sent again).
+    let (status, job) = upload_photos(
+        &server,
+        &students[1].id,
+        &[&students[1].enrol_photo],
+        "wait_s=60",
+    );
+    assert_eq!(
+        (status, &job["report"][0]["state"]),
+        (200, &"enrolled".into()),
+        "{job}"
+    );
+    assert_eq!(
+        service.metric("rollcall_ml_gallery_templates_sent_total"),
+        41
+    );
+}
+
 #[test]
 fn queued_photos_wait_for_a_service_that_is_down_and_go_through_once_it_is_back() {
     let students = common::students(2);

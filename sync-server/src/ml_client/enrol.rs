@@ -372,6 +372,59 @@ impl Enroller {
         Ok(templates)
     }
 
+    /// Templates to send beyond `gallery_part` go first in calls without photos, each part
+    /// building on the gallery the service kept from the one before, so that no call carries
+    /// more than a part: a school of 20,000 templates is ~56 MB of JSON, past the service's
+    /// 20 MiB body limit. Answers the delta and the templates left for the call with the photos:
+    /// the last part, named on the gallery the others built. A service that keeps no galleries,
+    /// or refuses a part, gets them all with the photos, as before.
+    async fn in_parts(
+        &self,
+        school: &str,
+        space: &EmbeddingSpace,
+        delta: Delta,
+        mut sent: Vec<Template>,
+    ) -> Result<(Delta, Vec<Template>), MlError> {
+        let part = self.config.gallery_part;
+        if sent.len() <= part {
+            return Ok((delta, sent));
+        }
+        // The last part, 1 to `part` templates, goes with the photos.
+        let last = sent.split_off((sent.len() - 1) / part * part);
+        let mut built = delta.clone();
+        let mut refused = None;
+        for chunk in sent.chunks(part) {
+            let request = EnrolRequest {
+                photos: Vec::new(),
+                space: space.clone(),
+                gallery_base: built.base.clone(),
+                gallery: chunk.iter().map(gallery_template).collect(),
+                force: false,
+                keep_crops: false,
+            };
+            match self.client.enrol(&request).await {
+                Ok(answer) => match answer.gallery_id {
+                    Some(id) => {
+                        built.grow(id, chunk);
+                        continue;
+                    }
+                    None => refused = Some("the service keeps no galleries".to_owned()),
+                },
+                Err(e) if e.is_down() => return Err(e),
+                Err(e) => refused = Some(e.to_string()),
+            }
+            break;
+        }
+        match refused {
+            None => Ok((built, last)),
+            Some(why) => {
+                tracing::warn!(school, %why, "a gallery in parts: sending it whole instead");
+                sent.extend(last);
+                Ok((delta, sent))
+            }
+        }
+    }
+
     /// One batch of one job: `Ok(true)` when it did something, `Ok(false)` when nothing waits,
     /// `Err` when the service cannot take it now (the photos stay waiting).
     async fn step(&self) -> Result<bool, MlError> {
@@ -444,8 +497,11 @@ impl Enroller {
                 .collect(),
             Err(e) => return Err(MlError::Unreachable(format!("the store: {e}"))),
         };
-        let mut delta = self.galleries.delta(&job.school, &status.space, &live);
-        let mut sent = self.gallery(&job.school, &status.space, &delta).await?;
+        let delta = self.galleries.delta(&job.school, &status.space, &live);
+        let sent = self.gallery(&job.school, &status.space, &delta).await?;
+        let (mut delta, mut sent) = self
+            .in_parts(&job.school, &status.space, delta, sent)
+            .await?;
         let mut photos = Vec::with_capacity(batch.len());
         {
             let queue = self.queue();
@@ -499,9 +555,12 @@ impl Enroller {
         {
             // The service restarted, or let the school's gallery go for newer ones.
             self.galleries.forget(&job.school);
-            delta = self.galleries.delta(&job.school, &status.space, &live);
-            sent = self.gallery(&job.school, &status.space, &delta).await?;
-            request.gallery_base = None;
+            let whole = self.galleries.delta(&job.school, &status.space, &live);
+            let templates = self.gallery(&job.school, &status.space, &whole).await?;
+            (delta, sent) = self
+                .in_parts(&job.school, &status.space, whole, templates)
+                .await?;
+            request.gallery_base = delta.base.clone();
             request.gallery = sent.iter().map(gallery_template).collect();
             answer = self.client.enrol(&request).await;
         }

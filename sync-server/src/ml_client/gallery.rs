@@ -32,7 +32,7 @@ pub(super) struct SentGalleries {
 
 /// What one call sends: a kept gallery and the live templates it lacks, or (no `base`) the
 /// whole gallery.
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(super) struct Delta {
     /// The kept gallery to name.
     pub base: Option<String>,
@@ -40,6 +40,16 @@ pub(super) struct Delta {
     pub added: Vec<String>,
     /// The templates the base holds.
     held: HashSet<String>,
+}
+
+impl Delta {
+    /// The service answered `id` to a call that sent `part` on this delta's base: the delta now
+    /// names that gallery, which holds `part` too.
+    pub fn grow(&mut self, id: String, part: &[Template]) {
+        self.base = Some(id);
+        self.added.clear();
+        self.held.extend(part.iter().map(|t| t.id.clone()));
+    }
 }
 
 impl SentGalleries {
@@ -175,6 +185,28 @@ mod tests {
 
         // Another school has its own gallery.
         assert_eq!(galleries.delta("south", &space(), &ids(&["a"])).base, None);
+    }
+
+    #[test]
+    fn a_gallery_built_in_parts_is_named_and_holds_every_part() {
+        let galleries = SentGalleries::default();
+        let mut delta = galleries.delta("north", &space(), &ids(&["a", "b", "c"]));
+        assert_eq!(delta.base, None);
+        // The service kept two parts of the whole gallery: a, then b.
+        delta.grow("p1".into(), &templates(&["a"]));
+        delta.grow("p2".into(), &templates(&["b"]));
+        assert_eq!(delta.base.as_deref(), Some("p2"));
+        // The call with the photos sent c on p2.
+        galleries.answered(
+            "north",
+            &space(),
+            delta,
+            &templates(&["c"]),
+            Some("g".into()),
+        );
+        let next = galleries.delta("north", &space(), &ids(&["a", "b", "c", "d"]));
+        assert_eq!(next.base.as_deref(), Some("g"));
+        assert_eq!(next.added, ["d"]);
     }
 
     #[test]
