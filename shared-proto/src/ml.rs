@@ -262,7 +262,7 @@ pub mod service {
     }
 
     /// The most photos one `enrol-faces` call takes: a bulk enrolment sends its photos in calls of
-    /// this many, each with the school's gallery.
+    /// this many, each with the school's gallery or what was added to a gallery the service keeps.
     pub const MAX_ENROL_PHOTOS: usize = 8;
 
     /// A photo to make a template of, for `student`.
@@ -285,6 +285,10 @@ pub mod service {
     /// its gallery once, not with every call of 8 photos. A base the service no longer keeps (it
     /// restarted, or let it go for newer ones) is refused with 409 [`GALLERY_UNKNOWN`]: send the
     /// whole gallery again.
+    ///
+    /// A call with no photos and a gallery only keeps the gallery: one too large for a call's
+    /// body goes in parts, each naming the gallery kept from the one before. A call with neither
+    /// is refused (400).
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     pub struct EnrolRequest {
         pub photos: Vec<EnrolPhoto>,
