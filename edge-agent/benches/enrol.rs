@@ -25,11 +25,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use edge_agent::store::NewTemplate;
 use serde_json::{Value, json};
 
 use common::{ML_KEY, MlService};
-use fixtures::Room;
 use server::{Backend, Server};
 
 fn arg(name: &str, default: usize) -> usize {
@@ -42,15 +40,9 @@ fn arg(name: &str, default: usize) -> usize {
 /// `n` templates over `students`, in the service's model and space, made on a box of the school
 /// and pushed: pseudo-random unit vectors, like no real face (their similarity to one is ~0).
 fn seed_gallery(server: &Server, students: &[String], n: usize, status: &Value) {
-    let room = Room::join(server, "gallery seeder");
-    let (model, space) = (
-        status["model"].as_str().unwrap(),
-        status["space"].as_str().unwrap(),
-    );
     let dimensions = status["dimensions"].as_u64().unwrap() as usize;
     let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-    let mut store = room.store();
-    for i in 0..n {
+    let templates = (0..n).map(|i| {
         let mut vector: Vec<f32> = (0..dimensions)
             .map(|_| {
                 // xorshift64: reproducible, and no dependency for it.
@@ -62,19 +54,9 @@ fn seed_gallery(server: &Server, students: &[String], n: usize, status: &Value) 
             .collect();
         let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
         vector.iter_mut().for_each(|x| *x /= norm);
-        let template = NewTemplate {
-            student_id: &students[i % students.len()],
-            model_id: model,
-            space,
-            vector: &vector,
-            quality: 0.8,
-            source: "enrol-photo",
-            crop: None,
-        };
-        store.add_template(&template, "bench").unwrap();
-    }
-    drop(store);
-    room.sync_all();
+        (students[i % students.len()].as_str(), vector)
+    });
+    fixtures::push_templates(server, status, templates);
 }
 
 /// One bulk enrolment on a fresh server and service (`serve`: the service's `[serve]` lines).

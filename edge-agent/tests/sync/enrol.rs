@@ -10,10 +10,8 @@ use reqwest::Method;
 use reqwest::blocking::multipart;
 use serde_json::Value;
 
-use edge_agent::store::NewTemplate;
-
 use super::common::{self, MlService};
-use super::fixtures::Room;
+use super::fixtures::push_templates;
 use super::proxy::FlakyProxy;
 use super::server::{Backend, SCHOOL, Server, free_port};
 use super::{capture, joined, names};
@@ -238,21 +236,7 @@ fn photos_enrolled_centrally_are_recognised_by_a_box(backend: Backend) {
     assert!(html.contains("1 enrolled"), "{html}");
     assert!(html.contains("Every box of the school receives"), "{html}");
     // The same face for someone else is a look-alike: refused, naming whom it matches.
-    let (status, job) = upload_photos(
-        &server,
-        &students[1].id,
-        &[&students[0].enrol_photo],
-        "wait_s=60",
-    );
-    assert_eq!(status, 200, "{job}");
-    assert_eq!(job["report"][0]["code"], "looks_like_another", "{job}");
-    assert!(
-        job["report"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains(&students[0].id),
-        "{job}"
-    );
+    refused_as_look_alike(&server, &students[1], &students[0]);
 
     // A ZIP: a student by file name, one by a numbered name, a stranger, a text file.
     let bytes = common::zip_of(&[
@@ -417,7 +401,7 @@ fn photos_enrolled_centrally_are_recognised_by_a_box_on_mongodb() {
 /// The service down: five failed calls open the breaker and the photos wait on disk; a student
 /// whose consent is withdrawn meanwhile has their photos dropped and deleted; the service back,
 /// a probe after the reset time closes the breaker and the queued photos are enrolled.
-/// `n` templates of the school in the service's model and space, made on a box of the school and
+/// `n` templates of `student`, made on a box of the school in the service's model and space and
 /// pushed: unit vectors unlike any face.
 fn add_templates(server: &Server, service: &MlService, student: &str, n: usize) {
     let status: Value = reqwest::blocking::Client::new()
@@ -427,29 +411,22 @@ fn add_templates(server: &Server, service: &MlService, student: &str, n: usize) 
         .unwrap()
         .json()
         .unwrap();
-    let (model, space) = (
-        status["model"].as_str().unwrap(),
-        status["space"].as_str().unwrap(),
-    );
     let dimensions = status["dimensions"].as_u64().unwrap() as usize;
-    let room = Room::join(server, "gallery maker");
-    let mut store = room.store();
-    for i in 0..n {
+    let one_hot = (0..n).map(|i| {
         let mut vector = vec![0.0f32; dimensions];
         vector[i % dimensions] = 1.0;
-        let template = NewTemplate {
-            student_id: student,
-            model_id: model,
-            space,
-            vector: &vector,
-            quality: 0.8,
-            source: "enrol-photo",
-            crop: None,
-        };
-        store.add_template(&template, "test").unwrap();
-    }
-    drop(store);
-    room.sync_all();
+        (student, vector)
+    });
+    push_templates(server, &status, one_hot);
+}
+
+/// Uploads `like`'s photo as `student`'s: refused, a look-alike naming `like`.
+fn refused_as_look_alike(server: &Server, student: &common::Student, like: &common::Student) {
+    let (status, job) = upload_photos(server, &student.id, &[&like.enrol_photo], "wait_s=60");
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["report"][0]["code"], "looks_like_another", "{job}");
+    let reason = job["report"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains(&like.id), "{job}");
 }
 
 /// A gallery larger than one call to the service may carry goes in parts: calls without photos,
@@ -481,21 +458,7 @@ fn a_gallery_past_the_services_body_limit_goes_in_parts() {
     add_templates(&server, &service, &students[2].id, 40);
 
     // The same face for someone else: found among the parts, a look-alike.
-    let (status, job) = upload_photos(
-        &server,
-        &students[1].id,
-        &[&students[0].enrol_photo],
-        "wait_s=60",
-    );
-    assert_eq!(status, 200, "{job}");
-    assert_eq!(job["report"][0]["code"], "looks_like_another", "{job}");
-    assert!(
-        job["report"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains(&students[0].id),
-        "{job}"
-    );
+    refused_as_look_alike(&server, &students[1], &students[0]);
     // Each of the 41 went once: 10 parts of 4, then 1 with the photo.
     assert_eq!(
         service.metric("rollcall_ml_gallery_templates_sent_total"),

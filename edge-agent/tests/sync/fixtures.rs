@@ -49,6 +49,35 @@ pub fn record_sessions(store: &mut Store, n: usize, students: &[String]) -> usiz
     n * (1 + students.len())
 }
 
+/// Pushes `templates` (student, vector) from a new box of the school, in the model and space of
+/// the ML service whose `/v1/ml/status` answered `status`: templates as boxes would have enrolled.
+pub fn push_templates<'s>(
+    server: &Server,
+    status: &serde_json::Value,
+    templates: impl IntoIterator<Item = (&'s str, Vec<f32>)>,
+) {
+    let (model_id, space) = (
+        status["model"].as_str().unwrap(),
+        status["space"].as_str().unwrap(),
+    );
+    let room = Room::join(server, "template maker");
+    let mut store = room.store();
+    for (student_id, vector) in templates {
+        let template = NewTemplate {
+            student_id,
+            model_id,
+            space,
+            vector: &vector,
+            quality: 0.8,
+            source: "enrol-photo",
+            crop: None,
+        };
+        store.add_template(&template, "test").unwrap();
+    }
+    drop(store);
+    room.sync_all();
+}
+
 /// `per_student` distinct synthetic 512-d templates for each student.
 pub fn add_synthetic_templates(store: &mut Store, students: &[String], per_student: usize) {
     for (i, student) in students.iter().enumerate() {
