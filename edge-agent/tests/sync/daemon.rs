@@ -85,7 +85,19 @@ fn the_daemon_syncs_beside_the_screen_reports_its_health_and_hands_back() {
     // Watchdog pings at half of WATCHDOG_USEC while the loop ticks.
     let ping = next_notification(&notify);
     assert_eq!(ping.trim_end(), "WATCHDOG=1");
-    let holder = edge_agent::sync::lock::holder(classroom.data()).expect("a holder");
+    // The first ping may come before the sync thread has taken the lock (the watchdog's first
+    // tick is at once, and the loop counts as alive until its first cycle is due).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let holder = loop {
+        if let Some(holder) = edge_agent::sync::lock::holder(classroom.data()) {
+            break holder;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never held the sync lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(
         (holder.by.as_str(), holder.url.as_deref()),
         ("daemon", Some(url.as_str()))
