@@ -375,6 +375,18 @@ pub struct KeptCrop {
     pub crop: Vec<u8>,
 }
 
+/// A stored template's embedding space: its own, or for one stored before spaces (no `space`),
+/// its model's. The same for both backends; a `space` that does not parse is corruption.
+pub(crate) fn stored_space(
+    space: Option<&str>,
+    model: &str,
+) -> Result<shared_proto::EmbeddingSpace, shared_proto::EmbeddingSpaceError> {
+    match space {
+        Some(space) => space.parse(),
+        None => Ok(shared_proto::EmbeddingSpace::of_model_str(model)),
+    }
+}
+
 /// Which of a school's live templates `Store::templates_of` reads.
 #[derive(Clone, Debug)]
 pub enum TemplateRead {

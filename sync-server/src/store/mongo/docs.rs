@@ -4,13 +4,13 @@
 use crate::domain::settings::SchoolSettings;
 use mongodb::bson::{Binary, spec::BinarySubtype};
 use serde::{Deserialize, Serialize};
+use shared_proto::ModelId;
 use shared_proto::sync::{Consent, Embedding, EnrolmentRole, MarkSource, MarkStatus, ScheduleSlot};
-use shared_proto::{EmbeddingSpace, ModelId};
 
 use crate::domain::event::Template;
 use crate::store::{
     AttendanceRow, AuthSession, BoxState, Device, DeviceActivity, Enrolment, Millis, Role, School,
-    Section, StoreError, Student, Teacher, User,
+    Section, StoreError, Student, Teacher, User, stored_space,
 };
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -380,16 +380,13 @@ impl TemplateDoc {
     /// reported with its id.
     pub fn into_template(self) -> Result<Template, StoreError> {
         let corrupt = |why: String| StoreError::Backend(format!("template {}: {why}", self.id));
-        let model: ModelId = self
+        let model_text = self
             .model_id
             .as_deref()
-            .ok_or_else(|| corrupt("no model id".to_owned()))?
-            .parse()
-            .map_err(|e| corrupt(format!("{e}")))?;
-        let space = match self.space.as_deref() {
-            Some(space) => space.parse().map_err(|e| corrupt(format!("{e}")))?,
-            None => EmbeddingSpace::of_model(&model),
-        };
+            .ok_or_else(|| corrupt("no model id".to_owned()))?;
+        let model: ModelId = model_text.parse().map_err(|e| corrupt(format!("{e}")))?;
+        let space =
+            stored_space(self.space.as_deref(), model_text).map_err(|e| corrupt(format!("{e}")))?;
         let bytes = &self
             .embedding
             .as_ref()

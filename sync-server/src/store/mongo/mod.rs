@@ -33,7 +33,7 @@ use super::transaction::{Done, Operation};
 use super::{
     AttendanceQuery, AttendanceRow, AuthSession, ChangePage, CropRead, Device, Enrolment, KeptCrop,
     MachineDecisions, Millis, NoticeQuery, ProvisioningCode, RosterBatch, School, Section, Seen,
-    Store, StoreCounts, StoreError, Student, Tally, TallyRow, TemplateRead, User,
+    Store, StoreCounts, StoreError, Student, Tally, TallyRow, TemplateRead, User, stored_space,
 };
 use docs::{MarkDoc, SectionDoc, StudentDoc, TemplateDoc};
 use error::DbError;
@@ -566,12 +566,9 @@ impl Store for MongoStore {
             .await?
             .into_iter()
             .map(|live| {
-                let space = match live.space {
-                    Some(space) => space
-                        .parse()
-                        .map_err(|e| StoreError::Backend(format!("template {}: {e}", live.id)))?,
-                    None => EmbeddingSpace::of_model_str(live.model_id.as_deref().unwrap_or("")),
-                };
+                let model = live.model_id.as_deref().unwrap_or_default();
+                let space = stored_space(live.space.as_deref(), model)
+                    .map_err(|e| StoreError::Backend(format!("template {}: {e}", live.id)))?;
                 Ok((live.id, space))
             })
             .collect()

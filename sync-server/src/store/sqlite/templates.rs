@@ -9,7 +9,7 @@ use shared_proto::sync::Embedding;
 use shared_proto::{EmbeddingSpace, ModelId};
 
 use crate::domain::event::Template;
-use crate::store::{KeptCrop, StoreError, TemplateRead};
+use crate::store::{KeptCrop, StoreError, TemplateRead, stored_space};
 
 /// Stores a new template.
 pub fn insert(conn: &Connection, school_id: &str, template: &Template) -> Result<(), StoreError> {
@@ -110,10 +110,9 @@ pub fn live_ids_of_school(
          WHERE school_id = ?1 AND tombstone = 0",
     )?;
     let rows = stmt.query_map([school_id], |r| {
-        let space = match r.get::<_, Option<String>>(2)? {
-            Some(space) => space.parse().map_err(|e| corrupt(2, format!("{e}")))?,
-            None => EmbeddingSpace::of_model_str(&r.get::<_, String>(1)?),
-        };
+        let (model, space) = (r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?);
+        let space =
+            stored_space(space.as_deref(), &model).map_err(|e| corrupt(2, e.to_string()))?;
         Ok((r.get(0)?, space))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -124,12 +123,11 @@ fn corrupt(column: usize, why: String) -> rusqlite::Error {
 }
 
 fn template_from_row(r: &Row<'_>) -> rusqlite::Result<Template> {
-    let model: String = r.get(2)?;
-    let model: ModelId = model.parse().map_err(|e| corrupt(2, format!("{e}")))?;
-    let space = match r.get::<_, Option<String>>(7)? {
-        Some(space) => space.parse().map_err(|e| corrupt(7, format!("{e}")))?,
-        None => EmbeddingSpace::of_model(&model),
-    };
+    let model_text: String = r.get(2)?;
+    let model: ModelId = model_text.parse().map_err(|e| corrupt(2, format!("{e}")))?;
+    let space = r.get::<_, Option<String>>(7)?;
+    let space =
+        stored_space(space.as_deref(), &model_text).map_err(|e| corrupt(7, e.to_string()))?;
     let blob: Vec<u8> = r.get(3)?;
     if !blob.len().is_multiple_of(4) {
         return Err(corrupt(3, format!("embedding of {} bytes", blob.len())));
