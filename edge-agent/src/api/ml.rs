@@ -26,7 +26,7 @@ use crate::attendance::capture::match_frame;
 use crate::attendance::evidence::{FrameEvidence, Unmatched, decide, fuse};
 use crate::attendance::{Gallery, Thresholds, Verdict};
 use crate::capture::{ImageLimits, decode_image};
-use crate::enrolment::{self, EnrolError};
+use crate::enrolment::{self, LookAlike};
 use crate::store::TemplateRecord;
 use crate::vision::{AlignedFace, Face, Pick, Pipeline, VisionError, select_face};
 
@@ -363,26 +363,26 @@ pub(super) async fn enrol_faces(
             }
         }
         let confident = Thresholds::of(pipeline).confident;
-        let faces: Vec<(&str, &[f32])> = asked
+        // One entry a photo, `None` where it made no face.
+        let faces: Vec<Option<(&str, &[f32])>> = asked
             .photos
             .iter()
             .zip(&made)
-            .filter_map(|(photo, made)| {
+            .map(|(photo, made)| {
                 let (_, (_, vector)) = made.as_ref().ok()?;
                 Some((photo.student.as_str(), vector.as_slice()))
             })
             .collect();
-        let mut alike = if asked.force {
-            Vec::new()
+        let alike = if asked.force {
+            vec![LookAlike::default(); faces.len()]
         } else {
             nearest_others(sent.iter(), &faces, confident)
-        }
-        .into_iter();
+        };
         // Photos enrolled earlier in this call: checked against like the gallery, kept apart
         // from it (the caller sends them as templates next time).
         let mut enrolled: Vec<(String, Vec<f32>)> = Vec::new();
         let mut outcomes = Vec::with_capacity(asked.photos.len());
-        for (photo, made) in asked.photos.into_iter().zip(made) {
+        for ((photo, made), mut alike) in asked.photos.into_iter().zip(made).zip(alike) {
             let (name, (face, vector)) = match made {
                 Ok(made) => made,
                 Err((code, message)) => {
@@ -391,19 +391,12 @@ pub(super) async fn enrol_faces(
                 }
             };
             if !asked.force {
-                let in_gallery = alike.next().flatten();
-                let nearest = in_gallery.into_iter().chain(
-                    enrolled
-                        .iter()
-                        .map(|(student, v)| (student.as_str(), crate::vision::dot(v, &vector))),
-                );
-                if let Err(e) = enrolment::check_unlike_others(&photo.student, nearest, confident) {
-                    let matched = match &e {
-                        EnrolError::LooksLikeAnother {
-                            other, similarity, ..
-                        } => Some((other.clone(), *similarity)),
-                        _ => None,
-                    };
+                for (student, v) in &enrolled {
+                    let similarity = crate::vision::dot(v, &vector);
+                    alike.offer(&photo.student, student, similarity, confident);
+                }
+                let matched = alike.best().map(|(other, s)| (other.to_owned(), s));
+                if let Err(e) = alike.check(&photo.student) {
                     let code = e
                         .code()
                         .unwrap_or(shared_proto::ml::ErrorCode::LooksLikeAnother);
@@ -491,29 +484,24 @@ fn refused(
     }
 }
 
-/// For each of `faces` (student, vector), the template of another student most like it in
-/// `gallery` at or above `confident`, if any. One pass over the gallery serves every face: each
-/// template is read from memory once per call rather than once per photo (a kept gallery of 6,000
-/// templates is 12 MB).
+/// For each of `faces` (student, vector; `None` for a photo without one), the look-alike rule fed
+/// every template of `gallery`. One pass over the gallery serves every face: each template is read
+/// from memory once per call rather than once per photo (a kept gallery of 6,000 templates is
+/// 12 MB).
 fn nearest_others<'g>(
     gallery: impl Iterator<Item = &'g Template>,
-    faces: &[(&str, &[f32])],
+    faces: &[Option<(&str, &[f32])>],
     confident: f32,
-) -> Vec<Option<(&'g str, f32)>> {
-    let mut best: Vec<Option<(&str, f32)>> = vec![None; faces.len()];
-    for (student, v) in gallery {
-        for ((face_student, face), best) in faces.iter().zip(&mut best) {
-            let similarity = crate::vision::dot(v, face);
-            // `>=`: of equals, the last, as `check_unlike_others` picks.
-            if similarity >= confident
-                && student != face_student
-                && best.is_none_or(|(_, b)| similarity >= b)
-            {
-                *best = Some((student.as_str(), similarity));
+) -> Vec<LookAlike<'g>> {
+    let mut alike = vec![LookAlike::default(); faces.len()];
+    for (other, v) in gallery {
+        for (face, alike) in faces.iter().zip(&mut alike) {
+            if let Some((student, face)) = face {
+                alike.offer(student, other, crate::vision::dot(v, face), confident);
             }
         }
     }
-    best
+    alike
 }
 
 /// A gallery sent with a call: each template's vector, checked against the service's space and
@@ -713,18 +701,28 @@ mod tests {
             ("bob".into(), vec![0.8, 0.6]),
             ("cat".into(), vec![0.0, 1.0]),
         ];
-        let faces: [(&str, &[f32]); 3] = [
+        let faces: [Option<(&str, &[f32])>; 4] = [
             // Most like ann, but she is herself: bob is the other one.
-            ("ann", &[1.0, 0.0]),
-            ("dan", &[0.6, 0.8]),
+            Some(("ann", &[1.0, 0.0])),
+            Some(("dan", &[0.6, 0.8])),
+            // A photo without a face.
+            None,
             // Like nobody enough.
-            ("eve", &[-1.0, 0.0]),
+            Some(("eve", &[-1.0, 0.0])),
         ];
-        let best = nearest_others(gallery.iter(), &faces, 0.7);
+        let alike = nearest_others(gallery.iter(), &faces, 0.7);
+        let best: Vec<_> = alike.iter().map(LookAlike::best).collect();
+        assert_eq!(best.len(), 4, "one entry a photo");
         assert_eq!(best[0].map(|b| b.0), Some("bob"));
         // bob (0.96) over cat (0.8) and ann (0.6).
         assert_eq!(best[1].map(|b| b.0), Some("bob"));
         assert!((best[1].unwrap().1 - 0.96).abs() < 1e-6);
         assert_eq!(best[2], None);
+        assert_eq!(best[3], None);
+        assert!(alike[3].check("eve").is_ok());
+        assert!(matches!(
+            alike[1].check("dan"),
+            Err(enrolment::EnrolError::LooksLikeAnother { other, .. }) if other == "bob"
+        ));
     }
 }

@@ -123,23 +123,54 @@ pub fn check_pose(quality: &FaceQuality) -> Result<(), EnrolError> {
 
 /// A face for `student` must not already be another student's: `nearest` are (student,
 /// similarity) of templates near its vector, in any order; the best other student at or above
-/// `confident` refuses it.
+/// `confident` refuses it (`LookAlike`).
 pub fn check_unlike_others<'a>(
     student: &str,
     nearest: impl IntoIterator<Item = (&'a str, f32)>,
     confident: f32,
 ) -> Result<(), EnrolError> {
-    let best = nearest
-        .into_iter()
-        .filter(|&(other, s)| other != student && s >= confident)
-        .max_by(|a, b| a.1.total_cmp(&b.1));
-    match best {
-        Some((other, similarity)) => Err(EnrolError::LooksLikeAnother {
-            student: student.to_owned(),
-            other: other.to_owned(),
-            similarity,
-        }),
-        None => Ok(()),
+    let mut alike = LookAlike::default();
+    for (other, similarity) in nearest {
+        alike.offer(student, other, similarity, confident);
+    }
+    alike.check(student)
+}
+
+/// The look-alike rule, fed one template at a time: of the templates offered for a face of a
+/// student, the one of another student most like it at or above `confident` refuses the face; of
+/// equals, the last offered. The box feeds it a list (`check_unlike_others`); the ML service one
+/// pass over a gallery for all of a call's photos, then the photos enrolled before each.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LookAlike<'a> {
+    best: Option<(&'a str, f32)>,
+}
+
+impl<'a> LookAlike<'a> {
+    /// A template of `other` at `similarity` to a face of `student`.
+    pub fn offer(&mut self, student: &str, other: &'a str, similarity: f32, confident: f32) {
+        if other != student
+            && similarity >= confident
+            && self.best.is_none_or(|(_, best)| similarity >= best)
+        {
+            self.best = Some((other, similarity));
+        }
+    }
+
+    /// The other student the face is most like, and how much, if it is a look-alike.
+    pub fn best(&self) -> Option<(&'a str, f32)> {
+        self.best
+    }
+
+    /// The verdict on the face of `student`: refused if it looks like another student.
+    pub fn check(self, student: &str) -> Result<(), EnrolError> {
+        match self.best {
+            Some((other, similarity)) => Err(EnrolError::LooksLikeAnother {
+                student: student.to_owned(),
+                other: other.to_owned(),
+                similarity,
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -245,4 +276,60 @@ pub fn enrol(
 ) -> Result<Enrolled, EnrolError> {
     let candidate = check(pipeline, store, student_id, frame, options)?;
     keep(store, &candidate, "enrol-photo")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused_for(result: Result<(), EnrolError>) -> Option<(String, f32)> {
+        match result {
+            Ok(()) => None,
+            Err(EnrolError::LooksLikeAnother {
+                other, similarity, ..
+            }) => Some((other, similarity)),
+            Err(e) => panic!("not a look-alike refusal: {e}"),
+        }
+    }
+
+    #[test]
+    fn a_face_is_refused_for_the_other_student_most_like_it_at_or_above_confident() {
+        // Herself, however alike, and others below `confident` never refuse.
+        let nearest = [("ann", 0.99), ("bob", 0.69), ("cat", 0.7), ("dan", 0.8)];
+        assert_eq!(
+            refused_for(check_unlike_others("ann", nearest, 0.7)),
+            Some(("dan".to_owned(), 0.8))
+        );
+        assert_eq!(
+            refused_for(check_unlike_others(
+                "ann",
+                [("ann", 0.99), ("bob", 0.5)],
+                0.7
+            )),
+            None
+        );
+        // `confident` itself refuses; of equals, the last offered.
+        assert_eq!(
+            refused_for(check_unlike_others(
+                "ann",
+                [("bob", 0.7), ("cat", 0.7)],
+                0.7
+            )),
+            Some(("cat".to_owned(), 0.7))
+        );
+    }
+
+    #[test]
+    fn the_rule_fed_one_template_at_a_time_decides_as_the_list() {
+        let nearest = [("bob", 0.75), ("ann", 0.9), ("cat", 0.8), ("dan", 0.6)];
+        let mut alike = LookAlike::default();
+        for (other, similarity) in nearest {
+            alike.offer("ann", other, similarity, 0.7);
+        }
+        assert_eq!(alike.best(), Some(("cat", 0.8)));
+        assert_eq!(
+            refused_for(alike.check("ann")),
+            refused_for(check_unlike_others("ann", nearest, 0.7))
+        );
+    }
 }
