@@ -1,8 +1,9 @@
 //! What only the MongoDB backend has to show, beyond the contract suite (`tests/contract/`): the
-//! indexes it creates, the stored form of embeddings, a newer schema refused untouched, an
-//! unreachable server reported as `Unavailable`, the transactions of a killed server ended by the
-//! next one, and the change feed and idempotency holding
-//! while many pushes of one school commit at once (write conflicts retried, seqs in order).
+//! indexes it creates, the stored form of embeddings, a corrupt template's space reported by
+//! every reader, a newer schema refused untouched, an unreachable server reported as
+//! `Unavailable`, the transactions of a killed server ended by the next one, and the change feed
+//! and idempotency holding while many pushes of one school commit at once (write conflicts
+//! retried, seqs in order).
 //!
 //! Needs the MongoDB-wire server whose URI is in `ROLLCALL_TEST_MONGODB_URI` (`scripts/test`
 //! starts one).
@@ -20,7 +21,7 @@ use shared_proto::{EmbeddingSpace, ModelId};
 use sync_server::domain::feed::Change;
 use sync_server::store::mongo::MongoStore;
 use sync_server::store::{
-    Device, ProvisioningCode, RosterBatch, School, Section, Store, StoreError, Student,
+    CropRead, Device, ProvisioningCode, RosterBatch, School, Section, Store, StoreError, Student,
     TemplateRead,
 };
 
@@ -238,6 +239,72 @@ async fn embeddings_are_stored_as_binary_little_endian_f32() {
         .map(Into::into)
         .collect();
     assert_eq!(read, vec![template.clone()]);
+}
+
+/// A template's space is its own, or its model's for one stored before spaces; a space that does
+/// not parse is corruption for every reader, the kept crops' too, never a guess.
+#[tokio::test]
+async fn a_template_whose_space_does_not_parse_is_corruption_for_every_reader() {
+    let store = open(&new_database_name()).await;
+    let device = fixture(&store).await;
+    let event = template_added(STUDENTS[0], 0.5);
+    store
+        .apply_events(&device, &domain(std::slice::from_ref(&event)), T0)
+        .await
+        .expect("push");
+    let EventBody::TemplateAdded { template } = &event.body else {
+        unreachable!("made as a template_added");
+    };
+    assert!(
+        store
+            .keep_crop(SCHOOL, &template.id, &[7u8; 12])
+            .await
+            .expect("keep")
+    );
+    let templates = store.database().collection::<Document>("templates");
+    // Stored before spaces: its model's space.
+    templates
+        .update_one(
+            doc! { "_id": &template.id },
+            doc! { "$unset": { "space": "" } },
+        )
+        .await
+        .expect("unset");
+    let crops = store
+        .kept_crops(SCHOOL, CropRead::Listed)
+        .await
+        .expect("crops");
+    assert_eq!(crops.len(), 1);
+    assert_eq!(
+        crops[0].space,
+        EmbeddingSpace::of_model(&template.embedding.model)
+    );
+    templates
+        .update_one(
+            doc! { "_id": &template.id },
+            doc! { "$set": { "space": "Not A Space!" } },
+        )
+        .await
+        .expect("set");
+    let crops = store.kept_crops(SCHOOL, CropRead::Listed).await;
+    assert!(
+        matches!(&crops, Err(StoreError::Backend(why)) if why.contains("Not A Space!")),
+        "{crops:?}"
+    );
+    let ids = [template.id.clone()];
+    assert!(
+        store
+            .kept_crops(SCHOOL, CropRead::Bytes(&ids))
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .templates_of(SCHOOL, TemplateRead::School)
+            .await
+            .is_err()
+    );
+    assert!(store.live_template_ids(SCHOOL).await.is_err());
 }
 
 #[tokio::test]

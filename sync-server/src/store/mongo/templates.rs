@@ -4,13 +4,13 @@
 
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{Binary, Document, doc};
-use shared_proto::EmbeddingSpace;
+use serde::Deserialize;
 
 use super::error::DbError;
 use super::names::TEMPLATES;
 use super::tx::Tx;
 use super::{MongoStore, collect};
-use crate::store::{CropRead, KeptCrop};
+use crate::store::{CropRead, KeptCrop, StoreError, stored_space};
 
 /// Ids of a student's live templates.
 pub async fn live_ids(tx: &mut Tx<'_>, student_id: &str) -> Result<Vec<String>, DbError> {
@@ -64,30 +64,44 @@ pub async fn kept_crops(
         filter.insert("_id", doc! { "$in": ids });
     }
     let cursor = store
-        .coll::<Document>(TEMPLATES)
+        .coll::<KeptCropDoc>(TEMPLATES)
         .find(filter)
         .projection(projection)
         .sort(doc! { "created_at": 1, "_id": 1 })
         .await?;
-    let text = |d: &Document, key: &str| d.get_str(key).unwrap_or_default().to_owned();
-    Ok(collect(cursor)
+    collect(cursor)
         .await?
         .into_iter()
         .map(|d| {
-            let space = d
-                .get_str("space")
-                .ok()
-                .and_then(|s| EmbeddingSpace::new(s).ok())
-                .unwrap_or_else(|| EmbeddingSpace::of_model_str(&text(&d, "model_id")));
-            KeptCrop {
-                template: text(&d, "_id"),
-                student: text(&d, "student_id"),
+            let model = d.model_id.as_deref().unwrap_or_default();
+            let space = stored_space(d.space.as_deref(), model).map_err(|e| {
+                DbError::Store(StoreError::Backend(format!("template {}: {e}", d.id)))
+            })?;
+            Ok(KeptCrop {
+                template: d.id,
+                student: d.student_id,
                 space,
-                quality: d.get_f64("quality").unwrap_or_default() as f32,
-                crop: d.get_binary_generic("crop").cloned().unwrap_or_default(),
-            }
+                quality: d.quality.unwrap_or_default(),
+                crop: d.crop.map(|c| c.bytes).unwrap_or_default(),
+            })
         })
-        .collect())
+        .collect()
+}
+
+/// The fields of a template `kept_crops` reads (`crop` only with `CropRead::Bytes`).
+#[derive(Deserialize)]
+struct KeptCropDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    student_id: String,
+    #[serde(default)]
+    model_id: Option<String>,
+    #[serde(default)]
+    space: Option<String>,
+    #[serde(default)]
+    quality: Option<f32>,
+    #[serde(default)]
+    crop: Option<Binary>,
 }
 
 pub async fn drop_crops(store: &MongoStore, school_id: &str) -> Result<u64, DbError> {

@@ -195,11 +195,9 @@ pub fn kept_crops(
 
 fn kept_crop(r: &Row<'_>) -> rusqlite::Result<KeptCrop> {
     let model: Option<String> = r.get(2)?;
-    let space = match r.get::<_, Option<String>>(3)? {
-        Some(space) => EmbeddingSpace::new(&space)
-            .unwrap_or_else(|_| EmbeddingSpace::of_model_str(model.as_deref().unwrap_or_default())),
-        None => EmbeddingSpace::of_model_str(model.as_deref().unwrap_or_default()),
-    };
+    let space = r.get::<_, Option<String>>(3)?;
+    let space = stored_space(space.as_deref(), model.as_deref().unwrap_or_default())
+        .map_err(|e| corrupt(3, e.to_string()))?;
     Ok(KeptCrop {
         template: r.get(0)?,
         student: r.get(1)?,

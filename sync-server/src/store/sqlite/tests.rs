@@ -338,3 +338,52 @@ fn a_range_is_cut_into_parts_that_cover_it() {
         assert_eq!(start % DAY, 0);
     }
 }
+
+/// A template's space is its own, or its model's for one stored before spaces; a space that does
+/// not parse is corruption for every reader, the kept crops' too, never a guess.
+#[tokio::test]
+async fn a_template_whose_space_does_not_parse_is_corruption_for_every_reader() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("s.sqlite")).expect("open");
+    store.create_school(&school()).await.expect("create school");
+    let insert = |id: &'static str, space: Option<&'static str>| {
+        store.writer.run(move |conn| {
+            conn.execute(
+                "INSERT INTO templates (id, school_id, student_id, model_id, embedding, space,
+                     quality, source, created_at, crop)
+                 VALUES (?1, 'sch-1', 'stu-1', 'w600k_mbf@0123456789ab', ?2, ?3, 0.9, 'box', 1, ?4)",
+                rusqlite::params![id, vec![0u8; 12], space, vec![7u8; 12]],
+            )?;
+            Ok(())
+        })
+    };
+    // Stored before spaces: its model's space.
+    insert("t-old", None).await.expect("insert");
+    let model: shared_proto::ModelId = "w600k_mbf@0123456789ab".parse().expect("model id");
+    let crops = store
+        .kept_crops("sch-1", CropRead::Listed)
+        .await
+        .expect("crops");
+    assert_eq!(crops.len(), 1);
+    assert_eq!(crops[0].space, EmbeddingSpace::of_model(&model));
+    insert("t-bad", Some("Not A Space!")).await.expect("insert");
+    let crops = store.kept_crops("sch-1", CropRead::Listed).await;
+    assert!(
+        matches!(&crops, Err(StoreError::Backend(why)) if why.contains("Not A Space!")),
+        "{crops:?}"
+    );
+    let ids = ["t-bad".to_owned()];
+    assert!(
+        store
+            .kept_crops("sch-1", CropRead::Bytes(&ids))
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .templates_of("sch-1", TemplateRead::School)
+            .await
+            .is_err()
+    );
+    assert!(store.live_template_ids("sch-1").await.is_err());
+}
