@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use shared_proto::oneroster::{self, RosterError, RosterFiles, RosterImport, RosterWarning};
 use shared_proto::roster::{ImportScope, RecordDiff, RosterDiffError, roster_diff};
-use shared_proto::sync::{Consent, EnrolmentRole};
+use shared_proto::sync::Consent;
 
 use super::guardian::Contact;
 use crate::store::{Enrolment, RosterBatch, Section, Student, Teacher};
@@ -135,15 +135,6 @@ pub fn batch_of(school_id: &str, import: RosterImport) -> Result<RosterBatch, Up
         .enrolments
         .into_iter()
         .filter(|enrolment| kept_sections.contains(&enrolment.section_id))
-        .map(|enrolment| Enrolment {
-            section_id: enrolment.section_id,
-            person_id: enrolment.person_id,
-            role: match enrolment.role {
-                oneroster::EnrolmentRole::Student => EnrolmentRole::Student,
-                oneroster::EnrolmentRole::Teacher => EnrolmentRole::Teacher,
-            },
-            active: enrolment.active,
-        })
         .collect();
     let enrolled: BTreeSet<&str> = enrolments
         .iter()
@@ -182,10 +173,8 @@ pub fn batch_of(school_id: &str, import: RosterImport) -> Result<RosterBatch, Up
         .into_iter()
         .filter(|section| kept_sections.contains(&section.id))
         .map(|section| Section {
-            id: section.id,
             school_id: school_id.to_owned(),
-            title: section.title,
-            active: section.active,
+            ..section
         })
         .collect();
     Ok(RosterBatch {
@@ -317,13 +306,13 @@ pub fn preview(held: &RosterBatch, batch: &RosterBatch) -> Result<Preview, Uploa
                     "{} in {} as {}",
                     person(&e.person_id),
                     section(&e.section_id),
-                    role(e.role)
+                    e.role.as_str()
                 )
             },
             |held, wanted| {
                 let mut how = Vec::new();
                 if held.role != wanted.role {
-                    how.push(format!("{} → {}", role(held.role), role(wanted.role)));
+                    how.push(format!("{} → {}", held.role.as_str(), wanted.role.as_str()));
                 }
                 how.extend(activity(held.active, wanted.active));
                 how
@@ -369,16 +358,10 @@ fn activity(held: bool, wanted: bool) -> Option<String> {
     }
 }
 
-fn role(role: EnrolmentRole) -> &'static str {
-    match role {
-        EnrolmentRole::Student => "student",
-        EnrolmentRole::Teacher => "teacher",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared_proto::sync::EnrolmentRole;
 
     fn student(id: &str, given: &str, active: bool) -> Student {
         Student {

@@ -19,9 +19,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
-use shared_proto::sync::{
-    Consent, EnrolmentRole, MAX_PULL_LIMIT, MarkSource, MarkStatus, ScheduleSlot,
-};
+use shared_proto::sync::{Consent, MAX_PULL_LIMIT, MarkSource, MarkStatus, ScheduleSlot};
 
 use crate::domain::audit::{Entry as AuditEntry, Query as AuditQuery};
 use crate::domain::correction::{
@@ -174,14 +172,6 @@ pub enum RedeemRefusal {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Section {
-    pub id: String,
-    pub school_id: String,
-    pub title: String,
-    pub active: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Student {
     pub id: String,
     pub school_id: String,
@@ -202,13 +192,10 @@ pub struct Teacher {
     pub active: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Enrolment {
-    pub section_id: String,
-    pub person_id: String,
-    pub role: EnrolmentRole,
-    pub active: bool,
-}
+/// A section and an enrolment are the roster import's own types, as on the box: what counts as a
+/// change to one (`shared_proto::roster::RosterRecord`) is written once for both. A stored
+/// section's `school_id` is the school that holds it, whatever org an export named.
+pub use shared_proto::oneroster::{Enrolment, Section};
 
 /// A whole roster for one school, from a OneRoster upload or the admin API.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

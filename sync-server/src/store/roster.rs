@@ -4,8 +4,8 @@
 //! says.
 
 use shared_proto::roster::{
-    EnrolmentRecord, ImportScope, RecordDiff, RecordKey, RosterCounts, RosterDiff, RosterDiffError,
-    RosterRecord, RosterRecords,
+    ImportScope, RecordDiff, RecordKey, RosterCounts, RosterDiff, RosterDiffError, RosterRecord,
+    RosterRecords,
 };
 
 use super::{Enrolment, RosterBatch, RosterSummary, Section, StoreError, Student, Teacher};
@@ -63,21 +63,6 @@ impl RosterRecords for RosterBatch {
     }
 }
 
-// `school_id` is not compared: a batch is applied to one school, and an id held by another is
-// refused before anything is written.
-
-impl RosterRecord for Section {
-    fn key(&self) -> RecordKey<'_> {
-        RecordKey::Id(&self.id)
-    }
-    fn is_active(&self) -> bool {
-        self.active
-    }
-    fn same_roster_fields(&self, other: &Self) -> bool {
-        (&self.title, self.active) == (&other.title, other.active)
-    }
-}
-
 /// Consent is not a roster's: it is neither compared nor written by an update.
 impl RosterRecord for Student {
     fn key(&self) -> RecordKey<'_> {
@@ -102,30 +87,6 @@ impl RosterRecord for Teacher {
     fn same_roster_fields(&self, other: &Self) -> bool {
         (&self.given_name, &self.family_name, self.active)
             == (&other.given_name, &other.family_name, other.active)
-    }
-}
-
-impl RosterRecord for Enrolment {
-    fn key(&self) -> RecordKey<'_> {
-        RecordKey::Enrolment {
-            section_id: &self.section_id,
-            person_id: &self.person_id,
-        }
-    }
-    fn is_active(&self) -> bool {
-        self.active
-    }
-    fn same_roster_fields(&self, other: &Self) -> bool {
-        (self.role, self.active) == (other.role, other.active)
-    }
-}
-
-impl EnrolmentRecord for Enrolment {
-    fn section_id(&self) -> &str {
-        &self.section_id
-    }
-    fn person_id(&self) -> &str {
-        &self.person_id
     }
 }
 
