@@ -118,6 +118,12 @@ async fn wait_for_path(browser: &Client, path: &str) {
     }
 }
 
+/// Opens `base` + `path` and waits until it has loaded (at `path` without its query).
+async fn open(browser: &Client, base: &str, path: &str) {
+    browser.goto(&format!("{base}{path}")).await.unwrap();
+    wait_for_path(browser, path.split('?').next().unwrap_or(path)).await;
+}
+
 async fn text_of(browser: &Client, css: &str) -> String {
     browser
         .find(Locator::Css(css))
@@ -302,8 +308,7 @@ async fn an_admin_signs_in_reads_the_counts_opens_a_roll_and_signs_out() {
 
 /// Signs `username` in from the sign-in page; waits for Today.
 async fn sign_in(browser: &Client, base: &str, username: &str) {
-    browser.goto(&format!("{base}/login")).await.unwrap();
-    wait_for_path(browser, "/login").await;
+    open(browser, base, "/login").await;
     let form = browser.form(Locator::Css("main form")).await.unwrap();
     form.set_by_name("username", username).await.unwrap();
     form.set_by_name("password", PASSWORD).await.unwrap();
@@ -417,14 +422,12 @@ async fn an_admin_uploads_a_roster_exports_a_csv_and_erases_a_student() {
 
     // The month's CSV, fetched by the page's own link with the browser's session: a header
     // and one row per student and session.
-    browser
-        .goto(&format!(
-            "{}/reports?from=2024-09-01&to=2024-09-30",
-            server.base
-        ))
-        .await
-        .unwrap();
-    wait_for_path(&browser, "/reports").await;
+    open(
+        &browser,
+        &server.base,
+        "/reports?from=2024-09-01&to=2024-09-30",
+    )
+    .await;
     let link = browser
         .find(Locator::Css("a[href^='/reports/attendance.csv']"))
         .await
@@ -449,11 +452,7 @@ async fn an_admin_uploads_a_roster_exports_a_csv_and_erases_a_student() {
     );
 
     // Erase Ada: asked first, then each box's purge state, which changes once the box syncs.
-    browser
-        .goto(&format!("{}/students/{}", server.base, north.s1()))
-        .await
-        .unwrap();
-    wait_for_path(&browser, &format!("/students/{}", north.s1())).await;
+    open(&browser, &server.base, &format!("/students/{}", north.s1())).await;
     let erase = browser
         .find(Locator::Css("main a[href*='/erase']"))
         .await
@@ -556,11 +555,7 @@ async fn an_admin_books_a_trip_ahead_and_adds_a_guardian() {
 
     // Next week's trip, booked on the section page (today is 2024-09-02).
     let section = format!("/sections/{}", north.math());
-    browser
-        .goto(&format!("{}{section}", server.base))
-        .await
-        .unwrap();
-    wait_for_path(&browser, &section).await;
+    open(&browser, &server.base, &section).await;
     let form = browser
         .form(Locator::Css("form[action$='/excuse']"))
         .await
@@ -587,11 +582,7 @@ async fn an_admin_books_a_trip_ahead_and_adds_a_guardian() {
 
     // A guardian, added on the student page.
     let student = format!("/students/{}", north.s1());
-    browser
-        .goto(&format!("{}{student}", server.base))
-        .await
-        .unwrap();
-    wait_for_path(&browser, &student).await;
+    open(&browser, &server.base, &student).await;
     assert!(
         text_of(&browser, "section[aria-labelledby='guardians-title']")
             .await
@@ -721,11 +712,7 @@ async fn an_admin_reads_the_notices_sent_and_failed_and_a_guardian_unsubscribes(
     let profile = tempfile::tempdir().unwrap();
     let browser = driver.browser(profile.path()).await;
     sign_in(&browser, &server.base, "north-admin").await;
-    browser
-        .goto(&format!("{}/notices", server.base))
-        .await
-        .unwrap();
-    wait_for_path(&browser, "/notices").await;
+    open(&browser, &server.base, "/notices").await;
     let table = text_of(&browser, "main table tbody").await;
     assert!(
         table.contains("bounce@example.org") && table.contains("failed"),
@@ -733,33 +720,21 @@ async fn an_admin_reads_the_notices_sent_and_failed_and_a_guardian_unsubscribes(
     );
     assert!(table.contains("550"), "{table}");
     screenshots(&browser, "notices").await;
-    browser
-        .goto(&format!("{}/notices/n-0", server.base))
-        .await
-        .unwrap();
-    wait_for_path(&browser, "/notices/n-0").await;
+    open(&browser, &server.base, "/notices/n-0").await;
     assert!(
         text_of(&browser, "pre")
             .await
             .contains("Ada was absent in Maths at 08:00.")
     );
     screenshots(&browser, "notice").await;
-    browser
-        .goto(&format!("{}/notices/preview?kind=absence", server.base))
-        .await
-        .unwrap();
-    wait_for_path(&browser, "/notices/preview").await;
+    open(&browser, &server.base, "/notices/preview?kind=absence").await;
     assert!(
         text_of(&browser, "pre")
             .await
             .contains("Sam was absent in Science 4A at 13:30.")
     );
     screenshots(&browser, "notice-preview").await;
-    browser
-        .goto(&format!("{}/settings", server.base))
-        .await
-        .unwrap();
-    wait_for_path(&browser, "/settings").await;
+    open(&browser, &server.base, "/settings").await;
     screenshots(&browser, "settings").await;
 
     // The guardian's link: a page with one button, then done.
@@ -900,11 +875,7 @@ async fn an_admin_uploads_a_zip_of_photos_while_the_ml_service_is_down() {
         }
         zip.finish().unwrap();
     }
-    browser
-        .goto(&format!("{}/enrolment", server.base))
-        .await
-        .unwrap();
-    wait_for_path(&browser, "/enrolment").await;
+    open(&browser, &server.base, "/enrolment").await;
     let input = browser.find(Locator::Css("input#zip")).await.unwrap();
     input
         .send_keys(&zip_path.display().to_string())
@@ -941,11 +912,7 @@ async fn an_admin_uploads_a_zip_of_photos_while_the_ml_service_is_down() {
     screenshots(&browser, "enrolment-job").await;
     fits_a_phone(&browser).await;
 
-    browser
-        .goto(&format!("{}/enrolment", server.base))
-        .await
-        .unwrap();
-    wait_for_path(&browser, "/enrolment").await;
+    open(&browser, &server.base, "/enrolment").await;
     let service = text_of(&browser, "section[aria-labelledby='service-title']").await;
     assert!(
         service.contains("Not answering") && service.contains("Photos waiting: 1 of at most 5000"),
@@ -959,11 +926,7 @@ async fn an_admin_uploads_a_zip_of_photos_while_the_ml_service_is_down() {
     assert!(crops.contains("This school keeps no face crops"), "{crops}");
 
     // The school keeps crops from now on (Settings); the Enrolment page offers re-embedding.
-    browser
-        .goto(&format!("{}/settings", server.base))
-        .await
-        .unwrap();
-    wait_for_path(&browser, "/settings").await;
+    open(&browser, &server.base, "/settings").await;
     browser
         .find(Locator::Css("input[name='keep_crops']"))
         .await
@@ -987,11 +950,7 @@ async fn an_admin_uploads_a_zip_of_photos_while_the_ml_service_is_down() {
             .unwrap()
             .keep_crops
     );
-    browser
-        .goto(&format!("{}/enrolment", server.base))
-        .await
-        .unwrap();
-    wait_for_path(&browser, "/enrolment").await;
+    open(&browser, &server.base, "/enrolment").await;
     let crops = text_of(&browser, "section[aria-labelledby='crops-title']").await;
     assert!(
         crops.contains("0 kept") && crops.contains("Re-embed kept crops"),
@@ -1002,11 +961,7 @@ async fn an_admin_uploads_a_zip_of_photos_while_the_ml_service_is_down() {
     screenshots(&browser, "enrolment-crops").await;
 
     let student = format!("/students/{}", north.s1());
-    browser
-        .goto(&format!("{}{student}", server.base))
-        .await
-        .unwrap();
-    wait_for_path(&browser, &student).await;
+    open(&browser, &server.base, &student).await;
     let consent = text_of(&browser, "section[aria-labelledby='consent-title']").await;
     assert!(
         consent.contains("Photos (1 to 5, JPEG or PNG)"),

@@ -24,6 +24,20 @@ struct Page {
     html: String,
 }
 
+impl Page {
+    /// Fails the test, showing the page, unless it holds `text`.
+    #[track_caller]
+    fn shows(&self, text: &str) {
+        assert!(self.html.contains(text), "no {text:?} in: {}", self.html);
+    }
+
+    /// Fails the test, showing the page, if it holds `text`.
+    #[track_caller]
+    fn lacks(&self, text: &str) {
+        assert!(!self.html.contains(text), "{text:?} in: {}", self.html);
+    }
+}
+
 impl Browser {
     fn new(server: &Server) -> Browser {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -131,11 +145,7 @@ async fn signing_in_sets_a_strict_http_only_cookie_and_signing_out_ends_the_sess
 
     let wrong = browser.sign_in(DISTRICT_ADMIN, "not the password").await;
     assert_eq!(wrong.status, 401);
-    assert!(
-        wrong.html.contains("Wrong username or password."),
-        "{}",
-        wrong.html
-    );
+    wrong.shows("Wrong username or password.");
     assert!(!browser.cookies.iter().any(|(k, _)| k == "rollcall_session"));
 
     let signed_in = browser.sign_in(DISTRICT_ADMIN, PASSWORD).await;
@@ -160,7 +170,7 @@ async fn signing_in_sets_a_strict_http_only_cookie_and_signing_out_ends_the_sess
 
     let home = browser.get("/").await;
     assert_eq!(home.status, 200, "{}", home.html);
-    assert!(home.html.contains("district admin"), "{}", home.html);
+    home.shows("district admin");
     let csrf = hidden_csrf(&home.html);
 
     let out = browser.post("/logout", &[("csrf", &csrf)]).await;
@@ -226,11 +236,7 @@ async fn each_role_sees_its_own_sections_and_rolls() {
     let mut district = Browser::new(&server);
     district.sign_in(DISTRICT_ADMIN, PASSWORD).await;
     let schools = district.get("/").await;
-    assert!(
-        schools.html.contains("href=\"/?school=north\""),
-        "{}",
-        schools.html
-    );
+    schools.shows("href=\"/?school=north\"");
     let north_page = district.get("/sections?school=north").await;
     assert_eq!(north_page.status, 200);
     assert!(
@@ -275,7 +281,7 @@ async fn each_role_sees_its_own_sections_and_rolls() {
     assert_eq!(teacher.get("/sections/north-math").await.status, 200);
     let art = teacher.get("/sections/north-art").await;
     assert_eq!(art.status, 403);
-    assert!(art.html.contains("your own sections only"), "{}", art.html);
+    art.shows("your own sections only");
 }
 
 #[tokio::test]
@@ -293,7 +299,7 @@ async fn hostile_names_are_shown_as_text() {
     let mut browser = Browser::new(&server);
     browser.sign_in(DISTRICT_ADMIN, PASSWORD).await;
     let page = browser.get("/").await;
-    assert!(!page.html.contains("<script>alert(1)"), "{}", page.html);
+    page.lacks("<script>alert(1)");
     assert!(
         page.html
             .contains("&#60;script&#62;alert(1)&#60;/script&#62; &#38; Co"),
@@ -320,11 +326,7 @@ async fn reports_summarise_per_section_and_export_rfc_4180_csv() {
     admin.sign_in("north-admin", PASSWORD).await;
     let page = admin.get(&format!("/reports?{range}")).await;
     assert_eq!(page.status, 200, "{}", page.html);
-    assert!(
-        page.html.contains("<label for=\"from\">From</label>"),
-        "{}",
-        page.html
-    );
+    page.shows("<label for=\"from\">From</label>");
     assert!(
         page.html.contains("100.0"),
         "one present of one: {}",
@@ -363,11 +365,7 @@ async fn reports_summarise_per_section_and_export_rfc_4180_csv() {
         "{}",
         one.html
     );
-    assert!(
-        !one.html.contains("<th scope=\"row\">Art</th>"),
-        "{}",
-        one.html
-    );
+    one.lacks("<th scope=\"row\">Art</th>");
 
     let csv = admin.get(&format!("/reports/attendance.csv?{range}")).await;
     assert_eq!(csv.status, 200, "{}", csv.html);
@@ -419,7 +417,7 @@ async fn reports_summarise_per_section_and_export_rfc_4180_csv() {
     // And a bad date is a page that says so.
     let bad = admin.get("/reports?from=2024-13-01").await;
     assert_eq!(bad.status, 400);
-    assert!(bad.html.contains("is not a date like"), "{}", bad.html);
+    bad.shows("is not a date like");
 }
 
 #[tokio::test]
@@ -461,13 +459,13 @@ async fn admins_make_a_code_a_box_can_use_and_revoke_a_box_after_confirming() {
     let token = redeemed.body["token"].as_str().unwrap().to_owned();
     let listed = admin.get("/devices").await;
     // The box named itself ("room 12", `Server::redeem`): a name the box gives wins the code's.
-    assert!(listed.html.contains("room 12"), "{}", listed.html);
+    listed.shows("room 12");
     assert!(!listed.html.contains(&code), "a code is shown once");
 
     // Revoking asks first, needs the form's token, then the box is refused.
     let confirm = admin.get(&format!("/devices/{device_id}/revoke")).await;
     assert_eq!(confirm.status, 200);
-    assert!(confirm.html.contains("Revoke room 12?"), "{}", confirm.html);
+    confirm.shows("Revoke room 12?");
     let forged = admin
         .post(&format!("/devices/{device_id}/revoke"), &[("csrf", "x")])
         .await;
@@ -485,7 +483,7 @@ async fn admins_make_a_code_a_box_can_use_and_revoke_a_box_after_confirming() {
         "{location}"
     );
     let after = admin.get(&location).await;
-    assert!(after.html.contains("Revoked room 12"), "{}", after.html);
+    after.shows("Revoked room 12");
     server
         .get("/v1/sync/pull", Some(&token))
         .await
@@ -527,11 +525,7 @@ async fn a_student_page_shows_the_rate_and_admins_record_consent_there() {
         page.html
     );
     assert!(!page.html.contains("Chronically absent"));
-    assert!(
-        page.html.contains("Now: <strong>granted</strong>"),
-        "{}",
-        page.html
-    );
+    page.shows("Now: <strong>granted</strong>");
 
     let csrf = hidden_csrf(&page.html);
     let forged = admin
@@ -631,16 +625,8 @@ async fn admins_create_accounts_and_a_new_password_signs_the_user_out() {
         )
         .await;
     assert_eq!(refused.status, 200);
-    assert!(
-        refused.html.contains("a teacher needs teacher_id"),
-        "{}",
-        refused.html
-    );
-    assert!(
-        refused.html.contains("value=\"ms.lee\""),
-        "{}",
-        refused.html
-    );
+    refused.shows("a teacher needs teacher_id");
+    refused.shows("value=\"ms.lee\"");
     let created = admin
         .post(
             "/users",
@@ -655,11 +641,7 @@ async fn admins_create_accounts_and_a_new_password_signs_the_user_out() {
         .await;
     assert_eq!(created.status, 303, "{}", created.html);
     let listed = admin.get(created.headers[LOCATION].to_str().unwrap()).await;
-    assert!(
-        listed.html.contains("Saved: account ms.lee created."),
-        "{}",
-        listed.html
-    );
+    listed.shows("Saved: account ms.lee created.");
 
     let mut lee = Browser::new(&server);
     assert_eq!(lee.sign_in("ms.lee", "long enough pw").await.status, 303);
@@ -676,7 +658,7 @@ async fn admins_create_accounts_and_a_new_password_signs_the_user_out() {
             &[("csrf", &csrf), ("password", "short")],
         )
         .await;
-    assert!(short.html.contains("(for ms.lee)"), "{}", short.html);
+    short.shows("(for ms.lee)");
     let forged = admin
         .post(
             &format!("/users/{user_id}/password"),
@@ -703,11 +685,7 @@ async fn the_district_admin_creates_a_school_from_the_schools_page() {
     let mut district = Browser::new(&server);
     district.sign_in(DISTRICT_ADMIN, PASSWORD).await;
     let schools = district.get("/").await;
-    assert!(
-        schools.html.contains("action=\"/schools\""),
-        "{}",
-        schools.html
-    );
+    schools.shows("action=\"/schools\"");
     let csrf = hidden_csrf(&schools.html);
 
     // Refused with why, what was typed kept: an id with a space, then an id taken.
@@ -718,9 +696,9 @@ async fn the_district_admin_creates_a_school_from_the_schools_page() {
         )
         .await;
     assert_eq!(bad.status, 200, "{}", bad.html);
-    assert!(bad.html.contains("role=\"alert\""), "{}", bad.html);
-    assert!(bad.html.contains("school id"), "{}", bad.html);
-    assert!(bad.html.contains("value=\"West High\""), "{}", bad.html);
+    bad.shows("role=\"alert\"");
+    bad.shows("school id");
+    bad.shows("value=\"West High\"");
     let taken = district
         .post(
             "/schools",
@@ -728,16 +706,8 @@ async fn the_district_admin_creates_a_school_from_the_schools_page() {
         )
         .await;
     assert_eq!(taken.status, 200, "{}", taken.html);
-    assert!(
-        taken.html.contains("school north already exists"),
-        "{}",
-        taken.html
-    );
-    assert!(
-        taken.html.contains("value=\"Another North\""),
-        "{}",
-        taken.html
-    );
+    taken.shows("school north already exists");
+    taken.shows("value=\"Another North\"");
 
     // Created: its settings page, with what to do next; the list shows it.
     let created = district
@@ -760,11 +730,7 @@ async fn the_district_admin_creates_a_school_from_the_schools_page() {
     let school = server.store.school("west").await.unwrap().unwrap();
     assert_eq!(school.name, "West High");
     let listed = district.get("/").await;
-    assert!(
-        listed.html.contains("href=\"/?school=west\""),
-        "{}",
-        listed.html
-    );
+    listed.shows("href=\"/?school=west\"");
 
     // Without the form's token, or by a school's admin: refused, nothing created.
     let forged = district
@@ -777,7 +743,7 @@ async fn the_district_admin_creates_a_school_from_the_schools_page() {
     let mut admin = Browser::new(&server);
     admin.sign_in("north-admin", PASSWORD).await;
     let own = admin.get("/").await;
-    assert!(!own.html.contains("action=\"/schools\""), "{}", own.html);
+    own.lacks("action=\"/schools\"");
     let admin_csrf = hidden_csrf(&own.html);
     let refused = admin
         .post(
@@ -805,11 +771,7 @@ async fn erasing_a_student_asks_first_then_tells_every_box() {
     admin.sign_in("north-admin", PASSWORD).await;
     let confirm = admin.get("/students/north-s1/erase").await;
     assert_eq!(confirm.status, 200, "{}", confirm.html);
-    assert!(
-        confirm.html.contains("It cannot be undone"),
-        "{}",
-        confirm.html
-    );
+    confirm.shows("It cannot be undone");
     let forged = admin
         .post("/students/north-s1/erase", &[("csrf", "x")])
         .await;
@@ -833,12 +795,8 @@ async fn erasing_a_student_asks_first_then_tells_every_box() {
         "{erasure_page}"
     );
     let erasure = admin.get(&erasure_page).await;
-    assert!(
-        erasure.html.contains("The student is erased"),
-        "{}",
-        erasure.html
-    );
-    assert!(erasure.html.contains("Not purged yet"), "{}", erasure.html);
+    erasure.shows("The student is erased");
+    erasure.shows("Not purged yet");
     assert_eq!(admin.get("/students/north-s1").await.status, 404);
     let feed = server.store.pull("north", 0, 1000).await.unwrap();
     assert!(feed.changes.iter().any(|e| matches!(
@@ -864,14 +822,10 @@ async fn erasing_a_student_asks_first_then_tells_every_box() {
         .await
         .assert_ok();
     let erasure = admin.get(&erasure_page).await;
-    assert!(erasure.html.contains("Purged"), "{}", erasure.html);
-    assert!(!erasure.html.contains("Not purged yet"), "{}", erasure.html);
+    erasure.shows("Purged");
+    erasure.lacks("Not purged yet");
     let devices = admin.get("/devices").await;
-    assert!(
-        !devices.html.contains("/erasures/north-s1"),
-        "{}",
-        devices.html
-    );
+    devices.lacks("/erasures/north-s1");
     assert!(
         devices.html.contains("0.9.7"),
         "the box's report: {}",
@@ -904,7 +858,7 @@ async fn a_correction_is_audited_and_reaches_the_box_and_a_trip_excuses_a_group(
     admin.sign_in("north-admin", PASSWORD).await;
     let roll = admin.get(&format!("/sections/{math}")).await;
     assert_eq!(roll.status, 200, "{}", roll.html);
-    assert!(roll.html.contains("Correct the mark of"), "{}", roll.html);
+    roll.shows("Correct the mark of");
     let csrf = hidden_csrf(&roll.html);
     let session = hidden(&roll.html, "session");
     let (mark, was) = (format!("mark:{s1}"), format!("was:{s1}"));
@@ -923,7 +877,7 @@ async fn a_correction_is_audited_and_reaches_the_box_and_a_trip_excuses_a_group(
         )
         .await;
     assert_eq!(refused.status, 400, "{}", refused.html);
-    assert!(refused.html.contains("needs a reason"), "{}", refused.html);
+    refused.shows("needs a reason");
     // Without the form's token: refused.
     let forged = admin
         .post(
@@ -932,11 +886,7 @@ async fn a_correction_is_audited_and_reaches_the_box_and_a_trip_excuses_a_group(
         )
         .await;
     assert_eq!(forged.status, 403, "{}", forged.html);
-    assert!(
-        forged.html.contains("came from another page"),
-        "{}",
-        forged.html
-    );
+    forged.shows("came from another page");
 
     let done = admin
         .post(
@@ -953,7 +903,7 @@ async fn a_correction_is_audited_and_reaches_the_box_and_a_trip_excuses_a_group(
     assert_eq!(done.status, 303, "{}", done.html);
     let to = done.headers[LOCATION].to_str().unwrap().to_owned();
     let roll = admin.get(&to).await;
-    assert!(roll.html.contains("1 mark corrected"), "{}", roll.html);
+    roll.shows("1 mark corrected");
     assert!(
         roll.html.contains("mark-late") && roll.html.contains("office (north-admin)"),
         "{}",
@@ -1029,11 +979,7 @@ async fn a_correction_is_audited_and_reaches_the_box_and_a_trip_excuses_a_group(
         .await;
     assert_eq!(by_teacher.status, 303, "{}", by_teacher.html);
     let roll = teacher.get(&format!("/sections/{math}")).await;
-    assert!(
-        roll.html.contains("teacher (north-teacher)"),
-        "{}",
-        roll.html
-    );
+    roll.shows("teacher (north-teacher)");
     assert!(!roll.html.contains("Excuse the whole group"), "admins only");
     let art = north.art();
     let refused = teacher
@@ -1063,24 +1009,16 @@ async fn a_correction_is_audited_and_reaches_the_box_and_a_trip_excuses_a_group(
         .await;
     assert_eq!(trip.status, 303, "{}", trip.html);
     let roll = admin.get(trip.headers[LOCATION].to_str().unwrap()).await;
-    assert!(
-        roll.html.contains(
-            "Trip booked for 2024-09-01 to 2024-09-03: 1 mark of a lesson already held excused now"
-        ),
-        "{}",
-        roll.html
+    roll.shows(
+        "Trip booked for 2024-09-01 to 2024-09-03: 1 mark of a lesson already held excused now",
     );
-    assert!(roll.html.contains("mark-excused"), "{}", roll.html);
+    roll.shows("mark-excused");
     // The grid shows the excused lesson as E; an excused lesson counts neither way, but it is a
     // lesson missed, so one of one is over the chronic threshold.
-    assert!(
-        roll.html.contains("class=\"code code-E\">E</td>"),
-        "{}",
-        roll.html
-    );
-    assert!(roll.html.contains("(chronic)"), "{}", roll.html);
+    roll.shows("class=\"code code-E\">E</td>");
+    roll.shows("(chronic)");
     let audit = admin.get("/audit?action=mark_corrected").await;
-    assert!(audit.html.contains("Science museum trip"), "{}", audit.html);
+    audit.shows("Science museum trip");
     // Teachers do not read the audit log.
     assert_eq!(teacher.get("/audit").await.status, 403);
 }
@@ -1132,7 +1070,7 @@ async fn today_shows_the_timetables_lessons_in_the_schools_time_zone() {
         )
         .await;
     assert_eq!(bad.status, 400, "{}", bad.html);
-    assert!(bad.html.contains("not a time zone"), "{}", bad.html);
+    bad.shows("not a time zone");
     let saved = admin
         .post(
             "/settings",
@@ -1192,14 +1130,10 @@ async fn today_shows_the_timetables_lessons_in_the_schools_time_zone() {
     assert!(html.contains("<strong>0</strong> boxes offline"), "{html}");
     server.clock.advance_ms(46 * 60_000);
     let later_page = admin.get("/").await;
-    assert!(
-        later_page.html.contains("box offline"),
-        "{}",
-        later_page.html
-    );
+    later_page.shows("box offline");
     // The sections' list moved to /sections.
     let sections = admin.get("/sections").await;
-    assert!(sections.html.contains("Latest roll"), "{}", sections.html);
+    sections.shows("Latest roll");
 }
 
 #[tokio::test]
@@ -1248,11 +1182,7 @@ async fn demo_data_makes_a_school_the_pages_show() {
         "{}",
         today.html
     );
-    assert!(
-        today.html.contains("<strong>0</strong> not registered"),
-        "{}",
-        today.html
-    );
+    today.shows("<strong>0</strong> not registered");
     assert!(
         today.html.contains("school days:"),
         "the line: {}",
@@ -1291,11 +1221,7 @@ async fn demo_data_makes_a_school_the_pages_show() {
         sibling.html
     );
     let first = admin.get("/sections/demo-7A").await;
-    assert!(
-        first.html.contains("Field trip to the science museum"),
-        "{}",
-        first.html
-    );
+    first.shows("Field trip to the science museum");
 }
 
 impl Browser {
@@ -1352,12 +1278,8 @@ async fn a_roster_upload_lists_its_problems_by_line_and_applies_only_what_was_pr
         )
         .await;
     assert_eq!(broken.status, 422, "{}", broken.html);
-    assert!(
-        broken.html.contains("Nothing was applied"),
-        "{}",
-        broken.html
-    );
-    assert!(broken.html.contains("users.csv:6:"), "{}", broken.html);
+    broken.shows("Nothing was applied");
+    broken.shows("users.csv:6:");
 
     // Grace is new, Alan's family name changes: the preview says so and nothing is written yet.
     let changed = |extra: &[&str]| {
@@ -1417,19 +1339,15 @@ async fn a_roster_upload_lists_its_problems_by_line_and_applies_only_what_was_pr
         )
         .await;
     assert_eq!(again.status, 400, "{}", again.html);
-    assert!(again.html.contains("no longer waiting"), "{}", again.html);
+    again.shows("no longer waiting");
 
     let audit = admin.get("/audit").await;
-    assert!(
-        audit.html.contains("1 added, 1 changed, 0 deactivated"),
-        "{}",
-        audit.html
-    );
+    audit.shows("1 added, 1 changed, 0 deactivated");
 
     // Grace left out: previewed as a deactivation. Then the school changes through the API
     // before the click: the page shows the new preview and applies nothing.
     let leaving = admin.upload_roster(&csrf, changed(&[])).await;
-    assert!(leaving.html.contains("1 deactivated"), "{}", leaving.html);
+    leaving.shows("1 deactivated");
     let district = server.district_admin().await;
     server
         .upload_roster(
@@ -1641,11 +1559,7 @@ async fn a_trip_booked_ahead_excuses_the_lessons_held_on_its_days() {
     let mut admin = Browser::new(&server);
     admin.sign_in("north-admin", PASSWORD).await;
     let page = admin.get(&format!("/sections/{math}")).await;
-    assert!(
-        page.html.contains("No trip booked from today on."),
-        "{}",
-        page.html
-    );
+    page.shows("No trip booked from today on.");
     // Today is 2024-09-02: the trip is tomorrow.
     let booked = admin
         .post(
@@ -1730,21 +1644,17 @@ async fn a_trip_booked_ahead_excuses_the_lessons_held_on_its_days() {
     let page = admin
         .get(cancelled.headers[LOCATION].to_str().unwrap())
         .await;
-    assert!(page.html.contains("cancelled"), "{}", page.html);
-    assert!(
-        page.html.contains("No trip booked from today on."),
-        "{}",
-        page.html
-    );
+    page.shows("cancelled");
+    page.shows("No trip booked from today on.");
     let audit = admin.get("/audit").await;
-    assert!(audit.html.contains("booked a trip"), "{}", audit.html);
-    assert!(audit.html.contains("cancelled a trip"), "{}", audit.html);
+    audit.shows("booked a trip");
+    audit.shows("cancelled a trip");
 
     // A teacher may neither book nor cancel.
     let mut teacher = Browser::new(&server);
     teacher.sign_in("north-teacher", PASSWORD).await;
     let own = teacher.get(&format!("/sections/{math}")).await;
-    assert!(!own.html.contains("Trips booked"), "{}", own.html);
+    own.lacks("Trips booked");
     let refused = teacher
         .post(
             &format!("/sections/{math}/excuse"),
@@ -1792,7 +1702,7 @@ async fn admins_keep_a_students_guardians_on_the_student_page() {
     let mut admin = Browser::new(&server);
     admin.sign_in("north-admin", PASSWORD).await;
     let page = admin.get(&format!("/students/{s1}")).await;
-    assert!(page.html.contains("No guardian on record"), "{}", page.html);
+    page.shows("No guardian on record");
     let added = add_guardian(
         &mut admin,
         &s1,
@@ -1803,16 +1713,16 @@ async fn admins_keep_a_students_guardians_on_the_student_page() {
     .await;
     assert_eq!(added.status, 303, "{}", added.html);
     let page = admin.get(added.headers[LOCATION].to_str().unwrap()).await;
-    assert!(page.html.contains("added."), "{}", page.html);
+    page.shows("added.");
     assert!(
         page.html
             .contains("&#60;script&#62;alert(1)&#60;/script&#62; Hopper"),
         "{}",
         page.html
     );
-    assert!(!page.html.contains("<script>alert(1)"), "{}", page.html);
-    assert!(page.html.contains("grace@example.org"), "{}", page.html);
-    assert!(page.html.contains("receives them"), "{}", page.html);
+    page.lacks("<script>alert(1)");
+    page.shows("grace@example.org");
+    page.shows("receives them");
 
     // A line break in the address: refused, nothing added.
     let refused = add_guardian(
@@ -1824,34 +1734,22 @@ async fn admins_keep_a_students_guardians_on_the_student_page() {
     )
     .await;
     assert_eq!(refused.status, 400, "{}", refused.html);
-    assert!(
-        refused.html.contains("not an e-mail address"),
-        "{}",
-        refused.html
-    );
+    refused.shows("not an e-mail address");
 
     // The same address for another child: one contact, linked to both.
     let second = add_guardian(&mut admin, &s2, &page.html, "Grace", "grace@example.org").await;
     assert_eq!(second.status, 303, "{}", second.html);
     let page2 = admin.get(second.headers[LOCATION].to_str().unwrap()).await;
-    assert!(
-        page2.html.contains("already a guardian at the school"),
-        "{}",
-        page2.html
-    );
-    assert!(
-        page2.html.contains("also guardian of 1 other student"),
-        "{}",
-        page2.html
-    );
+    page2.shows("already a guardian at the school");
+    page2.shows("also guardian of 1 other student");
 
     // A teacher sees them on their own student's page, without the forms.
     let mut teacher = Browser::new(&server);
     teacher.sign_in("north-teacher", PASSWORD).await;
     let seen = teacher.get(&format!("/students/{s1}")).await;
     assert_eq!(seen.status, 200, "{}", seen.html);
-    assert!(seen.html.contains("grace@example.org"), "{}", seen.html);
-    assert!(!seen.html.contains("Add the guardian"), "{}", seen.html);
+    seen.shows("grace@example.org");
+    seen.lacks("Add the guardian");
     let forbidden = add_guardian(&mut teacher, &s1, &seen.html, "Tom", "tom@example.org").await;
     assert_eq!(forbidden.status, 403, "{}", forbidden.html);
 
@@ -1867,12 +1765,12 @@ async fn admins_keep_a_students_guardians_on_the_student_page() {
         .await;
     assert_eq!(removed.status, 303, "{}", removed.html);
     let page = admin.get(&format!("/students/{s1}")).await;
-    assert!(page.html.contains("No guardian on record"), "{}", page.html);
+    page.shows("No guardian on record");
     let page2 = admin.get(&format!("/students/{s2}")).await;
-    assert!(page2.html.contains("grace@example.org"), "{}", page2.html);
+    page2.shows("grace@example.org");
     let audit = admin.get("/audit").await;
-    assert!(audit.html.contains("added a guardian"), "{}", audit.html);
-    assert!(audit.html.contains("removed a guardian"), "{}", audit.html);
+    audit.shows("added a guardian");
+    audit.shows("removed a guardian");
 }
 
 /// A roster's parents, guardians and relatives with an address become the guardians of the
@@ -1919,8 +1817,8 @@ async fn a_roster_upload_brings_the_students_guardians() {
         ada.html
     );
     let alan = admin.get("/students/north-s2").await;
-    assert!(alan.html.contains("sara@example.org"), "{}", alan.html);
-    assert!(!alan.html.contains("eve@example.org"), "{}", alan.html);
+    alan.shows("sara@example.org");
+    alan.lacks("eve@example.org");
 
     // The API's upload of the same export: the links are in place, nothing doubles.
     let district = server.district_admin().await;
@@ -1944,7 +1842,7 @@ async fn the_devices_page_shows_each_boxs_embedding_space_from_its_templates() {
     let mut admin = Browser::new(&server);
     admin.sign_in("north-admin", PASSWORD).await;
     let before = admin.get("/devices").await;
-    assert!(before.html.contains("no template yet"), "{}", before.html);
+    before.shows("no template yet");
 
     let template = common::template_event(&north.s1(), 70);
     let shared_proto::sync::EventBody::TemplateAdded { template: data } = &template.body else {
@@ -2040,30 +1938,22 @@ async fn admins_see_the_notices_resend_a_failed_one_and_set_when_notices_go() {
     admin.sign_in("north-admin", PASSWORD).await;
     let page = admin.get("/notices").await;
     assert_eq!(page.status, 200, "{}", page.html);
-    assert!(page.html.contains("grace@example.org"), "{}", page.html);
-    assert!(page.html.contains("No such mailbox here"), "{}", page.html);
-    assert!(page.html.contains("no mail relay set"), "{}", page.html);
+    page.shows("grace@example.org");
+    page.shows("No such mailbox here");
+    page.shows("no mail relay set");
     assert!(
         page.html.contains("Grace Hopper"),
         "the unsubscribed are listed"
     );
     let one = admin.get("/notices/n-1").await;
-    assert!(
-        one.html.contains("Ada was absent in Maths at 08:00."),
-        "{}",
-        one.html
-    );
-    assert!(
-        one.html.contains("&#60;n-1@north.example.org&#62;"),
-        "{}",
-        one.html
-    );
+    one.shows("Ada was absent in Maths at 08:00.");
+    one.shows("&#60;n-1@north.example.org&#62;");
     let resent = admin
         .post("/notices/n-1/resend", &[("csrf", &hidden_csrf(&page.html))])
         .await;
     assert_eq!(resent.status, 303, "{}", resent.html);
     let page = admin.get(resent.headers[LOCATION].to_str().unwrap()).await;
-    assert!(page.html.contains("Queued again"), "{}", page.html);
+    page.shows("Queued again");
     let queued = server
         .store
         .notices(&sync_server::store::NoticeQuery {
@@ -2127,11 +2017,7 @@ async fn admins_see_the_notices_resend_a_failed_one_and_set_when_notices_go() {
     // the settings just saved send it.
     let preview = admin.get("/notices/preview").await;
     assert_eq!(preview.status, 200, "{}", preview.html);
-    assert!(
-        preview.html.contains("Alex and Sam missed lessons on"),
-        "{}",
-        preview.html
-    );
+    preview.shows("Alex and Sam missed lessons on");
     assert!(
         preview
             .html
