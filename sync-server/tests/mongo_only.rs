@@ -204,8 +204,9 @@ async fn creates_unique_indexes_at_start() {
     assert!(again.ping().await.is_ok());
 }
 
-#[tokio::test]
-async fn embeddings_are_stored_as_binary_little_endian_f32() {
+/// A fresh database with the fixture, and a template of the first student (0.5, -0.5, 0.25) that
+/// its box pushed.
+async fn with_one_template() -> (MongoStore, TemplateData) {
     let store = open(&new_database_name()).await;
     let device = fixture(&store).await;
     let event = template_added(STUDENTS[0], 0.5);
@@ -213,9 +214,15 @@ async fn embeddings_are_stored_as_binary_little_endian_f32() {
         .apply_events(&device, &domain(std::slice::from_ref(&event)), T0)
         .await
         .expect("push");
-    let EventBody::TemplateAdded { template } = &event.body else {
+    let EventBody::TemplateAdded { template } = event.body else {
         unreachable!("made as a template_added");
     };
+    (store, template)
+}
+
+#[tokio::test]
+async fn embeddings_are_stored_as_binary_little_endian_f32() {
+    let (store, template) = with_one_template().await;
     let stored = store
         .database()
         .collection::<Document>("templates")
@@ -245,16 +252,7 @@ async fn embeddings_are_stored_as_binary_little_endian_f32() {
 /// not parse is corruption for every reader, the kept crops' too, never a guess.
 #[tokio::test]
 async fn a_template_whose_space_does_not_parse_is_corruption_for_every_reader() {
-    let store = open(&new_database_name()).await;
-    let device = fixture(&store).await;
-    let event = template_added(STUDENTS[0], 0.5);
-    store
-        .apply_events(&device, &domain(std::slice::from_ref(&event)), T0)
-        .await
-        .expect("push");
-    let EventBody::TemplateAdded { template } = &event.body else {
-        unreachable!("made as a template_added");
-    };
+    let (store, template) = with_one_template().await;
     assert!(
         store
             .keep_crop(SCHOOL, &template.id, &[7u8; 12])
