@@ -489,6 +489,44 @@ fn a_gallery_past_the_services_body_limit_goes_in_parts() {
     );
 }
 
+/// A service that keeps no galleries says so in every answer (no gallery id): after the first,
+/// a gallery past `gallery_part` goes whole with the photos, with no part call first that the
+/// service would let go at once.
+#[test]
+fn a_service_that_keeps_no_galleries_is_sent_no_parts() {
+    let students = common::students(3);
+    let service = MlService::start("pipelines = 1\nkept_galleries = 0", "");
+    let (server, _roster) = school_with(
+        Backend::Embedded,
+        &students,
+        &ml_config(service.port, "gallery_part = 4"),
+    );
+    let (status, job) = upload_photos(
+        &server,
+        &students[0].id,
+        &[&students[0].enrol_photo],
+        "wait_s=60",
+    );
+    assert_eq!(
+        (status, &job["report"][0]["state"]),
+        (200, &"enrolled".into()),
+        "{job}"
+    );
+    add_templates(&server, &service, &students[2].id, 40);
+
+    // The look-alike is found in the whole gallery, sent once with the photo: 41 templates in one
+    // call. Parts would have been a call of 4 more, answered without an id.
+    refused_as_look_alike(&server, &students[1], &students[0]);
+    assert_eq!(
+        service.metric("rollcall_ml_gallery_templates_sent_total"),
+        41
+    );
+    assert_eq!(
+        service.metric("rollcall_ml_requests_total{route=\"/v1/ml/enrol-faces\",status=\"200\"}"),
+        2
+    );
+}
+
 #[test]
 fn queued_photos_wait_for_a_service_that_is_down_and_go_through_once_it_is_back() {
     let students = common::students(2);

@@ -376,8 +376,8 @@ impl Enroller {
     /// building on the gallery the service kept from the one before, so that no call carries
     /// more than a part: a school of 20,000 templates is ~56 MB of JSON, past the service's
     /// 20 MiB body limit. Answers the delta and the templates left for the call with the photos:
-    /// the last part, named on the gallery the others built. A service that keeps no galleries,
-    /// or refuses a part, gets them all with the photos, as before.
+    /// the last part, named on the gallery the others built. A service that keeps no galleries
+    /// (as its last answer said), or refuses a part, gets them all with the photos, as before.
     async fn in_parts(
         &self,
         school: &str,
@@ -386,7 +386,7 @@ impl Enroller {
         mut sent: Vec<Template>,
     ) -> Result<(Delta, Vec<Template>), MlError> {
         let part = self.config.gallery_part;
-        if sent.len() <= part {
+        if sent.len() <= part || self.galleries.keeps_none() {
             return Ok((delta, sent));
         }
         // The last part, 1 to `part` templates, goes with the photos.

@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use shared_proto::EmbeddingSpace;
 use shared_proto::ml::service::GalleryTemplate;
@@ -28,6 +29,10 @@ struct Kept {
 #[derive(Default)]
 pub(super) struct SentGalleries {
     by_school: Mutex<HashMap<String, Kept>>,
+    /// The service's last answer named no gallery: it keeps none (`[serve] kept_galleries = 0`,
+    /// or an older service), and would let a gallery sent in parts go at once. An answer with an
+    /// id clears it, so a service restarted with galleries is used from its first answer on.
+    keeps_none: AtomicBool,
 }
 
 /// What one call sends: a kept gallery and the live templates it lacks, or (no `base`) the
@@ -88,6 +93,7 @@ impl SentGalleries {
         id: Option<String>,
     ) {
         let mut by_school = self.by_school.lock().unwrap_or_else(|p| p.into_inner());
+        self.keeps_none.store(id.is_none(), Ordering::Relaxed);
         match id {
             Some(id) => {
                 let mut templates = delta.held;
@@ -104,6 +110,11 @@ impl SentGalleries {
                 by_school.remove(school);
             }
         }
+    }
+
+    /// Whether the service's last answer said it keeps no galleries.
+    pub fn keeps_none(&self) -> bool {
+        self.keeps_none.load(Ordering::Relaxed)
     }
 
     /// The service does not keep the school's gallery (any more).
@@ -235,11 +246,15 @@ mod tests {
         galleries.forget("north");
         assert_eq!(galleries.delta("north", &space(), &held).base, None);
 
-        // A service that answers no id keeps nothing.
+        // A service that answers no id keeps nothing, until an answer names one again.
         kept(&galleries, "g2");
+        assert!(!galleries.keeps_none());
         let delta = galleries.delta("north", &space(), &held);
         assert_eq!(delta.base.as_deref(), Some("g2"));
         galleries.answered("north", &space(), delta, &[], None);
+        assert!(galleries.keeps_none());
         assert_eq!(galleries.delta("north", &space(), &held).base, None);
+        kept(&galleries, "g3");
+        assert!(!galleries.keeps_none());
     }
 }
