@@ -148,8 +148,10 @@ pub struct LookAlike<'a> {
 impl<'a> LookAlike<'a> {
     /// A template of `other` at `similarity` to a face of `student`.
     pub fn offer(&mut self, student: &str, other: &'a str, similarity: f32, confident: f32) {
-        if other != student
-            && similarity >= confident
+        // The similarity first: the service offers every template of a gallery for each photo,
+        // and nearly all fall below `confident`.
+        if similarity >= confident
+            && other != student
             && self.best.is_none_or(|(_, best)| similarity >= best)
         {
             self.best = Some((other, similarity));
