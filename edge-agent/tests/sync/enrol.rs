@@ -398,9 +398,6 @@ fn photos_enrolled_centrally_are_recognised_by_a_box_on_mongodb() {
     photos_enrolled_centrally_are_recognised_by_a_box(Backend::Mongo);
 }
 
-/// The service down: five failed calls open the breaker and the photos wait on disk; a student
-/// whose consent is withdrawn meanwhile has their photos dropped and deleted; the service back,
-/// a probe after the reset time closes the breaker and the queued photos are enrolled.
 /// `n` templates of `student`, made on a box of the school in the service's model and space and
 /// pushed: unit vectors unlike any face.
 fn add_templates(server: &Server, service: &MlService, student: &str, n: usize) {
@@ -429,16 +426,15 @@ fn refused_as_look_alike(server: &Server, student: &common::Student, like: &comm
     assert!(reason.contains(&like.id), "{job}");
 }
 
-/// A gallery larger than one call to the service may carry goes in parts: calls without photos,
-/// each naming the gallery the service kept from the one before. The photo's call after them is
-/// checked against all of it.
-#[test]
-fn a_gallery_past_the_services_body_limit_goes_in_parts() {
+/// A school whose server sends galleries in parts of 4 to a service of one pipeline and `serve`
+/// (more of its `[serve]`): student 0 enrolled centrally, then 40 templates of student 2 pushed by
+/// a box, so the next call's gallery holds 41 templates new to the service.
+fn gallery_of_41_in_parts_of_4(
+    serve: &str,
+) -> (Vec<common::Student>, MlService, Server, tempfile::TempDir) {
     let students = common::students(3);
-    // A call of one photo (at most ~18 KB of base64) and 4 templates (~2.8 KB each) fits in
-    // 64 KiB; one with the 41 templates below (~115 KB) would be refused with 413.
-    let service = MlService::start("pipelines = 1\nmax_body_bytes = 65536", "");
-    let (server, _roster) = school_with(
+    let service = MlService::start(&format!("pipelines = 1\n{serve}"), "");
+    let (server, roster) = school_with(
         Backend::Embedded,
         &students,
         &ml_config(service.port, "gallery_part = 4"),
@@ -454,8 +450,19 @@ fn a_gallery_past_the_services_body_limit_goes_in_parts() {
         (200, &"enrolled".into()),
         "{job}"
     );
-    // 40 more templates, pushed by a box: 41 new to the gallery the service keeps.
     add_templates(&server, &service, &students[2].id, 40);
+    (students, service, server, roster)
+}
+
+/// A gallery larger than one call to the service may carry goes in parts: calls without photos,
+/// each naming the gallery the service kept from the one before. The photo's call after them is
+/// checked against all of it.
+#[test]
+fn a_gallery_past_the_services_body_limit_goes_in_parts() {
+    // A call of one photo (at most ~18 KB of base64) and 4 templates (~2.8 KB each) fits in
+    // 64 KiB; one with the 41 templates below (~115 KB) would be refused with 413.
+    let (students, service, server, _roster) =
+        gallery_of_41_in_parts_of_4("max_body_bytes = 65536");
 
     // The same face for someone else: found among the parts, a look-alike.
     refused_as_look_alike(&server, &students[1], &students[0]);
@@ -494,25 +501,7 @@ fn a_gallery_past_the_services_body_limit_goes_in_parts() {
 /// service would let go at once.
 #[test]
 fn a_service_that_keeps_no_galleries_is_sent_no_parts() {
-    let students = common::students(3);
-    let service = MlService::start("pipelines = 1\nkept_galleries = 0", "");
-    let (server, _roster) = school_with(
-        Backend::Embedded,
-        &students,
-        &ml_config(service.port, "gallery_part = 4"),
-    );
-    let (status, job) = upload_photos(
-        &server,
-        &students[0].id,
-        &[&students[0].enrol_photo],
-        "wait_s=60",
-    );
-    assert_eq!(
-        (status, &job["report"][0]["state"]),
-        (200, &"enrolled".into()),
-        "{job}"
-    );
-    add_templates(&server, &service, &students[2].id, 40);
+    let (students, service, server, _roster) = gallery_of_41_in_parts_of_4("kept_galleries = 0");
 
     // The look-alike is found in the whole gallery, sent once with the photo: 41 templates in one
     // call. Parts would have been a call of 4 more, answered without an id.
@@ -527,6 +516,9 @@ fn a_service_that_keeps_no_galleries_is_sent_no_parts() {
     );
 }
 
+/// The service down: five failed calls open the breaker and the photos wait on disk; a student
+/// whose consent is withdrawn meanwhile has their photos dropped and deleted; the service back,
+/// a probe after the reset time closes the breaker and the queued photos are enrolled.
 #[test]
 fn queued_photos_wait_for_a_service_that_is_down_and_go_through_once_it_is_back() {
     let students = common::students(2);
