@@ -1,6 +1,6 @@
 //! What only the MongoDB backend has to show, beyond the contract suite (`tests/contract/`): the
 //! indexes it creates, the stored form of embeddings, a corrupt template's space reported by
-//! every reader, a newer schema refused untouched, an unreachable server reported as
+//! every reader, a corrupt notice or erasure reported by its readers, a newer schema refused untouched, an unreachable server reported as
 //! `Unavailable`, the transactions of a killed server ended by the next one, and the change feed
 //! and idempotency holding while many pushes of one school commit at once (write conflicts
 //! retried, seqs in order).
@@ -19,10 +19,11 @@ use shared_proto::sync::{
 };
 use shared_proto::{EmbeddingSpace, ModelId};
 use sync_server::domain::feed::Change;
+use sync_server::domain::notice::{Claim, Kind as NoticeKind, Letter, Notice};
 use sync_server::store::mongo::MongoStore;
 use sync_server::store::{
-    CropRead, Device, ProvisioningCode, RosterBatch, School, Section, Store, StoreError, Student,
-    TemplateRead,
+    CropRead, Device, NoticeQuery, ProvisioningCode, RosterBatch, School, Section, Store,
+    StoreError, Student, TemplateRead,
 };
 
 const URI_VAR: &str = "ROLLCALL_TEST_MONGODB_URI";
@@ -303,6 +304,78 @@ async fn a_template_whose_space_does_not_parse_is_corruption_for_every_reader() 
             .is_err()
     );
     assert!(store.live_template_ids(SCHOOL).await.is_err());
+}
+
+/// A notice whose fields do not read as a notice, or an erasure that names no student, is
+/// corruption for its readers, as on SQLite: never a default or a skipped line (an erasure skipped
+/// would leave the student's data on every box).
+#[tokio::test]
+async fn a_notice_or_an_erasure_that_does_not_parse_is_corruption() {
+    let store = open(&new_database_name()).await;
+    store
+        .create_school(&School {
+            id: SCHOOL.into(),
+            name: "School".into(),
+        })
+        .await
+        .expect("school");
+    let letter = Letter {
+        id: "n-1".into(),
+        message_id: "<n-1@example.org>".into(),
+        school_id: SCHOOL.into(),
+        kind: NoticeKind::Absence,
+        key: "k-1".into(),
+        recipient: "home@example.org".into(),
+        guardian_id: None,
+        day: "2026-12-01".into(),
+        subject: "Ann".into(),
+        text: "Ann was absent".into(),
+        html: "<p>Ann was absent</p>".into(),
+        facts: "[]".into(),
+        students: vec![STUDENTS[0].into()],
+    };
+    let added = store
+        .enqueue_notices(&[Notice::queued(letter.clone(), T0)])
+        .await
+        .expect("enqueue");
+    assert_eq!(added, 1);
+    let query = NoticeQuery {
+        school_id: SCHOOL.into(),
+        day: None,
+        state: None,
+        limit: 10,
+    };
+    let listed = store.notices(&query).await.expect("notices");
+    assert_eq!(listed[0].letter, letter);
+    let db = store.database();
+    db.collection::<Document>("notices")
+        .update_one(
+            doc! { "_id": "n-1" },
+            doc! { "$set": { "student_ids": [1, 2], "lease_until": "soon" } },
+        )
+        .await
+        .expect("set");
+    db.collection::<Document>("changes")
+        .insert_one(doc! {
+            "school_id": SCHOOL, "seq": 1_i64, "key": "erased:?",
+            "body": { "kind": "student_erased" },
+        })
+        .await
+        .expect("insert");
+    assert!(store.notices(&query).await.is_err());
+    assert!(store.notice(SCHOOL, "n-1").await.is_err());
+    let claim = Claim {
+        owner: "sender".into(),
+        now: T0 + 1,
+        lease_until: T0 + 60_001,
+        limit: 10,
+    };
+    assert!(store.claim_notices(&claim).await.is_err());
+    let erasures = store.erasures_since(SCHOOL, 0).await;
+    assert!(
+        matches!(&erasures, Err(StoreError::Backend(why)) if why.contains("erasure at seq 1")),
+        "{erasures:?}"
+    );
 }
 
 #[tokio::test]

@@ -366,11 +366,18 @@ pub fn plan_guardians(rules: &GuardianRules, day: &Day<'_>) -> Vec<Draft> {
             status: status.to_owned(),
         });
     }
-    let mut sent_before: HashMap<&str, (usize, Vec<Told>)> = HashMap::new();
+    // What each contact was told last; `None` where that notice's facts do not parse (written by
+    // another build, or damaged): what they know is unknown, so no correction is built on it.
+    let mut sent_before: HashMap<&str, (usize, Option<Vec<Told>>)> = HashMap::new();
     for notice in day.told.iter().filter(|n| n.letter.kind.to_guardian()) {
         let entry = sent_before.entry(&notice.letter.recipient).or_default();
         entry.0 += 1;
-        entry.1 = serde_json::from_str(&notice.letter.facts).unwrap_or_default();
+        entry.1 = serde_json::from_str(&notice.letter.facts)
+            .inspect_err(|e| {
+                tracing::error!(notice = %notice.letter.id, error = %e,
+                    "a guardian's notice whose facts do not parse: no correction follows it");
+            })
+            .ok();
     }
     let mut out = Vec::new();
     for guardian in day.guardians.iter().filter(|g| g.opted_out_at.is_none()) {
@@ -382,9 +389,11 @@ pub fn plan_guardians(rules: &GuardianRules, day: &Day<'_>) -> Vec<Draft> {
             .cloned()
             .collect();
         now_told.sort();
-        let (before, was_told) = sent_before
-            .get(guardian.email.as_str())
-            .map_or((0, &[][..]), |(n, told)| (*n, &told[..]));
+        let (before, was_told) = match sent_before.get(guardian.email.as_str()) {
+            None => (0, &[][..]),
+            Some((n, Some(told))) => (*n, &told[..]),
+            Some((_, None)) => continue,
+        };
         let kind = if before == 0 {
             let due = match rules.timing {
                 GuardianTiming::Digest => day.now >= rules.digest_at,
@@ -592,6 +601,37 @@ mod tests {
             ..rules
         };
         assert!(plan(&quiet, &family, &present, &told, 12 * HOUR).is_empty());
+    }
+
+    /// A sent notice whose facts do not parse leaves what the contact knows unknown: no correction
+    /// is built on "told nothing" (which would tell every absence again as news), and the other
+    /// contacts of the school are planned as ever.
+    #[test]
+    fn no_correction_follows_a_notice_whose_facts_do_not_parse() {
+        let family = [
+            guardian("home@example.org", &["ann"]),
+            guardian("other@example.org", &["bob"]),
+        ];
+        let rules = rules(GuardianTiming::AfterEachLesson);
+        let absent = [
+            mark("l1", "ann", MarkStatus::Absent, 8 * HOUR),
+            mark("l1", "bob", MarkStatus::Absent, 8 * HOUR),
+        ];
+        let first = plan(&rules, &family, &absent, &[], 10 * HOUR);
+        assert_eq!(first.len(), 2);
+        let mut told: Vec<Notice> = first.iter().map(notice).collect();
+        told[0].letter.facts = "{not json".into();
+        let late = [
+            mark("l1", "ann", MarkStatus::Late, 8 * HOUR),
+            mark("l1", "bob", MarkStatus::Late, 8 * HOUR),
+        ];
+        let corrections = plan(&rules, &family, &late, &told, 12 * HOUR);
+        let to: Vec<&str> = corrections
+            .iter()
+            .map(|d| d.guardian.email.as_str())
+            .collect();
+        assert_eq!(to, ["other@example.org"]);
+        assert_eq!(corrections[0].kind, Kind::Correction);
     }
 
     #[test]

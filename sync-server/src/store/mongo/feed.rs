@@ -128,9 +128,17 @@ pub async fn erasures_since(
         })
         .sort(doc! { "seq": 1 })
         .await?;
-    Ok(collect(cursor)
+    // An erasure that names no student is corruption, as on SQLite: skipping it would leave that
+    // student's data on every box.
+    collect(cursor)
         .await?
         .into_iter()
-        .filter_map(|c| Some((c.seq as u64, c.body.get_str("student").ok()?.to_owned())))
-        .collect())
+        .map(|c| match c.body.get_str("student") {
+            Ok(student) => Ok((c.seq as u64, student.to_owned())),
+            Err(e) => Err(DbError::Store(StoreError::Backend(format!(
+                "the erasure at seq {} of school {school_id}: {e}",
+                c.seq
+            )))),
+        })
+        .collect()
 }

@@ -4,86 +4,105 @@
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
+use serde::{Deserialize, Serialize};
 
 use super::MongoStore;
+use super::docs::to_document;
 use super::error::{DbError, is_duplicate_key};
 use super::names::{META, NOTICES};
 use crate::domain::notice::{Claim, Finish, Letter, Notice, State};
-use crate::store::{NoticeQuery, StoreError};
+use crate::store::{Millis, NoticeQuery, StoreError};
 
-fn opt_i64(v: Option<i64>) -> Bson {
-    v.map_or(Bson::Null, Bson::Int64)
+/// A notice as stored. Its kind and state are their words (`Kind`, `State`); a word the build does
+/// not know, or a field of the wrong type, is corruption naming the notice, never a default.
+#[derive(Debug, Serialize, Deserialize)]
+struct NoticeDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    school_id: String,
+    kind: String,
+    key: String,
+    recipient: String,
+    guardian_id: Option<String>,
+    day: String,
+    subject: String,
+    text: String,
+    html: String,
+    facts: String,
+    student_ids: Vec<String>,
+    message_id: String,
+    state: String,
+    attempts: i64,
+    next_attempt_at: Millis,
+    lease_owner: Option<String>,
+    lease_until: Option<Millis>,
+    last_error: Option<String>,
+    created_at: Millis,
+    sent_at: Option<Millis>,
 }
 
-fn opt_str(v: Option<&str>) -> Bson {
-    v.map_or(Bson::Null, |s| Bson::String(s.to_owned()))
-}
-
-fn doc_of(n: &Notice) -> Document {
-    doc! {
-        "_id": &n.letter.id,
-        "school_id": &n.letter.school_id,
-        "kind": n.letter.kind.as_str(),
-        "key": &n.letter.key,
-        "recipient": &n.letter.recipient,
-        "guardian_id": opt_str(n.letter.guardian_id.as_deref()),
-        "day": &n.letter.day,
-        "subject": &n.letter.subject,
-        "text": &n.letter.text,
-        "html": &n.letter.html,
-        "facts": &n.letter.facts,
-        "student_ids": &n.letter.students,
-        "message_id": &n.letter.message_id,
-        "state": n.state.as_str(),
-        "attempts": i64::from(n.attempts),
-        "next_attempt_at": n.next_attempt_at,
-        "lease_owner": opt_str(n.lease_owner.as_deref()),
-        "lease_until": opt_i64(n.lease_until),
-        "last_error": opt_str(n.last_error.as_deref()),
-        "created_at": n.created_at,
-        "sent_at": opt_i64(n.sent_at),
+impl NoticeDoc {
+    fn of(n: &Notice) -> NoticeDoc {
+        let l = &n.letter;
+        NoticeDoc {
+            id: l.id.clone(),
+            school_id: l.school_id.clone(),
+            kind: l.kind.as_str().to_owned(),
+            key: l.key.clone(),
+            recipient: l.recipient.clone(),
+            guardian_id: l.guardian_id.clone(),
+            day: l.day.clone(),
+            subject: l.subject.clone(),
+            text: l.text.clone(),
+            html: l.html.clone(),
+            facts: l.facts.clone(),
+            student_ids: l.students.clone(),
+            message_id: l.message_id.clone(),
+            state: n.state.as_str().to_owned(),
+            attempts: i64::from(n.attempts),
+            next_attempt_at: n.next_attempt_at,
+            lease_owner: n.lease_owner.clone(),
+            lease_until: n.lease_until,
+            last_error: n.last_error.clone(),
+            created_at: n.created_at,
+            sent_at: n.sent_at,
+        }
     }
-}
 
-fn notice_of(d: &Document) -> Result<Notice, DbError> {
-    let bad = |key: &str, e: &dyn std::fmt::Display| {
-        DbError::Store(StoreError::Backend(format!("a notice's {key}: {e}")))
-    };
-    let text = |key: &str| d.get_str(key).map(str::to_owned).map_err(|e| bad(key, &e));
-    let opt_text = |key: &str| d.get_str(key).ok().map(str::to_owned);
-    let number = |key: &str| d.get_i64(key).map_err(|e| bad(key, &e));
-    Ok(Notice {
-        letter: Letter {
-            id: text("_id")?,
-            school_id: text("school_id")?,
-            kind: text("kind")?.parse().map_err(|e| bad("kind", &e))?,
-            key: text("key")?,
-            recipient: text("recipient")?,
-            guardian_id: opt_text("guardian_id"),
-            day: text("day")?,
-            subject: text("subject")?,
-            text: text("text")?,
-            html: text("html")?,
-            facts: text("facts")?,
-            students: d
-                .get_array("student_ids")
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|b| b.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            message_id: text("message_id")?,
-        },
-        state: text("state")?.parse().map_err(|e| bad("state", &e))?,
-        attempts: u32::try_from(number("attempts")?).unwrap_or(u32::MAX),
-        next_attempt_at: number("next_attempt_at")?,
-        lease_owner: opt_text("lease_owner"),
-        lease_until: d.get_i64("lease_until").ok(),
-        last_error: opt_text("last_error"),
-        created_at: number("created_at")?,
-        sent_at: d.get_i64("sent_at").ok(),
-    })
+    fn into_notice(self) -> Result<Notice, DbError> {
+        let id = self.id;
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            DbError::Store(StoreError::Backend(format!("notice {id}: its {what}: {e}")))
+        };
+        let kind = self.kind.parse().map_err(|e| bad("kind", &e))?;
+        let state = self.state.parse().map_err(|e| bad("state", &e))?;
+        let attempts = u32::try_from(self.attempts).map_err(|e| bad("attempts", &e))?;
+        Ok(Notice {
+            letter: Letter {
+                id,
+                school_id: self.school_id,
+                kind,
+                key: self.key,
+                recipient: self.recipient,
+                guardian_id: self.guardian_id,
+                day: self.day,
+                subject: self.subject,
+                text: self.text,
+                html: self.html,
+                facts: self.facts,
+                students: self.student_ids,
+                message_id: self.message_id,
+            },
+            state,
+            attempts,
+            next_attempt_at: self.next_attempt_at,
+            lease_owner: self.lease_owner,
+            lease_until: self.lease_until,
+            last_error: self.last_error,
+            created_at: self.created_at,
+            sent_at: self.sent_at,
+        })
+    }
 }
 
 /// Each notice is inserted unless its key is held: one upsert per notice, so two processes
@@ -95,7 +114,7 @@ pub async fn enqueue(store: &MongoStore, notices: &[Notice]) -> Result<usize, Db
         let result = coll
             .update_one(
                 doc! { "key": &n.letter.key },
-                doc! { "$setOnInsert": doc_of(n) },
+                doc! { "$setOnInsert": to_document(&NoticeDoc::of(n))? },
             )
             .upsert(true)
             .await;
@@ -168,13 +187,14 @@ pub async fn claim(store: &MongoStore, claim: &Claim) -> Result<Vec<Notice>, DbE
     if held == 0 {
         return Ok(Vec::new());
     }
-    let held: Vec<Document> = coll
+    let held: Vec<NoticeDoc> = coll
+        .clone_with_type()
         .find(doc! { "lease_owner": &claim.owner, "state": "sending" })
         .sort(doc! { "next_attempt_at": 1 })
         .await?
         .try_collect()
         .await?;
-    held.iter().map(notice_of).collect()
+    held.into_iter().map(NoticeDoc::into_notice).collect()
 }
 
 fn finish_set(f: &Finish) -> Document {
@@ -182,8 +202,8 @@ fn finish_set(f: &Finish) -> Document {
         "state": f.state.as_str(),
         "attempts": i64::from(f.attempts),
         "next_attempt_at": f.next_attempt_at,
-        "last_error": opt_str(f.last_error.as_deref()),
-        "sent_at": opt_i64(f.sent_at),
+        "last_error": f.last_error.clone(),
+        "sent_at": f.sent_at,
         "lease_owner": Bson::Null,
         "lease_until": Bson::Null,
     }
@@ -229,24 +249,23 @@ pub async fn list(store: &MongoStore, q: &NoticeQuery) -> Result<Vec<Notice>, Db
     if let Some(state) = q.state {
         filter.insert("state", state.as_str());
     }
-    let found: Vec<Document> = store
-        .coll::<Document>(NOTICES)
+    let found: Vec<NoticeDoc> = store
+        .coll::<NoticeDoc>(NOTICES)
         .find(filter)
         .sort(doc! { "created_at": -1, "_id": -1 })
         .limit(q.limit as i64)
         .await?
         .try_collect()
         .await?;
-    found.iter().map(notice_of).collect()
+    found.into_iter().map(NoticeDoc::into_notice).collect()
 }
 
 pub async fn one(store: &MongoStore, school_id: &str, id: &str) -> Result<Option<Notice>, DbError> {
     store
-        .coll::<Document>(NOTICES)
+        .coll::<NoticeDoc>(NOTICES)
         .find_one(doc! { "_id": id, "school_id": school_id })
         .await?
-        .as_ref()
-        .map(notice_of)
+        .map(NoticeDoc::into_notice)
         .transpose()
 }
 

@@ -27,7 +27,9 @@ fn notice(r: &Row<'_>) -> rusqlite::Result<Notice> {
             html: r.get(9)?,
             facts: r.get(10)?,
             message_id: r.get(11)?,
-            students: serde_json::from_str(&r.get::<_, String>(20)?).unwrap_or_default(),
+            students: serde_json::from_str(&r.get::<_, String>(20)?).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(20, rusqlite::types::Type::Text, e.into())
+            })?,
         },
         state: word(12, &r.get::<_, String>(12)?)?,
         attempts: r.get(13)?,

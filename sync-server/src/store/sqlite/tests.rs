@@ -387,3 +387,68 @@ async fn a_template_whose_space_does_not_parse_is_corruption_for_every_reader() 
     );
     assert!(store.live_template_ids("sch-1").await.is_err());
 }
+
+/// A notice whose student list does not parse, or an erasure that names no student, is corruption
+/// for its readers, never an empty list or a skipped line (an erasure skipped would leave the
+/// student's data on every box).
+#[tokio::test]
+async fn a_notice_or_an_erasure_that_does_not_parse_is_corruption() {
+    use crate::domain::notice::{Claim, Kind as NoticeKind, Letter};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("s.sqlite")).expect("open");
+    store.create_school(&school()).await.expect("create school");
+    let letter = Letter {
+        id: "n-1".into(),
+        message_id: "<n-1@example.org>".into(),
+        school_id: "sch-1".into(),
+        kind: NoticeKind::Absence,
+        key: "k-1".into(),
+        recipient: "home@example.org".into(),
+        guardian_id: None,
+        day: "2026-12-01".into(),
+        subject: "Ann".into(),
+        text: "Ann was absent".into(),
+        html: "<p>Ann was absent</p>".into(),
+        facts: "[]".into(),
+        students: vec!["stu-1".into()],
+    };
+    let added = store
+        .enqueue_notices(&[Notice::queued(letter, 1)])
+        .await
+        .expect("enqueue");
+    assert_eq!(added, 1);
+    let query = NoticeQuery {
+        school_id: "sch-1".into(),
+        day: None,
+        state: None,
+        limit: 10,
+    };
+    let listed = store.notices(&query).await.expect("notices");
+    assert_eq!(listed[0].letter.students, ["stu-1"]);
+    store
+        .writer
+        .run(|conn| {
+            conn.execute(
+                "UPDATE notices SET students = '[\"stu-1\"' WHERE id = 'n-1'",
+                [],
+            )?;
+            conn.execute(
+                "INSERT INTO changes (school_id, seq, key, body)
+                 VALUES ('sch-1', 1, 'erased:?', '{\"kind\":\"student_erased\"}')",
+                [],
+            )?;
+            Ok(())
+        })
+        .await
+        .expect("corrupt");
+    assert!(store.notices(&query).await.is_err());
+    assert!(store.notice("sch-1", "n-1").await.is_err());
+    let claim = Claim {
+        owner: "sender".into(),
+        now: 2,
+        lease_until: 60_002,
+        limit: 10,
+    };
+    assert!(store.claim_notices(&claim).await.is_err());
+    assert!(store.erasures_since("sch-1", 0).await.is_err());
+}
