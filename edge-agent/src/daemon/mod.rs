@@ -215,8 +215,14 @@ async fn health(State(state): State<Arc<Daemon>>) -> Response {
     let degraded = status
         .as_ref()
         .is_none_or(|s| s.link.breaker.consecutive_failures > 0 || s.outbox.rejected > 0);
-    let holder =
-        crate::sync::lock::holder(&state.data_dir).map_or_else(|| "nobody".to_owned(), |h| h.by);
+    // Reading the lock's holder touches the file, and waits up to 50 ms for a new holder's name
+    // (`lock::holder`): off the async workers, which serve the screen's `/sync` meanwhile.
+    let data_dir = state.data_dir.clone();
+    let holder = tokio::task::spawn_blocking(move || crate::sync::lock::holder(&data_dir))
+        .await
+        .ok()
+        .flatten()
+        .map_or_else(|| "nobody".to_owned(), |h| h.by);
     let health = Health {
         status: match (alive, degraded) {
             (false, _) => "stuck",
