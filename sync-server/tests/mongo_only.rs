@@ -1,6 +1,6 @@
 //! What only the MongoDB backend has to show, beyond the contract suite (`tests/contract/`): the
 //! indexes it creates, the stored form of embeddings, a corrupt template's space reported by
-//! every reader, a corrupt notice or erasure reported by its readers, a newer schema refused untouched, an unreachable server reported as
+//! every reader, a corrupt notice, guardian or erasure reported by its readers, a newer schema refused untouched, an unreachable server reported as
 //! `Unavailable`, the transactions of a killed server ended by the next one, and the change feed
 //! and idempotency holding while many pushes of one school commit at once (write conflicts
 //! retried, seqs in order).
@@ -19,6 +19,7 @@ use shared_proto::sync::{
 };
 use shared_proto::{EmbeddingSpace, ModelId};
 use sync_server::domain::feed::Change;
+use sync_server::domain::guardian::{Contact, Relationship};
 use sync_server::domain::notice::{Claim, Kind as NoticeKind, Letter, Notice};
 use sync_server::store::mongo::MongoStore;
 use sync_server::store::{
@@ -306,19 +307,13 @@ async fn a_template_whose_space_does_not_parse_is_corruption_for_every_reader() 
     assert!(store.live_template_ids(SCHOOL).await.is_err());
 }
 
-/// A notice whose fields do not read as a notice, or an erasure that names no student, is
+/// A notice or a guardian whose fields do not read as one, or an erasure that names no student, is
 /// corruption for its readers, as on SQLite: never a default or a skipped line (an erasure skipped
 /// would leave the student's data on every box).
 #[tokio::test]
-async fn a_notice_or_an_erasure_that_does_not_parse_is_corruption() {
+async fn a_notice_a_guardian_or_an_erasure_that_does_not_parse_is_corruption() {
     let store = open(&new_database_name()).await;
-    store
-        .create_school(&School {
-            id: SCHOOL.into(),
-            name: "School".into(),
-        })
-        .await
-        .expect("school");
+    fixture(&store).await;
     let letter = Letter {
         id: "n-1".into(),
         message_id: "<n-1@example.org>".into(),
@@ -357,7 +352,7 @@ async fn a_notice_or_an_erasure_that_does_not_parse_is_corruption() {
         .expect("set");
     db.collection::<Document>("changes")
         .insert_one(doc! {
-            "school_id": SCHOOL, "seq": 1_i64, "key": "erased:?",
+            "school_id": SCHOOL, "seq": 1_000_000_i64, "key": "erased:?",
             "body": { "kind": "student_erased" },
         })
         .await
@@ -371,9 +366,42 @@ async fn a_notice_or_an_erasure_that_does_not_parse_is_corruption() {
         limit: 10,
     };
     assert!(store.claim_notices(&claim).await.is_err());
+    // A guardian who unsubscribed stays unsubscribed whatever integer width holds the time; a
+    // time of the wrong type is an error, never "not unsubscribed".
+    let contact = Contact {
+        given_name: "Grace".into(),
+        family_name: "Hopper".into(),
+        email: "grace@example.org".into(),
+        relationship: Relationship::Parent,
+    };
+    let linked = store
+        .link_guardian(SCHOOL, STUDENTS[0], &contact, "office", T0)
+        .await
+        .expect("store")
+        .expect("linked");
+    let guardians = db.collection::<Document>("guardians");
+    let id = &linked.guardian.id;
+    guardians
+        .update_one(
+            doc! { "_id": id },
+            doc! { "$set": { "opted_out_at": 7_i32 } },
+        )
+        .await
+        .expect("set");
+    let read = store.guardian(SCHOOL, id).await.expect("guardian");
+    assert_eq!(read.expect("held").opted_out_at, Some(7));
+    guardians
+        .update_one(
+            doc! { "_id": id },
+            doc! { "$set": { "opted_out_at": "yesterday" } },
+        )
+        .await
+        .expect("set");
+    assert!(store.guardian(SCHOOL, id).await.is_err());
+    assert!(store.guardians(SCHOOL).await.is_err());
     let erasures = store.erasures_since(SCHOOL, 0).await;
     assert!(
-        matches!(&erasures, Err(StoreError::Backend(why)) if why.contains("erasure at seq 1")),
+        matches!(&erasures, Err(StoreError::Backend(why)) if why.contains("erasure at seq 1000000")),
         "{erasures:?}"
     );
 }

@@ -383,8 +383,8 @@ pub async fn write(tx: &mut Tx<'_>, school_id: &str, writes: &[Write<'_>]) -> Re
             }
             Write::Change(body) => tx.feed_of(school_id, body.clone())?,
             Write::AddGuardian(guardian) => {
-                tx.coll::<Document>(GUARDIANS)
-                    .insert_one(guardians::doc_of(guardian))
+                tx.coll::<guardians::GuardianDoc>(GUARDIANS)
+                    .insert_one(guardians::GuardianDoc::of(guardian))
                     .session(&mut tx.session)
                     .await?;
             }
