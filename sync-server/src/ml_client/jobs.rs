@@ -138,15 +138,24 @@ impl JobQueue {
                 continue;
             }
             let file = path.join("job.json");
-            let job = std::fs::read(&file)
-                .ok()
-                .and_then(|bytes| serde_json::from_slice::<Job>(&bytes).ok());
-            match job {
+            // A job that does not parse can never be worked, and its photos are not kept: it is
+            // deleted. A file that cannot be read (permissions after a restore, a failing disk)
+            // says nothing of the job: it is left for a later start, not deleted.
+            let bytes = match std::fs::read(&file) {
+                Ok(bytes) => Some(bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    tracing::error!(path = %file.display(), error = %e,
+                        "cannot read an enrolment job: left as it is until a later start");
+                    continue;
+                }
+            };
+            match bytes.and_then(|bytes| serde_json::from_slice::<Job>(&bytes).ok()) {
                 Some(job) => {
                     jobs.insert(job.id.clone(), job);
                 }
                 None => {
-                    tracing::warn!(path = %path.display(), "an unreadable enrolment job: deleted");
+                    tracing::warn!(path = %path.display(), "an enrolment job that does not parse: deleted");
                     let _ = std::fs::remove_dir_all(&path);
                 }
             }
@@ -285,5 +294,24 @@ mod tests {
         queue.prune(10 + REPORT_KEPT_MS + 1);
         assert!(queue.get("j1").is_none());
         assert!(!dir.path().join("j1").exists());
+    }
+
+    /// A job that does not parse is deleted with its photos; one whose file cannot be read is left
+    /// on disk, photos and all, for a later start (here `job.json` is a folder: reading it fails
+    /// as a permission error would, and the tests may run as root, which reads any file).
+    #[test]
+    fn a_job_that_cannot_be_read_is_kept_and_one_that_does_not_parse_is_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let broken = dir.path().join("broken");
+        std::fs::create_dir_all(&broken).unwrap();
+        std::fs::write(broken.join("job.json"), b"{\"id\": ").unwrap();
+        std::fs::write(broken.join("0.jpg"), b"jpeg").unwrap();
+        let unread = dir.path().join("unread");
+        std::fs::create_dir_all(unread.join("job.json")).unwrap();
+        std::fs::write(unread.join("0.jpg"), b"jpeg").unwrap();
+        let queue = JobQueue::open(dir.path()).unwrap();
+        assert_eq!(queue.all().count(), 0);
+        assert!(!broken.exists());
+        assert!(unread.join("0.jpg").exists());
     }
 }
