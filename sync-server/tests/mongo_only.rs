@@ -1,6 +1,8 @@
 //! What only the MongoDB backend has to show, beyond the contract suite (`tests/contract/`): the
 //! indexes it creates, the stored form of embeddings, a corrupt template's space reported by
-//! every reader, a corrupt notice, guardian or erasure reported by its readers, a newer schema refused untouched, an unreachable server reported as
+//! every reader, a corrupt notice, guardian or erasure reported by its readers, a section or a
+//! template id that is not text reported by a push and an erasure, a newer schema refused
+//! untouched, an unreachable server reported as
 //! `Unavailable`, the transactions of a killed server ended by the next one, and the change feed
 //! and idempotency holding while many pushes of one school commit at once (write conflicts
 //! retried, seqs in order).
@@ -403,6 +405,55 @@ async fn a_notice_a_guardian_or_an_erasure_that_does_not_parse_is_corruption() {
     assert!(
         matches!(&erasures, Err(StoreError::Backend(why)) if why.contains("erasure at seq 1000000")),
         "{erasures:?}"
+    );
+}
+
+/// The push's and the erasure's look-ups read a section whose school is not text, or a live
+/// template whose id is not text, as corruption, as every other reader does. Skipped, the section
+/// would be called unknown and the template would outlive its student's erasure.
+#[tokio::test]
+async fn a_section_or_a_template_that_does_not_read_as_text_is_corruption() {
+    let (store, template) = with_one_template().await;
+    let device = store.devices(SCHOOL).await.expect("devices").remove(0);
+    let templates = store.database().collection::<Document>("templates");
+    let mut numbered = templates
+        .find_one(doc! { "_id": &template.id })
+        .await
+        .expect("find")
+        .expect("held");
+    numbered.insert("_id", 7_i64);
+    templates.insert_one(numbered).await.expect("insert");
+    let erased = store.erase_student(SCHOOL, STUDENTS[0]).await;
+    assert!(
+        matches!(&erased, Err(StoreError::Backend(why)) if why.contains("templates 7: its _id")),
+        "{erased:?}"
+    );
+    // Nothing of the erasure was kept.
+    let student = store.student(SCHOOL, STUDENTS[0]).await.expect("student");
+    assert!(student.is_some());
+
+    store
+        .database()
+        .collection::<Document>("sections")
+        .update_one(
+            doc! { "_id": SECTION },
+            doc! { "$set": { "school_id": 7_i64 } },
+        )
+        .await
+        .expect("set");
+    let opened = Event {
+        id: event_id(),
+        at: T0,
+        body: EventBody::SessionOpened {
+            session: "session-9".into(),
+            section: SECTION.into(),
+            started_at: T0,
+        },
+    };
+    let pushed = store.apply_events(&device, &domain(&[opened]), T0).await;
+    assert!(
+        matches!(&pushed, Err(StoreError::Backend(why)) if why.contains("sections sec-1: its school_id")),
+        "{pushed:?}"
     );
 }
 

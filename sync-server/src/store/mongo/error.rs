@@ -45,6 +45,12 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// A stored document that does not read back as its type: corruption, reported with `what`
+    /// names it, never read as a default or skipped (ARCHITECTURE.md).
+    pub fn corrupt(what: impl std::fmt::Display) -> DbError {
+        DbError::Store(StoreError::Backend(what.to_string()))
+    }
+
     /// Worth running the whole transaction again.
     pub fn is_transient_transaction_error(&self) -> bool {
         match self {

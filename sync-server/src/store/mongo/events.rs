@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use mongodb::bson::{Document, doc};
+use mongodb::bson::{Bson, Document, doc};
 
 use super::docs::{MarkDoc, SessionDoc, StudentDoc, TemplateDoc, to_bson};
 use super::error::{DbError, is_duplicate_key};
@@ -14,7 +14,7 @@ use super::{audit, guardians};
 use crate::domain::Write;
 use crate::domain::excusal::Excusal;
 use crate::domain::push::{Facts, HeldMark, HeldSession, HeldTemplate, Wanted};
-use crate::store::{Millis, StoreError};
+use crate::store::Millis;
 
 /// Records a push's applied event ids.
 pub async fn record_applied(
@@ -46,6 +46,19 @@ fn ids<'a>(set: &BTreeSet<&'a str>) -> Vec<&'a str> {
     set.iter().copied().collect()
 }
 
+/// The text field `key` of a document of `collection`; any other type is corruption. A skipped
+/// row would read as "not held": an applied event applied again, a section called unknown.
+pub fn text(d: &Document, collection: &str, key: &str) -> Result<String, DbError> {
+    d.get_str(key).map(str::to_owned).map_err(|e| {
+        let id = match d.get("_id") {
+            Some(Bson::String(id)) => id.clone(),
+            Some(id) => id.to_string(),
+            None => "?".to_owned(),
+        };
+        DbError::corrupt(format!("{collection} {id}: its {key}: {e}"))
+    })
+}
+
 fn excusal_doc(trip: &Excusal) -> Document {
     doc! {
         "_id": &trip.id,
@@ -63,11 +76,11 @@ fn excusal_of(d: &Document) -> Result<Excusal, DbError> {
     let text = |key: &str| {
         d.get_str(key)
             .map(str::to_owned)
-            .map_err(|e| DbError::Store(StoreError::Backend(format!("a trip's {key}: {e}"))))
+            .map_err(|e| DbError::corrupt(format!("a trip's {key}: {e}")))
     };
     let number = |key: &str| {
         d.get_i64(key)
-            .map_err(|e| DbError::Store(StoreError::Backend(format!("a trip's {key}: {e}"))))
+            .map_err(|e| DbError::corrupt(format!("a trip's {key}: {e}")))
     };
     Ok(Excusal {
         id: text("_id")?,
@@ -102,9 +115,9 @@ pub async fn facts(tx: &mut Tx<'_>, wanted: &Wanted<'_>) -> Result<Facts, DbErro
             )
             .await?;
         facts.applied = found
-            .into_iter()
-            .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
-            .collect();
+            .iter()
+            .map(|d| text(d, APPLIED_EVENTS, "_id"))
+            .collect::<Result<_, _>>()?;
     }
     if !wanted.sections.is_empty() {
         let found: Vec<Document> = tx
@@ -115,9 +128,10 @@ pub async fn facts(tx: &mut Tx<'_>, wanted: &Wanted<'_>) -> Result<Facts, DbErro
             )
             .await?;
         for section in found {
-            if let (Ok(id), Ok(school)) = (section.get_str("_id"), section.get_str("school_id")) {
-                facts.sections.insert(id.to_owned(), school.to_owned());
-            }
+            let id = text(&section, SECTIONS, "_id")?;
+            facts
+                .sections
+                .insert(id, text(&section, SECTIONS, "school_id")?);
         }
     }
     if !wanted.students.is_empty() {

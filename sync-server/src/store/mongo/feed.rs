@@ -101,7 +101,7 @@ pub async fn pull(
     let mut read = Vec::with_capacity(n_rows);
     for row in collect(found).await? {
         let change: Change = mongodb::bson::from_document(row.body).map_err(|e| {
-            StoreError::Backend(format!(
+            DbError::corrupt(format!(
                 "change {} of {school_id} is unreadable: {e}",
                 row.seq
             ))
@@ -135,10 +135,10 @@ pub async fn erasures_since(
         .into_iter()
         .map(|c| match c.body.get_str("student") {
             Ok(student) => Ok((c.seq as u64, student.to_owned())),
-            Err(e) => Err(DbError::Store(StoreError::Backend(format!(
+            Err(e) => Err(DbError::corrupt(format!(
                 "the erasure at seq {} of school {school_id}: {e}",
                 c.seq
-            )))),
+            ))),
         })
         .collect()
 }

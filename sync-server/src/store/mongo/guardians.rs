@@ -8,7 +8,7 @@ use super::error::DbError;
 use super::names::GUARDIANS;
 use super::tx::Tx;
 use crate::domain::guardian::Guardian;
-use crate::store::{Millis, StoreError};
+use crate::store::Millis;
 
 /// A contact as stored; its relationship is `Relationship`'s word. A word the build does not know,
 /// or a field of the wrong type, is corruption, never a default: an unsubscribe misread as none
@@ -42,10 +42,7 @@ impl GuardianDoc {
 
     fn into_guardian(self) -> Result<Guardian, DbError> {
         let relationship = self.relationship.parse().map_err(|e| {
-            DbError::Store(StoreError::Backend(format!(
-                "guardian {}: its relationship: {e}",
-                self.id
-            )))
+            DbError::corrupt(format!("guardian {}: its relationship: {e}", self.id))
         })?;
         let mut student_ids = self.student_ids;
         student_ids.sort();

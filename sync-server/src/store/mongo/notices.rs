@@ -11,7 +11,7 @@ use super::docs::to_document;
 use super::error::{DbError, is_duplicate_key};
 use super::names::{META, NOTICES};
 use crate::domain::notice::{Claim, Finish, Letter, Notice, State};
-use crate::store::{Millis, NoticeQuery, StoreError};
+use crate::store::{Millis, NoticeQuery};
 
 /// A notice as stored. Its kind and state are their words (`Kind`, `State`); a word the build does
 /// not know, or a field of the wrong type, is corruption naming the notice, never a default.
@@ -72,7 +72,7 @@ impl NoticeDoc {
     fn into_notice(self) -> Result<Notice, DbError> {
         let id = self.id;
         let bad = |what: &str, e: &dyn std::fmt::Display| {
-            DbError::Store(StoreError::Backend(format!("notice {id}: its {what}: {e}")))
+            DbError::corrupt(format!("notice {id}: its {what}: {e}"))
         };
         let kind = self.kind.parse().map_err(|e| bad("kind", &e))?;
         let state = self.state.parse().map_err(|e| bad("state", &e))?;

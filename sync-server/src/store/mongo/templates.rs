@@ -9,8 +9,8 @@ use serde::Deserialize;
 use super::error::DbError;
 use super::names::TEMPLATES;
 use super::tx::Tx;
-use super::{MongoStore, collect};
-use crate::store::{CropRead, KeptCrop, StoreError, stored_space};
+use super::{MongoStore, collect, events};
+use crate::store::{CropRead, KeptCrop, stored_space};
 
 /// Ids of a student's live templates.
 pub async fn live_ids(tx: &mut Tx<'_>, student_id: &str) -> Result<Vec<String>, DbError> {
@@ -23,9 +23,7 @@ pub async fn live_ids(tx: &mut Tx<'_>, student_id: &str) -> Result<Vec<String>, 
         .await?;
     let mut ids = Vec::new();
     while let Some(found) = cursor.next(&mut tx.session).await {
-        if let Ok(id) = found?.get_str("_id") {
-            ids.push(id.to_owned());
-        }
+        ids.push(events::text(&found?, TEMPLATES, "_id")?);
     }
     Ok(ids)
 }
@@ -74,9 +72,8 @@ pub async fn kept_crops(
         .into_iter()
         .map(|d| {
             let model = d.model_id.as_deref().unwrap_or_default();
-            let space = stored_space(d.space.as_deref(), model).map_err(|e| {
-                DbError::Store(StoreError::Backend(format!("template {}: {e}", d.id)))
-            })?;
+            let space = stored_space(d.space.as_deref(), model)
+                .map_err(|e| DbError::corrupt(format!("template {}: {e}", d.id)))?;
             Ok(KeptCrop {
                 template: d.id,
                 student: d.student_id,

@@ -96,7 +96,15 @@ pub fn erasures_since(
          ORDER BY seq",
     )?;
     let rows = stmt.query_map(rusqlite::params![school_id, seq as i64], |r| {
-        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Option<String>>(1)?))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    // An erasure that names no student is corruption, as on MongoDB: skipping it would leave that
+    // student's data on every box.
+    rows.map(|row| match row? {
+        (seq, Some(student)) => Ok((seq, student)),
+        (seq, None) => Err(StoreError::Backend(format!(
+            "the erasure at seq {seq} of school {school_id} names no student"
+        ))),
+    })
+    .collect()
 }

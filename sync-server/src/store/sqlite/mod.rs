@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rusqlite::types::Type;
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
 use shared_proto::EmbeddingSpace;
 use shared_proto::sync::{MarkStatus, ScheduleSlot};
@@ -183,24 +184,24 @@ fn owner(conn: &Connection, kind: Kind, id: &str, school_id: &str) -> Result<Own
     Ok(Owner::of(school.as_deref(), school_id))
 }
 
-// Enums as the text the schema's CHECK constraints name. Reading an unknown text is corruption,
-// reported as a conversion error rather than guessed at.
-
-fn bad_text(column: usize, text: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        column,
-        rusqlite::types::Type::Text,
-        format!("unexpected value {text:?}").into(),
-    )
+/// A stored value that does not read back as its type: corruption, reported as a conversion
+/// error naming the column (of SQL type `ty`), never read as a default or skipped.
+fn corrupt(
+    column: usize,
+    ty: rusqlite::types::Type,
+    why: impl std::fmt::Display,
+) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, ty, why.to_string().into())
 }
 
-/// A column holding one of our enums' words (`shared_proto::vocabulary`); another word is a
-/// conversion error naming the column.
+/// A column holding one of our enums' words (`shared_proto::vocabulary`), as the schema's CHECK
+/// constraints name them; another word is corruption, not guessed at.
 fn word<T>(column: usize, text: &str) -> rusqlite::Result<T>
 where
     T: std::str::FromStr<Err = shared_proto::vocabulary::UnknownWord>,
 {
-    text.parse().map_err(|_| bad_text(column, text))
+    text.parse()
+        .map_err(|_| corrupt(column, Type::Text, format!("unexpected value {text:?}")))
 }
 
 #[async_trait]

@@ -2,9 +2,10 @@
 //! is one server's), but claims still lease, so a notice whose sender died mid-try is taken again
 //! when its lease runs out.
 
+use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::word;
+use super::{corrupt, word};
 use crate::domain::notice::{Claim, Finish, Letter, Notice, State};
 use crate::store::{NoticeQuery, StoreError};
 
@@ -27,9 +28,8 @@ fn notice(r: &Row<'_>) -> rusqlite::Result<Notice> {
             html: r.get(9)?,
             facts: r.get(10)?,
             message_id: r.get(11)?,
-            students: serde_json::from_str(&r.get::<_, String>(20)?).map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(20, rusqlite::types::Type::Text, e.into())
-            })?,
+            students: serde_json::from_str(&r.get::<_, String>(20)?)
+                .map_err(|e| corrupt(20, Type::Text, e))?,
         },
         state: word(12, &r.get::<_, String>(12)?)?,
         attempts: r.get(13)?,

@@ -4,10 +4,12 @@
 //! that keep a deleted template's id (never its vector) so a late `template_added` cannot bring
 //! it back.
 
+use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use shared_proto::sync::Embedding;
 use shared_proto::{EmbeddingSpace, ModelId};
 
+use super::corrupt;
 use crate::domain::event::Template;
 use crate::store::{KeptCrop, StoreError, TemplateRead, stored_space};
 
@@ -112,25 +114,25 @@ pub fn live_ids_of_school(
     let rows = stmt.query_map([school_id], |r| {
         let (model, space) = (r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?);
         let space =
-            stored_space(space.as_deref(), &model).map_err(|e| corrupt(2, e.to_string()))?;
+            stored_space(space.as_deref(), &model).map_err(|e| corrupt(2, Type::Text, e))?;
         Ok((r.get(0)?, space))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-fn corrupt(column: usize, why: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Blob, why.into())
-}
-
 fn template_from_row(r: &Row<'_>) -> rusqlite::Result<Template> {
     let model_text: String = r.get(2)?;
-    let model: ModelId = model_text.parse().map_err(|e| corrupt(2, format!("{e}")))?;
+    let model: ModelId = model_text.parse().map_err(|e| corrupt(2, Type::Text, e))?;
     let space = r.get::<_, Option<String>>(7)?;
     let space =
-        stored_space(space.as_deref(), &model_text).map_err(|e| corrupt(7, e.to_string()))?;
+        stored_space(space.as_deref(), &model_text).map_err(|e| corrupt(7, Type::Text, e))?;
     let blob: Vec<u8> = r.get(3)?;
     if !blob.len().is_multiple_of(4) {
-        return Err(corrupt(3, format!("embedding of {} bytes", blob.len())));
+        return Err(corrupt(
+            3,
+            Type::Blob,
+            format!("embedding of {} bytes", blob.len()),
+        ));
     }
     let vector = blob
         .chunks_exact(4)
@@ -197,7 +199,7 @@ fn kept_crop(r: &Row<'_>) -> rusqlite::Result<KeptCrop> {
     let model: Option<String> = r.get(2)?;
     let space = r.get::<_, Option<String>>(3)?;
     let space = stored_space(space.as_deref(), model.as_deref().unwrap_or_default())
-        .map_err(|e| corrupt(3, e.to_string()))?;
+        .map_err(|e| corrupt(3, Type::Text, e))?;
     Ok(KeptCrop {
         template: r.get(0)?,
         student: r.get(1)?,

@@ -450,5 +450,9 @@ async fn a_notice_or_an_erasure_that_does_not_parse_is_corruption() {
         limit: 10,
     };
     assert!(store.claim_notices(&claim).await.is_err());
-    assert!(store.erasures_since("sch-1", 0).await.is_err());
+    let erasures = store.erasures_since("sch-1", 0).await;
+    assert!(
+        matches!(&erasures, Err(StoreError::Backend(why)) if why.contains("erasure at seq 1 ")),
+        "{erasures:?}"
+    );
 }
