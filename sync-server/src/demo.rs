@@ -293,7 +293,7 @@ pub async fn fill(
         at: now,
     };
     store
-        .book_excusal(&trip, &[])
+        .book_excusal(&trip, &[], &jiff::tz::TimeZone::UTC)
         .await?
         .map_err(|refusal| StoreError::Backend(format!("demo trip: {refusal}")))?;
 

@@ -7,7 +7,7 @@ use common::{DISTRICT_ADMIN, PASSWORD, Server, lesson_events, push_body};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use serde_json::json;
-use shared_proto::sync::Event;
+use shared_proto::sync::{Event, EventBody, MarkStatus};
 use sync_server::store::Store;
 
 /// A browser-like client on one server: keeps its cookies by hand and follows no redirect, so a
@@ -377,7 +377,7 @@ async fn reports_summarise_per_section_and_export_rfc_4180_csv() {
     let lines: Vec<&str> = csv.html.split_terminator("\r\n").collect();
     assert_eq!(
         lines[0],
-        "date,start_utc,section_id,section,student_id,student,code,status,source,decided_by,session_id"
+        "date,start,section_id,section,student_id,student,code,status,source,decided_by,session_id,start_utc"
     );
     assert_eq!(lines.len(), 3, "a header and two marks: {lines:?}");
     assert!(
@@ -1551,6 +1551,108 @@ async fn reports_show_a_correction_at_once_and_a_late_sync_within_five_minutes()
 
 /// A trip booked ahead on the section page is listed, excuses the camera's "absent" of a lesson
 /// held on its day when the box pushes the roll, and can be cancelled; both are in the audit log.
+/// A school far from UTC reads its own days and times. In Sydney (AEST, UTC+10) a Monday 08:00
+/// lesson is Sunday 22:00 UTC: the section page shows it at 08:00 AEST, a trip booked for Monday
+/// excuses it, the export and the API count it on Monday, and the audit names the trip's Monday.
+/// Read in UTC, each of these put it on Sunday.
+#[tokio::test]
+async fn a_school_far_from_utc_reads_its_own_days() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    let (math, s1) = (north.math(), north.s1());
+    let settings = sync_server::domain::settings::SchoolSettings {
+        time_zone: "Australia/Sydney".into(),
+        ..Default::default()
+    };
+    server
+        .store
+        .set_school_settings("north", &settings)
+        .await
+        .unwrap();
+    // START is Monday 2024-09-02 08:00 UTC, 18:00 in Sydney: the lesson was ten hours earlier,
+    // and the camera did not see the student.
+    const EARLIER: i64 = 10 * 60 * 60 * 1000;
+    let mut events = lesson_events(&math, &s1, 70);
+    for event in &mut events {
+        event.at -= EARLIER;
+        match &mut event.body {
+            EventBody::SessionOpened { started_at, .. } => *started_at -= EARLIER,
+            EventBody::MarkSet {
+                status,
+                score,
+                decided_at,
+                ..
+            } => {
+                *status = MarkStatus::Absent;
+                *score = None;
+                *decided_at -= EARLIER;
+            }
+            _ => {}
+        }
+    }
+    server
+        .post("/v1/sync/push", Some(&north.device), push_body(&events))
+        .await
+        .assert_ok();
+    let mut admin = Browser::new(&server);
+    admin.sign_in("north-admin", PASSWORD).await;
+    let page = admin.get(&format!("/sections/{math}")).await;
+    page.shows("2024-09-02 08:00 AEST");
+    page.lacks("UTC");
+    let booked = admin
+        .post(
+            &format!("/sections/{math}/excuse"),
+            &[
+                ("csrf", &hidden_csrf(&page.html)),
+                ("from", "2024-09-02"),
+                ("to", "2024-09-02"),
+                ("reason", "Museum"),
+            ],
+        )
+        .await;
+    assert_eq!(booked.status, 303, "{}", booked.html);
+    let page = admin.get(booked.headers[LOCATION].to_str().unwrap()).await;
+    page.shows("Trip booked for 2024-09-02: 1 mark of a lesson already held excused now");
+
+    let csv = admin
+        .get("/reports/attendance.csv?from=2024-09-02&to=2024-09-02")
+        .await;
+    let lines: Vec<&str> = csv.html.split_terminator("\r\n").collect();
+    assert_eq!(lines.len(), 2, "a header and Monday's mark: {lines:?}");
+    assert!(
+        lines[1].starts_with(&format!("2024-09-02,08:00,{math},"))
+            && lines[1].contains(",excused,office,north-admin,")
+            && lines[1].ends_with(",sess-70,2024-09-01T22:00:00Z"),
+        "{lines:?}"
+    );
+    let report = admin.get("/reports?from=2024-09-02&to=2024-09-02").await;
+    report.shows("Days are the school's, in its time zone (Australia/Sydney)");
+    let api = server
+        .get(
+            "/v1/schools/north/attendance?from=2024-09-02",
+            Some(&north.admin),
+        )
+        .await;
+    api.assert_ok();
+    assert_eq!(api.body.as_array().map(Vec::len), Some(1), "{}", api.text);
+    let sunday = server
+        .get(
+            "/v1/schools/north/attendance?from=2024-09-01",
+            Some(&north.admin),
+        )
+        .await;
+    assert_eq!(
+        sunday.body.as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        sunday.text
+    );
+
+    let audit = admin.get("/audit").await;
+    audit.shows("2024-09-02: Museum");
+    audit.lacks("UTC");
+}
+
 #[tokio::test]
 async fn a_trip_booked_ahead_excuses_the_lessons_held_on_its_days() {
     let server = Server::start().await;

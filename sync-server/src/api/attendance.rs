@@ -1,22 +1,24 @@
 //! Attendance queries, by section and by student, over a range of dates. Open to admins of the
 //! school and to its teachers, who see only the sections they teach.
 //!
-//! Dates are calendar days in UTC: the server keeps no school time zone yet.
+//! Dates are the school's calendar days, in the time zone of its settings (`range_of`).
 
 use std::collections::BTreeSet;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 use shared_proto::sync::{MarkSource, MarkStatus};
 
 use super::auth::UserAuth;
 use super::{AppState, openapi};
 use crate::api::ApiError;
+use crate::domain::lessons;
 use crate::store::{AttendanceQuery, AttendanceRow, Millis, Role, User};
 
-const DAY_MS: Millis = 24 * 60 * 60 * 1000;
 /// Longest range one query may cover, in days: a school year and a bit.
 const MAX_RANGE_DAYS: i64 = 400;
 
@@ -65,66 +67,64 @@ pub(super) struct RangeParams {
     to: Option<String>,
 }
 
-/// Days since 1970-01-01 of a `YYYY-MM-DD` date (proleptic Gregorian).
-fn days_from_date(text: &str) -> Option<i64> {
-    let mut parts = text.splitn(3, '-');
-    let (year, month, day) = (parts.next()?, parts.next()?, parts.next()?);
-    if year.len() != 4 || month.len() != 2 || day.len() != 2 {
-        return None;
+impl RangeParams {
+    /// The days asked for, read in the school's time zone (`range_of`).
+    async fn range(&self, state: &AppState, school_id: &str) -> Result<(Millis, Millis), ApiError> {
+        let tz = time_zone(state, school_id).await?;
+        range_of(self.from.as_deref(), self.to.as_deref(), &tz, state.now())
     }
-    let year: i64 = year.parse().ok()?;
-    let month: i64 = month.parse().ok()?;
-    let day: i64 = day.parse().ok()?;
-    let is_leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let days_in_month = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap => 29,
-        2 => 28,
-        _ => return None,
-    };
-    if !(1..=days_in_month).contains(&day) {
-        return None;
-    }
-    // Howard Hinnant's days_from_civil.
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_from_march = (month + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    Some(era * 146_097 + day_of_era - 719_468)
 }
 
-/// `[from, to)` in milliseconds for the days `from` to `to`, both included. Without `from`,
-/// today; without `to`, the same day as `from`.
+/// A `YYYY-MM-DD` date, as forms and queries give one.
+pub(crate) fn date_of(name: &str, text: &str) -> Result<Date, ApiError> {
+    let bad =
+        || ApiError::InvalidRequest(format!("{name} \"{text}\" is not a date like 2024-09-01"));
+    if text.len() != 10 {
+        return Err(bad());
+    }
+    text.parse().map_err(|_| bad())
+}
+
+/// `[from, to)` in milliseconds for the school days `from` to `to`, both included: from local
+/// midnight of `from` to local midnight after `to` in the school's time zone `tz` (a lesson at
+/// 08:00 in Sydney is on its own Monday, which UTC would call Sunday). Without `from`, the
+/// school's today; without `to`, the same day as `from`. The one reading of a range of days, for
+/// the API and the pages.
 pub(crate) fn range_of(
     from: Option<&str>,
     to: Option<&str>,
+    tz: &TimeZone,
     now: Millis,
 ) -> Result<(Millis, Millis), ApiError> {
-    let day = |name: &str, text: &str| {
-        days_from_date(text).ok_or_else(|| {
-            ApiError::InvalidRequest(format!("{name} \"{text}\" is not a date like 2024-09-01"))
-        })
-    };
     let from = match from {
-        Some(text) => day("from", text)?,
-        None => now.div_euclid(DAY_MS),
+        Some(text) => date_of("from", text)?,
+        None => lessons::day_of(now, tz)
+            .ok_or_else(|| ApiError::InvalidRequest(format!("the clock reads {now} ms")))?,
     };
     let to = match to {
-        Some(text) => day("to", text)?,
+        Some(text) => date_of("to", text)?,
         None => from,
     };
     if to < from {
         return Err(ApiError::InvalidRequest("to is before from".to_owned()));
     }
-    if to - from >= MAX_RANGE_DAYS {
+    let days = from
+        .until(to)
+        .map_or(i64::MAX, |span| i64::from(span.get_days()));
+    if days >= MAX_RANGE_DAYS {
         return Err(ApiError::InvalidRequest(format!(
             "the range covers more than {MAX_RANGE_DAYS} days; ask for less"
         )));
     }
-    Ok((from * DAY_MS, (to + 1) * DAY_MS))
+    let out_of_range = || ApiError::InvalidRequest(format!("{from} to {to} is out of range"));
+    let (start, _) = lessons::bounds(from, tz).ok_or_else(out_of_range)?;
+    let (_, end) = lessons::bounds(to, tz).ok_or_else(out_of_range)?;
+    Ok((start, end))
+}
+
+/// The time zone of `school_id`'s settings, in which its days are read.
+pub(crate) async fn time_zone(state: &AppState, school_id: &str) -> Result<TimeZone, ApiError> {
+    Ok(state.store().school_settings(school_id).await?.tz())
 }
 
 /// The sections `user` may see in `school_id`: `None` for an admin of that school (or a district
@@ -168,7 +168,7 @@ fn query_params(
 #[utoipa::path(
     get,
     path = "/v1/schools/{school}/attendance",
-    summary = "Marks by session start in a range of days (UTC). Teachers: only sections they teach (403 `forbidden` for others).",
+    summary = "Marks by session start in a range of the school's days (in its time zone). Teachers: only sections they teach (403 `forbidden` for others).",
     params(RangeParams),
     responses(
         (status = 200, description = "ok", body = Vec<AttendanceJson>),
@@ -192,7 +192,7 @@ pub(super) async fn by_section(
             "you do not teach section {section}"
         )));
     }
-    let (from, to) = range_of(params.from.as_deref(), params.to.as_deref(), state.now())?;
+    let (from, to) = params.range(&state, &school_id).await?;
     let rows = state
         .store()
         .attendance(&AttendanceQuery {
@@ -211,7 +211,7 @@ pub(super) async fn by_section(
 #[utoipa::path(
     get,
     path = "/v1/schools/{school}/students/{student}/attendance",
-    summary = "One student's marks in a range of days (UTC). Teachers get only the rows of their sections.",
+    summary = "One student's marks in a range of the school's days (in its time zone). Teachers get only the rows of their sections.",
     // `section` is read by the same parser but means nothing here.
     params(
         ("from" = Option<String>, Query, description = "First day, YYYY-MM-DD; default today."),
@@ -241,7 +241,7 @@ pub(super) async fn by_student(
     {
         return Err(ApiError::NotFound(format!("student {student_id}")));
     }
-    let (from, to) = range_of(params.from.as_deref(), params.to.as_deref(), state.now())?;
+    let (from, to) = params.range(&state, &school_id).await?;
     let rows = state
         .store()
         .attendance(&AttendanceQuery {
@@ -290,26 +290,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dates_count_days_from_the_epoch() {
-        assert_eq!(days_from_date("1970-01-01"), Some(0));
-        assert_eq!(days_from_date("2000-03-01"), Some(11_017));
-        assert_eq!(days_from_date("2024-02-29"), Some(19_782));
-        assert_eq!(days_from_date("2023-02-29"), None);
-        assert_eq!(days_from_date("2024-13-01"), None);
-        assert_eq!(days_from_date("2024-1-01"), None);
-        assert_eq!(days_from_date("yesterday"), None);
+    fn dates_are_read_strictly() {
+        assert_eq!(
+            date_of("from", "2024-02-29").unwrap(),
+            jiff::civil::date(2024, 2, 29)
+        );
+        for bad in [
+            "2023-02-29",
+            "2024-13-01",
+            "2024-1-01",
+            "yesterday",
+            "+02024-01-01",
+        ] {
+            assert!(date_of("from", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
     fn a_range_includes_its_last_day() {
-        let params = RangeParams {
-            section: None,
-            from: Some("1970-01-02".into()),
-            to: Some("1970-01-03".into()),
-        };
+        const DAY_MS: Millis = 24 * 60 * 60 * 1000;
+        let range = range_of(Some("1970-01-02"), Some("1970-01-03"), &TimeZone::UTC, 0);
+        assert_eq!(range.unwrap(), (DAY_MS, 3 * DAY_MS));
+        let too_long = range_of(Some("2024-01-01"), Some("2025-02-04"), &TimeZone::UTC, 0);
+        assert!(too_long.is_err());
+        assert!(range_of(Some("2024-01-02"), Some("2024-01-01"), &TimeZone::UTC, 0).is_err());
+    }
+
+    /// A Sydney school's Monday runs from Sunday 14:00 UTC (AEST, +10) to Monday 14:00, so its
+    /// 08:00 lesson (Sunday 22:00 UTC) is Monday's; the day the clocks go forward is 23 hours.
+    #[test]
+    fn a_range_is_of_the_schools_days() {
+        let sydney = TimeZone::get("Australia/Sydney").unwrap();
+        let ms = |text: &str| text.parse::<jiff::Timestamp>().unwrap().as_millisecond();
+        let (from, to) = range_of(Some("2024-09-02"), None, &sydney, 0).unwrap();
         assert_eq!(
-            range_of(params.from.as_deref(), params.to.as_deref(), 0).unwrap(),
-            (DAY_MS, 3 * DAY_MS)
+            (from, to),
+            (ms("2024-09-01T14:00Z"), ms("2024-09-02T14:00Z"))
         );
+        assert!((from..to).contains(&ms("2024-09-01T22:00Z")));
+        let (from, to) = range_of(Some("2024-10-06"), None, &sydney, 0).unwrap();
+        assert_eq!(to - from, 23 * 60 * 60 * 1000);
+        // Without days: the school's today, which in Sydney began at 14:00 UTC.
+        let now = ms("2024-09-02T15:00Z");
+        let (from, _) = range_of(None, None, &sydney, now).unwrap();
+        assert_eq!(from, ms("2024-09-02T14:00Z"));
     }
 }

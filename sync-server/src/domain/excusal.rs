@@ -8,6 +8,7 @@
 //! stays present (they came after all); a teacher's decision made after the booking wins over it,
 //! as any later human decision does; the machine's own "absent" is kept for the recognition audit.
 
+use jiff::tz::TimeZone;
 use shared_proto::sync::{MarkSource, MarkStatus};
 
 use super::Write;
@@ -64,6 +65,20 @@ impl Excusal {
         Ok(())
     }
 
+    /// The days the trip covers as the school reads them (`tz`, its time zone): `2024-09-02`, or
+    /// `2024-09-02 to 2024-09-04`. A booking covers whole school days, from local midnight.
+    pub fn days(&self, tz: &TimeZone) -> String {
+        let day = |at: Millis| {
+            super::lessons::day_of(at, tz).map_or_else(|| at.to_string(), |d| d.to_string())
+        };
+        let (first, last) = (day(self.from), day(self.to - 1));
+        if first == last {
+            first
+        } else {
+            format!("{first} to {last}")
+        }
+    }
+
     /// Whether a lesson of `section` of `school` that started at `started_at` is on the trip.
     fn covers(&self, school: &str, section: &str, started_at: Millis) -> bool {
         self.school_id == school
@@ -89,6 +104,7 @@ pub fn book<'e>(
     held: &'e [Correction],
     decision: &'e Decision,
     facts: &'e Facts,
+    tz: &TimeZone,
 ) -> Result<(Vec<Write<'e>>, correction::Outcome), BookingRefusal> {
     trip.check()?;
     let (mut writes, outcome) = if held.is_empty() {
@@ -104,9 +120,8 @@ pub fn book<'e>(
         action: Action::TripBooked,
         subject: trip.section_id.clone(),
         detail: format!(
-            "{} to {} (UTC): {}; {} held mark(s) excused now",
-            day(trip.from),
-            day(trip.to - 1),
+            "{}: {}; {} held mark(s) excused now",
+            trip.days(tz),
             trip.reason.trim(),
             outcome.applied
         ),
@@ -127,7 +142,7 @@ pub fn decision_of(trip: &Excusal) -> Decision {
 
 /// Cancels `trip` (held by the school): later lessons are no longer excused by it; marks it
 /// excused stay, as any office decision does, until someone corrects them.
-pub fn cancel(trip: &Excusal, by: &str, at: Millis) -> Vec<Write<'static>> {
+pub fn cancel(trip: &Excusal, by: &str, at: Millis, tz: &TimeZone) -> Vec<Write<'static>> {
     vec![
         Write::CancelExcusal {
             id: trip.id.clone(),
@@ -138,19 +153,9 @@ pub fn cancel(trip: &Excusal, by: &str, at: Millis) -> Vec<Write<'static>> {
             actor: by.to_owned(),
             action: Action::TripCancelled,
             subject: trip.section_id.clone(),
-            detail: format!(
-                "{} to {} (UTC): {}",
-                day(trip.from),
-                day(trip.to - 1),
-                trip.reason.trim()
-            ),
+            detail: format!("{}: {}", trip.days(tz), trip.reason.trim()),
         }),
     ]
-}
-
-fn day(at: Millis) -> String {
-    jiff::Timestamp::from_millisecond(at)
-        .map_or_else(|_| at.to_string(), |t| t.strftime("%Y-%m-%d").to_string())
 }
 
 /// The booking that turns a box's decision into an office excuse, if any: only the machine's

@@ -16,6 +16,7 @@
 //! - A roster batch means what `shared_proto::roster` says, on both backends and on the box.
 //! - Secrets (passwords, session and device tokens, provisioning codes) are stored as hashes only.
 
+use jiff::tz::TimeZone;
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
@@ -612,10 +613,12 @@ pub trait Store: Send + Sync + 'static {
         &self,
         trip: &Excusal,
         held: &[Correction],
+        tz: &TimeZone,
     ) -> Result<Result<CorrectionOutcome, BookingRefusal>, StoreError> {
         let operation = Operation::BookTrip {
             trip: trip.clone(),
             held: held.to_vec(),
+            tz: tz.clone(),
         };
         match self.transact(operation).await? {
             Done::BookTrip(done) => Ok(done),
@@ -634,12 +637,14 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         by: &str,
         at: Millis,
+        tz: &TimeZone,
     ) -> Result<Option<Excusal>, StoreError> {
         let operation = Operation::CancelTrip {
             school_id: school_id.to_owned(),
             id: id.to_owned(),
             by: by.to_owned(),
             at,
+            tz: tz.clone(),
         };
         match self.transact(operation).await? {
             Done::CancelTrip(trip) => Ok(trip),

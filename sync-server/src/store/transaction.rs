@@ -13,6 +13,7 @@
 //! thread one poll runs a whole operation (`sqlite::tx::finish`): no thread hop per primitive,
 //! and group commit keeps batching pushes as before.
 
+use jiff::tz::TimeZone;
 use shared_proto::sync::{Consent, EnrolmentRole};
 
 use shared_proto::roster::{RecordDiff, RecordKey, RosterDiff, RosterRecord, roster_diff};
@@ -128,12 +129,15 @@ pub enum Operation {
     BookTrip {
         trip: Excusal,
         held: Vec<Correction>,
+        /// The school's, in which the audit line names the trip's days.
+        tz: TimeZone,
     },
     CancelTrip {
         school_id: String,
         id: String,
         by: String,
         at: Millis,
+        tz: TimeZone,
     },
     LinkGuardian {
         school_id: String,
@@ -235,15 +239,16 @@ impl Operation {
                 corrections,
                 decision,
             } => Done::Correct(correct_marks(tx, school_id, corrections, decision).await?),
-            Operation::BookTrip { trip, held } => {
-                Done::BookTrip(book_excusal(tx, trip, held).await?)
+            Operation::BookTrip { trip, held, tz } => {
+                Done::BookTrip(book_excusal(tx, trip, held, tz).await?)
             }
             Operation::CancelTrip {
                 school_id,
                 id,
                 by,
                 at,
-            } => Done::CancelTrip(cancel_excusal(tx, school_id, id, by, *at).await?),
+                tz,
+            } => Done::CancelTrip(cancel_excusal(tx, school_id, id, by, *at, tz).await?),
             Operation::LinkGuardian {
                 school_id,
                 student_id,
@@ -403,10 +408,11 @@ async fn book_excusal<T: Transaction>(
     tx: &mut T,
     trip: &Excusal,
     held: &[Correction],
+    tz: &TimeZone,
 ) -> Result<Result<CorrectionOutcome, BookingRefusal>, T::Error> {
     let facts = tx.facts(&domain::correction::wanted(held)).await?;
     let decision = domain::excusal::decision_of(trip);
-    match domain::excusal::book(trip, held, &decision, &facts) {
+    match domain::excusal::book(trip, held, &decision, &facts, tz) {
         Ok((writes, outcome)) => {
             tx.write(&trip.school_id, &writes).await?;
             Ok(Ok(outcome))
@@ -422,11 +428,12 @@ async fn cancel_excusal<T: Transaction>(
     id: &str,
     by: &str,
     at: Millis,
+    tz: &TimeZone,
 ) -> Result<Option<Excusal>, T::Error> {
     let Some(trip) = tx.trip(school_id, id).await? else {
         return Ok(None);
     };
-    tx.write(school_id, &domain::excusal::cancel(&trip, by, at))
+    tx.write(school_id, &domain::excusal::cancel(&trip, by, at, tz))
         .await?;
     Ok(Some(trip))
 }

@@ -12,8 +12,10 @@ use super::reports::{csv_record, csv_response};
 use super::rolls::{self, Days};
 use super::session::WebUser;
 use super::{Chrome, WebError, admin_school, given};
+use crate::api::attendance::time_zone;
 use crate::api::{ApiError, AppState};
 use crate::domain::audit::{Action, Entry, Query as AuditQuery};
+use jiff::tz::TimeZone;
 
 /// Lines a page shows; the CSV holds up to `MAX_CSV_LINES`.
 const PAGE_LINES: usize = 500;
@@ -56,7 +58,7 @@ async fn query_of(
     user: &WebUser,
     params: AuditParams,
     limit: usize,
-) -> Result<Option<(AuditQuery, Days, String)>, WebError> {
+) -> Result<Option<(AuditQuery, Days, String, TimeZone)>, WebError> {
     let Some(school_id) = admin_school(
         state,
         user,
@@ -68,7 +70,8 @@ async fn query_of(
     else {
         return Ok(None);
     };
-    let days = Days::of(params.from, params.to, 30, state.now())?;
+    let tz = time_zone(state, &school_id).await?;
+    let days = Days::of(params.from, params.to, 30, state.now(), &tz)?;
     let action = match given(params.action) {
         None => None,
         Some(word) => Some(
@@ -84,7 +87,7 @@ async fn query_of(
         actor: given(params.actor).map(|a| a.trim().to_owned()),
         limit,
     };
-    Ok(Some((query, days, school_id)))
+    Ok(Some((query, days, school_id, tz)))
 }
 
 fn filters_query(query: &AuditQuery, days: &Days) -> String {
@@ -108,7 +111,8 @@ pub(super) async fn page(
     user: WebUser,
     Query(params): Query<AuditParams>,
 ) -> Result<Response, WebError> {
-    let Some((query, days, school_id)) = query_of(&state, &user, params, PAGE_LINES).await? else {
+    let Some((query, days, school_id, tz)) = query_of(&state, &user, params, PAGE_LINES).await?
+    else {
         return Ok(Redirect::to("/").into_response());
     };
     let entries = state.store().audit(&query).await?;
@@ -129,7 +133,7 @@ pub(super) async fn page(
         lines: entries
             .into_iter()
             .map(|e: Entry| Line {
-                at: rolls::time(e.at),
+                at: rolls::time(e.at, &tz),
                 actor: e.actor,
                 action: e.action.label(),
                 subject: e.subject,
@@ -147,15 +151,16 @@ pub(super) async fn csv(
     user: WebUser,
     Query(params): Query<AuditParams>,
 ) -> Result<Response, WebError> {
-    let Some((query, days, school_id)) = query_of(&state, &user, params, MAX_CSV_LINES).await?
+    let Some((query, days, school_id, _)) = query_of(&state, &user, params, MAX_CSV_LINES).await?
     else {
         return Ok(Redirect::to("/").into_response());
     };
     let entries = state.store().audit(&query).await?;
+    // The file keeps UTC, as its header says; the page and the filter's days are the school's.
     let mut text = csv_record(&["at_utc", "actor", "action", "subject", "detail"]);
     for e in &entries {
         text.push_str(&csv_record(&[
-            &rolls::time(e.at),
+            &rolls::time(e.at, &TimeZone::UTC),
             &e.actor,
             e.action.as_str(),
             &e.subject,

@@ -188,7 +188,8 @@ pub(super) async fn excuse(
     if !user.is_admin() {
         return Err(forbidden("a whole group is excused by the school office"));
     }
-    let days = super::rolls::Days::of(Some(form.from), Some(form.to), 0, state.now())?;
+    let tz = crate::api::attendance::time_zone(&state, &school_id).await?;
+    let days = super::rolls::Days::of(Some(form.from), Some(form.to), 0, state.now(), &tz)?;
     let rows = state
         .store()
         .attendance(&AttendanceQuery {
@@ -221,7 +222,7 @@ pub(super) async fn excuse(
     };
     let outcome = state
         .store()
-        .book_excusal(&trip, &held)
+        .book_excusal(&trip, &held, &tz)
         .await?
         .map_err(|refusal| WebError(ApiError::InvalidRequest(refusal.to_string())))?;
     state.web_caches().forget(&school_id);
@@ -275,9 +276,10 @@ pub(super) async fn cancel_trip(
     if !trips.iter().any(|trip| trip.id == trip_id) {
         return Err(not_found());
     }
+    let tz = crate::api::attendance::time_zone(&state, &school_id).await?;
     let cancelled = state
         .store()
-        .cancel_excusal(&school_id, &trip_id, &user.user.username, state.now())
+        .cancel_excusal(&school_id, &trip_id, &user.user.username, state.now(), &tz)
         .await?
         .ok_or_else(not_found)?;
     Ok(back_to(

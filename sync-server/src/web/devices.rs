@@ -2,11 +2,13 @@
 //! provisioning code for a new box (shown once); revoking a box after a confirmation. The rules
 //! (code lifetime, what revoking does) are the API's (`api::admin`), called from here.
 
+use crate::api::attendance::time_zone;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use jiff::tz::TimeZone;
 use serde::Deserialize;
 
 use super::session::WebUser;
@@ -46,12 +48,14 @@ impl DeviceLine {
         now: Millis,
         offline_after: Millis,
         erasures: &[(u64, String)],
+        tz: &TimeZone,
     ) -> DeviceLine {
+        let time = |at| rolls::time(at, tz);
         let never = || "never".to_owned();
         DeviceLine {
-            last_seen: device.last_seen_at.map_or_else(never, rolls::time),
-            last_push: device.activity.last_push_at.map_or_else(never, rolls::time),
-            last_pull: device.activity.last_pull_at.map_or_else(never, rolls::time),
+            last_seen: device.last_seen_at.map_or_else(never, time),
+            last_push: device.activity.last_push_at.map_or_else(never, time),
+            last_pull: device.activity.last_pull_at.map_or_else(never, time),
             state: device
                 .activity
                 .state
@@ -62,8 +66,8 @@ impl DeviceLine {
                 .map(str::to_owned)
                 .collect(),
             offline: device::offline(&device, now, offline_after),
-            revoked: device.revoked_at.map(rolls::time),
-            created: rolls::time(device.created_at),
+            revoked: device.revoked_at.map(time),
+            created: time(device.created_at),
             name: if device.name.is_empty() {
                 "(unnamed box)".to_owned()
             } else {
@@ -101,7 +105,7 @@ async fn devices_page(
     state: &AppState,
     user: &WebUser,
     school_id: String,
-    code: Option<(String, String)>,
+    code: Option<(String, Millis)>,
     revoked: Option<String>,
 ) -> Result<Response, WebError> {
     let now = state.now();
@@ -115,10 +119,12 @@ async fn devices_page(
         None => Vec::new(),
     };
     let offline_after = Millis::from(settings.offline_minutes) * 60_000;
+    let tz = settings.tz();
     let lines: Vec<DeviceLine> = devices
         .into_iter()
-        .map(|d| DeviceLine::of(d, now, offline_after, &erasures))
+        .map(|d| DeviceLine::of(d, now, offline_after, &erasures, &tz))
         .collect();
+    let code = code.map(|(code, expires_at)| (code, rolls::time(expires_at, &tz)));
     let notice = revoked
         .and_then(|id| lines.iter().find(|l| l.id == id && l.revoked.is_some()))
         .map(|l| {
@@ -166,7 +172,7 @@ pub(super) async fn create_code(
         ttl_minutes,
     )
     .await?;
-    let code = Some((code, rolls::time(expires_at)));
+    let code = Some((code, expires_at));
     devices_page(&state, &user, school_id, code, None).await
 }
 
@@ -197,9 +203,10 @@ pub(super) async fn confirm_revoke(
         return Ok(Redirect::to("/").into_response());
     };
     let device = device_of(&state, &school_id, &device_id).await?;
+    let tz = time_zone(&state, &school_id).await?;
     let page = RevokePage {
         chrome: Chrome::of(&user, Some(school_id)),
-        device: DeviceLine::of(device, state.now(), Millis::MAX, &[]),
+        device: DeviceLine::of(device, state.now(), Millis::MAX, &[], &tz),
     };
     Ok(page.into_response())
 }

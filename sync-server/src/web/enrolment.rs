@@ -3,6 +3,8 @@
 //! face crops re-embedded after a model change. The work is `ml_client::Enroller`'s, as for the
 //! API's.
 
+use crate::api::attendance::time_zone;
+use jiff::tz::TimeZone;
 use std::time::Duration;
 
 use askama::Template;
@@ -50,11 +52,11 @@ struct JobLine {
 }
 
 impl JobLine {
-    fn of(job: &Job) -> JobLine {
+    fn of(job: &Job, tz: &TimeZone) -> JobLine {
         JobLine {
             id: job.id.clone(),
             upload: job.upload.clone(),
-            when: rolls::time(job.created_at),
+            when: rolls::time(job.created_at, tz),
             by: job.actor.clone(),
             photos: job.photos.len(),
             done: job.done(),
@@ -107,6 +109,7 @@ pub(super) async fn page(
     else {
         return Ok(Redirect::to("/").into_response());
     };
+    let tz = time_zone(&state, &school_id).await?;
     let (service, jobs) = match state.enroller() {
         Some(enroller) => {
             let health = enroller.health();
@@ -118,7 +121,11 @@ pub(super) async fn page(
                 waiting: health.waiting_photos,
                 max: health.max_waiting_photos,
             };
-            let jobs = enroller.jobs(&school_id).iter().map(JobLine::of).collect();
+            let jobs = enroller
+                .jobs(&school_id)
+                .iter()
+                .map(|job| JobLine::of(job, &tz))
+                .collect();
             (Some(service), jobs)
         }
         None => (None, Vec::new()),
@@ -196,6 +203,7 @@ pub(super) async fn job(
         .job(&school_id, &job_id)
         .ok_or_else(|| ApiError::NotFound(format!("upload {job_id}")))?;
     let health = enroller.health();
+    let tz = time_zone(&state, &school_id).await?;
     let waiting_why = (job.waiting() > 0 && health.breaker != shared_proto::breaker::Breaker::Closed)
         .then(|| {
             format!(
@@ -218,7 +226,7 @@ pub(super) async fn job(
         .collect();
     Ok(JobPage {
         chrome: Chrome::of(&user, Some(school_id)),
-        job: JobLine::of(&job),
+        job: JobLine::of(&job, &tz),
         lines,
         waiting_why,
     }

@@ -591,6 +591,7 @@ async fn sections_page(
     // Access first: whether another school exists is not for this user to learn.
     let sections = sections_for(&state, &user, &school_id).await?;
     let school = school_record(&state, &school_id).await?;
+    let tz = crate::api::attendance::time_zone(&state, &school_id).await?;
     let now = state.now();
     // Each section's latest session, then only its marks: a month of the school's marks would be
     // a hundred thousand rows for a 1,000-student school.
@@ -627,7 +628,7 @@ async fn sections_page(
         .map(|section| {
             let roll = latest.remove(&section.id);
             SectionLine {
-                taken: roll.as_ref().map(|r| rolls::time(r.started_at)),
+                taken: roll.as_ref().map(|r| rolls::time(r.started_at, &tz)),
                 counts: roll
                     .as_ref()
                     .map(|r| Counts::of(&r.rows))
@@ -732,13 +733,14 @@ fn grid_of(
     names: &HashMap<String, String>,
     days: rolls::Days,
     chronic_percent: f64,
+    tz: &jiff::tz::TimeZone,
 ) -> Grid {
     let mut ordered: Vec<&Roll> = rolls.iter().collect();
     ordered.sort_by(|a, b| (a.started_at, &a.session_id).cmp(&(b.started_at, &b.session_id)));
     let columns = ordered
         .iter()
         .map(|r| {
-            let full = rolls::time(r.started_at);
+            let full = rolls::time(r.started_at, tz);
             let short = full.get(5..16).unwrap_or(&full).to_owned();
             (full, short)
         })
@@ -795,6 +797,8 @@ async fn section_page(
         });
     };
     let now = state.now();
+    let settings = state.store().school_settings(&school_id).await?;
+    let tz = settings.tz();
     let rows = state
         .store()
         .attendance(&AttendanceQuery {
@@ -830,11 +834,11 @@ async fn section_page(
                 status: row.status.as_str(),
                 decided_by: rolls::decided_by(row),
                 score: row.score.map_or_else(String::new, |s| format!("{s:.2}")),
-                decided_at: rolls::time(row.decided_at),
+                decided_at: rolls::time(row.decided_at, &tz),
             },
         );
     }
-    let days = rolls::Days::of(param.from, param.to, GRID_DAYS, now)?;
+    let days = rolls::Days::of(param.from, param.to, GRID_DAYS, now, &tz)?;
     let grid_rows = state
         .store()
         .attendance(&AttendanceQuery {
@@ -845,18 +849,18 @@ async fn section_page(
             ..AttendanceQuery::default()
         })
         .await?;
-    let settings = state.store().school_settings(&school_id).await?;
     let grid = grid_of(
         &rolls::newest_first(grid_rows),
         &names,
         days,
         settings.chronic_threshold(),
+        &tz,
     );
     let sessions = rolls
         .iter()
         .map(|r| SessionLink {
             id: r.session_id.clone(),
-            started: rolls::time(r.started_at),
+            started: rolls::time(r.started_at, &tz),
             current: roll.is_some_and(|shown| shown.session_id == r.session_id),
         })
         .collect();
@@ -865,18 +869,11 @@ async fn section_page(
         trips
             .into_iter()
             .filter(|trip| trip.to > now)
-            .map(|trip| {
-                let (first, last) = (rolls::day(trip.from), rolls::day(trip.to - 1));
-                TripLine {
-                    id: trip.id,
-                    days: if first == last {
-                        first
-                    } else {
-                        format!("{first} to {last}")
-                    },
-                    reason: trip.reason,
-                    by: trip.by,
-                }
+            .map(|trip| TripLine {
+                days: trip.days(&tz),
+                id: trip.id,
+                reason: trip.reason,
+                by: trip.by,
             })
             .collect()
     } else {
@@ -886,14 +883,14 @@ async fn section_page(
         chrome: Chrome::of(&user, Some(school_id)),
         id: section.id,
         title: section.title,
-        session: roll.map(|r| (r.session_id.clone(), rolls::time(r.started_at))),
+        session: roll.map(|r| (r.session_id.clone(), rolls::time(r.started_at, &tz))),
         counts: roll.map(|r| Counts::of(&r.rows)).unwrap_or_default(),
         lines: lines.into_values().collect(),
         sessions,
         recent_days: RECENT_DAYS,
         decisions: corrections::DECISIONS.iter().map(|s| s.as_str()).collect(),
         notice: given(param.notice),
-        today: rolls::day(now),
+        today: rolls::day(now, &tz),
         grid,
         chronic_percent: settings.chronic_percent,
         trips,

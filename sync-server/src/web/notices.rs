@@ -3,11 +3,13 @@
 //! guardians who unsubscribed. Admins only. And the public unsubscribe link of guardians' notices
 //! (RFC 8058: a mail client's one-click POST, or a person's button).
 
+use crate::api::attendance::time_zone;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use jiff::tz::TimeZone;
 use serde::Deserialize;
 
 use super::rolls;
@@ -35,20 +37,21 @@ struct Line {
 }
 
 impl Line {
-    fn of(n: Notice) -> Line {
+    fn of(n: Notice, tz: &TimeZone) -> Line {
+        let time = |at| rolls::time(at, tz);
         let detail = match n.state {
-            NoticeState::Sent => n.sent_at.map(rolls::time).unwrap_or_default(),
+            NoticeState::Sent => n.sent_at.map(time).unwrap_or_default(),
             NoticeState::Queued if n.last_error.is_some() => format!(
                 "next try {}: {}",
-                rolls::time(n.next_attempt_at),
+                time(n.next_attempt_at),
                 n.last_error.clone().unwrap_or_default()
             ),
-            NoticeState::Queued => format!("due {}", rolls::time(n.next_attempt_at)),
+            NoticeState::Queued => format!("due {}", time(n.next_attempt_at)),
             NoticeState::Sending => "being sent".to_owned(),
             NoticeState::Failed => n.last_error.clone().unwrap_or_default(),
         };
         Line {
-            created: rolls::time(n.created_at),
+            created: time(n.created_at),
             kind: n.letter.kind.label(),
             recipient: n.letter.recipient,
             subject: n.letter.subject,
@@ -99,6 +102,7 @@ pub(super) async fn page(
         ),
     };
     let store = state.store();
+    let tz = time_zone(&state, &school_id).await?;
     let counts = store.notice_counts(&school_id).await?;
     let counts = NoticeState::ALL
         .iter()
@@ -116,7 +120,7 @@ pub(super) async fn page(
         })
         .await?
         .into_iter()
-        .map(Line::of)
+        .map(|n| Line::of(n, &tz))
         .collect();
     let opted_out = store
         .guardians(&school_id)
@@ -127,7 +131,7 @@ pub(super) async fn page(
             Some((
                 format!("{} {}", g.given_name, g.family_name),
                 g.email,
-                rolls::time(since),
+                rolls::time(since, &tz),
             ))
         })
         .collect();
@@ -166,13 +170,14 @@ pub(super) async fn one(
         return Ok(Redirect::to("/").into_response());
     };
     let found = find(&state, &school_id, &id).await?;
+    let tz = time_zone(&state, &school_id).await?;
     let page = NoticePage {
         chrome: Chrome::of(&user, Some(school_id)),
         message_id: found.letter.message_id.clone(),
         day: found.letter.day.clone(),
         text: found.letter.text.clone(),
         html: found.letter.html.clone(),
-        line: Line::of(found),
+        line: Line::of(found, &tz),
     };
     Ok(page.into_response())
 }

@@ -15,14 +15,16 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use jiff::tz::TimeZone;
 use serde::Deserialize;
 use shared_proto::sync::MarkStatus;
 
 use super::session::WebUser;
 use super::{Chrome, WebError, one_decimal, rolls, school_of, section_titles, student_names};
-use crate::api::attendance::{is_visible, is_visible_section, visible_sections};
+use crate::api::attendance::{is_visible, is_visible_section, time_zone, visible_sections};
 use crate::api::{ApiError, AppState};
 use crate::domain::attendance::Counts;
+use crate::domain::lessons;
 use crate::store::{AttendanceQuery, AttendanceRow, Millis, Tally};
 
 const DAY_MS: Millis = 24 * 60 * 60 * 1000;
@@ -43,6 +45,8 @@ pub(super) struct ReportParams {
 /// A report's scope, checked: the school, the days, which sections, and the names to print.
 struct Scope {
     school_id: String,
+    /// The school's time zone: its days and its clock.
+    tz: TimeZone,
     from: Millis,
     to: Millis,
     from_day: String,
@@ -79,14 +83,14 @@ impl Scope {
         let Some(school_id) = school_of(user, params.school)? else {
             return Ok(None);
         };
-        let now = state.now();
+        let visible = visible_sections(state, &user.user, &school_id).await?;
+        let tz = time_zone(state, &school_id).await?;
         let rolls::Days {
             from_day,
             to_day,
             from,
             to,
-        } = rolls::Days::of(params.from, params.to, 30, now)?;
-        let visible = visible_sections(state, &user.user, &school_id).await?;
+        } = rolls::Days::of(params.from, params.to, 30, state.now(), &tz)?;
         let section = params.section.filter(|s| !s.is_empty());
         if let (Some(own), Some(one)) = (&visible, &section)
             && !own.contains(one)
@@ -103,6 +107,7 @@ impl Scope {
             title_rank,
             name_rank,
             school_id,
+            tz,
             from,
             to,
             from_day,
@@ -311,9 +316,13 @@ async fn summary(
         from: scope.from,
         to: scope.to,
     };
-    // Days before today as `past::Past` holds them (a report usually ends today), today live.
+    // Days before the school's today as `past::Past` holds them (a report usually ends today),
+    // today live.
     let now = state.now();
-    let until = (now.div_euclid(DAY_MS) * DAY_MS).clamp(scope.from, scope.to);
+    let today = lessons::day_of(now, &scope.tz).and_then(|day| lessons::bounds(day, &scope.tz));
+    let until = today
+        .map_or(now, |(start, _)| start)
+        .clamp(scope.from, scope.to);
     let key = format!("{}/{}", scope.from, scope.section.as_deref().unwrap_or(""));
     let past = state
         .web_caches()
@@ -389,6 +398,8 @@ struct ReportsPage {
     /// Every student of the section asked for, or the flagged ones of the school.
     students: Vec<StudentLine>,
     chronic_percent: u8,
+    /// The school's time zone, in which its days are counted.
+    time_zone: String,
     /// The query string of the CSV links.
     query: String,
 }
@@ -434,6 +445,7 @@ pub(super) async fn page(
         lines,
         students,
         chronic_percent: settings.chronic_percent,
+        time_zone: settings.time_zone.clone(),
         query,
     };
     Ok(page.into_response())
@@ -447,9 +459,10 @@ pub(super) async fn attendance_csv(
 ) -> Result<Response, WebError> {
     let scope = Scope::required(&state, &user, params).await?;
     let file_name = scope.file_name("attendance");
+    // Day and start are the school's (its settings' time zone); `start_utc` is the instant.
     let header_row = csv_record(&[
         "date",
-        "start_utc",
+        "start",
         "section_id",
         "section",
         "student_id",
@@ -459,6 +472,7 @@ pub(super) async fn attendance_csv(
         "source",
         "decided_by",
         "session_id",
+        "start_utc",
     ]);
     let scope = Arc::new(scope);
     let mut chunks = scope.chunks().into_iter();
@@ -519,15 +533,17 @@ struct Times {
     at: Option<Millis>,
     day: String,
     start: String,
+    utc: String,
 }
 
 fn attendance_record(scope: &Scope, row: &AttendanceRow, times: &mut Times) -> String {
     let at = when(row);
     if times.at != Some(at) {
         times.at = Some(at);
-        times.day = rolls::day(at);
-        times.start = jiff::Timestamp::from_millisecond(at)
-            .map_or_else(|_| String::new(), |t| t.strftime("%H:%M").to_string());
+        times.day = rolls::day(at, &scope.tz);
+        times.start = lessons::clock(at, &scope.tz);
+        times.utc =
+            jiff::Timestamp::from_millisecond(at).map_or_else(|_| String::new(), |t| t.to_string());
     }
     csv_record(&[
         &times.day,
@@ -541,6 +557,7 @@ fn attendance_record(scope: &Scope, row: &AttendanceRow, times: &mut Times) -> S
         row.source.as_str(),
         row.decided_by.as_deref().unwrap_or(""),
         &row.session_id,
+        &times.utc,
     ])
 }
 

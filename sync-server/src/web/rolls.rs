@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use jiff::tz::TimeZone;
 use shared_proto::sync::MarkSource;
 
 use crate::store::{AttendanceRow, Millis};
@@ -49,25 +50,28 @@ pub fn decided_by(row: &AttendanceRow) -> String {
     }
 }
 
-/// A time as the pages show it, in UTC: only Today speaks the school's time zone (see the note on
-/// issue 15; moving rolls and exports to it changes what a CSV's dates mean).
-pub fn time(at: Millis) -> String {
+/// A time as the pages show it, in the school's time zone `tz` and named by it
+/// (`2024-09-02 08:00 AEST`): the pages speak the school's time, as its people live it.
+pub fn time(at: Millis, tz: &TimeZone) -> String {
     jiff::Timestamp::from_millisecond(at).map_or_else(
         |_| format!("{at} ms"),
-        |t| t.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        |t| {
+            t.to_zoned(tz.clone())
+                .strftime("%Y-%m-%d %H:%M %Z")
+                .to_string()
+        },
     )
 }
 
-/// A day as forms and file names show it, `YYYY-MM-DD` (UTC).
-pub fn day(at: Millis) -> String {
-    jiff::Timestamp::from_millisecond(at).map_or_else(
-        |_| "1970-01-01".to_owned(),
-        |t| t.strftime("%Y-%m-%d").to_string(),
-    )
+/// The school's day of `at`, as forms and file names show it, `YYYY-MM-DD`.
+pub fn day(at: Millis, tz: &TimeZone) -> String {
+    crate::domain::lessons::day_of(at, tz)
+        .map_or_else(|| "1970-01-01".to_owned(), |d| d.to_string())
 }
 
-/// Days `from` to `to` (both included, UTC) as a form gave them, each defaulting: `to` to today,
-/// `from` to `default_days` before it; with the range in milliseconds (`range_of`'s checks).
+/// The school's days `from` to `to` (both included) as a form gave them, each defaulting: `to` to
+/// today, `from` to `default_days` before it; with the range in milliseconds (`range_of`, which
+/// reads them in the school's time zone `tz`).
 pub struct Days {
     pub from_day: String,
     pub to_day: String,
@@ -81,13 +85,19 @@ impl Days {
         to: Option<String>,
         default_days: i64,
         now: Millis,
+        tz: &TimeZone,
     ) -> Result<Days, crate::api::ApiError> {
-        const DAY_MS: Millis = 24 * 60 * 60 * 1000;
-        let to_day = to.filter(|t| !t.is_empty()).unwrap_or_else(|| day(now));
-        let from_day = from
-            .filter(|f| !f.is_empty())
-            .unwrap_or_else(|| day(now - default_days * DAY_MS));
-        let (from, to) = crate::api::attendance::range_of(Some(&from_day), Some(&to_day), now)?;
+        let today = crate::domain::lessons::day_of(now, tz).unwrap_or_default();
+        let to_day = to
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| today.to_string());
+        let from_day = from.filter(|f| !f.is_empty()).unwrap_or_else(|| {
+            today
+                .checked_sub(jiff::Span::new().days(default_days))
+                .unwrap_or(today)
+                .to_string()
+        });
+        let (from, to) = crate::api::attendance::range_of(Some(&from_day), Some(&to_day), tz, now)?;
         Ok(Days {
             from_day,
             to_day,
@@ -144,6 +154,26 @@ mod tests {
         let counts = Counts::of(&rolls[0].rows);
         assert_eq!((counts.absent, counts.review, counts.total()), (1, 1, 2));
         assert_eq!(Counts::of(&rolls[2].rows).late, 1);
-        assert_eq!(time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(time(0, &TimeZone::UTC), "1970-01-01 00:00 UTC");
+    }
+
+    /// Pages speak the school's time: Monday 08:00 in Sydney is Sunday 22:00 UTC.
+    #[test]
+    fn times_and_days_are_the_schools() {
+        let sydney = TimeZone::get("Australia/Sydney").unwrap();
+        let at = 1_725_228_000_000; // 2024-09-01 22:00 UTC
+        assert_eq!(time(at, &sydney), "2024-09-02 08:00 AEST");
+        assert_eq!(day(at, &sydney), "2024-09-02");
+        assert_eq!(day(at, &TimeZone::UTC), "2024-09-01");
+        let days = Days::of(None, None, 13, at, &sydney).unwrap();
+        assert_eq!(
+            (days.from_day.as_str(), days.to_day.as_str()),
+            ("2024-08-20", "2024-09-02")
+        );
+        assert_eq!(
+            days.to - at,
+            16 * 60 * 60 * 1000,
+            "Monday ends at 14:00 UTC"
+        );
     }
 }

@@ -102,12 +102,14 @@ pub(super) async fn page(
         .await?
         .ok_or_else(|| WebError::from(ApiError::NotFound(format!("student {student_id}"))))?;
     let now = state.now();
+    let settings = state.store().school_settings(&school_id).await?;
+    let tz = settings.tz();
     let rolls::Days {
         from_day,
         to_day,
         from,
         to,
-    } = rolls::Days::of(params.from, params.to, DEFAULT_DAYS, now)?;
+    } = rolls::Days::of(params.from, params.to, DEFAULT_DAYS, now, &tz)?;
     let mut rows = state
         .store()
         .attendance(&AttendanceQuery {
@@ -136,11 +138,10 @@ pub(super) async fn page(
     let titles = section_titles(&state, &school_id).await?;
     rows.sort_by_key(|row| std::cmp::Reverse(row.started_at.unwrap_or(row.decided_at)));
     let counts = Counts::of(&rows);
-    let settings = state.store().school_settings(&school_id).await?;
     let lines = rows
         .iter()
         .map(|row| HistoryLine {
-            date: rolls::time(row.started_at.unwrap_or(row.decided_at)),
+            date: rolls::time(row.started_at.unwrap_or(row.decided_at), &tz),
             section: row.section_id.as_ref().map_or_else(String::new, |id| {
                 titles.get(id).cloned().unwrap_or_else(|| id.clone())
             }),
@@ -189,7 +190,9 @@ pub(super) async fn page(
         lines,
         consent: student.consent.as_str(),
         consent_by: student.consent_by.unwrap_or_default(),
-        consent_at: student.consent_at.map_or_else(String::new, rolls::time),
+        consent_at: student
+            .consent_at
+            .map_or_else(String::new, |at| rolls::time(at, &tz)),
         templates: templates.into_iter().collect(),
         guardians,
         relationships: Relationship::WORDS,

@@ -276,7 +276,7 @@ pub(super) async fn page(
                 name: d.name,
                 last_seen: d
                     .last_seen_at
-                    .map_or_else(|| "never".to_owned(), rolls::time),
+                    .map_or_else(|| "never".to_owned(), |at| rolls::time(at, &tz)),
             })
             .collect()
     } else {

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use jiff::tz::TimeZone;
 use shared_proto::roster::ImportScope;
 use shared_proto::roster::cases::{RosterState, cases, enrolment_key};
 use shared_proto::sync::{
@@ -2440,7 +2441,11 @@ pub async fn trips_booked_ahead_excuse_what_the_camera_did_not_see(backend: &imp
     let booked = trip("trip-1", SECTION_A, T0 - 60_000, T0 + 2 * DAY, T0 + 100);
     let outcome = fx
         .store
-        .book_excusal(&booked, &[correction("sess-1", STU_1, MarkStatus::Excused)])
+        .book_excusal(
+            &booked,
+            &[correction("sess-1", STU_1, MarkStatus::Excused)],
+            &TimeZone::UTC,
+        )
         .await
         .expect("store")
         .expect("booked");
@@ -2461,7 +2466,7 @@ pub async fn trips_booked_ahead_excuse_what_the_camera_did_not_see(backend: &imp
     let backwards = trip("trip-x", SECTION_A, T0, T0, T0 + 100);
     assert!(
         fx.store
-            .book_excusal(&backwards, &[])
+            .book_excusal(&backwards, &[], &TimeZone::UTC)
             .await
             .expect("store")
             .is_err()
@@ -2549,13 +2554,25 @@ pub async fn trips_booked_ahead_excuse_what_the_camera_did_not_see(backend: &imp
     // Cancelled: the third day's absence stands.
     let cancelled = fx
         .store
-        .cancel_excusal(SCHOOL, "trip-1", "office-bob", T0 + DAY + 100)
+        .cancel_excusal(
+            SCHOOL,
+            "trip-1",
+            "office-bob",
+            T0 + DAY + 100,
+            &TimeZone::UTC,
+        )
         .await
         .expect("cancel");
     assert_eq!(cancelled, Some(booked));
     assert_eq!(
         fx.store
-            .cancel_excusal(SCHOOL, "trip-1", "office-bob", T0 + DAY + 100)
+            .cancel_excusal(
+                SCHOOL,
+                "trip-1",
+                "office-bob",
+                T0 + DAY + 100,
+                &TimeZone::UTC
+            )
             .await
             .expect("cancel again"),
         None
@@ -2579,8 +2596,11 @@ pub async fn trips_booked_ahead_excuse_what_the_camera_did_not_see(backend: &imp
 
     let booked_lines = audit_lines(&*fx.store, Some(Action::TripBooked)).await;
     assert_eq!(booked_lines.len(), 1, "{booked_lines:?}");
+    // T0 is 2023-11-14 22:13 UTC: the trip's days as a school in UTC reads them.
     assert!(
-        booked_lines[0].detail.contains("Science museum"),
+        booked_lines[0]
+            .detail
+            .starts_with("2023-11-14 to 2023-11-16: Science museum"),
         "{booked_lines:?}"
     );
     let cancelled_lines = audit_lines(&*fx.store, Some(Action::TripCancelled)).await;
