@@ -1551,6 +1551,24 @@ async fn reports_show_a_correction_at_once_and_a_late_sync_within_five_minutes()
 
 /// A trip booked ahead on the section page is listed, excuses the camera's "absent" of a lesson
 /// held on its day when the box pushes the roll, and can be cancelled; both are in the audit log.
+/// An upload whose job file cannot be read when the server starts (its permissions after a
+/// restore) is kept on disk, and the enrolment page tells the admin, who would otherwise never
+/// learn that its photos wait.
+#[tokio::test]
+async fn the_enrolment_page_tells_of_an_upload_that_could_not_be_read() {
+    let server = Server::start_enrolling_over("http://127.0.0.1:9", |jobs| {
+        // A folder where the file should be: unreadable even to root, as tests may run.
+        std::fs::create_dir_all(jobs.join("upload-1").join("job.json")).unwrap();
+    })
+    .await;
+    server.school("north").await;
+    let mut admin = Browser::new(&server);
+    admin.sign_in("north-admin", PASSWORD).await;
+    let page = admin.get("/enrolment").await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    page.shows("1 upload could not be read</strong> when the server started. It was kept");
+}
+
 /// A school far from UTC reads its own days and times. In Sydney (AEST, UTC+10) a Monday 08:00
 /// lesson is Sunday 22:00 UTC: the section page shows it at 08:00 AEST, a trip booked for Monday
 /// excuses it, the export and the API count it on Monday, and the audit names the trip's Monday.

@@ -124,6 +124,10 @@ pub struct ServiceJson {
     pub retry_in_s: Option<i64>,
     pub waiting_photos: usize,
     pub max_waiting_photos: usize,
+    /// Uploads kept on the server's disk because their job file could not be read at start (the
+    /// server log names the folders); they are read again at the next start.
+    #[serde(default)]
+    pub unreadable_uploads: usize,
     pub last_error: Option<String>,
 }
 
@@ -136,6 +140,7 @@ impl From<EnrolHealth> for ServiceJson {
             retry_in_s: h.breaker.retry_in_s(),
             waiting_photos: h.waiting_photos,
             max_waiting_photos: h.max_waiting_photos,
+            unreadable_uploads: h.unreadable_uploads,
             last_error: h.last_error,
         }
     }

@@ -86,6 +86,8 @@ pub struct EnrolHealth {
     pub link: Link,
     pub waiting_photos: usize,
     pub max_waiting_photos: usize,
+    /// Uploads whose job file could not be read at start (`JobQueue::unreadable`).
+    pub unreadable_uploads: usize,
     /// The latest reason a call failed, while the service is not answering.
     pub last_error: Option<String>,
 }
@@ -136,12 +138,19 @@ impl Enroller {
 
     pub fn health(&self) -> EnrolHealth {
         let (breaker, link) = self.client.breaker();
+        // One lock: a guard taken twice in one expression lives to its end, and would wait on
+        // itself.
+        let (waiting_photos, unreadable_uploads) = {
+            let queue = self.queue();
+            (queue.waiting_photos(), queue.unreadable())
+        };
         EnrolHealth {
             url: self.config.url.clone(),
             breaker,
             link,
-            waiting_photos: self.queue().waiting_photos(),
+            waiting_photos,
             max_waiting_photos: self.config.max_waiting_photos,
+            unreadable_uploads,
             last_error: self
                 .last_error
                 .lock()

@@ -121,6 +121,8 @@ fn at(path: &Path) -> impl FnOnce(std::io::Error) -> QueueError + '_ {
 pub struct JobQueue {
     dir: PathBuf,
     jobs: BTreeMap<String, Job>,
+    /// Jobs whose file could not be read at opening, kept on disk for a later start.
+    unreadable: usize,
 }
 
 impl JobQueue {
@@ -129,6 +131,7 @@ impl JobQueue {
     pub fn open(dir: &Path) -> Result<JobQueue, QueueError> {
         std::fs::create_dir_all(dir).map_err(at(dir))?;
         let mut jobs = BTreeMap::new();
+        let mut unreadable = 0;
         for entry in std::fs::read_dir(dir).map_err(at(dir))? {
             let entry = entry.map_err(at(dir))?;
             let path = entry.path();
@@ -147,6 +150,7 @@ impl JobQueue {
                 Err(e) => {
                     tracing::error!(path = %file.display(), error = %e,
                         "cannot read an enrolment job: left as it is until a later start");
+                    unreadable += 1;
                     continue;
                 }
             };
@@ -163,6 +167,7 @@ impl JobQueue {
         Ok(JobQueue {
             dir: dir.to_owned(),
             jobs,
+            unreadable,
         })
     }
 
@@ -214,6 +219,12 @@ impl JobQueue {
     /// Every job, oldest first (ids are UUIDv7: time-ordered).
     pub fn all(&self) -> impl Iterator<Item = &Job> {
         self.jobs.values()
+    }
+
+    /// How many jobs could not be read at opening (the log names their folders): the dashboard
+    /// says so, since their photos wait unseen until a start reads them.
+    pub fn unreadable(&self) -> usize {
+        self.unreadable
     }
 
     pub fn waiting_photos(&self) -> usize {
@@ -311,6 +322,7 @@ mod tests {
         std::fs::write(unread.join("0.jpg"), b"jpeg").unwrap();
         let queue = JobQueue::open(dir.path()).unwrap();
         assert_eq!(queue.all().count(), 0);
+        assert_eq!(queue.unreadable(), 1);
         assert!(!broken.exists());
         assert!(unread.join("0.jpg").exists());
     }

@@ -36,6 +36,7 @@ struct ServiceView {
     last_error: Option<String>,
     waiting: usize,
     max: usize,
+    unreadable: usize,
 }
 
 struct JobLine {
@@ -120,6 +121,7 @@ pub(super) async fn page(
                 last_error: health.last_error,
                 waiting: health.waiting_photos,
                 max: health.max_waiting_photos,
+                unreadable: health.unreadable_uploads,
             };
             let jobs = enroller
                 .jobs(&school_id)

@@ -123,12 +123,18 @@ impl Server {
     }
 
     pub async fn start_with(limits: Limits) -> Server {
-        Server::start_full(limits, None).await
+        Server::start_full(limits, None, |_| ()).await
     }
 
     /// A server with central enrolment calling the ML service at `ml_url` (the browser test gives
     /// an address where nothing answers: its uploads wait, as when the service is down).
     pub async fn start_enrolling(ml_url: &str) -> Server {
+        Server::start_enrolling_over(ml_url, |_| ()).await
+    }
+
+    /// As `start_enrolling`, with `jobs` given the enrolment jobs' folder first, as a restart
+    /// finds it.
+    pub async fn start_enrolling_over(ml_url: &str, jobs: impl FnOnce(&std::path::Path)) -> Server {
         let config = sync_server::Config::parse(
             &format!(
                 "[ml]\nurl = \"{ml_url}\"\napi_key = \"k\"\nretry_delays_ms = [10]\nbreaker_failures = 2\n"
@@ -136,11 +142,17 @@ impl Server {
             std::path::Path::new("test.toml"),
         )
         .unwrap();
-        Server::start_full(Limits::default(), config.ml).await
+        Server::start_full(Limits::default(), config.ml, jobs).await
     }
 
-    async fn start_full(limits: Limits, ml: Option<sync_server::config::MlConfig>) -> Server {
+    async fn start_full(
+        limits: Limits,
+        ml: Option<sync_server::config::MlConfig>,
+        jobs: impl FnOnce(&std::path::Path),
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("enrol-jobs")).unwrap();
+        jobs(&dir.path().join("enrol-jobs"));
         let store =
             Arc::new(SqliteStore::open(&dir.path().join("rollcall-server.sqlite")).unwrap());
         let admin = User {
