@@ -240,6 +240,8 @@ async fn measure(store: &str, server: &Server, days: usize) {
 }
 
 fn main() {
+    // A workspace build gives reqwest edge-agent's `rustls-no-provider`: install one first.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| {
         args.iter()
