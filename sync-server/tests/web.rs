@@ -1551,6 +1551,29 @@ async fn reports_show_a_correction_at_once_and_a_late_sync_within_five_minutes()
 
 /// A trip booked ahead on the section page is listed, excuses the camera's "absent" of a lesson
 /// held on its day when the box pushes the roll, and can be cancelled; both are in the audit log.
+/// `lesson_events` moved by `shift_ms`, in which the camera did not see the student.
+fn missed_lesson(section: &str, student: &str, first_id: u64, shift_ms: i64) -> Vec<Event> {
+    let mut events = lesson_events(section, student, first_id);
+    for event in &mut events {
+        event.at += shift_ms;
+        match &mut event.body {
+            EventBody::SessionOpened { started_at, .. } => *started_at += shift_ms,
+            EventBody::MarkSet {
+                status,
+                score,
+                decided_at,
+                ..
+            } => {
+                *status = MarkStatus::Absent;
+                *score = None;
+                *decided_at += shift_ms;
+            }
+            _ => {}
+        }
+    }
+    events
+}
+
 /// An upload whose job file cannot be read when the server starts (its permissions after a
 /// restore) is kept on disk, and the enrolment page tells the admin, who would otherwise never
 /// learn that its photos wait.
@@ -1587,27 +1610,8 @@ async fn a_school_far_from_utc_reads_its_own_days() {
         .set_school_settings("north", &settings)
         .await
         .unwrap();
-    // START is Monday 2024-09-02 08:00 UTC, 18:00 in Sydney: the lesson was ten hours earlier,
-    // and the camera did not see the student.
-    const EARLIER: i64 = 10 * 60 * 60 * 1000;
-    let mut events = lesson_events(&math, &s1, 70);
-    for event in &mut events {
-        event.at -= EARLIER;
-        match &mut event.body {
-            EventBody::SessionOpened { started_at, .. } => *started_at -= EARLIER,
-            EventBody::MarkSet {
-                status,
-                score,
-                decided_at,
-                ..
-            } => {
-                *status = MarkStatus::Absent;
-                *score = None;
-                *decided_at -= EARLIER;
-            }
-            _ => {}
-        }
-    }
+    // START is Monday 2024-09-02 08:00 UTC, 18:00 in Sydney: the lesson was ten hours earlier.
+    let events = missed_lesson(&math, &s1, 70, -10 * 60 * 60 * 1000);
     server
         .post("/v1/sync/push", Some(&north.device), push_body(&events))
         .await
@@ -1709,24 +1713,7 @@ async fn a_trip_booked_ahead_excuses_the_lessons_held_on_its_days() {
 
     // Tomorrow the camera does not see the student.
     const DAY: i64 = 24 * 60 * 60 * 1000;
-    let mut events = lesson_events(&math, &s1, 60);
-    for event in &mut events {
-        event.at += DAY;
-        match &mut event.body {
-            shared_proto::sync::EventBody::SessionOpened { started_at, .. } => *started_at += DAY,
-            shared_proto::sync::EventBody::MarkSet {
-                status,
-                score,
-                decided_at,
-                ..
-            } => {
-                *status = shared_proto::sync::MarkStatus::Absent;
-                *score = None;
-                *decided_at += DAY;
-            }
-            _ => {}
-        }
-    }
+    let events = missed_lesson(&math, &s1, 60, DAY);
     // The next day (a day's sign-in has expired by then).
     server.clock.advance_ms(DAY);
     server

@@ -20,6 +20,7 @@ use crate::store::Millis;
 /// The longest trip booked at once.
 pub const MAX_DAYS: i64 = 366;
 const DAY_MS: Millis = 24 * 60 * 60 * 1000;
+const HOUR_MS: Millis = 60 * 60 * 1000;
 
 /// A booked trip.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,7 +60,9 @@ impl Excusal {
         if self.to <= self.from {
             return Err(Refusal::Backwards);
         }
-        if self.to - self.from > MAX_DAYS * DAY_MS {
+        // A school's days are local (`api::attendance::range_of`): a range across the end of
+        // summer time is an hour longer than its days.
+        if self.to - self.from > MAX_DAYS * DAY_MS + HOUR_MS {
             return Err(Refusal::TooLong);
         }
         Ok(())
@@ -228,6 +231,8 @@ mod tests {
             trip(0, (MAX_DAYS + 1) * DAY_MS).check(),
             Err(Refusal::TooLong)
         );
+        // The longest trip across the end of summer time.
+        assert_eq!(trip(0, MAX_DAYS * DAY_MS + HOUR_MS).check(), Ok(()));
         let blank = Excusal {
             reason: "  ".into(),
             ..trip(0, DAY_MS)
