@@ -21,10 +21,11 @@ use shared_proto::sync::MarkStatus;
 
 use super::session::WebUser;
 use super::{Chrome, WebError, one_decimal, rolls, school_of, section_titles, student_names};
-use crate::api::attendance::{is_visible, is_visible_section, time_zone, visible_sections};
+use crate::api::attendance::{is_visible, is_visible_section, visible_sections};
 use crate::api::{ApiError, AppState};
 use crate::domain::attendance::Counts;
 use crate::domain::lessons;
+use crate::domain::settings::SchoolSettings;
 use crate::store::{AttendanceQuery, AttendanceRow, Millis, Tally};
 
 const DAY_MS: Millis = 24 * 60 * 60 * 1000;
@@ -45,7 +46,8 @@ pub(super) struct ReportParams {
 /// A report's scope, checked: the school, the days, which sections, and the names to print.
 struct Scope {
     school_id: String,
-    /// The school's time zone: its days and its clock.
+    /// The school's settings (read once per request), and their time zone: its days and clock.
+    settings: SchoolSettings,
     tz: TimeZone,
     from: Millis,
     to: Millis,
@@ -84,7 +86,8 @@ impl Scope {
             return Ok(None);
         };
         let visible = visible_sections(state, &user.user, &school_id).await?;
-        let tz = time_zone(state, &school_id).await?;
+        let settings = state.store().school_settings(&school_id).await?;
+        let tz = settings.tz();
         let rolls::Days {
             from_day,
             to_day,
@@ -107,6 +110,7 @@ impl Scope {
             title_rank,
             name_rank,
             school_id,
+            settings,
             tz,
             from,
             to,
@@ -414,7 +418,7 @@ pub(super) async fn page(
         return Ok(axum::response::Redirect::to("/").into_response());
     };
     let (lines, by_student) = summary(&state, &scope).await?;
-    let settings = state.store().school_settings(&scope.school_id).await?;
+    let settings = &scope.settings;
     let mut students = student_lines(&scope, by_student, settings.chronic_threshold());
     // A whole school lists only the students it should worry about; one section lists all.
     if scope.section.is_none() {

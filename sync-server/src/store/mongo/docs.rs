@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use shared_proto::ModelId;
 use shared_proto::sync::{Consent, Embedding, EnrolmentRole, MarkSource, MarkStatus, ScheduleSlot};
 
+use super::error::DbError;
 use crate::domain::event::Template;
 use crate::store::{
     AttendanceRow, AuthSession, BoxState, Device, DeviceActivity, Enrolment, Millis, Role, School,
@@ -477,4 +478,18 @@ pub fn to_document<T: Serialize>(value: &T) -> Result<mongodb::bson::Document, S
 pub fn to_bson<T: Serialize>(value: &T) -> Result<mongodb::bson::Bson, StoreError> {
     mongodb::bson::to_bson(value)
         .map_err(|e| StoreError::Backend(format!("cannot encode a value: {e}")))
+}
+
+/// The text field `key` of an untyped document of `collection`; any other type is corruption. A
+/// skipped row would read as "not held": an applied event applied again, a section called unknown,
+/// a template that outlives its student's erasure.
+pub fn text(d: &mongodb::bson::Document, collection: &str, key: &str) -> Result<String, DbError> {
+    d.get_str(key).map(str::to_owned).map_err(|e| {
+        let id = match d.get("_id") {
+            Some(mongodb::bson::Bson::String(id)) => id.clone(),
+            Some(id) => id.to_string(),
+            None => "?".to_owned(),
+        };
+        DbError::corrupt(format!("{collection} {id}: its {key}: {e}"))
+    })
 }

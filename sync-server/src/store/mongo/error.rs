@@ -46,7 +46,7 @@ pub enum DbError {
 
 impl DbError {
     /// A stored document that does not read back as its type: corruption, reported with `what`
-    /// names it, never read as a default or skipped (ARCHITECTURE.md).
+    /// (which names the record and field), never read as a default or skipped (ARCHITECTURE.md).
     pub fn corrupt(what: impl std::fmt::Display) -> DbError {
         DbError::Store(StoreError::Backend(what.to_string()))
     }

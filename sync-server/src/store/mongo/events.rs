@@ -4,9 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use mongodb::bson::{Bson, Document, doc};
+use mongodb::bson::{Document, doc};
 
-use super::docs::{MarkDoc, SessionDoc, StudentDoc, TemplateDoc, to_bson};
+use super::docs::{MarkDoc, SessionDoc, StudentDoc, TemplateDoc, text, to_bson};
 use super::error::{DbError, is_duplicate_key};
 use super::names::*;
 use super::tx::Tx;
@@ -44,19 +44,6 @@ pub async fn record_applied(
 
 fn ids<'a>(set: &BTreeSet<&'a str>) -> Vec<&'a str> {
     set.iter().copied().collect()
-}
-
-/// The text field `key` of a document of `collection`; any other type is corruption. A skipped
-/// row would read as "not held": an applied event applied again, a section called unknown.
-pub fn text(d: &Document, collection: &str, key: &str) -> Result<String, DbError> {
-    d.get_str(key).map(str::to_owned).map_err(|e| {
-        let id = match d.get("_id") {
-            Some(Bson::String(id)) => id.clone(),
-            Some(id) => id.to_string(),
-            None => "?".to_owned(),
-        };
-        DbError::corrupt(format!("{collection} {id}: its {key}: {e}"))
-    })
 }
 
 fn excusal_doc(trip: &Excusal) -> Document {

@@ -6,10 +6,11 @@ use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{Binary, Document, doc};
 use serde::Deserialize;
 
+use super::docs::text;
 use super::error::DbError;
 use super::names::TEMPLATES;
 use super::tx::Tx;
-use super::{MongoStore, collect, events};
+use super::{MongoStore, collect};
 use crate::store::{CropRead, KeptCrop, stored_space};
 
 /// Ids of a student's live templates.
@@ -23,7 +24,7 @@ pub async fn live_ids(tx: &mut Tx<'_>, student_id: &str) -> Result<Vec<String>, 
         .await?;
     let mut ids = Vec::new();
     while let Some(found) = cursor.next(&mut tx.session).await {
-        ids.push(events::text(&found?, TEMPLATES, "_id")?);
+        ids.push(text(&found?, TEMPLATES, "_id")?);
     }
     Ok(ids)
 }

@@ -186,11 +186,7 @@ fn owner(conn: &Connection, kind: Kind, id: &str, school_id: &str) -> Result<Own
 
 /// A stored value that does not read back as its type: corruption, reported as a conversion
 /// error naming the column (of SQL type `ty`), never read as a default or skipped.
-fn corrupt(
-    column: usize,
-    ty: rusqlite::types::Type,
-    why: impl std::fmt::Display,
-) -> rusqlite::Error {
+fn corrupt(column: usize, ty: Type, why: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(column, ty, why.to_string().into())
 }
 
