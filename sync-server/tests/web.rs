@@ -1673,6 +1673,21 @@ async fn a_school_far_from_utc_reads_its_own_days() {
     let audit = admin.get("/audit").await;
     audit.shows("2024-09-02: Museum");
     audit.lacks("UTC");
+
+    // The recognition audit's weeks are the school's: Monday's lesson is in the week of 2 Sep,
+    // which UTC would have begun after it.
+    let recognition = admin.get("/recognition").await;
+    recognition.shows("Monday in the school's time zone, Australia/Sydney");
+    let at = recognition
+        .html
+        .find("<th scope=\"row\" class=\"nowrap\">Maths</th>")
+        .unwrap_or_else(|| panic!("no maths row: {}", recognition.html));
+    let maths = recognition.html[at..].split("</tr>").next().unwrap();
+    assert!(
+        maths.contains("data-label=\"26 Aug\" class=\"nowrap\">-</td>")
+            && maths.contains("data-label=\"2 Sep\" class=\"nowrap\">0.0 % (0/1)</td>"),
+        "{maths}"
+    );
 }
 
 #[tokio::test]

@@ -20,9 +20,8 @@ use std::collections::BTreeMap;
 
 use shared_proto::sync::{MarkSource, MarkStatus};
 
-use crate::store::{MachineDecisions, Millis};
+use crate::store::MachineDecisions;
 
-pub const WEEK_MS: Millis = 7 * 24 * 60 * 60 * 1000;
 /// A line is flagged when its last `RECENT_WEEKS` change at least `MIN_RISING_PERCENT` of at
 /// least `MIN_RECENT_DECISIONS` decisions, and at least `RISE_FACTOR` times the earlier weeks' rate.
 pub const RECENT_WEEKS: usize = 2;
@@ -124,26 +123,23 @@ pub struct Line {
     pub rising: bool,
 }
 
-/// The audit of `weeks` weeks from `from` (the first week's first millisecond).
+/// The audit of some weeks.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Audit {
-    pub from: Millis,
     pub by_section: Vec<Line>,
     pub by_box: Vec<Line>,
 }
 
-/// Sorts the store's counts into weeks, per section and per box, lines by id.
-pub fn audit(rows: &[MachineDecisions], from: Millis, weeks: usize) -> Audit {
+/// Sorts the store's counts of each week (oldest first; the caller says where a week starts, in
+/// the school's time zone) per section and per box, lines by id.
+pub fn audit(weeks: &[Vec<MachineDecisions>]) -> Audit {
     let mut by_section: BTreeMap<&str, Vec<Outcomes>> = BTreeMap::new();
     let mut by_box: BTreeMap<&str, Vec<Outcomes>> = BTreeMap::new();
-    for row in rows {
-        let week = (row.day - from).div_euclid(WEEK_MS);
-        let Ok(week) = usize::try_from(week) else {
-            continue;
-        };
-        if week >= weeks {
-            continue;
-        }
+    let rows = weeks
+        .iter()
+        .enumerate()
+        .flat_map(|(week, rows)| rows.iter().map(move |row| (week, row)));
+    for (week, row) in rows {
         let machine = row.machine.unwrap_or(row.status);
         let outcome = outcome(machine, row.status, row.source);
         for lines in [
@@ -153,7 +149,7 @@ pub fn audit(rows: &[MachineDecisions], from: Millis, weeks: usize) -> Audit {
             let tallies = lines
                 .0
                 .entry(lines.1.as_str())
-                .or_insert_with(|| vec![Outcomes::default(); weeks]);
+                .or_insert_with(|| vec![Outcomes::default(); weeks.len()]);
             tallies[week].add(outcome, row.count);
         }
     }
@@ -168,7 +164,6 @@ pub fn audit(rows: &[MachineDecisions], from: Millis, weeks: usize) -> Audit {
             .collect()
     };
     Audit {
-        from,
         by_section: lines(by_section),
         by_box: lines(by_box),
     }
@@ -209,15 +204,8 @@ mod tests {
         assert_eq!(outcome(Present, Late, Teacher), Outcome::Other);
     }
 
-    fn row(
-        week: i64,
-        section: &str,
-        machine: MarkStatus,
-        status: MarkStatus,
-        n: u64,
-    ) -> MachineDecisions {
+    fn row(section: &str, machine: MarkStatus, status: MarkStatus, n: u64) -> MachineDecisions {
         MachineDecisions {
-            day: week * WEEK_MS + 86_400_000,
             section_id: section.to_owned(),
             device_id: "box-1".to_owned(),
             machine: Some(machine),
@@ -229,17 +217,19 @@ mod tests {
 
     #[test]
     fn a_section_whose_changes_rise_in_the_last_weeks_is_flagged() {
-        let mut rows = Vec::new();
-        for week in 0..6 {
-            // Maths: 1 change in 50 every week. Art: the same, then 8 in 40 in the last two.
-            rows.push(row(week, "maths", Present, Present, 49));
-            rows.push(row(week, "maths", Present, Absent, 1));
-            let changed = if week >= 4 { 8 } else { 1 };
-            rows.push(row(week, "art", Present, Present, 40 - changed));
-            rows.push(row(week, "art", Absent, Present, changed));
-        }
-        rows.push(row(6, "art", Present, Present, 99)); // after the range
-        let audit = audit(&rows, 0, 6);
+        let weeks: Vec<Vec<MachineDecisions>> = (0..6)
+            .map(|week| {
+                // Maths: 1 change in 50 every week. Art: the same, then 8 in 40 in the last two.
+                let changed = if week >= 4 { 8 } else { 1 };
+                vec![
+                    row("maths", Present, Present, 49),
+                    row("maths", Present, Absent, 1),
+                    row("art", Present, Present, 40 - changed),
+                    row("art", Absent, Present, changed),
+                ]
+            })
+            .collect();
+        let audit = audit(&weeks);
         let [art, maths] = &audit.by_section[..] else {
             panic!("{:?}", audit.by_section);
         };
@@ -255,8 +245,9 @@ mod tests {
 
     #[test]
     fn few_decisions_never_flag() {
-        let rows = vec![row(5, "art", Absent, Present, 3)];
-        let audit = audit(&rows, 0, 6);
+        let mut weeks = vec![Vec::new(); 6];
+        weeks[5].push(row("art", Absent, Present, 3));
+        let audit = audit(&weeks);
         assert!(!audit.by_section[0].rising);
         assert_eq!(audit.by_section[0].weeks[5].change_percent(), Some(100.0));
     }

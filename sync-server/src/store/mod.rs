@@ -226,6 +226,28 @@ pub struct Tally {
     pub sessions: Vec<(String, u64)>,
 }
 
+impl MachineDecisions {
+    /// Counts of the same section, box, decision, status and source added into one, in that order:
+    /// the parts of a range read apart, or single marks counted by a store that cannot group.
+    pub fn merged(rows: impl IntoIterator<Item = MachineDecisions>) -> Vec<MachineDecisions> {
+        let mut counts: BTreeMap<_, MachineDecisions> = BTreeMap::new();
+        for row in rows {
+            let key = (
+                row.section_id.clone(),
+                row.device_id.clone(),
+                row.machine.map(MarkStatus::as_str),
+                row.status.as_str(),
+                row.source.as_str(),
+            );
+            counts
+                .entry(key)
+                .and_modify(|held| held.count += row.count)
+                .or_insert(row);
+        }
+        counts.into_values().collect()
+    }
+}
+
 impl Tally {
     /// The tallies of disjoint ranges as one: counts of the same section, student and status added.
     pub fn merged(parts: Vec<Tally>) -> Tally {
@@ -265,13 +287,11 @@ pub struct TallyRow {
     pub count: u64,
 }
 
-/// How many marks of one day, section and box hold `status` from `source` where the machine had
-/// decided `machine` (`None`: a machine's mark from before the decision was kept apart, whose
-/// decision is its status).
+/// How many marks of one section and box, in the range asked for, hold `status` from `source`
+/// where the machine had decided `machine` (`None`: a machine's mark from before the decision was
+/// kept apart, whose decision is its status).
 #[derive(Clone, Debug, PartialEq)]
 pub struct MachineDecisions {
-    /// The first millisecond of the UTC day the sessions started.
-    pub day: Millis,
     pub section_id: String,
     pub device_id: String,
     pub machine: Option<MarkStatus>,
@@ -850,9 +870,9 @@ pub trait Store: Send + Sync + 'static {
     /// under no section, as `attendance` returns them.
     async fn tally(&self, query: &AttendanceQuery) -> Result<Tally, StoreError>;
     /// A school's marks of sessions that started in `[from, to)` and that the machine decided (a
-    /// machine's mark, or a person's that replaced one), counted per UTC day of the session's
-    /// start, section, box, machine decision, status held and its source: what the recognition
-    /// self-audit (`domain::recognition`) reads.
+    /// machine's mark, or a person's that replaced one), counted per section, box, machine
+    /// decision, status held and its source (`MachineDecisions::merged`'s order): what the
+    /// recognition self-audit (`domain::recognition`) reads, one school week at a time.
     async fn machine_decisions(
         &self,
         school_id: &str,

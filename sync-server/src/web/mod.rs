@@ -50,7 +50,7 @@ pub struct Caches {
     /// Today's line: counts per local school day.
     past_days: past::Past<BTreeMap<jiff::civil::Date, Counts>>,
     /// The recognition audit, by first day.
-    past_decisions: past::Past<Vec<MachineDecisions>>,
+    past_decisions: past::Past<Vec<Vec<MachineDecisions>>>,
     /// Reports, by first day and section.
     past_tallies: past::Past<Tally>,
     rosters: std::sync::Mutex<roster::Pending>,

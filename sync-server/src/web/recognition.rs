@@ -11,12 +11,16 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::session::WebUser;
+use jiff::Span;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+
 use super::{Chrome, WebError, admin_school, section_titles};
-use crate::api::AppState;
-use crate::domain::recognition::{self, Line, Outcomes, WEEK_MS};
+use crate::api::{ApiError, AppState};
+use crate::domain::lessons;
+use crate::domain::recognition::{self, Line, Outcomes};
 use crate::store::{MachineDecisions, Millis};
 
-const DAY_MS: Millis = 24 * 60 * 60 * 1000;
 const DEFAULT_WEEKS: usize = 8;
 const MAX_WEEKS: usize = 26;
 
@@ -32,6 +36,7 @@ struct RecognitionPage {
     rising_percent: f64,
     rise_factor: f64,
     recent_weeks: usize,
+    time_zone: String,
 }
 
 struct LineView {
@@ -79,44 +84,57 @@ pub(super) struct RecognitionParams {
     weeks: Option<usize>,
 }
 
-/// The Monday (UTC) of the week `at` falls in, its first millisecond.
-fn monday_of(at: Millis) -> Millis {
-    let day = at.div_euclid(DAY_MS);
-    // 1970-01-01 was a Thursday: three days after a Monday.
-    (day - (day + 3).rem_euclid(7)) * DAY_MS
+/// The first days of `weeks` school weeks, Mondays, the last one this week's in the school's time
+/// zone `tz`, and the Monday after: each week's bounds.
+fn mondays(now: Millis, tz: &TimeZone, weeks: usize) -> Option<Vec<Date>> {
+    let today = lessons::day_of(now, tz)?;
+    let this_monday = today
+        .checked_sub(Span::new().days(today.weekday().to_monday_zero_offset()))
+        .ok()?;
+    (0..=weeks)
+        .map(|w| {
+            let back = i64::try_from(weeks).ok()? - 1 - i64::try_from(w).ok()?;
+            this_monday.checked_sub(Span::new().weeks(back)).ok()
+        })
+        .collect()
 }
 
-/// The machine's decisions of `[from, to)`: the days before today (UTC, as the audit counts days)
-/// as `past::Past` holds them, today's from the store.
+/// The machine's decisions of each week between `bounds` (the weeks' first milliseconds and the
+/// end of the last): the days before today (`until`, the school's midnight) as `past::Past` holds
+/// them, today's from the store.
 async fn decisions(
     state: &AppState,
     school_id: &str,
-    from: Millis,
-    to: Millis,
-) -> Result<Vec<MachineDecisions>, WebError> {
-    let now = state.now();
-    let until = (now.div_euclid(DAY_MS) * DAY_MS).clamp(from, to);
+    bounds: &[Millis],
+    until: Millis,
+) -> Result<Vec<Vec<MachineDecisions>>, WebError> {
+    let store = state.store();
     let past = state
         .web_caches()
         .past_decisions
-        .get_or_read(school_id, from.to_string(), until, now, || async {
-            Ok(state
-                .store()
-                .machine_decisions(school_id, from, until)
-                .await?)
+        .get_or_read(school_id, bounds[0].to_string(), until, state.now(), || {
+            let weeks = bounds.windows(2).map(|week| {
+                let (from, to) = (week[0].min(until), week[1].min(until));
+                store.machine_decisions(school_id, from, to)
+            });
+            async move { Ok(futures_util::future::try_join_all(weeks).await?) }
         })
         .await?;
-    let mut rows = past.as_ref().clone();
-    rows.extend(
-        state
-            .store()
-            .machine_decisions(school_id, until, to)
-            .await?,
+    let mut weeks = past.as_ref().clone();
+    // Today, and what this week has after it (nothing yet, unless a box's clock runs ahead).
+    let (from, to) = (
+        until.max(bounds[bounds.len() - 2]),
+        bounds[bounds.len() - 1],
     );
-    Ok(rows)
+    let live = store.machine_decisions(school_id, from, to).await?;
+    if let Some(this_week) = weeks.last_mut() {
+        *this_week = MachineDecisions::merged(std::mem::take(this_week).into_iter().chain(live));
+    }
+    Ok(weeks)
 }
 
-/// `GET /recognition`: the last `weeks` weeks (this one included), 8 unless asked.
+/// `GET /recognition`: the last `weeks` weeks (this one included), 8 unless asked, in the school's
+/// weeks: Monday to Sunday in its time zone.
 pub(super) async fn page(
     State(state): State<AppState>,
     user: WebUser,
@@ -128,10 +146,24 @@ pub(super) async fn page(
         return Ok(Redirect::to("/").into_response());
     };
     let weeks = params.weeks.unwrap_or(DEFAULT_WEEKS).clamp(2, MAX_WEEKS);
-    let from = monday_of(state.now()) - (weeks as Millis - 1) * WEEK_MS;
-    let to = from + weeks as Millis * WEEK_MS;
-    let rows = decisions(&state, &school_id, from, to).await?;
-    let audit = recognition::audit(&rows, from, weeks);
+    let settings = state.store().school_settings(&school_id).await?;
+    let tz = settings.tz();
+    let now = state.now();
+    let out_of_range = || {
+        WebError::from(ApiError::InvalidRequest(format!(
+            "the clock reads {now} ms"
+        )))
+    };
+    let mondays = mondays(now, &tz, weeks).ok_or_else(out_of_range)?;
+    let midnight = |day: Date| lessons::bounds(day, &tz).map(|(start, _)| start);
+    let bounds = mondays
+        .iter()
+        .map(|&day| midnight(day))
+        .collect::<Option<Vec<Millis>>>()
+        .ok_or_else(out_of_range)?;
+    let today = lessons::day_of(now, &tz).ok_or_else(out_of_range)?;
+    let until = midnight(today).ok_or_else(out_of_range)?;
+    let audit = recognition::audit(&decisions(&state, &school_id, &bounds, until).await?);
     let mut names = section_titles(&state, &school_id).await?;
     names.extend(
         state
@@ -141,11 +173,9 @@ pub(super) async fn page(
             .into_iter()
             .map(|d| (d.id, d.name)),
     );
-    let week_labels = (0..weeks)
-        .map(|w| {
-            jiff::Timestamp::from_millisecond(from + w as Millis * WEEK_MS)
-                .map_or_else(|_| "?".to_owned(), |t| t.strftime("%-d %b").to_string())
-        })
+    let week_labels = mondays[..weeks]
+        .iter()
+        .map(|day| day.strftime("%-d %b").to_string())
         .collect();
     let page = RecognitionPage {
         chrome: Chrome::of(&user, Some(school_id)),
@@ -164,17 +194,34 @@ pub(super) async fn page(
         rising_percent: recognition::MIN_RISING_PERCENT,
         rise_factor: recognition::RISE_FACTOR,
         recent_weeks: recognition::RECENT_WEEKS,
+        time_zone: settings.time_zone,
     };
     Ok(page.into_response())
 }
 
 #[cfg(test)]
 mod tests {
+    use jiff::civil::date;
+    use jiff::tz::TimeZone;
+
     #[test]
-    fn weeks_start_on_monday() {
-        // 2024-09-04 (a Wednesday) 10:00 UTC is in the week of Monday 2024-09-02.
+    fn weeks_start_on_the_schools_monday() {
+        // Wednesday 2024-09-04 10:00 UTC: in the week of Monday 2024-09-02 in London.
         let wednesday = 1_725_444_000_000;
-        assert_eq!(super::monday_of(wednesday), 1_725_235_200_000);
-        assert_eq!(super::monday_of(1_725_235_200_000), 1_725_235_200_000);
+        let london = TimeZone::get("Europe/London").expect("zone");
+        let mondays = super::mondays(wednesday, &london, 2).expect("mondays");
+        assert_eq!(
+            mondays,
+            [date(2024, 8, 26), date(2024, 9, 2), date(2024, 9, 9)]
+        );
+        // Sunday 2024-09-08 22:00 UTC is Monday 08:00 in Sydney: its week has begun there.
+        let sunday_night = 1_725_832_800_000;
+        let sydney = TimeZone::get("Australia/Sydney").expect("zone");
+        let mondays = super::mondays(sunday_night, &sydney, 2).expect("mondays");
+        assert_eq!(mondays[1], date(2024, 9, 9));
+        assert_eq!(
+            super::mondays(sunday_night, &TimeZone::UTC, 2).expect("utc")[1],
+            date(2024, 9, 2)
+        );
     }
 }

@@ -35,7 +35,7 @@ const CHUNK_DAYS: i64 = 7;
 #[derive(Clone, Deserialize)]
 pub(super) struct ReportParams {
     school: Option<String>,
-    /// First day, YYYY-MM-DD (UTC); default: 30 days before today.
+    /// First day, YYYY-MM-DD (the school's); default: 30 days before today.
     from: Option<String>,
     /// Last day, YYYY-MM-DD, included; default: today.
     to: Option<String>,
@@ -233,32 +233,47 @@ pub(super) fn code(status: MarkStatus) -> &'static str {
     }
 }
 
-/// One CSV record, RFC 4180, with the formula guard (which costs no allocation of its own). A year's
-/// export makes a million of these; writing them all into one buffer per week instead measured
-/// slower (PERFORMANCE.md, issue 15).
+/// One CSV record, RFC 4180, with the formula guard: see `push_csv_record`.
 pub(super) fn csv_record(fields: &[&str]) -> String {
     let mut out = String::new();
+    push_csv_record(&mut out, fields);
+    out
+}
+
+/// Appends one CSV record to `out`, RFC 4180, with the formula guard (a field a spreadsheet would
+/// run as a formula starts with a quote). A year's export writes a million of these into one
+/// buffer per week; the checks look at bytes, as every character they look for is ASCII.
+pub(super) fn push_csv_record(out: &mut String, fields: &[&str]) {
     for (i, field) in fields.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        let guard = field.starts_with(['=', '+', '-', '@', '\t', '\r']);
-        if field.contains([',', '"', '\r', '\n']) {
+        let guard = matches!(
+            field.as_bytes().first(),
+            Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+        );
+        let quoted = field
+            .bytes()
+            .any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'));
+        if quoted {
             out.push('"');
-            if guard {
-                out.push('\'');
+        }
+        if guard {
+            out.push('\'');
+        }
+        if quoted {
+            for (j, part) in field.split('"').enumerate() {
+                if j > 0 {
+                    out.push_str("\"\"");
+                }
+                out.push_str(part);
             }
-            out.push_str(&field.replace('"', "\"\""));
             out.push('"');
         } else {
-            if guard {
-                out.push('\'');
-            }
             out.push_str(field);
         }
     }
     out.push_str("\r\n");
-    out
 }
 
 /// A section's line of the summary.
@@ -505,10 +520,10 @@ pub(super) async fn attendance_csv(
                 }
             };
             let mut times = Times::default();
-            let text = rows
-                .iter()
-                .map(|row| attendance_record(&scope, row, &mut times))
-                .collect::<String>();
+            let mut text = String::with_capacity(rows.len() * ROW_BYTES);
+            for row in &rows {
+                attendance_record(&mut text, &scope, row, &mut times);
+            }
             Some((Ok(text), (state, scope, chunks, None, after)))
         },
     );
@@ -540,7 +555,10 @@ struct Times {
     utc: String,
 }
 
-fn attendance_record(scope: &Scope, row: &AttendanceRow, times: &mut Times) -> String {
+/// About the length of an attendance row, to size a week's buffer once.
+const ROW_BYTES: usize = 160;
+
+fn attendance_record(out: &mut String, scope: &Scope, row: &AttendanceRow, times: &mut Times) {
     let at = when(row);
     if times.at != Some(at) {
         times.at = Some(at);
@@ -549,20 +567,23 @@ fn attendance_record(scope: &Scope, row: &AttendanceRow, times: &mut Times) -> S
         times.utc =
             jiff::Timestamp::from_millisecond(at).map_or_else(|_| String::new(), |t| t.to_string());
     }
-    csv_record(&[
-        &times.day,
-        &times.start,
-        row.section_id.as_deref().unwrap_or(""),
-        scope.title(row),
-        &row.student_id,
-        scope.name(row),
-        code(row.status),
-        row.status.as_str(),
-        row.source.as_str(),
-        row.decided_by.as_deref().unwrap_or(""),
-        &row.session_id,
-        &times.utc,
-    ])
+    push_csv_record(
+        out,
+        &[
+            &times.day,
+            &times.start,
+            row.section_id.as_deref().unwrap_or(""),
+            scope.title(row),
+            &row.student_id,
+            scope.name(row),
+            code(row.status),
+            row.status.as_str(),
+            row.source.as_str(),
+            row.decided_by.as_deref().unwrap_or(""),
+            &row.session_id,
+            &times.utc,
+        ],
+    );
 }
 
 /// `GET /reports/summary.csv`: the summary page as CSV.

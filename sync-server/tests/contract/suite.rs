@@ -2958,28 +2958,36 @@ pub async fn machine_decisions_survive_corrections(backend: &impl Backend) {
     )
     .await;
 
-    let mut rows = fx
+    // In the store's order: section, box, machine decision, status, source.
+    let rows = fx
         .store
         .machine_decisions(SCHOOL, T0 - DAY, T0 + DAY)
         .await
         .unwrap();
-    rows.sort_by_key(|r| (r.machine.map(|m| m.as_str()), r.status.as_str()));
-    let day = T0.div_euclid(DAY) * DAY;
-    let row = |machine, status, source| MachineDecisions {
-        day,
+    let row = |machine, status, source, count| MachineDecisions {
         section_id: SECTION_A.to_owned(),
         device_id: fx.device.id.clone(),
         machine: Some(machine),
         status,
         source,
-        count: 1,
+        count,
     };
     assert_eq!(
         rows,
         vec![
-            row(MarkStatus::Absent, MarkStatus::Late, MarkSource::Teacher),
-            row(MarkStatus::Present, MarkStatus::Absent, MarkSource::Teacher),
-            row(MarkStatus::Review, MarkStatus::Present, MarkSource::Teacher),
+            row(MarkStatus::Absent, MarkStatus::Late, MarkSource::Teacher, 1),
+            row(
+                MarkStatus::Present,
+                MarkStatus::Absent,
+                MarkSource::Teacher,
+                1
+            ),
+            row(
+                MarkStatus::Review,
+                MarkStatus::Present,
+                MarkSource::Teacher,
+                1
+            ),
         ]
     );
     assert!(
@@ -2989,6 +2997,43 @@ pub async fn machine_decisions_survive_corrections(backend: &impl Backend) {
             .unwrap()
             .is_empty()
     );
+
+    // Three days later the teacher again marks absent a student the machine saw: over the days
+    // between, the two count as one line of two, however the store reads them.
+    push_ok(
+        &fx,
+        &[
+            opened("sess-4", SECTION_A, T0 + 3 * DAY),
+            machine_mark("sess-4", STU_1, MarkStatus::Present, T0 + 3 * DAY + 10),
+        ],
+    )
+    .await;
+    push_ok(
+        &fx,
+        &[teacher_mark(
+            "sess-4",
+            STU_1,
+            MarkStatus::Absent,
+            T0 + 3 * DAY + 20,
+        )],
+    )
+    .await;
+    let rows = fx
+        .store
+        .machine_decisions(SCHOOL, T0 - DAY, T0 + 5 * DAY)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows[1],
+        row(
+            MarkStatus::Present,
+            MarkStatus::Absent,
+            MarkSource::Teacher,
+            2
+        ),
+        "{rows:?}"
+    );
+    assert_eq!(rows.len(), 3, "{rows:?}");
 }
 
 /// `tally` counts exactly what `attendance` lists, per section, student and status, with the

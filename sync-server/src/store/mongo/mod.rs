@@ -775,7 +775,6 @@ impl Store for MongoStore {
         // Counted here, as `counts_by_hour`: only the fields counted cross the wire.
         #[derive(serde::Deserialize)]
         struct Decided {
-            started_at: Millis,
             section_id: String,
             device_id: String,
             #[serde(default)]
@@ -795,45 +794,22 @@ impl Store for MongoStore {
                 ],
             })
             .projection(doc! {
-                "_id": 0, "started_at": 1, "section_id": 1, "device_id": 1,
+                "_id": 0, "section_id": 1, "device_id": 1,
                 "machine_status": 1, "status": 1, "source": 1,
             })
             .await
             .map_err(DbError::from)?;
-        type Key = (
-            Millis,
-            String,
-            String,
-            Option<&'static str>,
-            &'static str,
-            &'static str,
-        );
-        let mut counts: std::collections::BTreeMap<Key, MachineDecisions> =
-            std::collections::BTreeMap::new();
-        for d in collect(cursor).await? {
-            let day = d.started_at.div_euclid(86_400_000) * 86_400_000;
-            let key = (
-                day,
-                d.section_id.clone(),
-                d.device_id.clone(),
-                d.machine_status.map(MarkStatus::as_str),
-                d.status.as_str(),
-                d.source.as_str(),
-            );
-            counts
-                .entry(key)
-                .or_insert(MachineDecisions {
-                    day,
-                    section_id: d.section_id,
-                    device_id: d.device_id,
-                    machine: d.machine_status,
-                    status: d.status,
-                    source: d.source,
-                    count: 0,
-                })
-                .count += 1;
-        }
-        Ok(counts.into_values().collect())
+        let marks = collect(cursor).await?;
+        Ok(MachineDecisions::merged(marks.into_iter().map(|d| {
+            MachineDecisions {
+                section_id: d.section_id,
+                device_id: d.device_id,
+                machine: d.machine_status,
+                status: d.status,
+                source: d.source,
+                count: 1,
+            }
+        })))
     }
 
     async fn counts(&self) -> Result<StoreCounts, StoreError> {

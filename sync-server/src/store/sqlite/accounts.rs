@@ -77,7 +77,7 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
         id: r.get(0)?,
         username: r.get(1)?,
         password_hash: r.get(2)?,
-        role: word(3, &r.get::<_, String>(3)?)?,
+        role: word(r, 3)?,
         school_id: r.get(4)?,
         teacher_id: r.get(5)?,
     })

@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, Row, params};
 
-use super::{feed, word};
+use super::{feed, opt_word, word};
 use shared_proto::sync::MarkStatus;
 
 use crate::store::{
@@ -38,8 +38,10 @@ pub(super) fn attendance_sql(section: bool, student: bool) -> String {
     } else {
         "sessions_school_start"
     };
+    // The session's id is read from `s`, not from the mark (the same text): ordered by `s.id`,
+    // the sessions' index and the marks' key give the order, and SQLite sorts nothing (schema 15).
     format!(
-        "SELECT m.session_id, s.section_id, s.started_at, m.device_id, m.student_id, m.status,
+        "SELECT s.id, s.section_id, s.started_at, m.device_id, m.student_id, m.status,
                m.source, m.score, m.decided_at, m.decided_by, m.event_id, s.started_at AS placed
         FROM sessions s INDEXED BY {sessions_index}
         JOIN marks m ON m.session_id = s.id AND m.school_id = s.school_id
@@ -106,8 +108,8 @@ fn row_from(r: &Row<'_>) -> rusqlite::Result<AttendanceRow> {
         started_at: r.get(2)?,
         device_id: r.get(3)?,
         student_id: r.get(4)?,
-        status: word(5, &r.get::<_, String>(5)?)?,
-        source: word(6, &r.get::<_, String>(6)?)?,
+        status: word(r, 5)?,
+        source: word(r, 6)?,
         score: r.get(7)?,
         decided_at: r.get(8)?,
         decided_by: r.get(9)?,
@@ -150,7 +152,7 @@ pub fn counts_by_hour(
     let rows = stmt.query_map(params![school_id, from, to], |r| {
         Ok((
             r.get::<_, i64>(0)? * 3_600_000,
-            word(1, &r.get::<_, String>(1)?)?,
+            word(r, 1)?,
             r.get::<_, i64>(2)? as u64,
         ))
     })?;
@@ -185,7 +187,7 @@ pub fn tally(conn: &Connection, query: &AttendanceQuery) -> Result<Tally, StoreE
             Ok(TallyRow {
                 section_id: r.get(0)?,
                 student_id: r.get(1)?,
-                status: word(2, &r.get::<_, String>(2)?)?,
+                status: word(r, 2)?,
                 count: r.get::<_, i64>(3)? as u64,
             })
         })?
@@ -210,26 +212,20 @@ pub fn machine_decisions(
     to: Millis,
 ) -> Result<Vec<MachineDecisions>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT s.started_at / 86400000 AS day, s.section_id, m.device_id, m.machine_status,
-                m.status, m.source, COUNT(*)
+        "SELECT s.section_id, m.device_id, m.machine_status, m.status, m.source, COUNT(*)
          FROM sessions s JOIN marks m ON m.session_id = s.id AND m.school_id = s.school_id
          WHERE s.school_id = ?1 AND s.started_at >= ?2 AND s.started_at < ?3
            AND (m.machine_status IS NOT NULL OR m.source = 'machine')
-         GROUP BY day, s.section_id, m.device_id, m.machine_status, m.status, m.source
-         ORDER BY day",
+         GROUP BY s.section_id, m.device_id, m.machine_status, m.status, m.source",
     )?;
     let rows = stmt.query_map(params![school_id, from, to], |r| {
         Ok(MachineDecisions {
-            day: r.get::<_, i64>(0)? * 86_400_000,
-            section_id: r.get(1)?,
-            device_id: r.get(2)?,
-            machine: match r.get::<_, Option<String>>(3)? {
-                Some(text) => Some(word(3, &text)?),
-                None => None,
-            },
-            status: word(4, &r.get::<_, String>(4)?)?,
-            source: word(5, &r.get::<_, String>(5)?)?,
-            count: r.get::<_, i64>(6)? as u64,
+            section_id: r.get(0)?,
+            device_id: r.get(1)?,
+            machine: opt_word(r, 2)?,
+            status: word(r, 3)?,
+            source: word(r, 4)?,
+            count: r.get::<_, i64>(5)? as u64,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -43,7 +43,7 @@ pub fn entries(conn: &Connection, query: &Query) -> Result<Vec<Entry>, StoreErro
                 school_id: r.get(0)?,
                 at: r.get(1)?,
                 actor: r.get(2)?,
-                action: word(3, &r.get::<_, String>(3)?)?,
+                action: word(r, 3)?,
                 subject: r.get(4)?,
                 detail: r.get(5)?,
             })

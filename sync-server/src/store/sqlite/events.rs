@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::feed::Feed;
+use super::opt_word;
 use super::{audit, excusals, guardians, notices, roster, templates, word};
 use crate::domain::Write;
 use crate::domain::push::{Facts, HeldMark, HeldSession, HeldTemplate, Wanted};
@@ -88,14 +89,11 @@ pub fn facts(conn: &Connection, wanted: &Wanted<'_>) -> Result<Facts, StoreError
         while let Some(row) = rows.next()? {
             let student: String = row.get(0)?;
             let held = HeldMark {
-                status: word(4, &row.get::<_, String>(4)?)?,
-                source: word(1, &row.get::<_, String>(1)?)?,
+                status: word(row, 4)?,
+                source: word(row, 1)?,
                 decided_at: row.get(2)?,
                 event_id: row.get(3)?,
-                machine: match row.get::<_, Option<String>>(5)? {
-                    Some(text) => Some(word(5, &text)?),
-                    None => None,
-                },
+                machine: opt_word(row, 5)?,
             };
             facts
                 .marks

@@ -16,7 +16,7 @@ fn guardian(r: &Row<'_>) -> rusqlite::Result<Guardian> {
         given_name: r.get(2)?,
         family_name: r.get(3)?,
         email: r.get(4)?,
-        relationship: word(5, &r.get::<_, String>(5)?)?,
+        relationship: word(r, 5)?,
         opted_out_at: r.get(6)?,
         student_ids: Vec::new(),
     })

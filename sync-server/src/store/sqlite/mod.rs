@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::types::Type;
-use rusqlite::{Connection, ErrorCode, OptionalExtension};
+use rusqlite::types::{Type, ValueRef};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row};
 use shared_proto::EmbeddingSpace;
 use shared_proto::sync::{MarkStatus, ScheduleSlot};
 
@@ -59,8 +59,7 @@ fn at_once(from: Millis, to: Millis) -> Vec<(Millis, Millis)> {
     if n < 2 || !(2 * DAY..=400 * DAY).contains(&span) {
         return vec![(from, to)];
     }
-    // Inner bounds fall on UTC midnights, so a day's rows (the recognition audit groups by day)
-    // come from one part.
+    // Inner bounds fall on UTC midnights: a part is whole days, whatever the caller counts.
     let step = span / n;
     let bound = |i: Millis| ((from + i * step) / DAY * DAY).clamp(from, to);
     let mut parts: Vec<(Millis, Millis)> = (0..n)
@@ -191,12 +190,29 @@ fn corrupt(column: usize, ty: Type, why: impl std::fmt::Display) -> rusqlite::Er
 }
 
 /// A column holding one of our enums' words (`shared_proto::vocabulary`), as the schema's CHECK
-/// constraints name them; another word is corruption, not guessed at.
-fn word<T>(column: usize, text: &str) -> rusqlite::Result<T>
+/// constraints name them, read in place (a year's export reads two per mark); another word, or no
+/// text, is corruption, not guessed at.
+fn word<T>(r: &Row<'_>, column: usize) -> rusqlite::Result<T>
 where
     T: std::str::FromStr<Err = shared_proto::vocabulary::UnknownWord>,
 {
+    opt_word(r, column)?.ok_or_else(|| corrupt(column, Type::Null, "no value where a word belongs"))
+}
+
+/// As `word`, for a column that may be NULL.
+fn opt_word<T>(r: &Row<'_>, column: usize) -> rusqlite::Result<Option<T>>
+where
+    T: std::str::FromStr<Err = shared_proto::vocabulary::UnknownWord>,
+{
+    let text = match r.get_ref(column)? {
+        ValueRef::Null => return Ok(None),
+        ValueRef::Text(bytes) => {
+            std::str::from_utf8(bytes).map_err(|e| corrupt(column, Type::Text, e))?
+        }
+        other => return Err(corrupt(column, other.data_type(), "not text")),
+    };
     text.parse()
+        .map(Some)
         .map_err(|_| corrupt(column, Type::Text, format!("unexpected value {text:?}")))
 }
 
@@ -701,8 +717,7 @@ impl Store for SqliteStore {
                 .run(move |conn| attendance::machine_decisions(conn, &school_id, from, to))
         });
         let parts = futures_util::future::try_join_all(parts).await?;
-        // The parts are in order of days, each ordered by day.
-        Ok(parts.into_iter().flatten().collect())
+        Ok(MachineDecisions::merged(parts.into_iter().flatten()))
     }
 
     async fn counts_by_hour(

@@ -18,7 +18,7 @@ fn notice(r: &Row<'_>) -> rusqlite::Result<Notice> {
         letter: Letter {
             id: r.get(0)?,
             school_id: r.get(1)?,
-            kind: word(2, &r.get::<_, String>(2)?)?,
+            kind: word(r, 2)?,
             key: r.get(3)?,
             recipient: r.get(4)?,
             guardian_id: r.get(5)?,
@@ -31,7 +31,7 @@ fn notice(r: &Row<'_>) -> rusqlite::Result<Notice> {
             students: serde_json::from_str(&r.get::<_, String>(20)?)
                 .map_err(|e| corrupt(20, Type::Text, e))?,
         },
-        state: word(12, &r.get::<_, String>(12)?)?,
+        state: word(r, 12)?,
         attempts: r.get(13)?,
         next_attempt_at: r.get(14)?,
         lease_owner: r.get(15)?,
@@ -192,10 +192,7 @@ pub fn counts(conn: &Connection, school_id: &str) -> Result<Vec<(State, u64)>, S
     )?;
     let found = stmt
         .query_map([school_id], |r| {
-            Ok((
-                word(0, &r.get::<_, String>(0)?)?,
-                r.get::<_, i64>(1)? as u64,
-            ))
+            Ok((word(r, 0)?, r.get::<_, i64>(1)? as u64))
         })?
         .collect::<Result<_, _>>()?;
     Ok(found)

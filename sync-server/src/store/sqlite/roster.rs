@@ -152,7 +152,7 @@ fn student_from_row(r: &Row<'_>) -> rusqlite::Result<Student> {
         given_name: r.get(2)?,
         family_name: r.get(3)?,
         active: r.get(4)?,
-        consent: word(5, &r.get::<_, String>(5)?)?,
+        consent: word(r, 5)?,
         consent_by: r.get(6)?,
         consent_at: r.get(7)?,
     })
@@ -213,7 +213,7 @@ fn enrolment_from_row(r: &Row<'_>) -> rusqlite::Result<Enrolment> {
     Ok(Enrolment {
         section_id: r.get(0)?,
         person_id: r.get(1)?,
-        role: word(2, &r.get::<_, String>(2)?)?,
+        role: word(r, 2)?,
         active: r.get(3)?,
     })
 }
@@ -352,11 +352,6 @@ pub fn enrolled_in(
     let mut stmt = conn.prepare_cached(
         "SELECT section_id, role FROM enrolments WHERE person_id = ?1 AND active = 1",
     )?;
-    let rows = stmt.query_map([student_id], |r| Ok((r.get(0)?, r.get::<_, String>(1)?)))?;
-    let mut enrolments = Vec::new();
-    for row in rows {
-        let (section, role) = row?;
-        enrolments.push((section, word(1, &role)?));
-    }
-    Ok(enrolments)
+    let rows = stmt.query_map([student_id], |r| Ok((r.get(0)?, word(r, 1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
