@@ -112,13 +112,22 @@ async fn decisions(
     let past = state
         .web_caches()
         .past_decisions
-        .get_or_read(school_id, bounds[0].to_string(), until, state.now(), || {
-            let weeks = bounds.windows(2).map(|week| {
-                let (from, to) = (week[0].min(until), week[1].min(until));
-                store.machine_decisions(school_id, from, to)
-            });
-            async move { Ok(futures_util::future::try_join_all(weeks).await?) }
-        })
+        .get_or_read(
+            school_id,
+            bounds[0].to_string(),
+            until,
+            state.now(),
+            || async {
+                // One week after the other: the store already reads each one in parallel parts, and
+                // all weeks at once opened a read connection (and its page cache) for every part.
+                let mut weeks = Vec::with_capacity(bounds.len() - 1);
+                for week in bounds.windows(2) {
+                    let (from, to) = (week[0].min(until), week[1].min(until));
+                    weeks.push(store.machine_decisions(school_id, from, to).await?);
+                }
+                Ok(weeks)
+            },
+        )
         .await?;
     let mut weeks = past.as_ref().clone();
     // Today, and what this week has after it (nothing yet, unless a box's clock runs ahead).
