@@ -38,8 +38,9 @@ pub(super) fn attendance_sql(section: bool, student: bool) -> String {
     } else {
         "sessions_school_start"
     };
-    // The session's id is read from `s`, not from the mark (the same text): ordered by `s.id`,
-    // the sessions' index and the marks' key give the order, and SQLite sorts nothing (schema 15).
+    // The session's id is read from `s`, not from the mark (the same text): ordered by `s.id`, a
+    // school's sessions index and the marks' key give the order, and SQLite sorts nothing
+    // (schema 15).
     format!(
         "SELECT s.id, s.section_id, s.started_at, m.device_id, m.student_id, m.status,
                m.source, m.score, m.decided_at, m.decided_by, m.event_id, s.started_at AS placed

@@ -326,8 +326,9 @@ CREATE INDEX templates_school ON templates (school_id, tombstone, id, model_id, 
 -- Version 15: a school's attendance listed in its order without a sort. SQLite lets a rowid
 -- table's TEXT PRIMARY KEY hold NULL unless told, so it could not count on a session's id being
 -- unique in an index, and sorted every week of marks in a temporary B-tree: two thirds of the time
--- of a year's export (PERFORMANCE.md). With the id NOT NULL and closing both start indexes, unique,
--- sessions come in (start, id) order and each one's marks in student order from their key.
+-- of a year's export (PERFORMANCE.md). With the id NOT NULL and closing the school's start index,
+-- unique, sessions come in (start, id) order and each one's marks in student order from their key.
+-- A section's index stays as it was: its sessions rarely share a start, and every push writes it.
 CREATE TABLE sessions_v15 (
     id TEXT PRIMARY KEY NOT NULL,
     school_id TEXT NOT NULL REFERENCES schools (id),
@@ -341,7 +342,7 @@ INSERT INTO sessions_v15 (id, school_id, device_id, section_id, started_at, clos
 DROP TABLE sessions;
 ALTER TABLE sessions_v15 RENAME TO sessions;
 CREATE UNIQUE INDEX sessions_school_start ON sessions (school_id, started_at, id);
-CREATE UNIQUE INDEX sessions_section_start ON sessions (school_id, section_id, started_at, id);
+CREATE INDEX sessions_section_start ON sessions (school_id, section_id, started_at);
 "#,
 ];
 

@@ -26,8 +26,10 @@ use crate::store::StoreError;
 
 /// Most jobs committed together: bounds how long the first job of a group waits for the others.
 const MAX_GROUP: usize = 32;
-/// Idle read connections kept open.
-const MAX_IDLE_READERS: usize = 8;
+/// Read connections open at most, each with its page cache (`configure_reader`): reads beyond
+/// these wait their turn. Unbounded, a burst of page loads or one page's parallel parts opened a
+/// connection each (PERFORMANCE.md, "The year's CSV without SQLite's sort").
+pub(super) const MAX_READERS: usize = 8;
 
 /// A write job, type-erased so jobs with different results share one queue.
 trait Job: Send {
@@ -256,11 +258,13 @@ impl Drop for Checkpointer {
     }
 }
 
-/// Read connections, opened on demand and reused. WAL lets them read while the writer writes;
-/// each statement sees only committed transactions.
+/// Read connections, opened on demand and reused, `MAX_READERS` at most. WAL lets them read
+/// while the writer writes; each statement sees only committed transactions.
 pub struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// One permit per connection that may be in use.
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Readers {
@@ -268,20 +272,26 @@ impl Readers {
         Arc::new(Readers {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
+            permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
         })
     }
 
-    /// Runs `work` on a read connection on the blocking pool.
+    /// Runs `work` on a read connection on the blocking pool, once one is free.
     pub async fn run<T, F>(self: &Arc<Self>, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|e| StoreError::Backend(format!("read connections closed: {e}")))?;
         let readers = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let conn = readers.take()?;
             let result = work(&conn);
             readers.put_back(conn);
+            drop(permit);
             result
         })
         .await
@@ -299,7 +309,7 @@ impl Readers {
 
     fn put_back(&self, conn: Connection) {
         if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < MAX_IDLE_READERS
+            && idle.len() < MAX_READERS
         {
             idle.push(conn);
         }
