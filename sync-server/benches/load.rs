@@ -77,6 +77,8 @@ struct Server {
     /// The MongoDB database it uses, when on MongoDB.
     database: String,
     _process: Process,
+    /// Its process id, for its CPU time (`ServerCpu`).
+    pid: u32,
     data: tempfile::TempDir,
 }
 
@@ -126,11 +128,13 @@ impl Server {
             .stdout(Stdio::null());
         configure(&mut serve);
         let process = Process(serve.spawn().expect("sync-server serve"));
+        let pid = process.0.id();
         wait_for_port(port, Duration::from_secs(30));
         Server {
             base: format!("http://127.0.0.1:{port}"),
             database,
             _process: process,
+            pid,
             data,
         }
     }
@@ -527,6 +531,66 @@ async fn prepare(
     (client, base, tokens, vec![cursor; BOXES])
 }
 
+/// CPU time a server process has used: all its threads (`/proc/PID/stat`, which also counts
+/// threads that have ended, in ticks of 10 ms) and its SQLite writer thread
+/// (`/proc/PID/task/TID/schedstat`, nanoseconds, kernel time in its flushes included). The
+/// writer's time per event bounds the embedded store's pushes; a row's figure shows where a
+/// change's time went. It is no steadier than throughput on a shared host (an A/A run of one
+/// build moved it 2-19 % from round to round), so compare builds by rounds, as for throughput.
+/// Zero where `/proc` cannot be read (not Linux).
+#[derive(Clone, Copy, Default)]
+struct ServerCpu {
+    all_ns: u64,
+    writer_ns: u64,
+}
+
+/// Linux reports `/proc/PID/stat` times in ticks of `USER_HZ`, which is 100 on every
+/// architecture we build for.
+const NS_PER_TICK: u64 = 10_000_000;
+
+impl ServerCpu {
+    fn read(pid: u32) -> ServerCpu {
+        let all_ns = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                // The fields after the command's closing parenthesis: utime and stime are the
+                // 12th and 13th of them (fields 14 and 15 of the line).
+                let rest = stat.rsplit_once(')')?.1;
+                let mut fields = rest.split_whitespace().skip(11);
+                let utime: u64 = fields.next()?.parse().ok()?;
+                let stime: u64 = fields.next()?.parse().ok()?;
+                Some((utime + stime) * NS_PER_TICK)
+            })
+            .unwrap_or(0);
+        let mut writer_ns = 0;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = task.path();
+            let is_writer = std::fs::read_to_string(path.join("comm"))
+                .is_ok_and(|comm| comm.trim() == "sqlite-writer");
+            if is_writer {
+                writer_ns += std::fs::read_to_string(path.join("schedstat"))
+                    .ok()
+                    .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        ServerCpu { all_ns, writer_ns }
+    }
+
+    /// CPU ms per 1,000 events acked since `earlier`: the whole server's and the writer's.
+    fn per_thousand(self, earlier: ServerCpu, events: usize) -> (f64, f64) {
+        let per = |ns: u64| ns as f64 / 1e6 / (events.max(1) as f64 / 1000.0);
+        (
+            per(self.all_ns.saturating_sub(earlier.all_ns)),
+            per(self.writer_ns.saturating_sub(earlier.writer_ns)),
+        )
+    }
+}
+
 /// One row's figures, printed as a table line; returns its events/s.
 fn print_row(
     backend: &Backend,
@@ -534,8 +598,15 @@ fn print_row(
     (boxes, paced): (usize, bool),
     all: &BoxResult,
     wall: f64,
+    (server_cpu, writer_cpu): (f64, f64),
 ) -> f64 {
     let events_per_s = all.events as f64 / wall;
+    // MongoDB's server has no writer thread of its own: its writes wait on the database.
+    let writer = if writer_cpu > 0.0 {
+        format!(" (writer {writer_cpu:.1})")
+    } else {
+        String::new()
+    };
     let p99 = percentile(&all.push, 0.99);
     let verdict = if boxes == 128 && paced && matches!(backend, Backend::Embedded) {
         if events_per_s >= 20_000.0 && p99 <= 50.0 {
@@ -552,7 +623,7 @@ fn print_row(
         "as fast as acked".to_owned()
     };
     println!(
-        "| {}{} | {boxes} | {mode} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {} changes pulled{verdict} |",
+        "| {}{} | {boxes} | {mode} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {} changes pulled; server CPU {server_cpu:.1} ms per 1,000 events{writer}{verdict} |",
         backend.name(),
         build.label,
         all.push.len(),
@@ -570,7 +641,7 @@ fn print_row(
 
 /// A build's server, set up and caught up, ready for rows.
 struct Running {
-    _server: Server,
+    server: Server,
     client: reqwest::Client,
     base: Arc<str>,
     tokens: Vec<String>,
@@ -594,7 +665,7 @@ async fn compare(
         let server = Server::start(backend, &build.bin);
         let (client, base, tokens, cursors) = prepare(backend, &server).await;
         running.push(Running {
-            _server: server,
+            server,
             client,
             base,
             tokens,
@@ -615,6 +686,7 @@ async fn compare(
             }
             for b in order {
                 let run = &mut running[b];
+                let cpu_before = ServerCpu::read(run.server.pid);
                 let (all, wall) = row(
                     &run.client,
                     &run.base,
@@ -625,7 +697,8 @@ async fn compare(
                     seconds,
                 )
                 .await;
-                let rate = print_row(backend, &builds[b], (boxes, paced), &all, wall);
+                let cpu = ServerCpu::read(run.server.pid).per_thousand(cpu_before, all.events);
+                let rate = print_row(backend, &builds[b], (boxes, paced), &all, wall, cpu);
                 events_per_s[r][b].push(rate);
             }
         }
