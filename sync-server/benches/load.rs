@@ -76,9 +76,7 @@ struct Server {
     base: String,
     /// The MongoDB database it uses, when on MongoDB.
     database: String,
-    _process: Process,
-    /// Its process id, for its CPU time (`ServerCpu`).
-    pid: u32,
+    process: Process,
     data: tempfile::TempDir,
 }
 
@@ -128,15 +126,18 @@ impl Server {
             .stdout(Stdio::null());
         configure(&mut serve);
         let process = Process(serve.spawn().expect("sync-server serve"));
-        let pid = process.0.id();
         wait_for_port(port, Duration::from_secs(30));
         Server {
             base: format!("http://127.0.0.1:{port}"),
             database,
-            _process: process,
-            pid,
+            process,
             data,
         }
+    }
+
+    /// Its process id, for its CPU time (`ServerCpu`).
+    fn pid(&self) -> u32 {
+        self.process.0.id()
     }
 }
 
@@ -535,8 +536,9 @@ async fn prepare(
 /// threads that have ended, in ticks of 10 ms) and its SQLite writer thread
 /// (`/proc/PID/task/TID/schedstat`, nanoseconds, kernel time in its flushes included). The
 /// writer's time per event bounds the embedded store's pushes; a row's figure shows where a
-/// change's time went. It is no steadier than throughput on a shared host (an A/A run of one
-/// build moved it 2-19 % from round to round), so compare builds by rounds, as for throughput.
+/// change's time went. It is no steadier than throughput on a shared host (in an A/A run, the
+/// two servers of one build differed by 2-19 % in a round), so compare builds over rounds, as
+/// for throughput.
 /// Zero where `/proc` cannot be read (not Linux).
 #[derive(Clone, Copy, Default)]
 struct ServerCpu {
@@ -570,7 +572,7 @@ impl ServerCpu {
         {
             let path = task.path();
             let is_writer = std::fs::read_to_string(path.join("comm"))
-                .is_ok_and(|comm| comm.trim() == "sqlite-writer");
+                .is_ok_and(|comm| comm.trim() == sync_server::store::sqlite::WRITER_THREAD);
             if is_writer {
                 writer_ns += std::fs::read_to_string(path.join("schedstat"))
                     .ok()
@@ -602,7 +604,7 @@ fn print_row(
 ) -> f64 {
     let events_per_s = all.events as f64 / wall;
     // MongoDB's server has no writer thread of its own: its writes wait on the database.
-    let writer = if writer_cpu > 0.0 {
+    let writer = if matches!(backend, Backend::Embedded) {
         format!(" (writer {writer_cpu:.1})")
     } else {
         String::new()
@@ -686,7 +688,7 @@ async fn compare(
             }
             for b in order {
                 let run = &mut running[b];
-                let cpu_before = ServerCpu::read(run.server.pid);
+                let cpu_before = ServerCpu::read(run.server.pid());
                 let (all, wall) = row(
                     &run.client,
                     &run.base,
@@ -697,7 +699,7 @@ async fn compare(
                     seconds,
                 )
                 .await;
-                let cpu = ServerCpu::read(run.server.pid).per_thousand(cpu_before, all.events);
+                let cpu = ServerCpu::read(run.server.pid()).per_thousand(cpu_before, all.events);
                 let rate = print_row(backend, &builds[b], (boxes, paced), &all, wall, cpu);
                 events_per_s[r][b].push(rate);
             }

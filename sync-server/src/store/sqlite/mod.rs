@@ -17,6 +17,8 @@ mod templates;
 mod tx;
 mod worker;
 
+pub use worker::WRITER_THREAD;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

@@ -24,6 +24,10 @@ use tokio::sync::oneshot;
 
 use crate::store::StoreError;
 
+/// The writer thread's name: what `top -H`, `perf` and the load bench (which reads its CPU time
+/// from `/proc`) know it by.
+pub const WRITER_THREAD: &str = "sqlite-writer";
+
 /// Most jobs committed together: bounds how long the first job of a group waits for the others.
 const MAX_GROUP: usize = 32;
 /// Read connections open at most, each with its page cache (`configure_reader`): reads beyond
@@ -92,7 +96,7 @@ impl Writer {
     pub fn start(conn: Connection) -> Result<Writer, StoreError> {
         let (queue, jobs) = mpsc::channel::<Box<dyn Job>>();
         let thread = std::thread::Builder::new()
-            .name("sqlite-writer".into())
+            .name(WRITER_THREAD.into())
             .spawn(move || write_loop(conn, jobs))
             .map_err(|e| StoreError::Backend(format!("cannot start the SQLite writer: {e}")))?;
         Ok(Writer {
