@@ -133,10 +133,15 @@ impl OutboxPayload {
 /// Queues `payload` in `tx`; returns the event's id.
 pub(super) fn push(tx: &Transaction<'_>, payload: &OutboxPayload) -> Result<String, StoreError> {
     let id = uuid::Uuid::now_v7().to_string();
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO outbox (id, kind, payload, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![id, payload.kind(), payload.payload_json(), now_ms()],
-    )?;
+    )?
+    .execute(params![
+        id,
+        payload.kind(),
+        payload.payload_json(),
+        now_ms()
+    ])?;
     Ok(id)
 }
 

@@ -200,6 +200,31 @@ CREATE TABLE capture_stats (
 );
 "#,
     ),
+    // 7: marks' CHECKs as comparisons, the same words. For `x IN (...)` of more than two constants
+    // SQLite builds a temporary B-tree each time a statement runs: every mark written built two
+    // (the server's schema 16 mends the same; docs/PERFORMANCE.md, "Marks' CHECKs").
+    Migration::Sql(
+        r#"
+CREATE TABLE marks_v7 (
+    session_id TEXT NOT NULL REFERENCES capture_sessions (id),
+    student_id TEXT NOT NULL REFERENCES students (id),
+    status TEXT NOT NULL CHECK (status = 'present' OR status = 'review' OR status = 'absent'
+        OR status = 'late' OR status = 'excused'),
+    source TEXT NOT NULL CHECK (source = 'machine' OR source = 'teacher' OR source = 'office'),
+    score REAL,
+    candidates TEXT,
+    decided_at INTEGER NOT NULL,
+    decided_by TEXT,
+    PRIMARY KEY (session_id, student_id)
+);
+INSERT INTO marks_v7 (session_id, student_id, status, source, score, candidates, decided_at,
+        decided_by)
+    SELECT session_id, student_id, status, source, score, candidates, decided_at, decided_by
+    FROM marks;
+DROP TABLE marks;
+ALTER TABLE marks_v7 RENAME TO marks;
+"#,
+    ),
 ];
 
 /// Gives every template the space of the model that made it (`EmbeddingSpace::of_model`, the

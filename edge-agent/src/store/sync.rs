@@ -645,13 +645,17 @@ fn apply_mark(
         }
     }
     ensure_student(tx, student)?;
-    tx.execute(
-        "INSERT INTO marks (session_id, student_id, status, source, score, candidates, decided_at, decided_by)
-         VALUES (?1, ?2, ?3, ?4, NULL, NULL, ?5, ?6)
-         ON CONFLICT (session_id, student_id) DO UPDATE SET status = ?3, source = ?4, score = NULL,
-             candidates = NULL, decided_at = ?5, decided_by = ?6",
-        params![session, student, status.as_str(), source.as_str(), decided_at, by],
-    )?;
+    tx.prepare_cached(super::sessions::SET_MARK)?
+        .execute(params![
+            session,
+            student,
+            status.as_str(),
+            source.as_str(),
+            None::<f64>,
+            None::<String>,
+            decided_at,
+            by
+        ])?;
     tx.execute(
         "INSERT INTO sync_marks (session_id, student_id, event_id, status, source, change_seq, at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

@@ -513,3 +513,84 @@ async fn a_notice_or_an_erasure_that_does_not_parse_is_corruption() {
         "{erasures:?}"
     );
 }
+
+/// The mark upsert, the statement a push runs per mark, builds no temporary B-tree (schema 16):
+/// the CHECKs' `IN` lists built two or three per mark written.
+#[tokio::test]
+async fn writing_a_mark_builds_no_temporary_b_tree() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("s.sqlite")).expect("open");
+    let ops = store
+        .writer
+        .run(|conn| {
+            let mut stmt = conn.prepare(&format!("EXPLAIN {}", events::SET_MARK))?;
+            // Unbound parameters are NULL: the program is the same.
+            let mut rows = stmt.raw_query();
+            let mut ops = Vec::new();
+            while let Some(row) = rows.next()? {
+                ops.push(row.get::<_, String>(1)?);
+            }
+            Ok(ops)
+        })
+        .await
+        .expect("program");
+    assert!(ops.len() > 10, "{ops:?}");
+    assert!(!ops.iter().any(|op| op == "OpenEphemeral"), "{ops:?}");
+}
+
+/// Marks take every word of their statuses and sources and no other: the CHECKs of schema 16
+/// spell the words of `MarkStatus` and `MarkSource` out.
+#[tokio::test]
+async fn marks_take_exactly_the_words_of_their_enums() {
+    use shared_proto::sync::{MarkSource, MarkStatus};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("s.sqlite")).expect("open");
+    let write = |student: String,
+                 status: &'static str,
+                 source: &'static str,
+                 machine: Option<&'static str>| {
+        store.writer.run(move |conn| {
+            conn.execute(
+                "INSERT OR IGNORE INTO schools (id, name) VALUES ('sch-1', 'North')",
+                [],
+            )?;
+            conn.prepare(events::SET_MARK)?.execute(rusqlite::params![
+                "sess-1",
+                student,
+                "sch-1",
+                "dev-1",
+                status,
+                source,
+                None::<f64>,
+                1,
+                None::<String>,
+                "e1",
+                false,
+                machine
+            ])?;
+            Ok(())
+        })
+    };
+    for status in MarkStatus::WORDS {
+        for source in MarkSource::WORDS {
+            write(format!("{status}-{source}"), status, source, Some(status))
+                .await
+                .unwrap_or_else(|e| panic!("{status} by {source}: {e}"));
+        }
+    }
+    write("no-machine".into(), "present", "teacher", None)
+        .await
+        .expect("a person's mark keeps no machine decision");
+    for (status, source, machine) in [
+        ("here", "machine", None),
+        ("present", "robot", None),
+        ("present", "machine", Some("here")),
+        ("Present", "machine", None),
+    ] {
+        let refused = write("bad".into(), status, source, machine).await;
+        assert!(
+            refused.is_err(),
+            "{status} by {source} ({machine:?}) was taken"
+        );
+    }
+}
