@@ -135,6 +135,9 @@ impl Store {
         // last marks a teacher saw saved; docs/PERFORMANCE.md has what FULL costs per commit.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // A capture and a pulled page each run a dozen statements per row, prepared once: room
+        // for all of them, where rusqlite's default of 16 would evict some in every page.
+        conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn, path)?;
         Ok(Store { conn })
     }

@@ -367,20 +367,20 @@ impl Store {
 /// or a template before its student: a placeholder row (inactive, no names) holds the reference
 /// until the entity's own change fills it in.
 fn ensure_section(tx: &Transaction<'_>, school_id: &str, id: &str) -> Result<(), StoreError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO sections (id, title, school_id, active) VALUES (?1, ?1, ?2, 0)
          ON CONFLICT (id) DO NOTHING",
-        params![id, school_id],
-    )?;
+    )?
+    .execute(params![id, school_id])?;
     Ok(())
 }
 
 fn ensure_student(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO students (id, given_name, family_name, active) VALUES (?1, '', '', 0)
          ON CONFLICT (id) DO NOTHING",
-        [id],
-    )?;
+    )?
+    .execute([id])?;
     Ok(())
 }
 
@@ -388,13 +388,12 @@ fn ensure_student(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
 /// acknowledged yet.
 fn withdrawn_here_unsent(tx: &Transaction<'_>, student: &str) -> Result<bool, StoreError> {
     Ok(tx
-        .query_row(
+        .prepare_cached(
             "SELECT json_extract(payload, '$.consent') = 'withdrawn' AND sent_at IS NULL FROM outbox
              WHERE kind = 'consent_changed' AND json_extract(payload, '$.student') = ?1
              ORDER BY id DESC LIMIT 1",
-            [student],
-            |r| r.get(0),
-        )
+        )?
+        .query_row([student], |r| r.get(0))
         .optional()?
         .unwrap_or(false))
 }
@@ -407,10 +406,10 @@ fn record_purge(
     student: &str,
     seq: u64,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO sync_purges (template_uuid, student_id, change_seq, at) VALUES (?1, ?2, ?3, ?4)",
-        params![uuid, student, seq as i64, now_ms()],
-    )?;
+    )?
+    .execute(params![uuid, student, seq as i64, now_ms()])?;
     Ok(())
 }
 
@@ -420,11 +419,13 @@ fn purge_template(
     student: &str,
     seq: u64,
 ) -> Result<usize, StoreError> {
-    tx.execute(
+    tx.prepare_cached(
         "DELETE FROM template_vectors WHERE template_id IN (SELECT id FROM face_templates WHERE uuid = ?1)",
-        [uuid],
-    )?;
-    let n = tx.execute("DELETE FROM face_templates WHERE uuid = ?1", [uuid])?;
+    )?
+    .execute([uuid])?;
+    let n = tx
+        .prepare_cached("DELETE FROM face_templates WHERE uuid = ?1")?
+        .execute([uuid])?;
     if n > 0 {
         record_purge(tx, uuid, student, seq)?;
     }
@@ -451,11 +452,11 @@ fn apply_change(
 ) -> Result<(), StoreError> {
     match &change.body {
         ChangeBody::Section { id, title, active } => {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO sections (id, title, school_id, active) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (id) DO UPDATE SET title = ?2, school_id = ?3, active = ?4",
-                params![id, title, school_id, active],
-            )?;
+            )?
+            .execute(params![id, title, school_id, active])?;
         }
         ChangeBody::Student {
             id,
@@ -464,11 +465,11 @@ fn apply_change(
             active,
             consent,
         } => {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO students (id, given_name, family_name, active, consent) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (id) DO UPDATE SET given_name = ?2, family_name = ?3, active = ?4, consent = ?5",
-                params![id, given_name, family_name, active, consent.as_str()],
-            )?;
+            )?
+            .execute(params![id, given_name, family_name, active, consent.as_str()])?;
             // The server sends a tombstone too; this keeps the rule even if a page held only this.
             if *consent != WireConsent::Granted {
                 summary.templates_purged += purge_all_of(tx, id, change.seq)?;
@@ -480,11 +481,11 @@ fn apply_change(
             family_name,
             active,
         } => {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO teachers (id, given_name, family_name, active) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (id) DO UPDATE SET given_name = ?2, family_name = ?3, active = ?4",
-                params![id, given_name, family_name, active],
-            )?;
+            )?
+            .execute(params![id, given_name, family_name, active])?;
         }
         ChangeBody::Enrolment {
             section,
@@ -494,15 +495,16 @@ fn apply_change(
         } => {
             ensure_section(tx, school_id, section)?;
             let role = role.as_str();
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO enrolments (section_id, person_id, role, active) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (section_id, person_id) DO UPDATE SET role = ?3, active = ?4",
-                params![section, person, role, active],
-            )?;
+            )?
+            .execute(params![section, person, role, active])?;
         }
         ChangeBody::Schedule { section, slots } => {
             ensure_section(tx, school_id, section)?;
-            tx.execute("DELETE FROM schedule WHERE section_id = ?1", [section])?;
+            tx.prepare_cached("DELETE FROM schedule WHERE section_id = ?1")?
+                .execute([section])?;
             let mut insert = tx.prepare_cached(
                 "INSERT INTO schedule (section_id, weekday, starts, ends, room) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
@@ -527,11 +529,9 @@ fn apply_change(
                 summary.templates_skipped += 1;
                 return Ok(());
             }
-            let known: bool = tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM face_templates WHERE uuid = ?1)",
-                [&template.id],
-                |r| r.get(0),
-            )?;
+            let known: bool = tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM face_templates WHERE uuid = ?1)")?
+                .query_row([&template.id], |r| r.get(0))?;
             if known {
                 return Ok(());
             }

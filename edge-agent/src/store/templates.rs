@@ -74,10 +74,11 @@ pub(super) fn insert(
     template: &NewTemplate<'_>,
     created_at: i64,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO face_templates (uuid, student_id, model_id, space, quality, source, created_at, crop)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
+    )?
+    .execute(params![
             uuid,
             template.student_id,
             template.model_id,
@@ -86,16 +87,15 @@ pub(super) fn insert(
             template.source,
             created_at,
             template.crop
-        ],
-    )?;
-    tx.execute(
+        ])?;
+    tx.prepare_cached(
         "INSERT INTO template_vectors (template_id, embedding, space) VALUES (?1, ?2, ?3)",
-        params![
-            tx.last_insert_rowid(),
-            vector_bytes(template.vector),
-            template.space
-        ],
-    )?;
+    )?
+    .execute(params![
+        tx.last_insert_rowid(),
+        vector_bytes(template.vector),
+        template.space
+    ])?;
     Ok(())
 }
 
