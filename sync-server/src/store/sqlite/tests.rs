@@ -594,3 +594,104 @@ async fn marks_take_exactly_the_words_of_their_enums() {
         );
     }
 }
+
+/// Version 15 databases keep every mark, every column of it, when schema 16 rebuilds `marks` with
+/// its CHECKs as comparisons; the rebuilt table still refuses a word no enum has.
+#[tokio::test]
+async fn migration_16_keeps_every_mark() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("s.sqlite");
+    {
+        let mut conn = Connection::open(&path).expect("create");
+        let tx = conn.transaction().expect("tx");
+        for sql in &schema::MIGRATIONS[..15] {
+            tx.execute_batch(sql).expect("versions 1 to 15");
+        }
+        tx.execute_batch(
+            "PRAGMA user_version = 15;
+             INSERT INTO schools (id, name) VALUES ('sch-1', 'North');
+             INSERT INTO marks (session_id, student_id, school_id, device_id, status, source,
+                 score, decided_at, decided_by, event_id, session_pending, machine_status)
+                 VALUES ('sess-1', 'stu-1', 'sch-1', 'dev-1', 'review', 'machine', 0.41, 11,
+                         NULL, 'e1', 1, 'review'),
+                        ('sess-1', 'stu-2', 'sch-1', 'dev-1', 'excused', 'office', NULL, 12,
+                         'office-1', 'e2', 0, 'absent');",
+        )
+        .expect("version 15 data");
+        tx.commit().expect("commit");
+    }
+    let store = SqliteStore::open(&path).expect("migrate");
+    type Row = (
+        String,
+        String,
+        String,
+        Option<f64>,
+        i64,
+        Option<String>,
+        String,
+        i64,
+        Option<String>,
+    );
+    let (rows, refused) = store
+        .writer
+        .run(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT student_id, status, source, score, decided_at, decided_by, event_id,
+                     session_pending, machine_status
+                 FROM marks ORDER BY student_id",
+            )?;
+            let rows: Vec<Row> = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                    ))
+                })?
+                .collect::<Result<_, _>>()?;
+            let refused = conn
+                .execute(
+                    "UPDATE marks SET status = 'here' WHERE student_id = 'stu-1'",
+                    [],
+                )
+                .is_err();
+            Ok((rows, refused))
+        })
+        .await
+        .expect("marks");
+    let word = |w: &str| w.to_owned();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                word("stu-1"),
+                word("review"),
+                word("machine"),
+                Some(0.41),
+                11,
+                None,
+                word("e1"),
+                1,
+                Some(word("review"))
+            ),
+            (
+                word("stu-2"),
+                word("excused"),
+                word("office"),
+                None,
+                12,
+                Some(word("office-1")),
+                word("e2"),
+                0,
+                Some(word("absent"))
+            ),
+        ]
+    );
+    assert!(refused, "a word no enum has was taken");
+}
