@@ -58,8 +58,9 @@ pub struct SessionRecord<'a> {
     pub marks: &'a [Mark],
 }
 
-/// Writes a mark: a capture runs it once per student. It must open no temporary B-tree (a test
-/// holds it to that; schema 7 wrote the marks' CHECKs so that it does not).
+/// Writes a mark: a capture's (once per student), a teacher's, or a correction pulled from the
+/// server. It must open no temporary B-tree (a test holds it to that; schema 7 wrote the marks'
+/// CHECKs so that it does not).
 pub(super) const SET_MARK: &str =
     "INSERT INTO marks (session_id, student_id, status, source, score,
         candidates, decided_at, decided_by)
