@@ -425,10 +425,10 @@ mod tests {
             ("present", "robot"),
             ("Present", "teacher"),
         ] {
-            assert!(
-                write(status, source).is_err(),
-                "{status} by {source} was taken"
-            );
+            let refused = write(status, source)
+                .expect_err(&format!("{status} by {source} was taken"))
+                .to_string();
+            assert!(refused.contains("CHECK constraint failed"), "{refused}");
         }
     }
 

@@ -434,7 +434,8 @@ fn purge_template(
 
 fn purge_all_of(tx: &Transaction<'_>, student: &str, seq: u64) -> Result<usize, StoreError> {
     let uuids: Vec<String> = {
-        let mut stmt = tx.prepare("SELECT uuid FROM face_templates WHERE student_id = ?1")?;
+        let mut stmt =
+            tx.prepare_cached("SELECT uuid FROM face_templates WHERE student_id = ?1")?;
         stmt.query_map([student], |r| r.get(0))?
             .collect::<Result<_, _>>()?
     };
@@ -605,38 +606,35 @@ fn apply_mark(
     by: Option<&str>,
     event: &str,
 ) -> Result<bool, StoreError> {
-    let ours: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM capture_sessions WHERE id = ?1)",
-        [session],
-        |r| r.get(0),
-    )?;
+    let ours: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM capture_sessions WHERE id = ?1)")?
+        .query_row([session], |r| r.get(0))?;
     if !ours {
         return Ok(false);
     }
     let held = tx
-        .query_row(
+        .prepare_cached(
             "SELECT source, decided_at FROM marks WHERE session_id = ?1 AND student_id = ?2",
-            [session, student],
-            |r| {
-                Ok((
-                    word::<MarkSource>(0, &r.get::<_, String>(0)?)?,
-                    r.get::<_, i64>(1)?,
-                ))
-            },
-        )
+        )?
+        .query_row([session, student], |r| {
+            Ok((
+                word::<MarkSource>(0, &r.get::<_, String>(0)?)?,
+                r.get::<_, i64>(1)?,
+            ))
+        })
         .optional()?;
     if let Some((held_source, held_at)) = held {
         // The id that decided the held mark: its latest event here or the correction pulled.
-        let held_id: String = tx.query_row(
-            "SELECT COALESCE(MAX(id), '') FROM (
-                 SELECT id FROM outbox WHERE kind = 'mark_set'
-                     AND json_extract(payload, '$.session') = ?1
-                     AND json_extract(payload, '$.student') = ?2
-                 UNION ALL
-                 SELECT event_id FROM sync_marks WHERE session_id = ?1 AND student_id = ?2)",
-            [session, student],
-            |r| r.get(0),
-        )?;
+        let held_id: String = tx
+            .prepare_cached(
+                "SELECT COALESCE(MAX(id), '') FROM (
+                     SELECT id FROM outbox WHERE kind = 'mark_set'
+                         AND json_extract(payload, '$.session') = ?1
+                         AND json_extract(payload, '$.student') = ?2
+                     UNION ALL
+                     SELECT event_id FROM sync_marks WHERE session_id = ?1 AND student_id = ?2)",
+            )?
+            .query_row([session, student], |r| r.get(0))?;
         if !mark_wins(
             (source, decided_at, event),
             (held_source, held_at, &held_id),
@@ -656,18 +654,18 @@ fn apply_mark(
             decided_at,
             by
         ])?;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO sync_marks (session_id, student_id, event_id, status, source, change_seq, at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            session,
-            student,
-            event,
-            status.as_str(),
-            source.as_str(),
-            seq as i64,
-            now_ms()
-        ],
-    )?;
+    )?
+    .execute(params![
+        session,
+        student,
+        event,
+        status.as_str(),
+        source.as_str(),
+        seq as i64,
+        now_ms()
+    ])?;
     Ok(true)
 }

@@ -101,14 +101,13 @@ pub(super) fn insert(
 
 /// Deletes every template (vector, metadata, crop) of a student; returns how many.
 pub(super) fn purge_student(tx: &Transaction<'_>, student_id: &str) -> Result<usize, StoreError> {
-    tx.execute(
+    tx.prepare_cached(
         "DELETE FROM template_vectors WHERE template_id IN (SELECT id FROM face_templates WHERE student_id = ?1)",
-        [student_id],
-    )?;
-    Ok(tx.execute(
-        "DELETE FROM face_templates WHERE student_id = ?1",
-        [student_id],
-    )?)
+    )?
+    .execute([student_id])?;
+    Ok(tx
+        .prepare_cached("DELETE FROM face_templates WHERE student_id = ?1")?
+        .execute([student_id])?)
 }
 
 /// Stores a new template of this box with its `template_added` event and audit line in `tx`;

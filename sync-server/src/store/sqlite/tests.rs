@@ -222,28 +222,38 @@ async fn a_schools_attendance_is_listed_without_a_sort() {
     assert!(!plan.contains("TEMP B-TREE"), "a sort: {plan}");
 }
 
+/// Writes a database at schema `version` (the first `version` migrations, as a build of that time
+/// left it) holding `data`, for a migration test to open with this build.
+fn database_at_version(path: &Path, version: usize, data: &str) {
+    let mut conn = Connection::open(path).expect("create");
+    let tx = conn.transaction().expect("tx");
+    for sql in &schema::MIGRATIONS[..version] {
+        tx.execute_batch(sql)
+            .expect("the migrations up to the version");
+    }
+    tx.pragma_update(None, "user_version", version as i64)
+        .expect("version");
+    tx.execute_batch(data).expect("the version's data");
+    tx.commit().expect("commit");
+}
+
 /// Version 1 databases flag the marks whose session has not arrived when they are migrated.
 #[tokio::test]
 async fn migration_2_flags_marks_without_their_session() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("s.sqlite");
-    {
-        let conn = Connection::open(&path).expect("create");
-        conn.execute_batch(schema::MIGRATIONS[0])
-            .expect("version 1");
-        conn.execute_batch(
-            "PRAGMA user_version = 1;
-             INSERT INTO schools (id, name) VALUES ('sch-1', 'North');
-             INSERT INTO sections (id, school_id, title, active) VALUES ('sec-1', 'sch-1', 'A', 1);
-             INSERT INTO sessions (id, school_id, device_id, section_id, started_at)
-                 VALUES ('sess-here', 'sch-1', 'dev-1', 'sec-1', 10);
-             INSERT INTO marks (session_id, student_id, school_id, device_id, status, source,
-                 decided_at, event_id)
-                 VALUES ('sess-here', 'stu-1', 'sch-1', 'dev-1', 'present', 'machine', 11, 'e1'),
-                        ('sess-later', 'stu-1', 'sch-1', 'dev-1', 'absent', 'machine', 12, 'e2');",
-        )
-        .expect("version 1 data");
-    }
+    database_at_version(
+        &path,
+        1,
+        "INSERT INTO schools (id, name) VALUES ('sch-1', 'North');
+         INSERT INTO sections (id, school_id, title, active) VALUES ('sec-1', 'sch-1', 'A', 1);
+         INSERT INTO sessions (id, school_id, device_id, section_id, started_at)
+             VALUES ('sess-here', 'sch-1', 'dev-1', 'sec-1', 10);
+         INSERT INTO marks (session_id, student_id, school_id, device_id, status, source,
+             decided_at, event_id)
+             VALUES ('sess-here', 'stu-1', 'sch-1', 'dev-1', 'present', 'machine', 11, 'e1'),
+                    ('sess-later', 'stu-1', 'sch-1', 'dev-1', 'absent', 'machine', 12, 'e2');",
+    );
     let store = SqliteStore::open(&path).expect("migrate");
     let flags = store
         .writer
@@ -267,26 +277,18 @@ async fn migration_2_flags_marks_without_their_session() {
 async fn migration_6_keeps_the_machines_own_marks_as_its_decisions() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("s.sqlite");
-    {
-        let mut conn = Connection::open(&path).expect("create");
-        let tx = conn.transaction().expect("tx");
-        for sql in &schema::MIGRATIONS[..5] {
-            tx.execute_batch(sql).expect("versions 1 to 5");
-        }
-        tx.execute_batch(
-            "PRAGMA user_version = 5;
-             INSERT INTO schools (id, name) VALUES ('sch-1', 'North');
-             INSERT INTO sections (id, school_id, title, active) VALUES ('sec-1', 'sch-1', 'A', 1);
-             INSERT INTO sessions (id, school_id, device_id, section_id, started_at)
-                 VALUES ('sess-1', 'sch-1', 'dev-1', 'sec-1', 10);
-             INSERT INTO marks (session_id, student_id, school_id, device_id, status, source,
-                 decided_at, event_id)
-                 VALUES ('sess-1', 'stu-1', 'sch-1', 'dev-1', 'review', 'machine', 11, 'e1'),
-                        ('sess-1', 'stu-2', 'sch-1', 'dev-1', 'absent', 'teacher', 12, 'e2');",
-        )
-        .expect("version 5 data");
-        tx.commit().expect("commit");
-    }
+    database_at_version(
+        &path,
+        5,
+        "INSERT INTO schools (id, name) VALUES ('sch-1', 'North');
+         INSERT INTO sections (id, school_id, title, active) VALUES ('sec-1', 'sch-1', 'A', 1);
+         INSERT INTO sessions (id, school_id, device_id, section_id, started_at)
+             VALUES ('sess-1', 'sch-1', 'dev-1', 'sec-1', 10);
+         INSERT INTO marks (session_id, student_id, school_id, device_id, status, source,
+             decided_at, event_id)
+             VALUES ('sess-1', 'stu-1', 'sch-1', 'dev-1', 'review', 'machine', 11, 'e1'),
+                    ('sess-1', 'stu-2', 'sch-1', 'dev-1', 'absent', 'teacher', 12, 'e2');",
+    );
     let store = SqliteStore::open(&path).expect("migrate");
     let kept = store
         .writer
@@ -315,31 +317,23 @@ async fn migration_6_keeps_the_machines_own_marks_as_its_decisions() {
 async fn migration_8_lists_each_students_sections() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("s.sqlite");
-    {
-        let mut conn = Connection::open(&path).expect("create");
-        let tx = conn.transaction().expect("tx");
-        for sql in &schema::MIGRATIONS[..7] {
-            tx.execute_batch(sql).expect("versions 1 to 7");
-        }
-        tx.execute_batch(
-            "PRAGMA user_version = 7;
-             INSERT INTO schools (id, name) VALUES ('sch-1', 'North');
-             INSERT INTO sections (id, school_id, title, active)
-                 VALUES ('sec-1', 'sch-1', 'A', 1), ('sec-2', 'sch-1', 'B', 1);
-             INSERT INTO sessions (id, school_id, device_id, section_id, started_at)
-                 VALUES ('sess-1', 'sch-1', 'dev-1', 'sec-1', 10),
-                        ('sess-2', 'sch-1', 'dev-1', 'sec-1', 20),
-                        ('sess-3', 'sch-1', 'dev-2', 'sec-2', 30);
-             INSERT INTO marks (session_id, student_id, school_id, device_id, status, source,
-                 decided_at, event_id)
-                 VALUES ('sess-1', 'stu-1', 'sch-1', 'dev-1', 'present', 'machine', 11, 'e1'),
-                        ('sess-2', 'stu-1', 'sch-1', 'dev-1', 'absent', 'machine', 21, 'e2'),
-                        ('sess-3', 'stu-1', 'sch-1', 'dev-2', 'late', 'teacher', 31, 'e3'),
-                        ('sess-3', 'stu-2', 'sch-1', 'dev-2', 'present', 'machine', 31, 'e4');",
-        )
-        .expect("version 7 data");
-        tx.commit().expect("commit");
-    }
+    database_at_version(
+        &path,
+        7,
+        "INSERT INTO schools (id, name) VALUES ('sch-1', 'North');
+         INSERT INTO sections (id, school_id, title, active)
+             VALUES ('sec-1', 'sch-1', 'A', 1), ('sec-2', 'sch-1', 'B', 1);
+         INSERT INTO sessions (id, school_id, device_id, section_id, started_at)
+             VALUES ('sess-1', 'sch-1', 'dev-1', 'sec-1', 10),
+                    ('sess-2', 'sch-1', 'dev-1', 'sec-1', 20),
+                    ('sess-3', 'sch-1', 'dev-2', 'sec-2', 30);
+         INSERT INTO marks (session_id, student_id, school_id, device_id, status, source,
+             decided_at, event_id)
+             VALUES ('sess-1', 'stu-1', 'sch-1', 'dev-1', 'present', 'machine', 11, 'e1'),
+                    ('sess-2', 'stu-1', 'sch-1', 'dev-1', 'absent', 'machine', 21, 'e2'),
+                    ('sess-3', 'stu-1', 'sch-1', 'dev-2', 'late', 'teacher', 31, 'e3'),
+                    ('sess-3', 'stu-2', 'sch-1', 'dev-2', 'present', 'machine', 31, 'e4');",
+    );
     let store = SqliteStore::open(&path).expect("migrate");
     let listed = store
         .writer
@@ -587,10 +581,12 @@ async fn marks_take_exactly_the_words_of_their_enums() {
         ("present", "machine", Some("here")),
         ("Present", "machine", None),
     ] {
-        let refused = write("bad".into(), status, source, machine).await;
+        let refused = write("bad".into(), status, source, machine)
+            .await
+            .expect_err(&format!("{status} by {source} ({machine:?}) was taken"));
         assert!(
-            refused.is_err(),
-            "{status} by {source} ({machine:?}) was taken"
+            refused.to_string().contains("CHECK constraint failed"),
+            "{refused}"
         );
     }
 }
@@ -601,25 +597,17 @@ async fn marks_take_exactly_the_words_of_their_enums() {
 async fn migration_16_keeps_every_mark() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("s.sqlite");
-    {
-        let mut conn = Connection::open(&path).expect("create");
-        let tx = conn.transaction().expect("tx");
-        for sql in &schema::MIGRATIONS[..15] {
-            tx.execute_batch(sql).expect("versions 1 to 15");
-        }
-        tx.execute_batch(
-            "PRAGMA user_version = 15;
-             INSERT INTO schools (id, name) VALUES ('sch-1', 'North');
-             INSERT INTO marks (session_id, student_id, school_id, device_id, status, source,
-                 score, decided_at, decided_by, event_id, session_pending, machine_status)
-                 VALUES ('sess-1', 'stu-1', 'sch-1', 'dev-1', 'review', 'machine', 0.41, 11,
-                         NULL, 'e1', 1, 'review'),
-                        ('sess-1', 'stu-2', 'sch-1', 'dev-1', 'excused', 'office', NULL, 12,
-                         'office-1', 'e2', 0, 'absent');",
-        )
-        .expect("version 15 data");
-        tx.commit().expect("commit");
-    }
+    database_at_version(
+        &path,
+        15,
+        "INSERT INTO schools (id, name) VALUES ('sch-1', 'North');
+         INSERT INTO marks (session_id, student_id, school_id, device_id, status, source,
+             score, decided_at, decided_by, event_id, session_pending, machine_status)
+             VALUES ('sess-1', 'stu-1', 'sch-1', 'dev-1', 'review', 'machine', 0.41, 11,
+                     NULL, 'e1', 1, 'review'),
+                    ('sess-1', 'stu-2', 'sch-1', 'dev-1', 'excused', 'office', NULL, 12,
+                     'office-1', 'e2', 0, 'absent');",
+    );
     let store = SqliteStore::open(&path).expect("migrate");
     type Row = (
         String,
@@ -660,7 +648,8 @@ async fn migration_16_keeps_every_mark() {
                     "UPDATE marks SET status = 'here' WHERE student_id = 'stu-1'",
                     [],
                 )
-                .is_err();
+                .err()
+                .map(|e| e.to_string());
             Ok((rows, refused))
         })
         .await
@@ -693,5 +682,6 @@ async fn migration_16_keeps_every_mark() {
             ),
         ]
     );
-    assert!(refused, "a word no enum has was taken");
+    let refused = refused.expect("a word no enum has was taken");
+    assert!(refused.contains("CHECK constraint failed"), "{refused}");
 }
