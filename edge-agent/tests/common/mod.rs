@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: where the shared photos are, and a loaded pipeline.
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use std::path::{Path, PathBuf};
 
 use edge_agent::capture::{ImageLimits, load_image};
