@@ -11,17 +11,13 @@ use crate::capture::{SourceSpec, StreamSpec};
 use crate::config::{Config, DATABASE_FILE};
 use crate::store::Store;
 use crate::sync::Client;
+use crate::sync::clock::{self, ClockVerdict};
 use crate::vision::{Manifest, runtime};
 
 /// Free space below which the store may soon fail to write (a week of captures is a few MB; the
 /// margin is for the WAL and a rebuilt vector table).
 const DISK_WARN_BYTES: u64 = 1 << 30;
 const DISK_FAIL_BYTES: u64 = 100 << 20;
-/// Clock difference with the server that `doctor` fails: the server refuses events dated more
-/// than a few minutes ahead of it, and marks carry the box's time.
-const CLOCK_FAIL_MS: i64 = 60_000;
-const CLOCK_WARN_MS: i64 = 5_000;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
@@ -298,22 +294,19 @@ fn server_and_clock(p: &Patient<'_>, store: &Store) -> Vec<Check> {
             "serve the server over HTTPS ([tls] in sync-server.toml) and provision the box with its https:// address: the token and the templates cross the network",
         )
     };
-    let clock = match probe.server_ms {
+    let clock = match probe.clock {
         None => Check::warn(
             "clock",
             "the server sent no Date header",
             "compare the clocks by hand (date -u on both)",
         ),
-        Some(server_ms) => {
-            // The Date header has whole seconds and was stamped before the answer travelled back.
-            let local_ms = crate::store::now_ms();
-            let off = local_ms - server_ms - probe.round_trip_ms / 2;
+        Some(reading) => {
+            let off = reading.offset_ms();
             let detail = format!("{:+.1} s from the server's", off as f64 / 1e3);
-            let fix = "set the box's clock from the network: timedatectl set-ntp true";
-            match off.abs() {
-                d if d > CLOCK_FAIL_MS => Check::fail("clock", detail, fix),
-                d if d > CLOCK_WARN_MS + 1_000 => Check::warn("clock", detail, fix),
-                _ => Check::ok("clock", detail),
+            match clock::verdict(off) {
+                ClockVerdict::Fail => Check::fail("clock", detail, clock::CLOCK_FIX),
+                ClockVerdict::Warn => Check::warn("clock", detail, clock::CLOCK_FIX),
+                ClockVerdict::Ok => Check::ok("clock", detail),
             }
         }
     };

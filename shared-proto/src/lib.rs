@@ -2,6 +2,7 @@
 //! error codes. No I/O, no tokio, no storage types: both daemons convert to and from their own types.
 
 pub mod breaker;
+pub mod clock;
 pub mod crop;
 pub mod ids;
 pub mod metrics;

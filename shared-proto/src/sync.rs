@@ -52,6 +52,10 @@ pub struct BoxReport {
     pub app_version: String,
     /// Events waiting in its outbox after this push is sent (this push's events included).
     pub outbox_waiting: u64,
+    /// The box's clock when it made this push, ms since the Unix epoch: the server compares it
+    /// with its own (`clock`'s rule) for the devices page. Absent from boxes before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_ms: Option<i64>,
 }
 
 /// Answer to a push: every event id is either acked (applied now or earlier) or rejected.

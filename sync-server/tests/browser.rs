@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{DISTRICT_ADMIN, PASSWORD, Server};
 use fantoccini::{Client, ClientBuilder, Locator};
+use sync_server::api::Clock;
 use sync_server::store::Store;
 
 /// A chromedriver on a free loopback port, ended when dropped.
@@ -272,10 +273,25 @@ async fn an_admin_signs_in_reads_the_counts_opens_a_roll_and_signs_out() {
     );
     screenshots(&browser, "reports").await;
 
-    // Devices: the fixture's box, then a new code, shown once.
+    // Devices: the fixture's box, whose clock lost three days, then a new code, shown once.
+    let three_days_ago = server.clock.now() - 3 * 86_400_000;
+    server
+        .post(
+            "/v1/sync/push",
+            Some(&north.device),
+            serde_json::json!({"protocol": 2, "events": [], "report": {
+                "app_version": "0.9.8", "outbox_waiting": 0, "clock_ms": three_days_ago}}),
+        )
+        .await
+        .assert_ok();
     let devices = browser.find(Locator::LinkText("Devices")).await.unwrap();
     devices.click().await.unwrap();
     wait_for_path(&browser, "/devices").await;
+    let state = text_of(&browser, "main tbody td[data-label='State']").await;
+    assert!(
+        state.contains("Clock 3 days behind: its marks carry the wrong time"),
+        "{state}"
+    );
     let form = browser
         .form(Locator::Css("form[action='/devices/codes']"))
         .await

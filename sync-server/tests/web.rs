@@ -8,6 +8,7 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use serde_json::json;
 use shared_proto::sync::{Event, EventBody, MarkStatus};
+use sync_server::api::Clock;
 use sync_server::store::Store;
 
 /// A browser-like client on one server: keeps its cookies by hand and follows no redirect, so a
@@ -498,6 +499,74 @@ async fn admins_make_a_code_a_box_can_use_and_revoke_a_box_after_confirming() {
     teacher.sign_in("north-teacher", PASSWORD).await;
     assert_eq!(teacher.get("/devices").await.status, 403);
     assert!(!teacher.get("/").await.html.contains("/devices"));
+}
+
+/// A box back from a holiday with last term's time: its marks reach the server dated days ago,
+/// which the server cannot refuse (an offline box pushes old events), so the devices page says
+/// which box it is and what to do, by the clock rule the box applies too. A push without a
+/// report (protocol 1) leaves what the last report said; a report without a clock clears it.
+#[tokio::test]
+async fn the_devices_page_names_a_box_whose_clock_is_off() {
+    let server = Server::start().await;
+    let north = server.school("north").await;
+    let mut admin = Browser::new(&server);
+    admin.sign_in("north-admin", PASSWORD).await;
+    let report = |clock_ms: Option<i64>| {
+        let mut report = json!({"app_version": "0.9.8", "outbox_waiting": 0});
+        if let Some(at) = clock_ms {
+            report["clock_ms"] = json!(at);
+        }
+        json!({"protocol": 2, "events": [], "report": report})
+    };
+    let now = server.clock.now();
+    for (clock_ms, shown) in [
+        (
+            Some(now - 3 * 86_400_000),
+            Some("Clock 3 days behind</strong>"),
+        ),
+        (Some(now + 20_000), Some("Clock 20 s ahead</span>")),
+        (Some(now + 2_000), None),
+    ] {
+        server
+            .post("/v1/sync/push", Some(&north.device), report(clock_ms))
+            .await
+            .assert_ok();
+        let page = admin.get("/devices").await;
+        match shown {
+            Some(shown) => page.shows(shown),
+            None => page.lacks("Clock "),
+        }
+        if clock_ms == Some(now - 3 * 86_400_000) {
+            page.shows("its marks carry the wrong time; set its clock");
+        } else {
+            page.lacks("its marks carry the wrong time");
+        }
+    }
+    server
+        .post(
+            "/v1/sync/push",
+            Some(&north.device),
+            report(Some(now - 2 * 3_600_000)),
+        )
+        .await
+        .assert_ok();
+    server
+        .post(
+            "/v1/sync/push",
+            Some(&north.device),
+            json!({"protocol": 1, "events": []}),
+        )
+        .await
+        .assert_ok();
+    admin
+        .get("/devices")
+        .await
+        .shows("Clock 2 h behind</strong>");
+    server
+        .post("/v1/sync/push", Some(&north.device), report(None))
+        .await
+        .assert_ok();
+    admin.get("/devices").await.lacks("Clock ");
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ use anyhow::Result;
 use super::Command;
 use super::attendance::{open_store, open_store_existing};
 use crate::config::{CONFIG_FILE, Config};
+use crate::sync::clock::{self, ClockVerdict};
 use crate::sync::{self, Breaker, CycleReport, Status};
 
 pub(super) fn run(command: Command, data_dir: &Path, out: &mut impl Write) -> Result<i32> {
@@ -103,6 +104,16 @@ fn print_cycle(out: &mut impl Write, report: &CycleReport) -> Result<()> {
             report.rejected - report.rejections.len()
         )?;
     }
+    if let Some(offset) = report.clock_offset_ms
+        && clock::verdict(offset) == ClockVerdict::Fail
+    {
+        writeln!(
+            out,
+            "  clock: this box's clock is {} the server's, so its marks carry the wrong time: {}",
+            clock::describe(offset),
+            clock::CLOCK_FIX
+        )?;
+    }
     Ok(())
 }
 
@@ -161,6 +172,18 @@ fn print_status(out: &mut impl Write, status: &Status) -> Result<()> {
         ),
     };
     writeln!(out, "breaker     {breaker}")?;
+    if let Some(offset) = status.link.clock_offset_ms {
+        let fix = match clock::verdict(offset) {
+            ClockVerdict::Ok => String::new(),
+            ClockVerdict::Warn | ClockVerdict::Fail => format!(": {}", clock::CLOCK_FIX),
+        };
+        writeln!(
+            out,
+            "clock       {} the server's, as of {}{fix}",
+            clock::describe(offset),
+            when(status.link.clock_read_at)
+        )?;
+    }
     if let Some(error) = &status.link.last_error {
         writeln!(out, "last error  {error}")?;
     }

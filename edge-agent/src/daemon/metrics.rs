@@ -111,6 +111,13 @@ pub fn render(s: &Snapshot<'_>) -> String {
             "Failed calls to the server in a row.",
             status.link.breaker.consecutive_failures.to_string(),
         );
+        if let Some(offset) = status.link.clock_offset_ms {
+            gauge(
+                "rollcall_edge_clock_offset_seconds",
+                "How far the box's clock was ahead of the server's at its last answer (behind when negative); over 60 s in either direction, marks carry the wrong time.",
+                format!("{:.3}", offset as f64 / 1e3),
+            );
+        }
     }
     let _ = writeln!(
         out,

@@ -225,6 +225,14 @@ DROP TABLE marks;
 ALTER TABLE marks_v7 RENAME TO marks;
 "#,
     ),
+    // 8: the box's clock against the server's at the last answer (`sync::clock`): a box that
+    // lost its time shows it on the teacher's screen and in `status`.
+    Migration::Sql(
+        r#"
+ALTER TABLE sync_state ADD COLUMN clock_offset_ms INTEGER;
+ALTER TABLE sync_state ADD COLUMN clock_read_at INTEGER;
+"#,
+    ),
 ];
 
 /// Gives every template the space of the model that made it (`EmbeddingSpace::of_model`, the

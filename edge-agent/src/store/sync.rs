@@ -60,6 +60,10 @@ pub struct SyncState {
     pub last_pull_at: Option<i64>,
     pub last_attempt_at: Option<i64>,
     pub last_error: Option<String>,
+    /// How far the box's clock was ahead of the server's (behind when negative) at the last
+    /// answer that said (`sync::clock`), and when by the box's clock.
+    pub clock_offset_ms: Option<i64>,
+    pub clock_read_at: Option<i64>,
     /// What the circuit breaker reads (`consecutive_failures`, `breaker_opened_at` in the JSON).
     #[serde(flatten)]
     pub breaker: shared_proto::breaker::Link,
@@ -266,7 +270,7 @@ impl Store {
     pub fn sync_state(&self) -> Result<SyncState, StoreError> {
         Ok(self.conn.query_row(
             "SELECT last_push_at, last_pull_at, last_attempt_at, last_error, consecutive_failures,
-                    breaker_opened_at FROM sync_state WHERE id = 1",
+                    breaker_opened_at, clock_offset_ms, clock_read_at FROM sync_state WHERE id = 1",
             [],
             |r| {
                 Ok(SyncState {
@@ -274,6 +278,8 @@ impl Store {
                     last_pull_at: r.get(1)?,
                     last_attempt_at: r.get(2)?,
                     last_error: r.get(3)?,
+                    clock_offset_ms: r.get(6)?,
+                    clock_read_at: r.get(7)?,
                     breaker: shared_proto::breaker::Link {
                         consecutive_failures: r.get::<_, i64>(4)? as u32,
                         breaker_opened_at: r.get(5)?,
@@ -286,14 +292,17 @@ impl Store {
     pub fn set_sync_state(&mut self, state: &SyncState) -> Result<(), StoreError> {
         self.conn.execute(
             "UPDATE sync_state SET last_push_at = ?1, last_pull_at = ?2, last_attempt_at = ?3,
-                 last_error = ?4, consecutive_failures = ?5, breaker_opened_at = ?6 WHERE id = 1",
+                 last_error = ?4, consecutive_failures = ?5, breaker_opened_at = ?6,
+                 clock_offset_ms = ?7, clock_read_at = ?8 WHERE id = 1",
             params![
                 state.last_push_at,
                 state.last_pull_at,
                 state.last_attempt_at,
                 state.last_error,
                 state.breaker.consecutive_failures,
-                state.breaker.breaker_opened_at
+                state.breaker.breaker_opened_at,
+                state.clock_offset_ms,
+                state.clock_read_at
             ],
         )?;
         Ok(())

@@ -12,6 +12,7 @@ use shared_proto::sync::{
 };
 
 use super::SyncError;
+use super::clock::Reading;
 use crate::config::SyncConfig;
 
 /// Why one call failed.
@@ -48,6 +49,8 @@ pub struct Client {
     http: reqwest::blocking::Client,
     server: String,
     token: Option<String>,
+    /// The clock of the last answer that had one (`Date`), whatever the answer said.
+    clock: std::sync::Mutex<Option<Reading>>,
 }
 
 /// Installs ring as rustls's crypto provider, once per process (reqwest is built without one so
@@ -105,6 +108,7 @@ impl Client {
             http,
             server,
             token,
+            clock: std::sync::Mutex::new(None),
         })
     }
 
@@ -188,7 +192,8 @@ impl Client {
         answer(self.call(request, request_id)?)
     }
 
-    /// Sends a request with the protocol's headers; the response as it came.
+    /// Sends a request with the protocol's headers; the response as it came. Its clock, when
+    /// it has one, is kept for [`Client::take_clock`].
     fn call(
         &self,
         request: reqwest::blocking::RequestBuilder,
@@ -198,29 +203,44 @@ impl Client {
         if let Some(id) = request_id {
             request = request.header(REQUEST_ID_HEADER, id);
         }
-        request
+        let started = std::time::Instant::now();
+        let response = request
             .send()
-            .map_err(|e| CallError::Unreachable(describe(&e)))
+            .map_err(|e| CallError::Unreachable(describe(&e)))?;
+        let date = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|value| value.to_str().ok());
+        let reading = Reading::from_date(
+            date,
+            crate::store::now_ms(),
+            started.elapsed().as_millis() as i64,
+        );
+        if reading.is_some() {
+            *self.clock.lock().unwrap_or_else(|p| p.into_inner()) = reading;
+        }
+        Ok(response)
+    }
+
+    /// The clock of the last answer since the last call of this, if one had a `Date`.
+    pub fn take_clock(&self) -> Option<Reading> {
+        self.clock.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// An authenticated pull of at most one change, applied nowhere: whether the server answers
     /// this box's token, with the server's clock (its `Date` header) and the round trip.
     pub fn probe(&self, cursor: Option<&str>) -> Result<Probe, CallError> {
+        self.take_clock();
         let started = std::time::Instant::now();
         let response = self.call(
             self.authorized(self.http.get(self.pull_url(cursor, 1))),
             None,
         )?;
         let round_trip_ms = started.elapsed().as_millis() as i64;
-        let server_ms = response
-            .headers()
-            .get(reqwest::header::DATE)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|text| jiff::fmt::rfc2822::parse(text).ok())
-            .map(|date| date.timestamp().as_millisecond());
+        let clock = self.take_clock();
         let _: PullResponse = answer(response)?;
         Ok(Probe {
-            server_ms,
+            clock,
             round_trip_ms,
         })
     }
@@ -229,8 +249,8 @@ impl Client {
 /// What [`Client::probe`] saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Probe {
-    /// The server's clock when it answered, to the second; `None` without a `Date` header.
-    pub server_ms: Option<i64>,
+    /// The server's clock; `None` without a `Date` header.
+    pub clock: Option<Reading>,
     pub round_trip_ms: i64,
 }
 

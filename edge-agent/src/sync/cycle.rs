@@ -43,6 +43,9 @@ pub struct CycleReport {
     pub error: Option<String>,
     /// Set when the breaker kept the cycle from calling the server at all.
     pub breaker_open_ms: Option<i64>,
+    /// How far the box's clock was ahead of the server's (behind when negative), when an
+    /// answer said (`sync::clock`).
+    pub clock_offset_ms: Option<i64>,
 }
 
 impl CycleReport {
@@ -127,6 +130,19 @@ impl Syncer {
             .push_all(&mut link, &mut attempts, &mut report)
             .and_then(|()| self.pull_all(&mut link, &mut attempts, &mut report));
         report.retries = attempts.retries_used;
+        if let Some(reading) = self.client.take_clock() {
+            report.clock_offset_ms = Some(reading.offset_ms());
+            link.clock_offset_ms = Some(reading.offset_ms());
+            link.clock_read_at = Some(reading.received_ms);
+            if super::clock::verdict(reading.offset_ms()) == super::clock::ClockVerdict::Fail {
+                tracing::warn!(
+                    offset_ms = reading.offset_ms(),
+                    "this box's clock is {} the server's: {}",
+                    super::clock::describe(reading.offset_ms()),
+                    super::clock::CLOCK_FIX
+                );
+            }
+        }
         match outcome {
             Ok(()) => {
                 link.last_error = None;
@@ -234,6 +250,9 @@ impl Syncer {
                     app_version: env!("CARGO_PKG_VERSION").to_owned(),
                     // The partial index `outbox_waiting` answers this without reading sent rows.
                     outbox_waiting: self.store.pending_event_count()? as u64,
+                    // Taken before the call's retries, so a retried push reads up to a few
+                    // seconds behind: far inside the clock rule's minute.
+                    clock_ms: Some(now_ms()),
                 };
                 let answer = self.call(link, attempts, |client| {
                     client.push(&events, &about_me, &request_id)
@@ -390,6 +409,48 @@ mod tests {
         }
         assert_eq!(link.breaker.consecutive_failures, 0);
         assert_eq!(link.breaker.breaker_opened_at, None);
+    }
+
+    /// A box that lost its time (no RTC battery, no network time) learns how far off it is from
+    /// the server's `Date` on any answer, a refusal too, and keeps it for the screen and `status`.
+    #[test]
+    fn every_answer_tells_the_box_how_far_its_clock_is_off() {
+        let three_days_ago = jiff::Timestamp::from_millisecond(now_ms() - 3 * 86_400_000).unwrap();
+        let date = jiff::fmt::rfc2822::DateTimePrinter::new()
+            .timestamp_to_rfc9110_string(&three_days_ago)
+            .unwrap();
+        let headers: &'static str = Box::leak(format!("date: {date}\r\n").into_boxed_str());
+        for (status, body) in [
+            (
+                "200 OK",
+                r#"{"protocol":1,"changes":[],"next_cursor":"0","more":false}"#,
+            ),
+            (
+                "401 Unauthorized",
+                r#"{"code":"token_revoked","message":"revoked","request_id":"r1"}"#,
+            ),
+        ] {
+            let server = server_answering_with(status, headers, body);
+            let (_, link) = cycles_against(&server, 1);
+            let offset = link.clock_offset_ms.expect("the answer's clock was kept");
+            // Ahead by three days, less what the header's whole seconds and the loopback take.
+            assert!(
+                (3 * 86_400_000 - 2_000..=3 * 86_400_000 + 1_000).contains(&offset),
+                "{status}: {offset}"
+            );
+            assert!(
+                link.clock_read_at
+                    .is_some_and(|at| (now_ms() - at).abs() < 10_000)
+            );
+            assert_eq!(super::super::clock::describe(offset), "3 days ahead");
+        }
+        // An answer without a Date says nothing of the clock, and nothing is made up.
+        let server = server_answering(
+            "200 OK",
+            r#"{"protocol":1,"changes":[],"next_cursor":"0","more":false}"#,
+        );
+        let (_, link) = cycles_against(&server, 1);
+        assert_eq!((link.clock_offset_ms, link.clock_read_at), (None, None));
     }
 
     /// The breaker still opens for a server that is down (5xx), after `breaker_failures`.

@@ -7,6 +7,7 @@
 mod agent;
 mod breaker;
 mod client;
+pub mod clock;
 mod cycle;
 pub mod lock;
 mod wire;

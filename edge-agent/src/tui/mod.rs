@@ -38,6 +38,8 @@ pub struct SyncIndicator {
     pub last_sync_ms: Option<i64>,
     /// One line on the last attempt (e.g. the error of a failed push), may be empty.
     pub detail: String,
+    /// How far the box's clock was from the server's at the last answer (`sync::clock`).
+    pub clock_offset_ms: Option<i64>,
 }
 
 impl SyncIndicator {
@@ -63,6 +65,7 @@ impl SyncIndicator {
                     .map(|_| status.link.breaker.consecutive_failures == 0),
                 waiting: status.outbox.waiting,
                 last_sync_ms: status.link.last_success_at(),
+                clock_offset_ms: status.link.clock_offset_ms,
                 detail: match (&status.link.last_error, status.outbox.rejected) {
                     (Some(error), _) if status.link.breaker.consecutive_failures > 0 => {
                         error.clone()
@@ -75,6 +78,7 @@ impl SyncIndicator {
                 online: Some(cycle.succeeded()),
                 waiting: status.outbox.waiting,
                 last_sync_ms: status.link.last_success_at(),
+                clock_offset_ms: status.link.clock_offset_ms,
                 detail: match (&cycle.error, status.outbox.rejected) {
                     (Some(error), _) => error.clone(),
                     (None, 0) => String::new(),

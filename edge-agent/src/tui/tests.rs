@@ -490,6 +490,7 @@ fn the_sync_indicator_follows_the_sync_loop() {
         waiting: 12,
         last_sync_ms: None,
         detail: "connection refused".into(),
+        clock_offset_ms: None,
     }));
     assert!(screen(&app, 80, 24).contains("○ offline · 12 waiting"));
     app.handle(AppEvent::Sync(SyncIndicator {
@@ -497,9 +498,45 @@ fn the_sync_indicator_follows_the_sync_loop() {
         waiting: 0,
         last_sync_ms: Some(1_700_000_000_000),
         detail: String::new(),
+        clock_offset_ms: Some(900),
     }));
     let text = screen(&app, 80, 24);
     assert!(text.contains("● online · 0 waiting · last sync "), "{text}");
+    assert!(!text.contains("clock"), "{text}");
+}
+
+/// A box that came back from a holiday with last term's time (no RTC battery, no network time):
+/// the teacher sees it on a row of its own under the header, whatever else the screen says.
+#[test]
+fn a_clock_far_from_the_servers_is_on_the_screen() {
+    let mut app = started(true);
+    let behind = SyncIndicator {
+        online: Some(true),
+        waiting: 0,
+        last_sync_ms: Some(1_700_000_000_000),
+        detail: String::new(),
+        clock_offset_ms: Some(-3 * 86_400_000 - 20_000),
+    };
+    app.handle(AppEvent::Sync(behind.clone()));
+    let text = screen(&app, 80, 24);
+    assert!(
+        text.contains(
+            "⚠ Clock 3 days behind the server's: marks get the wrong time. Ask IT to set it."
+        ),
+        "{text}"
+    );
+    assert!(text.contains("● online · 0 waiting"), "{text}");
+    // A capture's own line comes and goes; the clock's row stays.
+    app.handle(key('c'));
+    let text = screen(&app, 80, 24);
+    assert!(text.contains("capturing"), "{text}");
+    assert!(text.contains("⚠ Clock 3 days behind"), "{text}");
+    // Within the rule (a few seconds of a whole-second Date header): nothing is said.
+    app.handle(AppEvent::Sync(SyncIndicator {
+        clock_offset_ms: Some(4_000),
+        ..behind
+    }));
+    assert!(!screen(&app, 80, 24).contains("clock"));
 }
 
 #[test]
@@ -514,10 +551,23 @@ fn renders_at_any_size_on_every_screen() {
                 reason: "a long reason ".repeat(20),
             };
         }
-        for (width, height) in [(80, 24), (60, 20), (200, 60), (20, 5), (1, 1), (0, 0)] {
-            let text = screen(&app, width, height);
-            if width >= 60 {
-                assert!(text.contains("Rollcall"), "{width}x{height}:\n{text}");
+        for clock_offset_ms in [None, Some(-3 * 86_400_000)] {
+            app.sync = Some(SyncIndicator {
+                clock_offset_ms,
+                ..SyncIndicator::default()
+            });
+            for (width, height) in [(80, 24), (60, 20), (200, 60), (20, 5), (1, 1), (0, 0)] {
+                let text = screen(&app, width, height);
+                if width >= 60 {
+                    assert!(text.contains("Rollcall"), "{width}x{height}:\n{text}");
+                }
+                if width >= 80 && height >= 20 {
+                    assert_eq!(
+                        text.contains("⚠ Clock 3 days behind"),
+                        clock_offset_ms.is_some(),
+                        "{width}x{height}:\n{text}"
+                    );
+                }
             }
         }
         apps.push(setup);
@@ -626,9 +676,13 @@ fn the_screen_shows_the_daemons_state_when_the_daemon_syncs() {
     // Its last calls failed: offline, with its error.
     held.link.breaker.consecutive_failures = 2;
     held.link.last_error = Some("server unreachable: timed out".into());
-    let offline = SyncIndicator::from_report(&Ok((None, held)));
+    let offline = SyncIndicator::from_report(&Ok((None, held.clone())));
     assert_eq!(
         (offline.online, offline.detail.as_str()),
         (Some(false), "server unreachable: timed out")
     );
+    // The clock's offset the daemon recorded reaches the screen.
+    held.link.clock_offset_ms = Some(-90_000);
+    let skewed = SyncIndicator::from_report(&Ok((None, held)));
+    assert_eq!(skewed.clock_offset_ms, Some(-90_000));
 }

@@ -14,13 +14,16 @@ use super::app::{
 };
 use crate::attendance::roll::RollRow;
 use crate::store::{Consent, MarkSource, MarkStatus};
+use crate::sync::clock::{self, ClockVerdict};
 
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 
 pub fn render(frame: &mut Frame, app: &App) {
     let summary_lines = summary_lines(app);
-    let [header, summary, body, message, keys] = Layout::vertical([
+    let banner = clock_banner(app);
+    let [header, clock, summary, body, message, keys] = Layout::vertical([
         Constraint::Length(1),
+        Constraint::Length(u16::from(banner.is_some())),
         Constraint::Length(summary_lines.len() as u16),
         Constraint::Min(3),
         Constraint::Length(2),
@@ -28,6 +31,9 @@ pub fn render(frame: &mut Frame, app: &App) {
     ])
     .areas(frame.area());
     render_header(frame, header, app);
+    if let Some(banner) = banner {
+        frame.render_widget(Paragraph::new(banner), clock);
+    }
     frame.render_widget(Paragraph::new(summary_lines), summary);
     match app.screen {
         Screen::Roster => render_roster(frame, body, app),
@@ -106,6 +112,22 @@ pub fn sync_text(sync: Option<&SyncIndicator>, waiting: usize) -> String {
         })
         .unwrap_or_default();
     format!("{state} · {waiting} waiting{last}")
+}
+
+/// A row of its own while the box's clock is further from the server's than the rule allows:
+/// every mark taken now carries the wrong time, and a message would soon cover it. The teacher
+/// calls IT; `edge-agent status` and `doctor` give IT the command.
+fn clock_banner(app: &App) -> Option<Line<'static>> {
+    let offset = app.sync.as_ref()?.clock_offset_ms?;
+    (clock::verdict(offset) == ClockVerdict::Fail).then(|| {
+        Line::styled(
+            format!(
+                "⚠ Clock {} the server's: marks get the wrong time. Ask IT to set it.",
+                clock::describe(offset)
+            ),
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        )
+    })
 }
 
 fn summary_lines(app: &App) -> Vec<Line<'static>> {

@@ -169,6 +169,11 @@ fn the_daemon_syncs_beside_the_screen_reports_its_health_and_hands_back() {
         metrics.contains("rollcall_edge_breaker{state=\"closed\"} 1"),
         "{metrics}"
     );
+    // The box's clock against the server's, on one host: within the clock rule's minute, and
+    // within a whole-second Date header and a round trip of nothing.
+    let clock = common::metric(&metrics, "rollcall_edge_clock_offset_seconds")
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(clock.abs() < 2.0, "{metrics}");
     // The capture the screen's process made, stage by stage.
     assert_eq!(
         common::metric(&metrics, "rollcall_edge_captures_total"),

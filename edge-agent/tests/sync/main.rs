@@ -865,6 +865,106 @@ fn a_box_whose_clock_is_far_ahead_is_told_to_set_it() {
     assert!(server.attendance(SECTION).is_empty());
 }
 
+/// `edge-agent ARGS` on `classroom` with the box's clock `shift` off the real one (libfaketime,
+/// e.g. "-3d"); the monotonic clock stays true, as the kernel's does when the wall clock is set.
+fn faketime_command(classroom: &Classroom, shift: &str, args: &[&str]) -> String {
+    let mut words = vec![
+        "FAKETIME_DONT_FAKE_MONOTONIC=1".to_owned(),
+        "faketime".into(),
+        "-f".into(),
+        shift.into(),
+        env!("CARGO_BIN_EXE_edge-agent").into(),
+        "--data-dir".into(),
+        classroom.data().display().to_string(),
+    ];
+    words.extend(args.iter().map(|a| a.to_string()));
+    words.join(" ")
+}
+
+/// A box back from a holiday with last term's time (no RTC battery, no network time): the server
+/// takes its marks, since an offline box pushes old events, so only the box can tell. Every
+/// answer's `Date` shows it: `sync` and `status` say so with the fix, and so does the teacher's
+/// screen; once the clock is set, nothing is said.
+#[test]
+fn a_box_whose_clock_is_days_behind_says_so_everywhere() {
+    let students = synthetic_students(2);
+    let ids: Vec<String> = students.iter().map(|s| s.id.clone()).collect();
+    let (server, _roster) = school(Backend::Embedded, &students);
+    let classroom = joined(&server, "", "room 9");
+    // Something to push, so the push's report carries the box's clock to the server.
+    record_sessions(&classroom, 1, &ids);
+    let sync = Command::new("sh")
+        .arg("-c")
+        .arg(faketime_command(&classroom, "-3d", &["sync", "--once"]))
+        .output()
+        .expect("faketime is installed (scripts/test installs it)");
+    let out = String::from_utf8_lossy(&sync.stdout);
+    assert!(
+        sync.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&sync.stderr)
+    );
+    assert!(
+        out.contains("clock: this box's clock is 3 days behind the server's, so its marks carry the wrong time: set the box's clock from the network: timedatectl set-ntp true"),
+        "{out}"
+    );
+    let three_days_behind = -3 * 86_400_000 - 5_000..=-3 * 86_400_000 + 5_000;
+    let offset = classroom.status()["link"]["clock_offset_ms"]
+        .as_i64()
+        .unwrap();
+    assert!(three_days_behind.contains(&offset), "{offset}");
+    // The server measured the same from the push's report, for the devices page.
+    let measured = server.device_clock_offset("room 9").unwrap();
+    assert!(three_days_behind.contains(&measured), "{measured}");
+    let status = classroom.ok(&["status"]);
+    assert!(
+        status.contains("clock       3 days behind the server's, as of ")
+            && status.contains("timedatectl set-ntp true"),
+        "{status}"
+    );
+
+    // The teacher's screen, with its own sync loop, under the same clock.
+    let screen = common::tmux::Tmux::start(
+        classroom.data(),
+        &format!(
+            "{}; echo EXITED:$?; sleep 60",
+            faketime_command(
+                &classroom,
+                "-3d",
+                &["--source", "camera", "--section", SECTION]
+            )
+        ),
+        80,
+        24,
+    );
+    let text = screen.wait_for("the clock's warning", Duration::from_secs(60), |s| {
+        s.contains(
+            "⚠ Clock 3 days behind the server's: marks get the wrong time. Ask IT to set it.",
+        )
+    });
+    assert!(text.contains("● online"), "{text}");
+    screen.keys("q");
+    screen.wait_for("the screen to exit", Duration::from_secs(60), |s| {
+        s.contains("EXITED:0")
+    });
+
+    // The clock set again: the next answer says so, and nothing is shown.
+    record_sessions(&classroom, 1, &ids);
+    let out = classroom.ok(&["sync", "--once"]);
+    assert!(!out.contains("clock"), "{out}");
+    let offset = classroom.status()["link"]["clock_offset_ms"]
+        .as_i64()
+        .unwrap();
+    assert!(offset.abs() < 5_000, "{offset}");
+    let measured = server.device_clock_offset("room 9").unwrap();
+    assert!(measured.abs() < 5_000, "{measured}");
+    let status = classroom.ok(&["status"]);
+    assert!(
+        status.contains("the server's, as of ") && !status.contains("timedatectl"),
+        "{status}"
+    );
+}
+
 /// A school that runs its server behind its own CA: a box refuses the real server's certificate
 /// (with a message that says what to set) until `ca_file` names that CA; then it provisions,
 /// pulls its roster and pushes attendance over HTTPS.

@@ -365,6 +365,23 @@ impl Server {
         .unwrap()
     }
 
+    /// How far the clock of the box named `name` was from the server's at its last push's
+    /// report, read from the embedded store's file (the devices page shows it in words).
+    pub fn device_clock_offset(&self, name: &str) -> Option<i64> {
+        assert!(self.mongo.is_none(), "reads the embedded store only");
+        let conn = rusqlite::Connection::open_with_flags(
+            self.data_dir.path().join("rollcall-server.sqlite"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        conn.query_row(
+            "SELECT clock_offset_ms FROM devices WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
     /// Events the store holds (applied once each), from `/metrics`.
     pub fn events_applied(&self) -> u64 {
         let text = self

@@ -85,11 +85,28 @@ fn every_event_kind_round_trips() {
         report: Some(BoxReport {
             app_version: "0.9.0".into(),
             outbox_waiting: 12,
+            clock_ms: Some(1_700_000_000_123),
         }),
     };
     round_trip(&push);
     let bytes = serde_json::to_vec(&push).unwrap();
     assert_eq!(decode_push(&bytes).unwrap(), push);
+}
+
+/// A report of a box before `clock_ms` reads as one that says nothing of its clock, and a report
+/// without a clock is written as such a box wrote it.
+#[test]
+fn a_report_without_the_boxs_clock_is_still_read() {
+    let push = decode_push(
+        br#"{"protocol":2,"events":[],"report":{"app_version":"0.9.0","outbox_waiting":1}}"#,
+    )
+    .unwrap();
+    let report = push.report.unwrap();
+    assert_eq!(report.clock_ms, None);
+    assert_eq!(
+        serde_json::to_string(&report).unwrap(),
+        r#"{"app_version":"0.9.0","outbox_waiting":1}"#
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@ use shared_proto::sync::{self as wire, EventBody, Rejection};
 use crate::domain::event::{Body, Event, Template};
 use crate::domain::feed::{Change, Entry};
 use crate::domain::push::{Outcome, Refused};
-use crate::store::BoxState;
+use crate::store::{BoxState, Millis};
 
 impl From<wire::Event> for Event {
     fn from(event: wire::Event) -> Event {
@@ -97,12 +97,14 @@ impl From<Outcome> for wire::PushResponse {
     }
 }
 
-impl From<wire::BoxReport> for BoxState {
-    fn from(report: wire::BoxReport) -> BoxState {
-        BoxState {
-            app_version: report.app_version,
-            outbox_waiting: report.outbox_waiting,
-        }
+/// What a push's report says of its box, with the box's clock against the server's at `received_at`.
+/// The request's transit counts as the box being behind: milliseconds, against the clock rule's
+/// minute (`shared_proto::clock`).
+pub fn box_state(report: wire::BoxReport, received_at: Millis) -> BoxState {
+    BoxState {
+        app_version: report.app_version,
+        outbox_waiting: report.outbox_waiting,
+        clock_offset_ms: report.clock_ms.map(|at| at.saturating_sub(received_at)),
     }
 }
 

@@ -39,7 +39,7 @@ pub use error::ApiError;
 pub use ops::Metrics;
 pub use transport::{TlsError, Transport, serve_router};
 
-use crate::store::{Millis, Seen, Store, StoreError};
+use crate::store::{BoxState, Millis, Seen, Store, StoreError};
 
 /// Where "now" comes from, so expiry and rate-limit tests need not sleep.
 pub trait Clock: Send + Sync + 'static {
@@ -218,17 +218,24 @@ impl AppState {
         self.shared.clock.now()
     }
 
-    /// Records that `device_id` synced now, unless that was recorded in the last 30 s.
     /// Records a box's push or pull. Written at once when it tells something new (a pull from a
-    /// cursor further on: the box has applied more, perhaps an erasure; another app version), else
-    /// at most every `LAST_SEEN_EVERY_MS`: an outbox depth up to that old is fine for people.
+    /// cursor further on: the box has applied more, perhaps an erasure; another app version; a
+    /// clock that the clock rule now judges otherwise), else at most every `LAST_SEEN_EVERY_MS`:
+    /// an outbox depth or a clock's seconds up to that old are fine for people.
     async fn device_seen(&self, device_id: &str, seen: Seen) -> Result<(), StoreError> {
         let now = self.now();
         let news = |held: &Seen| match (held, &seen) {
             (Seen::Pull(held), Seen::Pull(cursor)) => cursor > held,
             (Seen::Push(held, held_space), Seen::Push(state, space)) => {
+                let clock = |state: &Option<BoxState>| {
+                    state
+                        .as_ref()
+                        .and_then(|s| s.clock_offset_ms)
+                        .map(shared_proto::clock::verdict)
+                };
                 held.as_ref().map(|s| &s.app_version) != state.as_ref().map(|s| &s.app_version)
                     || (space.is_some() && space != held_space)
+                    || clock(held) != clock(state)
             }
             _ => true,
         };

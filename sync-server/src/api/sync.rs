@@ -14,11 +14,11 @@ use shared_proto::sync::{
 };
 
 use super::auth::{ClientIp, DeviceAuth, new_token, normalize_code, secret_hash};
-use super::{AppState, BodyBytes, openapi};
+use super::{AppState, BodyBytes, codec, openapi};
 use crate::api::ApiError;
 use crate::domain::event::Event;
 use crate::domain::push::Refused;
-use crate::store::{BoxState, Device, Seen, rules};
+use crate::store::{Device, Seen, rules};
 
 /// Default page size of a pull.
 const DEFAULT_PULL_LIMIT: usize = 500;
@@ -167,7 +167,10 @@ pub(super) async fn push(
     outcome.refused.extend(ahead);
     let response = PushResponse::from(outcome);
     state
-        .device_seen(&device.id, Seen::Push(report.map(BoxState::from), space))
+        .device_seen(
+            &device.id,
+            Seen::Push(report.map(|r| codec::box_state(r, now)), space),
+        )
         .await?;
     state
         .metrics()

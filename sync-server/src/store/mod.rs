@@ -142,6 +142,9 @@ pub struct DeviceActivity {
 pub struct BoxState {
     pub app_version: String,
     pub outbox_waiting: u64,
+    /// How far the box's clock was ahead of the server's (behind when negative) when the push
+    /// arrived; `None` from boxes that do not send their clock.
+    pub clock_offset_ms: Option<Millis>,
 }
 
 /// A box's call, as `Store::device_seen` records it.

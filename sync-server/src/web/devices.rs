@@ -10,6 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use jiff::tz::TimeZone;
 use serde::Deserialize;
+use shared_proto::clock::{self, ClockVerdict};
 
 use super::session::WebUser;
 use super::{Chrome, WebError, admin_school, given, rolls};
@@ -34,6 +35,9 @@ struct DeviceLine {
     last_pull: String,
     /// From the box's last report: (app version, events waiting in its outbox).
     state: Option<(String, u64)>,
+    /// From the box's last report, when its clock is off (`shared_proto::clock`): how far, and
+    /// whether by more than the rule allows (its marks carry the wrong time).
+    clock: Option<(String, bool)>,
     /// The embedding space of the last template it pushed: its recognition model.
     space: Option<String>,
     /// Erasures the box has not purged yet (it has not pulled past them).
@@ -61,6 +65,16 @@ impl DeviceLine {
                 .state
                 .as_ref()
                 .map(|s| (s.app_version.clone(), s.outbox_waiting)),
+            clock: device
+                .activity
+                .state
+                .as_ref()
+                .and_then(|s| s.clock_offset_ms)
+                .and_then(|offset| match clock::verdict(offset) {
+                    ClockVerdict::Ok => None,
+                    ClockVerdict::Warn => Some((clock::describe(offset), false)),
+                    ClockVerdict::Fail => Some((clock::describe(offset), true)),
+                }),
             space: device.activity.embedding_space.clone(),
             purges_pending: device::purges_pending(&device, erasures)
                 .map(str::to_owned)

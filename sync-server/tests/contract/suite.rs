@@ -2847,13 +2847,15 @@ pub async fn audit_log_per_school(backend: &impl Backend) {
     assert_eq!(bob[0].action, Action::DeviceRevoked);
 }
 
-/// A box's pushes say how it is (version, outbox depth); its pulls how far it has applied the feed,
-/// which never moves back; an erasure is purged on a box once it has pulled past it.
+/// A box's pushes say how it is (version, outbox depth, its clock against the server's); its
+/// pulls how far it has applied the feed, which never moves back; an erasure is purged on a box
+/// once it has pulled past it.
 pub async fn boxes_report_and_acknowledge_purges(backend: &impl Backend) {
     let fx = fixture(backend).await;
     let state = BoxState {
         app_version: "0.9.1".into(),
         outbox_waiting: 42,
+        clock_offset_ms: Some(-3 * 86_400_000),
     };
     let seen = |seen: Seen, at: i64| {
         let store = fx.store.clone();
@@ -2875,7 +2877,7 @@ pub async fn boxes_report_and_acknowledge_purges(backend: &impl Backend) {
         .iter()
         .find(|d| d.id == fx.device.id)
         .expect("the box");
-    assert_eq!(held.activity.state, Some(state));
+    assert_eq!(held.activity.state, Some(state.clone()));
     assert_eq!(
         held.activity.embedding_space.as_deref(),
         Some("fr_feature-v1"),
@@ -2885,6 +2887,19 @@ pub async fn boxes_report_and_acknowledge_purges(backend: &impl Backend) {
     assert_eq!(held.activity.last_push_at, Some(T0 + 40));
     assert_eq!(held.activity.last_pull_at, Some(T0 + 30));
     assert_eq!(held.last_seen_at, Some(T0 + 40));
+    // A report without the box's clock (a box before it) forgets the last one: it is not
+    // known any more.
+    let unclocked = BoxState {
+        clock_offset_ms: None,
+        ..state
+    };
+    seen(Seen::Push(Some(unclocked.clone()), None), T0 + 50).await;
+    let devices = fx.store.devices(SCHOOL).await.expect("devices");
+    let held = devices
+        .iter()
+        .find(|d| d.id == fx.device.id)
+        .expect("the box");
+    assert_eq!(held.activity.state, Some(unclocked));
 
     fx.store.erase_student(SCHOOL, STU_2).await.expect("erase");
     let erasures = fx.store.erasures_since(SCHOOL, 0).await.expect("erasures");

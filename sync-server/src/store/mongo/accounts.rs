@@ -322,15 +322,24 @@ pub async fn device_seen(
         Seen::Push(state, space) => {
             let mut update = doc! { "$max": { "last_seen_at": now, "last_push_at": now } };
             let mut set = Document::new();
+            let mut unset = Document::new();
             if let Some(state) = state {
                 set.insert("app_version", &state.app_version);
                 set.insert("outbox_waiting", state.outbox_waiting as i64);
+                // A report replaces the clock, a box's that says none too.
+                match state.clock_offset_ms {
+                    Some(offset) => set.insert("clock_offset_ms", offset),
+                    None => unset.insert("clock_offset_ms", ""),
+                };
             }
             if let Some(space) = space {
                 set.insert("embedding_space", space);
             }
             if !set.is_empty() {
                 update.insert("$set", set);
+            }
+            if !unset.is_empty() {
+                update.insert("$unset", unset);
             }
             update
         }

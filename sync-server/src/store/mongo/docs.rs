@@ -122,6 +122,8 @@ pub struct DeviceDoc {
     pub acked_seq: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding_space: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_offset_ms: Option<Millis>,
 }
 
 impl DeviceDoc {
@@ -148,6 +150,11 @@ impl DeviceDoc {
                 .map(|s| s.outbox_waiting as i64),
             acked_seq: device.activity.acked_seq as i64,
             embedding_space: device.activity.embedding_space.clone(),
+            clock_offset_ms: device
+                .activity
+                .state
+                .as_ref()
+                .and_then(|s| s.clock_offset_ms),
         }
     }
 
@@ -167,6 +174,7 @@ impl DeviceDoc {
                     (Some(app_version), Some(waiting)) => Some(BoxState {
                         app_version,
                         outbox_waiting: waiting.max(0) as u64,
+                        clock_offset_ms: self.clock_offset_ms,
                     }),
                     _ => None,
                 },

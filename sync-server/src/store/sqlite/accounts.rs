@@ -255,7 +255,8 @@ pub fn redeem(
 
 const DEVICE_COLUMNS: &str =
     "id, school_id, name, token_hash, created_at, revoked_at, last_seen_at,
-    last_push_at, last_pull_at, app_version, outbox_waiting, acked_seq, embedding_space";
+    last_push_at, last_pull_at, app_version, outbox_waiting, acked_seq, embedding_space,
+    clock_offset_ms";
 
 fn device_from_row(r: &Row<'_>) -> rusqlite::Result<Device> {
     Ok(Device {
@@ -273,6 +274,7 @@ fn device_from_row(r: &Row<'_>) -> rusqlite::Result<Device> {
                 (Some(app_version), Some(waiting)) => Some(BoxState {
                     app_version,
                     outbox_waiting: waiting.max(0) as u64,
+                    clock_offset_ms: r.get(13)?,
                 }),
                 _ => None,
             },
@@ -330,7 +332,10 @@ pub fn device_seen(
                 "UPDATE devices SET last_seen_at = ?2, last_push_at = ?2,
                      app_version = COALESCE(?3, app_version),
                      outbox_waiting = COALESCE(?4, outbox_waiting),
-                     embedding_space = COALESCE(?5, embedding_space)
+                     embedding_space = COALESCE(?5, embedding_space),
+                     -- A report replaces the clock, a box's that says none too; no report
+                     -- (protocol 1) leaves it.
+                     clock_offset_ms = CASE WHEN ?3 IS NULL THEN clock_offset_ms ELSE ?6 END
                  WHERE id = ?1",
             )?
             .execute(params![
@@ -338,7 +343,8 @@ pub fn device_seen(
                 now,
                 state.as_ref().map(|s| s.app_version.as_str()),
                 state.as_ref().map(|s| s.outbox_waiting as i64),
-                space.as_deref()
+                space.as_deref(),
+                state.as_ref().and_then(|s| s.clock_offset_ms)
             ])?;
         }
         Seen::Pull(cursor) => {

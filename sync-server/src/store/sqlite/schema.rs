@@ -374,6 +374,11 @@ DROP TABLE marks;
 ALTER TABLE marks_v16 RENAME TO marks;
 CREATE INDEX marks_pending ON marks (school_id, decided_at) WHERE session_pending = 1;
 "#,
+    r#"
+-- Version 17: how far each box's clock was from the server's at its last report, for the devices
+-- page (`shared_proto::clock`).
+ALTER TABLE devices ADD COLUMN clock_offset_ms INTEGER;
+"#,
 ];
 
 pub fn supported_version() -> i64 {
