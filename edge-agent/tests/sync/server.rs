@@ -350,36 +350,36 @@ impl Server {
         }
     }
 
-    /// When the server recorded session `id` as closed, read from the embedded store's file (the
-    /// JSON API does not show it); `None` while it is open.
-    pub fn session_closed_at(&self, id: &str) -> Option<i64> {
+    /// The embedded store's file, read-only, beside the running server (WAL lets both be).
+    fn read_store(&self) -> rusqlite::Connection {
         assert!(self.mongo.is_none(), "reads the embedded store only");
-        let conn = rusqlite::Connection::open_with_flags(
+        rusqlite::Connection::open_with_flags(
             self.data_dir.path().join("rollcall-server.sqlite"),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
-        .unwrap();
-        conn.query_row("SELECT closed_at FROM sessions WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
         .unwrap()
+    }
+
+    /// When the server recorded session `id` as closed, read from the embedded store's file (the
+    /// JSON API does not show it); `None` while it is open.
+    pub fn session_closed_at(&self, id: &str) -> Option<i64> {
+        self.read_store()
+            .query_row("SELECT closed_at FROM sessions WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .unwrap()
     }
 
     /// How far the clock of the box named `name` was from the server's at its last push's
     /// report, read from the embedded store's file (the devices page shows it in words).
     pub fn device_clock_offset(&self, name: &str) -> Option<i64> {
-        assert!(self.mongo.is_none(), "reads the embedded store only");
-        let conn = rusqlite::Connection::open_with_flags(
-            self.data_dir.path().join("rollcall-server.sqlite"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .unwrap();
-        conn.query_row(
-            "SELECT clock_offset_ms FROM devices WHERE name = ?1",
-            [name],
-            |r| r.get(0),
-        )
-        .unwrap()
+        self.read_store()
+            .query_row(
+                "SELECT clock_offset_ms FROM devices WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .unwrap()
     }
 
     /// Events the store holds (applied once each), from `/metrics`.
