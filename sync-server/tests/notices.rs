@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::smtp::{Mail, Sink};
 use common::{START, Server, event_id, push_body};
+use serde_json::json;
 use shared_proto::sync::{Event, EventBody, MarkSource, MarkStatus};
 use sync_server::api::Clock;
 use sync_server::config::{SmtpConfig, SmtpSecurity};
@@ -557,17 +558,21 @@ async fn admins_get_an_alert_for_a_box_offline_in_lessons_and_a_daily_digest() {
         .await
         .unwrap();
     // Maths registered at 08:00 with Ada absent; art never registered; the box then goes quiet.
+    // Its report says its clock is three days behind (a holiday without network time).
+    let mut body = push_body(&lesson(
+        1,
+        &hill.math(),
+        START,
+        &[(&hill.s1(), MarkStatus::Absent)],
+    ));
+    body["protocol"] = json!(2);
+    body["report"] = json!({
+        "app_version": "0.9.8",
+        "outbox_waiting": 0,
+        "clock_ms": server.clock.now() - 3 * 24 * HOUR,
+    });
     server
-        .post(
-            "/v1/sync/push",
-            Some(&hill.device),
-            push_body(&lesson(
-                1,
-                &hill.math(),
-                START,
-                &[(&hill.s1(), MarkStatus::Absent)],
-            )),
-        )
+        .post("/v1/sync/push", Some(&hill.device), body)
         .await
         .assert_ok();
     server.clock.advance_ms(5 * MINUTE);
@@ -625,4 +630,12 @@ async fn admins_get_an_alert_for_a_box_offline_in_lessons_and_a_daily_digest() {
         "{}",
         digest.body
     );
+    // The box's clock, by the rule its own screen applies.
+    assert!(
+        digest.body.contains("Boxes whose clock is wrong (their marks carry the wrong time; set the clock: timedatectl set-ntp true):")
+            && digest.body.contains(", clock 3 days behind"),
+        "{}",
+        digest.body
+    );
+    assert!(!alert.body.contains("clock"), "{}", alert.body);
 }

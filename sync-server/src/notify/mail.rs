@@ -99,6 +99,8 @@ pub struct Digest {
     pub newly_chronic: Vec<String>,
     /// "Room 12 box, last heard 08:10".
     pub offline: Vec<String>,
+    /// Boxes whose marks carry the wrong time: "Room 12 box, clock 3 days behind".
+    pub clock_off: Vec<String>,
     pub purges_pending: usize,
     pub failed_notices: usize,
     /// The ids of the students it names.
@@ -197,6 +199,7 @@ pub fn preview(
         chronic_percent: 10,
         newly_chronic: vec!["Alex Example (12 %)".to_owned()],
         offline: vec!["Room 12 box, last heard 08:10".to_owned()],
+        clock_off: vec!["Room 3 box, clock 3 days behind".to_owned()],
         purges_pending: 0,
         failed_notices: 1,
         named: Vec::new(),

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
+use shared_proto::clock::ClockVerdict;
 use shared_proto::sync::MarkStatus;
 
 use super::mail::{self, Alert, Digest, GuardianMail, Line, long_date};
@@ -492,6 +493,17 @@ async fn digest(
             format!("{}, last heard {seen}", box_name(d))
         })
         .collect();
+    let clock_off = devices
+        .iter()
+        .filter_map(|d| match device::clock_off(d)? {
+            (offset, ClockVerdict::Fail) => Some(format!(
+                "{}, clock {}",
+                box_name(d),
+                shared_proto::clock::describe(offset)
+            )),
+            _ => None,
+        })
+        .collect();
     let erasures = match device::least_acked(devices) {
         Some(least) => store.erasures_since(school_id, least).await?,
         None => Vec::new(),
@@ -506,6 +518,7 @@ async fn digest(
         chronic_percent: s.settings.chronic_percent,
         newly_chronic,
         offline,
+        clock_off,
         purges_pending: pending.len(),
         failed_notices: told
             .iter()

@@ -65,16 +65,8 @@ impl DeviceLine {
                 .state
                 .as_ref()
                 .map(|s| (s.app_version.clone(), s.outbox_waiting)),
-            clock: device
-                .activity
-                .state
-                .as_ref()
-                .and_then(|s| s.clock_offset_ms)
-                .and_then(|offset| match clock::verdict(offset) {
-                    ClockVerdict::Ok => None,
-                    ClockVerdict::Warn => Some((clock::describe(offset), false)),
-                    ClockVerdict::Fail => Some((clock::describe(offset), true)),
-                }),
+            clock: device::clock_off(&device)
+                .map(|(offset, verdict)| (clock::describe(offset), verdict == ClockVerdict::Fail)),
             space: device.activity.embedding_space.clone(),
             purges_pending: device::purges_pending(&device, erasures)
                 .map(str::to_owned)
