@@ -18,6 +18,7 @@ use crate::vision::{Manifest, runtime};
 /// margin is for the WAL and a rebuilt vector table).
 const DISK_WARN_BYTES: u64 = 1 << 30;
 const DISK_FAIL_BYTES: u64 = 100 << 20;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {

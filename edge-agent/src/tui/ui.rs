@@ -1,5 +1,6 @@
-//! Draws the teacher screen from the app's state alone: header with the sync indicator, the
-//! counts, the roll (or the section picker, or enrolment), a message line and the key bar.
+//! Draws the teacher screen from the app's state alone: header with the sync indicator (and under
+//! it, while the box's clock is off, a row that says so), the counts, the roll (or the section
+//! picker, or enrolment), a message line and the key bar.
 //! Laid out for 80x24 first; narrower screens truncate, wider ones show more.
 
 use ratatui::Frame;
