@@ -1,8 +1,9 @@
 //! How far a box's clock may be from the server's, and how to say it: one rule for the box (its
-//! `doctor`, `status` and the teacher's screen) and the server (the dashboard's devices page).
-//! Every mark carries the box's time: a clock behind dates a lesson's roll to another day (the
-//! server takes it, since an offline box pushes old events), and a clock ahead gets the marks
-//! refused by the server's own rule (`max_clock_ahead_hours`).
+//! `doctor`, `sync`, `status` and the teacher's screen) and the server (the devices page and the
+//! admins' digest). Every mark carries the box's time: a clock behind dates a lesson's roll to
+//! another day (the server takes it, since an offline box pushes old events), and a clock ahead
+//! dates it later, or gets the marks refused once it is further ahead than the server's
+//! `max_clock_ahead_hours` (24 h by default).
 
 use serde::Serialize;
 
@@ -10,9 +11,12 @@ use serde::Serialize;
 /// minute is where "when did this student arrive" starts to be wrong.
 pub const CLOCK_FAIL_MS: i64 = 60_000;
 /// Where `doctor` warns. An HTTP `Date` has whole seconds, so a reading is up to a second off by
-/// itself; the verdict allows that second on top.
+/// itself; the warning allows that second on top.
 pub const CLOCK_WARN_MS: i64 = 5_000;
 const DATE_RESOLUTION_MS: i64 = 1_000;
+
+/// What IT does about a box whose clock is off.
+pub const CLOCK_FIX: &str = "set the box's clock from the network: timedatectl set-ntp true";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -31,16 +35,21 @@ pub fn verdict(offset_ms: i64) -> ClockVerdict {
     }
 }
 
-/// "3 days behind", "2 h ahead", "4 min behind", "12 s ahead": the offset as a person reads it,
-/// to the nearest unit (seconds rounded down, so a clock a fraction of a second off reads "0 s").
+/// "3 days behind the server's", "2 h ahead of the server's", "4 min behind the server's": the
+/// offset as a person reads it, to the nearest unit (seconds rounded down, so a clock a fraction
+/// of a second off reads "0 s"), the unit chosen after rounding (59.5 min is "1 h").
 pub fn describe(offset_ms: i64) -> String {
-    let side = if offset_ms < 0 { "behind" } else { "ahead" };
+    let side = if offset_ms < 0 {
+        "behind the server's"
+    } else {
+        "ahead of the server's"
+    };
     let s = offset_ms.saturating_abs() / 1000;
     let nearest = |unit: i64| (s + unit / 2) / unit;
     let amount = match s {
         0..60 => format!("{s} s"),
-        60..3600 => format!("{} min", nearest(60)),
-        3600..86_400 => format!("{} h", nearest(3600)),
+        60..3_570 => format!("{} min", nearest(60)),
+        3_570..84_600 => format!("{} h", nearest(3600)),
         _ => match nearest(86_400) {
             1 => "1 day".to_owned(),
             days => format!("{days} days"),
@@ -67,14 +76,32 @@ mod tests {
     #[test]
     fn an_offset_reads_as_a_person_would_say_it() {
         // Three days less the header's rounding and the round trip is still three days.
-        assert_eq!(describe(-3 * 86_400_000 + 1_500), "3 days behind");
-        assert_eq!(describe(-3 * 86_400_000 - 5_000), "3 days behind");
-        assert_eq!(describe(86_400_000 + 7_200_000), "1 day ahead");
-        assert_eq!(describe(2 * 3_600_000 + 59_000), "2 h ahead");
-        assert_eq!(describe(-4 * 60_000 - 20_000), "4 min behind");
-        assert_eq!(describe(-4 * 60_000 - 40_000), "5 min behind");
-        assert_eq!(describe(12_999), "12 s ahead");
-        assert_eq!(describe(-400), "0 s behind");
-        assert_eq!(describe(i64::MIN), "106751991167 days behind");
+        assert_eq!(
+            describe(-3 * 86_400_000 + 1_500),
+            "3 days behind the server's"
+        );
+        assert_eq!(
+            describe(-3 * 86_400_000 - 5_000),
+            "3 days behind the server's"
+        );
+        assert_eq!(
+            describe(86_400_000 + 7_200_000),
+            "1 day ahead of the server's"
+        );
+        assert_eq!(
+            describe(2 * 3_600_000 + 59_000),
+            "2 h ahead of the server's"
+        );
+        assert_eq!(describe(-4 * 60_000 - 20_000), "4 min behind the server's");
+        assert_eq!(describe(-4 * 60_000 - 40_000), "5 min behind the server's");
+        assert_eq!(describe(12_999), "12 s ahead of the server's");
+        assert_eq!(describe(-400), "0 s behind the server's");
+        // The unit after rounding: never "60 min" or "24 h".
+        assert_eq!(describe(59 * 60_000 + 30_000), "1 h ahead of the server's");
+        assert_eq!(
+            describe(-(23 * 3_600_000 + 1_800_000)),
+            "1 day behind the server's"
+        );
+        assert_eq!(describe(i64::MIN), "106751991167 days behind the server's");
     }
 }

@@ -289,7 +289,9 @@ async fn an_admin_signs_in_reads_the_counts_opens_a_roll_and_signs_out() {
     wait_for_path(&browser, "/devices").await;
     let state = text_of(&browser, "main tbody td[data-label='State']").await;
     assert!(
-        state.contains("Clock 3 days behind: its marks carry the wrong time"),
+        state.contains(
+            "Clock 3 days behind the server's at its last push: its marks carry the wrong time"
+        ),
         "{state}"
     );
     let form = browser

@@ -632,8 +632,8 @@ async fn admins_get_an_alert_for_a_box_offline_in_lessons_and_a_daily_digest() {
     );
     // The box's clock, by the rule its own screen applies.
     assert!(
-        digest.body.contains("Boxes whose clock is wrong (their marks carry the wrong time; set the clock: timedatectl set-ntp true):")
-            && digest.body.contains(", clock 3 days behind"),
+        digest.body.contains("Boxes whose clock is wrong at their last push (their marks carry the wrong time; set the box's clock from the network: timedatectl set-ntp true):")
+            && digest.body.contains(", clock 3 days behind the server's"),
         "{}",
         digest.body
     );

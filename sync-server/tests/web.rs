@@ -522,9 +522,12 @@ async fn the_devices_page_names_a_box_whose_clock_is_off() {
     for (clock_ms, shown) in [
         (
             Some(now - 3 * 86_400_000),
-            Some("Clock 3 days behind</strong>"),
+            Some("<strong class=\"warn\">Clock 3 days behind the server"),
         ),
-        (Some(now + 20_000), Some("Clock 20 s ahead</span>")),
+        (
+            Some(now + 20_000),
+            Some("<span class=\"muted\">Clock 20 s ahead of the server"),
+        ),
         (Some(now + 2_000), None),
     ] {
         server
@@ -537,7 +540,7 @@ async fn the_devices_page_names_a_box_whose_clock_is_off() {
             None => page.lacks("Clock "),
         }
         if clock_ms == Some(now - 3 * 86_400_000) {
-            page.shows("its marks carry the wrong time; set its clock");
+            page.shows("at its last push: its marks carry the wrong time; set the box");
         } else {
             page.lacks("its marks carry the wrong time");
         }
@@ -561,7 +564,7 @@ async fn the_devices_page_names_a_box_whose_clock_is_off() {
     admin
         .get("/devices")
         .await
-        .shows("Clock 2 h behind</strong>");
+        .shows("<strong class=\"warn\">Clock 2 h behind the server");
     server
         .post("/v1/sync/push", Some(&north.device), report(None))
         .await

@@ -109,7 +109,7 @@ fn print_cycle(out: &mut impl Write, report: &CycleReport) -> Result<()> {
     {
         writeln!(
             out,
-            "  clock: this box's clock is {} the server's, so its marks carry the wrong time: {}",
+            "  clock: this box's clock is {}, so its marks carry the wrong time: {}",
             clock::describe(offset),
             clock::CLOCK_FIX
         )?;
@@ -173,14 +173,15 @@ fn print_status(out: &mut impl Write, status: &Status) -> Result<()> {
     };
     writeln!(out, "breaker     {breaker}")?;
     if let Some(offset) = status.link.clock_offset_ms {
-        let fix = match clock::verdict(offset) {
-            ClockVerdict::Ok => String::new(),
-            ClockVerdict::Warn | ClockVerdict::Fail => format!(": {}", clock::CLOCK_FIX),
+        let said = match clock::verdict(offset) {
+            ClockVerdict::Ok => "in time with the server's".to_owned(),
+            ClockVerdict::Warn | ClockVerdict::Fail => {
+                format!("{}: {}", clock::describe(offset), clock::CLOCK_FIX)
+            }
         };
         writeln!(
             out,
-            "clock       {} the server's, as of {}{fix}",
-            clock::describe(offset),
+            "clock       {said} (as the server's answer of {} said)",
             when(status.link.clock_read_at)
         )?;
     }

@@ -112,9 +112,13 @@ pub fn render(s: &Snapshot<'_>) -> String {
             status.link.breaker.consecutive_failures.to_string(),
         );
         if let Some(offset) = status.link.clock_offset_ms {
+            let help = format!(
+                "How far the box's clock was ahead of the server's at its last answer (behind when negative); over {} s in either direction, marks carry the wrong time.",
+                shared_proto::clock::CLOCK_FAIL_MS / 1000
+            );
             gauge(
                 "rollcall_edge_clock_offset_seconds",
-                "How far the box's clock was ahead of the server's at its last answer (behind when negative); over 60 s in either direction, marks carry the wrong time.",
+                &help,
                 format!("{:.3}", offset as f64 / 1e3),
             );
         }

@@ -4,7 +4,7 @@
 //! it for the teacher's screen, `status` and `doctor`. What an offset means is
 //! `shared_proto::clock`'s, the rule the server's devices page applies too.
 
-pub use shared_proto::clock::{ClockVerdict, describe, verdict};
+pub use shared_proto::clock::{CLOCK_FIX, ClockVerdict, describe, verdict};
 
 /// One answer's clock: the server's `Date`, and when (by the box's clock) and how fast it came.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,9 +33,6 @@ impl Reading {
         self.received_ms - self.server_ms - self.round_trip_ms / 2
     }
 }
-
-/// What the person at the box does about a clock that is off.
-pub const CLOCK_FIX: &str = "set the box's clock from the network: timedatectl set-ntp true";
 
 #[cfg(test)]
 mod tests {

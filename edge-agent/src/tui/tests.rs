@@ -502,7 +502,7 @@ fn the_sync_indicator_follows_the_sync_loop() {
     }));
     let text = screen(&app, 80, 24);
     assert!(text.contains("● online · 0 waiting · last sync "), "{text}");
-    assert!(!text.contains("clock"), "{text}");
+    assert!(!text.contains("Clock"), "{text}");
 }
 
 /// A box that came back from a holiday with last term's time (no RTC battery, no network time):
@@ -536,7 +536,7 @@ fn a_clock_far_from_the_servers_is_on_the_screen() {
         clock_offset_ms: Some(4_000),
         ..behind
     }));
-    assert!(!screen(&app, 80, 24).contains("clock"));
+    assert!(!screen(&app, 80, 24).contains("Clock"));
 }
 
 #[test]

@@ -120,10 +120,16 @@ pub fn sync_text(sync: Option<&SyncIndicator>, waiting: usize) -> String {
 /// calls IT; `edge-agent status` and `doctor` give IT the command.
 fn clock_banner(app: &App) -> Option<Line<'static>> {
     let offset = app.sync.as_ref()?.clock_offset_ms?;
+    // A clock far ahead also gets marks refused (the server's `max_clock_ahead_hours`).
+    let harm = if offset < 0 {
+        "marks get the wrong time"
+    } else {
+        "marks get the wrong time or are refused"
+    };
     (clock::verdict(offset) == ClockVerdict::Fail).then(|| {
         Line::styled(
             format!(
-                "⚠ Clock {} the server's: marks get the wrong time. Ask IT to set it.",
+                "⚠ Clock {}: {harm}. Ask IT to set it.",
                 clock::describe(offset)
             ),
             Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),

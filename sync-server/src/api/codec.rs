@@ -97,8 +97,9 @@ impl From<Outcome> for wire::PushResponse {
     }
 }
 
-/// What a push's report says of its box, with the box's clock against the server's at `received_at`.
-/// The request's transit counts as the box being behind: milliseconds, against the clock rule's
+/// What a push's report says of its box, with the box's clock against the server's at `received_at`
+/// (once the body is read). The request's transit counts as the box being behind: milliseconds on
+/// a school's network, a few seconds for a large push on a slow link, against the clock rule's
 /// minute (`shared_proto::clock`).
 pub fn box_state(report: wire::BoxReport, received_at: Millis) -> BoxState {
     BoxState {

@@ -99,7 +99,7 @@ pub struct Digest {
     pub newly_chronic: Vec<String>,
     /// "Room 12 box, last heard 08:10".
     pub offline: Vec<String>,
-    /// Boxes whose marks carry the wrong time: "Room 12 box, clock 3 days behind".
+    /// Boxes whose marks carry the wrong time: "Room 12 box, clock 3 days behind the server's".
     pub clock_off: Vec<String>,
     pub purges_pending: usize,
     pub failed_notices: usize,
@@ -123,6 +123,7 @@ struct AdminText<'a> {
     date: &'a str,
     d: &'a Digest,
     alert: Option<&'a Alert>,
+    clock_fix: &'static str,
 }
 
 #[derive(Template)]
@@ -133,6 +134,7 @@ struct AdminHtml<'a> {
     date: &'a str,
     d: &'a Digest,
     alert: Option<&'a Alert>,
+    clock_fix: &'static str,
 }
 
 /// The admins' digest (`alert: None`) or an alert.
@@ -151,6 +153,7 @@ pub fn render_admin(
         date,
         d: digest,
         alert,
+        clock_fix: shared_proto::clock::CLOCK_FIX,
     }
     .render()?;
     let html = AdminHtml {
@@ -159,6 +162,7 @@ pub fn render_admin(
         date,
         d: digest,
         alert,
+        clock_fix: shared_proto::clock::CLOCK_FIX,
     }
     .render()?;
     Ok((subject, text, html))
@@ -199,7 +203,7 @@ pub fn preview(
         chronic_percent: 10,
         newly_chronic: vec!["Alex Example (12 %)".to_owned()],
         offline: vec!["Room 12 box, last heard 08:10".to_owned()],
-        clock_off: vec!["Room 3 box, clock 3 days behind".to_owned()],
+        clock_off: vec!["Room 3 box, clock 3 days behind the server's".to_owned()],
         purges_pending: 0,
         failed_notices: 1,
         named: Vec::new(),

@@ -93,6 +93,8 @@ struct DevicesPage {
     /// Set right after a code was made: shown this once.
     code: Option<(String, String)>,
     notice: Option<String>,
+    /// What IT does about a box whose clock is off (the box's own words).
+    clock_fix: &'static str,
 }
 
 /// `GET /devices`.
@@ -145,6 +147,7 @@ async fn devices_page(
         offline_minutes: settings.offline_minutes,
         code,
         notice,
+        clock_fix: clock::CLOCK_FIX,
     };
     Ok(page.into_response())
 }
