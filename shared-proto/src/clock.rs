@@ -36,26 +36,30 @@ pub fn verdict(offset_ms: i64) -> ClockVerdict {
 }
 
 /// "3 days behind the server's", "2 h ahead of the server's", "4 min behind the server's": the
-/// offset as a person reads it, to the nearest unit (seconds rounded down, so a clock a fraction
-/// of a second off reads "0 s"), the unit chosen after rounding (59.5 min is "1 h").
+/// offset as a person reads it, by [`amount`].
 pub fn describe(offset_ms: i64) -> String {
     let side = if offset_ms < 0 {
         "behind the server's"
     } else {
         "ahead of the server's"
     };
-    let s = offset_ms.saturating_abs() / 1000;
+    format!("{} {side}", amount(offset_ms))
+}
+
+/// How long `ms` is (its sign ignored) as a person says it: to the nearest unit, seconds rounded
+/// down (a fraction of a second off reads "0 s"), the unit chosen after rounding (59.5 min is
+/// "1 h"), hours up to 47 and days after, so that a clock 30 h ahead does not read "1 day" beside
+/// a server that allows 24 h. The box's clock rule and the server's refusal of events from a
+/// clock ahead (`rules::check_clock`) both say it so.
+pub fn amount(ms: i64) -> String {
+    let s = ms.saturating_abs() / 1000;
     let nearest = |unit: i64| (s + unit / 2) / unit;
-    let amount = match s {
+    match s {
         0..60 => format!("{s} s"),
         60..3_570 => format!("{} min", nearest(60)),
-        3_570..84_600 => format!("{} h", nearest(3600)),
-        _ => match nearest(86_400) {
-            1 => "1 day".to_owned(),
-            days => format!("{days} days"),
-        },
-    };
-    format!("{amount} {side}")
+        3_570..171_000 => format!("{} h", nearest(3600)),
+        _ => format!("{} days", nearest(86_400)),
+    }
 }
 
 #[cfg(test)]
@@ -86,7 +90,7 @@ mod tests {
         );
         assert_eq!(
             describe(86_400_000 + 7_200_000),
-            "1 day ahead of the server's"
+            "26 h ahead of the server's"
         );
         assert_eq!(
             describe(2 * 3_600_000 + 59_000),
@@ -96,12 +100,18 @@ mod tests {
         assert_eq!(describe(-4 * 60_000 - 40_000), "5 min behind the server's");
         assert_eq!(describe(12_999), "12 s ahead of the server's");
         assert_eq!(describe(-400), "0 s behind the server's");
-        // The unit after rounding: never "60 min" or "24 h".
+        // The unit after rounding: never "60 min" or "48 h".
         assert_eq!(describe(59 * 60_000 + 30_000), "1 h ahead of the server's");
         assert_eq!(
             describe(-(23 * 3_600_000 + 1_800_000)),
-            "1 day behind the server's"
+            "24 h behind the server's"
         );
+        assert_eq!(
+            describe(47 * 3_600_000 + 1_800_000),
+            "2 days ahead of the server's"
+        );
+        // A clock set ten days ahead that has run on a little since is still ten days ahead.
+        assert_eq!(amount(10 * 86_400_000 + 3 * 3_600_000), "10 days");
         assert_eq!(describe(i64::MIN), "106751991167 days behind the server's");
     }
 }

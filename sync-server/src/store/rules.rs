@@ -161,7 +161,7 @@ pub fn check_clock(event: &Event, now: Millis, max_ahead_ms: Millis) -> Result<(
             reason: format!(
                 "{what} {} is {} ahead of the server's clock (at most {} h allowed): set the box's clock, then record it again",
                 describe_time(at),
-                describe_ahead(at - now),
+                shared_proto::clock::amount(at - now),
                 max_ahead_ms / 3_600_000
             ),
         }),
@@ -173,17 +173,6 @@ fn describe_time(at: Millis) -> String {
         |_| format!("{at} ms after 1970 (beyond the calendar)"),
         |t| t.strftime("%Y-%m-%d %H:%M UTC").to_string(),
     )
-}
-
-/// Rounded to the nearest hour or day: a box's clock set ten days ahead has run on a little
-/// since, and "9 days" would puzzle whoever set it.
-fn describe_ahead(ms: Millis) -> String {
-    let hours = (ms + 1_800_000) / 3_600_000;
-    if hours >= 48 {
-        format!("{} days", (hours + 12) / 24)
-    } else {
-        format!("{hours} h")
-    }
 }
 
 #[cfg(test)]
